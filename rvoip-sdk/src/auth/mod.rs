@@ -1,0 +1,716 @@
+//! HTTP digest authentication (RFC 7616, RFC 8760) for SIP (RFC 3261 §22).
+//!
+//! Server side: [`Authenticator`] verifies `Authorization` / `Proxy-Authorization` values against a
+//! [`UserDb`] of precomputed HA1 values and produces `WWW-Authenticate` / `Proxy-Authenticate`
+//! challenges ([`Authenticator::challenges`]). Client side: [`digest_response`] and
+//! [`authorization_value`] answer a challenge.
+//!
+//! Sans-IO: the current time (`now_secs`, seconds since the Unix epoch) is an input.
+//!
+//! Nonces are stateless: `hex16(timestamp) || hex32(SHA-256(secret || timestamp || realm)[..16])`,
+//! where `secret` is 32 random bytes drawn once per [`Authenticator`]. The only state kept per nonce
+//! is the highest nonce-count seen (replay protection, RFC 7616 §3.4), in a bounded table.
+
+use std::collections::{HashMap, VecDeque};
+
+use md5::Md5;
+use sha2::{Digest as _, Sha256};
+
+use crate::sip::msg::{Auth, ByteString};
+
+/// A digest algorithm (RFC 7616 §3.2, RFC 8760). `-sess` variants are not supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// `MD5` (RFC 2617, RFC 3261 default).
+    Md5,
+    /// `SHA-256` (RFC 7616, RFC 8760).
+    Sha256,
+}
+
+impl Algorithm {
+    /// The wire name: `MD5` or `SHA-256`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    /// Parses a wire name (case-insensitive). Unknown or `-sess` algorithms give `None`.
+    pub fn from_wire(s: &str) -> Option<Algorithm> {
+        if s.eq_ignore_ascii_case("MD5") {
+            Some(Algorithm::Md5)
+        } else if s.eq_ignore_ascii_case("SHA-256") {
+            Some(Algorithm::Sha256)
+        } else {
+            None
+        }
+    }
+
+    /// `H(data)` as lower-case hex (RFC 7616 §3.4.1).
+    pub fn hash_hex(self, data: &[u8]) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(Md5::digest(data)),
+            Algorithm::Sha256 => hex::encode(Sha256::digest(data)),
+        }
+    }
+
+    /// `H(a:b:c:...)` as lower-case hex, without building the joined string.
+    fn hash_parts(self, parts: &[&str]) -> String {
+        fn feed<D: sha2::Digest>(mut d: D, parts: &[&str]) -> D {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    d.update(b":");
+                }
+                d.update(p.as_bytes());
+            }
+            d
+        }
+        match self {
+            Algorithm::Md5 => hex::encode(feed(Md5::new(), parts).finalize()),
+            Algorithm::Sha256 => hex::encode(feed(Sha256::new(), parts).finalize()),
+        }
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `HA1 = H(username:realm:password)` as lower-case hex (RFC 7616 §3.4.2, non-`-sess`).
+pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
+    algorithm.hash_parts(&[username, realm, password])
+}
+
+/// Computes the digest `response` for `qop=auth` from a precomputed HA1 (RFC 7616 §3.4.1):
+/// `KD(HA1, nonce:nc:cnonce:qop:HA2)` with `HA2 = H(method:digest-uri)`.
+/// `nc` is the 8-hex-digit nonce-count as sent (e.g. `"00000001"`).
+pub fn response_from_ha1(
+    algorithm: Algorithm,
+    ha1_hex: &str,
+    method: &str,
+    digest_uri: &str,
+    nonce: &str,
+    nc: &str,
+    cnonce: &str,
+) -> String {
+    let ha2 = algorithm.hash_parts(&[method, digest_uri]);
+    algorithm.hash_parts(&[ha1_hex, nonce, nc, cnonce, "auth", &ha2])
+}
+
+/// Client side: the digest `response` a user agent sends for `qop=auth` (RFC 7616 §3.4.1,
+/// RFC 3261 §22.4), computed from the password.
+///
+/// - `method`: the request method (`"REGISTER"`, `"INVITE"`…); for ACK/CANCEL use the INVITE's.
+/// - `digest_uri`: the value sent in the `uri` auth-param, normally the Request-URI as a string.
+/// - `nonce`: from the challenge; `nc`: the nonce-count (1 for the first use of a nonce, formatted
+///   as 8 hex digits on the wire); `cnonce`: a fresh random client nonce.
+///
+/// Returns lower-case hex. Use [`authorization_value`] to build a whole `Authorization` value.
+#[allow(clippy::too_many_arguments)]
+pub fn digest_response(
+    algorithm: Algorithm,
+    username: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    digest_uri: &str,
+    nonce: &str,
+    nc: u32,
+    cnonce: &str,
+) -> String {
+    let ha1 = ha1(algorithm, username, realm, password);
+    let nc = format!("{nc:08x}");
+    response_from_ha1(algorithm, &ha1, method, digest_uri, nonce, &nc, cnonce)
+}
+
+/// Client side: answers one parsed challenge (`WWW-Authenticate` or `Proxy-Authenticate`) with a
+/// complete `Authorization` / `Proxy-Authorization` value using `qop=auth`.
+///
+/// Returns `None` if the challenge is not `Digest`, has no realm or nonce, uses an unsupported
+/// algorithm, or does not offer `qop=auth` (RFC 2069-style challenges are not answered).
+/// When a server offers several challenges (RFC 8760 §2.4), pick the first one this accepts.
+pub fn authorization_value(
+    challenge: &Auth,
+    username: &str,
+    password: &str,
+    method: &str,
+    digest_uri: &str,
+    nc: u32,
+    cnonce: &str,
+) -> Option<String> {
+    if !challenge.scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let realm = auth_param(challenge, "realm")?;
+    let nonce = auth_param(challenge, "nonce")?;
+    let algorithm = match auth_param(challenge, "algorithm") {
+        Some(a) => Algorithm::from_wire(a)?,
+        None => Algorithm::Md5,
+    };
+    let qop_ok = auth_param(challenge, "qop")
+        .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
+    if !qop_ok {
+        return None;
+    }
+    let response = digest_response(
+        algorithm, username, realm, password, method, digest_uri, nonce, nc, cnonce,
+    );
+    let mut v = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", \
+         algorithm={}, cnonce=\"{}\", qop=auth, nc={:08x}",
+        quote_escape(username),
+        quote_escape(realm),
+        quote_escape(nonce),
+        quote_escape(digest_uri),
+        response,
+        algorithm,
+        quote_escape(cnonce),
+        nc
+    );
+    if let Some(opaque) = auth_param(challenge, "opaque") {
+        v.push_str(&format!(", opaque=\"{}\"", quote_escape(opaque)));
+    }
+    Some(v)
+}
+
+/// The value of auth-param `name` (already lower-cased by the parser; compared case-insensitively).
+fn auth_param<'a>(auth: &'a Auth, name: &str) -> Option<&'a str> {
+    auth.params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| &**v)
+}
+
+/// Escapes `"` and `\` for a quoted-string.
+fn quote_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['"', '\\']) {
+        let mut out = String::with_capacity(s.len() + 2);
+        for c in s.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.into()
+    } else {
+        s.into()
+    }
+}
+
+/// A fixed-size key for the nonce-count table: truncated SHA-256 of (nonce, username, cnonce),
+/// so memory per entry is bounded whatever the client sends.
+type NcKey = [u8; 16];
+
+fn nc_key(nonce: &str, user: &str, cnonce: &str) -> NcKey {
+    let mut h = Sha256::new();
+    for part in [nonce, user, cnonce] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+/// Constant-time equality of two byte strings (the length is not secret).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Errors from loading credentials.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A line of a `user:password` file is malformed (1-based line number).
+    #[error("line {line}: {what}")]
+    BadLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// The same user appears twice.
+    #[error("line {line}: duplicate user {user:?}")]
+    Duplicate {
+        /// 1-based line number of the second occurrence.
+        line: usize,
+        /// The user name.
+        user: String,
+    },
+}
+
+/// One user's precomputed secrets for one realm: HA1 for each algorithm, lower-case hex.
+/// The password itself is not kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// `MD5(user:realm:password)`, hex.
+    pub ha1_md5: String,
+    /// `SHA-256(user:realm:password)`, hex.
+    pub ha1_sha256: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials { .. }")
+    }
+}
+
+impl Credentials {
+    /// Precomputes both HA1 values.
+    pub fn new(username: &str, realm: &str, password: &str) -> Credentials {
+        Credentials {
+            ha1_md5: ha1(Algorithm::Md5, username, realm, password),
+            ha1_sha256: ha1(Algorithm::Sha256, username, realm, password),
+        }
+    }
+
+    /// The HA1 for `algorithm`.
+    pub fn ha1(&self, algorithm: Algorithm) -> &str {
+        match algorithm {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
+/// User name -> [`Credentials`] for one realm. User names are case-sensitive.
+#[derive(Debug, Clone, Default)]
+pub struct UserDb {
+    realm: String,
+    users: HashMap<String, Credentials>,
+}
+
+impl UserDb {
+    /// An empty database for `realm`.
+    pub fn new(realm: &str) -> UserDb {
+        UserDb {
+            realm: realm.to_owned(),
+            users: HashMap::new(),
+        }
+    }
+
+    /// Loads a `user:password` text file: one user per line, split at the first `:` (the password
+    /// may contain `:`); surrounding whitespace is trimmed; blank lines and lines starting with `#`
+    /// are ignored. An empty user or password, a missing `:` or a duplicate user is an error
+    /// that names the line.
+    pub fn from_file_text(text: &str, realm: &str) -> Result<UserDb, AuthError> {
+        let mut db = UserDb::new(realm);
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((user, password)) = line.split_once(':') else {
+                return Err(AuthError::BadLine {
+                    line: line_no,
+                    what: "expected user:password",
+                });
+            };
+            let user = user.trim();
+            if user.is_empty() {
+                return Err(AuthError::BadLine {
+                    line: line_no,
+                    what: "empty user",
+                });
+            }
+            if password.is_empty() {
+                return Err(AuthError::BadLine {
+                    line: line_no,
+                    what: "empty password",
+                });
+            }
+            if user.chars().any(|c| c.is_control() || c == '"') {
+                return Err(AuthError::BadLine {
+                    line: line_no,
+                    what: "invalid character in user",
+                });
+            }
+            if db.users.contains_key(user) {
+                return Err(AuthError::Duplicate {
+                    line: line_no,
+                    user: user.to_owned(),
+                });
+            }
+            db.add(user, password);
+        }
+        Ok(db)
+    }
+
+    /// Adds (or replaces) a user, precomputing its HA1 values.
+    pub fn add(&mut self, username: &str, password: &str) {
+        let c = Credentials::new(username, &self.realm, password);
+        self.users.insert(username.to_owned(), c);
+    }
+
+    /// Adds (or replaces) a user from HA1 values computed elsewhere (lower-case hex).
+    pub fn add_ha1(&mut self, username: &str, credentials: Credentials) {
+        self.users.insert(username.to_owned(), credentials);
+    }
+
+    /// The credentials of `username`.
+    pub fn get(&self, username: &str) -> Option<&Credentials> {
+        self.users.get(username)
+    }
+
+    /// The realm the HA1 values were computed for.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Number of users.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// The result of checking a nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceStatus {
+    /// Minted by us and within its lifetime.
+    Valid,
+    /// Minted by us but expired: challenge again with `stale=true` (if the digest was right).
+    Stale,
+    /// Malformed, forged, for another realm, or from the future.
+    Invalid,
+}
+
+/// Length of a nonce: 16 hex digits of timestamp + 32 hex digits of MAC.
+const NONCE_LEN: usize = 48;
+/// Allowed clock skew for nonces from the "future" (several server processes, clock steps).
+const NONCE_FUTURE_SKEW: u64 = 5;
+
+/// The outcome of [`Authenticator::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The credentials are valid for `user`.
+    Authorized {
+        /// The authenticated user name.
+        user: String,
+    },
+    /// Answer 401/407 with [`Authenticator::challenges`]`(now, stale)`.
+    Challenge {
+        /// Whether to set `stale=true`: the digest was right but the nonce expired (or its
+        /// nonce-count was already used), so the client may retry without asking the user.
+        stale: bool,
+    },
+}
+
+/// Server-side digest verifier for one realm.
+#[derive(Debug)]
+pub struct Authenticator {
+    realm: String,
+    users: UserDb,
+    /// When true, the digest username need not match the AOR user (To for REGISTER, From else).
+    pub lax: bool,
+    /// Nonce lifetime in seconds (default 300).
+    pub nonce_lifetime: u64,
+    /// Maximum number of nonces whose nonce-count is remembered (default 100 000). When full the
+    /// oldest entry is dropped (its nonce could then be replayed with a higher-than-remembered nc
+    /// until it expires; at the default size that takes > 300 new nonces per second).
+    pub max_nonces: usize,
+    secret: [u8; 32],
+    /// Client-nonce key (see [`NcKey`]) -> highest nc accepted.
+    nc_seen: HashMap<NcKey, u32>,
+    /// Insertion order of `nc_seen` with each nonce's timestamp, for expiry and the cap.
+    nc_order: VecDeque<(NcKey, u64)>,
+}
+
+impl Authenticator {
+    /// A verifier for `realm` over `users` with a fresh random secret. The realm of `users` should
+    /// be `realm` (the HA1 values depend on it).
+    pub fn new(realm: &str, users: UserDb, lax: bool) -> Authenticator {
+        let secret: [u8; 32] = rand::random();
+        Authenticator::with_secret(realm, users, lax, secret)
+    }
+
+    /// Like [`Authenticator::new`] with a given secret (tests, or several processes sharing nonces).
+    pub fn with_secret(realm: &str, users: UserDb, lax: bool, secret: [u8; 32]) -> Authenticator {
+        Authenticator {
+            realm: realm.to_owned(),
+            users,
+            lax,
+            nonce_lifetime: 300,
+            max_nonces: 100_000,
+            secret,
+            nc_seen: HashMap::new(),
+            nc_order: VecDeque::new(),
+        }
+    }
+
+    /// The realm.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The user database.
+    pub fn users(&self) -> &UserDb {
+        &self.users
+    }
+
+    /// Number of (nonce, user, cnonce) entries whose nonce-count is currently remembered.
+    pub fn tracked_nonces(&self) -> usize {
+        self.nc_seen.len()
+    }
+
+    fn nonce_mac(&self, ts: u64) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(ts.to_be_bytes());
+        h.update(self.realm.as_bytes());
+        let d = h.finalize();
+        hex::encode(&d[..16])
+    }
+
+    /// Mints a nonce for time `now_secs`.
+    pub fn make_nonce(&self, now_secs: u64) -> String {
+        format!("{now_secs:016x}{}", self.nonce_mac(now_secs))
+    }
+
+    /// Checks that `nonce` is ours and fresh at `now_secs`.
+    pub fn verify_nonce(&self, now_secs: u64, nonce: &str) -> NonceStatus {
+        if nonce.len() != NONCE_LEN || !nonce.is_ascii() {
+            return NonceStatus::Invalid;
+        }
+        let (ts_hex, mac) = nonce.split_at(16);
+        let Ok(ts) = u64::from_str_radix(ts_hex, 16) else {
+            return NonceStatus::Invalid;
+        };
+        if !ct_eq(mac.as_bytes(), self.nonce_mac(ts).as_bytes()) {
+            return NonceStatus::Invalid;
+        }
+        if ts > now_secs.saturating_add(NONCE_FUTURE_SKEW) {
+            return NonceStatus::Invalid;
+        }
+        if now_secs.saturating_sub(ts) > self.nonce_lifetime {
+            return NonceStatus::Stale;
+        }
+        NonceStatus::Valid
+    }
+
+    /// The two challenge values for WWW-Authenticate / Proxy-Authenticate, SHA-256 first then MD5
+    /// (RFC 8760 §2.4), sharing one fresh nonce:
+    /// `Digest realm="r", nonce="...", algorithm=SHA-256, qop="auth"[, stale=true]`.
+    pub fn challenges(&self, now_secs: u64, stale: bool) -> [String; 2] {
+        let nonce = self.make_nonce(now_secs);
+        let realm = quote_escape(&self.realm);
+        let stale = if stale { ", stale=true" } else { "" };
+        [Algorithm::Sha256, Algorithm::Md5].map(|alg| {
+            format!(
+                "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}"
+            )
+        })
+    }
+
+    /// Verifies the `Authorization` (or `Proxy-Authorization`) values of a request.
+    ///
+    /// - `method`: the request method token; `auth_values`: every value of the header;
+    /// - `aor_user`: the user part of the To URI (REGISTER) or From URI (other requests); unless
+    ///   [`Authenticator::lax`], the digest username must equal it.
+    ///
+    /// The first `Digest` value whose realm is ours is used; other schemes and realms are ignored
+    /// (no usable value: a fresh challenge). `qop=auth`, `cnonce` and `nc` are required; the
+    /// digest-uri is the `uri` auth-param (RFC 7616 §3.4.1). An unknown user, a wrong password, a
+    /// forged nonce and a username that does not match the AOR all give `Challenge { stale: false }`;
+    /// the response is compared in constant time and an unknown user still costs one digest.
+    /// A correct digest with an expired nonce, or a nonce-count not above the highest seen for that
+    /// nonce (replay), gives `Challenge { stale: true }`. The nonce-count is recorded only on success.
+    pub fn check<'a>(
+        &mut self,
+        now_secs: u64,
+        method: &str,
+        auth_values: impl Iterator<Item = &'a ByteString>,
+        aor_user: &str,
+    ) -> AuthOutcome {
+        let fresh = AuthOutcome::Challenge { stale: false };
+        let mut chosen = None;
+        for v in auth_values {
+            let Some(auth) = parse_auth(v) else { continue };
+            if auth.scheme.eq_ignore_ascii_case("Digest")
+                && auth_param(&auth, "realm") == Some(self.realm.as_str())
+            {
+                chosen = Some(auth);
+                break;
+            }
+        }
+        let Some(auth) = chosen else { return fresh };
+        self.check_digest(now_secs, method, &auth, aor_user)
+    }
+
+    /// [`Authenticator::check`] on one already parsed `Digest` value.
+    pub fn check_digest(
+        &mut self,
+        now_secs: u64,
+        method: &str,
+        auth: &Auth,
+        aor_user: &str,
+    ) -> AuthOutcome {
+        let fresh = AuthOutcome::Challenge { stale: false };
+        if !auth.scheme.eq_ignore_ascii_case("Digest")
+            || auth_param(auth, "realm") != Some(self.realm.as_str())
+        {
+            return fresh;
+        }
+        let p = |n| auth_param(auth, n);
+        let (Some(username), Some(nonce), Some(uri), Some(response)) =
+            (p("username"), p("nonce"), p("uri"), p("response"))
+        else {
+            return fresh;
+        };
+        let algorithm = match p("algorithm") {
+            None => Algorithm::Md5,
+            Some(a) => match Algorithm::from_wire(a) {
+                Some(a) => a,
+                None => return fresh,
+            },
+        };
+        if !p("qop").is_some_and(|q| q.eq_ignore_ascii_case("auth")) {
+            return fresh;
+        }
+        let Some(cnonce) = p("cnonce").filter(|c| !c.is_empty()) else {
+            return fresh;
+        };
+        let Some(nc_str) = p("nc") else { return fresh };
+        let nc = match u32::from_str_radix(nc_str, 16) {
+            Ok(n) if nc_str.len() == 8 && n > 0 => n,
+            _ => return fresh,
+        };
+        let nonce_status = self.verify_nonce(now_secs, nonce);
+        if nonce_status == NonceStatus::Invalid {
+            return fresh;
+        }
+
+        // Same work whether or not the user exists (no enumeration by outcome or timing).
+        const DUMMY_HA1: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+        let creds = self.users.get(username);
+        let ha1_hex = match creds {
+            Some(c) => c.ha1(algorithm),
+            None => {
+                &DUMMY_HA1[..match algorithm {
+                    Algorithm::Md5 => 32,
+                    Algorithm::Sha256 => 64,
+                }]
+            }
+        };
+        let expected = response_from_ha1(algorithm, ha1_hex, method, uri, nonce, nc_str, cnonce);
+        let given = response.to_ascii_lowercase();
+        let digest_ok = ct_eq(expected.as_bytes(), given.as_bytes()) & creds.is_some();
+        if !digest_ok {
+            return fresh;
+        }
+        if !self.lax && username != aor_user {
+            return fresh;
+        }
+        if nonce_status == NonceStatus::Stale {
+            return AuthOutcome::Challenge { stale: true };
+        }
+        if !self.accept_nc(now_secs, nonce, username, cnonce, nc) {
+            return AuthOutcome::Challenge { stale: true };
+        }
+        AuthOutcome::Authorized {
+            user: username.to_owned(),
+        }
+    }
+
+    /// Records `nc` for `nonce` if it is above the highest seen; false for a replay.
+    ///
+    /// The counter is kept per (nonce, username, cnonce): nonces minted in the same second are
+    /// equal, so several clients may share one, each counting from 1. A replay carries the same
+    /// triple (changing any of it breaks the digest), so it is still caught.
+    fn accept_nc(&mut self, now_secs: u64, nonce: &str, user: &str, cnonce: &str, nc: u32) -> bool {
+        // Forget nonces that have expired (insertion order is close to timestamp order).
+        while let Some((n, ts)) = self.nc_order.front() {
+            if now_secs.saturating_sub(*ts) > self.nonce_lifetime {
+                self.nc_seen.remove(n);
+                self.nc_order.pop_front();
+            } else {
+                break;
+            }
+        }
+        let key = nc_key(nonce, user, cnonce);
+        if let Some(seen) = self.nc_seen.get_mut(&key) {
+            if nc <= *seen {
+                return false;
+            }
+            *seen = nc;
+            return true;
+        }
+        while self.nc_seen.len() >= self.max_nonces.max(1) {
+            match self.nc_order.pop_front() {
+                Some((n, _)) => {
+                    self.nc_seen.remove(&n);
+                }
+                None => break,
+            }
+        }
+        let ts = nonce
+            .get(..16)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(now_secs);
+        self.nc_seen.insert(key, nc);
+        self.nc_order.push_back((key, ts));
+        true
+    }
+}
+
+/// Parses a credentials/challenge value. Stand-in until `Auth::parse` of `sip::msg` lands.
+fn parse_auth(v: &ByteString) -> Option<Auth> {
+    let s = v.trim();
+    let (scheme, mut rest) = match s.find(|c: char| c.is_ascii_whitespace()) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
+        None => (s, ""),
+    };
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = Vec::new();
+    while !rest.is_empty() {
+        let eq = rest.find('=')?;
+        let name = rest[..eq].trim().to_ascii_lowercase();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(q) = rest.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => out.push(chars.next()?.1),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => out.push(c),
+                }
+            }
+            value = out;
+            rest = q[end?..].trim_start();
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_owned();
+            rest = &rest[end..];
+        }
+        params.push((ByteString::from(name), ByteString::from(value)));
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r.trim_start();
+        } else if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(Auth {
+        scheme: ByteString::from(scheme),
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! `rvoip-server`: a headless SIP registrar and record-routing stateful proxy.
+//!
+//! With no arguments it listens on UDP and TCP 0.0.0.0:5060 and serves the demo accounts it
+//! prints. See `rvoip-server --help` and the README for flags and the TOML config file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rvoip_sdk::driver::BoundServer;
+use rvoip_sdk::server::config::{DEMO_USERS, ListenSpec, ServerConfig};
+
+/// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060.
+#[derive(Debug, Parser)]
+#[command(name = "rvoip-server", version, about)]
+struct Args {
+    /// Listen address, `udp:IP:PORT` or `tcp:IP:PORT`; repeatable. Default udp+tcp 0.0.0.0:5060.
+    #[arg(long = "listen", value_name = "PROTO:IP:PORT")]
+    listen: Vec<ListenSpec>,
+    /// The SIP domain served; the digest realm defaults to it.
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// Users file: one `user:password` per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// One credential may register and call as any AOR of the domain (Kamailio's lax mode).
+    #[arg(long)]
+    lax_auth_user: bool,
+    /// Do not challenge (407) INVITE/MESSAGE/SUBSCRIBE from local users.
+    #[arg(long)]
+    no_invite_auth: bool,
+    /// TOML config file (see README); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut cfg = match &args.config {
+        Some(path) => match ServerConfig::from_toml_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("rvoip-server: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ServerConfig::default(),
+    };
+    if !args.listen.is_empty() {
+        cfg.listen = args.listen.clone();
+    }
+    if args.domain.is_some() {
+        cfg.domain = args.domain.clone();
+    }
+    if args.users.is_some() {
+        cfg.users_file = args.users.clone();
+    }
+    cfg.lax_auth_user |= args.lax_auth_user;
+    if args.no_invite_auth {
+        cfg.invite_auth = false;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rvoip-server: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match BoundServer::bind(&cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rvoip-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for (t, addr) in server.bound() {
+            let t = match t {
+                rvoip_sdk::sip::transaction::TransportKind::Udp => "udp",
+                rvoip_sdk::sip::transaction::TransportKind::Tcp => "tcp",
+            };
+            println!("rvoip-server listening on {t}:{addr}");
+        }
+        println!("domain/realm: {}", server.domain());
+        if cfg.users_file.is_none() && cfg.users.is_empty() {
+            println!("demo accounts (user / password):");
+            for (u, p) in DEMO_USERS {
+                println!("  {u} / {p}");
+            }
+        } else {
+            println!("{} user accounts loaded", server.user_count());
+        }
+        println!("ready: register a softphone as sip:alice@<this host> (INVITE auth {})", if cfg.invite_auth { "on" } else { "off" });
+        server.run(shutdown_signal()).await;
+        println!("rvoip-server: shut down");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

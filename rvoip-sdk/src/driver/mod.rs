@@ -1,0 +1,261 @@
+//! The tokio driver for the server core (RFC 3261 §18 transports).
+//!
+//! One event task owns the sans-IO [`ServerCore`]: socket tasks hand it received messages over a
+//! channel, it runs the core, and sends what the core transmits. UDP datagrams are one message
+//! each; TCP streams are framed by Content-Length ([`crate::sip::msg::frame`]) and connections
+//! are reused both ways (a response goes back on the connection its request came on; a request
+//! to a TCP binding uses the connection the REGISTER came on). TLS and WebSocket slot in as more
+//! stream kinds feeding the same channel.
+
+mod tcp;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::server::config::{ConfigError, ServerConfig};
+use crate::server::core::ServerCore;
+use crate::server::local::{LocalIdentity, primary_ipv4};
+use crate::sip::msg::Limits;
+use crate::sip::transaction::{Transmit, TransportKind};
+
+/// Errors from starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// A socket could not be bound (address in use, permission).
+    #[error("cannot listen on {spec}: {source}")]
+    Bind {
+        /// The listen spec, e.g. `udp:0.0.0.0:5060`.
+        spec: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No listen address was configured.
+    #[error("no listen address configured")]
+    NoListen,
+}
+
+/// What socket tasks tell the event task.
+pub(crate) enum Inbound {
+    /// One SIP message (UDP datagram or TCP frame).
+    Msg { data: Bytes, source: SocketAddr, transport: TransportKind },
+    /// A TCP connection is up; messages for `peer` go to `tx`.
+    TcpOpened { peer: SocketAddr, tx: mpsc::UnboundedSender<Bytes> },
+    /// A TCP connection is gone.
+    TcpClosed { peer: SocketAddr },
+}
+
+/// A server whose sockets are bound but whose event loop has not started yet.
+pub struct BoundServer {
+    core: ServerCore,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+    bound: Vec<(TransportKind, SocketAddr)>,
+    limits: Limits,
+    users: usize,
+}
+
+impl BoundServer {
+    /// Binds every listen address of `cfg` and builds the core. Must run inside a tokio runtime.
+    /// Errors: [`DriverError::Bind`], [`DriverError::Config`] (users file), [`DriverError::NoListen`].
+    pub async fn bind(cfg: &ServerConfig) -> Result<BoundServer, DriverError> {
+        if cfg.listen.is_empty() {
+            return Err(DriverError::NoListen);
+        }
+        let users = cfg.load_users()?;
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut bound = Vec::new();
+        for spec in &cfg.listen {
+            let err = |source| DriverError::Bind { spec: spec.to_string(), source };
+            match spec.transport {
+                TransportKind::Udp => {
+                    let s = UdpSocket::bind(spec.addr).await.map_err(err)?;
+                    bound.push((TransportKind::Udp, s.local_addr().map_err(err)?));
+                    udp.push(Arc::new(s));
+                }
+                TransportKind::Tcp => {
+                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    bound.push((TransportKind::Tcp, l.local_addr().map_err(err)?));
+                    tcp.push(l);
+                }
+            }
+        }
+        let advertise = match &cfg.advertise {
+            Some(a) => a.clone(),
+            None => match primary_ipv4() {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            },
+        };
+        let domain = cfg.domain.clone().unwrap_or_else(|| {
+            bound
+                .iter()
+                .find(|(_, a)| !a.ip().is_unspecified())
+                .map(|(_, a)| a.ip().to_string())
+                .unwrap_or_else(|| advertise.clone())
+        });
+        let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
+        let now = std::time::Instant::now();
+        let core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
+        let limits = Limits { max_message_bytes: cfg.max_message_bytes, max_headers: cfg.max_headers };
+        Ok(BoundServer { core, udp, tcp, bound, limits, users: users.len() })
+    }
+
+    /// The bound sockets (with the real ports when port 0 was asked for).
+    pub fn bound(&self) -> &[(TransportKind, SocketAddr)] {
+        &self.bound
+    }
+
+    /// The domain (and default realm) the server answers for.
+    pub fn domain(&self) -> &str {
+        &self.core.local().domain
+    }
+
+    /// How many user accounts were loaded.
+    pub fn user_count(&self) -> usize {
+        self.users
+    }
+
+    /// Runs the event loop until `shutdown` completes. Socket errors on one connection never stop
+    /// the server; a failed UDP receive is logged and retried.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let BoundServer { mut core, udp, tcp, limits, .. } = self;
+        let udp_socks = udp.clone();
+        let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
+        let mut tasks = tokio::task::JoinSet::new();
+        for sock in &udp_socks {
+            tasks.spawn(udp_reader(sock.clone(), tx.clone(), limits.max_message_bytes));
+        }
+        for l in tcp {
+            tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
+        }
+        let mut conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
+        let udp: Vec<(Arc<UdpSocket>, bool)> =
+            udp.into_iter().map(|s| { let v4 = s.local_addr().map(|a| a.is_ipv4()).unwrap_or(true); (s, v4) }).collect();
+        let mut out = Outbound { udp: &udp, conns: &mut conns, inbound: tx.clone(), limits };
+        tokio::pin!(shutdown);
+        let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let sleep = tokio::time::sleep_until(far());
+        tokio::pin!(sleep);
+        let mut deadline = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                m = rx.recv() => {
+                    let Some(m) = m else { break };
+                    let now = std::time::Instant::now();
+                    out.handle(&mut core, now, m);
+                    // Drain what is already queued before sending, to batch work.
+                    for _ in 0..256 {
+                        match rx.try_recv() {
+                            Ok(m) => out.handle(&mut core, now, m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = &mut sleep => {
+                    deadline = None;
+                    core.handle_timeout(std::time::Instant::now());
+                }
+            }
+            while let Some(t) = core.poll_transmit() {
+                out.send(t);
+            }
+            let next = core.poll_timeout();
+            if next != deadline {
+                deadline = next;
+                let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
+                sleep.as_mut().reset(at);
+            }
+        }
+        tasks.abort_all();
+    }
+}
+
+/// The event task's view of the sockets.
+struct Outbound<'a> {
+    udp: &'a [(Arc<UdpSocket>, bool)],
+    conns: &'a mut HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    inbound: mpsc::Sender<Inbound>,
+    limits: Limits,
+}
+
+impl Outbound<'_> {
+    fn handle(&mut self, core: &mut ServerCore, now: std::time::Instant, m: Inbound) {
+        match m {
+            Inbound::Msg { data, source, transport } => core.handle_datagram(now, data, source, transport),
+            Inbound::TcpOpened { peer, tx } => {
+                self.conns.insert(peer, tx);
+            }
+            Inbound::TcpClosed { peer } => {
+                self.conns.remove(&peer);
+            }
+        }
+    }
+
+    fn send(&mut self, t: Transmit) {
+        match t.transport {
+            TransportKind::Udp => {
+                let sock = self.udp.iter().find(|(_, v4)| *v4 == t.dest.is_ipv4()).or(self.udp.first());
+                let Some((sock, _)) = sock else { return };
+                match sock.try_send_to(&t.bytes, t.dest) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let sock = sock.clone();
+                        tokio::spawn(async move {
+                            let _ = sock.send_to(&t.bytes, t.dest).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
+                }
+            }
+            TransportKind::Tcp => {
+                if let Some(c) = self.conns.get(&t.dest) {
+                    if c.send(t.bytes.clone()).is_ok() {
+                        return;
+                    }
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(t.bytes);
+                self.conns.insert(t.dest, tx);
+                tokio::spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
+            }
+        }
+    }
+}
+
+async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, max: usize) {
+    let chunk = max.clamp(1500, 65_535) + 1;
+    let mut buf = BytesMut::with_capacity(chunk * 16);
+    loop {
+        if buf.capacity() < chunk {
+            buf = BytesMut::with_capacity(chunk * 16);
+        }
+        match sock.recv_buf_from(&mut buf).await {
+            Ok((n, source)) => {
+                let data = buf.split_to(n).freeze();
+                if n == 0 || data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
+                }
+                if tx.send(Inbound::Msg { data, source, transport: TransportKind::Udp }).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // ICMP port unreachable surfaces as ConnectionReset on some systems: keep going.
+                tracing::debug!(error = %e, "udp receive error");
+                buf.clear();
+            }
+        }
+    }
+}

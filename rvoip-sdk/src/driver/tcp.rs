@@ -1,0 +1,89 @@
+//! TCP transport (RFC 3261 §18.3): accept and connect, Content-Length framing, one writer task
+//! per connection fed by a channel, so the event task never blocks on a slow peer.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::Inbound;
+use crate::sip::msg::{Frame, Limits, frame};
+use crate::sip::transaction::TransportKind;
+
+/// Accepts connections until the listener fails for good.
+pub(super) async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>, limits: Limits) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let (tx, rx) = mpsc::unbounded_channel();
+                if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_err() {
+                    return;
+                }
+                tokio::spawn(serve(stream, peer, rx, inbound.clone(), limits));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Opens a connection to `peer` and serves it; messages queued in `rx` are written once connected.
+pub(super) async fn connect(peer: SocketAddr, rx: mpsc::UnboundedReceiver<Bytes>, inbound: mpsc::Sender<Inbound>, limits: Limits) {
+    let connect = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(peer)).await;
+    match connect {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            serve(stream, peer, rx, inbound, limits).await
+        }
+        _ => {
+            tracing::debug!(%peer, "tcp connect failed");
+            let _ = inbound.send(Inbound::TcpClosed { peer }).await;
+        }
+    }
+}
+
+/// Reads framed messages into the event task and writes queued messages, until either side ends.
+async fn serve(stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedReceiver<Bytes>, inbound: mpsc::Sender<Inbound>, limits: Limits) {
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    'read: loop {
+        match rd.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            match frame(&buf, &limits) {
+                Ok(Some(Frame::Keepalive(n))) => buf.advance(n),
+                Ok(Some(Frame::Message(n))) => {
+                    let data = buf.split_to(n).freeze();
+                    if inbound.send(Inbound::Msg { data, source: peer, transport: TransportKind::Tcp }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // A stream that cannot be framed cannot be resynchronised (§18.3): close it.
+                    tracing::debug!(%peer, error = %e, "tcp framing error, closing");
+                    break 'read;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+    }
+    writer.abort();
+    let _ = inbound.send(Inbound::TcpClosed { peer }).await;
+}

@@ -1,0 +1,243 @@
+//! Server settings: what `rvoip-server` reads from its flags or a TOML file (`--config FILE`).
+//!
+//! Every field has a default, so an empty file (or no file) gives the zero-configuration server:
+//! UDP and TCP on `0.0.0.0:5060`, demo users, digest auth on REGISTER and on INVITE from local users.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::sip::transaction::TransportKind;
+
+/// One listening socket: a transport and a local address, written `udp:IP:PORT` or `tcp:IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// UDP or TCP (RFC 3261 §18).
+    pub transport: TransportKind,
+    /// The local address to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for ListenSpec {
+    type Err = ConfigError;
+
+    /// Parses `udp:IP:PORT`, `tcp:IP:PORT` (IPv6 as `udp:[::1]:5060`).
+    /// Errors: [`ConfigError::Listen`] for an unknown transport or a bad address.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::Listen(s.to_string());
+        let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
+        let transport = match proto.to_ascii_lowercase().as_str() {
+            "udp" => TransportKind::Udp,
+            "tcp" => TransportKind::Tcp,
+            _ => return Err(bad()),
+        };
+        let addr = rest.parse::<SocketAddr>().map_err(|_| bad())?;
+        Ok(ListenSpec { transport, addr })
+    }
+}
+
+impl std::fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = match self.transport {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+        };
+        write!(f, "{t}:{}", self.addr)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Errors from reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A listen address is not `udp:IP:PORT` or `tcp:IP:PORT`.
+    #[error("bad listen address {0:?}: expected udp:IP:PORT or tcp:IP:PORT")]
+    Listen(String),
+    /// The config or users file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML file is malformed or has unknown keys.
+    #[error("bad config file {path}: {msg}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said.
+        msg: String,
+    },
+    /// A users file line is not `user:password`.
+    #[error("bad users file {path}: {msg}")]
+    Users {
+        /// The file.
+        path: PathBuf,
+        /// Which line and why.
+        msg: String,
+    },
+}
+
+/// All server settings. TOML keys are the field names (see the README's example file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Sockets to listen on. Default: `udp:0.0.0.0:5060` and `tcp:0.0.0.0:5060`.
+    pub listen: Vec<ListenSpec>,
+    /// The SIP domain this server is authoritative for; also the default digest realm.
+    /// Default: the advertised address (see `advertise`), or `localhost`.
+    pub domain: Option<String>,
+    /// The digest realm (RFC 7616 §3.3). Default: the domain.
+    pub realm: Option<String>,
+    /// Other host names or IPs that mean "this server" in Request-URIs, Route and From headers.
+    pub aliases: Vec<String>,
+    /// The address written into Via and Record-Route when listening on a wildcard address.
+    /// Default: the host's primary IPv4 address (found without sending traffic), else 127.0.0.1.
+    pub advertise: Option<String>,
+    /// A `user:password` file (one per line, `#` comments). Default: the demo users.
+    pub users_file: Option<PathBuf>,
+    /// Users given inline in the TOML file: `[users] alice = "secret"`.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// One credential may register and call as any AOR of the domain (Kamailio's lax mode).
+    pub lax_auth_user: bool,
+    /// Challenge (407) INVITE, MESSAGE and SUBSCRIBE whose From is a local user. Default true.
+    pub invite_auth: bool,
+    /// Digest nonce lifetime in seconds (then `stale=true`). Default 300.
+    pub nonce_lifetime_s: u64,
+    /// Registrar: shortest accepted registration in seconds (shorter gets 423). Default 60.
+    pub min_expires_s: u32,
+    /// Registrar: longest granted registration in seconds. Default 3600.
+    pub max_expires_s: u32,
+    /// Registrar: expiry when the REGISTER names none. Default 3600.
+    pub default_expires_s: u32,
+    /// Registrar: most bindings kept for one AOR. Default 10.
+    pub max_bindings_per_aor: usize,
+    /// Largest accepted SIP message in bytes (larger: 513 or dropped). Default 65535.
+    pub max_message_bytes: usize,
+    /// Most header fields accepted in one message. Default 128.
+    pub max_headers: usize,
+    /// Most live server transactions; beyond it new requests get 503. Default 200000.
+    pub max_transactions: usize,
+    /// RFC 3261 T1 in ms (RTT estimate). Default 500.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 in ms (max non-INVITE retransmit interval). Default 4000.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 in ms (max time a message stays in the network). Default 5000.
+    pub t4_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![
+                ListenSpec { transport: TransportKind::Udp, addr: ([0, 0, 0, 0], 5060).into() },
+                ListenSpec { transport: TransportKind::Tcp, addr: ([0, 0, 0, 0], 5060).into() },
+            ],
+            domain: None,
+            realm: None,
+            aliases: Vec::new(),
+            advertise: None,
+            users_file: None,
+            users: Default::default(),
+            lax_auth_user: false,
+            invite_auth: true,
+            nonce_lifetime_s: 300,
+            min_expires_s: 60,
+            max_expires_s: 3600,
+            default_expires_s: 3600,
+            max_bindings_per_aor: 10,
+            max_message_bytes: 65_535,
+            max_headers: 128,
+            max_transactions: 200_000,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+        }
+    }
+}
+
+/// The demo accounts served when no users are configured: (user, password).
+pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bob-secret")];
+
+impl ServerConfig {
+    /// Reads a TOML file. Errors: [`ConfigError::Io`], [`ConfigError::Toml`] (unknown keys too).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Toml { path: path.to_path_buf(), msg: e.to_string() })
+    }
+
+    /// The (user, password) pairs to serve: the users file, then inline users; the demo users if
+    /// neither gives any. Errors: [`ConfigError::Io`], [`ConfigError::Users`].
+    pub fn load_users(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut out = Vec::new();
+        if let Some(path) = &self.users_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match line.split_once(':') {
+                    Some((u, p)) if !u.is_empty() && !u.contains(char::is_whitespace) => {
+                        out.push((u.to_string(), p.to_string()))
+                    }
+                    _ => {
+                        return Err(ConfigError::Users {
+                            path: path.clone(),
+                            msg: format!("line {}: expected user:password", i + 1),
+                        });
+                    }
+                }
+            }
+        }
+        out.extend(self.users.iter().map(|(u, p)| (u.clone(), p.clone())));
+        if out.is_empty() {
+            out = DEMO_USERS.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_spec_parses_and_rejects() {
+        let l: ListenSpec = "udp:127.0.0.1:5070".parse().unwrap();
+        assert_eq!(l.transport, TransportKind::Udp);
+        assert_eq!(l.addr.port(), 5070);
+        let l: ListenSpec = "tcp:[::1]:5060".parse().unwrap();
+        assert_eq!(l.transport, TransportKind::Tcp);
+        assert!("sctp:1.2.3.4:5060".parse::<ListenSpec>().is_err());
+        assert!("udp:1.2.3.4".parse::<ListenSpec>().is_err());
+    }
+
+    #[test]
+    fn toml_example_parses_and_unknown_key_fails() {
+        let c: ServerConfig = toml::from_str(
+            "listen = [\"udp:127.0.0.1:5080\"]\ndomain = \"example.com\"\nlax_auth_user = true\n[users]\nalice = \"pw\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.domain.as_deref(), Some("example.com"));
+        assert!(c.lax_auth_user && c.invite_auth);
+        assert_eq!(c.load_users().unwrap(), vec![("alice".to_string(), "pw".to_string())]);
+        assert!(toml::from_str::<ServerConfig>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn demo_users_when_none_configured() {
+        let users = ServerConfig::default().load_users().unwrap();
+        assert_eq!(users.len(), DEMO_USERS.len());
+    }
+}

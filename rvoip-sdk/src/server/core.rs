@@ -1,0 +1,391 @@
+//! The sans-IO server core: registrar + record-routing stateful proxy (RFC 3261 §10, §16).
+//!
+//! Bytes and `now` go in ([`ServerCore::handle_datagram`], [`ServerCore::handle_timeout`]);
+//! [`Transmit`]s and a next deadline come out ([`ServerCore::poll_transmit`],
+//! [`ServerCore::poll_timeout`]). The tokio driver owns the sockets and the clock.
+//!
+//! Request processing order (after the transaction layer has absorbed retransmissions):
+//! 1. syntax checks ([`validate_request`]) → 400; Max-Forwards 0 → 483 (§16.3);
+//!    unsupported Request-URI scheme → 416; Proxy-Require → 420 with Unsupported; loop → 482.
+//! 2. CANCEL → §16.10; ACK for a 2xx → forwarded statelessly along the route set.
+//! 3. Our own Route entries are removed (loose routing, §16.4); in-dialog requests follow the
+//!    remaining route or their Request-URI.
+//! 4. REGISTER → digest auth (401) → registrar. OPTIONS without a user part → 200.
+//! 5. INVITE/MESSAGE/SUBSCRIBE from a local user → 407 unless authorized (switchable).
+//! 6. Location lookup of the Request-URI user: 404 unknown user, 480 no binding; else parallel
+//!    forking with Record-Route ([`super::proxy`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::auth::{AuthOutcome, Authenticator, UserDb};
+use crate::server::config::ServerConfig;
+use crate::server::local::LocalIdentity;
+use crate::server::proxy::Proxy;
+use crate::server::registrar::Registrar;
+use crate::sip::msg::{
+    ByteString, HeaderName, Limits, Message, Method, Request, Response, Scheme, error_response,
+    validate_request,
+};
+use crate::sip::transaction::{
+    ServerTxId, TimerConfig, TransactionLayer, Transmit, TransportKind, TxEvent,
+};
+
+/// Counters for logs, tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Messages that failed to parse.
+    pub parse_errors: u64,
+    /// Requests rejected by validation (400/483/416/420/482…).
+    pub rejected: u64,
+    /// Successful registrations (200 to REGISTER).
+    pub registrations: u64,
+    /// 401/407 challenges sent.
+    pub challenges: u64,
+    /// Requests forwarded (each fork branch counts once).
+    pub forwarded: u64,
+}
+
+/// The registrar + proxy core. Single-threaded; owned by the driver's event task.
+pub struct ServerCore {
+    pub(crate) local: LocalIdentity,
+    limits: Limits,
+    pub(crate) tl: TransactionLayer,
+    pub(crate) registrar: Registrar,
+    auth: Authenticator,
+    invite_auth: bool,
+    pub(crate) proxy: Proxy,
+    max_transactions: usize,
+    epoch: (Instant, u64),
+    next_sweep: Instant,
+    tag_counter: u64,
+    tag_seed: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// How often expired bindings are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+impl ServerCore {
+    /// Builds the core from the configuration, the bound interfaces (`local`), the user accounts
+    /// and the current time (`now`, with `now_unix_secs` the matching wall-clock seconds used for
+    /// digest nonce time stamps).
+    pub fn new(
+        cfg: &ServerConfig,
+        local: LocalIdentity,
+        users: &[(String, String)],
+        now: Instant,
+        now_unix_secs: u64,
+    ) -> ServerCore {
+        let realm = cfg.realm.clone().unwrap_or_else(|| local.domain.clone());
+        let mut db = UserDb::new(&realm);
+        for (u, p) in users {
+            db.add(u, p);
+        }
+        let mut auth = Authenticator::new(&realm, db, cfg.lax_auth_user);
+        auth.set_nonce_lifetime(cfg.nonce_lifetime_s);
+        let mut registrar = Registrar::new();
+        registrar.min_expires = cfg.min_expires_s;
+        registrar.max_expires = cfg.max_expires_s;
+        registrar.default_expires = cfg.default_expires_s;
+        registrar.location.max_bindings_per_aor = cfg.max_bindings_per_aor;
+        let timers = TimerConfig {
+            t1: Duration::from_millis(cfg.t1_ms.max(1)),
+            t2: Duration::from_millis(cfg.t2_ms.max(1)),
+            t4: Duration::from_millis(cfg.t4_ms.max(1)),
+        };
+        let tag_seed = rand::random::<u64>();
+        ServerCore {
+            local,
+            limits: Limits { max_message_bytes: cfg.max_message_bytes, max_headers: cfg.max_headers },
+            tl: TransactionLayer::new(timers),
+            registrar,
+            auth,
+            invite_auth: cfg.invite_auth,
+            proxy: Proxy::default(),
+            max_transactions: cfg.max_transactions,
+            epoch: (now, now_unix_secs),
+            next_sweep: now + SWEEP_INTERVAL,
+            tag_counter: 0,
+            tag_seed,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Wall-clock seconds matching `now` (digest nonce time stamps).
+    fn unix_secs(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    /// The current wall-clock seconds since the Unix epoch (for drivers building a core).
+    pub fn system_unix_secs() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    /// The server's identity (bound interfaces, domain).
+    pub fn local(&self) -> &LocalIdentity {
+        &self.local
+    }
+
+    /// Feeds one datagram (UDP) or one framed message (TCP) received from `source`.
+    /// Malformed requests get 400/505/413 when a response can be formed, else are dropped.
+    pub fn handle_datagram(&mut self, now: Instant, data: Bytes, source: SocketAddr, transport: TransportKind) {
+        match Message::parse(data.clone(), &self.limits) {
+            Ok(msg) => {
+                self.tl.handle_message(now, msg, source, transport);
+                self.drain_events(now);
+            }
+            Err(err) => {
+                self.stats.parse_errors += 1;
+                tracing::debug!(%source, ?err, "unparsable message");
+                if let Some(resp) = error_response(&data, &err) {
+                    self.tl.send_stateless(source, transport, resp.to_bytes());
+                }
+            }
+        }
+    }
+
+    /// Runs expired timers (transactions, binding expiry).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tl.handle_timeout(now);
+        if now >= self.next_sweep {
+            let n = self.registrar.location.sweep(now);
+            if n > 0 {
+                tracing::debug!(expired = n, "swept bindings");
+            }
+            self.auth.sweep(self.unix_secs(now));
+            self.next_sweep = now + SWEEP_INTERVAL;
+        }
+        self.drain_events(now);
+    }
+
+    /// The next instant at which [`ServerCore::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.tl.poll_timeout() {
+            Some(t) => t.min(self.next_sweep),
+            None => self.next_sweep,
+        })
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tl.poll_transmit()
+    }
+
+    fn drain_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tl.poll_event() {
+            match ev {
+                TxEvent::Request { tx: Some(tx), req, source, transport } => {
+                    self.on_request(now, tx, req, source, transport)
+                }
+                TxEvent::Request { tx: None, req, source, transport } => {
+                    self.proxy_ack(now, req, source, transport)
+                }
+                TxEvent::Response { tx, resp } => self.on_response(now, tx, resp),
+                TxEvent::Timeout { tx } => self.on_branch_timeout(now, tx),
+                TxEvent::StrayResponse { resp, .. } => self.forward_response_stateless(resp),
+                TxEvent::AckTimeout { .. } => {}
+            }
+        }
+    }
+
+    /// A new tag for To headers of our responses (§19.3: at least 32 bits of randomness).
+    pub(crate) fn new_tag(&mut self) -> String {
+        self.tag_counter = self.tag_counter.wrapping_add(1);
+        let x = (self.tag_seed ^ self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
+        format!("{x:016x}")
+    }
+
+    /// Answers a request on its server transaction: copies Via/From/To/Call-ID/CSeq, adds a To
+    /// tag to non-100 responses (§8.2.6.2) and the `extra` headers.
+    pub(crate) fn reply(&mut self, now: Instant, tx: ServerTxId, req: &Request, status: u16, extra: Vec<(HeaderName, String)>) {
+        let mut resp = Response::for_request(req, status);
+        if status > 100 {
+            let has_tag = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(true);
+            if !has_tag {
+                if let Some(to) = req.headers.get(&HeaderName::To) {
+                    let v = format!("{to};tag={}", self.new_tag());
+                    resp.headers.set(HeaderName::To, v);
+                }
+            }
+        }
+        for (n, v) in extra {
+            resp.headers.push(n, v);
+        }
+        if status >= 300 {
+            self.stats.rejected += u64::from(status != 401 && status != 407);
+        }
+        self.tl.respond(now, tx, resp);
+    }
+
+    fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, source: SocketAddr, transport: TransportKind) {
+        if let Err(rej) = validate_request(&req) {
+            tracing::debug!(%source, status = rej.status, reason = rej.reason, "request rejected");
+            let mut resp = Response::for_request(&req, rej.status);
+            resp.reason = ByteString::from_static(rej.reason);
+            self.stats.rejected += 1;
+            self.tl.respond(now, tx, resp);
+            return;
+        }
+        if self.tl.len().1 > self.max_transactions {
+            self.reply(now, tx, &req, 503, vec![(HeaderName::RetryAfter, "5".into())]);
+            return;
+        }
+        let max_forwards = match req.headers.max_forwards() {
+            Ok(mf) => mf,
+            Err(_) => return self.reply(now, tx, &req, 400, vec![]),
+        };
+        if max_forwards == Some(0) {
+            // §16.3 step 3: a proxy answers 483 (OPTIONS to the proxy itself may be answered).
+            return self.reply(now, tx, &req, 483, vec![]);
+        }
+        if !matches!(req.uri.scheme, Scheme::Sip | Scheme::Sips) {
+            return self.reply(now, tx, &req, 416, vec![]);
+        }
+        // §16.3 step 5: we support no option tags in Proxy-Require.
+        let proxy_require: Vec<&str> =
+            req.headers.get_all(&HeaderName::ProxyRequire).map(|v| v.as_ref()).filter(|v: &&str| !v.is_empty()).collect();
+        if !proxy_require.is_empty() && req.method != Method::Cancel && req.method != Method::Ack {
+            let unsupported = proxy_require.join(", ");
+            return self.reply(now, tx, &req, 420, vec![(HeaderName::Unsupported, unsupported)]);
+        }
+        let loop_hash = super::proxy::loop_hash(&req);
+        if self.proxy.is_loop(&self.local, &req, loop_hash) {
+            return self.reply(now, tx, &req, 482, vec![]);
+        }
+        if req.method == Method::Cancel {
+            return self.proxy_cancel(now, tx, req);
+        }
+        let mut req = req;
+        let routed = self.pop_own_routes(&mut req);
+        let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
+        let has_route = req.headers.get(&HeaderName::Route).is_some();
+        if has_route || (in_dialog && routed) {
+            // Loose routing (§16.4): within a dialog, or along a pre-loaded route beyond us.
+            return self.forward_routed(now, tx, req, transport, loop_hash);
+        }
+        if in_dialog {
+            // An in-dialog request that did not come through our Record-Route (Kamailio: "Not here").
+            return self.reply(now, tx, &req, 404, vec![]);
+        }
+        match req.method {
+            Method::Register => self.register(now, tx, req, source, transport),
+            Method::Options if req.uri.user.is_none() => {
+                if let Some(r) = req.headers.get(&HeaderName::Require) {
+                    let r = r.to_string();
+                    return self.reply(now, tx, &req, 420, vec![(HeaderName::Unsupported, r)]);
+                }
+                self.reply(now, tx, &req, 200, vec![
+                    (HeaderName::Allow, "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, REFER, SUBSCRIBE, NOTIFY, PRACK".into()),
+                    (HeaderName::Accept, "application/sdp".into()),
+                ])
+            }
+            _ if req.uri.user.is_none() => self.reply(now, tx, &req, 484, vec![]),
+            _ => self.route_to_user(now, tx, req, transport, loop_hash),
+        }
+    }
+
+    /// Removes the Route entries that name this proxy from the top of the route set (§16.4).
+    /// Returns whether any was removed.
+    fn pop_own_routes(&self, req: &mut Request) -> bool {
+        let mut popped = false;
+        while let Some(first) = req.headers.get(&HeaderName::Route) {
+            let ours = crate::sip::msg::NameAddr::parse(first).map(|na| self.local.is_local_uri(&na.uri)).unwrap_or(false);
+            if !ours {
+                break;
+            }
+            req.headers.remove_first(&HeaderName::Route);
+            popped = true;
+        }
+        popped
+    }
+
+    fn register(&mut self, now: Instant, tx: ServerTxId, mut req: Request, source: SocketAddr, transport: TransportKind) {
+        let aor_user = match req.headers.to() {
+            Ok(to) => to.uri.user.clone().unwrap_or_default(),
+            Err(_) => return self.reply(now, tx, &req, 400, vec![]),
+        };
+        let secs = self.unix_secs(now);
+        let outcome = self.auth.check(secs, req.method.as_str(), req.headers.get_all(&HeaderName::Authorization), &aor_user);
+        match outcome {
+            AuthOutcome::Authorized { .. } => {
+                req.headers.remove_all(&HeaderName::Authorization);
+                let resp = self.registrar.handle_register(now, &req, source, transport);
+                if resp.status == 200 {
+                    self.stats.registrations += 1;
+                }
+                self.tl.respond(now, tx, resp);
+            }
+            AuthOutcome::Challenge { stale } => {
+                self.stats.challenges += 1;
+                let [a, b] = self.auth.challenges(secs, stale);
+                self.reply(now, tx, &req, 401, vec![(HeaderName::WwwAuthenticate, a), (HeaderName::WwwAuthenticate, b)]);
+            }
+        }
+    }
+
+    /// Whether the From header names one of our users' domains (Kamailio's `from_uri==myself`).
+    fn from_is_local(&self, req: &Request) -> Option<ByteString> {
+        let from = req.headers.from().ok()?;
+        if from.uri.is_sip() && self.local.is_local_host(&from.uri.host) {
+            Some(from.uri.user.clone().unwrap_or_default())
+        } else {
+            None
+        }
+    }
+
+    fn route_to_user(&mut self, now: Instant, tx: ServerTxId, mut req: Request, transport: TransportKind, loop_hash: u64) {
+        if self.invite_auth && matches!(req.method, Method::Invite | Method::Message | Method::Subscribe) {
+            if let Some(from_user) = self.from_is_local(&req) {
+                let secs = self.unix_secs(now);
+                let outcome = self.auth.check(
+                    secs,
+                    req.method.as_str(),
+                    req.headers.get_all(&HeaderName::ProxyAuthorization),
+                    &from_user,
+                );
+                match outcome {
+                    AuthOutcome::Authorized { .. } => req.headers.remove_all(&HeaderName::ProxyAuthorization),
+                    AuthOutcome::Challenge { stale } => {
+                        self.stats.challenges += 1;
+                        let [a, b] = self.auth.challenges(secs, stale);
+                        return self.reply(now, tx, &req, 407, vec![
+                            (HeaderName::ProxyAuthenticate, a),
+                            (HeaderName::ProxyAuthenticate, b),
+                        ]);
+                    }
+                }
+            }
+        }
+        if req.method == Method::Invite {
+            // This server anchors media later (relay), so it must understand the session
+            // description: RFC 4475 §3.3.6 (415) and §3.3.15 (406).
+            if !req.body.is_empty() {
+                let ct = req.headers.content_type().map(|c| c.to_ascii_lowercase()).unwrap_or_default();
+                if !(ct.starts_with("application/sdp") || ct.starts_with("multipart/")) {
+                    return self.reply(now, tx, &req, 415, vec![(HeaderName::Accept, "application/sdp".into())]);
+                }
+            }
+            let accepts: Vec<&ByteString> = req.headers.get_all(&HeaderName::Accept).collect();
+            if !accepts.is_empty() {
+                let ok = accepts.iter().flat_map(|a| a.split(',')).any(|t| {
+                    let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                    t == "application/sdp" || t == "application/*" || t == "*/*"
+                });
+                if !ok {
+                    return self.reply(now, tx, &req, 406, vec![(HeaderName::Accept, "application/sdp".into())]);
+                }
+            }
+        }
+        let user = req.uri.user.clone().unwrap_or_default();
+        let targets = self.proxy_targets(now, &user);
+        if targets.is_empty() {
+            let known = self.auth.users().get(&user).is_some();
+            return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);
+        }
+        self.fork(now, tx, req, transport, targets, loop_hash);
+    }
+}

@@ -1,0 +1,3 @@
+//! Server cores: registrar, location service, stateful proxy (sans-IO).
+
+pub mod location;

@@ -1,0 +1,368 @@
+//! Scenario tests of the server core on simulated time (no sockets): registration with digest,
+//! proxy authentication, forking, CANCEL, routing of ACK/BYE, and the §16.3 request checks.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::auth::authorization_value;
+use crate::server::config::ServerConfig;
+use crate::server::core::ServerCore;
+use crate::server::local::LocalIdentity;
+use crate::sip::msg::{Auth, HeaderName, Limits, Message, Method, Request, Response};
+use crate::sip::transaction::{Transmit, TransportKind};
+
+const ALICE: &str = "127.0.0.1:5070";
+const BOB1: &str = "127.0.0.1:5080";
+const BOB2: &str = "127.0.0.1:5082";
+
+struct Harness {
+    core: ServerCore,
+    now: Instant,
+    n: u32,
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn wire(text: &str) -> Bytes {
+    let mut s = text.trim_start().replace("\r\n", "\n").replace('\n', "\r\n");
+    if !s.ends_with("\r\n\r\n") {
+        s.push_str("\r\n");
+    }
+    Bytes::from(s)
+}
+
+fn parse(t: &Transmit) -> Message {
+    Message::parse(t.bytes.clone(), &Limits::default()).expect("server sent an unparsable message")
+}
+
+fn resp(t: &Transmit) -> Response {
+    match parse(t) {
+        Message::Response(r) => r,
+        Message::Request(r) => panic!("expected a response, got {}", r.method),
+    }
+}
+
+fn req(t: &Transmit) -> Request {
+    match parse(t) {
+        Message::Request(r) => r,
+        Message::Response(r) => panic!("expected a request, got {}", r.status),
+    }
+}
+
+impl Harness {
+    fn new(invite_auth: bool) -> Harness {
+        let now = Instant::now();
+        let cfg = ServerConfig { invite_auth, ..ServerConfig::default() };
+        let local = LocalIdentity::new(&[(TransportKind::Udp, addr("127.0.0.1:5060"))], "127.0.0.1", "example.com", &[]);
+        let users = vec![("alice".to_string(), "apw".to_string()), ("bob".to_string(), "bpw".to_string()), ("carol".to_string(), "cpw".to_string())];
+        Harness { core: ServerCore::new(&cfg, local, &users, now, 1_700_000_000), now, n: 0 }
+    }
+
+    /// Sends `text` from `from` and returns everything the server transmits in reaction.
+    fn send(&mut self, from: &str, text: &str) -> Vec<Transmit> {
+        self.core.handle_datagram(self.now, wire(text), addr(from), TransportKind::Udp);
+        self.drain()
+    }
+
+    fn send_bytes(&mut self, from: &str, bytes: Bytes) -> Vec<Transmit> {
+        self.core.handle_datagram(self.now, bytes, addr(from), TransportKind::Udp);
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Vec<Transmit> {
+        let mut v = Vec::new();
+        while let Some(t) = self.core.poll_transmit() {
+            v.push(t);
+        }
+        v
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Transmit> {
+        self.now += d;
+        self.core.handle_timeout(self.now);
+        self.drain()
+    }
+
+    fn next(&mut self) -> u32 {
+        self.n += 1;
+        self.n
+    }
+
+    /// REGISTER user with contact at `contact_addr`, answering the 401 challenge.
+    fn register(&mut self, user: &str, pw: &str, contact_addr: &str) -> Response {
+        let n = self.next();
+        let base = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {contact_addr};branch=z9hG4bKreg{n}x{cseq}\nMax-Forwards: 70\n\
+                 From: <sip:{user}@127.0.0.1>;tag=r{n}\nTo: <sip:{user}@127.0.0.1>\nCall-ID: reg{n}@test\nCSeq: {cseq} REGISTER\n\
+                 Contact: <sip:{user}@{contact_addr}>\n{auth}Expires: 600\nContent-Length: 0\n\n"
+            )
+        };
+        let out = self.send(contact_addr, &base(1, ""));
+        assert_eq!(out.len(), 1);
+        let r401 = resp(&out[0]);
+        assert_eq!(r401.status, 401);
+        let authz = answer(&r401, HeaderName::WwwAuthenticate, user, pw, "REGISTER", "sip:127.0.0.1");
+        let out = self.send(contact_addr, &base(2, &format!("Authorization: {authz}\n")));
+        assert_eq!(out.len(), 1);
+        resp(&out[0])
+    }
+}
+
+/// Answers the first challenge of `r` (SHA-256 is offered first, RFC 8760).
+fn answer(r: &Response, name: HeaderName, user: &str, pw: &str, method: &str, uri: &str) -> String {
+    let ch: Vec<_> = r.headers.get_all(&name).collect();
+    assert_eq!(ch.len(), 2, "expected SHA-256 and MD5 challenges");
+    let auth = Auth::parse(ch[0]).unwrap();
+    authorization_value(&auth, user, pw, method, uri, 1, "0a4f113b").unwrap()
+}
+
+fn invite(n: u32, to_user: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:{to_user}@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv{n}\nMax-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=a{n}\nTo: <sip:{to_user}@127.0.0.1>\nCall-ID: call{n}@test\nCSeq: 1 INVITE\n\
+         Contact: <sip:alice@{ALICE}>\n{extra}Content-Length: 0\n\n"
+    )
+}
+
+/// A response from a UAS to a forwarded request, echoing its Via/From/To/Call-ID/CSeq and
+/// Record-Route, with a To tag.
+fn uas_response(r: &Request, status: u16, to_tag: &str, contact: &str) -> Bytes {
+    let mut resp = Response::for_request(r, status);
+    let to = r.headers.get(&HeaderName::To).unwrap().to_string();
+    resp.headers.set(HeaderName::To, format!("{to};tag={to_tag}"));
+    for rr in r.headers.get_all(&HeaderName::RecordRoute) {
+        resp.headers.push(HeaderName::RecordRoute, rr.clone());
+    }
+    resp.headers.push(HeaderName::Contact, format!("<sip:{contact}>"));
+    resp.to_bytes()
+}
+
+#[test]
+fn register_challenge_then_200_lists_binding() {
+    let mut h = Harness::new(true);
+    let ok = h.register("bob", "bpw", BOB1);
+    assert_eq!(ok.status, 200);
+    let contacts: Vec<_> = ok.headers.get_all(&HeaderName::Contact).collect();
+    assert_eq!(contacts.len(), 1);
+    assert!(contacts[0].contains(BOB1), "{contacts:?}");
+    assert_eq!(h.core.stats.registrations, 1);
+}
+
+#[test]
+fn wrong_password_and_unknown_user_look_the_same() {
+    let mut h = Harness::new(true);
+    let bad = h.register("bob", "wrong", BOB1);
+    let unknown = h.register("mallory", "whatever", BOB2);
+    assert_eq!(bad.status, 401);
+    assert_eq!(unknown.status, 401);
+    let shape = |r: &Response| r.headers.get_all(&HeaderName::WwwAuthenticate).map(|v| v.split("nonce").next().unwrap_or("").to_string()).collect::<Vec<_>>();
+    assert_eq!(shape(&bad), shape(&unknown));
+    assert_eq!(bad.reason, unknown.reason);
+}
+
+/// alice calls bob (two bindings) through the proxy, answering the 407 challenge.
+fn call_bob(h: &mut Harness) -> (u32, Request, Request) {
+    assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
+    assert_eq!(h.register("bob", "bpw", BOB2).status, 200);
+    let n = h.next();
+    let out = h.send(ALICE, &invite(n, "bob", ""));
+    let statuses: Vec<u16> = out.iter().map(|t| resp(t).status).collect();
+    assert_eq!(statuses, vec![100, 407]);
+    let r407 = resp(&out[1]);
+    // ACK for the 407 is absorbed by the server transaction.
+    let ack = format!(
+        "ACK sip:bob@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv{n}\nMax-Forwards: 70\nFrom: <sip:alice@127.0.0.1>;tag=a{n}\n\
+         To: {}\nCall-ID: call{n}@test\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+        r407.headers.get(&HeaderName::To).unwrap()
+    );
+    assert!(h.send(ALICE, &ack).is_empty());
+    let authz = answer(&r407, HeaderName::ProxyAuthenticate, "alice", "apw", "INVITE", "sip:bob@127.0.0.1");
+    let text = invite(n, "bob", &format!("Proxy-Authorization: {authz}\n")).replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(&format!("inv{n}"), &format!("inv{n}b"));
+    let out = h.send(ALICE, &text);
+    assert_eq!(out.len(), 3, "100 Trying + two forks");
+    assert_eq!(out[0].dest, addr(ALICE));
+    assert_eq!(resp(&out[0]).status, 100);
+    let mut forks: Vec<(SocketAddr, Request)> = out[1..].iter().map(|t| (t.dest, req(t))).collect();
+    forks.sort_by_key(|(d, _)| *d);
+    assert_eq!(forks[0].0, addr(BOB1));
+    assert_eq!(forks[1].0, addr(BOB2));
+    for (dest, r) in &forks {
+        assert_eq!(r.method, Method::Invite);
+        assert!(r.uri.to_string().contains(&dest.to_string()), "R-URI rewritten to the contact: {}", r.uri);
+        assert_eq!(r.headers.max_forwards().unwrap(), Some(69));
+        assert!(r.headers.get(&HeaderName::ProxyAuthorization).is_none(), "credentials consumed");
+        let rr = r.headers.get(&HeaderName::RecordRoute).unwrap();
+        assert!(rr.contains("127.0.0.1:5060") && rr.contains(";lr"), "{rr}");
+        let via = r.headers.top_via().unwrap();
+        assert_eq!(via.port, Some(5060));
+        assert_eq!(r.headers.get_all(&HeaderName::Via).count(), 2);
+    }
+    let b2 = forks.pop().unwrap().1;
+    let b1 = forks.pop().unwrap().1;
+    (n, b1, b2)
+}
+
+#[test]
+fn fork_first_2xx_wins_and_other_branch_is_cancelled() {
+    let mut h = Harness::new(true);
+    let (_n, b1, b2) = call_bob(&mut h);
+    let out = h.send_bytes(BOB1, uas_response(&b1, 180, "t1", BOB1));
+    assert_eq!(out.len(), 1);
+    assert_eq!(resp(&out[0]).status, 180);
+    assert_eq!(out[0].dest, addr(ALICE));
+    assert_eq!(resp(&out[0]).headers.get_all(&HeaderName::Via).count(), 1, "our Via removed");
+    let out = h.send_bytes(BOB2, uas_response(&b2, 180, "t2", BOB2));
+    assert_eq!(out.len(), 1);
+    // bob1 answers: 200 goes to alice and bob2 gets a CANCEL with its INVITE's branch.
+    let out = h.send_bytes(BOB1, uas_response(&b1, 200, "t1", BOB1));
+    assert_eq!(out.len(), 2, "{:?}", out.iter().map(|t| String::from_utf8_lossy(&t.bytes).to_string()).collect::<Vec<_>>());
+    let ok = out.iter().find(|t| t.dest == addr(ALICE)).map(resp).unwrap();
+    assert_eq!(ok.status, 200);
+    let cancel = out.iter().find(|t| t.dest == addr(BOB2)).map(req).unwrap();
+    assert_eq!(cancel.method, Method::Cancel);
+    assert_eq!(cancel.headers.top_via().unwrap().branch(), b2.headers.top_via().unwrap().branch());
+    assert_eq!(cancel.headers.cseq().unwrap().seq, 2);
+    // bob2 answers 487: the proxy ACKs it hop-by-hop and sends nothing to alice.
+    let out = h.send_bytes(BOB2, uas_response(&b2, 487, "t2", BOB2));
+    assert!(out.iter().all(|t| t.dest == addr(BOB2)), "nothing more to alice");
+    assert!(out.iter().any(|t| req(t).method == Method::Ack));
+    assert!(h.core.proxy.is_empty(), "context finished");
+}
+
+#[test]
+fn cancel_while_ringing_propagates_and_487_returns() {
+    let mut h = Harness::new(true);
+    let (n, b1, b2) = call_bob(&mut h);
+    h.send_bytes(BOB1, uas_response(&b1, 180, "t1", BOB1));
+    h.send_bytes(BOB2, uas_response(&b2, 180, "t2", BOB2));
+    let cancel = format!(
+        "CANCEL sip:bob@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv{n}b\nMax-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=a{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: call{n}@test\nCSeq: 2 CANCEL\nContent-Length: 0\n\n"
+    );
+    let out = h.send(ALICE, &cancel);
+    let to_alice: Vec<u16> = out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect();
+    assert_eq!(to_alice, vec![200]);
+    let cancels = out.iter().filter(|t| t.dest != addr(ALICE)).map(req).filter(|r| r.method == Method::Cancel).count();
+    assert_eq!(cancels, 2);
+    let out = h.send_bytes(BOB1, uas_response(&b1, 487, "t1", BOB1));
+    assert!(out.iter().all(|t| t.dest == addr(BOB1)), "waits for the other branch");
+    let out = h.send_bytes(BOB2, uas_response(&b2, 487, "t2", BOB2));
+    let finals: Vec<u16> = out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect();
+    assert_eq!(finals, vec![487]);
+}
+
+#[test]
+fn ack_and_bye_follow_the_record_route() {
+    let mut h = Harness::new(true);
+    let (n, b1, b2) = call_bob(&mut h);
+    h.send_bytes(BOB2, uas_response(&b2, 486, "t2", BOB2));
+    let out = h.send_bytes(BOB1, uas_response(&b1, 200, "t1", BOB1));
+    let ok = out.iter().find(|t| t.dest == addr(ALICE)).map(resp).unwrap();
+    assert_eq!(ok.status, 200);
+    let route = ok.headers.get(&HeaderName::RecordRoute).unwrap().to_string();
+    let to = ok.headers.get(&HeaderName::To).unwrap().to_string();
+    for (method, cseq, branch) in [("ACK", 2, "ack"), ("BYE", 3, "bye")] {
+        let text = format!(
+            "{method} sip:bob@{BOB1} SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bK{branch}{n}\nRoute: {route}\nMax-Forwards: 70\n\
+             From: <sip:alice@127.0.0.1>;tag=a{n}\nTo: {to}\nCall-ID: call{n}@test\nCSeq: {cseq} {method}\nContent-Length: 0\n\n"
+        );
+        let out = h.send(ALICE, &text);
+        let fwd: Vec<Request> = out.iter().filter(|t| t.dest == addr(BOB1)).map(req).collect();
+        assert_eq!(fwd.len(), 1, "{method} forwarded to bob1");
+        assert_eq!(fwd[0].method.as_str(), method);
+        assert!(fwd[0].headers.get(&HeaderName::Route).is_none(), "our Route removed");
+        assert_eq!(fwd[0].headers.get_all(&HeaderName::Via).count(), 2);
+        if method == "BYE" {
+            let out = h.send_bytes(BOB1, uas_response(&fwd[0], 200, "t1", BOB1));
+            assert_eq!(out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect::<Vec<_>>(), vec![200]);
+        }
+    }
+    // The 486 branch was ACKed by the proxy; the 2xx retransmission still reaches alice.
+    let out = h.send_bytes(BOB1, uas_response(&b1, 200, "t1", BOB1));
+    assert_eq!(out.iter().filter(|t| t.dest == addr(ALICE)).count(), 1);
+}
+
+#[test]
+fn unknown_user_404_registered_user_without_binding_480() {
+    let mut h = Harness::new(false);
+    let out = h.send(ALICE, &invite(1, "nobody", ""));
+    assert_eq!(out.iter().map(|t| resp(t).status).collect::<Vec<_>>(), vec![100, 404]);
+    let out = h.send(ALICE, &invite(2, "carol", ""));
+    assert_eq!(out.iter().map(|t| resp(t).status).collect::<Vec<_>>(), vec![100, 480]);
+    let r = resp(&out[1]);
+    assert!(r.headers.to().unwrap().tag().is_some(), "final response has a To tag");
+}
+
+#[test]
+fn request_checks_483_420_416_400() {
+    let mut h = Harness::new(false);
+    let mf0 = invite(1, "bob", "").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(h.send(ALICE, &mf0).last().map(resp).unwrap().status, 483);
+    let pr = invite(2, "bob", "Proxy-Require: foo, bar\n");
+    let r = h.send(ALICE, &pr).last().map(resp).unwrap();
+    assert_eq!(r.status, 420);
+    assert_eq!(r.headers.get_all(&HeaderName::Unsupported).count(), 2);
+    let scheme = invite(3, "bob", "").replace("INVITE sip:bob@127.0.0.1", "INVITE tel:+15551234");
+    assert_eq!(h.send(ALICE, &scheme).last().map(resp).unwrap().status, 416);
+    let mismatch = invite(4, "bob", "").replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
+    assert_eq!(h.send(ALICE, &mismatch).last().map(resp).unwrap().status, 400);
+    // Garbage that cannot be answered is dropped without a panic.
+    assert!(h.send_bytes(ALICE, Bytes::from_static(b"\x00\x01garbage\r\n\r\n")).is_empty());
+}
+
+#[test]
+fn options_to_the_server_is_answered() {
+    let mut h = Harness::new(true);
+    let text = "OPTIONS sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKopt1\nMax-Forwards: 70\n\
+                From: <sip:x@127.0.0.1>;tag=o1\nTo: <sip:127.0.0.1>\nCall-ID: opt1@test\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n";
+    let out = h.send(ALICE, text);
+    assert_eq!(resp(&out[0]).status, 200);
+}
+
+#[test]
+fn request_routed_back_to_us_is_a_loop() {
+    let mut h = Harness::new(false);
+    // bob registers the proxy itself as his contact: the request spirals once (new R-URI),
+    // then comes back with the same R-URI and our branch hash: 482.
+    assert_eq!(h.register("bob", "bpw", "127.0.0.1:5060").status, 200);
+    let mut pending = h.send(ALICE, &invite(1, "bob", ""));
+    let mut seen_482 = false;
+    for _ in 0..10 {
+        let mut next = Vec::new();
+        for t in pending {
+            if t.dest == addr("127.0.0.1:5060") {
+                next.extend(h.send_bytes("127.0.0.1:5060", t.bytes.clone()));
+            } else if let Message::Response(r) = parse(&t) {
+                seen_482 |= r.status == 482;
+            }
+        }
+        pending = next;
+        if pending.is_empty() {
+            break;
+        }
+    }
+    assert!(seen_482, "loop detected");
+}
+
+#[test]
+fn branch_timeout_gives_408_and_stale_contexts_end() {
+    let mut h = Harness::new(false);
+    assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
+    let out = h.send(ALICE, &invite(1, "bob", ""));
+    assert_eq!(out.len(), 2);
+    let mut finals = Vec::new();
+    for _ in 0..80 {
+        for t in h.advance(Duration::from_millis(500)) {
+            if t.dest == addr(ALICE) {
+                finals.push(resp(&t).status);
+            }
+        }
+    }
+    assert_eq!(finals.first(), Some(&408));
+    assert!(h.core.proxy.is_empty());
+}

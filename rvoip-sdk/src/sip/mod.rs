@@ -1,0 +1,4 @@
+//! SIP protocol cores (RFC 3261): messages, transactions. Sans-IO: no sockets, no clock.
+
+pub mod msg;
+pub mod transaction;

@@ -1,0 +1,86 @@
+# Shared helpers for tests/integration/*.sh (sourced, not executed).
+# Environment provided by tests/run-integration.sh:
+#   ROOT   repo root            OUT  per-test log dir (tests/out/<test>)
+#   SC     tests/scenarios      PROXY 127.0.0.1:5060 (server under test)
+#   USERS_CSV  SIPp injection file (user0000..user9999;secret, SEQUENTIAL)
+#   TARGET rvoip|kamailio       (kamailio = reference run; some tests differ)
+# A test script prints its failure reason as the LAST line of stdout and exits non-zero.
+
+: "${SIPP_TIMEOUT:=60}"
+LOCAL_IP=127.0.0.1
+
+# fail REASON: print reason and exit 1
+fail() { echo "$*"; exit 1; }
+
+# csv_col TAG COLUMN -> value of COLUMN in the last line of $OUT/TAG.csv (SIPp -trace_stat)
+csv_col() {
+  local f="$OUT/$1.csv" hdr idx
+  [ -s "$f" ] || { echo ""; return; }
+  hdr=$(head -1 "$f")
+  idx=$(echo "$hdr" | tr ';' '\n' | grep -nx "$2" | cut -d: -f1)
+  [ -n "$idx" ] || { echo ""; return; }
+  tail -1 "$f" | cut -d';' -f"$idx"
+}
+
+# sipp_fg TAG SIPP-ARGS... : bounded foreground SIPp run with all traces; returns SIPp's exit code
+sipp_fg() {
+  local tag=$1; shift
+  timeout -k 5 $((SIPP_TIMEOUT + 30)) sipp "$@" -nostdin -timeout "${SIPP_TIMEOUT}s" -timeout_error \
+    -trace_stat -stf "$OUT/$tag.csv" -fd 1 \
+    -trace_err -error_file "$OUT/$tag.err" \
+    -trace_msg -message_file "$OUT/$tag.msg" \
+    -trace_screen -screen_file "$OUT/$tag.screen" >"$OUT/$tag.log" 2>&1
+}
+
+# sipp_bg TAG SIPP-ARGS... : same, in the background; PID in $SIPP_BG_PID (wait on it)
+sipp_bg() {
+  local tag=$1; shift
+  timeout -k 5 $((SIPP_TIMEOUT + 30)) sipp "$@" -nostdin -timeout "${SIPP_TIMEOUT}s" -timeout_error \
+    -trace_stat -stf "$OUT/$tag.csv" -fd 1 \
+    -trace_err -error_file "$OUT/$tag.err" \
+    -trace_msg -message_file "$OUT/$tag.msg" \
+    -trace_screen -screen_file "$OUT/$tag.screen" >"$OUT/$tag.log" 2>&1 &
+  SIPP_BG_PID=$!
+  BG_PIDS="${BG_PIDS:-} $SIPP_BG_PID"
+}
+
+# wait for a SIPp UAS to bind its port (max ~3 s)
+wait_udp_port() {
+  local port=$1 i
+  for i in $(seq 30); do
+    ss -lun 2>/dev/null | grep -q "127.0.0.1:$port " && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# check_run TAG RC EXPECTED_SUCCESS : SIPp rc 0, FailedCall(C)=0, SuccessfulCall(C)=EXPECTED
+# On failure prints a reason and returns 1.
+check_run() {
+  local tag=$1 rc=$2 want=$3 ok failed
+  ok=$(csv_col "$tag" 'SuccessfulCall(C)'); failed=$(csv_col "$tag" 'FailedCall(C)')
+  if [ "$rc" != 0 ] || [ "$failed" != 0 ] || [ "$ok" != "$want" ]; then
+    echo "$tag: sipp rc=$rc successful=${ok:-?} (want $want) failed=${failed:-?}"
+    return 1
+  fi
+  return 0
+}
+
+# register_contact TAG USER PORT : register USER (password secret) with contact 127.0.0.1:PORT
+register_contact() {
+  local tag=$1 user=$2 port=$3 rc
+  printf 'SEQUENTIAL\n%s;secret\n' "$user" >"$OUT/$tag.inf"
+  sipp_fg "$tag" "$PROXY" -sf "$SC/register_auth.xml" -inf "$OUT/$tag.inf" -au bench -ap secret \
+    -i $LOCAL_IP -p "$port" -m 1 -r 1
+  rc=$?
+  check_run "$tag" $rc 1
+}
+
+# stop background SIPp instances started by sipp_bg (by pid)
+cleanup_bg() {
+  local p
+  for p in ${BG_PIDS:-}; do kill "$p" 2>/dev/null; done
+  for p in ${BG_PIDS:-}; do wait "$p" 2>/dev/null; done
+  BG_PIDS=
+}
+trap cleanup_bg EXIT
