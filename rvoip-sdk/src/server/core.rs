@@ -24,6 +24,7 @@ use crate::auth::{AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
 use crate::server::proxy::Proxy;
+use crate::server::location::{Location, Transport};
 use crate::server::registrar::Registrar;
 use crate::sip::msg::{
     ByteString, HeaderName, Limits, Message, Method, Request, Response, Scheme, error_response,
@@ -86,8 +87,8 @@ impl ServerCore {
             db.add(u, p);
         }
         let mut auth = Authenticator::new(&realm, db, cfg.lax_auth_user);
-        auth.set_nonce_lifetime(cfg.nonce_lifetime_s);
-        let mut registrar = Registrar::new();
+        auth.nonce_lifetime = cfg.nonce_lifetime_s;
+        let mut registrar = Registrar::new(Location::new());
         registrar.min_expires = cfg.min_expires_s;
         registrar.max_expires = cfg.max_expires_s;
         registrar.default_expires = cfg.default_expires_s;
@@ -156,7 +157,6 @@ impl ServerCore {
             if n > 0 {
                 tracing::debug!(expired = n, "swept bindings");
             }
-            self.auth.sweep(self.unix_secs(now));
             self.next_sweep = now + SWEEP_INTERVAL;
         }
         self.drain_events(now);
@@ -313,7 +313,7 @@ impl ServerCore {
         match outcome {
             AuthOutcome::Authorized { .. } => {
                 req.headers.remove_all(&HeaderName::Authorization);
-                let resp = self.registrar.handle_register(now, &req, source, transport);
+                let resp = self.registrar.handle_register(now, &req, source, location_transport(transport));
                 if resp.status == 200 {
                     self.stats.registrations += 1;
                 }
@@ -387,5 +387,13 @@ impl ServerCore {
             return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);
         }
         self.fork(now, tx, req, transport, targets, loop_hash);
+    }
+}
+
+/// The location service's name for a transport.
+pub(crate) fn location_transport(t: TransportKind) -> Transport {
+    match t {
+        TransportKind::Udp => Transport::Udp,
+        TransportKind::Tcp => Transport::Tcp,
     }
 }

@@ -91,7 +91,7 @@ impl LocalIdentity {
             return false;
         }
         let port = uri.port.unwrap_or(5060);
-        let h = uri.host.as_ref();
+        let h: &str = &uri.host;
         let named = h.eq_ignore_ascii_case(&self.domain) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(h));
         self.interfaces.iter().any(|i| i.port == port) || (named && uri.port.is_none())
     }

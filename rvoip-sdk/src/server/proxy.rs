@@ -157,10 +157,10 @@ impl ServerCore {
             .lookup(user, now)
             .into_iter()
             .filter_map(|b| {
-                let (dest, transport) = if b.transport == TransportKind::Tcp {
-                    (b.source, TransportKind::Tcp)
-                } else {
-                    resolve(&b.contact).unwrap_or((b.source, b.transport))
+                let (dest, transport) = match b.transport {
+                    crate::server::location::Transport::Udp => resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp)),
+                    // Stream bindings reuse the connection the REGISTER came on.
+                    _ => (b.source, TransportKind::Tcp),
                 };
                 Some(Target { uri: Some(b.contact.clone()), dest, transport })
             })

@@ -118,7 +118,11 @@ fn answer(r: &Response, name: HeaderName, user: &str, pw: &str, method: &str, ur
     let ch: Vec<_> = r.headers.get_all(&name).collect();
     assert_eq!(ch.len(), 2, "expected SHA-256 and MD5 challenges");
     let auth = Auth::parse(ch[0]).unwrap();
-    authorization_value(&auth, user, pw, method, uri, 1, "0a4f113b").unwrap()
+    // A fresh cnonce per answer, as a real client sends (the same nonce may be handed out twice
+    // within one second, and nonce-count replay is tracked per nonce+user+cnonce).
+    static CNONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let cnonce = format!("c{:08x}", CNONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    authorization_value(&auth, user, pw, method, uri, 1, &cnonce).unwrap()
 }
 
 fn invite(n: u32, to_user: &str, extra: &str) -> String {

@@ -1,1 +1,2072 @@
-//! Transactions (RFC 3261 §17), sans-IO.
+//! Transactions (RFC 3261 §17, with the RFC 6026 Accepted states), sans-IO.
+//!
+//! One [`TransactionLayer`] holds every client and server transaction of an element. Time and I/O are
+//! inputs and outputs: received messages go in through [`TransactionLayer::handle_message`], expired
+//! timers through [`TransactionLayer::handle_timeout`]; datagrams/stream writes come out of
+//! [`TransactionLayer::poll_transmit`] and transaction-user events out of
+//! [`TransactionLayer::poll_event`].
+//!
+//! State machines (Figures 5–8 of RFC 3261, RFC 6026 §7):
+//! - INVITE client: Calling (Timer A, B) → Proceeding → Completed (automatic ACK, Timer D) or
+//!   Accepted (Timer M, 2xx retransmissions passed up) → Terminated.
+//! - non-INVITE client: Trying (Timer E, F) → Proceeding → Completed (Timer K) → Terminated.
+//! - INVITE server: Proceeding (100 Trying sent at once) → Completed (Timer G, H) → Confirmed
+//!   (Timer I) → Terminated, or → Accepted (Timer L) → Terminated.
+//! - non-INVITE server: Trying → Proceeding → Completed (Timer J) → Terminated.
+//!
+//! As RFC 3261 Figure 5 says, Timer B only runs in Calling: once an INVITE client transaction is in
+//! Proceeding, ending it is the TU's job (a proxy's Timer C, §16.8, followed by CANCEL).
+//!
+//! Timers live in one binary heap with lazy cancellation: every transaction stores the deadline of
+//! its (at most two) armed timers; a popped heap entry that no longer matches is ignored.
+
+// Nested `if let`s instead of let-chains: the MSRV is 1.85.
+#![allow(clippy::collapsible_if)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use super::msg::{BRANCH_MAGIC, HeaderName, Headers, Message, Method, Request, Response, Uri, Via};
+
+/// Timer D for unreliable transports: "at least 32 seconds" (RFC 3261 §17.1.1.2).
+const TIMER_D: Duration = Duration::from_secs(32);
+
+/// The RFC 3261 timer base values (§17.1.1.1, Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate (default 500 ms).
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses (default 4 s).
+    pub t2: Duration,
+    /// Maximum duration a message remains in the network (default 5 s).
+    pub t4: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// 64*T1: Timers B, F, H, J, L, M.
+    fn t64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// The transport a message was received on or is to be sent on (§18).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// UDP: unreliable, the transaction layer retransmits.
+    Udp,
+    /// TCP: reliable.
+    Tcp,
+}
+
+impl TransportKind {
+    /// Whether the transport is reliable (no retransmissions, zero wait timers D, I, J, K).
+    pub fn is_reliable(self) -> bool {
+        match self {
+            TransportKind::Udp => false,
+            TransportKind::Tcp => true,
+        }
+    }
+}
+
+/// The id of a client transaction. Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientTxId(pub u64);
+
+/// The id of a server transaction. Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub u64);
+
+/// Bytes to send.
+#[derive(Debug, Clone)]
+pub struct Transmit {
+    /// Where to send them.
+    pub dest: SocketAddr,
+    /// Over which transport.
+    pub transport: TransportKind,
+    /// One complete SIP message.
+    pub bytes: Bytes,
+}
+
+/// What the transaction layer tells its user (TU).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // messages are moved, not copied around in bulk
+pub enum TxEvent {
+    /// A request that created a new server transaction (any method but ACK), or an ACK that matched
+    /// no INVITE server transaction in Completed state (ACK for a 2xx: `tx: None`; the proxy forwards
+    /// it statelessly).
+    Request {
+        /// The new server transaction; `None` for an ACK.
+        tx: Option<ServerTxId>,
+        /// The request.
+        req: Request,
+        /// Where it came from.
+        source: SocketAddr,
+        /// Over which transport.
+        transport: TransportKind,
+    },
+    /// A response for a client transaction: provisional, final, and (INVITE, RFC 6026 Accepted
+    /// state) 2xx retransmissions. Retransmitted non-2xx finals are absorbed.
+    Response {
+        /// The client transaction.
+        tx: ClientTxId,
+        /// The response.
+        resp: Response,
+    },
+    /// Timer B or F fired with no final response (or a transport error was reported): the TU must
+    /// act as if a 408 arrived.
+    Timeout {
+        /// The client transaction, now terminated.
+        tx: ClientTxId,
+    },
+    /// A response matching no client transaction (the proxy forwards these statelessly, §16.7 /
+    /// §18.1.2).
+    StrayResponse {
+        /// The response.
+        resp: Response,
+        /// Where it came from.
+        source: SocketAddr,
+        /// Over which transport.
+        transport: TransportKind,
+    },
+    /// An INVITE server transaction saw no ACK before Timer H (64*T1): informational.
+    AckTimeout {
+        /// The server transaction, now terminated.
+        tx: ServerTxId,
+    },
+}
+
+/// Which timer of which transaction a heap entry is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// Timer A or E.
+    ClientRetx,
+    /// Timer B, D, F, K or M.
+    ClientEnd,
+    /// Timer G.
+    ServerRetx,
+    /// Timer H, I, J or L.
+    ServerEnd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientState {
+    /// INVITE, no response yet.
+    Calling,
+    /// non-INVITE, no response yet.
+    Trying,
+    Proceeding,
+    Completed,
+    /// INVITE after a 2xx (RFC 6026).
+    Accepted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerState {
+    /// non-INVITE, no response yet.
+    Trying,
+    Proceeding,
+    Completed,
+    /// INVITE after the ACK for a non-2xx final.
+    Confirmed,
+    /// INVITE after a 2xx (RFC 6026).
+    Accepted,
+}
+
+/// Client transaction matching key (§17.1.3): top Via branch and CSeq method.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ClientKey {
+    branch: ByteString,
+    method: Method,
+}
+
+/// Server transaction matching key for RFC 3261 branches (§17.2.3): branch, sent-by, and method
+/// (ACK counted as INVITE).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ServerKey {
+    branch: ByteString,
+    host: ByteString,
+    port: Option<u16>,
+    method: Method,
+}
+
+/// The fields RFC 2543 matching compares (§17.2.3), for requests without a magic-cookie branch.
+#[derive(Clone, Debug)]
+struct LegacyKey {
+    call_id: ByteString,
+    uri: Uri,
+    to_tag: Option<ByteString>,
+    from_tag: Option<ByteString>,
+    cseq_seq: Option<u32>,
+    /// The raw CSeq value (compared when it does not parse).
+    cseq_raw: Option<ByteString>,
+    /// The raw top Via value.
+    via: Option<ByteString>,
+    method: Method,
+}
+
+/// What an RFC 2543 comparison is looking for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LegacyMatch {
+    /// A retransmission of the same request (same method).
+    Same,
+    /// An ACK for an INVITE (To tag compared with the tag of the response sent).
+    Ack,
+    /// The INVITE a CANCEL cancels.
+    Cancel,
+}
+
+impl LegacyKey {
+    fn of(req: &Request) -> LegacyKey {
+        let h = &req.headers;
+        LegacyKey {
+            call_id: h.call_id().cloned().unwrap_or_default(),
+            uri: req.uri.clone(),
+            to_tag: h.to().ok().and_then(|n| tag_of(&n)),
+            from_tag: h.from().ok().and_then(|n| tag_of(&n)),
+            cseq_seq: h.cseq().ok().map(|c| c.seq),
+            cseq_raw: h.get(&HeaderName::CSeq).cloned(),
+            via: h.get(&HeaderName::Via).cloned(),
+            method: req.method.clone(),
+        }
+    }
+
+    /// Whether `self` (of an incoming request) matches `tx` (of the request that created a server
+    /// transaction whose response carried `resp_to_tag`).
+    fn matches(&self, tx: &LegacyKey, resp_to_tag: Option<&ByteString>, how: LegacyMatch) -> bool {
+        let cseq_eq = match (self.cseq_seq, tx.cseq_seq) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.cseq_raw == tx.cseq_raw,
+        };
+        let common = self.call_id == tx.call_id
+            && self.uri == tx.uri
+            && self.from_tag == tx.from_tag
+            && self.via == tx.via
+            && cseq_eq;
+        if !common {
+            return false;
+        }
+        match how {
+            LegacyMatch::Same => self.method == tx.method && self.to_tag == tx.to_tag,
+            LegacyMatch::Cancel => tx.method == Method::Invite && self.to_tag == tx.to_tag,
+            LegacyMatch::Ack => {
+                tx.method == Method::Invite
+                    && (self.to_tag.as_ref() == resp_to_tag || self.to_tag == tx.to_tag)
+            }
+        }
+    }
+}
+
+struct ClientTx {
+    invite: bool,
+    state: ClientState,
+    request: Request,
+    /// The request as sent, for retransmission.
+    bytes: Bytes,
+    key: Option<ClientKey>,
+    dest: SocketAddr,
+    transport: TransportKind,
+    /// The ACK for a non-2xx final, re-sent for each retransmission of it.
+    ack: Option<Bytes>,
+    provisional: bool,
+    retx_interval: Duration,
+    retx_at: Option<Instant>,
+    end_at: Option<Instant>,
+}
+
+struct ServerTx {
+    invite: bool,
+    state: ServerState,
+    request: Request,
+    key: Option<ServerKey>,
+    legacy: Option<Box<LegacyKey>>,
+    /// Where responses go (§18.2.2, RFC 3581).
+    dest: SocketAddr,
+    transport: TransportKind,
+    /// The last response sent, re-sent on request retransmissions and by Timer G.
+    last_resp: Option<Bytes>,
+    /// The To tag of the last response sent (RFC 2543 ACK matching only).
+    resp_to_tag: Option<ByteString>,
+    retx_interval: Duration,
+    retx_at: Option<Instant>,
+    end_at: Option<Instant>,
+}
+
+/// All client and server transactions of one SIP element (RFC 3261 §17), sans-IO.
+pub struct TransactionLayer {
+    cfg: TimerConfig,
+    next_id: u64,
+    clients: HashMap<u64, ClientTx>,
+    servers: HashMap<u64, ServerTx>,
+    client_index: HashMap<ClientKey, u64>,
+    server_index: HashMap<ServerKey, u64>,
+    /// Server transactions created by requests without a magic-cookie branch, by Call-ID.
+    legacy_index: HashMap<ByteString, Vec<u64>>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Slot)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TxEvent>,
+}
+
+impl std::fmt::Debug for TransactionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionLayer")
+            .field("clients", &self.clients.len())
+            .field("servers", &self.servers.len())
+            .field("timers", &self.timers.len())
+            .finish()
+    }
+}
+
+/// Arms a timer: records the deadline in the transaction's slot and pushes a heap entry.
+fn arm(
+    timers: &mut BinaryHeap<Reverse<(Instant, u64, Slot)>>,
+    slot_field: &mut Option<Instant>,
+    at: Instant,
+    id: u64,
+    slot: Slot,
+) {
+    *slot_field = Some(at);
+    timers.push(Reverse((at, id, slot)));
+}
+
+fn push_transmit(
+    q: &mut VecDeque<Transmit>,
+    dest: SocketAddr,
+    transport: TransportKind,
+    bytes: Bytes,
+) {
+    q.push_back(Transmit {
+        dest,
+        transport,
+        bytes,
+    });
+}
+
+/// A `ByteString` for `s`, sharing `owner`'s buffer when `s` points into it.
+fn share(owner: &ByteString, s: &str) -> ByteString {
+    let base = owner.as_ptr() as usize;
+    let p = s.as_ptr() as usize;
+    if p >= base && p + s.len() <= base + owner.len() {
+        owner.slice_ref(s)
+    } else {
+        ByteString::from(s)
+    }
+}
+
+/// The branch parameter of a Via, if any.
+fn branch_of(via: &Via) -> Option<ByteString> {
+    let b = via.branch()?;
+    Some(share(&via.params.0, b))
+}
+
+/// The tag parameter of a From/To value, if any.
+fn tag_of(n: &super::msg::NameAddr) -> Option<ByteString> {
+    let t = n.tag()?;
+    Some(share(&n.params.0, t))
+}
+
+/// Whether a branch is an RFC 3261 one: the magic cookie followed by something (RFC 4475
+/// badbranch: the bare cookie is treated as an RFC 2543 transaction).
+fn is_rfc3261_branch(b: &str) -> bool {
+    b.len() > BRANCH_MAGIC.len() && b.starts_with(BRANCH_MAGIC)
+}
+
+/// The RFC 3261 server key of a request whose top Via is `via`, if its branch has the cookie.
+fn server_key(via: &Via, method: &Method) -> Option<ServerKey> {
+    let branch = branch_of(via)?;
+    if !is_rfc3261_branch(&branch) {
+        return None;
+    }
+    let method = if *method == Method::Ack {
+        Method::Invite
+    } else {
+        method.clone()
+    };
+    Some(ServerKey {
+        branch,
+        host: via.host.clone(),
+        port: via.port,
+        method,
+    })
+}
+
+/// Where the responses of a server transaction go (§18.2.2, RFC 3581). The `received` parameter
+/// of an incoming Via is not trusted: the source IP is what a correct `received` would say, and
+/// using it cannot be turned into a reflection attack.
+fn response_dest(via: Option<&Via>, source: SocketAddr, transport: TransportKind) -> SocketAddr {
+    if transport.is_reliable() {
+        return source;
+    }
+    match via {
+        Some(v) if !v.has_rport() => SocketAddr::new(source.ip(), v.port.unwrap_or(5060)),
+        _ => source,
+    }
+}
+
+/// The hop-by-hop ACK for a non-2xx final response (§17.1.1.3).
+fn build_ack(req: &Request, resp: &Response) -> Request {
+    let mut h = Headers::with_capacity(8);
+    if let Some(v) = req.headers.get(&HeaderName::Via) {
+        h.push(HeaderName::Via, v.clone());
+    }
+    for r in req.headers.get_all(&HeaderName::Route) {
+        h.push(HeaderName::Route, r.clone());
+    }
+    h.push(HeaderName::MaxForwards, ByteString::from_static("70"));
+    if let Some(f) = req.headers.get(&HeaderName::From) {
+        h.push(HeaderName::From, f.clone());
+    }
+    if let Some(t) = resp
+        .headers
+        .get(&HeaderName::To)
+        .or_else(|| req.headers.get(&HeaderName::To))
+    {
+        h.push(HeaderName::To, t.clone());
+    }
+    if let Some(c) = req.headers.call_id() {
+        h.push(HeaderName::CallId, c.clone());
+    }
+    let seq = req.headers.cseq().map(|c| c.seq).unwrap_or(1);
+    h.push(HeaderName::CSeq, format!("{seq} ACK"));
+    Request {
+        method: Method::Ack,
+        uri: req.uri.clone(),
+        headers: h,
+        body: Bytes::new(),
+    }
+}
+
+impl TransactionLayer {
+    /// An empty layer. A zero T1 is raised to 1 ms (retransmission intervals must grow).
+    pub fn new(timers: TimerConfig) -> Self {
+        let mut cfg = timers;
+        let min = Duration::from_millis(1);
+        cfg.t1 = cfg.t1.max(min);
+        cfg.t2 = cfg.t2.max(cfg.t1);
+        TransactionLayer {
+            cfg,
+            next_id: 1,
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            client_index: HashMap::new(),
+            server_index: HashMap::new(),
+            legacy_index: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The timer configuration in use.
+    pub fn timer_config(&self) -> TimerConfig {
+        self.cfg
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Feed a received, parsed message. Matches server transactions by (branch, sent-by, method
+    /// with ACK->INVITE) for magic-cookie branches, and by the RFC 2543 rules otherwise (§17.2.3).
+    /// Matches client transactions by (top Via branch, CSeq method) (§17.1.3). A retransmitted
+    /// request is absorbed and the last response re-sent. A new INVITE gets a "100 Trying" sent
+    /// immediately (§16.2 / §17.2.1).
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
+        match msg {
+            Message::Request(req) => self.on_request(now, req, source, transport),
+            Message::Response(resp) => self.on_response(now, resp, source, transport),
+        }
+        self.prune();
+    }
+
+    fn find_legacy(&self, key: &LegacyKey, how: LegacyMatch) -> Option<u64> {
+        let ids = self.legacy_index.get(&key.call_id)?;
+        ids.iter().copied().find(|id| {
+            self.servers.get(id).is_some_and(|tx| {
+                tx.legacy
+                    .as_deref()
+                    .is_some_and(|l| key.matches(l, tx.resp_to_tag.as_ref(), how))
+            })
+        })
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        req: Request,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
+        let via = req.headers.top_via().ok();
+        let key = via.as_ref().and_then(|v| server_key(v, &req.method));
+        let legacy = if key.is_none() {
+            Some(LegacyKey::of(&req))
+        } else {
+            None
+        };
+
+        if req.method == Method::Ack {
+            let id = match (&key, &legacy) {
+                (Some(k), _) => self.server_index.get(k).copied(),
+                (None, Some(l)) => self.find_legacy(l, LegacyMatch::Ack),
+                (None, None) => None,
+            };
+            if let Some(id) = id {
+                if let Some(tx) = self.servers.get_mut(&id) {
+                    if tx.invite {
+                        match tx.state {
+                            ServerState::Completed => {
+                                tx.state = ServerState::Confirmed;
+                                tx.retx_at = None;
+                                if tx.transport.is_reliable() {
+                                    self.remove_server(id);
+                                } else {
+                                    let at = now + self.cfg.t4;
+                                    arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ServerEnd);
+                                }
+                                return;
+                            }
+                            ServerState::Confirmed => return,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            self.events.push_back(TxEvent::Request {
+                tx: None,
+                req,
+                source,
+                transport,
+            });
+            return;
+        }
+
+        let existing = match (&key, &legacy) {
+            (Some(k), _) => self.server_index.get(k).copied(),
+            (None, Some(l)) => self.find_legacy(l, LegacyMatch::Same),
+            (None, None) => None,
+        };
+        if let Some(id) = existing {
+            if let Some(tx) = self.servers.get(&id) {
+                // A retransmission (§17.2.1, §17.2.2): re-send the last response, if any.
+                match tx.state {
+                    ServerState::Proceeding | ServerState::Completed => {
+                        if let Some(b) = &tx.last_resp {
+                            push_transmit(&mut self.transmits, tx.dest, tx.transport, b.clone());
+                        }
+                    }
+                    ServerState::Trying | ServerState::Confirmed | ServerState::Accepted => {}
+                }
+                return;
+            }
+        }
+
+        let id = self.alloc_id();
+        let invite = req.method == Method::Invite;
+        let dest = response_dest(via.as_ref(), source, transport);
+        match (&key, &legacy) {
+            (Some(k), _) => {
+                self.server_index.insert(k.clone(), id);
+            }
+            (None, Some(l)) => self
+                .legacy_index
+                .entry(l.call_id.clone())
+                .or_default()
+                .push(id),
+            (None, None) => {}
+        }
+        let mut tx = ServerTx {
+            invite,
+            state: ServerState::Trying,
+            request: req.clone(),
+            key,
+            legacy: legacy.map(Box::new),
+            dest,
+            transport,
+            last_resp: None,
+            resp_to_tag: None,
+            retx_interval: self.cfg.t1,
+            retx_at: None,
+            end_at: None,
+        };
+        if invite {
+            let trying = Response::for_request(&req, 100).to_bytes();
+            push_transmit(&mut self.transmits, dest, transport, trying.clone());
+            tx.last_resp = Some(trying);
+            tx.state = ServerState::Proceeding;
+        }
+        self.servers.insert(id, tx);
+        self.events.push_back(TxEvent::Request {
+            tx: Some(ServerTxId(id)),
+            req,
+            source,
+            transport,
+        });
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        resp: Response,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
+        let key = resp.headers.top_via().ok().and_then(|v| {
+            let branch = branch_of(&v)?;
+            let method = resp.headers.cseq().ok()?.method;
+            Some(ClientKey { branch, method })
+        });
+        let id = key.as_ref().and_then(|k| self.client_index.get(k).copied());
+        let Some((id, tx)) = id.and_then(|id| self.clients.get_mut(&id).map(|tx| (id, tx))) else {
+            self.events.push_back(TxEvent::StrayResponse {
+                resp,
+                source,
+                transport,
+            });
+            return;
+        };
+        let status = resp.status;
+        if !(100..=699).contains(&status) {
+            return;
+        }
+        let reliable = tx.transport.is_reliable();
+        let txid = ClientTxId(id);
+        match tx.state {
+            ClientState::Calling | ClientState::Proceeding if tx.invite => {
+                tx.retx_at = None;
+                if status < 200 {
+                    tx.state = ClientState::Proceeding;
+                    tx.provisional = true;
+                    tx.end_at = None; // Timer B runs in Calling only (Figure 5).
+                } else if status < 300 {
+                    tx.state = ClientState::Accepted;
+                    let at = now + self.cfg.t64();
+                    arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
+                } else {
+                    let ack = build_ack(&tx.request, &resp).to_bytes();
+                    push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
+                    tx.ack = Some(ack);
+                    tx.state = ClientState::Completed;
+                    if reliable {
+                        self.events.push_back(TxEvent::Response { tx: txid, resp });
+                        self.remove_client(id);
+                        return;
+                    }
+                    arm(
+                        &mut self.timers,
+                        &mut tx.end_at,
+                        now + TIMER_D,
+                        id,
+                        Slot::ClientEnd,
+                    );
+                }
+                self.events.push_back(TxEvent::Response { tx: txid, resp });
+            }
+            ClientState::Completed if tx.invite => {
+                if status >= 300 {
+                    if let Some(ack) = &tx.ack {
+                        push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
+                    }
+                }
+            }
+            ClientState::Accepted => {
+                if (200..300).contains(&status) {
+                    self.events.push_back(TxEvent::Response { tx: txid, resp });
+                }
+            }
+            ClientState::Trying | ClientState::Proceeding => {
+                if status < 200 {
+                    tx.state = ClientState::Proceeding;
+                    tx.provisional = true;
+                } else {
+                    tx.state = ClientState::Completed;
+                    tx.retx_at = None;
+                    if reliable {
+                        self.events.push_back(TxEvent::Response { tx: txid, resp });
+                        self.remove_client(id);
+                        return;
+                    }
+                    let at = now + self.cfg.t4;
+                    arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
+                }
+                self.events.push_back(TxEvent::Response { tx: txid, resp });
+            }
+            // non-INVITE Completed absorbs; INVITE Calling/Proceeding/Completed handled above.
+            ClientState::Calling | ClientState::Completed => {}
+        }
+    }
+
+    /// Send a response on a server transaction (1xx..6xx). Destination per §18.2.2 + RFC 3581:
+    /// reliable transport → the source address of the request; UDP with `rport` → the source
+    /// address; UDP without → (source IP, Via sent-by port or 5060). Returns false if the
+    /// transaction is unknown or already completed (a 2xx after a 2xx is allowed for INVITE in the
+    /// Accepted state: forwarded 2xx retransmissions).
+    pub fn respond(&mut self, now: Instant, tx: ServerTxId, resp: Response) -> bool {
+        let id = tx.0;
+        let status = resp.status;
+        if !(100..=699).contains(&status) {
+            return false;
+        }
+        let Some(tx) = self.servers.get_mut(&id) else {
+            return false;
+        };
+        let reliable = tx.transport.is_reliable();
+        match tx.state {
+            ServerState::Proceeding if tx.invite => {
+                let bytes = resp.to_bytes();
+                push_transmit(&mut self.transmits, tx.dest, tx.transport, bytes.clone());
+                tx.last_resp = Some(bytes);
+                if tx.legacy.is_some() {
+                    tx.resp_to_tag = resp.headers.to().ok().and_then(|n| tag_of(&n));
+                }
+                if (200..300).contains(&status) {
+                    tx.state = ServerState::Accepted;
+                    let at = now + self.cfg.t64();
+                    arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ServerEnd);
+                } else if status >= 300 {
+                    tx.state = ServerState::Completed;
+                    if !reliable {
+                        tx.retx_interval = self.cfg.t1;
+                        let at = now + self.cfg.t1;
+                        arm(&mut self.timers, &mut tx.retx_at, at, id, Slot::ServerRetx);
+                    }
+                    let at = now + self.cfg.t64();
+                    arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ServerEnd);
+                }
+                true
+            }
+            ServerState::Accepted => {
+                if !(200..300).contains(&status) {
+                    return false;
+                }
+                push_transmit(&mut self.transmits, tx.dest, tx.transport, resp.to_bytes());
+                true
+            }
+            ServerState::Trying | ServerState::Proceeding => {
+                let bytes = resp.to_bytes();
+                push_transmit(&mut self.transmits, tx.dest, tx.transport, bytes.clone());
+                tx.last_resp = Some(bytes);
+                if status < 200 {
+                    tx.state = ServerState::Proceeding;
+                } else {
+                    tx.state = ServerState::Completed;
+                    if reliable {
+                        self.remove_server(id);
+                    } else {
+                        let at = now + self.cfg.t64();
+                        arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ServerEnd);
+                    }
+                }
+                self.prune();
+                true
+            }
+            ServerState::Completed | ServerState::Confirmed => false,
+        }
+    }
+
+    /// Start a client transaction for `req` (its top Via with a fresh branch must already be
+    /// there: use [`new_branch`]), sending to `dest`. An ACK creates no transaction (§17.1.1.3): it
+    /// is sent once and the returned id is unknown to the layer.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        req: Request,
+        dest: SocketAddr,
+        transport: TransportKind,
+    ) -> ClientTxId {
+        let id = self.alloc_id();
+        let bytes = req.to_bytes();
+        push_transmit(&mut self.transmits, dest, transport, bytes.clone());
+        if req.method == Method::Ack {
+            return ClientTxId(id);
+        }
+        let invite = req.method == Method::Invite;
+        let key = req
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|v| branch_of(&v))
+            .map(|branch| ClientKey {
+                branch,
+                method: req.method.clone(),
+            });
+        if let Some(k) = &key {
+            self.client_index.insert(k.clone(), id);
+        }
+        let mut tx = ClientTx {
+            invite,
+            state: if invite {
+                ClientState::Calling
+            } else {
+                ClientState::Trying
+            },
+            request: req,
+            bytes,
+            key,
+            dest,
+            transport,
+            ack: None,
+            provisional: false,
+            retx_interval: self.cfg.t1,
+            retx_at: None,
+            end_at: None,
+        };
+        if !transport.is_reliable() {
+            let at = now + self.cfg.t1;
+            arm(&mut self.timers, &mut tx.retx_at, at, id, Slot::ClientRetx);
+        }
+        let at = now + self.cfg.t64();
+        arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
+        self.clients.insert(id, tx);
+        ClientTxId(id)
+    }
+
+    /// Send bytes outside any transaction (ACK for 2xx forwarded by a proxy, stateless forwarding
+    /// of stray responses).
+    pub fn send_stateless(&mut self, dest: SocketAddr, transport: TransportKind, bytes: Bytes) {
+        push_transmit(&mut self.transmits, dest, transport, bytes);
+    }
+
+    /// The transport layer failed to send a client transaction's request (§17.1.4): the
+    /// transaction ends with a [`TxEvent::Timeout`] if it had no final response yet. Returns false
+    /// if the transaction is unknown.
+    pub fn transport_error(&mut self, tx: ClientTxId) -> bool {
+        let Some(t) = self.clients.get(&tx.0) else {
+            return false;
+        };
+        if matches!(
+            t.state,
+            ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+        ) {
+            self.events.push_back(TxEvent::Timeout { tx });
+        }
+        self.remove_client(tx.0);
+        self.prune();
+        true
+    }
+
+    /// The original request of a live server transaction (the proxy builds CANCEL/branch state
+    /// from it).
+    pub fn server_request(&self, tx: ServerTxId) -> Option<&Request> {
+        self.servers.get(&tx.0).map(|t| &t.request)
+    }
+
+    /// The original request of a live client transaction (to build a CANCEL for it, §9.1).
+    pub fn client_request(&self, tx: ClientTxId) -> Option<&Request> {
+        self.clients.get(&tx.0).map(|t| &t.request)
+    }
+
+    /// For a CANCEL request: the INVITE server transaction it cancels (§9.2: same branch, sent-by
+    /// etc. with method INVITE, or the RFC 2543 rules), if live.
+    pub fn matching_invite(&self, cancel: &Request) -> Option<ServerTxId> {
+        let via = cancel.headers.top_via().ok();
+        let id = match via.as_ref().and_then(|v| server_key(v, &Method::Invite)) {
+            Some(k) => self.server_index.get(&k).copied(),
+            None => self.find_legacy(&LegacyKey::of(cancel), LegacyMatch::Cancel),
+        }?;
+        self.servers
+            .get(&id)
+            .filter(|t| t.invite)
+            .map(|_| ServerTxId(id))
+    }
+
+    /// Whether a client INVITE transaction has received a provisional response yet (a CANCEL may
+    /// only be sent after one, §9.1).
+    pub fn client_has_provisional(&self, tx: ClientTxId) -> bool {
+        self.clients.get(&tx.0).is_some_and(|t| t.provisional)
+    }
+
+    /// Whether a server transaction has sent a final response (or is unknown).
+    pub fn server_is_final(&self, tx: ServerTxId) -> bool {
+        self.servers
+            .get(&tx.0)
+            .is_none_or(|t| !matches!(t.state, ServerState::Trying | ServerState::Proceeding))
+    }
+
+    /// Fire every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, id, slot))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.is_live(at, id, slot) {
+                self.fire(now, id, slot);
+            }
+        }
+        self.prune();
+    }
+
+    fn is_live(&self, at: Instant, id: u64, slot: Slot) -> bool {
+        match slot {
+            Slot::ClientRetx => self.clients.get(&id).is_some_and(|t| t.retx_at == Some(at)),
+            Slot::ClientEnd => self.clients.get(&id).is_some_and(|t| t.end_at == Some(at)),
+            Slot::ServerRetx => self.servers.get(&id).is_some_and(|t| t.retx_at == Some(at)),
+            Slot::ServerEnd => self.servers.get(&id).is_some_and(|t| t.end_at == Some(at)),
+        }
+    }
+
+    fn fire(&mut self, now: Instant, id: u64, slot: Slot) {
+        let cfg = self.cfg;
+        match slot {
+            Slot::ClientRetx => {
+                let Some(tx) = self.clients.get_mut(&id) else {
+                    return;
+                };
+                tx.retx_at = None;
+                let next = match tx.state {
+                    // Timer A: doubles without a cap (§17.1.1.2).
+                    ClientState::Calling => tx.retx_interval * 2,
+                    // Timer E: doubles up to T2 in Trying, T2 in Proceeding (§17.1.2.2).
+                    ClientState::Trying => (tx.retx_interval * 2).min(cfg.t2),
+                    ClientState::Proceeding if !tx.invite => cfg.t2,
+                    _ => return,
+                };
+                push_transmit(&mut self.transmits, tx.dest, tx.transport, tx.bytes.clone());
+                tx.retx_interval = next;
+                arm(
+                    &mut self.timers,
+                    &mut tx.retx_at,
+                    now + next,
+                    id,
+                    Slot::ClientRetx,
+                );
+            }
+            Slot::ClientEnd => {
+                let Some(tx) = self.clients.get(&id) else {
+                    return;
+                };
+                if matches!(
+                    tx.state,
+                    ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                ) {
+                    // Timer B / F.
+                    self.events
+                        .push_back(TxEvent::Timeout { tx: ClientTxId(id) });
+                }
+                // Otherwise Timer D / K / M.
+                self.remove_client(id);
+            }
+            Slot::ServerRetx => {
+                let Some(tx) = self.servers.get_mut(&id) else {
+                    return;
+                };
+                tx.retx_at = None;
+                if tx.state != ServerState::Completed {
+                    return;
+                }
+                // Timer G.
+                if let Some(b) = &tx.last_resp {
+                    push_transmit(&mut self.transmits, tx.dest, tx.transport, b.clone());
+                }
+                let next = (tx.retx_interval * 2).min(cfg.t2);
+                tx.retx_interval = next;
+                arm(
+                    &mut self.timers,
+                    &mut tx.retx_at,
+                    now + next,
+                    id,
+                    Slot::ServerRetx,
+                );
+            }
+            Slot::ServerEnd => {
+                let Some(tx) = self.servers.get(&id) else {
+                    return;
+                };
+                if tx.invite && tx.state == ServerState::Completed {
+                    // Timer H.
+                    self.events
+                        .push_back(TxEvent::AckTimeout { tx: ServerTxId(id) });
+                }
+                // Otherwise Timer I / J / L.
+                self.remove_server(id);
+            }
+        }
+    }
+
+    /// Drops stale entries at the top of the timer heap so that `poll_timeout` is exact.
+    fn prune(&mut self) {
+        while let Some(&Reverse((at, id, slot))) = self.timers.peek() {
+            if self.is_live(at, id, slot) {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+
+    fn remove_client(&mut self, id: u64) {
+        let Some(tx) = self.clients.remove(&id) else {
+            return;
+        };
+        if let Some(k) = tx.key {
+            if self.client_index.get(&k) == Some(&id) {
+                self.client_index.remove(&k);
+            }
+        }
+    }
+
+    fn remove_server(&mut self, id: u64) {
+        let Some(tx) = self.servers.remove(&id) else {
+            return;
+        };
+        if let Some(k) = tx.key {
+            if self.server_index.get(&k) == Some(&id) {
+                self.server_index.remove(&k);
+            }
+        }
+        if let Some(l) = tx.legacy {
+            if let Some(ids) = self.legacy_index.get_mut(&l.call_id) {
+                ids.retain(|&i| i != id);
+                if ids.is_empty() {
+                    self.legacy_index.remove(&l.call_id);
+                }
+            }
+        }
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the transaction user.
+    pub fn poll_event(&mut self) -> Option<TxEvent> {
+        self.events.pop_front()
+    }
+
+    /// Counts of live client and server transactions (for stats and tests).
+    pub fn len(&self) -> (usize, usize) {
+        (self.clients.len(), self.servers.len())
+    }
+
+    /// Whether there are no live transactions.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty() && self.servers.is_empty()
+    }
+}
+
+/// A fresh RFC 3261 branch: `"z9hG4bK"` + 16 hex chars, unique within the process (a bijective
+/// mix of a process-random seed and a counter) and unpredictable across processes.
+pub fn new_branch() -> String {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(rand::random::<u64>);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64 finalizer: a bijection, so distinct counters give distinct branches.
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    format!("{BRANCH_MAGIC}{z:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::msg::Limits;
+
+    const SRC: &str = "192.0.2.10:5060";
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn msg(text: &str) -> Message {
+        let t = text.replace("\r\n", "\n").replace('\n', "\r\n");
+        Message::parse(Bytes::from(t), &Limits::default()).expect("test message parses")
+    }
+
+    fn req(text: &str) -> Request {
+        match msg(text) {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!("not a request"),
+        }
+    }
+
+    fn parse_bytes(b: &Bytes) -> Message {
+        Message::parse(b.clone(), &Limits::default()).expect("transmitted message parses")
+    }
+
+    fn invite_text(branch: &str) -> String {
+        format!(
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\n\
+             Via: SIP/2.0/UDP pc33.atlanta.example.com;branch={branch}\n\
+             Max-Forwards: 70\n\
+             Route: <sip:p1.example.com;lr>\n\
+             Route: <sip:p2.example.com;lr>\n\
+             To: Bob <sip:bob@biloxi.example.com>\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\n\
+             Call-ID: a84b4c76e66710@pc33.atlanta.example.com\n\
+             CSeq: 314159 INVITE\n\
+             Contact: <sip:alice@pc33.atlanta.example.com>\n\
+             Content-Length: 0\n\n"
+        )
+    }
+
+    fn request_text(method: &str, branch: &str, via_extra: &str) -> String {
+        format!(
+            "{method} sip:bob@biloxi.example.com SIP/2.0\n\
+             Via: SIP/2.0/UDP pc33.atlanta.example.com:5070;branch={branch}{via_extra}\n\
+             Max-Forwards: 70\n\
+             To: Bob <sip:bob@biloxi.example.com>\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\n\
+             Call-ID: a84b4c76e66710@pc33.atlanta.example.com\n\
+             CSeq: 314159 {method}\n\
+             Content-Length: 0\n\n"
+        )
+    }
+
+    fn response_text(status: u16, branch: &str, method: &str, to_tag: Option<&str>) -> String {
+        let tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+        format!(
+            "SIP/2.0 {status} {}\n\
+             Via: SIP/2.0/UDP pc33.atlanta.example.com;branch={branch}\n\
+             To: Bob <sip:bob@biloxi.example.com>{tag}\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\n\
+             Call-ID: a84b4c76e66710@pc33.atlanta.example.com\n\
+             CSeq: 314159 {method}\n\
+             Content-Length: 0\n\n",
+            crate::sip::msg::reason_phrase(status)
+        )
+    }
+
+    fn transmits(l: &mut TransactionLayer) -> Vec<Transmit> {
+        std::iter::from_fn(|| l.poll_transmit()).collect()
+    }
+
+    fn events(l: &mut TransactionLayer) -> Vec<TxEvent> {
+        std::iter::from_fn(|| l.poll_event()).collect()
+    }
+
+    /// Runs timers until nothing is pending, recording (offset from `base`, transmits, events) at
+    /// every firing.
+    fn run_timers(l: &mut TransactionLayer, base: Instant) -> Vec<(Duration, usize, Vec<TxEvent>)> {
+        let mut out = Vec::new();
+        while let Some(at) = l.poll_timeout() {
+            l.handle_timeout(at);
+            let n = transmits(l).len();
+            out.push((at - base, n, events(l)));
+            assert!(out.len() < 1000, "timer loop");
+        }
+        out
+    }
+
+    fn status_of(b: &Bytes) -> u16 {
+        match parse_bytes(b) {
+            Message::Response(r) => r.status,
+            Message::Request(_) => panic!("not a response"),
+        }
+    }
+
+    /// The server transaction created by the first Request event.
+    fn server_tx(evs: &[TxEvent]) -> ServerTxId {
+        match evs {
+            [TxEvent::Request { tx: Some(tx), .. }] => *tx,
+            other => panic!("expected one Request event, got {other:?}"),
+        }
+    }
+
+    fn response_for(
+        l: &TransactionLayer,
+        tx: ServerTxId,
+        status: u16,
+        tag: Option<&str>,
+    ) -> Response {
+        let mut r = Response::for_request(l.server_request(tx).expect("live"), status);
+        if let Some(tag) = tag {
+            let to = r.headers.get(&HeaderName::To).expect("To").to_string();
+            r.headers.set(HeaderName::To, format!("{to};tag={tag}"));
+        }
+        r
+    }
+
+    #[test]
+    fn invite_client_timer_a_and_b() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let id = l.send_request(
+            base,
+            req(&invite_text(&b)),
+            sa("198.51.100.1:5060"),
+            TransportKind::Udp,
+        );
+        let tx = transmits(&mut l);
+        assert_eq!(tx.len(), 1);
+        assert_eq!(tx[0].dest, sa("198.51.100.1:5060"));
+        assert_eq!(l.len(), (1, 0));
+        let fired = run_timers(&mut l, base);
+        let retx: Vec<Duration> = fired.iter().filter(|f| f.1 > 0).map(|f| f.0).collect();
+        assert_eq!(
+            retx,
+            vec![ms(500), ms(1500), ms(3500), ms(7500), ms(15500), ms(31500)]
+        );
+        let last = fired.last().expect("fired");
+        assert_eq!(last.0, ms(32_000));
+        assert_eq!(last.1, 0);
+        assert!(matches!(last.2.as_slice(), [TxEvent::Timeout { tx }] if *tx == id));
+        assert_eq!(l.len(), (0, 0));
+        assert_eq!(l.poll_timeout(), None);
+    }
+
+    #[test]
+    fn non_invite_client_timer_e_capped_and_timer_f() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let id = l.send_request(
+            base,
+            req(&request_text("OPTIONS", &b, "")),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        assert_eq!(transmits(&mut l).len(), 1);
+        let fired = run_timers(&mut l, base);
+        let retx: Vec<u64> = fired
+            .iter()
+            .filter(|f| f.1 > 0)
+            .map(|f| f.0.as_millis() as u64)
+            .collect();
+        assert_eq!(
+            retx,
+            vec![
+                500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500
+            ]
+        );
+        let last = fired.last().expect("fired");
+        assert_eq!(last.0, ms(32_000));
+        assert!(matches!(last.2.as_slice(), [TxEvent::Timeout { tx }] if *tx == id));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn non_invite_client_proceeding_retransmits_at_t2_and_timer_k() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let id = l.send_request(
+            base,
+            req(&request_text("REGISTER", &b, "")),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        transmits(&mut l);
+        l.handle_message(
+            base + ms(100),
+            msg(&response_text(100, &b, "REGISTER", None)),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 100)
+        );
+        assert_eq!(l.poll_timeout(), Some(base + ms(500)));
+        l.handle_timeout(base + ms(500));
+        assert_eq!(transmits(&mut l).len(), 1);
+        assert_eq!(l.poll_timeout(), Some(base + ms(4500)));
+        // Final response: Completed, retransmissions absorbed, Timer K = T4.
+        l.handle_message(
+            base + ms(1000),
+            msg(&response_text(200, &b, "REGISTER", Some("x"))),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { resp, .. }] if resp.status == 200)
+        );
+        l.handle_message(
+            base + ms(1100),
+            msg(&response_text(200, &b, "REGISTER", Some("x"))),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        assert!(events(&mut l).is_empty());
+        assert_eq!(l.poll_timeout(), Some(base + ms(6000)));
+        l.handle_timeout(base + ms(6000));
+        assert!(transmits(&mut l).is_empty());
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn invite_client_non_2xx_final_is_acked_and_absorbed() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let dest = sa("198.51.100.1:5060");
+        let id = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+        transmits(&mut l);
+        assert!(!l.client_has_provisional(id));
+        l.handle_message(
+            base + ms(100),
+            msg(&response_text(180, &b, "INVITE", Some("8321234356"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(l.client_has_provisional(id));
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { resp, .. }] if resp.status == 180)
+        );
+        // Timer A stopped, Timer B no longer runs in Proceeding.
+        l.handle_timeout(base + Duration::from_secs(40));
+        assert!(transmits(&mut l).is_empty());
+        assert!(events(&mut l).is_empty());
+        assert_eq!(l.len(), (1, 0));
+
+        let now = base + Duration::from_secs(41);
+        l.handle_message(
+            now,
+            msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 486)
+        );
+        let tx = transmits(&mut l);
+        assert_eq!(tx.len(), 1);
+        assert_eq!(tx[0].dest, dest);
+        let Message::Request(ack) = parse_bytes(&tx[0].bytes) else {
+            panic!("ACK is a request")
+        };
+        assert_eq!(ack.method, Method::Ack);
+        assert_eq!(ack.uri.to_string(), "sip:bob@biloxi.example.com");
+        let vias: Vec<_> = ack.headers.get_all(&HeaderName::Via).collect();
+        assert_eq!(vias.len(), 1);
+        assert_eq!(
+            ack.headers
+                .top_via()
+                .expect("via")
+                .branch()
+                .map(|s| s.to_string()),
+            Some(b.clone())
+        );
+        let routes: Vec<String> = ack
+            .headers
+            .get_all(&HeaderName::Route)
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            routes,
+            vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+        );
+        assert_eq!(
+            ack.headers.to().expect("To").tag().map(|s| s.to_string()),
+            Some("8321234356".into())
+        );
+        assert_eq!(
+            ack.headers
+                .from()
+                .expect("From")
+                .tag()
+                .map(|s| s.to_string()),
+            Some("1928301774".into())
+        );
+        assert_eq!(
+            ack.headers.call_id().map(|c| c.to_string()),
+            Some("a84b4c76e66710@pc33.atlanta.example.com".into())
+        );
+        let cseq = ack.headers.cseq().expect("CSeq");
+        assert_eq!((cseq.seq, cseq.method), (314159, Method::Ack));
+        assert!(ack.headers.get(&HeaderName::Contact).is_none());
+
+        // A retransmitted 486 is absorbed and re-ACKed.
+        l.handle_message(
+            now + ms(500),
+            msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(events(&mut l).is_empty());
+        let again = transmits(&mut l);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].bytes, tx[0].bytes);
+        // Timer D: 32 s.
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(32)));
+        l.handle_timeout(now + Duration::from_secs(32));
+        assert_eq!(l.len(), (0, 0));
+        // Later retransmissions are stray.
+        l.handle_message(
+            now + Duration::from_secs(33),
+            msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(matches!(
+            events(&mut l).as_slice(),
+            [TxEvent::StrayResponse { .. }]
+        ));
+    }
+
+    #[test]
+    fn invite_client_2xx_retransmissions_pass_up_in_accepted() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let dest = sa("198.51.100.1:5060");
+        let id = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+        transmits(&mut l);
+        for i in 0..3u64 {
+            l.handle_message(
+                base + ms(100 + i * 500),
+                msg(&response_text(200, &b, "INVITE", Some("t"))),
+                dest,
+                TransportKind::Udp,
+            );
+            assert!(
+                matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 200)
+            );
+            assert!(
+                transmits(&mut l).is_empty(),
+                "no ACK for a 2xx from the transaction"
+            );
+        }
+        // Timer A stopped; Timer M at 64*T1 after the first 2xx.
+        assert_eq!(
+            l.poll_timeout(),
+            Some(base + ms(100) + Duration::from_secs(32))
+        );
+        let fired = run_timers(&mut l, base);
+        assert!(fired.iter().all(|f| f.1 == 0 && f.2.is_empty()));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn cancel_client_transaction_is_separate_from_invite() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = new_branch();
+        let dest = sa("198.51.100.1:5060");
+        let inv = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+        let cancel = l.send_request(
+            base,
+            req(&request_text("CANCEL", &b, "")),
+            dest,
+            TransportKind::Udp,
+        );
+        assert_ne!(inv, cancel);
+        assert_eq!(
+            l.client_request(cancel).map(|r| r.method.clone()),
+            Some(Method::Cancel)
+        );
+        l.handle_message(
+            base + ms(10),
+            msg(&response_text(200, &b, "CANCEL", Some("t"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, .. }] if *tx == cancel)
+        );
+        l.handle_message(
+            base + ms(20),
+            msg(&response_text(487, &b, "INVITE", Some("t"))),
+            dest,
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == inv && resp.status == 487)
+        );
+    }
+
+    #[test]
+    fn server_invite_gets_100_trying_and_absorbs_retransmissions() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = "z9hG4bK74bf9";
+        let source = sa("192.0.2.10:40000");
+        l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        let t = transmits(&mut l);
+        assert_eq!(t.len(), 1);
+        // No rport, no port in the Via: (source IP, 5060).
+        assert_eq!(t[0].dest, sa("192.0.2.10:5060"));
+        let Message::Response(trying) = parse_bytes(&t[0].bytes) else {
+            panic!("response")
+        };
+        assert_eq!(trying.status, 100);
+        assert_eq!(trying.headers.to().expect("To").tag(), None);
+        assert_eq!(l.len(), (0, 1));
+        assert_eq!(
+            l.server_request(tx).map(|r| r.method.clone()),
+            Some(Method::Invite)
+        );
+
+        // Retransmission: absorbed, 100 re-sent.
+        l.handle_message(
+            base + ms(500),
+            msg(&invite_text(b)),
+            source,
+            TransportKind::Udp,
+        );
+        assert!(events(&mut l).is_empty());
+        let t2 = transmits(&mut l);
+        assert_eq!(t2.len(), 1);
+        assert_eq!(status_of(&t2[0].bytes), 100);
+
+        let ringing = response_for(&l, tx, 180, Some("a6c85cf"));
+        assert!(l.respond(base + ms(600), tx, ringing));
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 180);
+        l.handle_message(
+            base + ms(1000),
+            msg(&invite_text(b)),
+            source,
+            TransportKind::Udp,
+        );
+        assert!(events(&mut l).is_empty());
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 180);
+        assert!(!l.server_is_final(tx));
+    }
+
+    #[test]
+    fn server_invite_non_2xx_timer_g_until_ack_then_timer_i() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = "z9hG4bK74bf9";
+        let source = sa("192.0.2.10:5060");
+        l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        transmits(&mut l);
+        let busy = response_for(&l, tx, 486, Some("a6c85cf"));
+        assert!(l.respond(base, tx, busy));
+        assert!(l.server_is_final(tx));
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 486);
+        // A second final is refused.
+        assert!(!l.respond(base, tx, response_for(&l, tx, 500, None)));
+
+        let mut times = Vec::new();
+        while let Some(at) = l.poll_timeout() {
+            if at > base + ms(12_000) {
+                break;
+            }
+            l.handle_timeout(at);
+            let t = transmits(&mut l);
+            assert_eq!(t.len(), 1);
+            assert_eq!(status_of(&t[0].bytes), 486);
+            times.push((at - base).as_millis() as u64);
+        }
+        assert_eq!(times, vec![500, 1500, 3500, 7500, 11500]);
+
+        // A retransmitted INVITE gets the 486 again.
+        l.handle_message(
+            base + ms(11_600),
+            msg(&invite_text(b)),
+            source,
+            TransportKind::Udp,
+        );
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 486);
+
+        // The ACK (same branch) is absorbed: no event, no more retransmissions.
+        let ack = request_text("ACK", b, "").replace(":5070", "");
+        let ack = ack.replace(
+            "To: Bob <sip:bob@biloxi.example.com>",
+            "To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf",
+        );
+        let now = base + ms(12_000);
+        l.handle_message(now, msg(&ack), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        // ACK retransmissions absorbed too.
+        l.handle_message(now + ms(10), msg(&ack), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        // Timer I = T4, nothing transmitted until then.
+        assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(5)));
+        let fired = run_timers(&mut l, base);
+        assert!(fired.iter().all(|f| f.1 == 0 && f.2.is_empty()));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn server_invite_timer_h_without_ack() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        l.handle_message(
+            base,
+            msg(&invite_text("z9hG4bKh")),
+            sa(SRC),
+            TransportKind::Udp,
+        );
+        let tx = server_tx(&events(&mut l));
+        let busy = response_for(&l, tx, 486, Some("x"));
+        assert!(l.respond(base, tx, busy));
+        transmits(&mut l);
+        let fired = run_timers(&mut l, base);
+        let last = fired.last().expect("fired");
+        assert_eq!(last.0, Duration::from_secs(32));
+        assert!(matches!(last.2.as_slice(), [TxEvent::AckTimeout { tx: t }] if *t == tx));
+        // G capped at T2: 0.5, 1.5, 3.5, 7.5, then every 4 s up to 31.5.
+        let retx = fired.iter().filter(|f| f.1 > 0).count();
+        assert_eq!(retx, 4 + 6);
+        assert_eq!(l.len(), (0, 0));
+        assert!(!l.respond(
+            base + Duration::from_secs(33),
+            tx,
+            Response::for_request(&req(&invite_text("z9hG4bKh")), 200)
+        ));
+    }
+
+    #[test]
+    fn server_invite_2xx_accepted_and_ack_for_2xx_passes_up() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = "z9hG4bKinv2xx";
+        let source = sa("192.0.2.10:5060");
+        l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        transmits(&mut l);
+        let ok = response_for(&l, tx, 200, Some("t2"));
+        assert!(l.respond(base, tx, ok.clone()));
+        assert_eq!(transmits(&mut l).len(), 1);
+        // 2xx retransmissions (forwarded by a proxy) are allowed; other codes are not.
+        assert!(l.respond(base + ms(500), tx, ok.clone()));
+        assert_eq!(transmits(&mut l).len(), 1);
+        assert!(!l.respond(base + ms(500), tx, response_for(&l, tx, 486, None)));
+        assert!(!l.respond(base + ms(500), tx, response_for(&l, tx, 180, None)));
+        // A retransmitted INVITE is absorbed and nothing re-sent (the TU retransmits 2xx).
+        l.handle_message(
+            base + ms(600),
+            msg(&invite_text(b)),
+            source,
+            TransportKind::Udp,
+        );
+        assert!(events(&mut l).is_empty());
+        assert!(transmits(&mut l).is_empty());
+        // The ACK for the 2xx has its own branch: passed up with tx None.
+        let ack = request_text("ACK", "z9hG4bKack2xx", "");
+        l.handle_message(base + ms(700), msg(&ack), source, TransportKind::Udp);
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::Request { tx: None, req, .. }] if req.method == Method::Ack)
+        );
+        // Timer L.
+        assert_eq!(l.poll_timeout(), Some(base + Duration::from_secs(32)));
+        l.handle_timeout(base + Duration::from_secs(32));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn non_invite_server_retransmission_gets_last_final() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = "z9hG4bKopt1";
+        let source = sa("192.0.2.10:5070");
+        let text = request_text("OPTIONS", b, "");
+        l.handle_message(base, msg(&text), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        assert!(transmits(&mut l).is_empty(), "no 100 Trying for non-INVITE");
+        // Trying: retransmissions absorbed silently.
+        l.handle_message(base + ms(500), msg(&text), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        assert!(transmits(&mut l).is_empty());
+        let ok = response_for(&l, tx, 200, Some("s"));
+        assert!(l.respond(base + ms(600), tx, ok));
+        let t = transmits(&mut l);
+        assert_eq!(t[0].dest, sa("192.0.2.10:5070"));
+        l.handle_message(base + ms(1500), msg(&text), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        let t2 = transmits(&mut l);
+        assert_eq!(t2.len(), 1);
+        assert_eq!(t2[0].bytes, t[0].bytes);
+        assert!(!l.respond(base + ms(1600), tx, response_for(&l, tx, 200, None)));
+        // Timer J = 64*T1.
+        assert_eq!(
+            l.poll_timeout(),
+            Some(base + ms(600) + Duration::from_secs(32))
+        );
+        l.handle_timeout(base + ms(600) + Duration::from_secs(32));
+        assert_eq!(l.len(), (0, 0));
+        // After J a retransmission is a new transaction.
+        l.handle_message(
+            base + Duration::from_secs(40),
+            msg(&text),
+            source,
+            TransportKind::Udp,
+        );
+        assert!(matches!(
+            events(&mut l).as_slice(),
+            [TxEvent::Request { tx: Some(_), .. }]
+        ));
+    }
+
+    #[test]
+    fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let dest = sa("198.51.100.1:5060");
+        // INVITE client over TCP: no Timer A; the 486 ends it at once (Timer D = 0).
+        let b = new_branch();
+        l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Tcp);
+        assert_eq!(transmits(&mut l).len(), 1);
+        assert_eq!(l.poll_timeout(), Some(base + Duration::from_secs(32)));
+        l.handle_message(
+            base + ms(50),
+            msg(&response_text(486, &b, "INVITE", Some("x"))),
+            dest,
+            TransportKind::Tcp,
+        );
+        assert_eq!(transmits(&mut l).len(), 1, "the ACK");
+        assert_eq!(events(&mut l).len(), 1);
+        assert_eq!(l.len(), (0, 0));
+        // non-INVITE client over TCP: no Timer E; Timer K = 0.
+        let b2 = new_branch();
+        l.send_request(
+            base,
+            req(&request_text("OPTIONS", &b2, "")),
+            dest,
+            TransportKind::Tcp,
+        );
+        transmits(&mut l);
+        l.handle_timeout(base + Duration::from_secs(10));
+        assert!(transmits(&mut l).is_empty());
+        l.handle_message(
+            base + Duration::from_secs(10),
+            msg(&response_text(200, &b2, "OPTIONS", Some("x"))),
+            dest,
+            TransportKind::Tcp,
+        );
+        assert_eq!(events(&mut l).len(), 1);
+        assert_eq!(l.len(), (0, 0));
+        // non-INVITE server over TCP: response to the connection's source, Timer J = 0.
+        let source = sa("192.0.2.10:51234");
+        l.handle_message(
+            base,
+            msg(&request_text("OPTIONS", "z9hG4bKtcp1", "")),
+            source,
+            TransportKind::Tcp,
+        );
+        let tx = server_tx(&events(&mut l));
+        assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("y"))));
+        let t = transmits(&mut l);
+        assert_eq!((t[0].dest, t[0].transport), (source, TransportKind::Tcp));
+        assert_eq!(l.len(), (0, 0));
+        // INVITE server over TCP: no Timer G; the ACK ends it at once (Timer I = 0).
+        l.handle_message(
+            base,
+            msg(&invite_text("z9hG4bKtcp2")),
+            source,
+            TransportKind::Tcp,
+        );
+        let tx = server_tx(&events(&mut l));
+        transmits(&mut l);
+        assert!(l.respond(base, tx, response_for(&l, tx, 486, Some("z"))));
+        transmits(&mut l);
+        assert_eq!(
+            l.poll_timeout(),
+            Some(base + Duration::from_secs(32)),
+            "only Timer H"
+        );
+        let ack = request_text("ACK", "z9hG4bKtcp2", "").replace(":5070", "");
+        l.handle_message(base + ms(100), msg(&ack), source, TransportKind::Tcp);
+        assert!(events(&mut l).is_empty());
+        assert_eq!(l.len(), (0, 0));
+        assert_eq!(l.poll_timeout(), None);
+    }
+
+    #[test]
+    fn cancel_finds_the_invite_server_transaction() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let b = "z9hG4bKcancelme";
+        let source = sa("192.0.2.10:5060");
+        l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+        let inv = server_tx(&events(&mut l));
+        transmits(&mut l);
+        let cancel_text = request_text("CANCEL", b, "").replace(":5070", "");
+        l.handle_message(
+            base + ms(100),
+            msg(&cancel_text),
+            source,
+            TransportKind::Udp,
+        );
+        let evs = events(&mut l);
+        let ctx = server_tx(&evs);
+        assert_ne!(ctx, inv);
+        let TxEvent::Request { req: cancel, .. } = &evs[0] else {
+            panic!()
+        };
+        assert_eq!(l.matching_invite(cancel), Some(inv));
+        // The INVITE transaction is untouched by the CANCEL.
+        assert!(transmits(&mut l).is_empty());
+        assert_eq!(l.len(), (0, 2));
+        // Different branch or different sent-by: no match.
+        assert_eq!(
+            l.matching_invite(&req(
+                &request_text("CANCEL", "z9hG4bKother", "").replace(":5070", "")
+            )),
+            None
+        );
+        assert_eq!(
+            l.matching_invite(&req(&request_text("CANCEL", b, ""))),
+            None
+        );
+    }
+
+    #[test]
+    fn stray_response_and_unknown_tx() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let source = sa("198.51.100.7:5060");
+        l.handle_message(
+            base,
+            msg(&response_text(200, "z9hG4bKnobody", "INVITE", Some("q"))),
+            source,
+            TransportKind::Udp,
+        );
+        assert!(
+            matches!(events(&mut l).as_slice(), [TxEvent::StrayResponse { resp, source: s, .. }] if resp.status == 200 && *s == source)
+        );
+        assert!(!l.respond(
+            base,
+            ServerTxId(999),
+            Response::for_request(&req(&invite_text("z9hG4bKx")), 200)
+        ));
+        assert!(l.server_request(ServerTxId(999)).is_none());
+        assert!(l.client_request(ClientTxId(999)).is_none());
+        assert!(!l.client_has_provisional(ClientTxId(999)));
+        assert!(!l.transport_error(ClientTxId(999)));
+        l.send_stateless(source, TransportKind::Udp, Bytes::from_static(b"x"));
+        assert_eq!(transmits(&mut l).len(), 1);
+    }
+
+    #[test]
+    fn transport_error_times_out_client_transaction() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let id = l.send_request(
+            base,
+            req(&request_text("OPTIONS", &new_branch(), "")),
+            sa(SRC),
+            TransportKind::Tcp,
+        );
+        assert!(l.transport_error(id));
+        assert!(matches!(events(&mut l).as_slice(), [TxEvent::Timeout { tx }] if *tx == id));
+        assert_eq!(l.len(), (0, 0));
+        assert_eq!(l.poll_timeout(), None);
+    }
+
+    #[test]
+    fn rport_sends_responses_to_the_source_port() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let source = sa("203.0.113.5:61000");
+        l.handle_message(
+            base,
+            msg(&request_text("OPTIONS", "z9hG4bKrp", ";rport")),
+            source,
+            TransportKind::Udp,
+        );
+        let tx = server_tx(&events(&mut l));
+        assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("a"))));
+        assert_eq!(transmits(&mut l)[0].dest, source);
+        // Without rport: the Via port.
+        l.handle_message(
+            base,
+            msg(&request_text("OPTIONS", "z9hG4bKnorp", "")),
+            source,
+            TransportKind::Udp,
+        );
+        let tx = server_tx(&events(&mut l));
+        assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("a"))));
+        assert_eq!(transmits(&mut l)[0].dest, sa("203.0.113.5:5070"));
+    }
+
+    #[test]
+    fn non_invite_server_proceeding_resends_provisional_and_ack_in_accepted_passes_up() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let source = sa("192.0.2.10:5070");
+        let text = request_text("SUBSCRIBE", "z9hG4bKsub", "");
+        l.handle_message(base, msg(&text), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        assert!(l.respond(base, tx, response_for(&l, tx, 100, None)));
+        transmits(&mut l);
+        l.handle_message(base + ms(500), msg(&text), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
+        assert!(!l.server_is_final(tx));
+
+        // RFC 6026: an ACK matching an INVITE server transaction in Accepted goes to the TU.
+        let b = "z9hG4bKacc";
+        let src = sa("192.0.2.10:5060");
+        l.handle_message(base, msg(&invite_text(b)), src, TransportKind::Udp);
+        let inv = server_tx(&events(&mut l));
+        assert!(l.respond(base, inv, response_for(&l, inv, 200, Some("t"))));
+        let ack = request_text("ACK", b, "").replace(":5070", "");
+        l.handle_message(base + ms(100), msg(&ack), src, TransportKind::Udp);
+        assert!(matches!(
+            events(&mut l).as_slice(),
+            [TxEvent::Request { tx: None, .. }]
+        ));
+        assert_eq!(l.len(), (0, 2));
+    }
+
+    const BADBRANCH: &str = "OPTIONS sip:user@example.com SIP/2.0\n\
+        To: sip:user@example.com\n\
+        From: sip:caller@example.org;tag=33242\n\
+        Max-Forwards: 3\n\
+        Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK\n\
+        Accept: application/sdp\n\
+        Call-ID: badbranch.sadonfo23i420jv0as0derf3j3n\n\
+        CSeq: 8 OPTIONS\n\
+        l: 0\n\n";
+
+    #[test]
+    fn rfc4475_badbranch_matches_by_rfc2543_rules() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let source = sa("192.0.2.1:5060");
+        l.handle_message(base, msg(BADBRANCH), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        // Retransmission: absorbed.
+        l.handle_message(base + ms(500), msg(BADBRANCH), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        // Another request with the same bare-cookie branch but another CSeq: a new transaction.
+        l.handle_message(
+            base + ms(600),
+            msg(&BADBRANCH.replace("CSeq: 8", "CSeq: 9")),
+            source,
+            TransportKind::Udp,
+        );
+        let tx2 = server_tx(&events(&mut l));
+        assert_ne!(tx, tx2);
+        // ... and another Call-ID too.
+        l.handle_message(
+            base + ms(700),
+            msg(&BADBRANCH.replace("badbranch.", "other.")),
+            source,
+            TransportKind::Udp,
+        );
+        server_tx(&events(&mut l));
+        assert_eq!(l.len(), (0, 3));
+        assert!(l.respond(base + ms(800), tx, response_for(&l, tx, 200, Some("b"))));
+        let t = transmits(&mut l);
+        l.handle_message(base + ms(900), msg(BADBRANCH), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        assert_eq!(transmits(&mut l)[0].bytes, t[0].bytes);
+        // Timer J removes it and the legacy index with it.
+        l.handle_timeout(base + Duration::from_secs(60));
+        assert_eq!(l.len(), (0, 2));
+        l.handle_message(
+            base + Duration::from_secs(61),
+            msg(BADBRANCH),
+            source,
+            TransportKind::Udp,
+        );
+        server_tx(&events(&mut l));
+    }
+
+    const INV2543: &str = "INVITE sip:UserB@example.com SIP/2.0\n\
+        Via: SIP/2.0/UDP iftgw.example.com\n\
+        From: <sip:+13035551111@ift.client.example.net;user=phone>\n\
+        Record-Route: <sip:UserB@example.com;maddr=ss1.example.com>\n\
+        To: sip:+16505552222@ss1.example.net;user=phone\n\
+        Call-ID: inv2543.1717@ift.client.example.com\n\
+        CSeq: 56 INVITE\n\
+        Content-Length: 0\n\n";
+
+    #[test]
+    fn rfc4475_inv2543_retransmission_ack_and_cancel() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let source = sa("192.0.2.99:5060");
+        l.handle_message(base, msg(INV2543), source, TransportKind::Udp);
+        let tx = server_tx(&events(&mut l));
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
+        l.handle_message(base + ms(500), msg(INV2543), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
+        // CANCEL by RFC 2543 rules.
+        let cancel = req(&INV2543
+            .replace("INVITE sip", "CANCEL sip")
+            .replace("56 INVITE", "56 CANCEL"));
+        assert_eq!(l.matching_invite(&cancel), Some(tx));
+        let busy = response_for(&l, tx, 486, Some("rt"));
+        assert!(l.respond(base + ms(600), tx, busy));
+        transmits(&mut l);
+        // ACK with the response's To tag: absorbed.
+        let ack = INV2543
+            .replace("INVITE sip", "ACK sip")
+            .replace("56 INVITE", "56 ACK")
+            .replace("user=phone\nCall-ID", "user=phone;tag=rt\nCall-ID");
+        l.handle_message(base + ms(700), msg(&ack), source, TransportKind::Udp);
+        assert!(events(&mut l).is_empty());
+        l.handle_timeout(base + ms(10_000));
+        assert!(transmits(&mut l).is_empty(), "Timer G stopped by the ACK");
+        l.handle_timeout(base + ms(20_000));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn new_branch_is_unique_and_has_the_cookie() {
+        let a = new_branch();
+        let b = new_branch();
+        assert_ne!(a, b);
+        assert!(a.starts_with(BRANCH_MAGIC));
+        assert!(is_rfc3261_branch(&a));
+        assert_eq!(a.len(), BRANCH_MAGIC.len() + 16);
+        let all: std::collections::HashSet<String> = (0..10_000).map(|_| new_branch()).collect();
+        assert_eq!(all.len(), 10_000);
+    }
+
+    #[test]
+    fn many_transactions_terminate_and_heap_drains() {
+        let base = Instant::now();
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let dest = sa("198.51.100.1:5060");
+        let mut branches = Vec::new();
+        for _ in 0..1000 {
+            let b = new_branch();
+            l.send_request(
+                base,
+                req(&request_text("OPTIONS", &b, "")),
+                dest,
+                TransportKind::Udp,
+            );
+            branches.push(b);
+        }
+        for b in &branches {
+            l.handle_message(
+                base + ms(10),
+                msg(&response_text(200, b, "OPTIONS", Some("z"))),
+                dest,
+                TransportKind::Udp,
+            );
+        }
+        assert_eq!(events(&mut l).len(), 1000);
+        l.handle_timeout(base + Duration::from_secs(6));
+        assert_eq!(l.len(), (0, 0));
+        l.handle_timeout(base + Duration::from_secs(60));
+        assert_eq!(l.poll_timeout(), None);
+        assert!(l.timers.is_empty());
+    }
+}
