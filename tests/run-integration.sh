@@ -4,6 +4,8 @@
 #   tests/run-integration.sh [TEST...]          # default: all tests in tests/integration/*.sh
 #   RVOIP_SERVER=path/to/rvoip-server           # default target/release/rvoip-server
 #   TARGET=kamailio tests/run-integration.sh    # reference run against /work/shared/peers Kamailio
+#   TARGET=external tests/run-integration.sh    # use a server already running on 127.0.0.1:5060
+#                                               # (same users/flags as below; not started/stopped here)
 # Prints "PASS name" / "FAIL name: reason" per test, then "N passed, M failed".
 # Logs: tests/out/<test>/ (server.log, SIPp *.csv/*.err/*.msg/*.log).
 set -u
@@ -20,6 +22,7 @@ ALL_TESTS="register call cancel lossy fork rfc4475 baresip"
 TESTS=${*:-$ALL_TESTS}
 
 for t in sipp python3 ss; do command -v $t >/dev/null || { echo "missing tool: $t (run tests/run-all.sh, which installs it)"; exit 2; }; done
+case $TARGET in rvoip|kamailio|external) ;; *) echo "TARGET must be rvoip, kamailio or external"; exit 2 ;; esac
 if [ "$TARGET" = rvoip ] && [ ! -x "$RVOIP_SERVER" ]; then
   echo "rvoip-server not found at $RVOIP_SERVER (cargo build --release --bin rvoip-server)"; exit 2
 fi
@@ -55,6 +58,9 @@ PY
 SERVER_PID=
 start_server() {  # $1 = log file
   local log=$1 i
+  if [ "$TARGET" = external ]; then echo "external server: $(ss -lunp 2>/dev/null | grep ':5060 ')" >"$log"; probe; return; fi
+  # another run (a developer's server, a benchmark) may hold 5060 for a while: wait up to 60 s
+  for i in $(seq 120); do port_busy || break; sleep 0.5; done
   if port_busy; then
     echo "port 5060 busy before start:" >"$log"; ss -lunp 2>/dev/null | grep ':5060 ' >>"$log"
     return 1
@@ -71,7 +77,8 @@ start_server() {  # $1 = log file
   return 1
 }
 stop_server() {
-  if [ "$TARGET" = kamailio ]; then
+  if [ "$TARGET" = external ]; then :
+  elif [ "$TARGET" = kamailio ]; then
     [ "$1" != /dev/null ] && cat /tmp/peers/kam/kamailio.log >>"$1" 2>/dev/null
     "$SHARED/peers/kamailio.sh" stop >/dev/null 2>&1
   elif [ -n "$SERVER_PID" ]; then

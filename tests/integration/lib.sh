@@ -8,6 +8,7 @@
 
 : "${SIPP_TIMEOUT:=60}"
 LOCAL_IP=127.0.0.1
+BG_PIDS=
 
 # fail REASON: print reason and exit 1
 fail() { echo "$*"; exit 1; }

@@ -144,13 +144,14 @@ pub fn authorization_value(
     if !challenge.scheme.eq_ignore_ascii_case("Digest") {
         return None;
     }
-    let realm = auth_param(challenge, "realm")?;
-    let nonce = auth_param(challenge, "nonce")?;
-    let algorithm = match auth_param(challenge, "algorithm") {
+    let realm = challenge.get("realm")?;
+    let nonce = challenge.get("nonce")?;
+    let algorithm = match challenge.get("algorithm") {
         Some(a) => Algorithm::from_wire(a)?,
         None => Algorithm::Md5,
     };
-    let qop_ok = auth_param(challenge, "qop")
+    let qop_ok = challenge
+        .get("qop")
         .is_some_and(|q| q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")));
     if !qop_ok {
         return None;
@@ -170,18 +171,10 @@ pub fn authorization_value(
         quote_escape(cnonce),
         nc
     );
-    if let Some(opaque) = auth_param(challenge, "opaque") {
+    if let Some(opaque) = challenge.get("opaque") {
         v.push_str(&format!(", opaque=\"{}\"", quote_escape(opaque)));
     }
     Some(v)
-}
-
-/// The value of auth-param `name` (already lower-cased by the parser; compared case-insensitively).
-fn auth_param<'a>(auth: &'a Auth, name: &str) -> Option<&'a str> {
-    auth.params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| &**v)
 }
 
 /// Escapes `"` and `\` for a quoted-string.
@@ -533,9 +526,9 @@ impl Authenticator {
         let fresh = AuthOutcome::Challenge { stale: false };
         let mut chosen = None;
         for v in auth_values {
-            let Some(auth) = parse_auth(v) else { continue };
+            let Ok(auth) = Auth::parse(v) else { continue };
             if auth.scheme.eq_ignore_ascii_case("Digest")
-                && auth_param(&auth, "realm") == Some(self.realm.as_str())
+                && auth.get("realm") == Some(self.realm.as_str())
             {
                 chosen = Some(auth);
                 break;
@@ -555,11 +548,11 @@ impl Authenticator {
     ) -> AuthOutcome {
         let fresh = AuthOutcome::Challenge { stale: false };
         if !auth.scheme.eq_ignore_ascii_case("Digest")
-            || auth_param(auth, "realm") != Some(self.realm.as_str())
+            || auth.get("realm") != Some(self.realm.as_str())
         {
             return fresh;
         }
-        let p = |n| auth_param(auth, n);
+        let p = |n| auth.get(n);
         let (Some(username), Some(nonce), Some(uri), Some(response)) =
             (p("username"), p("nonce"), p("uri"), p("response"))
         else {
@@ -659,57 +652,6 @@ impl Authenticator {
         self.nc_order.push_back((key, ts));
         true
     }
-}
-
-/// Parses a credentials/challenge value. Stand-in until `Auth::parse` of `sip::msg` lands.
-fn parse_auth(v: &ByteString) -> Option<Auth> {
-    let s = v.trim();
-    let (scheme, mut rest) = match s.find(|c: char| c.is_ascii_whitespace()) {
-        Some(i) => (&s[..i], s[i..].trim_start()),
-        None => (s, ""),
-    };
-    if scheme.is_empty() {
-        return None;
-    }
-    let mut params = Vec::new();
-    while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let name = rest[..eq].trim().to_ascii_lowercase();
-        rest = rest[eq + 1..].trim_start();
-        let value;
-        if let Some(q) = rest.strip_prefix('"') {
-            let mut out = String::new();
-            let mut chars = q.char_indices();
-            let mut end = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => out.push(chars.next()?.1),
-                    '"' => {
-                        end = Some(i + 1);
-                        break;
-                    }
-                    c => out.push(c),
-                }
-            }
-            value = out;
-            rest = q[end?..].trim_start();
-        } else {
-            let end = rest.find(',').unwrap_or(rest.len());
-            value = rest[..end].trim().to_owned();
-            rest = &rest[end..];
-        }
-        params.push((ByteString::from(name), ByteString::from(value)));
-        rest = rest.trim_start();
-        if let Some(r) = rest.strip_prefix(',') {
-            rest = r.trim_start();
-        } else if !rest.is_empty() {
-            return None;
-        }
-    }
-    Some(Auth {
-        scheme: ByteString::from(scheme),
-        params,
-    })
 }
 
 #[cfg(test)]

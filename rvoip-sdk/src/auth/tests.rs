@@ -16,7 +16,7 @@ fn authn(lax: bool) -> Authenticator {
 /// Parses a challenge produced by the server, as a client would.
 fn challenge(a: &Authenticator, now: u64, which: usize) -> Auth {
     let v = ByteString::from(a.challenges(now, false)[which].clone());
-    parse_auth(&v).unwrap()
+    Auth::parse(&v).unwrap()
 }
 
 fn answer(a: &Authenticator, now: u64, which: usize, user: &str, pw: &str, nc: u32) -> ByteString {
@@ -214,7 +214,7 @@ fn forged_nonces_are_invalid() {
         "Digest realm=\"{REALM}\", nonce=\"{forged}\", algorithm=MD5, qop=\"auth\""
     ));
     let v = authorization_value(
-        &parse_auth(&ch).unwrap(),
+        &Auth::parse(&ch).unwrap(),
         "alice",
         "secret",
         "REGISTER",
@@ -364,7 +364,7 @@ fn user_file_parsing() {
 
 #[test]
 fn client_declines_unusable_challenges() {
-    let p = |s: &'static str| parse_auth(&ByteString::from_static(s)).unwrap();
+    let p = |s: &'static str| Auth::parse(&ByteString::from_static(s)).unwrap();
     let ok = |c: &Auth| authorization_value(c, "u", "p", "INVITE", "sip:x", 1, "cn");
     assert!(ok(&p("Basic realm=\"x\"")).is_none());
     assert!(ok(&p("Digest realm=\"x\", nonce=\"n\"")).is_none()); // no qop

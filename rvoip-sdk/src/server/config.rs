@@ -109,6 +109,10 @@ pub struct ServerConfig {
     pub lax_auth_user: bool,
     /// Challenge (407) INVITE, MESSAGE and SUBSCRIBE whose From is a local user. Default true.
     pub invite_auth: bool,
+    /// List the SHA-256 digest challenge before the MD5 one (RFC 8760 §2.4 preference order).
+    /// Default false: many deployed clients (SIPp 3.6, older softphones) answer only the first
+    /// challenge and support only MD5, so MD5 comes first; both are always offered.
+    pub prefer_sha256: bool,
     /// Digest nonce lifetime in seconds (then `stale=true`). Default 300.
     pub nonce_lifetime_s: u64,
     /// Registrar: shortest accepted registration in seconds (shorter gets 423). Default 60.
@@ -148,6 +152,7 @@ impl Default for ServerConfig {
             users: Default::default(),
             lax_auth_user: false,
             invite_auth: true,
+            prefer_sha256: false,
             nonce_lifetime_s: 300,
             min_expires_s: 60,
             max_expires_s: 3600,

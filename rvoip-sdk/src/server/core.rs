@@ -57,6 +57,7 @@ pub struct ServerCore {
     pub(crate) registrar: Registrar,
     auth: Authenticator,
     invite_auth: bool,
+    prefer_sha256: bool,
     pub(crate) proxy: Proxy,
     max_transactions: usize,
     epoch: (Instant, u64),
@@ -106,6 +107,7 @@ impl ServerCore {
             registrar,
             auth,
             invite_auth: cfg.invite_auth,
+            prefer_sha256: cfg.prefer_sha256,
             proxy: Proxy::default(),
             max_transactions: cfg.max_transactions,
             epoch: (now, now_unix_secs),
@@ -152,6 +154,7 @@ impl ServerCore {
     /// Runs expired timers (transactions, binding expiry).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tl.handle_timeout(now);
+        self.proxy_timeout(now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             if n > 0 {
@@ -164,10 +167,11 @@ impl ServerCore {
 
     /// The next instant at which [`ServerCore::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.tl.poll_timeout() {
-            Some(t) => t.min(self.next_sweep),
-            None => self.next_sweep,
-        })
+        let mut t = self.next_sweep;
+        for other in [self.tl.poll_timeout(), self.proxy.poll_timeout()].into_iter().flatten() {
+            t = t.min(other);
+        }
+        Some(t)
     }
 
     /// The next message to send.
@@ -303,6 +307,12 @@ impl ServerCore {
         popped
     }
 
+    /// The two digest challenges (SHA-256 and MD5, RFC 8760 §2.4) in the configured order.
+    fn challenges(&self, secs: u64, stale: bool) -> [String; 2] {
+        let [sha256, md5] = self.auth.challenges(secs, stale);
+        if self.prefer_sha256 { [sha256, md5] } else { [md5, sha256] }
+    }
+
     fn register(&mut self, now: Instant, tx: ServerTxId, mut req: Request, source: SocketAddr, transport: TransportKind) {
         let aor_user = match req.headers.to() {
             Ok(to) => to.uri.user.clone().unwrap_or_default(),
@@ -321,7 +331,7 @@ impl ServerCore {
             }
             AuthOutcome::Challenge { stale } => {
                 self.stats.challenges += 1;
-                let [a, b] = self.auth.challenges(secs, stale);
+                let [a, b] = self.challenges(secs, stale);
                 self.reply(now, tx, &req, 401, vec![(HeaderName::WwwAuthenticate, a), (HeaderName::WwwAuthenticate, b)]);
             }
         }
@@ -351,7 +361,7 @@ impl ServerCore {
                     AuthOutcome::Authorized { .. } => req.headers.remove_all(&HeaderName::ProxyAuthorization),
                     AuthOutcome::Challenge { stale } => {
                         self.stats.challenges += 1;
-                        let [a, b] = self.auth.challenges(secs, stale);
+                        let [a, b] = self.challenges(secs, stale);
                         return self.reply(now, tx, &req, 407, vec![
                             (HeaderName::ProxyAuthenticate, a),
                             (HeaderName::ProxyAuthenticate, b),

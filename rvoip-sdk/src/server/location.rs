@@ -232,7 +232,8 @@ impl Location {
         removed
     }
 
-    /// The earliest time at which a stored binding expires (when to call [`Location::sweep`]).
+    /// When to call [`Location::sweep`] next: the earliest stored expiry (it may belong to a binding
+    /// refreshed since, in which case that sweep finds nothing).
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiries.peek().map(|Reverse((t, _))| *t)
     }

@@ -2,7 +2,9 @@
 //! parallel forking with best-response selection (§16.7), CANCEL propagation (§16.10), stateless
 //! forwarding of ACK for 2xx and of stray responses, and loop detection (§16.3 step 4).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -42,13 +44,20 @@ struct Context {
     best: Option<Response>,
     final_sent: bool,
     cancelled: bool,
+    /// When Timer C fires for this INVITE (§16.6 step 11, §16.8); `None` for non-INVITE.
+    timer_c: Option<Instant>,
 }
+
+/// Timer C: an INVITE branch that rings longer than this is cancelled (RFC 3261 §16.6: > 3 min).
+pub const TIMER_C: Duration = Duration::from_secs(181);
 
 /// Proxy state: contexts by server transaction, and the owner of each branch.
 #[derive(Debug, Default)]
 pub struct Proxy {
     contexts: HashMap<ServerTxId, Context>,
     branch_owner: HashMap<ClientTxId, ServerTxId>,
+    /// Timer C deadlines; an entry is stale when its context's deadline moved or ended.
+    timer_c: BinaryHeap<Reverse<(Instant, ServerTxId)>>,
 }
 
 impl Proxy {
@@ -60,6 +69,18 @@ impl Proxy {
     /// Whether no request is being forwarded.
     pub fn is_empty(&self) -> bool {
         self.contexts.is_empty()
+    }
+
+    /// The earliest pending Timer C (may be stale; firing a stale entry does nothing).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timer_c.peek().map(|Reverse((t, _))| *t)
+    }
+
+    fn arm_timer_c(&mut self, stx: ServerTxId, at: Instant) {
+        if let Some(ctx) = self.contexts.get_mut(&stx) {
+            ctx.timer_c = Some(at);
+            self.timer_c.push(Reverse((at, stx)));
+        }
     }
 
     /// §16.3 step 4: the request carries a Via of ours whose branch hash equals this request's:
@@ -219,7 +240,41 @@ impl ServerCore {
             self.proxy.branch_owner.insert(ctid, stx);
             ctx.branches.push(Branch { tx: ctid, dest: t.dest, transport: t.transport, provisional: false, done: false, cancel_sent: false });
         }
+        let invite = req.method == Method::Invite;
         self.proxy.contexts.insert(stx, ctx);
+        if invite {
+            self.proxy.arm_timer_c(stx, now + TIMER_C);
+        }
+    }
+
+    /// Runs Timer C (§16.8): every INVITE branch still ringing gets a CANCEL; a branch that
+    /// never answered counts as a 408.
+    pub(crate) fn proxy_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((at, stx))) = self.proxy.timer_c.peek() {
+            if at > now {
+                break;
+            }
+            self.proxy.timer_c.pop();
+            let Some(ctx) = self.proxy.contexts.get_mut(&stx) else { continue };
+            if ctx.timer_c != Some(at) {
+                continue;
+            }
+            ctx.timer_c = None;
+            ctx.cancelled = true;
+            let mut to_cancel = Vec::new();
+            for b in ctx.branches.iter_mut().filter(|b| !b.done) {
+                if b.provisional && !b.cancel_sent {
+                    b.cancel_sent = true;
+                    to_cancel.push((b.tx, b.dest, b.transport));
+                } else if !b.provisional {
+                    b.done = true;
+                }
+            }
+            for (tx, dest, t) in to_cancel {
+                self.send_cancel(now, tx, dest, t);
+            }
+            self.finish_if_done(now, stx);
+        }
     }
 
     /// Forwards a request along its Route set or to its Request-URI (in-dialog requests).
@@ -290,6 +345,9 @@ impl ServerCore {
             }
             if fwd {
                 self.tl.respond(now, stx, resp);
+            }
+            if status > 100 && self.proxy.contexts.get(&stx).is_some_and(|c| c.timer_c.is_some()) {
+                self.proxy.arm_timer_c(stx, now + TIMER_C);
             }
             return;
         }
@@ -393,6 +451,9 @@ impl ServerCore {
             return self.reply(now, tx, &req, 481, vec![]);
         };
         self.reply(now, tx, &req, 200, vec![]);
+        if self.tl.server_is_final(inv) {
+            return;
+        }
         let pending = self.proxy.contexts.get(&inv).is_some_and(|c| !c.final_sent);
         if pending {
             self.cancel_pending_branches(now, inv);

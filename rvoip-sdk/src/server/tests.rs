@@ -113,11 +113,12 @@ impl Harness {
     }
 }
 
-/// Answers the first challenge of `r` (SHA-256 is offered first, RFC 8760).
+/// Answers the SHA-256 challenge of `r` (both SHA-256 and MD5 are offered, MD5 first).
 fn answer(r: &Response, name: HeaderName, user: &str, pw: &str, method: &str, uri: &str) -> String {
     let ch: Vec<_> = r.headers.get_all(&name).collect();
     assert_eq!(ch.len(), 2, "expected SHA-256 and MD5 challenges");
-    let auth = Auth::parse(ch[0]).unwrap();
+    assert!(ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"), "{ch:?}");
+    let auth = Auth::parse(ch[1]).unwrap();
     // A fresh cnonce per answer, as a real client sends (the same nonce may be handed out twice
     // within one second, and nonce-count replay is tracked per nonce+user+cnonce).
     static CNONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -369,4 +370,32 @@ fn branch_timeout_gives_408_and_stale_contexts_end() {
     }
     assert_eq!(finals.first(), Some(&408));
     assert!(h.core.proxy.is_empty());
+}
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_forever() {
+    let mut h = Harness::new(false);
+    assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
+    let out = h.send(ALICE, &invite(1, "bob", ""));
+    let b1 = out.iter().find(|t| t.dest == addr(BOB1)).map(req).unwrap();
+    h.send_bytes(BOB1, uas_response(&b1, 180, "t1", BOB1));
+    let mut cancel = None;
+    for _ in 0..200 {
+        for t in h.advance(Duration::from_secs(1)) {
+            if t.dest == addr(BOB1) {
+                if let Message::Request(r) = parse(&t) {
+                    if r.method == Method::Cancel {
+                        cancel = Some(r);
+                    }
+                }
+            }
+        }
+        if cancel.is_some() {
+            break;
+        }
+    }
+    let cancel = cancel.expect("Timer C sent a CANCEL");
+    assert_eq!(cancel.headers.top_via().unwrap().branch(), b1.headers.top_via().unwrap().branch());
+    let out = h.send_bytes(BOB1, uas_response(&b1, 487, "t1", BOB1));
+    assert!(out.iter().any(|t| t.dest == addr(ALICE) && resp(t).status == 487));
 }

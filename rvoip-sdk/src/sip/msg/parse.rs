@@ -111,7 +111,18 @@ pub(super) fn is_wsp(c: u8) -> bool {
 /// may be handed raw text).
 #[inline]
 pub(super) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c == ' ' || c == '\t' || c == '\r' || c == '\n')
+    let b = s.as_bytes();
+    let lws = |c: u8| c == b' ' || c == b'\t' || c == b'\r' || c == b'\n';
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && lws(b[start]) {
+        start += 1;
+    }
+    while end > start && lws(b[end - 1]) {
+        end -= 1;
+    }
+    // Only ASCII bytes were skipped, so both ends are char boundaries.
+    s.get(start..end).unwrap_or("")
 }
 
 /// Index of the first byte at or after `i` that is not SP/HT.
@@ -335,7 +346,7 @@ fn parse_head(head: &ByteString, limits: &Limits) -> Result<Head, ParseError> {
     };
     let start = parse_start_line(head, &s[..eol])?;
     let mut pos = eol + 2;
-    let mut headers = Headers::with_capacity(16);
+    let mut headers = Headers::with_capacity(32);
     let mut content_length = None;
     while pos < b.len() {
         let lstart = pos;
@@ -358,7 +369,11 @@ fn parse_head(head: &ByteString, limits: &Limits) -> Result<Head, ParseError> {
             Some(i) => i,
             None => return err(ParseErrorKind::Header, "header line without a colon"),
         };
-        let name = line[..colon].trim_end_matches([' ', '\t']);
+        let mut name_end = colon;
+        while name_end > 0 && is_wsp(line.as_bytes()[name_end - 1]) {
+            name_end -= 1;
+        }
+        let name = &line[..name_end];
         if !is_token(name) {
             return err(ParseErrorKind::Header, "header name is not a token");
         }

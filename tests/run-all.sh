@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# THE test command (README): system packages, unit/integration tests of the workspace, release build of
+# rvoip-server, then the real-peer integration suite (tests/run-integration.sh).
+# Exits non-zero if any step fails.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+FAILED=()
+section() { printf '\n==================== %s ====================\n' "$*"; }
+
+section "1/4 system packages (sip-tester baresip tshark sox bc python3)"
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v baresip >/dev/null || need+=(baresip)
+command -v tshark >/dev/null || need+=(tshark)
+command -v sox >/dev/null || need+=(sox)
+command -v bc >/dev/null || need+=(bc)
+command -v python3 >/dev/null || need+=(python3)
+command -v ss >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "missing: ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture: answer no, non-interactively
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+    apt-get update && apt-get install -y "${need[@]}" || FAILED+=("apt-get install ${need[*]}")
+  else
+    echo "not root: cannot install ${need[*]}; install them (apt-get install -y ${need[*]}) and re-run"
+    FAILED+=("missing packages: ${need[*]}")
+  fi
+else
+  echo "all present: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1), baresip, tshark, sox, bc, python3"
+fi
+
+section "2/4 cargo test --workspace --all-targets"
+if cargo test --workspace --all-targets; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
+
+section "3/4 cargo build --release --bin rvoip-server"
+if cargo build --release --bin rvoip-server; then echo "build: OK"; else FAILED+=("cargo build rvoip-server"); fi
+
+section "4/4 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
+if [ -x target/release/rvoip-server ]; then
+  if RVOIP_SERVER=$ROOT/target/release/rvoip-server tests/run-integration.sh; then :; else FAILED+=("integration tests"); fi
+else
+  FAILED+=("integration tests (no rvoip-server binary)")
+fi
+
+section "summary"
+if [ ${#FAILED[@]} -eq 0 ]; then echo "ALL OK"; exit 0; fi
+printf 'FAILED: %s\n' "${FAILED[@]}"
+exit 1
