@@ -128,6 +128,26 @@ def hdr(headers, name):
     return headers.get(name.lower(), [])
 
 
+def ack_for(request: bytes, response: bytes):
+    """ACK for a non-2xx final response to an INVITE (stops the server's Timer G retransmissions):
+    Request-URI from the request line, Via/From/To/Call-ID from the response, CSeq number + ACK."""
+    line = request.split(b"\r\n", 1)[0].split()
+    if len(line) < 3 or line[0] != b"INVITE":
+        return None
+    keep = []
+    cseq = None
+    for h in response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name = h.split(b":", 1)[0].strip().lower()
+        if name in (b"via", b"v", b"from", b"f", b"to", b"t", b"call-id", b"i"):
+            keep.append(h)
+        elif name == b"cseq":
+            cseq = h.split(b":", 1)[1].split()[0] if len(h.split(b":", 1)[1].split()) else b"1"
+    if cseq is None:
+        return None
+    return (b"ACK " + line[1] + b" SIP/2.0\r\n" + b"\r\n".join(keep) +
+            b"\r\nMax-Forwards: 70\r\nCSeq: " + cseq + b" ACK\r\nContent-Length: 0\r\n\r\n")
+
+
 def run_one(path, host, port):
     name = os.path.basename(path)
     exp = EXPECT.get(name)
@@ -159,6 +179,10 @@ def run_one(path, host, port):
             got.append((0, data[:60].decode("utf-8", "replace"), {}))
             continue
         got.append(r)
+        if r[0] >= 300:
+            ack = ack_for(msg, data)
+            if ack:
+                sock.sendto(ack, (host, port))
         if r[0] >= 200 and final_at is None:
             final_at = time.monotonic()
     sock.close()

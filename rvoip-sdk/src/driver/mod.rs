@@ -14,7 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
@@ -235,18 +235,17 @@ impl Outbound<'_> {
 }
 
 async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, max: usize) {
-    let chunk = max.clamp(1500, 65_535) + 1;
-    let mut buf = BytesMut::with_capacity(chunk * 16);
+    // One reusable receive buffer; each datagram is copied out at its exact size, so a message
+    // kept by a transaction for 32 s pins only its own bytes, not a shared receive chunk.
+    let mut buf = vec![0u8; max.clamp(1500, 65_535) + 1];
     loop {
-        if buf.capacity() < chunk {
-            buf = BytesMut::with_capacity(chunk * 16);
-        }
-        match sock.recv_buf_from(&mut buf).await {
+        match sock.recv_from(&mut buf).await {
             Ok((n, source)) => {
-                let data = buf.split_to(n).freeze();
-                if n == 0 || data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                let Some(datagram) = buf.get(..n) else { continue };
+                if n == 0 || datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
                     continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
                 }
+                let data = Bytes::copy_from_slice(datagram);
                 if tx.send(Inbound::Msg { data, source, transport: TransportKind::Udp }).await.is_err() {
                     return;
                 }
@@ -254,7 +253,6 @@ async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, max: usize)
             Err(e) => {
                 // ICMP port unreachable surfaces as ConnectionReset on some systems: keep going.
                 tracing::debug!(error = %e, "udp receive error");
-                buf.clear();
             }
         }
     }

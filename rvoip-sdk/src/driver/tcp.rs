@@ -67,7 +67,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedRecei
             match frame(&buf, &limits) {
                 Ok(Some(Frame::Keepalive(n))) => buf.advance(n),
                 Ok(Some(Frame::Message(n))) => {
-                    let data = buf.split_to(n).freeze();
+                    let data = Bytes::copy_from_slice(&buf.split_to(n));
                     if inbound.send(Inbound::Msg { data, source: peer, transport: TransportKind::Tcp }).await.is_err() {
                         break 'read;
                     }
