@@ -13,8 +13,8 @@
 #   2. server CPU-seconds per 1000 operations at a fixed rate (REGISTER 1000/s, calls 500/s, FIXED_SECS s)
 #      from /proc/PID/stat utime+stime (kamailio: all its processes summed)
 #   3. memory: RSS (rvoip, one process) vs PSS (kamailio, all processes, shared memory counted once),
-#      idle and after the load; memory per held call: HOLD_CALLS calls held HOLD_MS ms
-#      (uac_proxy_auth.xml with -d), (peak during the hold - before) / calls
+#      idle and after the load; memory per held call, measured first on the fresh server: HOLD_CALLS
+#      calls held HOLD_MS ms (uac_proxy_auth.xml with -d), (peak during the hold - before) / calls
 # Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~4-6 minutes in total.
 #
 # Usage: benches/load.sh            (env: RVOIP_SERVER, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS,
@@ -88,19 +88,26 @@ UASPID=
 cleanup() { [ -n "$UASPID" ] && kill $UASPID 2>/dev/null; stop_server; }
 trap cleanup EXIT INT TERM
 
+# Each SIPp process authenticates as a different user (user9000, user9001, ...; password "secret", lax
+# auth-user mode on both servers). SIPp does not seed rand(), so every SIPp process sends the same cnonce
+# sequence (call 1: cnonce 6b8b4567, nc=00000001); a server whose replay check is keyed on
+# (username, cnonce, nc) rather than on the nonce would reject every run's first call -- that is a
+# correctness issue for tests/integration, not something the throughput figures should trip over.
+AUTHN=9000
+next_auth() { AUTHU=user$AUTHN; AUTHN=$((AUTHN + 1)); }
 col() { echo "$HDR" | tr ';' '\n' | grep -nx "$1" | cut -d: -f1; }
 # run_sipp TAG MODE RATE COUNT TIMEOUT [extra args] -> sets RC OK FAIL EL (wall s) CPUS (server CPU s)
 run_sipp() {
   local tag=$1 mode=$2 rate=$3 n=$4 to=$5; shift 5
   local args t0 s e t1
-  UASPID=
+  UASPID=; next_auth
   case $mode in
-    reg) args=(-sf "$SC/register_auth.xml" -inf "$USERS_CSV" -au bench -ap secret) ;;
+    reg) args=(-sf "$SC/register_auth.xml" -inf "$USERS_CSV" -au "$AUTHU" -ap secret) ;;
     call)
       timeout $((to + 20)) sipp -sf "$SC/uas_proxy.xml" -i 127.0.0.1 -p 5070 -nostdin -timeout $((to + 10))s \
         -default_behaviors all,-abortunexp -trace_err -error_file "uas_$tag.err" >/dev/null 2>&1 &
       UASPID=$!; sleep 0.5
-      args=(-sf "$SC/uac_proxy_auth.xml" -s uas -au bench -ap secret -default_behaviors all,-abortunexp) ;;
+      args=(-sf "$SC/uac_proxy_auth.xml" -s uas -au "$AUTHU" -ap secret -default_behaviors all,-abortunexp) ;;
   esac
   t0=$(ticks); s=$(date +%s.%N)
   timeout $((to + 15)) sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5062 -m "$n" -r "$rate" -l $((rate * 4 > n ? rate * 4 : n)) \
@@ -116,7 +123,8 @@ run_sipp() {
 }
 
 register_uas() {  # rvoip needs a binding for "uas"; kamailio routes it statically (harmless there)
-  timeout 20 sipp 127.0.0.1:5060 -sf "$SC/register_auth.xml" -inf "$OUTDIR/uas.csv" -au bench -ap secret \
+  next_auth
+  timeout 20 sipp 127.0.0.1:5060 -sf "$SC/register_auth.xml" -inf "$OUTDIR/uas.csv" -au "$AUTHU" -ap secret \
     -i 127.0.0.1 -p 5070 -m 1 -nostdin -timeout 10s -timeout_error >/dev/null 2>&1
 }
 
@@ -127,6 +135,22 @@ bench_server() {
   start_server || { echo "$SRV: could not start"; return 1; }
   R[$SRV,mem_idle]=$(mem)
   echo "$SRV idle memory: ${R[$SRV,mem_idle]} kB ($([ $SRV = kamailio ] && echo PSS || echo RSS))"
+  register_uas || echo "  (REGISTER of uas failed)"
+  # 3. memory per held call, on the fresh server (before any load has grown the heap / touched shm):
+  #    HOLD_CALLS calls established within ~2 s and held HOLD_MS ms
+  local before peak m rate=$((HOLD_CALLS / 2)) hold_to=$(( HOLD_MS / 1000 + 20 ))
+  before=$(mem); peak=$before
+  run_sipp "${SRV}_hold" call "$rate" "$HOLD_CALLS" "$hold_to" -d "$HOLD_MS" -l $((HOLD_CALLS * 2)) &
+  local hp=$!; AUTHN=$((AUTHN + 1))   # the background run used the next auth user
+  while kill -0 $hp 2>/dev/null; do m=$(mem); [ "${m:-0}" -gt "$peak" ] && peak=$m; sleep 0.25; done
+  wait $hp
+  OK=$(tail -1 "uac_${SRV}_hold.csv" 2>/dev/null | cut -d';' -f"$(HDR=$(head -1 "uac_${SRV}_hold.csv"); col 'SuccessfulCall(C)')")
+  FAIL=$(tail -1 "uac_${SRV}_hold.csv" 2>/dev/null | cut -d';' -f"$(HDR=$(head -1 "uac_${SRV}_hold.csv"); col 'FailedCall(C)')")
+  R[$SRV,hold_ok]="${OK:-?}/$HOLD_CALLS failed=${FAIL:-?}"
+  R[$SRV,per_call]=$(echo "($peak - $before) / $HOLD_CALLS" | bc -l)
+  printf '  hold %s calls x %sms: ok=%s failed=%s mem before=%s kB peak=%s kB -> %.2f kB/call\n' "$HOLD_CALLS" "$HOLD_MS" \
+    "${OK:-?}" "${FAIL:-?}" "$before" "$peak" "${R[$SRV,per_call]}"
+  sleep 2
   # 1a. REGISTER ladder
   local best=0 r
   for r in $REG_RATES; do
@@ -136,8 +160,8 @@ bench_server() {
     if [ "$RC" = 0 ] && [ "$FAIL" = 0 ]; then best=$r; else break; fi
   done
   R[$SRV,reg_max]=$best
+  echo "  memory after the REGISTER ladder: $(mem) kB"
   # 1b. call ladder (INVITE auth)
-  register_uas || echo "  (REGISTER of uas failed)"
   best=0
   for r in $CALL_RATES; do
     run_sipp "${SRV}_call_$r" call "$r" $((r * RUNG_SECS)) $((RUNG_SECS + 15))
@@ -146,6 +170,7 @@ bench_server() {
     if [ "$RC" = 0 ] && [ "$FAIL" = 0 ]; then best=$r; else break; fi
   done
   R[$SRV,call_max]=$best
+  echo "  memory after the call ladder: $(mem) kB"
   # 2. CPU per 1000 operations at a fixed rate
   run_sipp "${SRV}_regfixed" reg "$REG_FIXED" $((REG_FIXED * FIXED_SECS)) $((FIXED_SECS + 15))
   R[$SRV,reg_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,reg_cpu_ok]="$OK/$((REG_FIXED * FIXED_SECS)) failed=$FAIL"
@@ -154,20 +179,6 @@ bench_server() {
   R[$SRV,call_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,call_cpu_ok]="$OK/$((CALL_FIXED * FIXED_SECS)) failed=$FAIL"
   printf '  call fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$CALL_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,call_cpu]}"
   R[$SRV,mem_load]=$(mem)
-  # 3. memory per held call: HOLD_CALLS calls established within ~2 s and held HOLD_MS ms
-  sleep 3   # let transactions of the previous runs expire
-  local before peak m rate=$((HOLD_CALLS / 2)) hold_to=$(( HOLD_MS / 1000 + 20 ))
-  before=$(mem); peak=$before
-  run_sipp "${SRV}_hold" call "$rate" "$HOLD_CALLS" "$hold_to" -d "$HOLD_MS" -l $((HOLD_CALLS * 2)) &
-  local hp=$!
-  while kill -0 $hp 2>/dev/null; do m=$(mem); [ "${m:-0}" -gt "$peak" ] && peak=$m; sleep 0.25; done
-  wait $hp
-  OK=$(tail -1 "uac_${SRV}_hold.csv" 2>/dev/null | cut -d';' -f"$(HDR=$(head -1 "uac_${SRV}_hold.csv"); col 'SuccessfulCall(C)')")
-  FAIL=$(tail -1 "uac_${SRV}_hold.csv" 2>/dev/null | cut -d';' -f"$(HDR=$(head -1 "uac_${SRV}_hold.csv"); col 'FailedCall(C)')")
-  R[$SRV,hold_ok]="${OK:-?}/$HOLD_CALLS failed=${FAIL:-?}"
-  R[$SRV,per_call]=$(echo "($peak - $before) / $HOLD_CALLS" | bc -l)
-  printf '  hold %s calls x %sms: ok=%s failed=%s mem before=%s kB peak=%s kB -> %.2f kB/call\n' "$HOLD_CALLS" "$HOLD_MS" \
-    "${OK:-?}" "${FAIL:-?}" "$before" "$peak" "${R[$SRV,per_call]}"
   R[$SRV,mem_after]=$(mem)
   stop_server
 }

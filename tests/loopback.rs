@@ -17,9 +17,11 @@ use tokio::net::{TcpStream, UdpSocket};
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start() -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let mut cfg = ServerConfig::default();
-    cfg.listen = vec!["udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(), "tcp:127.0.0.1:0".parse().unwrap()];
-    cfg.domain = Some("127.0.0.1".into());
+    let mut cfg = ServerConfig {
+        listen: vec!["udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(), "tcp:127.0.0.1:0".parse().unwrap()],
+        domain: Some("127.0.0.1".into()),
+        ..ServerConfig::default()
+    };
     cfg.users.insert("alice".into(), "apw".into());
     cfg.users.insert("bob".into(), "bpw".into());
     let server = BoundServer::bind(&cfg).await.expect("bind");

@@ -38,7 +38,9 @@ EXPECT = {
     "dblreq.dat": ("codes", {401}, {"header": "WWW-Authenticate", "only_one": True}),  # 2nd msg ignored
     "semiuri.dat": ("processed",),
     "transports.dat": ("processed",),
-    "mpart01.dat": ("processed",),
+    # mpart01 carries a pre-loaded "Route: <sip:127.0.0.1:5080>": a proxy forwards it there (RFC 3261
+    # 16.6; we listen on 5080 and count that as processed), or processes it itself (404/407...)
+    "mpart01.dat": ("processed", {"forward_port": 5080}),
     "unreason.dat": ("silence",),  # a response not for us: drop
     "noreason.dat": ("silence",),
     # --- invalid (3.1.2): 400 where a response can be formed
@@ -155,6 +157,14 @@ def run_one(path, host, port):
         return False, "no expectation in the table for this file"
     kind = exp[0]
     raw = open(path, "rb").read()
+    opts0 = exp[-1] if isinstance(exp[-1], dict) else {}
+    fwd = None
+    if "forward_port" in opts0:
+        try:
+            fwd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            fwd.bind(("127.0.0.1", opts0["forward_port"]))
+        except OSError:
+            fwd = None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     lport = sock.getsockname()[1]
@@ -186,6 +196,17 @@ def run_one(path, host, port):
         if r[0] >= 200 and final_at is None:
             final_at = time.monotonic()
     sock.close()
+    forwarded = False
+    if fwd is not None:
+        fwd.settimeout(0.05)
+        try:
+            data, _ = fwd.recvfrom(65535)
+            forwarded = not data.startswith(b"SIP/")
+        except socket.timeout:
+            pass
+        fwd.close()
+        if forwarded and not any(g[0] == 400 or g[0] >= 500 for g in got):
+            return True, "forwarded per its Route header to 127.0.0.1:%d" % opts0["forward_port"]
     finals = [g for g in got if g[0] >= 200 or g[0] == 0]
     seen = ", ".join(g[1] for g in got) or "silence"
     if kind == "silence":

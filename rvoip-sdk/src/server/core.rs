@@ -338,7 +338,7 @@ impl ServerCore {
     }
 
     /// Whether the From header names one of our users' domains (Kamailio's `from_uri==myself`).
-    fn from_is_local(&self, req: &Request) -> Option<ByteString> {
+    fn local_from_user(&self, req: &Request) -> Option<ByteString> {
         let from = req.headers.from().ok()?;
         if from.uri.is_sip() && self.local.is_local_host(&from.uri.host) {
             Some(from.uri.user.clone().unwrap_or_default())
@@ -349,7 +349,7 @@ impl ServerCore {
 
     fn route_to_user(&mut self, now: Instant, tx: ServerTxId, mut req: Request, transport: TransportKind, loop_hash: u64) {
         if self.invite_auth && matches!(req.method, Method::Invite | Method::Message | Method::Subscribe) {
-            if let Some(from_user) = self.from_is_local(&req) {
+            if let Some(from_user) = self.local_from_user(&req) {
                 let secs = self.unix_secs(now);
                 let outcome = self.auth.check(
                     secs,

@@ -177,13 +177,13 @@ impl ServerCore {
             .location
             .lookup(user, now)
             .into_iter()
-            .filter_map(|b| {
+            .map(|b| {
                 let (dest, transport) = match b.transport {
                     crate::server::location::Transport::Udp => resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp)),
                     // Stream bindings reuse the connection the REGISTER came on.
                     _ => (b.source, TransportKind::Tcp),
                 };
-                Some(Target { uri: Some(b.contact.clone()), dest, transport })
+                Target { uri: Some(b.contact.clone()), dest, transport }
             })
             .collect()
     }

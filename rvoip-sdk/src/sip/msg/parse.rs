@@ -227,6 +227,13 @@ pub(super) fn split_list(value: &ByteString, mut f: impl FnMut(ByteString)) {
 // ---------------------------------------------------------------------------------------------
 // Message parsing
 
+/// Finds the empty line that ends the header section (built once, not per message).
+pub(super) fn find_end_of_headers(b: &[u8]) -> Option<usize> {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(b)
+}
+
 #[allow(clippy::large_enum_variant)]
 enum StartLine {
     Request(Method, Uri),
@@ -365,18 +372,18 @@ fn parse_head(head: &ByteString, limits: &Limits) -> Result<Head, ParseError> {
             pos = eol + 2;
         }
         let line = &s[lstart..eol];
-        let colon = match memchr::memchr(b':', line.as_bytes()) {
-            Some(i) => i,
-            None => return err(ParseErrorKind::Header, "header line without a colon"),
-        };
-        let mut name_end = colon;
-        while name_end > 0 && is_wsp(line.as_bytes()[name_end - 1]) {
-            name_end -= 1;
+        // field-name = token, then HCOLON = *( SP / HTAB ) ":"
+        let lb = line.as_bytes();
+        let name_end = take_token(lb, 0);
+        let colon = skip_wsp(lb, name_end);
+        if name_end == 0 || lb.get(colon) != Some(&b':') {
+            return if memchr::memchr(b':', lb).is_some() {
+                err(ParseErrorKind::Header, "header name is not a token")
+            } else {
+                err(ParseErrorKind::Header, "header line without a colon")
+            };
         }
         let name = &line[..name_end];
-        if !is_token(name) {
-            return err(ParseErrorKind::Header, "header name is not a token");
-        }
         let raw = trim_lws(&line[colon + 1..]);
         let name = match HeaderName::lookup(name) {
             Some(n) => n,
@@ -436,7 +443,7 @@ impl Message {
         if rest.is_empty() {
             return err(ParseErrorKind::Incomplete, "empty message");
         }
-        let (head_len, body_off) = match memchr::memmem::find(rest, b"\r\n\r\n") {
+        let (head_len, body_off) = match find_end_of_headers(rest) {
             Some(i) => (i + 2, i + 4),
             None if rest.ends_with(b"\r\n") => (rest.len(), rest.len()),
             None => return err(ParseErrorKind::Incomplete, "no end of the header section"),
@@ -504,7 +511,7 @@ pub fn frame(buf: &[u8], limits: &Limits) -> Result<Option<Frame>, ParseError> {
         return Ok(None);
     }
     let window = &buf[..buf.len().min(limits.max_message_bytes.saturating_add(4))];
-    let i = match memchr::memmem::find(window, b"\r\n\r\n") {
+    let i = match find_end_of_headers(window) {
         Some(i) => i,
         None if buf.len() > limits.max_message_bytes => {
             return err(

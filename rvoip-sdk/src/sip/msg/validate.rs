@@ -123,7 +123,7 @@ pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
     let start = buf.iter().position(|&c| c != b'\r' && c != b'\n')?;
     let buf = &buf[start..];
     // Only look at the header section.
-    let end = memchr::memmem::find(buf, b"\r\n\r\n").map_or(buf.len(), |i| i + 2);
+    let end = super::parse::find_end_of_headers(buf).map_or(buf.len(), |i| i + 2);
     let head = &buf[..end];
     let mut lines = head
         .split(|&c| c == b'\n')
