@@ -15,12 +15,17 @@
 #   3. memory: RSS (rvoip, one process) vs PSS (kamailio, all processes, shared memory counted once),
 #      idle and after the load; memory per held call, measured first on the fresh server: HOLD_CALLS
 #      calls held HOLD_MS ms (uac_proxy_auth.xml with -d), (peak during the hold - before) / calls
-# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~4-6 minutes in total.
+# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~4-5 minutes in total.
 #
-# Usage: benches/load.sh            (env: RVOIP_SERVER, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS,
+# Usage: benches/load.sh            (env: RVOIP_NETNS=1, RVOIP_SERVER, SETTLE_SECS, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS,
 #                                    HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR)
 # Needs: sip-tester (sipp), kamailio (installed here with apt-get if missing and root), bc.
 set -u
+# Opt-in: RVOIP_NETNS=1 runs everything in a private network namespace (own loopback, so 5060 is free
+# even when another server holds it on this shared machine). Needs root (unshare -n).
+if [ "${RVOIP_NETNS:-0}" = 1 ] && [ -z "${RVOIP_IN_NETNS:-}" ]; then
+  exec unshare -n env RVOIP_IN_NETNS=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+fi
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${SHARED:-$(cd "$ROOT/../shared" 2>/dev/null && pwd)}
 SC=$ROOT/tests/scenarios
@@ -33,6 +38,7 @@ REG_FIXED=${REG_FIXED:-1000}
 CALL_FIXED=${CALL_FIXED:-500}
 HOLD_CALLS=${HOLD_CALLS:-2000}
 HOLD_MS=${HOLD_MS:-5000}
+SETTLE_SECS=${SETTLE_SECS:-35}
 SERVERS=${SERVERS:-"rvoip kamailio"}
 OUTDIR=${OUTDIR:-$ROOT/target/bench-load}
 TCK=$(getconf CLK_TCK)
@@ -179,7 +185,10 @@ bench_server() {
   R[$SRV,call_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,call_cpu_ok]="$OK/$((CALL_FIXED * FIXED_SECS)) failed=$FAIL"
   printf '  call fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$CALL_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,call_cpu]}"
   R[$SRV,mem_load]=$(mem)
+  # retained or released? transactions (Timer J/K, 32 s) and nonces should have expired after SETTLE_SECS
+  sleep "$SETTLE_SECS"
   R[$SRV,mem_after]=$(mem)
+  echo "  memory right after the load: ${R[$SRV,mem_load]} kB, ${SETTLE_SECS}s later: ${R[$SRV,mem_after]} kB"
   stop_server
 }
 
@@ -198,6 +207,7 @@ row "CPU-s per 1000 REGISTER @${REG_FIXED}/s" "$(f2 "${R[rvoip,reg_cpu]:-}")" "$
 row "CPU-s per 1000 calls @${CALL_FIXED}/s" "$(f2 "${R[rvoip,call_cpu]:-}")" "$(f2 "${R[kamailio,call_cpu]:-}")" "$(ratio "${R[rvoip,call_cpu]:-}" "${R[kamailio,call_cpu]:-}")"
 row "memory idle, kB (rvoip RSS / kam PSS)" "${R[rvoip,mem_idle]:-n/a}" "${R[kamailio,mem_idle]:-n/a}" "$(ratio "${R[rvoip,mem_idle]:-}" "${R[kamailio,mem_idle]:-}")"
 row "memory after load, kB (RSS / PSS)" "${R[rvoip,mem_load]:-n/a}" "${R[kamailio,mem_load]:-n/a}" "$(ratio "${R[rvoip,mem_load]:-}" "${R[kamailio,mem_load]:-}")"
+row "memory ${SETTLE_SECS}s after load, kB (RSS / PSS)" "${R[rvoip,mem_after]:-n/a}" "${R[kamailio,mem_after]:-n/a}" "$(ratio "${R[rvoip,mem_after]:-}" "${R[kamailio,mem_after]:-}")"
 row "memory per held call, kB ($HOLD_CALLS x ${HOLD_MS}ms)" "$(f2 "${R[rvoip,per_call]:-}")" "$(f2 "${R[kamailio,per_call]:-}")" "$(ratio "${R[rvoip,per_call]:-}" "${R[kamailio,per_call]:-}")"
 echo "fixed-rate runs ok/total: rvoip reg ${R[rvoip,reg_cpu_ok]:-n/a}, calls ${R[rvoip,call_cpu_ok]:-n/a}, hold ${R[rvoip,hold_ok]:-n/a};" \
   "kamailio reg ${R[kamailio,reg_cpu_ok]:-n/a}, calls ${R[kamailio,call_cpu_ok]:-n/a}, hold ${R[kamailio,hold_ok]:-n/a}"

@@ -29,6 +29,9 @@ struct Args {
     /// Do not challenge (407) INVITE/MESSAGE/SUBSCRIBE from local users.
     #[arg(long)]
     no_invite_auth: bool,
+    /// Digest algorithms offered in challenges, preferred first: `md5`, `sha-256,md5`.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    digest_algorithms: Vec<String>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -63,6 +66,15 @@ fn main() -> ExitCode {
     cfg.lax_auth_user |= args.lax_auth_user;
     if args.no_invite_auth {
         cfg.invite_auth = false;
+    }
+    if !args.digest_algorithms.is_empty() {
+        match rvoip_sdk::server::config::parse_algorithms(&args.digest_algorithms) {
+            Ok(a) => cfg.digest_algorithms = a,
+            Err(e) => {
+                eprintln!("rvoip-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
     }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -168,6 +168,12 @@ impl BoundServer {
                     core.handle_timeout(std::time::Instant::now());
                 }
             }
+            // Under sustained traffic the receive branch is always ready: run due timers here
+            // too, so retransmissions and timeouts are never starved.
+            let now = std::time::Instant::now();
+            if core.poll_timeout().is_some_and(|t| t <= now) {
+                core.handle_timeout(now);
+            }
             while let Some(t) = core.poll_transmit() {
                 out.send(t);
             }

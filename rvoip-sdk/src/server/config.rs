@@ -7,7 +7,22 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::auth::Algorithm;
 use crate::sip::transaction::TransportKind;
+
+/// Parses a list of digest algorithm names (`MD5`, `SHA-256`, case-insensitive).
+/// Errors: an unknown name.
+pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
+    names
+        .iter()
+        .map(|n| Algorithm::from_wire(n.trim()).ok_or_else(|| format!("unknown digest algorithm {n:?} (MD5 or SHA-256)")))
+        .collect()
+}
+
+fn de_algorithms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Algorithm>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    parse_algorithms(&names).map_err(serde::de::Error::custom)
+}
 
 /// One listening socket: a transport and a local address, written `udp:IP:PORT` or `tcp:IP:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +124,12 @@ pub struct ServerConfig {
     pub lax_auth_user: bool,
     /// Challenge (407) INVITE, MESSAGE and SUBSCRIBE whose From is a local user. Default true.
     pub invite_auth: bool,
-    /// List the SHA-256 digest challenge before the MD5 one (RFC 8760 §2.4 preference order).
-    /// Default false: many deployed clients (SIPp 3.6, older softphones) answer only the first
-    /// challenge and support only MD5, so MD5 comes first; both are always offered.
-    pub prefer_sha256: bool,
+    /// Digest algorithms offered in 401/407 challenges, most preferred first (RFC 8760 §2.4),
+    /// written `"MD5"` / `"SHA-256"`. Default `["MD5"]`, as Kamailio and Asterisk do: Debian's
+    /// baresip 1.0 (libre 1.1) fails to register when any SHA-256 challenge is present, and SIPp
+    /// 3.6 answers only the first challenge and only MD5. `["SHA-256", "MD5"]` offers both.
+    #[serde(deserialize_with = "de_algorithms")]
+    pub digest_algorithms: Vec<Algorithm>,
     /// Digest nonce lifetime in seconds (then `stale=true`). Default 300.
     pub nonce_lifetime_s: u64,
     /// Registrar: shortest accepted registration in seconds (shorter gets 423). Default 60.
@@ -152,7 +169,7 @@ impl Default for ServerConfig {
             users: Default::default(),
             lax_auth_user: false,
             invite_auth: true,
-            prefer_sha256: false,
+            digest_algorithms: vec![Algorithm::Md5],
             nonce_lifetime_s: 300,
             min_expires_s: 60,
             max_expires_s: 3600,
@@ -238,6 +255,9 @@ mod tests {
         assert!(c.lax_auth_user && c.invite_auth);
         assert_eq!(c.load_users().unwrap(), vec![("alice".to_string(), "pw".to_string())]);
         assert!(toml::from_str::<ServerConfig>("no_such_key = 1").is_err());
+        let c: ServerConfig = toml::from_str("digest_algorithms = [\"SHA-256\", \"md5\"]").unwrap();
+        assert_eq!(c.digest_algorithms, vec![Algorithm::Sha256, Algorithm::Md5]);
+        assert!(toml::from_str::<ServerConfig>("digest_algorithms = [\"SHA-1\"]").is_err());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::auth::{AuthOutcome, Authenticator, UserDb};
+use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
 use crate::server::proxy::Proxy;
@@ -57,7 +57,7 @@ pub struct ServerCore {
     pub(crate) registrar: Registrar,
     auth: Authenticator,
     invite_auth: bool,
-    prefer_sha256: bool,
+    digest_algorithms: Vec<Algorithm>,
     pub(crate) proxy: Proxy,
     max_transactions: usize,
     epoch: (Instant, u64),
@@ -107,7 +107,7 @@ impl ServerCore {
             registrar,
             auth,
             invite_auth: cfg.invite_auth,
-            prefer_sha256: cfg.prefer_sha256,
+            digest_algorithms: if cfg.digest_algorithms.is_empty() { vec![Algorithm::Md5] } else { cfg.digest_algorithms.clone() },
             proxy: Proxy::default(),
             max_transactions: cfg.max_transactions,
             epoch: (now, now_unix_secs),
@@ -222,7 +222,19 @@ impl ServerCore {
         if status >= 300 {
             self.stats.rejected += u64::from(status != 401 && status != 407);
         }
-        self.tl.respond(now, tx, resp);
+        self.send_local_response(now, tx, resp);
+    }
+
+    /// Sends a response this server generated itself. Final responses are sent statelessly
+    /// (§8.2.7, like Kamailio's `sl_send_reply`): the server transaction is forgotten at once, so
+    /// challenges, registrations and rejections cost no memory for the 32 s of Timer J; a
+    /// retransmitted request is simply answered again.
+    fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
+        if resp.status >= 200 {
+            self.tl.respond_stateless(tx, resp);
+        } else {
+            self.tl.respond(now, tx, resp);
+        }
     }
 
     fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, source: SocketAddr, transport: TransportKind) {
@@ -231,7 +243,7 @@ impl ServerCore {
             let mut resp = Response::for_request(&req, rej.status);
             resp.reason = ByteString::from_static(rej.reason);
             self.stats.rejected += 1;
-            self.tl.respond(now, tx, resp);
+            self.send_local_response(now, tx, resp);
             return;
         }
         if self.tl.len().1 > self.max_transactions {
@@ -307,10 +319,16 @@ impl ServerCore {
         popped
     }
 
-    /// The two digest challenges (SHA-256 and MD5, RFC 8760 §2.4) in the configured order.
-    fn challenges(&self, secs: u64, stale: bool) -> [String; 2] {
+    /// The digest challenges to send (RFC 8760 §2.4: one per configured algorithm, in order).
+    fn challenges(&self, secs: u64, stale: bool) -> Vec<String> {
         let [sha256, md5] = self.auth.challenges(secs, stale);
-        if self.prefer_sha256 { [sha256, md5] } else { [md5, sha256] }
+        self.digest_algorithms
+            .iter()
+            .map(|a| match a {
+                Algorithm::Sha256 => sha256.clone(),
+                Algorithm::Md5 => md5.clone(),
+            })
+            .collect()
     }
 
     fn register(&mut self, now: Instant, tx: ServerTxId, mut req: Request, source: SocketAddr, transport: TransportKind) {
@@ -327,12 +345,12 @@ impl ServerCore {
                 if resp.status == 200 {
                     self.stats.registrations += 1;
                 }
-                self.tl.respond(now, tx, resp);
+                self.send_local_response(now, tx, resp);
             }
             AuthOutcome::Challenge { stale } => {
                 self.stats.challenges += 1;
-                let [a, b] = self.challenges(secs, stale);
-                self.reply(now, tx, &req, 401, vec![(HeaderName::WwwAuthenticate, a), (HeaderName::WwwAuthenticate, b)]);
+                let hdrs = self.challenges(secs, stale).into_iter().map(|c| (HeaderName::WwwAuthenticate, c)).collect();
+                self.reply(now, tx, &req, 401, hdrs);
             }
         }
     }
@@ -361,11 +379,8 @@ impl ServerCore {
                     AuthOutcome::Authorized { .. } => req.headers.remove_all(&HeaderName::ProxyAuthorization),
                     AuthOutcome::Challenge { stale } => {
                         self.stats.challenges += 1;
-                        let [a, b] = self.challenges(secs, stale);
-                        return self.reply(now, tx, &req, 407, vec![
-                            (HeaderName::ProxyAuthenticate, a),
-                            (HeaderName::ProxyAuthenticate, b),
-                        ]);
+                        let hdrs = self.challenges(secs, stale).into_iter().map(|c| (HeaderName::ProxyAuthenticate, c)).collect();
+                        return self.reply(now, tx, &req, 407, hdrs);
                     }
                 }
             }

@@ -56,7 +56,11 @@ fn req(t: &Transmit) -> Request {
 impl Harness {
     fn new(invite_auth: bool) -> Harness {
         let now = Instant::now();
-        let cfg = ServerConfig { invite_auth, ..ServerConfig::default() };
+        let cfg = ServerConfig {
+            invite_auth,
+            digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
+            ..ServerConfig::default()
+        };
         let local = LocalIdentity::new(&[(TransportKind::Udp, addr("127.0.0.1:5060"))], "127.0.0.1", "example.com", &[]);
         let users = vec![("alice".to_string(), "apw".to_string()), ("bob".to_string(), "bpw".to_string()), ("carol".to_string(), "cpw".to_string())];
         Harness { core: ServerCore::new(&cfg, local, &users, now, 1_700_000_000), now, n: 0 }

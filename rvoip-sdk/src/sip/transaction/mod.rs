@@ -196,6 +196,13 @@ struct ClientKey {
     method: Method,
 }
 
+impl ClientKey {
+    /// A copy that owns its strings, so a stored key does not keep a whole message alive.
+    fn detached(&self) -> ClientKey {
+        ClientKey { branch: ByteString::from(&*self.branch), method: self.method.clone() }
+    }
+}
+
 /// Server transaction matching key for RFC 3261 branches (§17.2.3): branch, sent-by, and method
 /// (ACK counted as INVITE).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -204,6 +211,18 @@ struct ServerKey {
     host: ByteString,
     port: Option<u16>,
     method: Method,
+}
+
+impl ServerKey {
+    /// A copy that owns its strings, so a stored key does not keep a whole message alive.
+    fn detached(&self) -> ServerKey {
+        ServerKey {
+            branch: ByteString::from(&*self.branch),
+            host: ByteString::from(&*self.host),
+            port: self.port,
+            method: self.method.clone(),
+        }
+    }
 }
 
 /// The fields RFC 2543 matching compares (§17.2.3), for requests without a magic-cookie branch.
@@ -276,7 +295,8 @@ impl LegacyKey {
 struct ClientTx {
     invite: bool,
     state: ClientState,
-    request: Request,
+    /// The request; dropped once no CANCEL or ACK can be built from it any more (memory).
+    request: Option<Request>,
     /// The request as sent, for retransmission.
     bytes: Bytes,
     key: Option<ClientKey>,
@@ -293,7 +313,8 @@ struct ClientTx {
 struct ServerTx {
     invite: bool,
     state: ServerState,
-    request: Request,
+    /// The request; dropped once a final response went out (memory).
+    request: Option<Request>,
     key: Option<ServerKey>,
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
@@ -590,7 +611,7 @@ impl TransactionLayer {
         let dest = response_dest(via.as_ref(), source, transport);
         match (&key, &legacy) {
             (Some(k), _) => {
-                self.server_index.insert(k.clone(), id);
+                self.server_index.insert(k.detached(), id);
             }
             (None, Some(l)) => self
                 .legacy_index
@@ -602,8 +623,8 @@ impl TransactionLayer {
         let mut tx = ServerTx {
             invite,
             state: ServerState::Trying,
-            request: req.clone(),
-            key,
+            request: Some(req.clone()),
+            key: key.map(|k| k.detached()),
             legacy: legacy.map(Box::new),
             dest,
             transport,
@@ -664,12 +685,17 @@ impl TransactionLayer {
                     tx.end_at = None; // Timer B runs in Calling only (Figure 5).
                 } else if status < 300 {
                     tx.state = ClientState::Accepted;
+                    tx.request = None;
+                    tx.bytes = Bytes::new();
                     let at = now + self.cfg.t64();
                     arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
                 } else {
-                    let ack = build_ack(&tx.request, &resp).to_bytes();
-                    push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
-                    tx.ack = Some(ack);
+                    if let Some(req) = tx.request.take() {
+                        let ack = build_ack(&req, &resp).to_bytes();
+                        push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
+                        tx.ack = Some(ack);
+                    }
+                    tx.bytes = Bytes::new();
                     tx.state = ClientState::Completed;
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
@@ -705,6 +731,8 @@ impl TransactionLayer {
                 } else {
                     tx.state = ClientState::Completed;
                     tx.retx_at = None;
+                    tx.request = None;
+                    tx.bytes = Bytes::new();
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
                         self.remove_client(id);
@@ -743,8 +771,10 @@ impl TransactionLayer {
                 if tx.legacy.is_some() {
                     tx.resp_to_tag = resp.headers.to().ok().and_then(|n| tag_of(&n));
                 }
+                tx.request = None;
                 if (200..300).contains(&status) {
                     tx.state = ServerState::Accepted;
+                    tx.last_resp = None;
                     let at = now + self.cfg.t64();
                     arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ServerEnd);
                 } else if status >= 300 {
@@ -774,6 +804,7 @@ impl TransactionLayer {
                     tx.state = ServerState::Proceeding;
                 } else {
                     tx.state = ServerState::Completed;
+                    tx.request = None;
                     if reliable {
                         self.remove_server(id);
                     } else {
@@ -786,6 +817,25 @@ impl TransactionLayer {
             }
             ServerState::Completed | ServerState::Confirmed => false,
         }
+    }
+
+    /// Sends a final response and forgets the server transaction at once (§8.2.7 stateless UAS
+    /// behaviour, as a registrar or an element rejecting a request may use). A retransmitted
+    /// request then starts a new transaction and is answered again. Returns false if the
+    /// transaction is unknown or the status is not final.
+    pub fn respond_stateless(&mut self, tx: ServerTxId, resp: Response) -> bool {
+        if !(200..=699).contains(&resp.status) {
+            return false;
+        }
+        let Some(t) = self.servers.get(&tx.0) else {
+            return false;
+        };
+        if !matches!(t.state, ServerState::Trying | ServerState::Proceeding) {
+            return false;
+        }
+        push_transmit(&mut self.transmits, t.dest, t.transport, resp.to_bytes());
+        self.remove_server(tx.0);
+        true
     }
 
     /// Start a client transaction for `req` (its top Via with a fresh branch must already be
@@ -814,6 +864,7 @@ impl TransactionLayer {
                 branch,
                 method: req.method.clone(),
             });
+        let key = key.map(|k| k.detached());
         if let Some(k) = &key {
             self.client_index.insert(k.clone(), id);
         }
@@ -824,7 +875,7 @@ impl TransactionLayer {
             } else {
                 ClientState::Trying
             },
-            request: req,
+            request: Some(req),
             bytes,
             key,
             dest,
@@ -872,12 +923,12 @@ impl TransactionLayer {
     /// The original request of a live server transaction (the proxy builds CANCEL/branch state
     /// from it).
     pub fn server_request(&self, tx: ServerTxId) -> Option<&Request> {
-        self.servers.get(&tx.0).map(|t| &t.request)
+        self.servers.get(&tx.0).and_then(|t| t.request.as_ref())
     }
 
     /// The original request of a live client transaction (to build a CANCEL for it, §9.1).
     pub fn client_request(&self, tx: ClientTxId) -> Option<&Request> {
-        self.clients.get(&tx.0).map(|t| &t.request)
+        self.clients.get(&tx.0).and_then(|t| t.request.as_ref())
     }
 
     /// For a CANCEL request: the INVITE server transaction it cancels (§9.2: same branch, sent-by
@@ -1197,6 +1248,13 @@ mod tests {
             [TxEvent::Request { tx: Some(tx), .. }] => *tx,
             other => panic!("expected one Request event, got {other:?}"),
         }
+    }
+
+    /// A copy of `r` with another status (the request is gone once a final response went out).
+    fn with_status(r: &Response, status: u16) -> Response {
+        let mut r = r.clone();
+        r.status = status;
+        r
     }
 
     fn response_for(
@@ -1560,11 +1618,11 @@ mod tests {
         let tx = server_tx(&events(&mut l));
         transmits(&mut l);
         let busy = response_for(&l, tx, 486, Some("a6c85cf"));
-        assert!(l.respond(base, tx, busy));
+        assert!(l.respond(base, tx, busy.clone()));
         assert!(l.server_is_final(tx));
         assert_eq!(status_of(&transmits(&mut l)[0].bytes), 486);
         // A second final is refused.
-        assert!(!l.respond(base, tx, response_for(&l, tx, 500, None)));
+        assert!(!l.respond(base, tx, with_status(&busy, 500)));
 
         let mut times = Vec::new();
         while let Some(at) = l.poll_timeout() {
@@ -1651,8 +1709,8 @@ mod tests {
         // 2xx retransmissions (forwarded by a proxy) are allowed; other codes are not.
         assert!(l.respond(base + ms(500), tx, ok.clone()));
         assert_eq!(transmits(&mut l).len(), 1);
-        assert!(!l.respond(base + ms(500), tx, response_for(&l, tx, 486, None)));
-        assert!(!l.respond(base + ms(500), tx, response_for(&l, tx, 180, None)));
+        assert!(!l.respond(base + ms(500), tx, with_status(&ok, 486)));
+        assert!(!l.respond(base + ms(500), tx, with_status(&ok, 180)));
         // A retransmitted INVITE is absorbed and nothing re-sent (the TU retransmits 2xx).
         l.handle_message(
             base + ms(600),
@@ -1689,7 +1747,7 @@ mod tests {
         assert!(events(&mut l).is_empty());
         assert!(transmits(&mut l).is_empty());
         let ok = response_for(&l, tx, 200, Some("s"));
-        assert!(l.respond(base + ms(600), tx, ok));
+        assert!(l.respond(base + ms(600), tx, ok.clone()));
         let t = transmits(&mut l);
         assert_eq!(t[0].dest, sa("192.0.2.10:5070"));
         l.handle_message(base + ms(1500), msg(&text), source, TransportKind::Udp);
@@ -1697,7 +1755,7 @@ mod tests {
         let t2 = transmits(&mut l);
         assert_eq!(t2.len(), 1);
         assert_eq!(t2[0].bytes, t[0].bytes);
-        assert!(!l.respond(base + ms(1600), tx, response_for(&l, tx, 200, None)));
+        assert!(!l.respond(base + ms(1600), tx, with_status(&ok, 200)));
         // Timer J = 64*T1.
         assert_eq!(
             l.poll_timeout(),
