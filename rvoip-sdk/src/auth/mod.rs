@@ -377,7 +377,7 @@ pub enum NonceStatus {
 }
 
 /// Length of a nonce: 16 hex digits of timestamp + 32 hex digits of MAC.
-const NONCE_LEN: usize = 48;
+const NONCE_LEN: usize = 64;
 /// Allowed clock skew for nonces from the "future" (several server processes, clock steps).
 const NONCE_FUTURE_SKEW: u64 = 5;
 
@@ -411,6 +411,9 @@ pub struct Authenticator {
     /// until it expires; at the default size that takes > 300 new nonces per second).
     pub max_nonces: usize,
     secret: [u8; 32],
+    /// Counter mixed into every nonce, so that no two challenges share a nonce (two clients that
+    /// pick the same cnonce, as unseeded SIPp processes do, must not look like a replay).
+    nonce_counter: std::sync::atomic::AtomicU64,
     /// Client-nonce key (see [`NcKey`]) -> highest nc accepted.
     nc_seen: HashMap<NcKey, u32>,
     /// Insertion order of `nc_seen` with each nonce's timestamp, for expiry and the cap.
@@ -433,6 +436,7 @@ impl Authenticator {
             lax,
             nonce_lifetime: 300,
             max_nonces: 100_000,
+            nonce_counter: std::sync::atomic::AtomicU64::new(u64::from(secret[0]) << 56),
             secret,
             nc_seen: HashMap::new(),
             nc_order: VecDeque::new(),
@@ -454,18 +458,21 @@ impl Authenticator {
         self.nc_seen.len()
     }
 
-    fn nonce_mac(&self, ts: u64) -> String {
+    fn nonce_mac(&self, ts: u64, counter: u64) -> String {
         let mut h = Sha256::new();
         h.update(self.secret);
         h.update(ts.to_be_bytes());
+        h.update(counter.to_be_bytes());
         h.update(self.realm.as_bytes());
         let d = h.finalize();
         hex::encode(&d[..16])
     }
 
-    /// Mints a nonce for time `now_secs`.
+    /// Mints a fresh nonce for time `now_secs`: hex time stamp, hex counter (unique per
+    /// challenge), and a truncated SHA-256 MAC over both with the server secret — 64 hex chars.
     pub fn make_nonce(&self, now_secs: u64) -> String {
-        format!("{now_secs:016x}{}", self.nonce_mac(now_secs))
+        let counter = self.nonce_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{now_secs:016x}{counter:016x}{}", self.nonce_mac(now_secs, counter))
     }
 
     /// Checks that `nonce` is ours and fresh at `now_secs`.
@@ -473,11 +480,12 @@ impl Authenticator {
         if nonce.len() != NONCE_LEN || !nonce.is_ascii() {
             return NonceStatus::Invalid;
         }
-        let (ts_hex, mac) = nonce.split_at(16);
-        let Ok(ts) = u64::from_str_radix(ts_hex, 16) else {
+        let (ts_hex, rest) = nonce.split_at(16);
+        let (counter_hex, mac) = rest.split_at(16);
+        let (Ok(ts), Ok(counter)) = (u64::from_str_radix(ts_hex, 16), u64::from_str_radix(counter_hex, 16)) else {
             return NonceStatus::Invalid;
         };
-        if !ct_eq(mac.as_bytes(), self.nonce_mac(ts).as_bytes()) {
+        if !ct_eq(mac.as_bytes(), self.nonce_mac(ts, counter).as_bytes()) {
             return NonceStatus::Invalid;
         }
         if ts > now_secs.saturating_add(NONCE_FUTURE_SKEW) {

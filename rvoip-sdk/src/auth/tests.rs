@@ -20,9 +20,13 @@ fn challenge(a: &Authenticator, now: u64, which: usize) -> Auth {
 }
 
 fn answer(a: &Authenticator, now: u64, which: usize, user: &str, pw: &str, nc: u32) -> ByteString {
-    let ch = challenge(a, now, which);
+    answer_to(&challenge(a, now, which), user, pw, nc)
+}
+
+/// Answers one given challenge (to reuse its nonce with several nonce-counts).
+fn answer_to(ch: &Auth, user: &str, pw: &str, nc: u32) -> ByteString {
     let v = authorization_value(
-        &ch,
+        ch,
         user,
         pw,
         "REGISTER",
@@ -114,7 +118,9 @@ fn rfc7616_3_9_1_vectors() {
 fn challenges_sha256_first_then_md5() {
     let a = authn(false);
     let [sha, md5] = a.challenges(T0, false);
-    let nonce = a.make_nonce(T0);
+    let nonce = Auth::parse(&ByteString::from(sha.clone())).unwrap().get("nonce").unwrap().to_string();
+    assert_eq!(a.verify_nonce(T0, &nonce), NonceStatus::Valid);
+    assert_ne!(a.make_nonce(T0), nonce, "every challenge gets its own nonce");
     assert_eq!(
         sha,
         format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\"")
@@ -126,6 +132,16 @@ fn challenges_sha256_first_then_md5() {
     let [s, m] = a.challenges(T0, true);
     assert!(s.ends_with(", stale=true") && m.ends_with(", stale=true"));
     assert_eq!(nonce.len(), NONCE_LEN);
+}
+
+#[test]
+fn same_cnonce_on_two_challenges_is_not_a_replay() {
+    // Two SIPp processes (unseeded PRNG) answer two challenges with the same cnonce and nc=1.
+    let mut a = authn(true);
+    let v1 = answer(&a, T0, 0, "alice", "secret", 1);
+    let v2 = answer(&a, T0, 0, "alice", "secret", 1);
+    assert_eq!(check(&mut a, T0, &v1, "alice"), authorized("alice"));
+    assert_eq!(check(&mut a, T0, &v2, "alice"), authorized("alice"));
 }
 
 #[test]
@@ -143,11 +159,12 @@ fn round_trip_sha256_and_md5() {
 #[test]
 fn nonce_reuse_with_higher_nc_is_accepted_and_replay_rejected() {
     let mut a = authn(false);
-    let v1 = answer(&a, T0, 0, "alice", "secret", 1);
+    let ch = challenge(&a, T0, 0);
+    let v1 = answer_to(&ch, "alice", "secret", 1);
     assert_eq!(check(&mut a, T0, &v1, "alice"), authorized("alice"));
     // Same nc again: replay.
     assert_eq!(check(&mut a, T0 + 1, &v1, "alice"), STALE);
-    let v2 = answer(&a, T0, 0, "alice", "secret", 2);
+    let v2 = answer_to(&ch, "alice", "secret", 2);
     assert_eq!(check(&mut a, T0 + 2, &v2, "alice"), authorized("alice"));
     // Going back to nc=1 is a replay too.
     assert_eq!(check(&mut a, T0 + 3, &v1, "alice"), STALE);
