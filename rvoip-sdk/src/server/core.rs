@@ -225,12 +225,15 @@ impl ServerCore {
         self.send_local_response(now, tx, resp);
     }
 
-    /// Sends a response this server generated itself. Final responses are sent statelessly
-    /// (§8.2.7, like Kamailio's `sl_send_reply`): the server transaction is forgotten at once, so
-    /// challenges, registrations and rejections cost no memory for the 32 s of Timer J; a
-    /// retransmitted request is simply answered again.
+    /// Sends a response this server generated itself. Final responses to non-INVITE requests
+    /// are sent statelessly (§8.2.7, like Kamailio's `sl_send_reply`): the server transaction is
+    /// forgotten at once, so challenges, registrations and rejections cost no memory for the 32 s
+    /// of Timer J, and the client's own retransmissions (Timer E) get a fresh answer. INVITE
+    /// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
+    /// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
     fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
-        if resp.status >= 200 {
+        let invite = resp.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false);
+        if resp.status >= 200 && !invite {
             self.tl.respond_stateless(tx, resp);
         } else {
             self.tl.respond(now, tx, resp);
@@ -279,6 +282,11 @@ impl ServerCore {
         let routed = self.pop_own_routes(&mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
         let has_route = req.headers.get(&HeaderName::Route).is_some();
+        if has_route && !routed {
+            // A Route that does not start with us: we are not on this request's route set and do
+            // not relay for others (no open relay). RFC 4475 wsinv gets this answer.
+            return self.reply(now, tx, &req, 403, vec![]);
+        }
         if has_route || (in_dialog && routed) {
             // Loose routing (§16.4): within a dialog, or along a pre-loaded route beyond us.
             return self.forward_routed(now, tx, req, transport, loop_hash);

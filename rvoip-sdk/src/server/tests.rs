@@ -403,3 +403,10 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
     let out = h.send_bytes(BOB1, uas_response(&b1, 487, "t1", BOB1));
     assert!(out.iter().any(|t| t.dest == addr(ALICE) && resp(t).status == 487));
 }
+
+#[test]
+fn foreign_route_is_not_relayed() {
+    let mut h = Harness::new(false);
+    let text = invite(1, "bob", "Route: <sip:192.0.2.9;lr>\n");
+    assert_eq!(h.send(ALICE, &text).last().map(resp).unwrap().status, 403);
+}
