@@ -414,8 +414,8 @@ pub struct Authenticator {
     /// Counter mixed into every nonce, so that no two challenges share a nonce (two clients that
     /// pick the same cnonce, as unseeded SIPp processes do, must not look like a replay).
     nonce_counter: std::sync::atomic::AtomicU64,
-    /// Client-nonce key (see [`NcKey`]) -> highest nc accepted.
-    nc_seen: HashMap<NcKey, u32>,
+    /// Client-nonce key (see [`NcKey`]) -> highest nc accepted and the request it came with.
+    nc_seen: HashMap<NcKey, (u32, Option<u64>)>,
     /// Insertion order of `nc_seen` with each nonce's timestamp, for expiry and the cap.
     nc_order: VecDeque<(NcKey, u64)>,
 }
@@ -543,7 +543,34 @@ impl Authenticator {
             }
         }
         let Some(auth) = chosen else { return fresh };
-        self.check_digest(now_secs, method, &auth, aor_user)
+        self.check_digest_request(now_secs, method, &auth, aor_user, None)
+    }
+
+    /// [`Authenticator::check`] for one request identified by `request_id` (e.g. a hash of its
+    /// top Via branch, Call-ID and CSeq). A retransmission of the same request — same nonce,
+    /// cnonce and nc, same `request_id` — is authorized again instead of being taken for a nc
+    /// replay, so a stateless registrar answers a retransmitted REGISTER with 200 again. A
+    /// verbatim replay of a captured request can only repeat that same request.
+    pub fn check_request<'a>(
+        &mut self,
+        now_secs: u64,
+        method: &str,
+        auth_values: impl Iterator<Item = &'a ByteString>,
+        aor_user: &str,
+        request_id: u64,
+    ) -> AuthOutcome {
+        let mut chosen = None;
+        for v in auth_values {
+            let Ok(auth) = Auth::parse(v) else { continue };
+            if auth.scheme.eq_ignore_ascii_case("Digest")
+                && auth.get("realm") == Some(self.realm.as_str())
+            {
+                chosen = Some(auth);
+                break;
+            }
+        }
+        let Some(auth) = chosen else { return AuthOutcome::Challenge { stale: false } };
+        self.check_digest_request(now_secs, method, &auth, aor_user, Some(request_id))
     }
 
     /// [`Authenticator::check`] on one already parsed `Digest` value.
@@ -553,6 +580,17 @@ impl Authenticator {
         method: &str,
         auth: &Auth,
         aor_user: &str,
+    ) -> AuthOutcome {
+        self.check_digest_request(now_secs, method, auth, aor_user, None)
+    }
+
+    fn check_digest_request(
+        &mut self,
+        now_secs: u64,
+        method: &str,
+        auth: &Auth,
+        aor_user: &str,
+        request_id: Option<u64>,
     ) -> AuthOutcome {
         let fresh = AuthOutcome::Challenge { stale: false };
         if !auth.scheme.eq_ignore_ascii_case("Digest")
@@ -613,7 +651,7 @@ impl Authenticator {
         if nonce_status == NonceStatus::Stale {
             return AuthOutcome::Challenge { stale: true };
         }
-        if !self.accept_nc(now_secs, nonce, username, cnonce, nc) {
+        if !self.accept_nc(now_secs, nonce, username, cnonce, nc, request_id) {
             return AuthOutcome::Challenge { stale: true };
         }
         AuthOutcome::Authorized {
@@ -626,7 +664,15 @@ impl Authenticator {
     /// The counter is kept per (nonce, username, cnonce): nonces minted in the same second are
     /// equal, so several clients may share one, each counting from 1. A replay carries the same
     /// triple (changing any of it breaks the digest), so it is still caught.
-    fn accept_nc(&mut self, now_secs: u64, nonce: &str, user: &str, cnonce: &str, nc: u32) -> bool {
+    fn accept_nc(
+        &mut self,
+        now_secs: u64,
+        nonce: &str,
+        user: &str,
+        cnonce: &str,
+        nc: u32,
+        request_id: Option<u64>,
+    ) -> bool {
         // Forget nonces that have expired (insertion order is close to timestamp order).
         while let Some((n, ts)) = self.nc_order.front() {
             if now_secs.saturating_sub(*ts) > self.nonce_lifetime {
@@ -637,11 +683,15 @@ impl Authenticator {
             }
         }
         let key = nc_key(nonce, user, cnonce);
-        if let Some(seen) = self.nc_seen.get_mut(&key) {
+        if let Some((seen, seen_req)) = self.nc_seen.get_mut(&key) {
+            if nc == *seen && request_id.is_some() && request_id == *seen_req {
+                return true; // a retransmission of the request already accepted
+            }
             if nc <= *seen {
                 return false;
             }
             *seen = nc;
+            *seen_req = request_id;
             return true;
         }
         while self.nc_seen.len() >= self.max_nonces.max(1) {
@@ -656,7 +706,7 @@ impl Authenticator {
             .get(..16)
             .and_then(|h| u64::from_str_radix(h, 16).ok())
             .unwrap_or(now_secs);
-        self.nc_seen.insert(key, nc);
+        self.nc_seen.insert(key, (nc, request_id));
         self.nc_order.push_back((key, ts));
         true
     }

@@ -129,33 +129,66 @@ impl BoundServer {
     /// the server; a failed UDP receive is logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let BoundServer { mut core, udp, tcp, limits, .. } = self;
-        let udp_socks = udp.clone();
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
-        for sock in &udp_socks {
-            tasks.spawn(udp_reader(sock.clone(), tx.clone(), limits.max_message_bytes));
-        }
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
         }
         let mut conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-        let udp: Vec<(Arc<UdpSocket>, bool)> =
-            udp.into_iter().map(|s| { let v4 = s.local_addr().map(|a| a.is_ipv4()).unwrap_or(true); (s, v4) }).collect();
+        let udp: Vec<(Arc<UdpSocket>, bool)> = udp
+            .into_iter()
+            .map(|s| {
+                let v4 = s.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+                (s, v4)
+            })
+            .collect();
         let mut out = Outbound { udp: &udp, conns: &mut conns, inbound: tx.clone(), limits };
+        // One reusable receive buffer; each datagram is copied out at its exact size, so a message
+        // kept by a transaction for 32 s pins only its own bytes.
+        let mut buf = vec![0u8; limits.max_message_bytes.clamp(1500, 65_535) + 1];
         tokio::pin!(shutdown);
         let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut deadline = None;
         loop {
+            // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
+            // is readable, then drain it without blocking.
+            let udp_ready = std::future::poll_fn(|cx| {
+                for (i, (s, _)) in udp.iter().enumerate() {
+                    if s.poll_recv_ready(cx).is_ready() {
+                        return std::task::Poll::Ready(i);
+                    }
+                }
+                std::task::Poll::Pending
+            });
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
+                i = udp_ready => {
+                    let now = std::time::Instant::now();
+                    if let Some((sock, _)) = udp.get(i) {
+                        for _ in 0..256 {
+                            match sock.try_recv_from(&mut buf) {
+                                Ok((n, source)) => {
+                                    let Some(datagram) = buf.get(..n) else { continue };
+                                    if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                                        continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
+                                    }
+                                    let data = Bytes::copy_from_slice(datagram);
+                                    core.handle_datagram(now, data, source, TransportKind::Udp);
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                // ICMP port unreachable surfaces as ConnectionRefused/Reset: go on.
+                                Err(e) => tracing::debug!(error = %e, "udp receive error"),
+                            }
+                        }
+                    }
+                }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let now = std::time::Instant::now();
                     out.handle(&mut core, now, m);
-                    // Drain what is already queued before sending, to batch work.
                     for _ in 0..256 {
                         match rx.try_recv() {
                             Ok(m) => out.handle(&mut core, now, m),
@@ -168,8 +201,8 @@ impl BoundServer {
                     core.handle_timeout(std::time::Instant::now());
                 }
             }
-            // Under sustained traffic the receive branch is always ready: run due timers here
-            // too, so retransmissions and timeouts are never starved.
+            // Under sustained traffic a receive branch is always ready: run due timers here too,
+            // so retransmissions and timeouts are never starved.
             let now = std::time::Instant::now();
             if core.poll_timeout().is_some_and(|t| t <= now) {
                 core.handle_timeout(now);
@@ -185,6 +218,15 @@ impl BoundServer {
             }
         }
         tasks.abort_all();
+        let (clients, servers) = core.tl.len();
+        tracing::info!(
+            client_transactions = clients,
+            server_transactions = servers,
+            proxy_contexts = core.proxy.len(),
+            bindings = core.registrar.location.len(),
+            stats = ?core.stats,
+            "server state at shutdown"
+        );
     }
 }
 
@@ -235,30 +277,6 @@ impl Outbound<'_> {
                 let _ = tx.send(t.bytes);
                 self.conns.insert(t.dest, tx);
                 tokio::spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
-            }
-        }
-    }
-}
-
-async fn udp_reader(sock: Arc<UdpSocket>, tx: mpsc::Sender<Inbound>, max: usize) {
-    // One reusable receive buffer; each datagram is copied out at its exact size, so a message
-    // kept by a transaction for 32 s pins only its own bytes, not a shared receive chunk.
-    let mut buf = vec![0u8; max.clamp(1500, 65_535) + 1];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, source)) => {
-                let Some(datagram) = buf.get(..n) else { continue };
-                if n == 0 || datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
-                }
-                let data = Bytes::copy_from_slice(datagram);
-                if tx.send(Inbound::Msg { data, source, transport: TransportKind::Udp }).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                // ICMP port unreachable surfaces as ConnectionReset on some systems: keep going.
-                tracing::debug!(error = %e, "udp receive error");
             }
         }
     }

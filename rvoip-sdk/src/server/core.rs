@@ -345,7 +345,13 @@ impl ServerCore {
             Err(_) => return self.reply(now, tx, &req, 400, vec![]),
         };
         let secs = self.unix_secs(now);
-        let outcome = self.auth.check(secs, req.method.as_str(), req.headers.get_all(&HeaderName::Authorization), &aor_user);
+        let outcome = self.auth.check_request(
+            secs,
+            req.method.as_str(),
+            req.headers.get_all(&HeaderName::Authorization),
+            &aor_user,
+            request_id(&req),
+        );
         match outcome {
             AuthOutcome::Authorized { .. } => {
                 req.headers.remove_all(&HeaderName::Authorization);
@@ -377,11 +383,12 @@ impl ServerCore {
         if self.invite_auth && matches!(req.method, Method::Invite | Method::Message | Method::Subscribe) {
             if let Some(from_user) = self.local_from_user(&req) {
                 let secs = self.unix_secs(now);
-                let outcome = self.auth.check(
+                let outcome = self.auth.check_request(
                     secs,
                     req.method.as_str(),
                     req.headers.get_all(&HeaderName::ProxyAuthorization),
                     &from_user,
+                    request_id(&req),
                 );
                 match outcome {
                     AuthOutcome::Authorized { .. } => req.headers.remove_all(&HeaderName::ProxyAuthorization),
@@ -429,4 +436,15 @@ pub(crate) fn location_transport(t: TransportKind) -> Transport {
         TransportKind::Udp => Transport::Udp,
         TransportKind::Tcp => Transport::Tcp,
     }
+}
+
+/// Identifies one request across its retransmissions (top Via, Call-ID, CSeq), for the digest
+/// nonce-count check ([`Authenticator::check_request`]).
+fn request_id(req: &Request) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for name in [HeaderName::Via, HeaderName::CallId, HeaderName::CSeq] {
+        req.headers.get(&name).map(|v| v.as_bytes()).hash(&mut h);
+    }
+    h.finish()
 }

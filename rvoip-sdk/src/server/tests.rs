@@ -410,3 +410,20 @@ fn foreign_route_is_not_relayed() {
     let text = invite(1, "bob", "Route: <sip:192.0.2.9;lr>\n");
     assert_eq!(h.send(ALICE, &text).last().map(resp).unwrap().status, 403);
 }
+
+#[test]
+fn retransmitted_authorized_register_gets_200_again() {
+    let mut h = Harness::new(true);
+    let first = "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKrr1\nMax-Forwards: 70\n\
+                 From: <sip:bob@127.0.0.1>;tag=rr\nTo: <sip:bob@127.0.0.1>\nCall-ID: rr@test\nCSeq: 1 REGISTER\n\
+                 Contact: <sip:bob@127.0.0.1:5080>\nContent-Length: 0\n\n";
+    let r401 = resp(&h.send(BOB1, first)[0]);
+    let authz = answer(&r401, HeaderName::WwwAuthenticate, "bob", "bpw", "REGISTER", "sip:127.0.0.1");
+    let second = first.replace("z9hG4bKrr1", "z9hG4bKrr2").replace("CSeq: 1", "CSeq: 2").replace("Content-Length", &format!("Authorization: {authz}\nContent-Length"));
+    assert_eq!(resp(&h.send(BOB1, &second)[0]).status, 200);
+    // The 200 was lost: the same request again is a retransmission, not a replay.
+    assert_eq!(resp(&h.send(BOB1, &second)[0]).status, 200);
+    // The same credentials on a different request are a replay.
+    let replay = second.replace("z9hG4bKrr2", "z9hG4bKrr3").replace("CSeq: 2", "CSeq: 3");
+    assert_eq!(resp(&h.send(BOB1, &replay)[0]).status, 401);
+}

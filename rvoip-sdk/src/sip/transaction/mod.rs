@@ -296,7 +296,7 @@ struct ClientTx {
     invite: bool,
     state: ClientState,
     /// The request; dropped once no CANCEL or ACK can be built from it any more (memory).
-    request: Option<Request>,
+    request: Option<Box<Request>>,
     /// The request as sent, for retransmission.
     bytes: Bytes,
     key: Option<ClientKey>,
@@ -314,7 +314,7 @@ struct ServerTx {
     invite: bool,
     state: ServerState,
     /// The request; dropped once a final response went out (memory).
-    request: Option<Request>,
+    request: Option<Box<Request>>,
     key: Option<ServerKey>,
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
@@ -562,6 +562,7 @@ impl TransactionLayer {
                         match tx.state {
                             ServerState::Completed => {
                                 tx.state = ServerState::Confirmed;
+                                tx.last_resp = None;
                                 tx.retx_at = None;
                                 if tx.transport.is_reliable() {
                                     self.remove_server(id);
@@ -623,7 +624,7 @@ impl TransactionLayer {
         let mut tx = ServerTx {
             invite,
             state: ServerState::Trying,
-            request: Some(req.clone()),
+            request: Some(Box::new(req.clone())),
             key: key.map(|k| k.detached()),
             legacy: legacy.map(Box::new),
             dest,
@@ -875,7 +876,7 @@ impl TransactionLayer {
             } else {
                 ClientState::Trying
             },
-            request: Some(req),
+            request: Some(Box::new(req)),
             bytes,
             key,
             dest,
@@ -923,12 +924,12 @@ impl TransactionLayer {
     /// The original request of a live server transaction (the proxy builds CANCEL/branch state
     /// from it).
     pub fn server_request(&self, tx: ServerTxId) -> Option<&Request> {
-        self.servers.get(&tx.0).and_then(|t| t.request.as_ref())
+        self.servers.get(&tx.0).and_then(|t| t.request.as_deref())
     }
 
     /// The original request of a live client transaction (to build a CANCEL for it, §9.1).
     pub fn client_request(&self, tx: ClientTxId) -> Option<&Request> {
-        self.clients.get(&tx.0).and_then(|t| t.request.as_ref())
+        self.clients.get(&tx.0).and_then(|t| t.request.as_deref())
     }
 
     /// For a CANCEL request: the INVITE server transaction it cancels (§9.2: same branch, sent-by
