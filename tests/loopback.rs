@@ -18,15 +18,28 @@ const WAIT: Duration = Duration::from_secs(5);
 
 async fn start() -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let mut cfg = ServerConfig {
-        listen: vec!["udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(), "tcp:127.0.0.1:0".parse().unwrap()],
+        listen: vec![
+            "udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(),
+            "tcp:127.0.0.1:0".parse().unwrap(),
+        ],
         domain: Some("127.0.0.1".into()),
         ..ServerConfig::default()
     };
     cfg.users.insert("alice".into(), "apw".into());
     cfg.users.insert("bob".into(), "bpw".into());
     let server = BoundServer::bind(&cfg).await.expect("bind");
-    let udp = server.bound().iter().find(|(t, _)| *t == TransportKind::Udp).unwrap().1;
-    let tcp = server.bound().iter().find(|(t, _)| *t == TransportKind::Tcp).unwrap().1;
+    let udp = server
+        .bound()
+        .iter()
+        .find(|(t, _)| *t == TransportKind::Udp)
+        .unwrap()
+        .1;
+    let tcp = server
+        .bound()
+        .iter()
+        .find(|(t, _)| *t == TransportKind::Tcp)
+        .unwrap()
+        .1;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async move {
         let _ = rx.await;
@@ -58,16 +71,28 @@ fn register_text(user: &str, contact: &str, transport: &str, cseq: u32, auth: &s
     ))
 }
 
-fn answer(r: &Response, name: &HeaderName, user: &str, pw: &str, method: &str, uri: &str, cnonce: &str) -> String {
+fn answer(
+    r: &Response,
+    name: &HeaderName,
+    user: &str,
+    pw: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> String {
     let ch = r.headers.get(name).expect("challenge");
-    authorization_value(&Auth::parse(ch).unwrap(), user, pw, method, uri, 1, cnonce).expect("answerable")
+    authorization_value(&Auth::parse(ch).unwrap(), user, pw, method, uri, 1, cnonce)
+        .expect("answerable")
 }
 
 async fn udp_exchange(sock: &UdpSocket, to: SocketAddr, text: &str) -> Response {
     sock.send_to(text.as_bytes(), to).await.unwrap();
     let mut buf = vec![0u8; 65535];
     loop {
-        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf)).await.expect("answer in time").unwrap();
+        let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+            .await
+            .expect("answer in time")
+            .unwrap();
         let r = response(parse(&buf[..n]));
         if r.status >= 200 {
             return r;
@@ -82,7 +107,11 @@ async fn tcp_read(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Message {
             let head = String::from_utf8_lossy(&pending[..end]).to_string();
             let cl: usize = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
                 .unwrap_or(0);
             let total = end + 4 + cl;
             if pending.len() >= total {
@@ -91,7 +120,10 @@ async fn tcp_read(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Message {
             }
         }
         let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, stream.read(&mut buf)).await.expect("data in time").unwrap();
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("data in time")
+            .unwrap();
         assert!(n > 0, "server closed the connection");
         pending.extend_from_slice(&buf[..n]);
     }
@@ -104,8 +136,21 @@ async fn udp_register_with_digest() {
     let me = sock.local_addr().unwrap().to_string();
     let r = udp_exchange(&sock, udp, &register_text("bob", &me, "UDP", 1, "")).await;
     assert_eq!(r.status, 401);
-    let authz = answer(&r, &HeaderName::WwwAuthenticate, "bob", "bpw", "REGISTER", "sip:127.0.0.1", "u1");
-    let r = udp_exchange(&sock, udp, &register_text("bob", &me, "UDP", 2, &format!("Authorization: {authz}\n"))).await;
+    let authz = answer(
+        &r,
+        &HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+        "u1",
+    );
+    let r = udp_exchange(
+        &sock,
+        udp,
+        &register_text("bob", &me, "UDP", 2, &format!("Authorization: {authz}\n")),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert!(r.headers.get(&HeaderName::Contact).unwrap().contains(&me));
 }
@@ -117,20 +162,69 @@ async fn tcp_register_and_call_to_udp_callee() {
     let bob = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let bob_addr = bob.local_addr().unwrap().to_string();
     let r = udp_exchange(&bob, udp, &register_text("bob", &bob_addr, "UDP", 1, "")).await;
-    let authz = answer(&r, &HeaderName::WwwAuthenticate, "bob", "bpw", "REGISTER", "sip:127.0.0.1", "b1");
-    assert_eq!(udp_exchange(&bob, udp, &register_text("bob", &bob_addr, "UDP", 2, &format!("Authorization: {authz}\n"))).await.status, 200);
+    let authz = answer(
+        &r,
+        &HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+        "b1",
+    );
+    assert_eq!(
+        udp_exchange(
+            &bob,
+            udp,
+            &register_text(
+                "bob",
+                &bob_addr,
+                "UDP",
+                2,
+                &format!("Authorization: {authz}\n")
+            )
+        )
+        .await
+        .status,
+        200
+    );
 
     // alice registers over TCP: a CRLF keep-alive and both REGISTERs' framing on one connection.
     let mut alice = TcpStream::connect(tcp).await.unwrap();
     let alice_addr = alice.local_addr().unwrap().to_string();
     let mut pending = Vec::new();
     alice.write_all(b"\r\n\r\n").await.unwrap();
-    alice.write_all(register_text("alice", &alice_addr, "TCP", 1, "").as_bytes()).await.unwrap();
+    alice
+        .write_all(register_text("alice", &alice_addr, "TCP", 1, "").as_bytes())
+        .await
+        .unwrap();
     let r = response(tcp_read(&mut alice, &mut pending).await);
     assert_eq!(r.status, 401);
-    let authz = answer(&r, &HeaderName::WwwAuthenticate, "alice", "apw", "REGISTER", "sip:127.0.0.1", "a1");
-    alice.write_all(register_text("alice", &alice_addr, "TCP", 2, &format!("Authorization: {authz}\n")).as_bytes()).await.unwrap();
-    assert_eq!(response(tcp_read(&mut alice, &mut pending).await).status, 200);
+    let authz = answer(
+        &r,
+        &HeaderName::WwwAuthenticate,
+        "alice",
+        "apw",
+        "REGISTER",
+        "sip:127.0.0.1",
+        "a1",
+    );
+    alice
+        .write_all(
+            register_text(
+                "alice",
+                &alice_addr,
+                "TCP",
+                2,
+                &format!("Authorization: {authz}\n"),
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        response(tcp_read(&mut alice, &mut pending).await).status,
+        200
+    );
 
     // alice (TCP) calls bob (UDP), without invite auth challenge answered first.
     let invite = |cseq: u32, auth: &str| {
@@ -146,16 +240,43 @@ async fn tcp_register_and_call_to_udp_callee() {
         r = response(tcp_read(&mut alice, &mut pending).await);
     }
     assert_eq!(r.status, 407);
-    let authz = answer(&r, &HeaderName::ProxyAuthenticate, "alice", "apw", "INVITE", "sip:bob@127.0.0.1", "a2");
-    alice.write_all(invite(2, &format!("Proxy-Authorization: {authz}\n")).as_bytes()).await.unwrap();
+    let authz = answer(
+        &r,
+        &HeaderName::ProxyAuthenticate,
+        "alice",
+        "apw",
+        "INVITE",
+        "sip:bob@127.0.0.1",
+        "a2",
+    );
+    alice
+        .write_all(invite(2, &format!("Proxy-Authorization: {authz}\n")).as_bytes())
+        .await
+        .unwrap();
 
     let mut buf = vec![0u8; 65535];
-    let (n, from) = tokio::time::timeout(WAIT, bob.recv_from(&mut buf)).await.expect("INVITE forwarded").unwrap();
+    let (n, from) = tokio::time::timeout(WAIT, bob.recv_from(&mut buf))
+        .await
+        .expect("INVITE forwarded")
+        .unwrap();
     assert_eq!(from, udp);
-    let Message::Request(inv) = parse(&buf[..n]) else { panic!("expected INVITE") };
-    let rrs: Vec<String> = inv.headers.get_all(&HeaderName::RecordRoute).map(|v| v.to_string()).collect();
-    assert_eq!(rrs.len(), 2, "double Record-Route on a transport change: {rrs:?}");
-    assert!(rrs[0].contains(&udp.to_string()) && rrs[1].contains("transport=tcp"), "{rrs:?}");
+    let Message::Request(inv) = parse(&buf[..n]) else {
+        panic!("expected INVITE")
+    };
+    let rrs: Vec<String> = inv
+        .headers
+        .get_all(&HeaderName::RecordRoute)
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(
+        rrs.len(),
+        2,
+        "double Record-Route on a transport change: {rrs:?}"
+    );
+    assert!(
+        rrs[0].contains(&udp.to_string()) && rrs[1].contains("transport=tcp"),
+        "{rrs:?}"
+    );
 
     // bob answers 200 over UDP; alice gets it on her TCP connection.
     let mut ok = Response::for_request(&inv, 200);
@@ -163,7 +284,8 @@ async fn tcp_register_and_call_to_udp_callee() {
     for rr in &rrs {
         ok.headers.push(HeaderName::RecordRoute, rr.clone());
     }
-    ok.headers.push(HeaderName::Contact, format!("<sip:bob@{bob_addr}>"));
+    ok.headers
+        .push(HeaderName::Contact, format!("<sip:bob@{bob_addr}>"));
     bob.send_to(&ok.to_bytes(), udp).await.unwrap();
     let mut r = response(tcp_read(&mut alice, &mut pending).await);
     while r.status < 200 {

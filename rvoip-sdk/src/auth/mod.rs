@@ -471,8 +471,13 @@ impl Authenticator {
     /// Mints a fresh nonce for time `now_secs`: hex time stamp, hex counter (unique per
     /// challenge), and a truncated SHA-256 MAC over both with the server secret — 64 hex chars.
     pub fn make_nonce(&self, now_secs: u64) -> String {
-        let counter = self.nonce_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        format!("{now_secs:016x}{counter:016x}{}", self.nonce_mac(now_secs, counter))
+        let counter = self
+            .nonce_counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!(
+            "{now_secs:016x}{counter:016x}{}",
+            self.nonce_mac(now_secs, counter)
+        )
     }
 
     /// Checks that `nonce` is ours and fresh at `now_secs`.
@@ -482,7 +487,10 @@ impl Authenticator {
         }
         let (ts_hex, rest) = nonce.split_at(16);
         let (counter_hex, mac) = rest.split_at(16);
-        let (Ok(ts), Ok(counter)) = (u64::from_str_radix(ts_hex, 16), u64::from_str_radix(counter_hex, 16)) else {
+        let (Ok(ts), Ok(counter)) = (
+            u64::from_str_radix(ts_hex, 16),
+            u64::from_str_radix(counter_hex, 16),
+        ) else {
             return NonceStatus::Invalid;
         };
         if !ct_eq(mac.as_bytes(), self.nonce_mac(ts, counter).as_bytes()) {
@@ -569,7 +577,9 @@ impl Authenticator {
                 break;
             }
         }
-        let Some(auth) = chosen else { return AuthOutcome::Challenge { stale: false } };
+        let Some(auth) = chosen else {
+            return AuthOutcome::Challenge { stale: false };
+        };
         self.check_digest_request(now_secs, method, &auth, aor_user, Some(request_id))
     }
 

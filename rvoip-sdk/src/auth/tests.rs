@@ -118,9 +118,17 @@ fn rfc7616_3_9_1_vectors() {
 fn challenges_sha256_first_then_md5() {
     let a = authn(false);
     let [sha, md5] = a.challenges(T0, false);
-    let nonce = Auth::parse(&ByteString::from(sha.clone())).unwrap().get("nonce").unwrap().to_string();
+    let nonce = Auth::parse(&ByteString::from(sha.clone()))
+        .unwrap()
+        .get("nonce")
+        .unwrap()
+        .to_string();
     assert_eq!(a.verify_nonce(T0, &nonce), NonceStatus::Valid);
-    assert_ne!(a.make_nonce(T0), nonce, "every challenge gets its own nonce");
+    assert_ne!(
+        a.make_nonce(T0),
+        nonce,
+        "every challenge gets its own nonce"
+    );
     assert_eq!(
         sha,
         format!("Digest realm=\"{REALM}\", nonce=\"{nonce}\", algorithm=SHA-256, qop=\"auth\"")

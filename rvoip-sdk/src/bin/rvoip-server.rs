@@ -41,7 +41,8 @@ fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let mut cfg = match &args.config {
@@ -76,7 +77,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rvoip-server: cannot start runtime: {e}");
@@ -107,7 +111,10 @@ fn main() -> ExitCode {
         } else {
             println!("{} user accounts loaded", server.user_count());
         }
-        println!("ready: register a softphone as sip:alice@<this host> (INVITE auth {})", if cfg.invite_auth { "on" } else { "off" });
+        println!(
+            "ready: register a softphone as sip:alice@<this host> (INVITE auth {})",
+            if cfg.invite_auth { "on" } else { "off" }
+        );
         server.run(shutdown_signal()).await;
         println!("rvoip-server: shut down");
         ExitCode::SUCCESS

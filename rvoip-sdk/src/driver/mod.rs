@@ -46,9 +46,16 @@ pub enum DriverError {
 /// What socket tasks tell the event task.
 pub(crate) enum Inbound {
     /// One SIP message (UDP datagram or TCP frame).
-    Msg { data: Bytes, source: SocketAddr, transport: TransportKind },
+    Msg {
+        data: Bytes,
+        source: SocketAddr,
+        transport: TransportKind,
+    },
     /// A TCP connection is up; messages for `peer` go to `tx`.
-    TcpOpened { peer: SocketAddr, tx: mpsc::UnboundedSender<Bytes> },
+    TcpOpened {
+        peer: SocketAddr,
+        tx: mpsc::UnboundedSender<Bytes>,
+    },
     /// A TCP connection is gone.
     TcpClosed { peer: SocketAddr },
 }
@@ -75,7 +82,10 @@ impl BoundServer {
         let mut tcp = Vec::new();
         let mut bound = Vec::new();
         for spec in &cfg.listen {
-            let err = |source| DriverError::Bind { spec: spec.to_string(), source };
+            let err = |source| DriverError::Bind {
+                spec: spec.to_string(),
+                source,
+            };
             match spec.transport {
                 TransportKind::Udp => {
                     let s = UdpSocket::bind(spec.addr).await.map_err(err)?;
@@ -106,8 +116,18 @@ impl BoundServer {
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
         let core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
-        let limits = Limits { max_message_bytes: cfg.max_message_bytes, max_headers: cfg.max_headers };
-        Ok(BoundServer { core, udp, tcp, bound, limits, users: users.len() })
+        let limits = Limits {
+            max_message_bytes: cfg.max_message_bytes,
+            max_headers: cfg.max_headers,
+        };
+        Ok(BoundServer {
+            core,
+            udp,
+            tcp,
+            bound,
+            limits,
+            users: users.len(),
+        })
     }
 
     /// The bound sockets (with the real ports when port 0 was asked for).
@@ -128,7 +148,13 @@ impl BoundServer {
     /// Runs the event loop until `shutdown` completes. Socket errors on one connection never stop
     /// the server; a failed UDP receive is logged and retried.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let BoundServer { mut core, udp, tcp, limits, .. } = self;
+        let BoundServer {
+            mut core,
+            udp,
+            tcp,
+            limits,
+            ..
+        } = self;
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
         for l in tcp {
@@ -142,7 +168,12 @@ impl BoundServer {
                 (s, v4)
             })
             .collect();
-        let mut out = Outbound { udp: &udp, conns: &mut conns, inbound: tx.clone(), limits };
+        let mut out = Outbound {
+            udp: &udp,
+            conns: &mut conns,
+            inbound: tx.clone(),
+            limits,
+        };
         // One reusable receive buffer; each datagram is copied out at its exact size, so a message
         // kept by a transaction for 32 s pins only its own bytes.
         let mut buf = vec![0u8; limits.max_message_bytes.clamp(1500, 65_535) + 1];
@@ -241,7 +272,11 @@ struct Outbound<'a> {
 impl Outbound<'_> {
     fn handle(&mut self, core: &mut ServerCore, now: std::time::Instant, m: Inbound) {
         match m {
-            Inbound::Msg { data, source, transport } => core.handle_datagram(now, data, source, transport),
+            Inbound::Msg {
+                data,
+                source,
+                transport,
+            } => core.handle_datagram(now, data, source, transport),
             Inbound::TcpOpened { peer, tx } => {
                 self.conns.insert(peer, tx);
             }
@@ -254,7 +289,11 @@ impl Outbound<'_> {
     fn send(&mut self, t: Transmit) {
         match t.transport {
             TransportKind::Udp => {
-                let sock = self.udp.iter().find(|(_, v4)| *v4 == t.dest.is_ipv4()).or(self.udp.first());
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|(_, v4)| *v4 == t.dest.is_ipv4())
+                    .or(self.udp.first());
                 let Some((sock, _)) = sock else { return };
                 match sock.try_send_to(&t.bytes, t.dest) {
                     Ok(_) => {}

@@ -13,7 +13,11 @@ use crate::sip::msg::{Frame, Limits, frame};
 use crate::sip::transaction::TransportKind;
 
 /// Accepts connections until the listener fails for good.
-pub(super) async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inbound>, limits: Limits) {
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    inbound: mpsc::Sender<Inbound>,
+    limits: Limits,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -33,8 +37,14 @@ pub(super) async fn accept_loop(listener: TcpListener, inbound: mpsc::Sender<Inb
 }
 
 /// Opens a connection to `peer` and serves it; messages queued in `rx` are written once connected.
-pub(super) async fn connect(peer: SocketAddr, rx: mpsc::UnboundedReceiver<Bytes>, inbound: mpsc::Sender<Inbound>, limits: Limits) {
-    let connect = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(peer)).await;
+pub(super) async fn connect(
+    peer: SocketAddr,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+    inbound: mpsc::Sender<Inbound>,
+    limits: Limits,
+) {
+    let connect =
+        tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(peer)).await;
     match connect {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -48,7 +58,13 @@ pub(super) async fn connect(peer: SocketAddr, rx: mpsc::UnboundedReceiver<Bytes>
 }
 
 /// Reads framed messages into the event task and writes queued messages, until either side ends.
-async fn serve(stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedReceiver<Bytes>, inbound: mpsc::Sender<Inbound>, limits: Limits) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    inbound: mpsc::Sender<Inbound>,
+    limits: Limits,
+) {
     let (mut rd, mut wr) = stream.into_split();
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
@@ -68,7 +84,15 @@ async fn serve(stream: TcpStream, peer: SocketAddr, mut rx: mpsc::UnboundedRecei
                 Ok(Some(Frame::Keepalive(n))) => buf.advance(n),
                 Ok(Some(Frame::Message(n))) => {
                     let data = Bytes::copy_from_slice(&buf.split_to(n));
-                    if inbound.send(Inbound::Msg { data, source: peer, transport: TransportKind::Tcp }).await.is_err() {
+                    if inbound
+                        .send(Inbound::Msg {
+                            data,
+                            source: peer,
+                            transport: TransportKind::Tcp,
+                        })
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
                 }

@@ -15,7 +15,10 @@ use crate::sip::transaction::TransportKind;
 pub fn parse_algorithms(names: &[String]) -> Result<Vec<Algorithm>, String> {
     names
         .iter()
-        .map(|n| Algorithm::from_wire(n.trim()).ok_or_else(|| format!("unknown digest algorithm {n:?} (MD5 or SHA-256)")))
+        .map(|n| {
+            Algorithm::from_wire(n.trim())
+                .ok_or_else(|| format!("unknown digest algorithm {n:?} (MD5 or SHA-256)"))
+        })
         .collect()
 }
 
@@ -158,8 +161,14 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: vec![
-                ListenSpec { transport: TransportKind::Udp, addr: ([0, 0, 0, 0], 5060).into() },
-                ListenSpec { transport: TransportKind::Tcp, addr: ([0, 0, 0, 0], 5060).into() },
+                ListenSpec {
+                    transport: TransportKind::Udp,
+                    addr: ([0, 0, 0, 0], 5060).into(),
+                },
+                ListenSpec {
+                    transport: TransportKind::Tcp,
+                    addr: ([0, 0, 0, 0], 5060).into(),
+                },
             ],
             domain: None,
             realm: None,
@@ -191,9 +200,14 @@ pub const DEMO_USERS: &[(&str, &str)] = &[("alice", "alice-secret"), ("bob", "bo
 impl ServerConfig {
     /// Reads a TOML file. Errors: [`ConfigError::Io`], [`ConfigError::Toml`] (unknown keys too).
     pub fn from_toml_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Toml { path: path.to_path_buf(), msg: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Toml {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
     }
 
     /// The (user, password) pairs to serve: the users file, then inline users; the demo users if
@@ -201,8 +215,10 @@ impl ServerConfig {
     pub fn load_users(&self) -> Result<Vec<(String, String)>, ConfigError> {
         let mut out = Vec::new();
         if let Some(path) = &self.users_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Io { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                path: path.clone(),
+                source,
+            })?;
             for (i, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
@@ -223,7 +239,10 @@ impl ServerConfig {
         }
         out.extend(self.users.iter().map(|(u, p)| (u.clone(), p.clone())));
         if out.is_empty() {
-            out = DEMO_USERS.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect();
+            out = DEMO_USERS
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect();
         }
         Ok(out)
     }
@@ -253,7 +272,10 @@ mod tests {
         assert_eq!(c.listen.len(), 1);
         assert_eq!(c.domain.as_deref(), Some("example.com"));
         assert!(c.lax_auth_user && c.invite_auth);
-        assert_eq!(c.load_users().unwrap(), vec![("alice".to_string(), "pw".to_string())]);
+        assert_eq!(
+            c.load_users().unwrap(),
+            vec![("alice".to_string(), "pw".to_string())]
+        );
         assert!(toml::from_str::<ServerConfig>("no_such_key = 1").is_err());
         let c: ServerConfig = toml::from_str("digest_algorithms = [\"SHA-256\", \"md5\"]").unwrap();
         assert_eq!(c.digest_algorithms, vec![Algorithm::Sha256, Algorithm::Md5]);

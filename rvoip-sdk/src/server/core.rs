@@ -23,8 +23,8 @@ use bytes::Bytes;
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
-use crate::server::proxy::Proxy;
 use crate::server::location::{Location, Transport};
+use crate::server::proxy::Proxy;
 use crate::server::registrar::Registrar;
 use crate::sip::msg::{
     ByteString, HeaderName, Limits, Message, Method, Request, Response, Scheme, error_response,
@@ -102,12 +102,19 @@ impl ServerCore {
         let tag_seed = rand::random::<u64>();
         ServerCore {
             local,
-            limits: Limits { max_message_bytes: cfg.max_message_bytes, max_headers: cfg.max_headers },
+            limits: Limits {
+                max_message_bytes: cfg.max_message_bytes,
+                max_headers: cfg.max_headers,
+            },
             tl: TransactionLayer::new(timers),
             registrar,
             auth,
             invite_auth: cfg.invite_auth,
-            digest_algorithms: if cfg.digest_algorithms.is_empty() { vec![Algorithm::Md5] } else { cfg.digest_algorithms.clone() },
+            digest_algorithms: if cfg.digest_algorithms.is_empty() {
+                vec![Algorithm::Md5]
+            } else {
+                cfg.digest_algorithms.clone()
+            },
             proxy: Proxy::default(),
             max_transactions: cfg.max_transactions,
             epoch: (now, now_unix_secs),
@@ -125,7 +132,10 @@ impl ServerCore {
 
     /// The current wall-clock seconds since the Unix epoch (for drivers building a core).
     pub fn system_unix_secs() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 
     /// The server's identity (bound interfaces, domain).
@@ -135,7 +145,13 @@ impl ServerCore {
 
     /// Feeds one datagram (UDP) or one framed message (TCP) received from `source`.
     /// Malformed requests get 400/505/413 when a response can be formed, else are dropped.
-    pub fn handle_datagram(&mut self, now: Instant, data: Bytes, source: SocketAddr, transport: TransportKind) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: Bytes,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
         match Message::parse(data.clone(), &self.limits) {
             Ok(msg) => {
                 self.tl.handle_message(now, msg, source, transport);
@@ -168,7 +184,10 @@ impl ServerCore {
     /// The next instant at which [`ServerCore::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_sweep;
-        for other in [self.tl.poll_timeout(), self.proxy.poll_timeout()].into_iter().flatten() {
+        for other in [self.tl.poll_timeout(), self.proxy.poll_timeout()]
+            .into_iter()
+            .flatten()
+        {
             t = t.min(other);
         }
         Some(t)
@@ -182,12 +201,18 @@ impl ServerCore {
     fn drain_events(&mut self, now: Instant) {
         while let Some(ev) = self.tl.poll_event() {
             match ev {
-                TxEvent::Request { tx: Some(tx), req, source, transport } => {
-                    self.on_request(now, tx, req, source, transport)
-                }
-                TxEvent::Request { tx: None, req, source, transport } => {
-                    self.proxy_ack(now, req, source, transport)
-                }
+                TxEvent::Request {
+                    tx: Some(tx),
+                    req,
+                    source,
+                    transport,
+                } => self.on_request(now, tx, req, source, transport),
+                TxEvent::Request {
+                    tx: None,
+                    req,
+                    source,
+                    transport,
+                } => self.proxy_ack(now, req, source, transport),
                 TxEvent::Response { tx, resp } => self.on_response(now, tx, resp),
                 TxEvent::Timeout { tx } => self.on_branch_timeout(now, tx),
                 TxEvent::StrayResponse { resp, .. } => self.forward_response_stateless(resp),
@@ -199,13 +224,21 @@ impl ServerCore {
     /// A new tag for To headers of our responses (§19.3: at least 32 bits of randomness).
     pub(crate) fn new_tag(&mut self) -> String {
         self.tag_counter = self.tag_counter.wrapping_add(1);
-        let x = (self.tag_seed ^ self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
+        let x =
+            (self.tag_seed ^ self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
         format!("{x:016x}")
     }
 
     /// Answers a request on its server transaction: copies Via/From/To/Call-ID/CSeq, adds a To
     /// tag to non-100 responses (§8.2.6.2) and the `extra` headers.
-    pub(crate) fn reply(&mut self, now: Instant, tx: ServerTxId, req: &Request, status: u16, extra: Vec<(HeaderName, String)>) {
+    pub(crate) fn reply(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Request,
+        status: u16,
+        extra: Vec<(HeaderName, String)>,
+    ) {
         let mut resp = Response::for_request(req, status);
         if status > 100 {
             let has_tag = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(true);
@@ -232,7 +265,11 @@ impl ServerCore {
     /// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
     /// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
     fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
-        let invite = resp.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false);
+        let invite = resp
+            .headers
+            .cseq()
+            .map(|c| c.method == Method::Invite)
+            .unwrap_or(false);
         if resp.status >= 200 && !invite {
             self.tl.respond_stateless(tx, resp);
         } else {
@@ -240,7 +277,14 @@ impl ServerCore {
         }
     }
 
-    fn on_request(&mut self, now: Instant, tx: ServerTxId, req: Request, source: SocketAddr, transport: TransportKind) {
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: Request,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
         if let Err(rej) = validate_request(&req) {
             tracing::debug!(%source, status = rej.status, reason = rej.reason, "request rejected");
             let mut resp = Response::for_request(&req, rej.status);
@@ -250,7 +294,13 @@ impl ServerCore {
             return;
         }
         if self.tl.len().1 > self.max_transactions {
-            self.reply(now, tx, &req, 503, vec![(HeaderName::RetryAfter, "5".into())]);
+            self.reply(
+                now,
+                tx,
+                &req,
+                503,
+                vec![(HeaderName::RetryAfter, "5".into())],
+            );
             return;
         }
         let max_forwards = match req.headers.max_forwards() {
@@ -265,11 +315,21 @@ impl ServerCore {
             return self.reply(now, tx, &req, 416, vec![]);
         }
         // §16.3 step 5: we support no option tags in Proxy-Require.
-        let proxy_require: Vec<&str> =
-            req.headers.get_all(&HeaderName::ProxyRequire).map(|v| v.as_ref()).filter(|v: &&str| !v.is_empty()).collect();
+        let proxy_require: Vec<&str> = req
+            .headers
+            .get_all(&HeaderName::ProxyRequire)
+            .map(|v| v.as_ref())
+            .filter(|v: &&str| !v.is_empty())
+            .collect();
         if !proxy_require.is_empty() && req.method != Method::Cancel && req.method != Method::Ack {
             let unsupported = proxy_require.join(", ");
-            return self.reply(now, tx, &req, 420, vec![(HeaderName::Unsupported, unsupported)]);
+            return self.reply(
+                now,
+                tx,
+                &req,
+                420,
+                vec![(HeaderName::Unsupported, unsupported)],
+            );
         }
         let loop_hash = super::proxy::loop_hash(&req);
         if self.proxy.is_loop(&self.local, &req, loop_hash) {
@@ -317,7 +377,9 @@ impl ServerCore {
     fn pop_own_routes(&self, req: &mut Request) -> bool {
         let mut popped = false;
         while let Some(first) = req.headers.get(&HeaderName::Route) {
-            let ours = crate::sip::msg::NameAddr::parse(first).map(|na| self.local.is_local_uri(&na.uri)).unwrap_or(false);
+            let ours = crate::sip::msg::NameAddr::parse(first)
+                .map(|na| self.local.is_local_uri(&na.uri))
+                .unwrap_or(false);
             if !ours {
                 break;
             }
@@ -339,7 +401,14 @@ impl ServerCore {
             .collect()
     }
 
-    fn register(&mut self, now: Instant, tx: ServerTxId, mut req: Request, source: SocketAddr, transport: TransportKind) {
+    fn register(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        mut req: Request,
+        source: SocketAddr,
+        transport: TransportKind,
+    ) {
         let aor_user = match req.headers.to() {
             Ok(to) => to.uri.user.clone().unwrap_or_default(),
             Err(_) => return self.reply(now, tx, &req, 400, vec![]),
@@ -355,7 +424,12 @@ impl ServerCore {
         match outcome {
             AuthOutcome::Authorized { .. } => {
                 req.headers.remove_all(&HeaderName::Authorization);
-                let resp = self.registrar.handle_register(now, &req, source, location_transport(transport));
+                let resp = self.registrar.handle_register(
+                    now,
+                    &req,
+                    source,
+                    location_transport(transport),
+                );
                 if resp.status == 200 {
                     self.stats.registrations += 1;
                 }
@@ -363,7 +437,11 @@ impl ServerCore {
             }
             AuthOutcome::Challenge { stale } => {
                 self.stats.challenges += 1;
-                let hdrs = self.challenges(secs, stale).into_iter().map(|c| (HeaderName::WwwAuthenticate, c)).collect();
+                let hdrs = self
+                    .challenges(secs, stale)
+                    .into_iter()
+                    .map(|c| (HeaderName::WwwAuthenticate, c))
+                    .collect();
                 self.reply(now, tx, &req, 401, hdrs);
             }
         }
@@ -379,8 +457,20 @@ impl ServerCore {
         }
     }
 
-    fn route_to_user(&mut self, now: Instant, tx: ServerTxId, mut req: Request, transport: TransportKind, loop_hash: u64) {
-        if self.invite_auth && matches!(req.method, Method::Invite | Method::Message | Method::Subscribe) {
+    fn route_to_user(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        mut req: Request,
+        transport: TransportKind,
+        loop_hash: u64,
+    ) {
+        if self.invite_auth
+            && matches!(
+                req.method,
+                Method::Invite | Method::Message | Method::Subscribe
+            )
+        {
             if let Some(from_user) = self.local_from_user(&req) {
                 let secs = self.unix_secs(now);
                 let outcome = self.auth.check_request(
@@ -391,10 +481,16 @@ impl ServerCore {
                     request_id(&req),
                 );
                 match outcome {
-                    AuthOutcome::Authorized { .. } => req.headers.remove_all(&HeaderName::ProxyAuthorization),
+                    AuthOutcome::Authorized { .. } => {
+                        req.headers.remove_all(&HeaderName::ProxyAuthorization)
+                    }
                     AuthOutcome::Challenge { stale } => {
                         self.stats.challenges += 1;
-                        let hdrs = self.challenges(secs, stale).into_iter().map(|c| (HeaderName::ProxyAuthenticate, c)).collect();
+                        let hdrs = self
+                            .challenges(secs, stale)
+                            .into_iter()
+                            .map(|c| (HeaderName::ProxyAuthenticate, c))
+                            .collect();
                         return self.reply(now, tx, &req, 407, hdrs);
                     }
                 }
@@ -404,19 +500,40 @@ impl ServerCore {
             // This server anchors media later (relay), so it must understand the session
             // description: RFC 4475 §3.3.6 (415) and §3.3.15 (406).
             if !req.body.is_empty() {
-                let ct = req.headers.content_type().map(|c| c.to_ascii_lowercase()).unwrap_or_default();
+                let ct = req
+                    .headers
+                    .content_type()
+                    .map(|c| c.to_ascii_lowercase())
+                    .unwrap_or_default();
                 if !(ct.starts_with("application/sdp") || ct.starts_with("multipart/")) {
-                    return self.reply(now, tx, &req, 415, vec![(HeaderName::Accept, "application/sdp".into())]);
+                    return self.reply(
+                        now,
+                        tx,
+                        &req,
+                        415,
+                        vec![(HeaderName::Accept, "application/sdp".into())],
+                    );
                 }
             }
             let accepts: Vec<&ByteString> = req.headers.get_all(&HeaderName::Accept).collect();
             if !accepts.is_empty() {
                 let ok = accepts.iter().flat_map(|a| a.split(',')).any(|t| {
-                    let t = t.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                    let t = t
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase();
                     t == "application/sdp" || t == "application/*" || t == "*/*"
                 });
                 if !ok {
-                    return self.reply(now, tx, &req, 406, vec![(HeaderName::Accept, "application/sdp".into())]);
+                    return self.reply(
+                        now,
+                        tx,
+                        &req,
+                        406,
+                        vec![(HeaderName::Accept, "application/sdp".into())],
+                    );
                 }
             }
         }

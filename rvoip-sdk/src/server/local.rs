@@ -33,7 +33,12 @@ pub struct LocalIdentity {
 
 impl LocalIdentity {
     /// Builds the identity. `advertise` is the host used for wildcard-bound sockets.
-    pub fn new(bound: &[(TransportKind, SocketAddr)], advertise: &str, domain: &str, aliases: &[String]) -> Self {
+    pub fn new(
+        bound: &[(TransportKind, SocketAddr)],
+        advertise: &str,
+        domain: &str,
+        aliases: &[String],
+    ) -> Self {
         let interfaces = bound
             .iter()
             .map(|&(transport, addr)| {
@@ -45,7 +50,12 @@ impl LocalIdentity {
                         IpAddr::V6(v6) => format!("[{v6}]"),
                     }
                 };
-                LocalInterface { transport, bound: addr, host, port: addr.port() }
+                LocalInterface {
+                    transport,
+                    bound: addr,
+                    host,
+                    port: addr.port(),
+                }
             })
             .collect();
         LocalIdentity {
@@ -67,17 +77,24 @@ impl LocalIdentity {
         let h = host.trim_start_matches('[').trim_end_matches(']');
         if h.eq_ignore_ascii_case(&self.domain)
             || h.eq_ignore_ascii_case("localhost")
-            || self.aliases.iter().any(|a| h.eq_ignore_ascii_case(a.trim_start_matches('[').trim_end_matches(']')))
+            || self
+                .aliases
+                .iter()
+                .any(|a| h.eq_ignore_ascii_case(a.trim_start_matches('[').trim_end_matches(']')))
         {
             return true;
         }
         let ip: Option<IpAddr> = h.parse().ok();
         self.interfaces.iter().any(|i| {
-            i.host.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(h)
+            i.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(h)
                 || match ip {
                     Some(ip) => {
                         ip == i.bound.ip()
-                            || (ip.is_loopback() && (i.bound.ip().is_unspecified() || i.bound.ip().is_loopback()))
+                            || (ip.is_loopback()
+                                && (i.bound.ip().is_unspecified() || i.bound.ip().is_loopback()))
                     }
                     None => false,
                 }
@@ -92,14 +109,17 @@ impl LocalIdentity {
         }
         let port = uri.port.unwrap_or(5060);
         let h: &str = &uri.host;
-        let named = h.eq_ignore_ascii_case(&self.domain) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(h));
+        let named = h.eq_ignore_ascii_case(&self.domain)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(h));
         self.interfaces.iter().any(|i| i.port == port) || (named && uri.port.is_none())
     }
 
     /// Whether a Via sent-by is one of our interfaces (a response whose top Via is ours, §16.7 step 3).
     pub fn is_local_via(&self, via: &Via) -> bool {
         let port = via.port.unwrap_or(5060);
-        self.interfaces.iter().any(|i| i.port == port && i.host.eq_ignore_ascii_case(&via.host))
+        self.interfaces
+            .iter()
+            .any(|i| i.port == port && i.host.eq_ignore_ascii_case(&via.host))
     }
 }
 
@@ -124,7 +144,10 @@ mod tests {
 
     fn ident() -> LocalIdentity {
         LocalIdentity::new(
-            &[(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap()), (TransportKind::Tcp, "127.0.0.1:5060".parse().unwrap())],
+            &[
+                (TransportKind::Udp, "127.0.0.1:5060".parse().unwrap()),
+                (TransportKind::Tcp, "127.0.0.1:5060".parse().unwrap()),
+            ],
             "127.0.0.1",
             "example.com",
             &["sip.example.com".to_string()],

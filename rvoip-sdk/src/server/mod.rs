@@ -1,11 +1,11 @@
 //! Server cores: registrar, location service, stateful proxy (sans-IO).
 
-pub mod location;
-pub mod registrar;
 pub mod config;
 pub mod core;
 pub mod local;
+pub mod location;
 pub mod proxy;
+pub mod registrar;
 
 #[cfg(test)]
 mod tests;

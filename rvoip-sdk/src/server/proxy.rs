@@ -4,15 +4,18 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::time::Duration;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::server::core::ServerCore;
 use crate::server::local::LocalIdentity;
-use crate::sip::msg::{BRANCH_MAGIC, ByteString, HeaderName, Headers, Method, NameAddr, Request, Response, Scheme, Uri, Via};
+use crate::sip::msg::{
+    BRANCH_MAGIC, ByteString, HeaderName, Headers, Method, NameAddr, Request, Response, Scheme,
+    Uri, Via,
+};
 use crate::sip::transaction::{ClientTxId, ServerTxId, TransportKind, new_branch};
 
 /// Where one forwarded copy of a request goes.
@@ -87,9 +90,17 @@ impl Proxy {
     /// it has looped (a spiral changes the Request-URI, so its hash differs).
     pub fn is_loop(&self, local: &LocalIdentity, req: &Request, hash: u64) -> bool {
         let tag = format!("{BRANCH_MAGIC}{hash:016x}");
-        req.headers.get_all(&HeaderName::Via).filter(|v| v.contains(tag.as_str())).any(|v| {
-            Via::parse(v).map(|via| local.is_local_via(&via) && via.branch().is_some_and(|b| b.starts_with(&tag))).unwrap_or(false)
-        })
+        req.headers
+            .get_all(&HeaderName::Via)
+            .filter(|v| v.contains(tag.as_str()))
+            .any(|v| {
+                Via::parse(v)
+                    .map(|via| {
+                        local.is_local_via(&via)
+                            && via.branch().is_some_and(|b| b.starts_with(&tag))
+                    })
+                    .unwrap_or(false)
+            })
     }
 }
 
@@ -110,7 +121,13 @@ pub fn loop_hash(req: &Request) -> u64 {
     h = fnv(h, req.uri.host.as_bytes());
     h = fnv(h, &req.uri.port.unwrap_or(0).to_be_bytes());
     h = fnv(h, req.uri.params.as_bytes());
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq, HeaderName::ProxyRequire] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::ProxyRequire,
+    ] {
         for v in req.headers.get_all(&name) {
             h = fnv(h, v.as_bytes());
         }
@@ -126,7 +143,9 @@ pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
     }
     let sips = uri.scheme == Scheme::Sips;
     let transport = match uri.param("transport") {
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") || t.eq_ignore_ascii_case("tls") => TransportKind::Tcp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") || t.eq_ignore_ascii_case("tls") => {
+            TransportKind::Tcp
+        }
         _ if sips => TransportKind::Tcp,
         _ => TransportKind::Udp,
     };
@@ -135,7 +154,11 @@ pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
         _ => uri.host.as_ref(),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") { IpAddr::from([127, 0, 0, 1]) } else { host.parse().ok()? };
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
     let port = uri.port.unwrap_or(if sips { 5061 } else { 5060 });
     Some((SocketAddr::new(ip, port), transport))
 }
@@ -143,12 +166,20 @@ pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
 /// Where a response goes back to, from its (next) Via: `received`/`rport` (RFC 3581) else sent-by.
 fn via_destination(via: &Via) -> Option<(SocketAddr, TransportKind)> {
     let host = via.received().unwrap_or(&via.host);
-    let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
     let port = match via.params.get("rport") {
         Some(Some(p)) => p.parse().ok()?,
         _ => via.port.unwrap_or(5060),
     };
-    let transport = if via.transport.eq_ignore_ascii_case("TCP") { TransportKind::Tcp } else { TransportKind::Udp };
+    let transport = if via.transport.eq_ignore_ascii_case("TCP") {
+        TransportKind::Tcp
+    } else {
+        TransportKind::Udp
+    };
     Some((SocketAddr::new(ip, port), transport))
 }
 
@@ -179,18 +210,31 @@ impl ServerCore {
             .into_iter()
             .map(|b| {
                 let (dest, transport) = match b.transport {
-                    crate::server::location::Transport::Udp => resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp)),
+                    crate::server::location::Transport::Udp => {
+                        resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp))
+                    }
                     // Stream bindings reuse the connection the REGISTER came on.
                     _ => (b.source, TransportKind::Tcp),
                 };
-                Target { uri: Some(b.contact.clone()), dest, transport }
+                Target {
+                    uri: Some(b.contact.clone()),
+                    dest,
+                    transport,
+                }
             })
             .collect()
     }
 
     /// Adds Max-Forwards, Record-Route (if asked) and our Via to a request about to be forwarded
     /// (§16.6 steps 3, 4, 8). Returns the branch used.
-    fn prepare_forward(&mut self, req: &mut Request, in_t: TransportKind, out_t: TransportKind, record_route: bool, hash: u64) -> String {
+    fn prepare_forward(
+        &mut self,
+        req: &mut Request,
+        in_t: TransportKind,
+        out_t: TransportKind,
+        record_route: bool,
+        hash: u64,
+    ) -> String {
         let mf = match req.headers.max_forwards() {
             Ok(Some(n)) => n.saturating_sub(1),
             _ => 70,
@@ -214,21 +258,46 @@ impl ServerCore {
             }
         }
         let random = new_branch();
-        let branch = format!("{BRANCH_MAGIC}{hash:016x}{}", random.trim_start_matches(BRANCH_MAGIC));
-        let (host, port) = match self.local.interface(out_t).or_else(|| self.local.interfaces.first()) {
+        let branch = format!(
+            "{BRANCH_MAGIC}{hash:016x}{}",
+            random.trim_start_matches(BRANCH_MAGIC)
+        );
+        let (host, port) = match self
+            .local
+            .interface(out_t)
+            .or_else(|| self.local.interfaces.first())
+        {
             Some(i) => (i.host.clone(), i.port),
             None => ("127.0.0.1".to_string(), 5060),
         };
-        req.headers.push_front(HeaderName::Via, format!("SIP/2.0/{} {host}:{port};branch={branch}", transport_token(out_t)));
+        req.headers.push_front(
+            HeaderName::Via,
+            format!(
+                "SIP/2.0/{} {host}:{port};branch={branch}",
+                transport_token(out_t)
+            ),
+        );
         self.stats.forwarded += 1;
         branch
     }
 
     /// Forwards `req` statefully to every target in parallel (§16.6, §16.7). `req` is the
     /// request as received (our Route entries removed, credentials consumed).
-    pub(crate) fn fork(&mut self, now: Instant, stx: ServerTxId, req: Request, in_t: TransportKind, targets: Vec<Target>, hash: u64) {
+    pub(crate) fn fork(
+        &mut self,
+        now: Instant,
+        stx: ServerTxId,
+        req: Request,
+        in_t: TransportKind,
+        targets: Vec<Target>,
+        hash: u64,
+    ) {
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
-        let record_route = !in_dialog && matches!(req.method, Method::Invite | Method::Subscribe | Method::Refer);
+        let record_route = !in_dialog
+            && matches!(
+                req.method,
+                Method::Invite | Method::Subscribe | Method::Refer
+            );
         let mut ctx = Context::default();
         for t in targets {
             let mut copy = req.clone();
@@ -238,7 +307,14 @@ impl ServerCore {
             self.prepare_forward(&mut copy, in_t, t.transport, record_route, hash);
             let ctid = self.tl.send_request(now, copy, t.dest, t.transport);
             self.proxy.branch_owner.insert(ctid, stx);
-            ctx.branches.push(Branch { tx: ctid, dest: t.dest, transport: t.transport, provisional: false, done: false, cancel_sent: false });
+            ctx.branches.push(Branch {
+                tx: ctid,
+                dest: t.dest,
+                transport: t.transport,
+                provisional: false,
+                done: false,
+                cancel_sent: false,
+            });
         }
         let invite = req.method == Method::Invite;
         self.proxy.contexts.insert(stx, ctx);
@@ -255,7 +331,9 @@ impl ServerCore {
                 break;
             }
             self.proxy.timer_c.pop();
-            let Some(ctx) = self.proxy.contexts.get_mut(&stx) else { continue };
+            let Some(ctx) = self.proxy.contexts.get_mut(&stx) else {
+                continue;
+            };
             if ctx.timer_c != Some(at) {
                 continue;
             }
@@ -278,25 +356,52 @@ impl ServerCore {
     }
 
     /// Forwards a request along its Route set or to its Request-URI (in-dialog requests).
-    pub(crate) fn forward_routed(&mut self, now: Instant, stx: ServerTxId, req: Request, in_t: TransportKind, hash: u64) {
+    pub(crate) fn forward_routed(
+        &mut self,
+        now: Instant,
+        stx: ServerTxId,
+        req: Request,
+        in_t: TransportKind,
+        hash: u64,
+    ) {
         let next = match req.headers.get(&HeaderName::Route) {
             Some(r) => NameAddr::parse(r).ok().and_then(|na| resolve(&na.uri)),
             None => resolve(&req.uri),
         };
         match next {
-            Some((dest, transport)) => self.fork(now, stx, req, in_t, vec![Target { uri: None, dest, transport }], hash),
+            Some((dest, transport)) => self.fork(
+                now,
+                stx,
+                req,
+                in_t,
+                vec![Target {
+                    uri: None,
+                    dest,
+                    transport,
+                }],
+                hash,
+            ),
             None => self.reply(now, stx, &req, 503, vec![]),
         }
     }
 
     /// ACK for a 2xx (no server transaction): forwarded statelessly along the route (§16.11).
-    pub(crate) fn proxy_ack(&mut self, _now: Instant, mut req: Request, _source: SocketAddr, in_t: TransportKind) {
+    pub(crate) fn proxy_ack(
+        &mut self,
+        _now: Instant,
+        mut req: Request,
+        _source: SocketAddr,
+        in_t: TransportKind,
+    ) {
         if req.method != Method::Ack || req.headers.top_via().is_err() {
             return;
         }
         let mut popped = false;
         while let Some(first) = req.headers.get(&HeaderName::Route) {
-            if !NameAddr::parse(first).map(|na| self.local.is_local_uri(&na.uri)).unwrap_or(false) {
+            if !NameAddr::parse(first)
+                .map(|na| self.local.is_local_uri(&na.uri))
+                .unwrap_or(false)
+            {
                 break;
             }
             req.headers.remove_first(&HeaderName::Route);
@@ -312,7 +417,15 @@ impl ServerCore {
             return;
         }
         // Deterministic branch for a stateless hop (§16.11): derived from the received branch.
-        let h = fnv(0xcbf2_9ce4_8422_2325, req.headers.top_via().ok().and_then(|v| v.branch().map(|b| b.as_bytes().to_vec())).unwrap_or_default().as_slice());
+        let h = fnv(
+            0xcbf2_9ce4_8422_2325,
+            req.headers
+                .top_via()
+                .ok()
+                .and_then(|v| v.branch().map(|b| b.as_bytes().to_vec()))
+                .unwrap_or_default()
+                .as_slice(),
+        );
         self.prepare_forward(&mut req, in_t, out_t, false, h);
         self.tl.send_stateless(dest, out_t, req.to_bytes());
     }
@@ -322,7 +435,11 @@ impl ServerCore {
         let Some(&stx) = self.proxy.branch_owner.get(&ctid) else {
             // Responses to our CANCELs end here; a 2xx retransmission after the context is gone
             // is still forwarded (§16.7 step 5).
-            let invite = resp.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false);
+            let invite = resp
+                .headers
+                .cseq()
+                .map(|c| c.method == Method::Invite)
+                .unwrap_or(false);
             if invite && (200..300).contains(&resp.status) {
                 self.forward_response_stateless(resp);
             }
@@ -330,8 +447,12 @@ impl ServerCore {
         };
         let status = resp.status;
         resp.headers.remove_first(&HeaderName::Via);
-        let Some(ctx) = self.proxy.contexts.get_mut(&stx) else { return };
-        let Some(bi) = ctx.branches.iter().position(|b| b.tx == ctid) else { return };
+        let Some(ctx) = self.proxy.contexts.get_mut(&stx) else {
+            return;
+        };
+        let Some(bi) = ctx.branches.iter().position(|b| b.tx == ctid) else {
+            return;
+        };
         if status < 200 {
             let b = &mut ctx.branches[bi];
             b.provisional = true;
@@ -346,7 +467,13 @@ impl ServerCore {
             if fwd {
                 self.tl.respond(now, stx, resp);
             }
-            if status > 100 && self.proxy.contexts.get(&stx).is_some_and(|c| c.timer_c.is_some()) {
+            if status > 100
+                && self
+                    .proxy
+                    .contexts
+                    .get(&stx)
+                    .is_some_and(|c| c.timer_c.is_some())
+            {
                 self.proxy.arm_timer_c(stx, now + TIMER_C);
             }
             return;
@@ -359,7 +486,12 @@ impl ServerCore {
             if first_final {
                 self.cancel_pending_branches(now, stx);
             }
-        } else if !ctx.final_sent && ctx.best.as_ref().is_none_or(|b| rank(status) < rank(b.status)) {
+        } else if !ctx.final_sent
+            && ctx
+                .best
+                .as_ref()
+                .is_none_or(|b| rank(status) < rank(b.status))
+        {
             ctx.best = Some(resp);
         }
         self.finish_if_done(now, stx);
@@ -367,7 +499,9 @@ impl ServerCore {
 
     /// Timer B/F on a branch: as if a 408 had arrived (§16.7 step 2 / §16.8).
     pub(crate) fn on_branch_timeout(&mut self, now: Instant, ctid: ClientTxId) {
-        let Some(&stx) = self.proxy.branch_owner.get(&ctid) else { return };
+        let Some(&stx) = self.proxy.branch_owner.get(&ctid) else {
+            return;
+        };
         if let Some(ctx) = self.proxy.contexts.get_mut(&stx) {
             if let Some(b) = ctx.branches.iter_mut().find(|b| b.tx == ctid) {
                 b.done = true;
@@ -378,11 +512,15 @@ impl ServerCore {
 
     /// When every branch is final: send the best response if no final went yet, drop the context.
     fn finish_if_done(&mut self, now: Instant, stx: ServerTxId) {
-        let Some(ctx) = self.proxy.contexts.get(&stx) else { return };
+        let Some(ctx) = self.proxy.contexts.get(&stx) else {
+            return;
+        };
         if !ctx.branches.iter().all(|b| b.done) {
             return;
         }
-        let Some(ctx) = self.proxy.contexts.remove(&stx) else { return };
+        let Some(ctx) = self.proxy.contexts.remove(&stx) else {
+            return;
+        };
         for b in &ctx.branches {
             self.proxy.branch_owner.remove(&b.tx);
         }
@@ -409,10 +547,16 @@ impl ServerCore {
     /// Cancels every branch without a final response (§16.7 step 10, §16.10). Branches without
     /// a provisional response are cancelled when one arrives (§9.1).
     fn cancel_pending_branches(&mut self, now: Instant, stx: ServerTxId) {
-        let Some(ctx) = self.proxy.contexts.get_mut(&stx) else { return };
+        let Some(ctx) = self.proxy.contexts.get_mut(&stx) else {
+            return;
+        };
         ctx.cancelled = true;
         let mut to_cancel = Vec::new();
-        for b in ctx.branches.iter_mut().filter(|b| !b.done && b.provisional && !b.cancel_sent) {
+        for b in ctx
+            .branches
+            .iter_mut()
+            .filter(|b| !b.done && b.provisional && !b.cancel_sent)
+        {
             b.cancel_sent = true;
             to_cancel.push((b.tx, b.dest, b.transport));
         }
@@ -424,8 +568,12 @@ impl ServerCore {
     /// Sends a CANCEL for a branch (§9.1): same Request-URI, Call-ID, From, To, CSeq number, top
     /// Via and Route as the INVITE it cancels.
     fn send_cancel(&mut self, now: Instant, ctid: ClientTxId, dest: SocketAddr, t: TransportKind) {
-        let Some(orig) = self.tl.client_request(ctid) else { return };
-        let Ok(cseq) = orig.headers.cseq() else { return };
+        let Some(orig) = self.tl.client_request(ctid) else {
+            return;
+        };
+        let Ok(cseq) = orig.headers.cseq() else {
+            return;
+        };
         let mut h = Headers::with_capacity(8);
         if let Some(v) = orig.headers.get(&HeaderName::Via) {
             h.push(HeaderName::Via, v.clone());
@@ -440,7 +588,12 @@ impl ServerCore {
         for r in orig.headers.get_all(&HeaderName::Route) {
             h.push(HeaderName::Route, r.clone());
         }
-        let cancel = Request { method: Method::Cancel, uri: orig.uri.clone(), headers: h, body: Bytes::new() };
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: orig.uri.clone(),
+            headers: h,
+            body: Bytes::new(),
+        };
         self.tl.send_request(now, cancel, dest, t);
     }
 
@@ -468,12 +621,16 @@ impl ServerCore {
     /// Forwards a response that matches no transaction (§16.7 step 3 / §18.1.2): only when the
     /// top Via is ours; it is removed and the response goes to the next Via.
     pub(crate) fn forward_response_stateless(&mut self, mut resp: Response) {
-        let Ok(top) = resp.headers.top_via() else { return };
+        let Ok(top) = resp.headers.top_via() else {
+            return;
+        };
         if !self.local.is_local_via(&top) {
             return;
         }
         resp.headers.remove_first(&HeaderName::Via);
-        let Ok(next) = resp.headers.top_via() else { return };
+        let Ok(next) = resp.headers.top_via() else {
+            return;
+        };
         if let Some((dest, t)) = via_destination(&next) {
             self.tl.send_stateless(dest, t, resp.to_bytes());
         }

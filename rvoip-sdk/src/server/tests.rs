@@ -28,7 +28,10 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 fn wire(text: &str) -> Bytes {
-    let mut s = text.trim_start().replace("\r\n", "\n").replace('\n', "\r\n");
+    let mut s = text
+        .trim_start()
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
     if !s.ends_with("\r\n\r\n") {
         s.push_str("\r\n");
     }
@@ -61,19 +64,34 @@ impl Harness {
             digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
             ..ServerConfig::default()
         };
-        let local = LocalIdentity::new(&[(TransportKind::Udp, addr("127.0.0.1:5060"))], "127.0.0.1", "example.com", &[]);
-        let users = vec![("alice".to_string(), "apw".to_string()), ("bob".to_string(), "bpw".to_string()), ("carol".to_string(), "cpw".to_string())];
-        Harness { core: ServerCore::new(&cfg, local, &users, now, 1_700_000_000), now, n: 0 }
+        let local = LocalIdentity::new(
+            &[(TransportKind::Udp, addr("127.0.0.1:5060"))],
+            "127.0.0.1",
+            "example.com",
+            &[],
+        );
+        let users = vec![
+            ("alice".to_string(), "apw".to_string()),
+            ("bob".to_string(), "bpw".to_string()),
+            ("carol".to_string(), "cpw".to_string()),
+        ];
+        Harness {
+            core: ServerCore::new(&cfg, local, &users, now, 1_700_000_000),
+            now,
+            n: 0,
+        }
     }
 
     /// Sends `text` from `from` and returns everything the server transmits in reaction.
     fn send(&mut self, from: &str, text: &str) -> Vec<Transmit> {
-        self.core.handle_datagram(self.now, wire(text), addr(from), TransportKind::Udp);
+        self.core
+            .handle_datagram(self.now, wire(text), addr(from), TransportKind::Udp);
         self.drain()
     }
 
     fn send_bytes(&mut self, from: &str, bytes: Bytes) -> Vec<Transmit> {
-        self.core.handle_datagram(self.now, bytes, addr(from), TransportKind::Udp);
+        self.core
+            .handle_datagram(self.now, bytes, addr(from), TransportKind::Udp);
         self.drain()
     }
 
@@ -110,7 +128,14 @@ impl Harness {
         assert_eq!(out.len(), 1);
         let r401 = resp(&out[0]);
         assert_eq!(r401.status, 401);
-        let authz = answer(&r401, HeaderName::WwwAuthenticate, user, pw, "REGISTER", "sip:127.0.0.1");
+        let authz = answer(
+            &r401,
+            HeaderName::WwwAuthenticate,
+            user,
+            pw,
+            "REGISTER",
+            "sip:127.0.0.1",
+        );
         let out = self.send(contact_addr, &base(2, &format!("Authorization: {authz}\n")));
         assert_eq!(out.len(), 1);
         resp(&out[0])
@@ -121,12 +146,18 @@ impl Harness {
 fn answer(r: &Response, name: HeaderName, user: &str, pw: &str, method: &str, uri: &str) -> String {
     let ch: Vec<_> = r.headers.get_all(&name).collect();
     assert_eq!(ch.len(), 2, "expected SHA-256 and MD5 challenges");
-    assert!(ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"), "{ch:?}");
+    assert!(
+        ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"),
+        "{ch:?}"
+    );
     let auth = Auth::parse(ch[1]).unwrap();
     // A fresh cnonce per answer, as a real client sends (the same nonce may be handed out twice
     // within one second, and nonce-count replay is tracked per nonce+user+cnonce).
     static CNONCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let cnonce = format!("c{:08x}", CNONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let cnonce = format!(
+        "c{:08x}",
+        CNONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     authorization_value(&auth, user, pw, method, uri, 1, &cnonce).unwrap()
 }
 
@@ -143,11 +174,13 @@ fn invite(n: u32, to_user: &str, extra: &str) -> String {
 fn uas_response(r: &Request, status: u16, to_tag: &str, contact: &str) -> Bytes {
     let mut resp = Response::for_request(r, status);
     let to = r.headers.get(&HeaderName::To).unwrap().to_string();
-    resp.headers.set(HeaderName::To, format!("{to};tag={to_tag}"));
+    resp.headers
+        .set(HeaderName::To, format!("{to};tag={to_tag}"));
     for rr in r.headers.get_all(&HeaderName::RecordRoute) {
         resp.headers.push(HeaderName::RecordRoute, rr.clone());
     }
-    resp.headers.push(HeaderName::Contact, format!("<sip:{contact}>"));
+    resp.headers
+        .push(HeaderName::Contact, format!("<sip:{contact}>"));
     resp.to_bytes()
 }
 
@@ -169,7 +202,12 @@ fn wrong_password_and_unknown_user_look_the_same() {
     let unknown = h.register("mallory", "whatever", BOB2);
     assert_eq!(bad.status, 401);
     assert_eq!(unknown.status, 401);
-    let shape = |r: &Response| r.headers.get_all(&HeaderName::WwwAuthenticate).map(|v| v.split("nonce").next().unwrap_or("").to_string()).collect::<Vec<_>>();
+    let shape = |r: &Response| {
+        r.headers
+            .get_all(&HeaderName::WwwAuthenticate)
+            .map(|v| v.split("nonce").next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(shape(&bad), shape(&unknown));
     assert_eq!(bad.reason, unknown.reason);
 }
@@ -190,8 +228,17 @@ fn call_bob(h: &mut Harness) -> (u32, Request, Request) {
         r407.headers.get(&HeaderName::To).unwrap()
     );
     assert!(h.send(ALICE, &ack).is_empty());
-    let authz = answer(&r407, HeaderName::ProxyAuthenticate, "alice", "apw", "INVITE", "sip:bob@127.0.0.1");
-    let text = invite(n, "bob", &format!("Proxy-Authorization: {authz}\n")).replace("CSeq: 1 INVITE", "CSeq: 2 INVITE").replace(&format!("inv{n}"), &format!("inv{n}b"));
+    let authz = answer(
+        &r407,
+        HeaderName::ProxyAuthenticate,
+        "alice",
+        "apw",
+        "INVITE",
+        "sip:bob@127.0.0.1",
+    );
+    let text = invite(n, "bob", &format!("Proxy-Authorization: {authz}\n"))
+        .replace("CSeq: 1 INVITE", "CSeq: 2 INVITE")
+        .replace(&format!("inv{n}"), &format!("inv{n}b"));
     let out = h.send(ALICE, &text);
     assert_eq!(out.len(), 3, "100 Trying + two forks");
     assert_eq!(out[0].dest, addr(ALICE));
@@ -202,9 +249,16 @@ fn call_bob(h: &mut Harness) -> (u32, Request, Request) {
     assert_eq!(forks[1].0, addr(BOB2));
     for (dest, r) in &forks {
         assert_eq!(r.method, Method::Invite);
-        assert!(r.uri.to_string().contains(&dest.to_string()), "R-URI rewritten to the contact: {}", r.uri);
+        assert!(
+            r.uri.to_string().contains(&dest.to_string()),
+            "R-URI rewritten to the contact: {}",
+            r.uri
+        );
         assert_eq!(r.headers.max_forwards().unwrap(), Some(69));
-        assert!(r.headers.get(&HeaderName::ProxyAuthorization).is_none(), "credentials consumed");
+        assert!(
+            r.headers.get(&HeaderName::ProxyAuthorization).is_none(),
+            "credentials consumed"
+        );
         let rr = r.headers.get(&HeaderName::RecordRoute).unwrap();
         assert!(rr.contains("127.0.0.1:5060") && rr.contains(";lr"), "{rr}");
         let via = r.headers.top_via().unwrap();
@@ -224,21 +278,42 @@ fn fork_first_2xx_wins_and_other_branch_is_cancelled() {
     assert_eq!(out.len(), 1);
     assert_eq!(resp(&out[0]).status, 180);
     assert_eq!(out[0].dest, addr(ALICE));
-    assert_eq!(resp(&out[0]).headers.get_all(&HeaderName::Via).count(), 1, "our Via removed");
+    assert_eq!(
+        resp(&out[0]).headers.get_all(&HeaderName::Via).count(),
+        1,
+        "our Via removed"
+    );
     let out = h.send_bytes(BOB2, uas_response(&b2, 180, "t2", BOB2));
     assert_eq!(out.len(), 1);
     // bob1 answers: 200 goes to alice and bob2 gets a CANCEL with its INVITE's branch.
     let out = h.send_bytes(BOB1, uas_response(&b1, 200, "t1", BOB1));
-    assert_eq!(out.len(), 2, "{:?}", out.iter().map(|t| String::from_utf8_lossy(&t.bytes).to_string()).collect::<Vec<_>>());
-    let ok = out.iter().find(|t| t.dest == addr(ALICE)).map(resp).unwrap();
+    assert_eq!(
+        out.len(),
+        2,
+        "{:?}",
+        out.iter()
+            .map(|t| String::from_utf8_lossy(&t.bytes).to_string())
+            .collect::<Vec<_>>()
+    );
+    let ok = out
+        .iter()
+        .find(|t| t.dest == addr(ALICE))
+        .map(resp)
+        .unwrap();
     assert_eq!(ok.status, 200);
     let cancel = out.iter().find(|t| t.dest == addr(BOB2)).map(req).unwrap();
     assert_eq!(cancel.method, Method::Cancel);
-    assert_eq!(cancel.headers.top_via().unwrap().branch(), b2.headers.top_via().unwrap().branch());
+    assert_eq!(
+        cancel.headers.top_via().unwrap().branch(),
+        b2.headers.top_via().unwrap().branch()
+    );
     assert_eq!(cancel.headers.cseq().unwrap().seq, 2);
     // bob2 answers 487: the proxy ACKs it hop-by-hop and sends nothing to alice.
     let out = h.send_bytes(BOB2, uas_response(&b2, 487, "t2", BOB2));
-    assert!(out.iter().all(|t| t.dest == addr(BOB2)), "nothing more to alice");
+    assert!(
+        out.iter().all(|t| t.dest == addr(BOB2)),
+        "nothing more to alice"
+    );
     assert!(out.iter().any(|t| req(t).method == Method::Ack));
     assert!(h.core.proxy.is_empty(), "context finished");
 }
@@ -254,14 +329,30 @@ fn cancel_while_ringing_propagates_and_487_returns() {
          From: <sip:alice@127.0.0.1>;tag=a{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: call{n}@test\nCSeq: 2 CANCEL\nContent-Length: 0\n\n"
     );
     let out = h.send(ALICE, &cancel);
-    let to_alice: Vec<u16> = out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect();
+    let to_alice: Vec<u16> = out
+        .iter()
+        .filter(|t| t.dest == addr(ALICE))
+        .map(|t| resp(t).status)
+        .collect();
     assert_eq!(to_alice, vec![200]);
-    let cancels = out.iter().filter(|t| t.dest != addr(ALICE)).map(req).filter(|r| r.method == Method::Cancel).count();
+    let cancels = out
+        .iter()
+        .filter(|t| t.dest != addr(ALICE))
+        .map(req)
+        .filter(|r| r.method == Method::Cancel)
+        .count();
     assert_eq!(cancels, 2);
     let out = h.send_bytes(BOB1, uas_response(&b1, 487, "t1", BOB1));
-    assert!(out.iter().all(|t| t.dest == addr(BOB1)), "waits for the other branch");
+    assert!(
+        out.iter().all(|t| t.dest == addr(BOB1)),
+        "waits for the other branch"
+    );
     let out = h.send_bytes(BOB2, uas_response(&b2, 487, "t2", BOB2));
-    let finals: Vec<u16> = out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect();
+    let finals: Vec<u16> = out
+        .iter()
+        .filter(|t| t.dest == addr(ALICE))
+        .map(|t| resp(t).status)
+        .collect();
     assert_eq!(finals, vec![487]);
 }
 
@@ -271,9 +362,17 @@ fn ack_and_bye_follow_the_record_route() {
     let (n, b1, b2) = call_bob(&mut h);
     h.send_bytes(BOB2, uas_response(&b2, 486, "t2", BOB2));
     let out = h.send_bytes(BOB1, uas_response(&b1, 200, "t1", BOB1));
-    let ok = out.iter().find(|t| t.dest == addr(ALICE)).map(resp).unwrap();
+    let ok = out
+        .iter()
+        .find(|t| t.dest == addr(ALICE))
+        .map(resp)
+        .unwrap();
     assert_eq!(ok.status, 200);
-    let route = ok.headers.get(&HeaderName::RecordRoute).unwrap().to_string();
+    let route = ok
+        .headers
+        .get(&HeaderName::RecordRoute)
+        .unwrap()
+        .to_string();
     let to = ok.headers.get(&HeaderName::To).unwrap().to_string();
     for (method, cseq, branch) in [("ACK", 2, "ack"), ("BYE", 3, "bye")] {
         let text = format!(
@@ -281,14 +380,27 @@ fn ack_and_bye_follow_the_record_route() {
              From: <sip:alice@127.0.0.1>;tag=a{n}\nTo: {to}\nCall-ID: call{n}@test\nCSeq: {cseq} {method}\nContent-Length: 0\n\n"
         );
         let out = h.send(ALICE, &text);
-        let fwd: Vec<Request> = out.iter().filter(|t| t.dest == addr(BOB1)).map(req).collect();
+        let fwd: Vec<Request> = out
+            .iter()
+            .filter(|t| t.dest == addr(BOB1))
+            .map(req)
+            .collect();
         assert_eq!(fwd.len(), 1, "{method} forwarded to bob1");
         assert_eq!(fwd[0].method.as_str(), method);
-        assert!(fwd[0].headers.get(&HeaderName::Route).is_none(), "our Route removed");
+        assert!(
+            fwd[0].headers.get(&HeaderName::Route).is_none(),
+            "our Route removed"
+        );
         assert_eq!(fwd[0].headers.get_all(&HeaderName::Via).count(), 2);
         if method == "BYE" {
             let out = h.send_bytes(BOB1, uas_response(&fwd[0], 200, "t1", BOB1));
-            assert_eq!(out.iter().filter(|t| t.dest == addr(ALICE)).map(|t| resp(t).status).collect::<Vec<_>>(), vec![200]);
+            assert_eq!(
+                out.iter()
+                    .filter(|t| t.dest == addr(ALICE))
+                    .map(|t| resp(t).status)
+                    .collect::<Vec<_>>(),
+                vec![200]
+            );
         }
     }
     // The 486 branch was ACKed by the proxy; the 2xx retransmission still reaches alice.
@@ -300,11 +412,20 @@ fn ack_and_bye_follow_the_record_route() {
 fn unknown_user_404_registered_user_without_binding_480() {
     let mut h = Harness::new(false);
     let out = h.send(ALICE, &invite(1, "nobody", ""));
-    assert_eq!(out.iter().map(|t| resp(t).status).collect::<Vec<_>>(), vec![100, 404]);
+    assert_eq!(
+        out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        vec![100, 404]
+    );
     let out = h.send(ALICE, &invite(2, "carol", ""));
-    assert_eq!(out.iter().map(|t| resp(t).status).collect::<Vec<_>>(), vec![100, 480]);
+    assert_eq!(
+        out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        vec![100, 480]
+    );
     let r = resp(&out[1]);
-    assert!(r.headers.to().unwrap().tag().is_some(), "final response has a To tag");
+    assert!(
+        r.headers.to().unwrap().tag().is_some(),
+        "final response has a To tag"
+    );
 }
 
 #[test]
@@ -319,9 +440,15 @@ fn request_checks_483_420_416_400() {
     let scheme = invite(3, "bob", "").replace("INVITE sip:bob@127.0.0.1", "INVITE tel:+15551234");
     assert_eq!(h.send(ALICE, &scheme).last().map(resp).unwrap().status, 416);
     let mismatch = invite(4, "bob", "").replace("CSeq: 1 INVITE", "CSeq: 1 OPTIONS");
-    assert_eq!(h.send(ALICE, &mismatch).last().map(resp).unwrap().status, 400);
+    assert_eq!(
+        h.send(ALICE, &mismatch).last().map(resp).unwrap().status,
+        400
+    );
     // Garbage that cannot be answered is dropped without a panic.
-    assert!(h.send_bytes(ALICE, Bytes::from_static(b"\x00\x01garbage\r\n\r\n")).is_empty());
+    assert!(
+        h.send_bytes(ALICE, Bytes::from_static(b"\x00\x01garbage\r\n\r\n"))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -399,9 +526,15 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
         }
     }
     let cancel = cancel.expect("Timer C sent a CANCEL");
-    assert_eq!(cancel.headers.top_via().unwrap().branch(), b1.headers.top_via().unwrap().branch());
+    assert_eq!(
+        cancel.headers.top_via().unwrap().branch(),
+        b1.headers.top_via().unwrap().branch()
+    );
     let out = h.send_bytes(BOB1, uas_response(&b1, 487, "t1", BOB1));
-    assert!(out.iter().any(|t| t.dest == addr(ALICE) && resp(t).status == 487));
+    assert!(
+        out.iter()
+            .any(|t| t.dest == addr(ALICE) && resp(t).status == 487)
+    );
 }
 
 #[test]
@@ -418,12 +551,27 @@ fn retransmitted_authorized_register_gets_200_again() {
                  From: <sip:bob@127.0.0.1>;tag=rr\nTo: <sip:bob@127.0.0.1>\nCall-ID: rr@test\nCSeq: 1 REGISTER\n\
                  Contact: <sip:bob@127.0.0.1:5080>\nContent-Length: 0\n\n";
     let r401 = resp(&h.send(BOB1, first)[0]);
-    let authz = answer(&r401, HeaderName::WwwAuthenticate, "bob", "bpw", "REGISTER", "sip:127.0.0.1");
-    let second = first.replace("z9hG4bKrr1", "z9hG4bKrr2").replace("CSeq: 1", "CSeq: 2").replace("Content-Length", &format!("Authorization: {authz}\nContent-Length"));
+    let authz = answer(
+        &r401,
+        HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+    );
+    let second = first
+        .replace("z9hG4bKrr1", "z9hG4bKrr2")
+        .replace("CSeq: 1", "CSeq: 2")
+        .replace(
+            "Content-Length",
+            &format!("Authorization: {authz}\nContent-Length"),
+        );
     assert_eq!(resp(&h.send(BOB1, &second)[0]).status, 200);
     // The 200 was lost: the same request again is a retransmission, not a replay.
     assert_eq!(resp(&h.send(BOB1, &second)[0]).status, 200);
     // The same credentials on a different request are a replay.
-    let replay = second.replace("z9hG4bKrr2", "z9hG4bKrr3").replace("CSeq: 2", "CSeq: 3");
+    let replay = second
+        .replace("z9hG4bKrr2", "z9hG4bKrr3")
+        .replace("CSeq: 2", "CSeq: 3");
     assert_eq!(resp(&h.send(BOB1, &replay)[0]).status, 401);
 }
