@@ -281,10 +281,11 @@ impl ServerCore {
         &mut self,
         now: Instant,
         tx: ServerTxId,
-        req: Request,
+        mut req: Request,
         source: SocketAddr,
         transport: TransportKind,
     ) {
+        stamp_received(&mut req, source);
         if let Err(rej) = validate_request(&req) {
             tracing::debug!(%source, status = rej.status, reason = rej.reason, "request rejected");
             let mut resp = Response::for_request(&req, rej.status);
@@ -338,7 +339,6 @@ impl ServerCore {
         if req.method == Method::Cancel {
             return self.proxy_cancel(now, tx, req);
         }
-        let mut req = req;
         let routed = self.pop_own_routes(&mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
         let has_route = req.headers.get(&HeaderName::Route).is_some();
@@ -564,4 +564,37 @@ fn request_id(req: &Request) -> u64 {
         req.headers.get(&name).map(|v| v.as_bytes()).hash(&mut h);
     }
     h.finish()
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, add
+/// `received=IP`; when it asks for `rport`, fill in the source port. Responses and forwarded
+/// requests then carry the address the request really came from (NAT).
+fn stamp_received(req: &mut Request, source: SocketAddr) {
+    let Ok(via) = req.headers.top_via() else {
+        return;
+    };
+    let rport_flag = matches!(via.params.get("rport"), Some(None));
+    let src_ip = source.ip().to_string();
+    let host = via.host.trim_start_matches('[').trim_end_matches(']');
+    let need_received = host != src_ip && via.received().is_none();
+    if !rport_flag && !need_received {
+        return;
+    }
+    let mut params = String::new();
+    for p in via.params.0.split(';').filter(|p| !p.is_empty()) {
+        params.push(';');
+        if p.trim().eq_ignore_ascii_case("rport") {
+            params.push_str(&format!("rport={}", source.port()));
+        } else {
+            params.push_str(p);
+        }
+    }
+    if need_received {
+        params.push_str(&format!(";received={src_ip}"));
+    }
+    let port = via.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let value = format!("SIP/2.0/{} {}{port}{params}", via.transport, via.host);
+    if let Some(h) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) {
+        h.value = ByteString::from(value);
+    }
 }

@@ -575,3 +575,20 @@ fn retransmitted_authorized_register_gets_200_again() {
         .replace("CSeq: 2", "CSeq: 3");
     assert_eq!(resp(&h.send(BOB1, &replay)[0]).status, 401);
 }
+
+#[test]
+fn via_gets_received_and_rport_filled() {
+    let mut h = Harness::new(true);
+    let text = "OPTIONS sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.7:5099;rport;branch=z9hG4bKnat1\nMax-Forwards: 70\n\
+                From: <sip:x@127.0.0.1>;tag=n1\nTo: <sip:127.0.0.1>\nCall-ID: nat1@test\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n";
+    let out = h.send("192.0.2.50:40000", text);
+    assert_eq!(
+        out[0].dest,
+        addr("192.0.2.50:40000"),
+        "rport: answer the source port"
+    );
+    let via = resp(&out[0]).headers.top_via().unwrap();
+    assert_eq!(via.received(), Some("192.0.2.50"));
+    assert_eq!(via.params.get("rport"), Some(Some("40000")));
+    assert_eq!(via.branch(), Some("z9hG4bKnat1"));
+}
