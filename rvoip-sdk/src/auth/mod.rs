@@ -539,19 +539,10 @@ impl Authenticator {
         auth_values: impl Iterator<Item = &'a ByteString>,
         aor_user: &str,
     ) -> AuthOutcome {
-        let fresh = AuthOutcome::Challenge { stale: false };
-        let mut chosen = None;
-        for v in auth_values {
-            let Ok(auth) = Auth::parse(v) else { continue };
-            if auth.scheme.eq_ignore_ascii_case("Digest")
-                && auth.get("realm") == Some(self.realm.as_str())
-            {
-                chosen = Some(auth);
-                break;
-            }
+        match self.pick_digest(auth_values) {
+            Some(auth) => self.check_digest_request(now_secs, method, &auth, aor_user, None),
+            None => AuthOutcome::Challenge { stale: false },
         }
-        let Some(auth) = chosen else { return fresh };
-        self.check_digest_request(now_secs, method, &auth, aor_user, None)
     }
 
     /// [`Authenticator::check`] for one request identified by `request_id` (e.g. a hash of its
@@ -567,20 +558,22 @@ impl Authenticator {
         aor_user: &str,
         request_id: u64,
     ) -> AuthOutcome {
-        let mut chosen = None;
-        for v in auth_values {
-            let Ok(auth) = Auth::parse(v) else { continue };
-            if auth.scheme.eq_ignore_ascii_case("Digest")
-                && auth.get("realm") == Some(self.realm.as_str())
-            {
-                chosen = Some(auth);
-                break;
+        match self.pick_digest(auth_values) {
+            Some(auth) => {
+                self.check_digest_request(now_secs, method, &auth, aor_user, Some(request_id))
             }
+            None => AuthOutcome::Challenge { stale: false },
         }
-        let Some(auth) = chosen else {
-            return AuthOutcome::Challenge { stale: false };
-        };
-        self.check_digest_request(now_secs, method, &auth, aor_user, Some(request_id))
+    }
+
+    /// The first parsable `Digest` credentials for our realm among `auth_values`.
+    fn pick_digest<'a>(&self, auth_values: impl Iterator<Item = &'a ByteString>) -> Option<Auth> {
+        auth_values
+            .filter_map(|v| Auth::parse(v).ok())
+            .find(|auth| {
+                auth.scheme.eq_ignore_ascii_case("Digest")
+                    && auth.get("realm") == Some(self.realm.as_str())
+            })
     }
 
     /// [`Authenticator::check`] on one already parsed `Digest` value.
