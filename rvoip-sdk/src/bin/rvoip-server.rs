@@ -111,8 +111,15 @@ fn main() -> ExitCode {
         } else {
             println!("{} user accounts loaded", server.user_count());
         }
+        let demo = cfg.users_file.is_none() && cfg.users.is_empty();
+        let example_user = if demo {
+            DEMO_USERS.first().map(|(u, _)| *u).unwrap_or("USER")
+        } else {
+            "USER"
+        };
         println!(
-            "ready: register a softphone as sip:alice@<this host> (INVITE auth {})",
+            "ready: register a softphone as sip:{example_user}@{} (INVITE auth {})",
+            server.domain(),
             if cfg.invite_auth { "on" } else { "off" }
         );
         server.run(shutdown_signal()).await;

@@ -283,6 +283,23 @@ mod tests {
     }
 
     #[test]
+    fn readme_example_config_parses() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let start =
+            readme.find("```toml\n").expect("README has a toml example") + "```toml\n".len();
+        let len = readme[start..].find("```").unwrap();
+        let c: ServerConfig =
+            toml::from_str(&readme[start..start + len]).expect("README example parses");
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.digest_algorithms, vec![Algorithm::Md5]);
+        assert_eq!(
+            c.users.get("alice").map(String::as_str),
+            Some("alice-secret")
+        );
+    }
+
+    #[test]
     fn demo_users_when_none_configured() {
         let users = ServerConfig::default().load_users().unwrap();
         assert_eq!(users.len(), DEMO_USERS.len());
