@@ -1,4 +1,5 @@
 //! Transaction state machines on simulated time (RFC 3261 §17, RFC 6026).
+use super::keys::is_rfc3261_branch;
 use super::*;
 use crate::sip::msg::Limits;
 
