@@ -332,10 +332,6 @@ impl ServerCore {
                 vec![(HeaderName::Unsupported, unsupported)],
             );
         }
-        let loop_hash = super::proxy::loop_hash(&req);
-        if self.proxy.is_loop(&self.local, &req, loop_hash) {
-            return self.reply(now, tx, &req, 482, vec![]);
-        }
         if req.method == Method::Cancel {
             return self.proxy_cancel(now, tx, req);
         }
@@ -349,6 +345,9 @@ impl ServerCore {
         }
         if has_route || (in_dialog && routed) {
             // Loose routing (§16.4): within a dialog, or along a pre-loaded route beyond us.
+            let Some(loop_hash) = self.loop_free_hash(&req) else {
+                return self.reply(now, tx, &req, 482, vec![]);
+            };
             return self.forward_routed(now, tx, req, transport, loop_hash);
         }
         if in_dialog {
@@ -368,8 +367,18 @@ impl ServerCore {
                 ])
             }
             _ if req.uri.user.is_none() => self.reply(now, tx, &req, 484, vec![]),
-            _ => self.route_to_user(now, tx, req, transport, loop_hash),
+            _ => match self.loop_free_hash(&req) {
+                Some(loop_hash) => self.route_to_user(now, tx, req, transport, loop_hash),
+                None => self.reply(now, tx, &req, 482, vec![]),
+            },
         }
+    }
+
+    /// §16.3 step 4, for requests this proxy is about to forward: the branch hash of `req`
+    /// (§16.6 step 8), or `None` when one of our own Via entries carries it (a loop: 482).
+    fn loop_free_hash(&self, req: &Request) -> Option<u64> {
+        let hash = super::proxy::loop_hash(req);
+        (!self.proxy.is_loop(&self.local, req, hash)).then_some(hash)
     }
 
     /// Removes the Route entries that name this proxy from the top of the route set (§16.4).
