@@ -1,10 +1,15 @@
-//! TCP transport (RFC 3261 §18.3): accept and connect, Content-Length framing, one writer task
-//! per connection fed by a channel, so the event task never blocks on a slow peer.
+//! Stream transports (RFC 3261 §18.3): accept and connect, Content-Length framing, one writer
+//! task per connection fed by a channel, so the event task never blocks on a slow peer.
+//!
+//! [`serve`] works on any `AsyncRead + AsyncWrite` stream: TLS (RFC 3261 §26, e.g. a
+//! `tokio_rustls` stream over the accepted `TcpStream`) slots in by wrapping the stream before
+//! calling it. WebSocket (RFC 7118) frames one SIP message per WebSocket message instead of by
+//! Content-Length, so it gets its own reader feeding the same [`Inbound`] channel.
 
 use std::net::SocketAddr;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -57,15 +62,18 @@ pub(super) async fn connect(
     }
 }
 
-/// Reads framed messages into the event task and writes queued messages, until either side ends.
-async fn serve(
-    stream: TcpStream,
+/// Reads framed messages from a connected stream into the event task and writes queued messages
+/// to it, until either side ends; then reports the connection closed.
+pub(super) async fn serve<S>(
+    stream: S,
     peer: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
     limits: Limits,
-) {
-    let (mut rd, mut wr) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if wr.write_all(&b).await.is_err() {
