@@ -383,7 +383,7 @@ impl ServerCore {
 
     /// Removes the Route entries that name this proxy from the top of the route set (§16.4).
     /// Returns whether any was removed.
-    fn pop_own_routes(&self, req: &mut Request) -> bool {
+    pub(crate) fn pop_own_routes(&self, req: &mut Request) -> bool {
         let mut popped = false;
         while let Some(first) = req.headers.get(&HeaderName::Route) {
             let ours = crate::sip::msg::NameAddr::parse(first)

@@ -396,18 +396,10 @@ impl ServerCore {
         if req.method != Method::Ack || req.headers.top_via().is_err() {
             return;
         }
-        let mut popped = false;
-        while let Some(first) = req.headers.get(&HeaderName::Route) {
-            if !NameAddr::parse(first)
-                .map(|na| self.local.is_local_uri(&na.uri))
-                .unwrap_or(false)
-            {
-                break;
-            }
-            req.headers.remove_first(&HeaderName::Route);
-            popped = true;
-        }
+        let popped = self.pop_own_routes(&mut req);
         let next = match req.headers.get(&HeaderName::Route) {
+            // Not on this ACK's route set: not relayed (as for other requests, 403 there).
+            Some(_) if !popped => None,
             Some(r) => NameAddr::parse(r).ok().and_then(|na| resolve(&na.uri)),
             None if popped || !self.local.is_local_uri(&req.uri) => resolve(&req.uri),
             None => None,
