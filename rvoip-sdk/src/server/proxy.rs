@@ -401,7 +401,8 @@ impl ServerCore {
             // Not on this ACK's route set: not relayed (as for other requests, 403 there).
             Some(_) if !popped => None,
             Some(r) => NameAddr::parse(r).ok().and_then(|na| resolve(&na.uri)),
-            None if popped || !self.local.is_local_uri(&req.uri) => resolve(&req.uri),
+            // Our Record-Route brought it here: on to the remote target.
+            None if popped => resolve(&req.uri),
             None => None,
         };
         let Some((dest, out_t)) = next else { return };
