@@ -8,7 +8,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/4 system packages (sip-tester baresip tshark sox bc python3)"
+section "1/4 system packages (sip-tester baresip tshark sox bc python3) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -30,6 +30,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 else
   echo "all present: $(sipp -v 2>/dev/null | grep -o 'SIPp v[^ ]*' | head -1), baresip, tshark, sox, bc, python3"
+fi
+# PJSIP's Python API (tests/integration/pjsip.sh): PyPI pjsua2-python
+if python3 -c 'import pjsua2' 2>/dev/null; then
+  echo "python pjsua2 present"
+else
+  echo "missing: python module pjsua2"
+  python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
 fi
 
 section "2/4 cargo test --workspace --all-targets"

@@ -153,7 +153,10 @@ impl ServerCore {
         transport: TransportKind,
     ) {
         match Message::parse(data.clone(), &self.limits) {
-            Ok(msg) => {
+            Ok(mut msg) => {
+                if let Message::Request(req) = &mut msg {
+                    stamp_received(req, source);
+                }
                 self.tl.handle_message(now, msg, source, transport);
                 self.drain_events(now);
             }
@@ -285,7 +288,6 @@ impl ServerCore {
         source: SocketAddr,
         transport: TransportKind,
     ) {
-        stamp_received(&mut req, source);
         if let Err(rej) = validate_request(&req) {
             tracing::debug!(%source, status = rej.status, reason = rej.reason, "request rejected");
             let mut resp = Response::for_request(&req, rej.status);
@@ -575,9 +577,10 @@ fn request_id(req: &Request) -> u64 {
     h.finish()
 }
 
-/// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, add
-/// `received=IP`; when it asks for `rport`, fill in the source port. Responses and forwarded
-/// requests then carry the address the request really came from (NAT).
+/// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, or
+/// when it asks for `rport`, add `received=IP`; fill in `rport` with the source port. Done before
+/// the transaction layer sees the request, so every response (100 Trying included) and every
+/// forwarded copy carries the address the request really came from (NAT).
 fn stamp_received(req: &mut Request, source: SocketAddr) {
     let Ok(via) = req.headers.top_via() else {
         return;
@@ -585,7 +588,7 @@ fn stamp_received(req: &mut Request, source: SocketAddr) {
     let rport_flag = matches!(via.params.get("rport"), Some(None));
     let src_ip = source.ip().to_string();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
-    let need_received = host != src_ip && via.received().is_none();
+    let need_received = (host != src_ip || rport_flag) && via.received().is_none();
     if !rport_flag && !need_received {
         return;
     }

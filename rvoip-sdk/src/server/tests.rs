@@ -640,3 +640,26 @@ fn hostile_input_never_panics_and_transactions_drain() {
     assert_eq!(h.core.tl.len(), (0, 0), "every transaction ended");
     assert!(h.core.proxy.is_empty(), "every proxy context ended");
 }
+
+#[test]
+fn trying_carries_rport_and_received_even_for_same_ip() {
+    let mut h = Harness::new(false);
+    let text = invite(1, "nobody", "")
+        .replace(&format!("{ALICE};branch"), &format!("{ALICE};rport;branch"));
+    let out = h.send(ALICE, &text);
+    for t in &out {
+        let via = resp(t).headers.top_via().unwrap();
+        assert_eq!(
+            via.params.get("rport"),
+            Some(Some("5070")),
+            "status {}",
+            resp(t).status
+        );
+        assert_eq!(
+            via.received(),
+            Some("127.0.0.1"),
+            "RFC 3581 §4: received even when identical"
+        );
+    }
+    assert_eq!(out.len(), 2, "100 Trying and 404");
+}
