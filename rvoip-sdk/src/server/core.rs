@@ -39,7 +39,8 @@ use crate::sip::transaction::{
 pub struct Stats {
     /// Messages that failed to parse.
     pub parse_errors: u64,
-    /// Requests rejected by validation (400/483/416/420/482…).
+    /// Requests this server answered itself with an error (400, 404, 480, 483, 416, 420, 482…;
+    /// digest challenges are counted in `challenges`).
     pub rejected: u64,
     /// Successful registrations (200 to REGISTER).
     pub registrations: u64,
