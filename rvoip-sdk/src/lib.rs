@@ -13,6 +13,7 @@
 
 pub mod auth;
 pub mod driver;
+pub mod media;
 pub mod server;
 pub mod sip;
 
