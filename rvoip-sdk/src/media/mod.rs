@@ -2,4 +2,5 @@
 //! SRTP and call-quality statistics of the SDK user agent build on these (issue 3, in progress).
 
 pub mod g711;
+pub mod stats;
 pub mod tone;
