@@ -2,5 +2,6 @@
 //! SRTP and call-quality statistics of the SDK user agent build on these (issue 3, in progress).
 
 pub mod g711;
+pub mod jitter;
 pub mod stats;
 pub mod tone;
