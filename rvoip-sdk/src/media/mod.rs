@@ -1,6 +1,8 @@
-//! Media cores (sans-IO, no clock): codecs and tone tools. The RTP/RTCP session, jitter buffer,
-//! SRTP and call-quality statistics of the SDK user agent build on these (issue 3, in progress).
+//! Media cores (sans-IO, no clock): G.711, DTMF telephone-events (RFC 4733), an adaptive jitter
+//! buffer, RTP receiver statistics and MOS (RFC 3550, G.107), tone generation and detection. The
+//! RTP/RTCP session, SRTP, G.722/Opus and the SDK user agent build on these (issue 3, in progress).
 
+pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod stats;
