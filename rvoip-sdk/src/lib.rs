@@ -8,12 +8,15 @@
 //! - [`auth`]: HTTP digest authentication (RFC 7616, RFC 8760) for the registrar and proxy.
 //! - [`server`]: registrar (§10), location service and stateful proxy (§16), sans-IO.
 //! - [`driver`]: tokio UDP/TCP transports (§18) that feed the cores, and the `rvoip-server` runtime.
+//! - [`sdp`]: RFC 3264 offer/answer for one audio stream; [`media`]: G.711, DTMF (RFC 4733),
+//!   jitter buffer, RTP statistics (RFC 3550) and MOS — the start of the SDK user agent (issue 3).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
 pub mod driver;
 pub mod media;
+pub mod sdp;
 pub mod server;
 pub mod sip;
 

@@ -1,0 +1,522 @@
+//! SDP offer/answer for one audio stream (RFC 3264 over RFC 4566 syntax, parsed and printed by
+//! the webrtc-rs `rtc-sdp` crate). Sans-IO: text in, text and the negotiated result out.
+//!
+//! The answerer takes the first codec of *its own* preference list that the offer contains
+//! (the preference order is configuration), plus telephone-event (RFC 4733) when both sides
+//! offer it. No common codec: [`SdpError::NoCommonCodec`], which a UAS answers with 488.
+
+use std::io::Cursor;
+use std::net::{IpAddr, SocketAddr};
+
+use rtc_sdp::description::common::{Address, Attribute, ConnectionInformation};
+use rtc_sdp::description::media::{MediaName, RangedPort};
+use rtc_sdp::description::session::{Origin, TimeDescription, Timing};
+use rtc_sdp::{MediaDescription, SessionDescription};
+
+/// An audio codec as SDP names it (RFC 3551 static types and dynamic ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioCodec {
+    /// Encoding name as in `a=rtpmap` (compared case-insensitively).
+    pub name: &'static str,
+    /// The payload type we offer it with (static for G.711/G.722, dynamic otherwise).
+    pub payload_type: u8,
+    /// RTP clock rate in Hz (8000 for G.722 by RFC 3551's historical rule; 48000 for Opus).
+    pub clock_rate: u32,
+    /// Channels (Opus is always written `opus/48000/2`, RFC 7587).
+    pub channels: u8,
+}
+
+impl AudioCodec {
+    /// G.711 µ-law, static payload type 0.
+    pub const PCMU: AudioCodec = AudioCodec {
+        name: "PCMU",
+        payload_type: 0,
+        clock_rate: 8000,
+        channels: 1,
+    };
+    /// G.711 A-law, static payload type 8.
+    pub const PCMA: AudioCodec = AudioCodec {
+        name: "PCMA",
+        payload_type: 8,
+        clock_rate: 8000,
+        channels: 1,
+    };
+    /// G.722, static payload type 9 (RTP clock 8000 although it samples at 16 kHz).
+    pub const G722: AudioCodec = AudioCodec {
+        name: "G722",
+        payload_type: 9,
+        clock_rate: 8000,
+        channels: 1,
+    };
+    /// Opus (RFC 7587), dynamic payload type 111.
+    pub const OPUS: AudioCodec = AudioCodec {
+        name: "opus",
+        payload_type: 111,
+        clock_rate: 48000,
+        channels: 2,
+    };
+
+    /// The static payload type assignments of RFC 3551 that an offer may use without rtpmap.
+    fn static_type(pt: u8) -> Option<AudioCodec> {
+        match pt {
+            0 => Some(Self::PCMU),
+            8 => Some(Self::PCMA),
+            9 => Some(Self::G722),
+            _ => None,
+        }
+    }
+
+    fn rtpmap(&self, pt: u8) -> String {
+        if self.channels > 1 {
+            format!("{pt} {}/{}/{}", self.name, self.clock_rate, self.channels)
+        } else {
+            format!("{pt} {}/{}", self.name, self.clock_rate)
+        }
+    }
+}
+
+/// The payload type we offer telephone-event (RFC 4733) with.
+pub const TELEPHONE_EVENT_PT: u8 = 101;
+
+/// Media direction (RFC 3264 §5.1, §6.1, §8.4 for hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Send and receive.
+    SendRecv,
+    /// Send only (we put the peer on hold).
+    SendOnly,
+    /// Receive only.
+    RecvOnly,
+    /// Neither.
+    Inactive,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
+
+    /// The direction an answer must have for an offer with this direction, given what we want
+    /// (RFC 3264 §6.1): sendonly ↔ recvonly, inactive stays inactive.
+    pub fn answer_to(self, wanted: Direction) -> Direction {
+        let (offer_sends, offer_recvs) = self.flags();
+        let (we_send, we_recv) = wanted.flags();
+        match (offer_recvs && we_send, offer_sends && we_recv) {
+            (true, true) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (false, true) => Direction::RecvOnly,
+            (false, false) => Direction::Inactive,
+        }
+    }
+
+    fn flags(self) -> (bool, bool) {
+        match self {
+            Direction::SendRecv => (true, true),
+            Direction::SendOnly => (true, false),
+            Direction::RecvOnly => (false, true),
+            Direction::Inactive => (false, false),
+        }
+    }
+}
+
+/// Our side of the audio stream.
+#[derive(Debug, Clone)]
+pub struct LocalMedia {
+    /// The address the peer must send RTP to: the local address that faces the peer, never a
+    /// wildcard (callers resolve it; a wildcard is refused with [`SdpError::Unspecified`]).
+    pub addr: IpAddr,
+    /// Our RTP port (RTCP on port + 1).
+    pub port: u16,
+    /// Codecs in preference order.
+    pub codecs: Vec<AudioCodec>,
+    /// Offer/accept telephone-event for DTMF.
+    pub dtmf: bool,
+    /// The direction we want.
+    pub direction: Direction,
+}
+
+/// The outcome of offer/answer: where to send, with which codec and payload types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Where to send RTP.
+    pub remote: SocketAddr,
+    /// The codec to use.
+    pub codec: AudioCodec,
+    /// The payload type for that codec in the stream (the offerer's numbering).
+    pub payload_type: u8,
+    /// telephone-event payload type, when both sides support it.
+    pub telephone_event_pt: Option<u8>,
+    /// Our direction after the exchange.
+    pub direction: Direction,
+}
+
+/// Offer/answer failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpError {
+    /// The SDP does not parse.
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    /// No `m=audio` section with an RTP profile and a usable port.
+    #[error("no audio stream in the SDP")]
+    NoAudio,
+    /// No connection address for the audio stream.
+    #[error("no connection address")]
+    NoAddress,
+    /// No codec in common (answer 488 Not Acceptable Here).
+    #[error("no codec in common")]
+    NoCommonCodec,
+    /// Our own address is a wildcard: the peer could not reach it.
+    #[error("local media address is unspecified (0.0.0.0 / ::)")]
+    Unspecified,
+}
+
+fn build(
+    local: &LocalMedia,
+    session_id: u64,
+    version: u64,
+    formats: &[(u8, String)],
+    te: Option<u8>,
+    direction: Direction,
+) -> Result<String, SdpError> {
+    if local.addr.is_unspecified() {
+        return Err(SdpError::Unspecified);
+    }
+    let addr_type = if local.addr.is_ipv4() { "IP4" } else { "IP6" };
+    let mut attributes: Vec<Attribute> = formats
+        .iter()
+        .map(|(_, rtpmap)| Attribute {
+            key: "rtpmap".into(),
+            value: Some(rtpmap.clone()),
+        })
+        .collect();
+    let mut pts: Vec<String> = formats.iter().map(|(pt, _)| pt.to_string()).collect();
+    if let Some(te) = te {
+        pts.push(te.to_string());
+        attributes.push(Attribute {
+            key: "rtpmap".into(),
+            value: Some(format!("{te} telephone-event/8000")),
+        });
+        attributes.push(Attribute {
+            key: "fmtp".into(),
+            value: Some(format!("{te} 0-16")),
+        });
+    }
+    attributes.push(Attribute {
+        key: "ptime".into(),
+        value: Some("20".into()),
+    });
+    attributes.push(Attribute {
+        key: direction.as_str().into(),
+        value: None,
+    });
+    let media = MediaDescription {
+        media_name: MediaName {
+            media: "audio".into(),
+            port: RangedPort {
+                value: local.port as isize,
+                range: None,
+            },
+            protos: vec!["RTP".into(), "AVP".into()],
+            formats: pts,
+        },
+        attributes,
+        ..Default::default()
+    };
+    let sd = SessionDescription {
+        version: 0,
+        origin: Origin {
+            username: "rvoip".into(),
+            session_id,
+            session_version: version,
+            network_type: "IN".into(),
+            address_type: addr_type.into(),
+            unicast_address: local.addr.to_string(),
+        },
+        session_name: "rvoip".into(),
+        connection_information: Some(ConnectionInformation {
+            network_type: "IN".into(),
+            address_type: addr_type.into(),
+            address: Some(Address {
+                address: local.addr.to_string(),
+                ttl: None,
+                range: None,
+            }),
+        }),
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: vec![],
+        }],
+        media_descriptions: vec![media],
+        ..Default::default()
+    };
+    Ok(sd.marshal())
+}
+
+/// Our offer (RFC 3264 §5): every configured codec in preference order, telephone-event if
+/// enabled. Errors: [`SdpError::Unspecified`].
+pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> Result<String, SdpError> {
+    let formats: Vec<(u8, String)> = local
+        .codecs
+        .iter()
+        .map(|c| (c.payload_type, c.rtpmap(c.payload_type)))
+        .collect();
+    build(
+        local,
+        session_id,
+        version,
+        &formats,
+        local.dtmf.then_some(TELEPHONE_EVENT_PT),
+        local.direction,
+    )
+}
+
+/// What the audio section of a remote SDP offers.
+struct Remote {
+    addr: SocketAddr,
+    /// (payload type, codec name lower-case, clock rate) in the peer's order.
+    formats: Vec<(u8, String, u32)>,
+    direction: Direction,
+}
+
+fn parse_remote(text: &str) -> Result<Remote, SdpError> {
+    let sd = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
+        .map_err(|e| SdpError::Malformed(e.to_string()))?;
+    let media = sd
+        .media_descriptions
+        .iter()
+        .find(|m| {
+            m.media_name.media.eq_ignore_ascii_case("audio")
+                && m.media_name.protos.iter().any(|p| p == "RTP")
+        })
+        .ok_or(SdpError::NoAudio)?;
+    let port = u16::try_from(media.media_name.port.value).map_err(|_| SdpError::NoAudio)?;
+    let conn = media
+        .connection_information
+        .as_ref()
+        .or(sd.connection_information.as_ref());
+    let ip: IpAddr = conn
+        .and_then(|c| c.address.as_ref())
+        .and_then(|a| a.address.split('/').next().and_then(|a| a.parse().ok()))
+        .ok_or(SdpError::NoAddress)?;
+    let codecs = media.codecs();
+    let mut formats = Vec::new();
+    for f in &media.media_name.formats {
+        let Ok(pt) = f.parse::<u8>() else { continue };
+        if let Some(c) = codecs.get(&pt) {
+            formats.push((pt, c.name.to_ascii_lowercase(), c.clock_rate));
+        } else if let Some(s) = AudioCodec::static_type(pt) {
+            formats.push((pt, s.name.to_ascii_lowercase(), s.clock_rate));
+        }
+    }
+    let direction = if media.has_attribute("sendonly") || sd.has_attribute("sendonly") {
+        Direction::SendOnly
+    } else if media.has_attribute("recvonly") || sd.has_attribute("recvonly") {
+        Direction::RecvOnly
+    } else if media.has_attribute("inactive") || sd.has_attribute("inactive") || port == 0 {
+        Direction::Inactive
+    } else {
+        Direction::SendRecv
+    };
+    Ok(Remote {
+        addr: SocketAddr::new(ip, port),
+        formats,
+        direction,
+    })
+}
+
+fn find(remote: &Remote, codec: &AudioCodec) -> Option<u8> {
+    remote
+        .formats
+        .iter()
+        .find(|(_, name, rate)| name.eq_ignore_ascii_case(codec.name) && *rate == codec.clock_rate)
+        .map(|(pt, _, _)| *pt)
+}
+
+/// Answers a remote offer (RFC 3264 §6): the first of our codecs the offer has, in the
+/// offerer's payload numbering, telephone-event if both support it, and the direction of §6.1.
+/// Errors: [`SdpError::Malformed`], [`SdpError::NoAudio`], [`SdpError::NoAddress`],
+/// [`SdpError::NoCommonCodec`] (488), [`SdpError::Unspecified`].
+pub fn answer(
+    offer: &str,
+    local: &LocalMedia,
+    session_id: u64,
+    version: u64,
+) -> Result<(String, Negotiated), SdpError> {
+    let remote = parse_remote(offer)?;
+    let (codec, pt) = local
+        .codecs
+        .iter()
+        .find_map(|c| find(&remote, c).map(|pt| (*c, pt)))
+        .ok_or(SdpError::NoCommonCodec)?;
+    let te = if local.dtmf {
+        remote
+            .formats
+            .iter()
+            .find(|(_, n, _)| n == "telephone-event")
+            .map(|(pt, _, _)| *pt)
+    } else {
+        None
+    };
+    let direction = remote.direction.answer_to(local.direction);
+    let text = build(
+        local,
+        session_id,
+        version,
+        &[(pt, codec.rtpmap(pt))],
+        te,
+        direction,
+    )?;
+    Ok((
+        text,
+        Negotiated {
+            remote: remote.addr,
+            codec,
+            payload_type: pt,
+            telephone_event_pt: te,
+            direction,
+        },
+    ))
+}
+
+/// Reads the answer to our offer (RFC 3264 §7): the codec it chose (must be one we offered).
+/// Errors as [`answer`]; [`SdpError::NoCommonCodec`] if it picked nothing we offered.
+pub fn process_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, SdpError> {
+    let remote = parse_remote(answer)?;
+    let (codec, pt) = remote
+        .formats
+        .iter()
+        .find_map(|(pt, name, rate)| {
+            local
+                .codecs
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name) && c.clock_rate == *rate)
+                .map(|c| (*c, *pt))
+        })
+        .ok_or(SdpError::NoCommonCodec)?;
+    let te = if local.dtmf {
+        remote
+            .formats
+            .iter()
+            .find(|(_, n, _)| n == "telephone-event")
+            .map(|(pt, _, _)| *pt)
+    } else {
+        None
+    };
+    let direction = remote.direction.answer_to(local.direction);
+    Ok(Negotiated {
+        remote: remote.addr,
+        codec,
+        payload_type: pt,
+        telephone_event_pt: te,
+        direction,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(codecs: Vec<AudioCodec>, direction: Direction) -> LocalMedia {
+        LocalMedia {
+            addr: "192.0.2.10".parse().unwrap(),
+            port: 40_000,
+            codecs,
+            dtmf: true,
+            direction,
+        }
+    }
+
+    #[test]
+    fn offer_lists_codecs_in_order_with_a_real_address() {
+        let l = local(
+            vec![
+                AudioCodec::OPUS,
+                AudioCodec::G722,
+                AudioCodec::PCMU,
+                AudioCodec::PCMA,
+            ],
+            Direction::SendRecv,
+        );
+        let o = create_offer(&l, 1, 1).unwrap();
+        assert!(o.contains("m=audio 40000 RTP/AVP 111 9 0 8 101"), "{o}");
+        assert!(o.contains("c=IN IP4 192.0.2.10"));
+        assert!(o.contains("a=rtpmap:111 opus/48000/2"));
+        assert!(o.contains("a=rtpmap:101 telephone-event/8000"));
+        assert!(o.contains("a=sendrecv"));
+        let wild = LocalMedia {
+            addr: "0.0.0.0".parse().unwrap(),
+            ..l
+        };
+        assert_eq!(create_offer(&wild, 1, 1), Err(SdpError::Unspecified));
+    }
+
+    #[test]
+    fn answer_takes_our_first_common_codec_in_the_offerers_numbering() {
+        // SIPp-style offer: static PCMU and PCMA without rtpmap for 8, dynamic telephone-event 96.
+        let offer = "v=0\r\no=user1 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 6000 RTP/AVP 0 8 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+        let l = local(
+            vec![AudioCodec::PCMA, AudioCodec::PCMU],
+            Direction::SendRecv,
+        );
+        let (text, n) = answer(offer, &l, 7, 1).unwrap();
+        assert_eq!(n.codec, AudioCodec::PCMA);
+        assert_eq!(n.payload_type, 8);
+        assert_eq!(n.telephone_event_pt, Some(96));
+        assert_eq!(n.remote, "127.0.0.1:6000".parse().unwrap());
+        assert!(text.contains("m=audio 40000 RTP/AVP 8 96"), "{text}");
+        // The offerer reads our answer back.
+        let ol = local(
+            vec![AudioCodec::PCMU, AudioCodec::PCMA],
+            Direction::SendRecv,
+        );
+        let back = process_answer(&text, &ol).unwrap();
+        assert_eq!(back.codec, AudioCodec::PCMA);
+        assert_eq!(back.remote, "192.0.2.10:40000".parse().unwrap());
+    }
+
+    #[test]
+    fn no_common_codec_is_488_material() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                     m=audio 6000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+        let l = local(vec![AudioCodec::PCMU], Direction::SendRecv);
+        assert_eq!(
+            answer(offer, &l, 1, 1).unwrap_err(),
+            SdpError::NoCommonCodec
+        );
+        assert!(matches!(
+            answer("garbage", &l, 1, 1),
+            Err(SdpError::Malformed(_) | SdpError::NoAudio)
+        ));
+    }
+
+    #[test]
+    fn hold_directions_follow_rfc3264_section_8_4() {
+        let l = local(vec![AudioCodec::PCMU], Direction::SendRecv);
+        for (offered, expected) in [
+            ("sendonly", Direction::RecvOnly),
+            ("recvonly", Direction::SendOnly),
+            ("inactive", Direction::Inactive),
+            ("sendrecv", Direction::SendRecv),
+        ] {
+            let offer = format!(
+                "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\na={offered}\r\n"
+            );
+            let (text, n) = answer(&offer, &l, 1, 2).unwrap();
+            assert_eq!(n.direction, expected, "{offered}");
+            assert!(text.contains(&format!("a={}", expected.as_str())), "{text}");
+        }
+        assert_eq!(
+            Direction::SendRecv.answer_to(Direction::SendOnly),
+            Direction::SendOnly
+        );
+    }
+}
