@@ -1,11 +1,12 @@
 //! Media cores (sans-IO, no clock): G.711, DTMF telephone-events (RFC 4733), an adaptive jitter
 //! buffer, RTP receiver statistics and MOS (RFC 3550, G.107), tone generation and detection, and
-//! audio sources/sinks (tone, silence, WAV, memory). The
-//! RTP/RTCP session, SRTP, G.722/Opus and the SDK user agent build on these (issue 3, in progress).
+//! audio sources/sinks (tone, silence, WAV, memory), RTP packets over rtc-rtp. The
+//! RTCP, SRTP, G.722/Opus and the SDK user agent build on these (issue 3, in progress).
 
 pub mod audio;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod rtp;
 pub mod stats;
 pub mod tone;
