@@ -340,6 +340,18 @@ fn find(remote: &Remote, codec: &AudioCodec) -> Option<u8> {
         .map(|(pt, _, _)| *pt)
 }
 
+/// The peer's telephone-event payload type, when both sides want DTMF events (RFC 4733).
+fn telephone_event_pt(remote: &Remote, local: &LocalMedia) -> Option<u8> {
+    if !local.dtmf {
+        return None;
+    }
+    remote
+        .formats
+        .iter()
+        .find(|(_, n, _)| n == "telephone-event")
+        .map(|(pt, _, _)| *pt)
+}
+
 /// Answers a remote offer (RFC 3264 §6): the first of our codecs the offer has, in the
 /// offerer's payload numbering, telephone-event if both support it, and the direction of §6.1.
 /// Errors: [`SdpError::Malformed`], [`SdpError::NoAudio`], [`SdpError::NoAddress`],
@@ -356,15 +368,7 @@ pub fn answer(
         .iter()
         .find_map(|c| find(&remote, c).map(|pt| (*c, pt)))
         .ok_or(SdpError::NoCommonCodec)?;
-    let te = if local.dtmf {
-        remote
-            .formats
-            .iter()
-            .find(|(_, n, _)| n == "telephone-event")
-            .map(|(pt, _, _)| *pt)
-    } else {
-        None
-    };
+    let te = telephone_event_pt(&remote, local);
     let direction = remote.direction.answer_to(local.direction);
     let text = build(
         local,
@@ -401,15 +405,7 @@ pub fn process_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, Sd
                 .map(|c| (*c, *pt))
         })
         .ok_or(SdpError::NoCommonCodec)?;
-    let te = if local.dtmf {
-        remote
-            .formats
-            .iter()
-            .find(|(_, n, _)| n == "telephone-event")
-            .map(|(pt, _, _)| *pt)
-    } else {
-        None
-    };
+    let te = telephone_event_pt(&remote, local);
     let direction = remote.direction.answer_to(local.direction);
     Ok(Negotiated {
         remote: remote.addr,
