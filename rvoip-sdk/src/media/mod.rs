@@ -4,6 +4,7 @@
 //! RTCP, SRTP, G.722/Opus and the SDK user agent build on these (issue 3, in progress).
 
 pub mod audio;
+pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;

@@ -1,0 +1,238 @@
+//! Audio codecs behind one interface: an [`Encoder`] turns one frame of mono 16-bit PCM at the
+//! codec's audio rate into an RTP payload; a [`Decoder`] turns a payload back into PCM and
+//! conceals a lost frame (packet-loss concealment, PLC).
+//!
+//! - G.711 µ-law/A-law (ITU-T G.711, RFC 3551 §4.5.14): 8000 Hz audio, 8000 Hz RTP clock.
+//! - G.722 (ITU-T G.722 64 kbit/s, RFC 3551 §4.5.2): 16000 Hz audio, 8000 Hz RTP clock.
+//! - Opus (RFC 6716/7587, `opus` feature, system libopus): 48000 Hz audio and RTP clock.
+//!
+//! G.711 and G.722 conceal by repeating the last good frame with a fade (−6 dB per lost frame,
+//! silence after [`FadeRepeat::MAX_FRAMES`]); Opus uses its own PLC.
+
+use crate::media::g711;
+use crate::sdp::AudioCodec;
+
+/// Codec failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    /// The codec is not built into this library (e.g. Opus without the `opus` feature) or unknown.
+    #[error("codec {0} is not available")]
+    Unavailable(String),
+    /// The payload could not be decoded (corrupt or truncated Opus packet).
+    #[error("undecodable payload: {0}")]
+    Corrupt(String),
+    /// The frame has a length the codec cannot encode (Opus: 2.5/5/10/20/40/60 ms only).
+    #[error("bad frame length: {0} samples")]
+    FrameLength(usize),
+}
+
+/// Turns PCM frames into RTP payloads.
+pub trait Encoder: Send {
+    /// Appends the payload for `pcm` (mono, [`audio_rate`] Hz, usually 20 ms) to `out`.
+    /// Errors: [`CodecError::FrameLength`].
+    fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError>;
+}
+
+/// Turns RTP payloads into PCM frames.
+pub trait Decoder: Send {
+    /// Appends the decoded samples (mono, [`audio_rate`] Hz) of `payload` to `out`.
+    /// Errors: [`CodecError::Corrupt`].
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError>;
+    /// Appends `samples` samples that stand in for a lost frame (PLC) to `out`.
+    fn conceal(&mut self, samples: usize, out: &mut Vec<i16>);
+}
+
+/// The PCM sample rate (Hz) the codec's encoder takes and decoder gives: 8000 for G.711, 16000
+/// for G.722, 48000 for Opus. Unknown codecs: their RTP clock rate.
+pub fn audio_rate(codec: &AudioCodec) -> u32 {
+    if codec.name.eq_ignore_ascii_case("G722") {
+        16000
+    } else {
+        codec.clock_rate
+    }
+}
+
+/// Samples per frame of `frame_ms` ms at the codec's [`audio_rate`].
+pub fn frame_samples(codec: &AudioCodec, frame_ms: u32) -> usize {
+    (audio_rate(codec) as usize) * (frame_ms as usize) / 1000
+}
+
+/// RTP timestamp units per frame of `frame_ms` ms (the RTP clock, not the audio rate).
+pub fn frame_units(codec: &AudioCodec, frame_ms: u32) -> u32 {
+    codec.clock_rate * frame_ms / 1000
+}
+
+/// Whether this build can encode and decode `codec`.
+pub fn is_available(codec: &AudioCodec) -> bool {
+    new_decoder(codec).is_ok()
+}
+
+/// An encoder for `codec`. Errors: [`CodecError::Unavailable`].
+pub fn new_encoder(codec: &AudioCodec) -> Result<Box<dyn Encoder>, CodecError> {
+    let name = codec.name;
+    if name.eq_ignore_ascii_case("PCMU") {
+        return Ok(Box::new(G711Encoder { alaw: false }));
+    }
+    if name.eq_ignore_ascii_case("PCMA") {
+        return Ok(Box::new(G711Encoder { alaw: true }));
+    }
+    // G722-ENCODER-ARM
+    // OPUS-ENCODER-ARM
+    Err(CodecError::Unavailable(name.to_string()))
+}
+
+/// A decoder for `codec`. Errors: [`CodecError::Unavailable`].
+pub fn new_decoder(codec: &AudioCodec) -> Result<Box<dyn Decoder>, CodecError> {
+    let name = codec.name;
+    if name.eq_ignore_ascii_case("PCMU") {
+        return Ok(Box::new(G711Decoder {
+            alaw: false,
+            plc: FadeRepeat::default(),
+        }));
+    }
+    if name.eq_ignore_ascii_case("PCMA") {
+        return Ok(Box::new(G711Decoder {
+            alaw: true,
+            plc: FadeRepeat::default(),
+        }));
+    }
+    // G722-DECODER-ARM
+    // OPUS-DECODER-ARM
+    Err(CodecError::Unavailable(name.to_string()))
+}
+
+struct G711Encoder {
+    alaw: bool,
+}
+
+impl Encoder for G711Encoder {
+    fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
+        if self.alaw {
+            g711::encode_alaw(pcm, out);
+        } else {
+            g711::encode_ulaw(pcm, out);
+        }
+        Ok(())
+    }
+}
+
+struct G711Decoder {
+    alaw: bool,
+    plc: FadeRepeat,
+}
+
+impl Decoder for G711Decoder {
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), CodecError> {
+        let start = out.len();
+        if self.alaw {
+            g711::decode_alaw(payload, out);
+        } else {
+            g711::decode_ulaw(payload, out);
+        }
+        self.plc.remember(&out[start..]);
+        Ok(())
+    }
+
+    fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
+        self.plc.conceal(samples, out);
+    }
+}
+
+/// Waveform-substitution PLC for codecs without their own: repeats the last good frame, each
+/// repetition 6 dB quieter, then silence. Resets on the next good frame.
+#[derive(Debug, Default, Clone)]
+pub struct FadeRepeat {
+    last: Vec<i16>,
+    lost_run: u32,
+}
+
+impl FadeRepeat {
+    /// Consecutive lost frames concealed by repetition before it goes silent.
+    pub const MAX_FRAMES: u32 = 3;
+
+    /// Records a correctly decoded frame.
+    pub fn remember(&mut self, frame: &[i16]) {
+        self.last.clear();
+        self.last.extend_from_slice(frame);
+        self.lost_run = 0;
+    }
+
+    /// Appends `samples` concealment samples to `out`.
+    pub fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
+        self.lost_run = self.lost_run.saturating_add(1);
+        if self.last.is_empty() || self.lost_run > Self::MAX_FRAMES {
+            out.resize(out.len() + samples, 0);
+            return;
+        }
+        let shift = self.lost_run; // −6 dB per lost frame
+        // Fade within the frame too, so consecutive repeats do not click at the boundary.
+        let n = samples.max(1) as i32;
+        for i in 0..samples {
+            let s = self.last[i % self.last.len()] >> shift;
+            let ramp = (n - i as i32 / 2) as i64;
+            out.push(((s as i64 * ramp) / n as i64) as i16);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::tone::{tone_energy_fraction, ToneGenerator};
+
+    fn round_trip(codec: &AudioCodec, freq: f64) -> Vec<i16> {
+        let rate = audio_rate(codec);
+        let n = frame_samples(codec, 20);
+        let mut enc = new_encoder(codec).unwrap();
+        let mut dec = new_decoder(codec).unwrap();
+        let mut tone = ToneGenerator::new(freq, rate, 8000);
+        let mut pcm = vec![0i16; n];
+        let mut out = Vec::new();
+        for _ in 0..50 {
+            tone.fill(&mut pcm);
+            let mut payload = Vec::new();
+            enc.encode(&pcm, &mut payload).unwrap();
+            dec.decode(&payload, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn g711_round_trip_keeps_the_tone() {
+        for codec in [AudioCodec::PCMU, AudioCodec::PCMA] {
+            let out = round_trip(&codec, 440.0);
+            assert_eq!(out.len(), 50 * 160);
+            assert!(tone_energy_fraction(&out, 440.0, 8000) > 0.95, "{}", codec.name);
+        }
+    }
+
+    #[test]
+    fn fade_repeat_fades_then_goes_silent() {
+        let mut plc = FadeRepeat::default();
+        plc.remember(&[1000; 160]);
+        let mut out = Vec::new();
+        for _ in 0..FadeRepeat::MAX_FRAMES + 1 {
+            plc.conceal(160, &mut out);
+        }
+        assert_eq!(out.len(), 160 * 4);
+        assert!(out[0] > 0 && out[0] <= 500);
+        assert!(out[160] < out[0]);
+        assert!(out[480..].iter().all(|&s| s == 0));
+        plc.remember(&[10; 160]);
+        let mut again = Vec::new();
+        plc.conceal(160, &mut again);
+        assert!(again[0] > 0);
+    }
+
+    #[test]
+    fn unknown_codec_is_unavailable() {
+        let c = AudioCodec {
+            name: "iLBC",
+            payload_type: 97,
+            clock_rate: 8000,
+            channels: 1,
+        };
+        assert!(matches!(new_encoder(&c), Err(CodecError::Unavailable(_))));
+        assert!(!is_available(&c));
+    }
+}
