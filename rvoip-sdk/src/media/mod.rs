@@ -8,6 +8,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod rtcp;
 pub mod rtp;
 pub mod stats;
 pub mod tone;
