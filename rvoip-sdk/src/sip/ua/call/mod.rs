@@ -1,0 +1,439 @@
+//! One INVITE session (RFC 3261 §13–§15) as UAC or UAS: the initial INVITE with digest auth
+//! retries, provisional responses and early media, 2xx/ACK (with the UAS's 2xx retransmission,
+//! §13.3.1.4), CANCEL (§9), re-INVITE for hold/resume (RFC 3264 §8.4), BYE.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+mod uac;
+mod uas;
+
+use super::build::{self, Credentials};
+use super::{CallState, UaConfig, UaError, UaEvent};
+use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::sip::dialog::Dialog;
+use crate::sip::msg::{HeaderName, Method, Request, Response, Uri};
+use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, TransportKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// UAC: INVITE sent, no final response.
+    Outgoing,
+    /// UAS: INVITE received, not answered.
+    Incoming,
+    /// UAS: 200 sent, waiting for the ACK.
+    WaitAck,
+    /// Up.
+    Established,
+    /// BYE sent, waiting for its final response (auth retries still possible).
+    Terminating,
+    /// Over; the call is forgotten.
+    Done,
+}
+
+/// Retransmission of our 2xx to an INVITE until the ACK (§13.3.1.4).
+struct OkRetx {
+    tx: ServerTxId,
+    resp: Response,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+pub(in crate::sip::ua) struct Call {
+    id: u64,
+    creds: Option<Credentials>,
+    user: String,
+    /// First hop of the initial INVITE (outgoing) or the source of the INVITE (incoming).
+    pub(in crate::sip::ua) dest: SocketAddr,
+    transport: TransportKind,
+    /// Our address facing the peer.
+    pub(in crate::sip::ua) local: SocketAddr,
+    pub(in crate::sip::ua) state: CallState,
+    /// The peer's URI as text.
+    pub(in crate::sip::ua) peer: String,
+    phase: Phase,
+    dialog: Option<Dialog>,
+    media: Option<LocalMedia>,
+    sdp_id: u64,
+    sdp_version: u64,
+    negotiated: Option<Negotiated>,
+    media_started: bool,
+    // UAC side of the initial INVITE.
+    invite: Option<Request>,
+    invite_tx: Option<ClientTxId>,
+    provisional: bool,
+    cancel_pending: bool,
+    cancelled: bool,
+    cancel_deadline: Option<Instant>,
+    // UAS side.
+    server_tx: Option<ServerTxId>,
+    remote_invite: Option<Request>,
+    offerless: bool,
+    ok_retx: Option<OkRetx>,
+    t1: Duration,
+    t2: Duration,
+    // re-INVITE we sent: (transaction, request, hold wanted).
+    reinvite: Option<(ClientTxId, Request, bool)>,
+    /// BYE in flight.
+    bye: Option<(ClientTxId, Request)>,
+    local_hold: bool,
+    remote_hold: bool,
+}
+
+impl Call {
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::sip::ua) fn new_outgoing(
+        id: u64,
+        _account: Option<u64>,
+        creds: Option<Credentials>,
+        user: String,
+        dest: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+        media: LocalMedia,
+    ) -> Call {
+        Call {
+            id,
+            creds,
+            user,
+            dest,
+            transport,
+            local,
+            state: CallState::Calling,
+            peer: String::new(),
+            phase: Phase::Outgoing,
+            dialog: None,
+            media: Some(media),
+            sdp_id: rand::random::<u32>() as u64,
+            sdp_version: 1,
+            negotiated: None,
+            media_started: false,
+            invite: None,
+            invite_tx: None,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            cancel_deadline: None,
+            server_tx: None,
+            remote_invite: None,
+            offerless: false,
+            ok_retx: None,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            reinvite: None,
+            bye: None,
+            local_hold: false,
+            remote_hold: false,
+        }
+    }
+
+    fn contact(&self) -> String {
+        build::contact_uri(&self.user, self.local, self.transport)
+    }
+
+    /// Sends the initial INVITE with our offer (§13.2.1).
+    pub(in crate::sip::ua) fn send_invite(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        target: &Uri,
+        from: &str,
+    ) -> Result<ClientTxId, UaError> {
+        let t = tl.timer_config();
+        self.t1 = t.t1;
+        self.t2 = t.t2;
+        let media = self.media.as_ref().ok_or(UaError::InvalidState("no media"))?;
+        let offer = sdp::create_offer(media, self.sdp_id, self.sdp_version)?;
+        let target_s = target.to_string();
+        self.peer = target_s.clone();
+        let call_id = format!("{}@{}", build::token(), build::host_of(self.local.ip()));
+        let mut req = build::new_request(
+            Method::Invite,
+            target.clone(),
+            from,
+            &build::token(),
+            &target_s,
+            &call_id,
+            1,
+        );
+        req.headers
+            .push(HeaderName::Contact, format!("<{}>", self.contact()));
+        req.headers.push(HeaderName::Allow, build::ALLOW);
+        build::set_sdp(&mut req.headers, &mut req.body, &offer);
+        build::finish_request(&mut req, self.local, self.transport);
+        let tx = tl.send_request(now, req.clone(), self.dest, self.transport);
+        self.invite = Some(req);
+        self.invite_tx = Some(tx);
+        Ok(tx)
+    }
+
+    /// A new incoming INVITE (§13.3.1): 420 for a Require we lack, 488 when no codec fits, 400
+    /// for a request a dialog cannot be made from; else 180 Ringing and an incoming call.
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::sip::ua) fn new_incoming(
+        id: u64,
+        account: Option<u64>,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ServerTxId,
+        req: Request,
+        source: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+        cfg: &UaConfig,
+    ) -> (Option<Call>, Vec<UaEvent>) {
+        if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
+            let mut resp = build::response(&req, 420, Some(&build::token()), None);
+            resp.headers.push(HeaderName::Unsupported, req_ext.clone());
+            tl.respond(now, tx, resp);
+            return (None, Vec::new());
+        }
+        let offer = build::sdp_body(&req.headers, &req.body).map(str::to_string);
+        if let Some(offer) = &offer {
+            let probe = LocalMedia {
+                addr: local.ip(),
+                port: 9,
+                codecs: cfg.codecs.clone(),
+                dtmf: cfg.dtmf,
+                direction: Direction::SendRecv,
+            };
+            let probe = if probe.addr.is_unspecified() {
+                LocalMedia {
+                    addr: std::net::Ipv4Addr::LOCALHOST.into(),
+                    ..probe
+                }
+            } else {
+                probe
+            };
+            if let Err(e) = sdp::answer(offer, &probe, 1, 1) {
+                let status = match e {
+                    SdpError::NoCommonCodec | SdpError::NoAudio => 488,
+                    _ => 400,
+                };
+                let resp = build::response(&req, status, Some(&build::token()), None);
+                tl.respond(now, tx, resp);
+                return (None, Vec::new());
+            }
+        }
+        let local_tag = build::token();
+        let dialog = match Dialog::from_uas(&req, &local_tag) {
+            Ok(d) => d,
+            Err(_) => {
+                let resp = build::response(&req, 400, Some(&local_tag), None);
+                tl.respond(now, tx, resp);
+                return (None, Vec::new());
+            }
+        };
+        let user = req.uri.user.as_deref().unwrap_or("").to_string();
+        let from = req
+            .headers
+            .get(&HeaderName::From)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let to = req
+            .headers
+            .get(&HeaderName::To)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let t = tl.timer_config();
+        let mut call = Call {
+            id,
+            creds: None,
+            user,
+            dest: source,
+            transport,
+            local,
+            state: CallState::Ringing,
+            peer: dialog.remote_uri.uri.to_string(),
+            phase: Phase::Incoming,
+            dialog: Some(dialog),
+            media: None,
+            sdp_id: rand::random::<u32>() as u64,
+            sdp_version: 1,
+            negotiated: None,
+            media_started: false,
+            invite: None,
+            invite_tx: None,
+            provisional: false,
+            cancel_pending: false,
+            cancelled: false,
+            cancel_deadline: None,
+            server_tx: Some(tx),
+            remote_invite: None,
+            offerless: offer.is_none(),
+            ok_retx: None,
+            t1: t.t1,
+            t2: t.t2,
+            reinvite: None,
+            bye: None,
+            local_hold: false,
+            remote_hold: false,
+        };
+        let contact = call.contact();
+        let ringing = build::response(&req, 180, Some(&local_tag), Some(&contact));
+        tl.respond(now, tx, ringing);
+        call.remote_invite = Some(req);
+        let ev = vec![
+            UaEvent::IncomingCall {
+                call: crate::sip::ua::CallId(id),
+                account: account.map(crate::sip::ua::AccountId),
+                from,
+                to,
+            },
+            UaEvent::CallState {
+                call: crate::sip::ua::CallId(id),
+                state: CallState::Ringing,
+            },
+        ];
+        (Some(call), ev)
+    }
+
+    pub(in crate::sip::ua) fn server_tx(&self) -> Option<ServerTxId> {
+        if self.phase == Phase::Incoming {
+            self.server_tx
+        } else {
+            None
+        }
+    }
+
+    pub(in crate::sip::ua) fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub(in crate::sip::ua) fn owns_request(&self, req: &Request) -> bool {
+        self.dialog
+            .as_ref()
+            .is_some_and(|d| d.matches(&req.headers, true))
+    }
+
+    pub(in crate::sip::ua) fn owns_response(&self, resp: &Response) -> bool {
+        match (&self.dialog, &self.invite) {
+            (Some(d), Some(_)) => d.matches(&resp.headers, false),
+            _ => false,
+        }
+    }
+
+    pub(in crate::sip::ua) fn poll_timeout(&self) -> Option<Instant> {
+        let a = self.ok_retx.as_ref().map(|r| r.next.min(r.give_up));
+        match (a, self.cancel_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn set_state(&mut self, state: CallState) -> Option<UaEvent> {
+        if self.state == state {
+            return None;
+        }
+        self.state = state.clone();
+        Some(UaEvent::CallState {
+            call: crate::sip::ua::CallId(self.id),
+            state,
+        })
+    }
+
+    fn up_state(&self) -> CallState {
+        if self.local_hold || self.remote_hold {
+            CallState::Held {
+                local: self.local_hold,
+                remote: self.remote_hold,
+            }
+        } else {
+            CallState::Connected
+        }
+    }
+
+    /// Reports the end of the call: MediaStop (if media ran) and Ended.
+    fn end(&mut self, status: u16, reason: &str, phase: Phase) -> Vec<UaEvent> {
+        let mut ev = Vec::new();
+        if self.media_started {
+            self.media_started = false;
+            ev.push(UaEvent::MediaStop {
+                call: crate::sip::ua::CallId(self.id),
+            });
+        }
+        self.ok_retx = None;
+        self.cancel_deadline = None;
+        self.phase = phase;
+        ev.extend(self.set_state(CallState::Ended {
+            status,
+            reason: reason.to_string(),
+        }));
+        ev
+    }
+
+    fn media_event(&mut self, n: Negotiated) -> Option<UaEvent> {
+        let call = crate::sip::ua::CallId(self.id);
+        let changed = self.negotiated.as_ref() != Some(&n);
+        self.negotiated = Some(n.clone());
+        if !self.media_started {
+            self.media_started = true;
+            Some(UaEvent::MediaStart { call, media: n })
+        } else if changed {
+            Some(UaEvent::MediaUpdate { call, media: n })
+        } else {
+            None
+        }
+    }
+
+    /// The next hop of an in-dialog request (§12.2.1.1, §8.1.2): the first Route, else the
+    /// remote target, else where the INVITE went / came from.
+    fn next_hop(&self) -> SocketAddr {
+        let Some(d) = &self.dialog else {
+            return self.dest;
+        };
+        if let Some(first) = d.route_set.first() {
+            if let Some(addr) = build::route_uri(first).as_ref().and_then(build::uri_addr) {
+                return addr;
+            }
+        }
+        build::uri_addr(&d.remote_target).unwrap_or(self.dest)
+    }
+
+    /// Builds an in-dialog request with a new CSeq (or `seq` for ACK), Via, Contact.
+    fn dialog_request(&mut self, method: Method, seq: Option<u32>) -> Option<Request> {
+        let contact = self.contact();
+        let d = self.dialog.as_mut()?;
+        let mut req = match seq {
+            Some(s) => d.request_with_cseq(method.clone(), s),
+            None => d.new_request(method.clone()),
+        };
+        if matches!(method, Method::Invite) {
+            req.headers
+                .push(HeaderName::Contact, format!("<{contact}>"));
+            req.headers.push(HeaderName::Allow, build::ALLOW);
+        }
+        build::finish_request(&mut req, self.local, self.transport);
+        Some(req)
+    }
+
+    /// ACKs a 2xx (§13.2.2.4): in-dialog, CSeq of the INVITE, credentials of the INVITE (§22.1).
+    pub(in crate::sip::ua) fn ack_2xx(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        resp: &Response,
+        _via: Option<(SocketAddr, TransportKind)>,
+    ) {
+        let Ok(cseq) = resp.headers.cseq() else { return };
+        let Some(mut ack) = self.dialog_request(Method::Ack, Some(cseq.seq)) else {
+            return;
+        };
+        let invite = self
+            .reinvite
+            .as_ref()
+            .map(|(_, r, _)| r)
+            .filter(|r| r.headers.cseq().is_ok_and(|c| c.seq == cseq.seq))
+            .or(self.invite.as_ref());
+        if let Some(inv) = invite {
+            for h in [HeaderName::Authorization, HeaderName::ProxyAuthorization] {
+                for v in inv.headers.get_all(&h) {
+                    ack.headers.push(h.clone(), v.clone());
+                }
+            }
+        }
+        let hop = self.next_hop();
+        tl.send_request(now, ack, hop, self.transport);
+    }
+}

@@ -1,0 +1,435 @@
+//! Requests a call sends and the responses to them: the initial INVITE (§13.2.2), CANCEL (§9.1),
+//! re-INVITE (§14.1), BYE (§15.1.1), digest retries (§22), and the call's own timers.
+
+use std::time::Instant;
+
+use super::{Call, Phase, build};
+use crate::sdp::{self, Direction};
+use crate::sip::msg::{HeaderName, Method, Response, reason_phrase};
+use crate::sip::transaction::{ClientTxId, TransactionLayer};
+use crate::sip::ua::{CallState, UaError, UaEvent};
+use crate::sip::dialog::{Dialog, DialogState};
+
+impl Call {
+    /// A response to one of our requests. Returns events and a new client transaction when a
+    /// challenged request was re-sent with credentials.
+    pub(in crate::sip::ua) fn on_response(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ClientTxId,
+        resp: &Response,
+    ) -> (Vec<UaEvent>, Option<ClientTxId>) {
+        if Some(tx) == self.invite_tx {
+            return self.on_invite_response(now, tl, resp);
+        }
+        if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
+            return self.on_reinvite_response(now, tl, resp);
+        }
+        if self.bye.as_ref().is_some_and(|(t, _)| *t == tx) && resp.status >= 200 {
+            if let Some(new_tx) = self.retry_with_auth(now, tl, resp, |c| c.bye.as_ref().map(|b| &b.1)) {
+                if let Some(b) = self.bye.as_mut() {
+                    b.0 = new_tx.0;
+                    b.1 = new_tx.1;
+                    return (Vec::new(), Some(b.0));
+                }
+            }
+            self.bye = None;
+            self.phase = Phase::Done;
+        }
+        (Vec::new(), None)
+    }
+
+    /// Re-sends a challenged request with credentials (§22.2); `None` if not challenged, no
+    /// credentials, or the credentials were already refused.
+    fn retry_with_auth(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        resp: &Response,
+        pick: impl Fn(&Call) -> Option<&crate::sip::msg::Request>,
+    ) -> Option<(ClientTxId, crate::sip::msg::Request)> {
+        if resp.status != 401 && resp.status != 407 {
+            return None;
+        }
+        let creds = self.creds.clone()?;
+        let req = pick(self)?;
+        if build::is_rejected_credential(req, resp) {
+            return None;
+        }
+        let mut req = build::authorize(req, resp, &creds, self.local, self.transport)?;
+        if let Some(d) = self.dialog.as_mut() {
+            if let Ok(c) = req.headers.cseq() {
+                if req.headers.to().is_ok_and(|t| t.tag().is_some()) {
+                    d.local_seq = c.seq;
+                }
+            }
+        }
+        // An out-of-dialog retry keeps the To without tag.
+        if req.method == Method::Invite && self.phase == Phase::Outgoing {
+            req.headers.remove_all(&HeaderName::Route);
+        }
+        let hop = if self.phase == Phase::Outgoing {
+            self.dest
+        } else {
+            self.next_hop()
+        };
+        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+        Some((tx, req))
+    }
+
+    fn on_invite_response(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        resp: &Response,
+    ) -> (Vec<UaEvent>, Option<ClientTxId>) {
+        let mut ev = Vec::new();
+        let status = resp.status;
+        if status < 200 {
+            if self.phase != Phase::Outgoing {
+                return (ev, None);
+            }
+            self.provisional = true;
+            if self.cancel_pending {
+                self.cancel_pending = false;
+                self.send_cancel(now, tl);
+            }
+            if self.cancelled || status == 100 {
+                return (ev, None);
+            }
+            let has_tag = resp.headers.to().is_ok_and(|t| t.tag().is_some());
+            if has_tag && self.dialog.is_none() {
+                if let Some(inv) = &self.invite {
+                    self.dialog = Dialog::from_uac(inv, resp).ok();
+                }
+            }
+            if let (Some(answer), Some(media)) = (
+                build::sdp_body(&resp.headers, &resp.body),
+                self.media.as_ref(),
+            ) {
+                if let Ok(n) = sdp::process_answer(answer, media) {
+                    ev.extend(self.media_event(n));
+                    ev.extend(self.set_state(CallState::EarlyMedia));
+                    return (ev, None);
+                }
+            }
+            if status == 180 && self.state == CallState::Calling {
+                ev.extend(self.set_state(CallState::Ringing));
+            }
+            return (ev, None);
+        }
+        if (200..300).contains(&status) {
+            if self.phase != Phase::Outgoing {
+                // A retransmitted 2xx (or one from another fork): ACK it again (§13.2.2.4).
+                self.ack_2xx(now, tl, resp, None);
+                return (ev, None);
+            }
+            let confirmed = match &self.invite {
+                Some(inv) => Dialog::from_uac(inv, resp).ok(),
+                None => None,
+            };
+            let Some(mut dialog) = confirmed else {
+                // No usable To tag / Contact: cannot even ACK properly.
+                ev.extend(self.end(502, "bad 2xx to INVITE", Phase::Done));
+                return (ev, None);
+            };
+            // Keep the CSeq counter if an early dialog already advanced it.
+            if let Some(early) = &self.dialog {
+                dialog.local_seq = dialog.local_seq.max(early.local_seq);
+            }
+            dialog.state = DialogState::Confirmed;
+            self.dialog = Some(dialog);
+            self.phase = Phase::Established;
+            self.ack_2xx(now, tl, resp, None);
+            if self.cancelled {
+                // The 2xx crossed our CANCEL: end the call with a BYE (§9.1, §15).
+                let tx = self.send_bye(now, tl);
+                let ev = self.end(487, "Request Terminated", Phase::Terminating);
+                if tx.is_none() {
+                    self.phase = Phase::Done;
+                }
+                return (ev, tx);
+            }
+            let answer = build::sdp_body(&resp.headers, &resp.body);
+            let negotiated = match (answer, self.media.as_ref()) {
+                (Some(a), Some(m)) => sdp::process_answer(a, m).ok(),
+                _ => None,
+            };
+            match negotiated.or_else(|| self.negotiated.clone()) {
+                Some(n) => {
+                    ev.extend(self.media_event(n));
+                    let st = self.up_state();
+                    ev.extend(self.set_state(st));
+                    (ev, None)
+                }
+                None => {
+                    let tx = self.send_bye(now, tl);
+                    ev.extend(self.end(488, "no acceptable SDP answer", Phase::Terminating));
+                    if tx.is_none() {
+                        self.phase = Phase::Done;
+                    }
+                    (ev, tx)
+                }
+            }
+        } else {
+            if !self.cancelled {
+                if let Some((tx, req)) =
+                    self.retry_with_auth(now, tl, resp, |c| c.invite.as_ref())
+                {
+                    self.invite = Some(req);
+                    self.invite_tx = Some(tx);
+                    self.provisional = false;
+                    return (ev, Some(tx));
+                }
+            }
+            let reason = if resp.reason.is_empty() {
+                reason_phrase(status).to_string()
+            } else {
+                resp.reason.to_string()
+            };
+            ev.extend(self.end(status, &reason, Phase::Done));
+            (ev, None)
+        }
+    }
+
+    fn on_reinvite_response(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        resp: &Response,
+    ) -> (Vec<UaEvent>, Option<ClientTxId>) {
+        let mut ev = Vec::new();
+        if resp.status < 200 {
+            return (ev, None);
+        }
+        if (200..300).contains(&resp.status) {
+            self.ack_2xx(now, tl, resp, None);
+            let Some((_, _, hold)) = self.reinvite.take() else {
+                return (ev, None);
+            };
+            if let Some(d) = self.dialog.as_mut() {
+                d.refresh_target(&resp.headers);
+            }
+            let answer = build::sdp_body(&resp.headers, &resp.body);
+            if let (Some(a), Some(m)) = (answer, self.media.as_ref()) {
+                if let Ok(n) = sdp::process_answer(a, m) {
+                    self.local_hold = hold;
+                    ev.extend(self.media_event(n));
+                    let st = self.up_state();
+                    ev.extend(self.set_state(st));
+                }
+            }
+            return (ev, None);
+        }
+        if let Some((tx, req)) =
+            self.retry_with_auth(now, tl, resp, |c| c.reinvite.as_ref().map(|r| &r.1))
+        {
+            if let Some(r) = self.reinvite.as_mut() {
+                r.0 = tx;
+                r.1 = req;
+            }
+            return (ev, Some(tx));
+        }
+        // Failed re-INVITE (§14.1): the session stays as it was; 481/408 end the dialog.
+        self.reinvite = None;
+        if let Some(m) = self.media.as_mut() {
+            m.direction = if self.local_hold {
+                Direction::SendOnly
+            } else {
+                Direction::SendRecv
+            };
+        }
+        if resp.status == 481 || resp.status == 408 {
+            let tx = self.send_bye(now, tl);
+            ev.extend(self.end(resp.status, &resp.reason, Phase::Terminating));
+            if tx.is_none() {
+                self.phase = Phase::Done;
+            }
+            return (ev, tx);
+        }
+        (ev, None)
+    }
+
+    /// A client transaction timed out (Timer B/F or a transport error).
+    pub(in crate::sip::ua) fn on_timeout(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ClientTxId,
+        _resp: Option<Response>,
+    ) -> Vec<UaEvent> {
+        if Some(tx) == self.invite_tx && self.phase == Phase::Outgoing {
+            let (status, reason) = if self.cancelled {
+                (487, "Request Terminated")
+            } else {
+                (408, "Request Timeout")
+            };
+            return self.end(status, reason, Phase::Done);
+        }
+        if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
+            self.reinvite = None;
+            let bye = self.send_bye(now, tl);
+            let ev = self.end(408, "re-INVITE timed out", Phase::Terminating);
+            if bye.is_none() {
+                self.phase = Phase::Done;
+            }
+            return ev;
+        }
+        if self.bye.as_ref().is_some_and(|(t, _)| *t == tx) {
+            self.bye = None;
+            self.phase = Phase::Done;
+        }
+        Vec::new()
+    }
+
+    fn send_cancel(&mut self, now: Instant, tl: &mut TransactionLayer) {
+        // §9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via as the INVITE.
+        let Some(inv) = &self.invite else { return };
+        let mut cancel = crate::sip::msg::Request {
+            method: Method::Cancel,
+            uri: inv.uri.clone(),
+            headers: crate::sip::msg::Headers::with_capacity(8),
+            body: bytes::Bytes::new(),
+        };
+        for h in inv.headers.iter() {
+            match h.name {
+                HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::Route
+                | HeaderName::MaxForwards => cancel.headers.push(h.name.clone(), h.value.clone()),
+                _ => {}
+            }
+        }
+        if let Ok(c) = inv.headers.cseq() {
+            cancel
+                .headers
+                .push(HeaderName::CSeq, format!("{} CANCEL", c.seq));
+        }
+        cancel
+            .headers
+            .push(HeaderName::UserAgent, build::USER_AGENT);
+        tl.send_request(now, cancel, self.dest, self.transport);
+        self.cancel_deadline = Some(now + self.t1 * 64);
+    }
+
+    fn send_bye(&mut self, now: Instant, tl: &mut TransactionLayer) -> Option<ClientTxId> {
+        let req = self.dialog_request(Method::Bye, None)?;
+        let hop = self.next_hop();
+        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+        self.bye = Some((tx, req));
+        Some(tx)
+    }
+
+    /// Ends the call from our side (see [`crate::sip::ua::UserAgent::hangup`]).
+    pub(in crate::sip::ua) fn hangup(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+    ) -> Result<(Vec<UaEvent>, Option<ClientTxId>), UaError> {
+        if matches!(self.state, CallState::Ended { .. }) || self.phase == Phase::Done {
+            return Err(UaError::NotFound);
+        }
+        match self.phase {
+            Phase::Outgoing => {
+                if self.cancelled {
+                    return Err(UaError::InvalidState("already cancelling"));
+                }
+                self.cancelled = true;
+                if self.provisional {
+                    self.send_cancel(now, tl);
+                } else {
+                    self.cancel_pending = true;
+                    self.cancel_deadline = Some(now + self.t1 * 64);
+                }
+                Ok((Vec::new(), None))
+            }
+            Phase::Incoming => {
+                let ev = self.reject(now, tl, 603)?;
+                Ok((ev, None))
+            }
+            Phase::WaitAck | Phase::Established => {
+                let tx = self.send_bye(now, tl);
+                let ev = self.end(200, "local hangup", Phase::Terminating);
+                if tx.is_none() {
+                    self.phase = Phase::Done;
+                }
+                Ok((ev, tx))
+            }
+            Phase::Terminating | Phase::Done => Err(UaError::NotFound),
+        }
+    }
+
+    /// Sends a re-INVITE that holds (`a=sendonly`) or resumes (`a=sendrecv`) (RFC 3264 §8.4).
+    pub(in crate::sip::ua) fn reinvite(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        hold: bool,
+    ) -> Result<ClientTxId, UaError> {
+        if self.phase != Phase::Established {
+            return Err(UaError::InvalidState("call is not established"));
+        }
+        if self.reinvite.is_some() || self.ok_retx.is_some() {
+            return Err(UaError::InvalidState("a re-INVITE is in progress"));
+        }
+        let dir = if hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        let media = self
+            .media
+            .as_mut()
+            .ok_or(UaError::InvalidState("no media"))?;
+        media.direction = dir;
+        self.sdp_version += 1;
+        let offer = sdp::create_offer(media, self.sdp_id, self.sdp_version)?;
+        let mut req = self
+            .dialog_request(Method::Invite, None)
+            .ok_or(UaError::InvalidState("no dialog"))?;
+        build::set_sdp(&mut req.headers, &mut req.body, &offer);
+        let hop = self.next_hop();
+        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+        self.reinvite = Some((tx, req, hold));
+        Ok(tx)
+    }
+
+    /// The call's own timers: 2xx retransmission and the ACK deadline (§13.3.1.4), the CANCEL
+    /// deadline.
+    pub(in crate::sip::ua) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+    ) -> (Vec<UaEvent>, Option<ClientTxId>) {
+        if self.cancel_deadline.is_some_and(|t| t <= now) {
+            self.cancel_deadline = None;
+            return (self.end(487, "Request Terminated", Phase::Done), None);
+        }
+        let Some(r) = self.ok_retx.as_mut() else {
+            return (Vec::new(), None);
+        };
+        if r.give_up <= now {
+            // No ACK: confirm and end the session with a BYE (§13.3.1.4).
+            self.ok_retx = None;
+            if self.phase == Phase::WaitAck {
+                self.phase = Phase::Established;
+                let tx = self.send_bye(now, tl);
+                let ev = self.end(408, "no ACK for 2xx", Phase::Terminating);
+                if tx.is_none() {
+                    self.phase = Phase::Done;
+                }
+                return (ev, tx);
+            }
+            return (Vec::new(), None);
+        }
+        if r.next <= now {
+            tl.respond(now, r.tx, r.resp.clone());
+            r.interval = (r.interval * 2).min(self.t2);
+            r.next = now + r.interval;
+        }
+        (Vec::new(), None)
+    }
+}

@@ -1,0 +1,249 @@
+//! Requests a call receives: answering or rejecting the initial INVITE (§13.3.1), CANCEL (§9.2),
+//! ACK, in-dialog re-INVITE (§14.2, RFC 3264 §8.4 hold), BYE (§15.1.2), OPTIONS.
+
+use std::time::Instant;
+
+use super::{Call, OkRetx, Phase, build};
+use crate::sdp::{self, Direction, LocalMedia};
+use crate::sip::msg::{HeaderName, Method, Request, reason_phrase};
+use crate::sip::transaction::{ServerTxId, TransactionLayer};
+use crate::sip::ua::{CallState, UaError, UaEvent};
+
+impl Call {
+    /// Our wanted direction: sendonly while we hold the peer.
+    fn wanted_direction(&self) -> Direction {
+        if self.local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        }
+    }
+
+    /// Sends a 2xx with `sdp` and starts its retransmission until the ACK.
+    fn send_2xx(&mut self, now: Instant, tl: &mut TransactionLayer, tx: ServerTxId, req: &Request, sdp: &str) {
+        let contact = self.contact();
+        let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+        let mut ok = build::response(req, 200, tag.as_deref(), Some(&contact));
+        ok.headers.push(HeaderName::Allow, build::ALLOW);
+        build::set_sdp(&mut ok.headers, &mut ok.body, sdp);
+        tl.respond(now, tx, ok.clone());
+        if !self.transport.is_reliable() {
+            self.ok_retx = Some(OkRetx {
+                tx,
+                resp: ok,
+                next: now + self.t1,
+                interval: self.t1,
+                give_up: now + self.t1 * 64,
+            });
+        } else {
+            self.ok_retx = Some(OkRetx {
+                tx,
+                resp: ok,
+                next: now + self.t1 * 64,
+                interval: self.t1 * 64,
+                give_up: now + self.t1 * 64,
+            });
+        }
+    }
+
+    /// Answers the incoming call with 200 OK and our SDP (see [`crate::sip::ua::UserAgent::answer`]).
+    pub(in crate::sip::ua) fn answer(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        mut media: LocalMedia,
+    ) -> Result<Vec<UaEvent>, UaError> {
+        if self.phase != Phase::Incoming {
+            return Err(UaError::InvalidState("not an unanswered incoming call"));
+        }
+        let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.clone()) else {
+            return Err(UaError::InvalidState("no INVITE to answer"));
+        };
+        media.direction = Direction::SendRecv;
+        let mut ev = Vec::new();
+        let body = match build::sdp_body(&req.headers, &req.body) {
+            Some(offer) => {
+                let (answer, n) = sdp::answer(offer, &media, self.sdp_id, self.sdp_version)?;
+                self.remote_hold = offer_holds(offer);
+                self.media = Some(media);
+                ev.extend(self.media_event(n));
+                answer
+            }
+            None => {
+                // Offerless INVITE (§13.2.1): our offer goes in the 2xx, the answer in the ACK.
+                let offer = sdp::create_offer(&media, self.sdp_id, self.sdp_version)?;
+                self.media = Some(media);
+                offer
+            }
+        };
+        self.send_2xx(now, tl, tx, &req, &body);
+        self.phase = Phase::WaitAck;
+        Ok(ev)
+    }
+
+    /// Refuses the incoming call (see [`crate::sip::ua::UserAgent::reject`]).
+    pub(in crate::sip::ua) fn reject(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        status: u16,
+    ) -> Result<Vec<UaEvent>, UaError> {
+        if self.phase != Phase::Incoming {
+            return Err(UaError::InvalidState("not an unanswered incoming call"));
+        }
+        let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.as_ref()) else {
+            return Err(UaError::InvalidState("no INVITE to answer"));
+        };
+        let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+        let resp = build::response(req, status, tag.as_deref(), None);
+        tl.respond(now, tx, resp);
+        Ok(self.end(status, reason_phrase(status), Phase::Done))
+    }
+
+    /// The caller cancelled before we answered (§9.2): 487 to the INVITE, the call ends.
+    pub(in crate::sip::ua) fn on_cancel(&mut self, now: Instant, tl: &mut TransactionLayer) -> Vec<UaEvent> {
+        if self.phase != Phase::Incoming {
+            return Vec::new();
+        }
+        if let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.as_ref()) {
+            let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+            let resp = build::response(req, 487, tag.as_deref(), None);
+            tl.respond(now, tx, resp);
+        }
+        self.end(487, "Request Terminated", Phase::Done)
+    }
+
+    /// The ACK for our 2xx.
+    pub(in crate::sip::ua) fn on_ack(&mut self, req: &Request) -> Vec<UaEvent> {
+        let mut ev = Vec::new();
+        let Some(r) = &self.ok_retx else {
+            return ev;
+        };
+        let acked = r
+            .resp
+            .headers
+            .cseq()
+            .ok()
+            .zip(req.headers.cseq().ok())
+            .is_some_and(|(a, b)| a.seq == b.seq);
+        if !acked {
+            return ev;
+        }
+        self.ok_retx = None;
+        if self.offerless || build::sdp_body(&req.headers, &req.body).is_some() {
+            // The answer to the offer we put in the 2xx.
+            self.offerless = false;
+            if let (Some(answer), Some(m)) =
+                (build::sdp_body(&req.headers, &req.body), self.media.as_ref())
+            {
+                if let Ok(n) = sdp::process_answer(answer, m) {
+                    ev.extend(self.media_event(n));
+                }
+            }
+        }
+        if self.phase == Phase::WaitAck {
+            self.phase = Phase::Established;
+        }
+        let st = self.up_state();
+        ev.extend(self.set_state(st));
+        ev
+    }
+
+    /// A request inside our dialog (§12.2.2).
+    pub(in crate::sip::ua) fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ServerTxId,
+        req: &Request,
+    ) -> Vec<UaEvent> {
+        let seq_ok = match (self.dialog.as_mut(), req.headers.cseq()) {
+            (Some(d), Ok(c)) => d.accept_remote_seq(c.seq),
+            _ => false,
+        };
+        if !seq_ok {
+            let resp = build::response(req, 500, None, None);
+            tl.respond(now, tx, resp);
+            return Vec::new();
+        }
+        match req.method {
+            Method::Bye => {
+                let resp = build::response(req, 200, None, None);
+                tl.respond(now, tx, resp);
+                if matches!(self.state, CallState::Ended { .. }) {
+                    return Vec::new();
+                }
+                self.bye = None;
+                self.end(200, "remote hangup", Phase::Done)
+            }
+            Method::Invite => self.on_reinvite(now, tl, tx, req),
+            Method::Options | Method::Info | Method::Notify => {
+                let resp = build::response(req, 200, None, None);
+                tl.respond(now, tx, resp);
+                Vec::new()
+            }
+            _ => {
+                let mut resp = build::response(req, 405, None, None);
+                resp.headers.push(HeaderName::Allow, build::ALLOW);
+                tl.respond(now, tx, resp);
+                Vec::new()
+            }
+        }
+    }
+
+    /// A re-INVITE from the peer (§14.2): 491 while ours is pending, else answer its offer with
+    /// our current direction; the peer holds us with sendonly/inactive (RFC 3264 §8.4).
+    fn on_reinvite(&mut self, now: Instant, tl: &mut TransactionLayer, tx: ServerTxId, req: &Request) -> Vec<UaEvent> {
+        let mut ev = Vec::new();
+        if self.reinvite.is_some() || self.ok_retx.is_some() || self.phase != Phase::Established {
+            let resp = build::response(req, 491, None, None);
+            tl.respond(now, tx, resp);
+            return ev;
+        }
+        if let Some(d) = self.dialog.as_mut() {
+            d.refresh_target(&req.headers);
+        }
+        let Some(mut media) = self.media.clone() else {
+            let resp = build::response(req, 500, None, None);
+            tl.respond(now, tx, resp);
+            return ev;
+        };
+        media.direction = self.wanted_direction();
+        self.sdp_version += 1;
+        match build::sdp_body(&req.headers, &req.body) {
+            Some(offer) => match sdp::answer(offer, &media, self.sdp_id, self.sdp_version) {
+                Ok((answer, n)) => {
+                    self.remote_hold = offer_holds(offer);
+                    self.send_2xx(now, tl, tx, req, &answer);
+                    ev.extend(self.media_event(n));
+                    let st = self.up_state();
+                    ev.extend(self.set_state(st));
+                }
+                Err(_) => {
+                    let resp = build::response(req, 488, None, None);
+                    tl.respond(now, tx, resp);
+                }
+            },
+            None => match sdp::create_offer(&media, self.sdp_id, self.sdp_version) {
+                Ok(offer) => {
+                    self.offerless = true;
+                    self.send_2xx(now, tl, tx, req, &offer);
+                }
+                Err(_) => {
+                    let resp = build::response(req, 500, None, None);
+                    tl.respond(now, tx, resp);
+                }
+            },
+        }
+        ev
+    }
+}
+
+/// Whether an offer puts us on hold: its audio stream is `sendonly` or `inactive` (RFC 3264
+/// §8.4), or its connection address is 0.0.0.0 (RFC 2543 style hold).
+fn offer_holds(offer: &str) -> bool {
+    offer.lines().any(|l| {
+        let l = l.trim();
+        l == "a=sendonly" || l == "a=inactive" || l.starts_with("c=IN IP4 0.0.0.0")
+    })
+}

@@ -1,0 +1,762 @@
+//! The user agent core (RFC 3261 §8, §10, §12–§15), sans-IO: registrations with digest auth and
+//! INVITE sessions (outgoing, incoming, CANCEL, re-INVITE hold/resume, BYE) over one
+//! [`TransactionLayer`].
+//!
+//! Time and I/O are inputs and outputs, as for every protocol core of this crate: datagrams go in
+//! through [`UserAgent::handle_datagram`], timers through [`UserAgent::handle_timeout`]; bytes to
+//! send come out of [`UserAgent::poll_transmit`] and [`UaEvent`]s out of
+//! [`UserAgent::poll_event`]. The caller (the tokio driver of `crate::api`) resolves names,
+//! binds media ports and tells the core which local address faces each peer: the core never
+//! touches a socket or the clock.
+//!
+//! Media itself is not here: the core says when a call's audio stream starts, changes (hold,
+//! resume, new codec) and stops ([`UaEvent::MediaStart`], [`UaEvent::MediaUpdate`],
+//! [`UaEvent::MediaStop`]) with the result of the SDP offer/answer (RFC 3264).
+
+// Nested `if let`s instead of let-chains: the MSRV is 1.85.
+#![allow(clippy::collapsible_if)]
+
+pub mod build;
+mod call;
+mod register;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::sdp::{AudioCodec, Negotiated};
+use crate::sip::msg::{HeaderName, Limits, Message, Method, Request, Response, error_response};
+use crate::sip::transaction::{
+    ClientTxId, ServerTxId, TimerConfig, TransactionLayer, Transmit, TransportKind, TxEvent,
+};
+
+pub use build::Credentials;
+use call::Call;
+use register::Registration;
+
+/// The id of an account (a registration). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u64);
+
+/// The id of a call (one INVITE session). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Settings of the user agent core.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// RFC 3261 timer bases (T1, T2, T4).
+    pub timers: TimerConfig,
+    /// Parser limits for received messages.
+    pub limits: Limits,
+    /// Codecs offered and accepted, in preference order (RFC 3264 §5.1, §6.1).
+    pub codecs: Vec<AudioCodec>,
+    /// Offer/accept telephone-event (RFC 4733).
+    pub dtmf: bool,
+    /// First re-registration delay after a failure (doubles up to [`UaConfig::register_retry_max`]).
+    pub register_retry_min: Duration,
+    /// Longest re-registration delay after repeated failures.
+    pub register_retry_max: Duration,
+    /// The user part of our Contact for calls without an account (e.g. `"rvoip"`).
+    pub contact_user: String,
+}
+
+impl Default for UaConfig {
+    fn default() -> Self {
+        UaConfig {
+            timers: TimerConfig::default(),
+            limits: Limits::default(),
+            codecs: vec![AudioCodec::PCMU, AudioCodec::PCMA, AudioCodec::G722],
+            dtmf: true,
+            register_retry_min: Duration::from_secs(2),
+            register_retry_max: Duration::from_secs(300),
+            contact_user: "rvoip".into(),
+        }
+    }
+}
+
+/// One account: an address-of-record registered at a registrar (RFC 3261 §10.2).
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// The AOR, e.g. `sip:alice@example.com`.
+    pub aor: crate::sip::msg::Uri,
+    /// Digest credentials for REGISTER and for challenged requests (§22).
+    pub credentials: Credentials,
+    /// The registrar / outbound proxy address (next hop of REGISTER and of the account's calls).
+    pub server: SocketAddr,
+    /// UDP or TCP.
+    pub transport: TransportKind,
+    /// Our address facing `server` (IP and SIP port), written in Via and Contact.
+    pub local: SocketAddr,
+    /// Requested registration lifetime in seconds (`Expires`, §10.2.1.1), e.g. 3600.
+    pub expires_s: u32,
+}
+
+/// Registration state of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// A REGISTER is on its way (first time or refresh).
+    Registering,
+    /// The registrar accepted our binding for `expires_s` seconds.
+    Registered {
+        /// The granted lifetime (s).
+        expires_s: u32,
+    },
+    /// Our binding was removed (REGISTER with expires 0 answered, or never registered).
+    Unregistered,
+    /// The last REGISTER failed (final status, 408 for a timeout or 503 for a network error);
+    /// a retry is scheduled after `retry_in_ms` (0: none, e.g. after an unregister).
+    Failed {
+        /// The SIP status.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+        /// Delay until the next attempt (ms).
+        retry_in_ms: u64,
+    },
+}
+
+/// The state of a call, as an app shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallState {
+    /// INVITE sent, no provisional response with a tag yet.
+    Calling,
+    /// Outgoing: 180 received; incoming: we are ringing (180 sent).
+    Ringing,
+    /// Outgoing: a provisional response carried SDP (early media, RFC 3960).
+    EarlyMedia,
+    /// 2xx and ACK: the call is up with media flowing both ways.
+    Connected,
+    /// Up, but on hold (RFC 3264 §8.4): `local` when we put the peer on hold, `remote` when the
+    /// peer put us on hold.
+    Held {
+        /// We sent sendonly/inactive.
+        local: bool,
+        /// The peer sent sendonly/inactive.
+        remote: bool,
+    },
+    /// The call is over: the final SIP status (e.g. 486, 487, 408) or 200 after a BYE, and a reason.
+    Ended {
+        /// SIP status: the final response to the INVITE, or 200 for a normal hang-up.
+        status: u16,
+        /// Reason text, e.g. `"Busy Here"`, `"remote hangup"`.
+        reason: String,
+    },
+}
+
+/// What the user agent tells its driver.
+#[derive(Debug, Clone)]
+pub enum UaEvent {
+    /// An account's registration state changed.
+    Registration {
+        /// The account.
+        account: AccountId,
+        /// The new state.
+        state: RegistrationState,
+    },
+    /// A new incoming call (we sent 180 Ringing). Answer with [`UserAgent::answer`], refuse with
+    /// [`UserAgent::reject`].
+    IncomingCall {
+        /// The call.
+        call: CallId,
+        /// The account whose user the Request-URI names, if any.
+        account: Option<AccountId>,
+        /// The From header value (caller).
+        from: String,
+        /// The To header value (callee).
+        to: String,
+    },
+    /// A call's state changed.
+    CallState {
+        /// The call.
+        call: CallId,
+        /// The new state.
+        state: CallState,
+    },
+    /// Start the call's audio stream with this offer/answer result (early media or connect).
+    MediaStart {
+        /// The call.
+        call: CallId,
+        /// Codec, payload types, remote address, direction.
+        media: Negotiated,
+    },
+    /// The negotiated stream changed (re-INVITE: hold/resume, new address or codec).
+    MediaUpdate {
+        /// The call.
+        call: CallId,
+        /// The new result.
+        media: Negotiated,
+    },
+    /// Stop the call's audio stream.
+    MediaStop {
+        /// The call.
+        call: CallId,
+    },
+}
+
+/// Errors of user agent operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UaError {
+    /// No account or call with this id (never existed, or ended).
+    #[error("no such account or call")]
+    NotFound,
+    /// The operation does not fit the call's state (e.g. answering an outgoing call).
+    #[error("not possible in this state: {0}")]
+    InvalidState(&'static str),
+    /// An SDP could not be made or read.
+    #[error("SDP: {0}")]
+    Sdp(#[from] crate::sdp::SdpError),
+    /// A status code outside what the operation takes (reject: 300..=699).
+    #[error("invalid status code {0}")]
+    InvalidStatus(u16),
+    /// The target URI is not a SIP URI.
+    #[error("invalid target URI: {0}")]
+    InvalidUri(String),
+}
+
+/// Who owns a client transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Register(u64),
+    Invite(u64),
+    /// In-dialog request (BYE, re-INVITE) or CANCEL of a call.
+    InDialog(u64),
+}
+
+/// The user agent core.
+pub struct UserAgent {
+    cfg: UaConfig,
+    tl: TransactionLayer,
+    accounts: HashMap<u64, Registration>,
+    calls: HashMap<u64, Call>,
+    owners: HashMap<ClientTxId, Owner>,
+    next_id: u64,
+    events: VecDeque<UaEvent>,
+}
+
+impl UserAgent {
+    /// A user agent with no accounts and no calls.
+    pub fn new(cfg: UaConfig) -> UserAgent {
+        UserAgent {
+            tl: TransactionLayer::new(cfg.timers),
+            cfg,
+            accounts: HashMap::new(),
+            calls: HashMap::new(),
+            owners: HashMap::new(),
+            next_id: 1,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &UaConfig {
+        &self.cfg
+    }
+
+    fn alloc(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Adds an account (not registered yet: call [`UserAgent::register`]).
+    pub fn add_account(&mut self, cfg: AccountConfig) -> AccountId {
+        let id = self.alloc();
+        let backoff = (self.cfg.register_retry_min, self.cfg.register_retry_max);
+        self.accounts.insert(id, Registration::new(id, cfg, backoff));
+        AccountId(id)
+    }
+
+    /// Sends a REGISTER for the account (§10.2) and keeps it refreshed before expiry; after a
+    /// failure it retries with exponential backoff. Errors: [`UaError::NotFound`].
+    pub fn register(&mut self, now: Instant, account: AccountId) -> Result<(), UaError> {
+        let reg = self.accounts.get_mut(&account.0).ok_or(UaError::NotFound)?;
+        reg.want = true;
+        reg.attempt = 0;
+        let ev = reg.send(now, &mut self.tl, &mut self.owners, account.0, false);
+        self.events.extend(ev);
+        Ok(())
+    }
+
+    /// Removes the account's binding (REGISTER with `Expires: 0`, §10.2.2) and stops refreshing.
+    /// Errors: [`UaError::NotFound`].
+    pub fn unregister(&mut self, now: Instant, account: AccountId) -> Result<(), UaError> {
+        let reg = self.accounts.get_mut(&account.0).ok_or(UaError::NotFound)?;
+        reg.want = false;
+        reg.next_at = None;
+        let ev = reg.send(now, &mut self.tl, &mut self.owners, account.0, true);
+        self.events.extend(ev);
+        Ok(())
+    }
+
+    /// Unregisters (if registered) and forgets the account. Its calls go on without it.
+    /// Errors: [`UaError::NotFound`].
+    pub fn remove_account(&mut self, now: Instant, account: AccountId) -> Result<(), UaError> {
+        let reg = self.accounts.get(&account.0).ok_or(UaError::NotFound)?;
+        if reg.is_bound() {
+            self.unregister(now, account)?;
+        }
+        self.accounts.remove(&account.0);
+        Ok(())
+    }
+
+    /// An account's registration state. Errors: [`UaError::NotFound`].
+    pub fn registration_state(&self, account: AccountId) -> Result<RegistrationState, UaError> {
+        self.accounts
+            .get(&account.0)
+            .map(|r| r.state.clone())
+            .ok_or(UaError::NotFound)
+    }
+
+    /// An account's settings. Errors: [`UaError::NotFound`].
+    pub fn account_config(&self, account: AccountId) -> Result<&AccountConfig, UaError> {
+        self.accounts
+            .get(&account.0)
+            .map(|r| &r.cfg)
+            .ok_or(UaError::NotFound)
+    }
+
+    /// Places a call (§13.2): an INVITE with our SDP offer for `media` to `dest` (the account's
+    /// server when `account` is given, else the target's own address), from the account's AOR or
+    /// `sip:<contact_user>@<local>`. `local` is our address facing `dest`.
+    /// Errors: [`UaError::NotFound`] (account), [`UaError::Sdp`] (wildcard media address).
+    #[allow(clippy::too_many_arguments)]
+    pub fn make_call(
+        &mut self,
+        now: Instant,
+        account: Option<AccountId>,
+        target: crate::sip::msg::Uri,
+        dest: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+        media: crate::sdp::LocalMedia,
+    ) -> Result<CallId, UaError> {
+        if !target.is_sip() {
+            return Err(UaError::InvalidUri(target.to_string()));
+        }
+        let (from, creds, user) = match account {
+            Some(a) => {
+                let reg = self.accounts.get(&a.0).ok_or(UaError::NotFound)?;
+                let user = reg.cfg.aor.user.as_deref().unwrap_or("").to_string();
+                (
+                    reg.cfg.aor.to_string(),
+                    Some(reg.cfg.credentials.clone()),
+                    user,
+                )
+            }
+            None => {
+                let user = self.cfg.contact_user.clone();
+                (
+                    build::contact_uri(&user, local, TransportKind::Udp),
+                    None,
+                    user,
+                )
+            }
+        };
+        let id = self.alloc();
+        let mut call = Call::new_outgoing(
+            id,
+            account.map(|a| a.0),
+            creds,
+            user,
+            dest,
+            transport,
+            local,
+            media,
+        );
+        let tx = call.send_invite(now, &mut self.tl, &target, &from)?;
+        self.owners.insert(tx, Owner::Invite(id));
+        self.calls.insert(id, call);
+        self.events.push_back(UaEvent::CallState {
+            call: CallId(id),
+            state: CallState::Calling,
+        });
+        Ok(CallId(id))
+    }
+
+    /// Answers an incoming call with 200 OK and our SDP answer for `media` (§13.3.1.4); the 2xx
+    /// is retransmitted until the ACK arrives. Errors: [`UaError::NotFound`],
+    /// [`UaError::InvalidState`] (not an unanswered incoming call), [`UaError::Sdp`].
+    pub fn answer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        media: crate::sdp::LocalMedia,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let ev = c.answer(now, &mut self.tl, media)?;
+        self.events.extend(ev);
+        Ok(())
+    }
+
+    /// Refuses an unanswered incoming call with a final status 300..=699 (e.g. 486 Busy Here,
+    /// 603 Decline). Errors: [`UaError::NotFound`], [`UaError::InvalidState`],
+    /// [`UaError::InvalidStatus`].
+    pub fn reject(&mut self, now: Instant, call: CallId, status: u16) -> Result<(), UaError> {
+        if !(300..=699).contains(&status) {
+            return Err(UaError::InvalidStatus(status));
+        }
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let ev = c.reject(now, &mut self.tl, status)?;
+        self.events.extend(ev);
+        self.reap();
+        Ok(())
+    }
+
+    /// Ends a call whatever its state: CANCEL for an unanswered outgoing call (§9.1; deferred
+    /// until a provisional response arrived), 603 Decline for an unanswered incoming one, BYE
+    /// for an established one (§15). Errors: [`UaError::NotFound`] (unknown or already ended).
+    pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let (ev, tx) = c.hangup(now, &mut self.tl)?;
+        if let Some(tx) = tx {
+            self.owners.insert(tx, Owner::InDialog(call.0));
+        }
+        self.events.extend(ev);
+        self.reap();
+        Ok(())
+    }
+
+    /// Puts the peer on hold (re-INVITE with `a=sendonly`, RFC 3264 §8.4) or takes it off hold
+    /// (`a=sendrecv`). Errors: [`UaError::NotFound`], [`UaError::InvalidState`] (not established,
+    /// or another re-INVITE is in progress).
+    pub fn set_hold(&mut self, now: Instant, call: CallId, hold: bool) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let tx = c.reinvite(now, &mut self.tl, hold)?;
+        self.owners.insert(tx, Owner::InDialog(call.0));
+        Ok(())
+    }
+
+    /// A call's current state. Errors: [`UaError::NotFound`].
+    pub fn call_state(&self, call: CallId) -> Result<CallState, UaError> {
+        self.calls
+            .get(&call.0)
+            .map(|c| c.state.clone())
+            .ok_or(UaError::NotFound)
+    }
+
+    /// The peer's address of a call (From of an incoming call, To of an outgoing one).
+    /// Errors: [`UaError::NotFound`].
+    pub fn call_peer(&self, call: CallId) -> Result<String, UaError> {
+        self.calls
+            .get(&call.0)
+            .map(|c| c.peer.clone())
+            .ok_or(UaError::NotFound)
+    }
+
+    /// The remote address RTP of an incoming call's offer would come from, for choosing the
+    /// local media address before answering. Errors: [`UaError::NotFound`].
+    pub fn call_signalling_peer(&self, call: CallId) -> Result<(SocketAddr, SocketAddr), UaError> {
+        self.calls
+            .get(&call.0)
+            .map(|c| (c.dest, c.local))
+            .ok_or(UaError::NotFound)
+    }
+
+    /// Number of calls not yet ended.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Feeds one received datagram or stream frame. `local` is our address that faces `source`
+    /// (IP and the port it arrived on), used in the Contact of responses. Unparseable requests
+    /// get a 400-class answer where possible (§8.2, RFC 4475), anything else is dropped.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: Bytes,
+        source: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+    ) {
+        match Message::parse(data.clone(), &self.cfg.limits) {
+            Ok(msg) => {
+                self.tl.handle_message(now, msg, source, transport);
+                self.drain_tx_events(now, local);
+            }
+            Err(e) => {
+                if let Some(resp) = error_response(&data, &e) {
+                    self.tl.send_stateless(source, transport, resp.to_bytes());
+                }
+            }
+        }
+    }
+
+    /// Runs due timers: transaction timers, registration refreshes and retries, 2xx
+    /// retransmissions.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tl.handle_timeout(now);
+        let ids: Vec<u64> = self.accounts.keys().copied().collect();
+        for id in ids {
+            if let Some(reg) = self.accounts.get_mut(&id) {
+                if reg.next_at.is_some_and(|t| t <= now) {
+                    reg.next_at = None;
+                    let ev = reg.send(now, &mut self.tl, &mut self.owners, id, false);
+                    self.events.extend(ev);
+                }
+            }
+        }
+        let ids: Vec<u64> = self.calls.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.calls.get_mut(&id) {
+                let (ev, tx) = c.handle_timeout(now, &mut self.tl);
+                if let Some(tx) = tx {
+                    self.owners.insert(tx, Owner::InDialog(id));
+                }
+                self.events.extend(ev);
+            }
+        }
+        // Transaction timeouts surface as events.
+        let local = None;
+        self.drain_tx_events_opt(now, local);
+        self.reap();
+    }
+
+    /// The earliest instant [`UserAgent::handle_timeout`] must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.tl.poll_timeout();
+        let mut fold = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        };
+        for r in self.accounts.values() {
+            fold(r.next_at);
+        }
+        for c in self.calls.values() {
+            fold(c.poll_timeout());
+        }
+        t
+    }
+
+    /// The next bytes to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.tl.poll_transmit()
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    fn drain_tx_events(&mut self, now: Instant, local: SocketAddr) {
+        self.drain_tx_events_opt(now, Some(local));
+        self.reap();
+    }
+
+    fn drain_tx_events_opt(&mut self, now: Instant, local: Option<SocketAddr>) {
+        while let Some(ev) = self.tl.poll_event() {
+            match ev {
+                TxEvent::Request {
+                    tx,
+                    req,
+                    source,
+                    transport,
+                } => {
+                    let local = local.unwrap_or_else(|| {
+                        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), 5060)
+                    });
+                    self.on_request(now, tx, req, source, transport, local);
+                }
+                TxEvent::Response { tx, resp } => self.on_response(now, tx, resp),
+                TxEvent::Timeout { tx } => {
+                    let Some(req) = self.tl.client_request(tx).cloned() else {
+                        // The request is gone; synthesize nothing but still tell the owner.
+                        self.on_timeout(now, tx, None);
+                        continue;
+                    };
+                    self.on_timeout(now, tx, Some(req));
+                }
+                TxEvent::StrayResponse { resp, source, transport } => {
+                    // A 2xx retransmission for an INVITE whose transaction is gone: ACK it again
+                    // if it belongs to one of our dialogs (§13.2.2.4).
+                    if (200..300).contains(&resp.status) {
+                        if let Some(c) = self.calls.values_mut().find(|c| c.owns_response(&resp)) {
+                            c.ack_2xx(now, &mut self.tl, &resp, Some((source, transport)));
+                        }
+                    }
+                }
+                TxEvent::AckTimeout { .. } => {}
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, tx: ClientTxId, req: Option<Request>) {
+        let Some(owner) = self.owners.remove(&tx) else {
+            return;
+        };
+        let resp = req.map(|r| Response::for_request(&r, 408));
+        match owner {
+            Owner::Register(id) => {
+                if let Some(reg) = self.accounts.get_mut(&id) {
+                    let ev = reg.on_failure(now, 408, "Request Timeout");
+                    self.events.extend(ev);
+                }
+            }
+            Owner::Invite(id) | Owner::InDialog(id) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    let ev = c.on_timeout(now, &mut self.tl, tx, resp);
+                    self.events.extend(ev);
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, tx: ClientTxId, resp: Response) {
+        let Some(owner) = self.owners.get(&tx).copied() else {
+            return;
+        };
+        if resp.status >= 200 && !(owner_is_invite(owner) && resp.status < 300) {
+            self.owners.remove(&tx);
+        }
+        match owner {
+            Owner::Register(id) => {
+                if let Some(reg) = self.accounts.get_mut(&id) {
+                    let ev = reg.on_response(now, &mut self.tl, &mut self.owners, id, tx, &resp);
+                    self.events.extend(ev);
+                }
+            }
+            Owner::Invite(id) | Owner::InDialog(id) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    let (ev, new_tx) = c.on_response(now, &mut self.tl, tx, &resp);
+                    if let Some(t) = new_tx {
+                        self.owners.insert(t, owner_for_new(owner, id));
+                    }
+                    self.events.extend(ev);
+                }
+            }
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Instant,
+        tx: Option<ServerTxId>,
+        req: Request,
+        source: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+    ) {
+        let Some(tx) = tx else {
+            // ACK for a 2xx: find the dialog.
+            if req.method == Method::Ack {
+                if let Some(c) = self.calls.values_mut().find(|c| c.owns_request(&req)) {
+                    let ev = c.on_ack(&req);
+                    self.events.extend(ev);
+                }
+            }
+            return;
+        };
+        let to_tag = req.headers.to().ok().and_then(|t| t.tag().map(str::to_string));
+        match req.method {
+            Method::Cancel => {
+                let invite = self.tl.matching_invite(&req);
+                let ok = build::response(&req, 200, None, None);
+                let Some(inv) = invite else {
+                    let resp = build::response(&req, 481, None, None);
+                    self.tl.respond(now, tx, resp);
+                    return;
+                };
+                self.tl.respond(now, tx, ok);
+                if let Some(c) = self.calls.values_mut().find(|c| c.server_tx() == Some(inv)) {
+                    let ev = c.on_cancel(now, &mut self.tl);
+                    self.events.extend(ev);
+                }
+            }
+            _ if to_tag.is_some() => {
+                // In-dialog request (§12.2.2).
+                match self.calls.values_mut().find(|c| c.owns_request(&req)) {
+                    Some(c) => {
+                        let ev = c.on_in_dialog(now, &mut self.tl, tx, &req);
+                        self.events.extend(ev);
+                    }
+                    None => {
+                        let resp = build::response(&req, 481, None, None);
+                        self.tl.respond(now, tx, resp);
+                    }
+                }
+            }
+            Method::Invite => {
+                let account = self.account_for(&req);
+                let id = self.alloc();
+                let (call, ev) = Call::new_incoming(
+                    id,
+                    account,
+                    now,
+                    &mut self.tl,
+                    tx,
+                    req,
+                    source,
+                    transport,
+                    local,
+                    &self.cfg,
+                );
+                self.events.extend(ev);
+                if let Some(call) = call {
+                    self.calls.insert(id, call);
+                }
+            }
+            Method::Options => {
+                let mut resp = build::response(&req, 200, Some(&build::token()), None);
+                resp.headers.push(HeaderName::Allow, build::ALLOW);
+                resp.headers.push(HeaderName::Accept, "application/sdp");
+                self.tl.respond(now, tx, resp);
+            }
+            Method::Bye => {
+                let resp = build::response(&req, 481, None, None);
+                self.tl.respond(now, tx, resp);
+            }
+            _ => {
+                let mut resp = build::response(&req, 405, Some(&build::token()), None);
+                resp.headers.push(HeaderName::Allow, build::ALLOW);
+                self.tl.respond(now, tx, resp);
+            }
+        }
+    }
+
+    /// The account whose AOR user the Request-URI names.
+    fn account_for(&self, req: &Request) -> Option<u64> {
+        let user = req.uri.user.as_deref()?;
+        self.accounts
+            .iter()
+            .find(|(_, r)| r.cfg.aor.user.as_deref() == Some(user))
+            .map(|(id, _)| *id)
+    }
+
+    /// Forgets ended calls (after their MediaStop / Ended events went out) and their transactions'
+    /// owners.
+    fn reap(&mut self) {
+        let ended: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        if ended.is_empty() {
+            return;
+        }
+        for id in &ended {
+            self.calls.remove(id);
+        }
+        self.owners.retain(|_, o| match o {
+            Owner::Invite(id) | Owner::InDialog(id) => !ended.contains(id),
+            Owner::Register(_) => true,
+        });
+    }
+}
+
+fn owner_is_invite(o: Owner) -> bool {
+    matches!(o, Owner::Invite(_))
+}
+
+fn owner_for_new(o: Owner, id: u64) -> Owner {
+    match o {
+        Owner::Invite(_) => Owner::Invite(id),
+        _ => Owner::InDialog(id),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! The registration client of one account (RFC 3261 §10.2): REGISTER with digest auth (§22),
+//! refresh before expiry (§10.2.4: same Call-ID, CSeq incremented), re-registration with
+//! exponential backoff after a failure or a network error, unregister with `Expires: 0`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::build;
+use super::{AccountConfig, Owner, RegistrationState, UaEvent};
+use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
+use crate::sip::transaction::{ClientTxId, TransactionLayer};
+
+/// Refresh this long before the binding expires (or at half the lifetime when shorter).
+const REFRESH_MARGIN: Duration = Duration::from_secs(10);
+
+/// One account's registration.
+pub(super) struct Registration {
+    pub(super) cfg: AccountConfig,
+    pub(super) state: RegistrationState,
+    /// Whether the app wants to be registered (refreshes and retries run while true).
+    pub(super) want: bool,
+    /// When to send the next REGISTER (refresh or retry).
+    pub(super) next_at: Option<Instant>,
+    /// Consecutive failures (backoff exponent).
+    pub(super) attempt: u32,
+    call_id: String,
+    from_tag: String,
+    seq: u32,
+    /// The REGISTER in flight and whether it unregisters.
+    pending: Option<(ClientTxId, bool)>,
+    /// The REGISTER in flight (answering a challenge needs it).
+    last_req: Option<Request>,
+    /// Contact we registered.
+    contact: String,
+    /// Our account id (for events).
+    id: u64,
+    /// (first, longest) retry delay.
+    backoff: (Duration, Duration),
+}
+
+impl Registration {
+    pub(super) fn new(id: u64, cfg: AccountConfig, backoff: (Duration, Duration)) -> Registration {
+        let user = cfg.aor.user.as_deref().unwrap_or("").to_string();
+        let contact = build::contact_uri(&user, cfg.local, cfg.transport);
+        Registration {
+            cfg,
+            state: RegistrationState::Unregistered,
+            want: false,
+            next_at: None,
+            attempt: 0,
+            call_id: format!("{}@rvoip", build::token()),
+            from_tag: build::token(),
+            seq: 0,
+            pending: None,
+            last_req: None,
+            contact,
+            id,
+            backoff,
+        }
+    }
+
+    /// Whether a binding may exist at the registrar.
+    pub(super) fn is_bound(&self) -> bool {
+        matches!(
+            self.state,
+            RegistrationState::Registered { .. } | RegistrationState::Registering
+        )
+    }
+
+    fn set_state(&mut self, id: u64, state: RegistrationState) -> Option<UaEvent> {
+        if self.state == state {
+            return None;
+        }
+        self.state = state.clone();
+        Some(UaEvent::Registration {
+            account: super::AccountId(id),
+            state,
+        })
+    }
+
+    /// The Request-URI of REGISTER: the AOR's domain (§10.2: no user part).
+    fn registrar_uri(&self) -> Uri {
+        let a = &self.cfg.aor;
+        Uri::new_sip(None, a.host.trim_start_matches('[').trim_end_matches(']'), a.port, "")
+    }
+
+    /// Sends a REGISTER (a refresh, or `Expires: 0` when `unregister`).
+    pub(super) fn send(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        owners: &mut HashMap<ClientTxId, Owner>,
+        id: u64,
+        unregister: bool,
+    ) -> Vec<UaEvent> {
+        if let Some((old, _)) = self.pending.take() {
+            owners.remove(&old);
+        }
+        self.seq = self.seq.wrapping_add(1) & 0x7fff_ffff;
+        let aor = self.cfg.aor.to_string();
+        let mut req = build::new_request(
+            Method::Register,
+            self.registrar_uri(),
+            &aor,
+            &self.from_tag,
+            &aor,
+            &self.call_id,
+            self.seq,
+        );
+        let expires = if unregister { 0 } else { self.cfg.expires_s };
+        req.headers.push(
+            HeaderName::Contact,
+            format!("<{}>;expires={expires}", self.contact),
+        );
+        req.headers.push(HeaderName::Expires, expires.to_string());
+        req.headers.push(HeaderName::Allow, build::ALLOW);
+        build::finish_request(&mut req, self.cfg.local, self.cfg.transport);
+        self.send_request(now, tl, owners, id, req, unregister);
+        let mut ev = Vec::new();
+        if !unregister {
+            ev.extend(self.set_state(id, RegistrationState::Registering));
+        }
+        ev
+    }
+
+    fn send_request(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        owners: &mut HashMap<ClientTxId, Owner>,
+        id: u64,
+        req: Request,
+        unregister: bool,
+    ) {
+        if let Ok(c) = req.headers.cseq() {
+            self.seq = c.seq;
+        }
+        let tx = tl.send_request(now, req.clone(), self.cfg.server, self.cfg.transport);
+        self.last_req = Some(req);
+        owners.insert(tx, Owner::Register(id));
+        self.pending = Some((tx, unregister));
+    }
+
+    /// A final or provisional response to our REGISTER.
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        owners: &mut HashMap<ClientTxId, Owner>,
+        id: u64,
+        tx: ClientTxId,
+        resp: &Response,
+    ) -> Vec<UaEvent> {
+        let Some((pending, unregister)) = self.pending else {
+            return Vec::new();
+        };
+        if pending != tx || resp.status < 200 {
+            return Vec::new();
+        }
+        self.pending = None;
+        let req = self.last_req.take();
+        match resp.status {
+            200..=299 => {
+                if unregister {
+                    self.attempt = 0;
+                    return self
+                        .set_state(id, RegistrationState::Unregistered)
+                        .into_iter()
+                        .collect();
+                }
+                let granted = self.granted_expires(resp);
+                self.attempt = 0;
+                let lifetime = Duration::from_secs(u64::from(granted.max(1)));
+                let margin = REFRESH_MARGIN.min(lifetime / 2);
+                self.next_at = if self.want {
+                    Some(now + lifetime - margin)
+                } else {
+                    None
+                };
+                self.set_state(id, RegistrationState::Registered { expires_s: granted })
+                    .into_iter()
+                    .collect()
+            }
+            401 | 407 => {
+                let creds = self.cfg.credentials.clone();
+                let retry = req.as_ref().and_then(|req| {
+                    if build::is_rejected_credential(req, resp) {
+                        None
+                    } else {
+                        build::authorize(req, resp, &creds, self.cfg.local, self.cfg.transport)
+                    }
+                });
+                match retry {
+                    Some(r) => {
+                        self.send_request(now, tl, owners, id, r, unregister);
+                        Vec::new()
+                    }
+                    None => self.on_failure(now, resp.status, &resp.reason),
+                }
+            }
+            423 => {
+                // Interval Too Brief (§10.3 step 7): retry with the registrar's Min-Expires.
+                let min = resp
+                    .headers
+                    .get(&HeaderName::MinExpires)
+                    .and_then(|v| v.trim().parse::<u32>().ok());
+                match min {
+                    Some(m) if m > self.cfg.expires_s && !unregister => {
+                        self.cfg.expires_s = m;
+                        self.send(now, tl, owners, id, false)
+                    }
+                    _ => self.on_failure(now, resp.status, &resp.reason),
+                }
+            }
+            _ => {
+                if unregister {
+                    return self
+                        .set_state(id, RegistrationState::Unregistered)
+                        .into_iter()
+                        .collect();
+                }
+                self.on_failure(now, resp.status, &resp.reason)
+            }
+        }
+    }
+
+    /// The lifetime the registrar granted our contact (§10.2.4): the Contact's `expires` for our
+    /// URI, else the Expires header, else what we asked for.
+    fn granted_expires(&self, resp: &Response) -> u32 {
+        for v in resp.headers.get_all(&HeaderName::Contact) {
+            for part in split_contacts(v) {
+                let Ok(n) = NameAddr::parse(&part.into()) else { continue };
+                if n.uri.to_string() == self.contact {
+                    if let Some(Some(e)) = n.params.get("expires") {
+                        if let Ok(e) = e.trim().parse() {
+                            return e;
+                        }
+                    }
+                }
+            }
+        }
+        match resp.headers.expires() {
+            Ok(Some(e)) => e,
+            _ => self.cfg.expires_s,
+        }
+    }
+
+    /// A failure (final error, timeout, transport error): report and schedule a retry with
+    /// exponential backoff while the app wants to be registered.
+    pub(super) fn on_failure(&mut self, now: Instant, status: u16, reason: &str) -> Vec<UaEvent> {
+        self.pending = None;
+        let retry = if self.want {
+            let min = self.retry_min();
+            let d = min.saturating_mul(1u32 << self.attempt.min(16));
+            self.attempt = self.attempt.saturating_add(1);
+            let d = d.min(self.retry_max());
+            self.next_at = Some(now + d);
+            d
+        } else {
+            Duration::ZERO
+        };
+        let state = RegistrationState::Failed {
+            status,
+            reason: reason.to_string(),
+            retry_in_ms: retry.as_millis() as u64,
+        };
+        let id = self.id;
+        self.set_state(id, state).into_iter().collect()
+    }
+
+    fn retry_min(&self) -> Duration {
+        self.backoff.0
+    }
+
+    fn retry_max(&self) -> Duration {
+        self.backoff.1
+    }
+}
+
+/// Splits a Contact header value that may hold several comma-separated contacts, respecting
+/// quotes and angle brackets.
+fn split_contacts(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut quoted, mut angle) = (false, false);
+    let mut cur = String::new();
+    for ch in v.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                out.push(std::mem::take(&mut cur).trim().to_string());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
