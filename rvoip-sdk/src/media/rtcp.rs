@@ -316,7 +316,9 @@ impl Rtcp {
                 source: self.ssrc,
                 items: vec![SourceDescriptionItem {
                     sdes_type: SdesType::SdesCname,
-                    text: Bytes::copy_from_slice(&self.cname.as_bytes()[..self.cname.len().min(255)]),
+                    text: Bytes::copy_from_slice(
+                        &self.cname.as_bytes()[..self.cname.len().min(255)],
+                    ),
                 }],
             }],
         };
@@ -387,7 +389,10 @@ mod tests {
         assert_eq!(p.ssrc, Some(0xAAAA));
         let (ntp, info) = p.sender.unwrap();
         assert_eq!(ntp, 0x1234_5678_0000_0000);
-        assert_eq!((info.rtp_timestamp, info.packets, info.octets), (777, 50, 8000));
+        assert_eq!(
+            (info.rtp_timestamp, info.packets, info.octets),
+            (777, 50, 8000)
+        );
         assert_eq!(p.blocks.len(), 1);
         let b = p.blocks[0];
         assert_eq!(b.ssrc, 0xBBBB);
@@ -398,7 +403,11 @@ mod tests {
         assert_eq!(p.cname.as_deref(), Some("alice@example.com"));
         assert!(!p.bye);
         // Without sender info: an RR; nothing new lost since the last report.
-        let rr = parse(&r.build_report(t0, None, Some((0xBBBB, &mut stats))).unwrap()).unwrap();
+        let rr = parse(
+            &r.build_report(t0, None, Some((0xBBBB, &mut stats)))
+                .unwrap(),
+        )
+        .unwrap();
         assert!(rr.sender.is_none());
         assert_eq!(rr.blocks[0].fraction_lost, 0);
         assert_eq!(rr.blocks[0].cumulative_lost, 10);
@@ -426,7 +435,10 @@ mod tests {
         let rr = b.build_report(t_rr, None, Some((1, &mut b_stats))).unwrap();
         let parsed = parse(&rr).unwrap();
         let dlsr = parsed.blocks[0].dlsr;
-        assert!((dlsr as i64 - 85_197).abs() <= 2, "1.3 s in 1/65536 s: {dlsr}");
+        assert!(
+            (dlsr as i64 - 85_197).abs() <= 2,
+            "1.3 s in 1/65536 s: {dlsr}"
+        );
         let got = a.handle(t_rr + one_way, &rr).unwrap().rtt_ms.unwrap();
         assert!((got - 80.0).abs() < 0.5, "rtt {got} ms");
         assert_eq!(a.rtt_ms(), Some(got));
@@ -451,7 +463,10 @@ mod tests {
         }
         let min = seen.iter().min().unwrap();
         let max = seen.iter().max().unwrap();
-        assert!(*max - *min > Duration::from_secs(1), "randomized: {min:?}..{max:?}");
+        assert!(
+            *max - *min > Duration::from_secs(1),
+            "randomized: {min:?}..{max:?}"
+        );
     }
 
     #[test]
@@ -460,7 +475,10 @@ mod tests {
         assert_eq!(round_trip_ms(1000, 2000, 0), None, "negative");
         assert_eq!(round_trip_ms(65_536 + 100, 100, 0), Some(1000.0));
         // Wraps around the 32-bit short format.
-        assert_eq!(round_trip_ms(10, u32::MAX - 6543, 0).map(|v| v.round()), Some(100.0));
+        assert_eq!(
+            round_trip_ms(10, u32::MAX - 6543, 0).map(|v| v.round()),
+            Some(100.0)
+        );
     }
 
     #[test]
