@@ -7,6 +7,7 @@
 //! to a TCP binding uses the connection the REGISTER came on). TLS and WebSocket slot in as more
 //! stream kinds feeding the same channel.
 
+pub mod media;
 mod tcp;
 
 use std::collections::HashMap;
