@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+pub mod api;
 pub mod auth;
 pub mod driver;
 pub mod media;

@@ -8,7 +8,7 @@
 //! stream kinds feeding the same channel.
 
 pub mod media;
-mod tcp;
+pub(crate) mod tcp;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -18,7 +18,7 @@ use crate::sip::msg::{Frame, Limits, frame};
 use crate::sip::transaction::TransportKind;
 
 /// Accepts connections until the listener fails for good.
-pub(super) async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     inbound: mpsc::Sender<Inbound>,
     limits: Limits,
@@ -42,7 +42,7 @@ pub(super) async fn accept_loop(
 }
 
 /// Opens a connection to `peer` and serves it; messages queued in `rx` are written once connected.
-pub(super) async fn connect(
+pub(crate) async fn connect(
     peer: SocketAddr,
     rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
@@ -64,7 +64,7 @@ pub(super) async fn connect(
 
 /// Reads framed messages from a connected stream into the event task and writes queued messages
 /// to it, until either side ends; then reports the connection closed.
-pub(super) async fn serve<S>(
+pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     mut rx: mpsc::UnboundedReceiver<Bytes>,

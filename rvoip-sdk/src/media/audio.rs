@@ -221,6 +221,124 @@ impl AudioSink for MemorySink {
     }
 }
 
+/// Discards everything written (a call whose received audio nobody listens to).
+#[derive(Debug, Clone, Copy)]
+pub struct NullSink {
+    /// Samples per second (Hz).
+    pub rate: u32,
+}
+
+impl AudioSink for NullSink {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn write(&mut self, _samples: &[i16]) -> Result<(), AudioError> {
+        Ok(())
+    }
+}
+
+/// A sink whose samples stay readable from elsewhere while the call runs: clones share one
+/// buffer (an app's level meter, a test's tone check).
+#[derive(Debug, Clone)]
+pub struct SharedSink {
+    rate: u32,
+    buf: std::sync::Arc<std::sync::Mutex<Vec<i16>>>,
+}
+
+impl SharedSink {
+    /// An empty shared buffer taking `rate_hz` samples per second.
+    pub fn new(rate_hz: u32) -> SharedSink {
+        SharedSink {
+            rate: rate_hz,
+            buf: Default::default(),
+        }
+    }
+
+    /// A copy of everything written so far.
+    pub fn samples(&self) -> Vec<i16> {
+        self.buf.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Number of samples written so far.
+    pub fn len(&self) -> usize {
+        self.buf.lock().map(|b| b.len()).unwrap_or(0)
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets what was written so far.
+    pub fn clear(&self) {
+        if let Ok(mut b) = self.buf.lock() {
+            b.clear();
+        }
+    }
+}
+
+impl AudioSink for SharedSink {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
+        if let Ok(mut b) = self.buf.lock() {
+            b.extend_from_slice(samples);
+        }
+        Ok(())
+    }
+}
+
+/// Hands every block of received samples to an app callback (apps that run their own audio).
+pub struct CallbackSink {
+    rate: u32,
+    f: Box<dyn FnMut(&[i16]) + Send>,
+}
+
+impl CallbackSink {
+    /// A sink at `rate_hz` calling `f` with each block (one frame, e.g. 20 ms) on the media task.
+    pub fn new(rate_hz: u32, f: Box<dyn FnMut(&[i16]) + Send>) -> CallbackSink {
+        CallbackSink { rate: rate_hz, f }
+    }
+}
+
+impl AudioSink for CallbackSink {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
+        (self.f)(samples);
+        Ok(())
+    }
+}
+
+/// Asks an app callback for each block of samples to send; the callback fills the slice and
+/// returns how many samples it wrote (the rest is silence).
+pub struct CallbackSource {
+    rate: u32,
+    f: Box<dyn FnMut(&mut [i16]) -> usize + Send>,
+}
+
+impl CallbackSource {
+    /// A source at `rate_hz` calling `f` for each block on the media task.
+    pub fn new(rate_hz: u32, f: Box<dyn FnMut(&mut [i16]) -> usize + Send>) -> CallbackSource {
+        CallbackSource { rate: rate_hz, f }
+    }
+}
+
+impl AudioSource for CallbackSource {
+    fn sample_rate(&self) -> u32 {
+        self.rate
+    }
+    fn read(&mut self, out: &mut [i16]) -> usize {
+        let n = (self.f)(out).min(out.len());
+        if let Some(rest) = out.get_mut(n..) {
+            rest.fill(0);
+        }
+        out.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

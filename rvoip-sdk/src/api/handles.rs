@@ -1,0 +1,234 @@
+//! [`Account`] and [`Call`]: handles that name an account or call by id. They hold the
+//! endpoint weakly: once it is shut down every method gives [`ApiError::Shutdown`]; once the
+//! call ended, [`ApiError::NotFound`].
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use super::endpoint::{Inner, Shared};
+use super::{ApiError, CallOptions, CallState, CallStats, RegistrationState};
+use crate::media::audio::{AudioSink, AudioSource};
+use crate::sdp::LocalMedia;
+use crate::sip::ua::{AccountId, CallId};
+
+fn upgrade(ep: &Weak<Inner>) -> Result<Arc<Inner>, ApiError> {
+    ep.upgrade().ok_or(ApiError::Shutdown)
+}
+
+/// An account of an endpoint (RFC 3261 §10 registration).
+#[derive(Clone, Debug)]
+pub struct Account {
+    id: AccountId,
+    ep: Weak<Inner>,
+}
+
+impl Account {
+    pub(crate) fn new(id: AccountId, ep: Weak<Inner>) -> Account {
+        Account { id, ep }
+    }
+
+    /// The account's id (in [`super::Event`]s).
+    pub fn id(&self) -> AccountId {
+        self.id
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let inner = upgrade(&self.ep)?;
+        let shared = &inner.shared;
+        let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(shared, &mut core);
+        shared.pump(&mut core);
+        r
+    }
+
+    /// Registers now and keeps the registration refreshed; retries with backoff after
+    /// failures (events: [`super::Event::RegistrationState`]). Errors: [`ApiError::NotFound`]
+    /// (removed), [`ApiError::Shutdown`].
+    pub fn register(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.register(Instant::now(), self.id)?))
+    }
+
+    /// Removes our binding (REGISTER with Expires 0) and stops refreshing.
+    /// Errors: as [`Account::register`].
+    pub fn unregister(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.unregister(Instant::now(), self.id)?))
+    }
+
+    /// Unregisters if registered and forgets the account. Errors: as [`Account::register`].
+    pub fn remove(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.remove_account(Instant::now(), self.id)?))
+    }
+
+    /// The current registration state. Errors: as [`Account::register`].
+    pub fn state(&self) -> Result<RegistrationState, ApiError> {
+        self.with(|_, core| Ok(core.ua.registration_state(self.id)?))
+    }
+}
+
+/// A call of an endpoint.
+#[derive(Clone, Debug)]
+pub struct Call {
+    id: CallId,
+    ep: Weak<Inner>,
+}
+
+impl Call {
+    pub(crate) fn new(id: CallId, ep: Weak<Inner>) -> Call {
+        Call { id, ep }
+    }
+
+    /// The call's id (in [`super::Event`]s).
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let inner = upgrade(&self.ep)?;
+        let shared = &inner.shared;
+        let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
+        let r = f(shared, &mut core);
+        shared.pump(&mut core);
+        r
+    }
+
+    /// Answers an incoming call (200 OK with our SDP answer) with `opts`' audio.
+    /// Errors: [`ApiError::NotFound`], [`ApiError::InvalidState`] (not an unanswered incoming
+    /// call), [`ApiError::Network`] (media ports), [`ApiError::Media`].
+    pub fn answer(&self, opts: CallOptions) -> Result<(), ApiError> {
+        self.with(|shared, core| {
+            let (_peer, local) = core.ua.call_signalling_peer(self.id)?;
+            let ports = shared.media_ports(local.ip())?;
+            let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port());
+            let m = core.media.entry(self.id).or_default();
+            m.ports = Some(ports);
+            m.source = opts.source;
+            m.sink = opts.sink;
+            let r = core.ua.answer(Instant::now(), self.id, media);
+            if r.is_err() {
+                if let Some(m) = core.media.get_mut(&self.id) {
+                    m.ports = None;
+                }
+            }
+            Ok(r?)
+        })
+    }
+
+    /// Refuses an unanswered incoming call with `status` (300..=699, e.g. 486 Busy Here).
+    /// Errors: [`ApiError::NotFound`], [`ApiError::InvalidState`], [`ApiError::InvalidArgument`].
+    pub fn reject(&self, status: u16) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.reject(Instant::now(), self.id, status)?))
+    }
+
+    /// Ends the call: CANCEL before an answer, 603 for an unanswered incoming call, BYE once
+    /// up. Errors: [`ApiError::NotFound`] (already ended: a second hang-up).
+    pub fn hangup(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.hangup(Instant::now(), self.id)?))
+    }
+
+    /// Puts the peer on hold (re-INVITE with `a=sendonly`). Errors: [`ApiError::NotFound`],
+    /// [`ApiError::InvalidState`] (not up, or a re-INVITE in progress).
+    pub fn hold(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.set_hold(Instant::now(), self.id, true)?))
+    }
+
+    /// Takes the peer off hold (re-INVITE with `a=sendrecv`). Errors: as [`Call::hold`].
+    pub fn resume(&self) -> Result<(), ApiError> {
+        self.with(|_, core| Ok(core.ua.set_hold(Instant::now(), self.id, false)?))
+    }
+
+    /// Sends DTMF digits as RFC 4733 telephone-events, in order (100 ms each, 50 ms apart).
+    /// Errors: [`ApiError::NotFound`], [`ApiError::InvalidState`] (no media yet, or no
+    /// telephone-event negotiated), [`ApiError::InvalidArgument`] (a character not in
+    /// `0-9 * # A-D`).
+    pub fn send_dtmf(&self, digits: &str) -> Result<(), ApiError> {
+        if let Some(c) = digits
+            .chars()
+            .find(|c| crate::media::dtmf::event_code(*c).is_none())
+        {
+            return Err(ApiError::InvalidArgument(format!("DTMF digit {c:?}")));
+        }
+        self.with(|_, core| {
+            core.ua.call_state(self.id)?;
+            let h = core
+                .media
+                .get(&self.id)
+                .and_then(|m| m.handle.as_ref())
+                .ok_or_else(|| ApiError::InvalidState("no media yet".into()))?;
+            Ok(h.send_dtmf(digits)?)
+        })
+    }
+
+    /// Mutes or unmutes what we send (silence goes out instead, so NAT bindings stay).
+    /// Errors: [`ApiError::NotFound`].
+    pub fn set_mute(&self, muted: bool) -> Result<(), ApiError> {
+        self.with(|_, core| {
+            core.ua.call_state(self.id)?;
+            let m = core.media.entry(self.id).or_default();
+            m.muted = muted;
+            if let Some(h) = &m.handle {
+                h.set_mute(muted);
+            }
+            Ok(())
+        })
+    }
+
+    /// Replaces what we send, mid-call (e.g. another device or file). Errors:
+    /// [`ApiError::NotFound`], [`ApiError::Media`] (rate cannot be converted).
+    pub fn set_source(&self, source: Box<dyn AudioSource>) -> Result<(), ApiError> {
+        self.with(|_, core| {
+            core.ua.call_state(self.id)?;
+            let m = core.media.entry(self.id).or_default();
+            match &m.handle {
+                Some(h) => Ok(h.set_source(source)?),
+                None => {
+                    m.source = Some(source);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// Replaces where received audio goes, mid-call. Errors: as [`Call::set_source`].
+    pub fn set_sink(&self, sink: Box<dyn AudioSink>) -> Result<(), ApiError> {
+        self.with(|_, core| {
+            core.ua.call_state(self.id)?;
+            let m = core.media.entry(self.id).or_default();
+            match &m.handle {
+                Some(h) => Ok(h.set_sink(sink)?),
+                None => {
+                    m.sink = Some(sink);
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// The call's state. Errors: [`ApiError::NotFound`] (ended).
+    pub fn state(&self) -> Result<CallState, ApiError> {
+        self.with(|_, core| Ok(core.ua.call_state(self.id)?))
+    }
+
+    /// The peer's URI. Errors: [`ApiError::NotFound`].
+    pub fn peer(&self) -> Result<String, ApiError> {
+        self.with(|_, core| Ok(core.ua.call_peer(self.id)?))
+    }
+
+    /// Media statistics now (zeros before media starts). Errors: [`ApiError::NotFound`].
+    pub fn stats(&self) -> Result<CallStats, ApiError> {
+        self.with(|_, core| {
+            core.ua.call_state(self.id)?;
+            Ok(core
+                .media
+                .get(&self.id)
+                .and_then(|m| m.handle.as_ref())
+                .map(|h| h.stats())
+                .unwrap_or_default())
+        })
+    }
+}

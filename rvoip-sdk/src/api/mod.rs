@@ -1,0 +1,278 @@
+//! The public SDK API: one [`Endpoint`] per app, [`Account`]s that register to a server, and
+//! [`Call`]s with two-way audio; everything that happens arrives as one ordered stream of
+//! [`Event`]s, pulled with [`Endpoint::next_event`] or pushed to a handler set with
+//! [`Endpoint::set_event_handler`] (called one at a time on one SDK event thread).
+//!
+//! The C ABI (`ffi/`) and the UniFFI bindings (`bindings/`) are thin wrappers over this module.
+//! Every method is synchronous and may be called from any thread (including from inside the
+//! event handler); the endpoint runs its own tokio runtime for sockets, timers and media.
+//!
+//! ```no_run
+//! use rvoip_sdk::api::{Endpoint, EndpointConfig, AccountOptions, CallOptions, Event};
+//! use rvoip_sdk::media::audio::ToneSource;
+//! # fn main() -> Result<(), rvoip_sdk::api::ApiError> {
+//! let ep = Endpoint::new(EndpointConfig::default())?;
+//! let alice = ep.add_account(AccountOptions::new("sip:alice@127.0.0.1", "alice-secret"))?;
+//! alice.register()?;
+//! let call = ep.make_call(Some(&alice), "sip:bob@127.0.0.1", CallOptions {
+//!     source: Some(Box::new(ToneSource::new(440.0, 8000, 8000))),
+//!     ..CallOptions::default()
+//! })?;
+//! while let Some(ev) = ep.next_event(std::time::Duration::from_secs(10)) {
+//!     println!("{ev:?}");
+//!     if let Event::CallState { state: rvoip_sdk::api::CallState::Ended { .. }, .. } = ev { break }
+//! }
+//! # let _ = call; Ok(()) }
+//! ```
+
+mod endpoint;
+mod handles;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use crate::media::audio::{AudioSink, AudioSource};
+pub use crate::media::session::CallStats;
+pub use crate::sdp::AudioCodec;
+pub use crate::sip::transaction::{TimerConfig, TransportKind};
+pub use crate::sip::ua::{AccountId, CallId, CallState, RegistrationState};
+pub use endpoint::Endpoint;
+pub use handles::{Account, Call};
+
+/// Errors of the SDK API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No account or call with this id (never existed, removed, or ended).
+    #[error("not found")]
+    NotFound,
+    /// An argument is malformed (URI, address, status code, DTMF digit …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The operation does not fit the current state (e.g. answering an outgoing call).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// A socket could not be bound or a name not resolved.
+    #[error("network: {0}")]
+    Network(String),
+    /// A media or audio failure (codec unavailable, WAV file, device).
+    #[error("media: {0}")]
+    Media(String),
+    /// The endpoint was shut down.
+    #[error("endpoint is shut down")]
+    Shutdown,
+}
+
+impl From<crate::sip::ua::UaError> for ApiError {
+    fn from(e: crate::sip::ua::UaError) -> Self {
+        use crate::sip::ua::UaError;
+        match e {
+            UaError::NotFound => ApiError::NotFound,
+            UaError::InvalidState(s) => ApiError::InvalidState(s.into()),
+            UaError::InvalidStatus(s) => ApiError::InvalidArgument(format!("status code {s}")),
+            UaError::InvalidUri(u) => ApiError::InvalidArgument(format!("URI {u}")),
+            UaError::Sdp(e) => ApiError::Media(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::media::session::MediaError> for ApiError {
+    fn from(e: crate::media::session::MediaError) -> Self {
+        use crate::media::session::MediaError;
+        match e {
+            MediaError::InvalidDigit(c) => ApiError::InvalidArgument(format!("DTMF digit {c:?}")),
+            MediaError::NoTelephoneEvent | MediaError::NotSending => {
+                ApiError::InvalidState(e.to_string())
+            }
+            other => ApiError::Media(other.to_string()),
+        }
+    }
+}
+
+/// Settings of an [`Endpoint`].
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// UDP listen address; `None` for no UDP. Default `0.0.0.0:5060`; port 0 picks a free port.
+    pub udp: Option<SocketAddr>,
+    /// TCP listen address; `None` for no TCP. Default: the UDP address (same port when the
+    /// UDP port was 0 and got one).
+    pub tcp: Option<SocketAddr>,
+    /// Codecs in preference order (RFC 3264): offered in this order, and an answer takes the
+    /// first of these the offer has. Codecs not built in (Opus without the `opus` feature) are
+    /// dropped. Default: Opus (if built), G.722, PCMU, PCMA.
+    pub codecs: Vec<AudioCodec>,
+    /// Offer and accept telephone-event (RFC 4733) for DTMF. Default true.
+    pub dtmf: bool,
+    /// RTP packetization time (ms). Default 20.
+    pub ptime_ms: u32,
+    /// The IP written in SDP and Contact instead of the address facing the peer (NAT with a
+    /// known public address). Default `None`.
+    pub public_ip: Option<std::net::IpAddr>,
+    /// RFC 3261 timers (T1, T2, T4).
+    pub timers: TimerConfig,
+    /// First retry delay after a registration failure (doubles up to `register_retry_max`).
+    pub register_retry_min: Duration,
+    /// Longest retry delay after repeated registration failures.
+    pub register_retry_max: Duration,
+    /// Period of [`Event::Statistics`] for calls with media; `None` for none. Default 5 s.
+    pub stats_interval: Option<Duration>,
+    /// Receive loss emulation on every call's RTP in percent (0..=100), like pjsua's
+    /// `--rx-drop-pct`: for tests of concealment and statistics. Default 0.
+    pub rx_loss_percent: f32,
+    /// Tokio worker threads of the endpoint's runtime. Default 1.
+    pub worker_threads: usize,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        let mut codecs = Vec::new();
+        for c in [
+            AudioCodec::OPUS,
+            AudioCodec::G722,
+            AudioCodec::PCMU,
+            AudioCodec::PCMA,
+        ] {
+            if crate::media::codec::is_available(&c) {
+                codecs.push(c);
+            }
+        }
+        EndpointConfig {
+            udp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            tcp: Some(SocketAddr::from(([0, 0, 0, 0], 5060))),
+            codecs,
+            dtmf: true,
+            ptime_ms: 20,
+            public_ip: None,
+            timers: TimerConfig::default(),
+            register_retry_min: Duration::from_secs(2),
+            register_retry_max: Duration::from_secs(300),
+            stats_interval: Some(Duration::from_secs(5)),
+            rx_loss_percent: 0.0,
+            worker_threads: 1,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// Defaults, listening on UDP and TCP `127.0.0.1` with free ports (tests, loopback apps).
+    pub fn loopback() -> EndpointConfig {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        EndpointConfig {
+            udp: Some(any),
+            tcp: Some(any),
+            ..EndpointConfig::default()
+        }
+    }
+}
+
+/// An account to add with [`Endpoint::add_account`].
+#[derive(Debug, Clone)]
+pub struct AccountOptions {
+    /// The address-of-record, e.g. `sip:alice@example.com` (`sip:alice@10.0.0.1:5070`).
+    pub aor: String,
+    /// Digest user name; empty for the AOR's user part.
+    pub username: String,
+    /// Digest password.
+    pub password: String,
+    /// Registrar / outbound proxy as `host[:port]` (or a `sip:` URI); `None` for the AOR's
+    /// host and port. Host names are resolved when the account is added.
+    pub server: Option<String>,
+    /// UDP or TCP to the server. Default UDP.
+    pub transport: TransportKind,
+    /// Requested registration lifetime (s). Default 3600.
+    pub expires_s: u32,
+}
+
+impl AccountOptions {
+    /// An account for `aor` with `password`, the user name from the AOR, the AOR's host as
+    /// server, UDP, 3600 s.
+    pub fn new(aor: &str, password: &str) -> AccountOptions {
+        AccountOptions {
+            aor: aor.into(),
+            username: String::new(),
+            password: password.into(),
+            server: None,
+            transport: TransportKind::Udp,
+            expires_s: 3600,
+        }
+    }
+}
+
+/// Audio of a call: what we send and where what we receive goes.
+#[derive(Default)]
+pub struct CallOptions {
+    /// What we send (tone, WAV file, device, app frames). `None`: the default input device with
+    /// the `audio-device` feature, else silence.
+    pub source: Option<Box<dyn AudioSource>>,
+    /// Where received audio goes. `None`: the default output device with the `audio-device`
+    /// feature, else it is discarded.
+    pub sink: Option<Box<dyn AudioSink>>,
+}
+
+impl std::fmt::Debug for CallOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallOptions")
+            .field("source", &self.source.is_some())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+/// Everything an app hears about, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An account's registration state changed.
+    RegistrationState {
+        /// The account.
+        account: AccountId,
+        /// The new state.
+        state: RegistrationState,
+    },
+    /// A call arrived (we are ringing). Answer or reject it through [`Endpoint::call`].
+    IncomingCall {
+        /// The call.
+        call: CallId,
+        /// The account whose user the request names, if any.
+        account: Option<AccountId>,
+        /// The caller (From header value).
+        from: String,
+        /// The callee (To header value).
+        to: String,
+    },
+    /// A call's state changed.
+    CallState {
+        /// The call.
+        call: CallId,
+        /// The new state (Ended carries the SIP status and reason).
+        state: CallState,
+    },
+    /// Audio started (or changed) on a call.
+    MediaStarted {
+        /// The call.
+        call: CallId,
+        /// Codec encoding name (`PCMU`, `PCMA`, `G722`, `opus`).
+        codec: String,
+        /// Where our RTP goes.
+        remote: SocketAddr,
+        /// Whether we send and receive (`"sendrecv"`, `"sendonly"`, `"recvonly"`, `"inactive"`).
+        direction: String,
+    },
+    /// Audio stopped on a call.
+    MediaStopped {
+        /// The call.
+        call: CallId,
+    },
+    /// A DTMF key arrived (RFC 4733), once per key press, in order.
+    DtmfReceived {
+        /// The call.
+        call: CallId,
+        /// `0`–`9`, `*`, `#`, `A`–`D`.
+        digit: char,
+    },
+    /// Periodic statistics of a call with media (every [`EndpointConfig::stats_interval`]).
+    Statistics {
+        /// The call.
+        call: CallId,
+        /// The figures.
+        stats: CallStats,
+    },
+}
