@@ -9,7 +9,7 @@
 //! G.711 and G.722 conceal by repeating the last good frame with a fade (−6 dB per lost frame,
 //! silence after [`FadeRepeat::MAX_FRAMES`]); Opus uses its own PLC.
 
-use crate::media::g711;
+use crate::media::{g711, g722};
 use crate::sdp::AudioCodec;
 
 /// Codec failures.
@@ -77,7 +77,14 @@ pub fn new_encoder(codec: &AudioCodec) -> Result<Box<dyn Encoder>, CodecError> {
         return Ok(Box::new(G711Encoder { alaw: true }));
     }
     // G722-ENCODER-ARM
+    if name.eq_ignore_ascii_case("G722") {
+        return Ok(Box::new(g722::G722Encoder::new()));
+    }
     // OPUS-ENCODER-ARM
+    #[cfg(feature = "opus")]
+    if name.eq_ignore_ascii_case("opus") {
+        return Ok(Box::new(crate::media::opus::OpusEncoder::new()?));
+    }
     Err(CodecError::Unavailable(name.to_string()))
 }
 
@@ -97,7 +104,14 @@ pub fn new_decoder(codec: &AudioCodec) -> Result<Box<dyn Decoder>, CodecError> {
         }));
     }
     // G722-DECODER-ARM
+    if name.eq_ignore_ascii_case("G722") {
+        return Ok(Box::new(g722::G722Decoder::new()));
+    }
     // OPUS-DECODER-ARM
+    #[cfg(feature = "opus")]
+    if name.eq_ignore_ascii_case("opus") {
+        return Ok(Box::new(crate::media::opus::OpusDecoder::new()?));
+    }
     Err(CodecError::Unavailable(name.to_string()))
 }
 
@@ -178,9 +192,20 @@ impl FadeRepeat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::tone::{tone_energy_fraction, ToneGenerator};
+    use crate::media::tone::{ToneGenerator, tone_energy_fraction};
 
-    fn round_trip(codec: &AudioCodec, freq: f64) -> Vec<i16> {
+    /// Every codec this build has, with the sample rate it runs at.
+    fn built_codecs() -> Vec<AudioCodec> {
+        let mut codecs = vec![AudioCodec::PCMU, AudioCodec::PCMA, AudioCodec::G722];
+        if cfg!(feature = "opus") {
+            codecs.push(AudioCodec::OPUS);
+        }
+        codecs
+    }
+
+    /// Encodes and decodes 50 frames of 20 ms (one second) of a `freq` Hz tone through the
+    /// factories; gives the decoded audio and the payload sizes.
+    fn round_trip(codec: &AudioCodec, freq: f64) -> (Vec<i16>, Vec<usize>) {
         let rate = audio_rate(codec);
         let n = frame_samples(codec, 20);
         let mut enc = new_encoder(codec).unwrap();
@@ -188,21 +213,152 @@ mod tests {
         let mut tone = ToneGenerator::new(freq, rate, 8000);
         let mut pcm = vec![0i16; n];
         let mut out = Vec::new();
+        let mut sizes = Vec::new();
         for _ in 0..50 {
             tone.fill(&mut pcm);
             let mut payload = Vec::new();
             enc.encode(&pcm, &mut payload).unwrap();
+            sizes.push(payload.len());
             dec.decode(&payload, &mut out).unwrap();
         }
-        out
+        (out, sizes)
+    }
+
+    fn energy(s: &[i16]) -> f64 {
+        s.iter().map(|&x| f64::from(x).powi(2)).sum()
     }
 
     #[test]
-    fn g711_round_trip_keeps_the_tone() {
-        for codec in [AudioCodec::PCMU, AudioCodec::PCMA] {
-            let out = round_trip(&codec, 440.0);
-            assert_eq!(out.len(), 50 * 160);
-            assert!(tone_energy_fraction(&out, 440.0, 8000) > 0.95, "{}", codec.name);
+    fn every_codec_keeps_440_and_1000_hz_tones() {
+        for codec in built_codecs() {
+            let rate = audio_rate(&codec);
+            let frame = frame_samples(&codec, 20);
+            for (freq, other) in [(440.0, 1000.0), (1000.0, 440.0)] {
+                let (out, sizes) = round_trip(&codec, freq);
+                assert_eq!(out.len(), 50 * frame, "{}", codec.name);
+                // Skip the first 20 ms: QMF delay, ADPCM adaptation, the Opus lookahead.
+                let settled = &out[frame..];
+                let kept = tone_energy_fraction(settled, freq, rate);
+                assert!(kept >= 0.9, "{} {freq} Hz: {kept}", codec.name);
+                let leak = tone_energy_fraction(settled, other, rate);
+                assert!(
+                    leak < 0.01,
+                    "{} {freq} Hz leaks {leak} at {other} Hz",
+                    codec.name
+                );
+                // Level kept within ±3 dB (an 8000-peak sine has an rms of about 5657).
+                let rms = (energy(settled) / settled.len() as f64).sqrt();
+                assert!(
+                    (4000.0..8000.0).contains(&rms),
+                    "{} {freq} Hz rms {rms}",
+                    codec.name
+                );
+                match codec.name {
+                    // 64 kbit/s: one byte per 8 kHz sample (G.711) or per 16 kHz pair (G.722).
+                    "PCMU" | "PCMA" | "G722" => assert!(sizes.iter().all(|&b| b == 160)),
+                    // VBR around 32 kbit/s, i.e. about 80 bytes per 20 ms.
+                    _ => assert!(sizes.iter().all(|&b| (10..=400).contains(&b)), "{sizes:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rates_and_timestamps_per_codec() {
+        let g722 = AudioCodec::G722;
+        assert_eq!(audio_rate(&g722), 16000);
+        assert_eq!(frame_samples(&g722, 20), 320);
+        assert_eq!(frame_units(&g722, 20), 160);
+        assert_eq!(frame_samples(&AudioCodec::PCMU, 20), 160);
+        assert_eq!(frame_units(&AudioCodec::PCMA, 20), 160);
+        assert_eq!(frame_samples(&AudioCodec::OPUS, 20), 960);
+        assert_eq!(frame_units(&AudioCodec::OPUS, 20), 960);
+        let upper = AudioCodec {
+            name: "g722",
+            ..g722
+        };
+        assert!(is_available(&upper));
+        assert_eq!(audio_rate(&upper), 16000);
+    }
+
+    #[test]
+    fn opus_is_there_exactly_with_its_feature() {
+        assert_eq!(is_available(&AudioCodec::OPUS), cfg!(feature = "opus"));
+        if !cfg!(feature = "opus") {
+            assert!(matches!(
+                new_encoder(&AudioCodec::OPUS),
+                Err(CodecError::Unavailable(_))
+            ));
+            assert!(matches!(
+                new_decoder(&AudioCodec::OPUS),
+                Err(CodecError::Unavailable(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn every_codec_conceals_the_asked_length_and_fades() {
+        for codec in built_codecs() {
+            let rate = audio_rate(&codec);
+            let frame = frame_samples(&codec, 20);
+            let mut enc = new_encoder(&codec).unwrap();
+            let mut dec = new_decoder(&codec).unwrap();
+            // Before any good frame: silence of the asked length.
+            let mut fresh = Vec::new();
+            dec.conceal(frame, &mut fresh);
+            assert_eq!(fresh.len(), frame, "{}", codec.name);
+            assert!(fresh.iter().all(|&s| s == 0), "{}", codec.name);
+
+            let mut tone = ToneGenerator::new(440.0, rate, 8000);
+            let mut pcm = vec![0i16; frame];
+            let mut last = Vec::new();
+            for _ in 0..25 {
+                tone.fill(&mut pcm);
+                let mut payload = Vec::new();
+                enc.encode(&pcm, &mut payload).unwrap();
+                last.clear();
+                dec.decode(&payload, &mut last).unwrap();
+            }
+            let good = energy(&last);
+            let mut lost = Vec::new();
+            for _ in 0..8 {
+                let mut one = Vec::new();
+                dec.conceal(frame, &mut one);
+                assert_eq!(one.len(), frame, "{}", codec.name);
+                lost.push(energy(&one));
+            }
+            // The first concealed frame still carries the tone, below the good level.
+            assert!(
+                lost[0] > 0.0 && lost[0] < good * 1.1,
+                "{}: {lost:?} vs {good}",
+                codec.name
+            );
+            // Eight lost frames (160 ms) later the sound has faded far down.
+            assert!(lost[7] < lost[0] / 4.0, "{}: {lost:?}", codec.name);
+            if codec.name != "opus" {
+                // FadeRepeat: −6 dB per frame, then silence.
+                for w in lost.windows(2).take(FadeRepeat::MAX_FRAMES as usize - 1) {
+                    assert!(w[1] < w[0], "{}: {lost:?}", codec.name);
+                }
+                assert!(
+                    lost[FadeRepeat::MAX_FRAMES as usize..]
+                        .iter()
+                        .all(|&e| e == 0.0)
+                );
+            }
+            // Odd lengths are honoured exactly.
+            for n in [0, 1, 77, frame + 1, 3 * frame] {
+                let mut out = vec![7i16; 3];
+                dec.conceal(n, &mut out);
+                assert_eq!(out.len(), 3 + n, "{} conceal({n})", codec.name);
+            }
+            // A good frame after the loss decodes normally again.
+            tone.fill(&mut pcm);
+            let mut payload = Vec::new();
+            enc.encode(&pcm, &mut payload).unwrap();
+            let mut back = Vec::new();
+            dec.decode(&payload, &mut back).unwrap();
+            assert_eq!(back.len(), frame, "{}", codec.name);
         }
     }
 

@@ -1,13 +1,17 @@
-//! Media cores (sans-IO, no clock): G.711, DTMF telephone-events (RFC 4733), an adaptive jitter
+//! Media cores (sans-IO, no clock): the codecs G.711, G.722 and (feature `opus`) Opus behind
+//! one interface ([`codec`]), DTMF telephone-events (RFC 4733), an adaptive jitter
 //! buffer, RTP receiver statistics and MOS (RFC 3550, G.107), tone generation and detection, and
 //! audio sources/sinks (tone, silence, WAV, memory), RTP packets over rtc-rtp. The
-//! RTCP, SRTP, G.722/Opus and the SDK user agent build on these (issue 3, in progress).
+//! RTCP, SRTP and the SDK user agent build on these (issue 3, in progress).
 
 pub mod audio;
 pub mod codec;
 pub mod dtmf;
 pub mod g711;
+pub mod g722;
 pub mod jitter;
+#[cfg(feature = "opus")]
+pub mod opus;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
