@@ -6,6 +6,8 @@
 
 pub mod audio;
 pub mod codec;
+#[cfg(feature = "audio-device")]
+pub mod device;
 pub mod dtmf;
 pub mod g711;
 pub mod g722;
