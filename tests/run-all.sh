@@ -8,7 +8,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/4 system packages (sip-tester baresip tshark sox bc python3) + python pjsua2"
+section "1/4 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -17,6 +17,10 @@ command -v sox >/dev/null || need+=(sox)
 command -v bc >/dev/null || need+=(bc)
 command -v python3 >/dev/null || need+=(python3)
 command -v ss >/dev/null || need+=(iproute2)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+# libopus for the opus feature (audiopus via pkg-config), ALSA headers for the audio-device feature (cpal)
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+pkg-config --exists alsa 2>/dev/null || need+=(libasound2-dev)
 if [ ${#need[@]} -gt 0 ]; then
   echo "missing: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then
@@ -39,8 +43,8 @@ else
   python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
 fi
 
-section "2/4 cargo test --workspace --all-targets"
-if cargo test --workspace --all-targets; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
+section "2/4 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
+if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
 section "3/4 cargo build --release --bin rvoip-server"
 if cargo build --release --bin rvoip-server; then echo "build: OK"; else FAILED+=("cargo build rvoip-server"); fi

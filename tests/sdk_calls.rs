@@ -27,6 +27,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// An rvoip-server on 127.0.0.1:<free port> in its own runtime thread.
 struct Server {
     addr: SocketAddr,
+    tcp: SocketAddr,
     _rt: tokio::runtime::Runtime,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -38,7 +39,10 @@ fn server() -> Server {
         .build()
         .unwrap();
     let mut cfg = ServerConfig {
-        listen: vec!["udp:127.0.0.1:0".parse::<ListenSpec>().unwrap()],
+        listen: vec![
+            "udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(),
+            "tcp:127.0.0.1:0".parse::<ListenSpec>().unwrap(),
+        ],
         domain: Some("127.0.0.1".into()),
         ..ServerConfig::default()
     };
@@ -51,12 +55,19 @@ fn server() -> Server {
         .find(|(t, _)| *t == TransportKind::Udp)
         .unwrap()
         .1;
+    let tcp = server
+        .bound()
+        .iter()
+        .find(|(t, _)| *t == TransportKind::Tcp)
+        .unwrap()
+        .1;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     rt.spawn(server.run(async move {
         let _ = rx.await;
     }));
     Server {
         addr,
+        tcp,
         _rt: rt,
         _stop: tx,
     }
@@ -294,17 +305,14 @@ fn hold_stops_and_resume_restarts_the_flow() {
     c.bob.state(&c.b_call, "bob held", |s| {
         matches!(s, CallState::Held { remote: true, .. })
     });
-    let dirs: Vec<(String, String)> = Vec::new();
-    let _ = dirs;
-    let a_dir = c.alice.wait("alice sendonly", |e| match e {
+    c.alice.wait("alice sendonly", |e| match e {
         Event::MediaStarted { direction, .. } if direction == "sendonly" => Some(()),
         _ => None,
     });
-    let b_dir = c.bob.wait("bob recvonly", |e| match e {
+    c.bob.wait("bob recvonly", |e| match e {
         Event::MediaStarted { direction, .. } if direction == "recvonly" => Some(()),
         _ => None,
     });
-    let _ = (a_dir, b_dir);
     // Bob stops sending while held (recvonly): alice's received count stalls.
     std::thread::sleep(Duration::from_millis(300));
     let r1 = c.a_call.stats().unwrap().rx_packets;
@@ -412,4 +420,69 @@ fn direct_call_without_accounts() {
     alice.state(&call, "ended by bob", |s| {
         matches!(s, CallState::Ended { status: 200, .. })
     });
+}
+
+#[test]
+fn caller_over_tcp_callee_over_udp() {
+    let srv = server();
+    let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let mut o = AccountOptions::new("sip:alice@127.0.0.1", "apw");
+    o.server = Some(srv.tcp.to_string());
+    o.transport = TransportKind::Tcp;
+    let a = alice.ep.add_account(o).unwrap();
+    a.register().unwrap();
+    let id = a.id();
+    alice.wait("registered over TCP", |e| match e {
+        Event::RegistrationState {
+            account,
+            state: RegistrationState::Registered { .. },
+        } if *account == id => Some(()),
+        _ => None,
+    });
+    bob.register(&srv, "bob", "bpw");
+    let sink = SharedSink::new(8000);
+    let call = alice
+        .ep
+        .make_call(
+            Some(&a),
+            "sip:bob@127.0.0.1",
+            CallOptions {
+                source: tone(440.0, AudioCodec::PCMU),
+                sink: None,
+            },
+        )
+        .unwrap();
+    let b = bob.incoming();
+    b.answer(CallOptions {
+        source: None,
+        sink: Some(Box::new(sink.clone())),
+    })
+    .unwrap();
+    alice.state(&call, "connected over TCP", |s| *s == CallState::Connected);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
+    call.hangup().unwrap();
+    bob.state(&b, "bob ended", |s| matches!(s, CallState::Ended { status: 200, .. }));
+}
+
+#[test]
+fn wrong_password_reports_failed_registration() {
+    let srv = server();
+    let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let mut o = AccountOptions::new("sip:alice@127.0.0.1", "not-the-password");
+    o.server = Some(srv.addr.to_string());
+    let a = alice.ep.add_account(o).unwrap();
+    a.register().unwrap();
+    let (status, retry) = alice.wait("failed", |e| match e {
+        Event::RegistrationState {
+            state: RegistrationState::Failed { status, retry_in_ms, .. },
+            ..
+        } => Some((*status, *retry_in_ms)),
+        _ => None,
+    });
+    assert_eq!(status, 401);
+    assert!(retry >= 1000, "a retry is scheduled with backoff: {retry} ms");
+    assert!(alice.ep.add_account(AccountOptions::new("not a uri", "x")).is_err());
+    assert!(alice.ep.make_call(None, "mailto:bob@example.com", CallOptions::default()).is_err());
 }

@@ -25,7 +25,9 @@
 //! # let _ = call; Ok(()) }
 //! ```
 
+mod core;
 mod endpoint;
+mod net;
 mod handles;
 
 use std::net::SocketAddr;

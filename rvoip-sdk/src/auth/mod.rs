@@ -177,6 +177,45 @@ pub fn authorization_value(
     Some(v)
 }
 
+/// Client side: answers a challenge that offers no `qop` (RFC 2617 §3.2.2.1, the RFC 2069
+/// compatible form many SIP servers still send): `response = KD(HA1, nonce:HA2)`, no cnonce or
+/// nonce-count. Returns `None` if the challenge is not `Digest`, lacks realm or nonce, uses an
+/// unsupported algorithm, or does offer a `qop` (answer those with [`authorization_value`]).
+pub fn authorization_value_without_qop(
+    challenge: &Auth,
+    username: &str,
+    password: &str,
+    method: &str,
+    digest_uri: &str,
+) -> Option<String> {
+    if !challenge.scheme.eq_ignore_ascii_case("Digest") || challenge.get("qop").is_some() {
+        return None;
+    }
+    let realm = challenge.get("realm")?;
+    let nonce = challenge.get("nonce")?;
+    let algorithm = match challenge.get("algorithm") {
+        Some(a) => Algorithm::from_wire(a)?,
+        None => Algorithm::Md5,
+    };
+    let ha1 = ha1(algorithm, username, realm, password);
+    let ha2 = algorithm.hash_parts(&[method, digest_uri]);
+    let response = algorithm.hash_parts(&[&ha1, nonce, &ha2]);
+    let mut v = format!(
+        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", \
+         algorithm={}",
+        quote_escape(username),
+        quote_escape(realm),
+        quote_escape(nonce),
+        quote_escape(digest_uri),
+        response,
+        algorithm,
+    );
+    if let Some(opaque) = challenge.get("opaque") {
+        v.push_str(&format!(", opaque=\"{}\"", quote_escape(opaque)));
+    }
+    Some(v)
+}
+
 /// Escapes `"` and `\` for a quoted-string.
 fn quote_escape(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains(['"', '\\']) {

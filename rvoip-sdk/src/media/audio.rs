@@ -289,15 +289,21 @@ impl AudioSink for SharedSink {
     }
 }
 
+/// The callback of a [`CallbackSink`]: gets each block of samples.
+pub type SinkFn = Box<dyn FnMut(&[i16]) + Send>;
+
+/// The callback of a [`CallbackSource`]: fills the slice, returns how many samples it wrote.
+pub type SourceFn = Box<dyn FnMut(&mut [i16]) -> usize + Send>;
+
 /// Hands every block of received samples to an app callback (apps that run their own audio).
 pub struct CallbackSink {
     rate: u32,
-    f: Box<dyn FnMut(&[i16]) + Send>,
+    f: SinkFn,
 }
 
 impl CallbackSink {
     /// A sink at `rate_hz` calling `f` with each block (one frame, e.g. 20 ms) on the media task.
-    pub fn new(rate_hz: u32, f: Box<dyn FnMut(&[i16]) + Send>) -> CallbackSink {
+    pub fn new(rate_hz: u32, f: SinkFn) -> CallbackSink {
         CallbackSink { rate: rate_hz, f }
     }
 }
@@ -316,12 +322,12 @@ impl AudioSink for CallbackSink {
 /// returns how many samples it wrote (the rest is silence).
 pub struct CallbackSource {
     rate: u32,
-    f: Box<dyn FnMut(&mut [i16]) -> usize + Send>,
+    f: SourceFn,
 }
 
 impl CallbackSource {
     /// A source at `rate_hz` calling `f` for each block on the media task.
-    pub fn new(rate_hz: u32, f: Box<dyn FnMut(&mut [i16]) -> usize + Send>) -> CallbackSource {
+    pub fn new(rate_hz: u32, f: SourceFn) -> CallbackSource {
         CallbackSource { rate: rate_hz, f }
     }
 }

@@ -132,7 +132,8 @@ pub struct Credentials {
 /// Answers a 401/407 challenge (§22.2, §22.3, RFC 8760 §2.4 picks the first usable challenge):
 /// a copy of `req` with an `Authorization` (401) or `Proxy-Authorization` (407) for every
 /// challenged realm, CSeq incremented and a fresh branch (a new transaction, §8.1.3.5).
-/// `None` when no challenge is answerable (no Digest with qop=auth, unknown algorithm).
+/// Challenges without `qop` get the RFC 2617 §3.2.2.1 compatible answer. `None` when no
+/// challenge is answerable (not Digest, unknown algorithm, only qop=auth-int).
 pub fn authorize(
     req: &Request,
     resp: &Response,
@@ -155,7 +156,7 @@ pub fn authorize(
         if realms.contains(&realm) {
             continue; // one answer per realm: the first usable challenge (RFC 8760 §2.4)
         }
-        if let Some(v) = authorization_value(
+        let v = authorization_value(
             &ch,
             &creds.username,
             &creds.password,
@@ -163,7 +164,17 @@ pub fn authorize(
             &uri,
             1,
             &token(),
-        ) {
+        )
+        .or_else(|| {
+            crate::auth::authorization_value_without_qop(
+                &ch,
+                &creds.username,
+                &creds.password,
+                &method,
+                &uri,
+            )
+        });
+        if let Some(v) = v {
             realms.push(realm);
             answers.push(v);
         }

@@ -1,0 +1,281 @@
+//! What happens under the endpoint's lock: sending what the user agent core transmits, and
+//! turning its events into media actions (start, update, stop a call's stream) and app events.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use tokio::sync::mpsc;
+
+use super::endpoint::{CallMedia, Core, Shared, lock};
+use super::net::facing_ip;
+use super::{ApiError, Event};
+use crate::driver::media::MediaPorts;
+use crate::media::audio::{AudioSink, AudioSource, NullSink, SilenceSource};
+use crate::media::session::{MediaConfig, MediaEvent};
+use crate::sdp::{Direction, LocalMedia, Negotiated};
+use crate::sip::msg::Limits;
+use crate::sip::transaction::{Transmit, TransportKind};
+use crate::sip::ua::{CallId, CallState, UaEvent};
+
+impl Shared {
+    /// Our address facing `peer`: the listen IP when bound to one, else the source address the
+    /// OS routes from (a connected UDP probe, no packet sent), with our listen port.
+    pub(crate) fn local_for(&self, peer: SocketAddr, transport: TransportKind) -> Result<SocketAddr, ApiError> {
+        let port_of = |t: TransportKind| {
+            self.bound
+                .iter()
+                .find(|(k, _)| *k == t)
+                .or(self.bound.first())
+                .map(|(_, a)| *a)
+        };
+        let Some(listen) = port_of(transport) else {
+            return Err(ApiError::InvalidArgument("transport not configured".into()));
+        };
+        if !listen.ip().is_unspecified() {
+            return Ok(listen);
+        }
+        let ip = {
+            let mut core = lock(&self.core);
+            match core.facing.get(&peer.ip()) {
+                Some(ip) => *ip,
+                None => {
+                    let ip = facing_ip(peer);
+                    core.facing.insert(peer.ip(), ip);
+                    ip
+                }
+            }
+        };
+        Ok(SocketAddr::new(ip, listen.port()))
+    }
+
+    pub(crate) fn local_for_locked(&self, core: &mut Core, peer: SocketAddr, transport: TransportKind) -> SocketAddr {
+        let listen = self
+            .bound
+            .iter()
+            .find(|(k, _)| *k == transport)
+            .or(self.bound.first())
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 5060));
+        if !listen.ip().is_unspecified() {
+            return listen;
+        }
+        let ip = *core
+            .facing
+            .entry(peer.ip())
+            .or_insert_with(|| facing_ip(peer));
+        SocketAddr::new(ip, listen.port())
+    }
+
+    /// Binds an RTP/RTCP pair on the interface facing the peer (or the wildcard when listening
+    /// on one). Errors: [`ApiError::Network`].
+    pub(crate) fn media_ports(&self, facing: IpAddr) -> Result<MediaPorts, ApiError> {
+        let listen_ip = self.bound.first().map(|(_, a)| a.ip());
+        let ip = match listen_ip {
+            Some(ip) if !ip.is_unspecified() => ip,
+            _ if facing.is_ipv4() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            _ => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        MediaPorts::bind(ip).map_err(|e| ApiError::Network(format!("media ports: {e}")))
+    }
+
+    pub(crate) fn local_media(&self, facing: IpAddr, port: u16) -> LocalMedia {
+        LocalMedia {
+            addr: self.cfg.public_ip.unwrap_or(facing),
+            port,
+            codecs: self.cfg.codecs.clone(),
+            dtmf: self.cfg.dtmf,
+            direction: Direction::SendRecv,
+        }
+    }
+
+    pub(crate) fn emit(&self, ev: Event) {
+        if let Ok(g) = self.events.lock() {
+            if let Some(tx) = g.as_ref() {
+                let _ = tx.send(ev);
+            }
+        }
+    }
+
+    /// Sends what the core transmits and acts on its events. Runs under the core lock.
+    pub(crate) fn pump(&self, core: &mut Core) {
+        loop {
+            let mut idle = true;
+            while let Some(t) = core.ua.poll_transmit() {
+                idle = false;
+                self.send(core, t);
+            }
+            while let Some(ev) = core.ua.poll_event() {
+                idle = false;
+                self.on_ua_event(core, ev);
+            }
+            if idle {
+                break;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    fn send(&self, core: &mut Core, t: Transmit) {
+        match t.transport {
+            TransportKind::Udp => {
+                let Some(sock) = self.udp.clone() else { return };
+                match sock.try_send_to(&t.bytes, t.dest) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.rt.spawn(async move {
+                            let _ = sock.send_to(&t.bytes, t.dest).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
+                }
+            }
+            TransportKind::Tcp => {
+                if let Some(c) = core.conns.get(&t.dest) {
+                    if c.send(t.bytes.clone()).is_ok() {
+                        return;
+                    }
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(t.bytes);
+                core.conns.insert(t.dest, tx);
+                self.rt.spawn(crate::driver::tcp::connect(
+                    t.dest,
+                    rx,
+                    self.inbound.clone(),
+                    Limits::default(),
+                ));
+            }
+        }
+    }
+
+    fn media_config(&self, n: &Negotiated) -> MediaConfig {
+        let mut cfg = MediaConfig::new(n.codec, n.remote);
+        cfg.payload_type = n.payload_type;
+        cfg.telephone_event_pt = n.telephone_event_pt;
+        cfg.direction = n.direction;
+        cfg.frame_ms = self.cfg.ptime_ms;
+        cfg.rx_loss_percent = self.cfg.rx_loss_percent;
+        cfg
+    }
+
+    fn on_ua_event(&self, core: &mut Core, ev: UaEvent) {
+        match ev {
+            UaEvent::Registration { account, state } => {
+                self.emit(Event::RegistrationState { account, state })
+            }
+            UaEvent::IncomingCall {
+                call,
+                account,
+                from,
+                to,
+            } => {
+                core.media.insert(call, CallMedia::default());
+                self.emit(Event::IncomingCall {
+                    call,
+                    account,
+                    from,
+                    to,
+                });
+            }
+            UaEvent::CallState { call, state } => {
+                if matches!(state, CallState::Ended { .. }) {
+                    if let Some(m) = core.media.remove(&call) {
+                        if let Some(h) = m.handle {
+                            h.stop();
+                        }
+                    }
+                }
+                self.emit(Event::CallState { call, state });
+            }
+            UaEvent::MediaStart { call, media } => {
+                let cfg = self.media_config(&media);
+                let Some(m) = core.media.get_mut(&call) else { return };
+                let Some(ports) = m.ports.take() else { return };
+                let source = m
+                    .source
+                    .take()
+                    .unwrap_or_else(|| default_source(cfg.codec));
+                let sink = m.sink.take().unwrap_or_else(|| default_sink(cfg.codec));
+                let events = self.events.lock().ok().and_then(|g| g.clone());
+                let on_event: Box<dyn Fn(MediaEvent) + Send + Sync> = Box::new(move |ev| {
+                    if let (MediaEvent::Dtmf(digit), Some(tx)) = (ev, events.as_ref()) {
+                        let _ = tx.send(Event::DtmfReceived { call, digit });
+                    }
+                });
+                let _g = self.rt.enter();
+                match crate::driver::media::spawn(ports, cfg, source, sink, Box::new(on_event)) {
+                    Ok(h) => {
+                        if m.muted {
+                            h.set_mute(true);
+                        }
+                        m.handle = Some(h);
+                        self.emit(media_started(call, &media));
+                    }
+                    Err(e) => tracing::warn!(call = call.0, error = %e, "media did not start"),
+                }
+            }
+            UaEvent::MediaUpdate { call, media } => {
+                let cfg = self.media_config(&media);
+                if let Some(h) = core.media.get(&call).and_then(|m| m.handle.as_ref()) {
+                    if let Err(e) = h.update(cfg) {
+                        tracing::warn!(call = call.0, error = %e, "media update failed");
+                    }
+                }
+                self.emit(media_started(call, &media));
+            }
+            UaEvent::MediaStop { call } => {
+                if let Some(m) = core.media.get_mut(&call) {
+                    if let Some(h) = m.handle.take() {
+                        // The final figures, before the stream is gone.
+                        let stats = h.stats();
+                        h.stop();
+                        self.emit(Event::Statistics { call, stats });
+                    }
+                }
+                self.emit(Event::MediaStopped { call });
+            }
+        }
+    }
+}
+
+fn media_started(call: CallId, n: &Negotiated) -> Event {
+    let direction = match n.direction {
+        Direction::SendRecv => "sendrecv",
+        Direction::SendOnly => "sendonly",
+        Direction::RecvOnly => "recvonly",
+        Direction::Inactive => "inactive",
+    };
+    Event::MediaStarted {
+        call,
+        codec: n.codec.name.to_string(),
+        remote: n.remote,
+        direction: direction.into(),
+    }
+}
+
+/// The default input: the system's default microphone with the `audio-device` feature (if it
+/// opens), else silence at the codec's rate.
+fn default_source(codec: crate::sdp::AudioCodec) -> Box<dyn AudioSource> {
+    #[cfg(feature = "audio-device")]
+    {
+        if let Ok(d) = crate::media::device::DeviceSource::open(None) {
+            return Box::new(d);
+        }
+    }
+    Box::new(SilenceSource {
+        rate: crate::media::codec::audio_rate(&codec),
+    })
+}
+
+/// The default output: the default speaker with the `audio-device` feature, else discarded.
+fn default_sink(codec: crate::sdp::AudioCodec) -> Box<dyn AudioSink> {
+    #[cfg(feature = "audio-device")]
+    {
+        if let Ok(d) = crate::media::device::DeviceSink::open(None) {
+            return Box::new(d);
+        }
+    }
+    Box::new(NullSink {
+        rate: crate::media::codec::audio_rate(&codec),
+    })
+}
+

@@ -1,0 +1,219 @@
+//! The endpoint's network side: binding the SIP sockets, resolving names and finding the local
+//! address that faces a peer, and the driver task that reads UDP and TCP, runs the user agent's
+//! timers and emits periodic statistics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::endpoint::{Shared, lock};
+use super::{ApiError, EndpointConfig, Event};
+use crate::driver::Inbound;
+use crate::sip::msg::Uri;
+use crate::sip::transaction::TransportKind;
+use crate::sip::ua::build;
+
+/// Binds the UDP socket and TCP listener of `cfg` (TCP on the UDP port when both are asked
+/// for the same address).
+#[allow(clippy::type_complexity)]
+pub(super) fn bind(
+    cfg: &EndpointConfig,
+) -> Result<
+    (
+        Option<Arc<UdpSocket>>,
+        Option<TcpListener>,
+        Vec<(TransportKind, SocketAddr)>,
+    ),
+    ApiError,
+> {
+    let mut bound = Vec::new();
+    let net = |what: &str, a: SocketAddr, e: std::io::Error| {
+        ApiError::Network(format!("cannot bind {what} {a}: {e}"))
+    };
+    let mut udp = None;
+    if let Some(a) = cfg.udp {
+        let s = std::net::UdpSocket::bind(a).map_err(|e| net("udp", a, e))?;
+        s.set_nonblocking(true).map_err(|e| net("udp", a, e))?;
+        let la = s.local_addr().map_err(|e| net("udp", a, e))?;
+        let s = UdpSocket::from_std(s).map_err(|e| net("udp", a, e))?;
+        bound.push((TransportKind::Udp, la));
+        udp = Some(Arc::new(s));
+    }
+    let mut tcp = None;
+    if let Some(mut a) = cfg.tcp {
+        if a.port() == 0 {
+            if let (Some(u), Some(cu)) = (bound.first(), cfg.udp) {
+                if cu.ip() == a.ip() {
+                    a.set_port(u.1.port());
+                }
+            }
+        }
+        let l = std::net::TcpListener::bind(a).map_err(|e| net("tcp", a, e))?;
+        l.set_nonblocking(true).map_err(|e| net("tcp", a, e))?;
+        let la = l.local_addr().map_err(|e| net("tcp", a, e))?;
+        let l = TcpListener::from_std(l).map_err(|e| net("tcp", a, e))?;
+        bound.push((TransportKind::Tcp, la));
+        tcp = Some(l);
+    }
+    Ok((udp, tcp, bound))
+}
+
+/// Parses a target or AOR; accepts `user@host` without the scheme.
+pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
+    let s = s.trim();
+    let text = if s.contains(':') && (s.starts_with("sip:") || s.starts_with("sips:")) {
+        s.to_string()
+    } else if s.contains('@') {
+        format!("sip:{s}")
+    } else {
+        s.to_string()
+    };
+    let uri = Uri::parse(&text.clone().into())
+        .map_err(|_| ApiError::InvalidArgument(format!("not a SIP URI: {s}")))?;
+    if !uri.is_sip() {
+        return Err(ApiError::InvalidArgument(format!("not a SIP URI: {s}")));
+    }
+    Ok(uri)
+}
+
+pub(super) fn resolve_uri(uri: &Uri) -> Result<SocketAddr, ApiError> {
+    if let Some(a) = build::uri_addr(uri) {
+        return Ok(a);
+    }
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    resolve(host, uri.port.unwrap_or(5060))
+}
+
+pub(super) fn resolve_hostport(s: &str) -> Result<SocketAddr, ApiError> {
+    let s = s.trim();
+    if s.starts_with("sip:") || s.starts_with("sips:") {
+        return resolve_uri(&parse_uri(s)?);
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 5060));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => resolve(h, p.parse().unwrap_or(5060)),
+        _ => resolve(s, 5060),
+    }
+}
+
+/// A-record lookup (no RFC 3263 NAPTR/SRV yet), IPv4 first.
+fn resolve(host: &str, port: u16) -> Result<SocketAddr, ApiError> {
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| ApiError::Network(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| ApiError::Network(format!("no address for {host}")))
+}
+
+/// The local IP the OS would use toward `peer` (connect() on a UDP socket sends nothing).
+pub(super) fn facing_ip(peer: SocketAddr) -> IpAddr {
+    let any: SocketAddr = if peer.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(peer).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or_else(crate::server::local::primary_ipv4)
+}
+
+/// The driver task: reads UDP and the TCP inbound channel, runs timers, emits statistics.
+pub(super) async fn run(shared: Arc<Shared>, udp: Option<Arc<UdpSocket>>, mut inbound: mpsc::Receiver<Inbound>) {
+    let mut buf = vec![0u8; 65_536];
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
+    let stats_every = shared.cfg.stats_interval;
+    let mut next_stats = stats_every.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        let deadline = lock(&shared.core)
+            .ua
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(far);
+        let deadline = next_stats.map_or(deadline, |s| s.min(deadline));
+        let recv = async {
+            match &udp {
+                Some(s) => s.recv_from(&mut buf).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.stop.notified() => break,
+            r = recv => {
+                match r {
+                    Ok((n, source)) => {
+                        let Some(d) = buf.get(..n) else { continue };
+                        if d.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                            continue; // keep-alive
+                        }
+                        let data = Bytes::copy_from_slice(d);
+                        let mut core = lock(&shared.core);
+                        let local = shared.local_for_locked(&mut core, source, TransportKind::Udp);
+                        core.ua.handle_datagram(Instant::now(), data, source, TransportKind::Udp, local);
+                        shared.pump(&mut core);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive error");
+                    }
+                }
+            }
+            m = inbound.recv() => {
+                let Some(m) = m else { break };
+                let mut core = lock(&shared.core);
+                match m {
+                    Inbound::Msg { data, source, transport } => {
+                        let local = shared.local_for_locked(&mut core, source, transport);
+                        core.ua.handle_datagram(Instant::now(), data, source, transport, local);
+                        shared.pump(&mut core);
+                    }
+                    Inbound::TcpOpened { peer, tx } => {
+                        core.conns.insert(peer, tx);
+                    }
+                    Inbound::TcpClosed { peer } => {
+                        core.conns.remove(&peer);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Instant::now();
+                let mut core = lock(&shared.core);
+                if core.ua.poll_timeout().is_some_and(|t| t <= now) {
+                    core.ua.handle_timeout(now);
+                    shared.pump(&mut core);
+                }
+                if let (Some(at), Some(every)) = (next_stats, stats_every) {
+                    if at <= tokio::time::Instant::now() {
+                        next_stats = Some(at + every);
+                        let stats: Vec<_> = core
+                            .media
+                            .iter()
+                            .filter_map(|(c, m)| m.handle.as_ref().map(|h| (*c, h.stats())))
+                            .collect();
+                        drop(core);
+                        for (call, stats) in stats {
+                            shared.emit(Event::Statistics { call, stats });
+                        }
+                    }
+                }
+            }
+            _ = shared.wake.notified() => {}
+        }
+    }
+}
