@@ -24,6 +24,14 @@ use rvoip_sdk::sip::transaction::TransportKind;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// These tests run real-time media; on a 2-core CI machine running them all at once starves
+/// the media clocks. One at a time (a failed test poisons nothing: the guard is re-taken).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// An rvoip-server on 127.0.0.1:<free port> in its own runtime thread.
 struct Server {
     addr: SocketAddr,
@@ -243,22 +251,26 @@ fn two_way_audio(codec: AudioCodec) {
 
 #[test]
 fn two_way_audio_pcmu() {
+    let _serial = serial();
     two_way_audio(AudioCodec::PCMU);
 }
 
 #[test]
 fn two_way_audio_pcma() {
+    let _serial = serial();
     two_way_audio(AudioCodec::PCMA);
 }
 
 #[test]
 fn two_way_audio_g722() {
+    let _serial = serial();
     two_way_audio(AudioCodec::G722);
 }
 
 #[cfg(feature = "opus")]
 #[test]
 fn two_way_audio_opus() {
+    let _serial = serial();
     two_way_audio(AudioCodec::OPUS);
 }
 
@@ -271,6 +283,7 @@ fn opus_feature_is_enabled_by_the_test_command() {
 
 #[test]
 fn dtmf_arrives_in_order() {
+    let _serial = serial();
     let mut c = connect(AudioCodec::PCMU, 0.0);
     c.a_call.send_dtmf("1234#*").unwrap();
     assert!(c.a_call.send_dtmf("12x").is_err());
@@ -296,6 +309,7 @@ fn dtmf_arrives_in_order() {
 
 #[test]
 fn hold_stops_and_resume_restarts_the_flow() {
+    let _serial = serial();
     let mut c = connect(AudioCodec::PCMU, 0.0);
     std::thread::sleep(Duration::from_millis(500));
     c.a_call.hold().unwrap();
@@ -330,6 +344,7 @@ fn hold_stops_and_resume_restarts_the_flow() {
 
 #[test]
 fn cancel_before_answer_ends_both_sides_with_487() {
+    let _serial = serial();
     let srv = server();
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
@@ -352,6 +367,7 @@ fn cancel_before_answer_ends_both_sides_with_487() {
 
 #[test]
 fn reject_486_is_busy_for_the_caller() {
+    let _serial = serial();
     let srv = server();
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
@@ -375,6 +391,7 @@ fn reject_486_is_busy_for_the_caller() {
 
 #[test]
 fn ten_percent_loss_is_measured_and_concealed() {
+    let _serial = serial();
     let mut c = connect(AudioCodec::PCMU, 10.0);
     std::thread::sleep(Duration::from_secs(6));
     let st = c.b_call.stats().unwrap();
@@ -392,6 +409,7 @@ fn ten_percent_loss_is_measured_and_concealed() {
 
 #[test]
 fn direct_call_without_accounts() {
+    let _serial = serial();
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
     let bob_addr = bob.ep.udp_addr().unwrap();
@@ -424,6 +442,7 @@ fn direct_call_without_accounts() {
 
 #[test]
 fn caller_over_tcp_callee_over_udp() {
+    let _serial = serial();
     let srv = server();
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
@@ -468,6 +487,7 @@ fn caller_over_tcp_callee_over_udp() {
 
 #[test]
 fn wrong_password_reports_failed_registration() {
+    let _serial = serial();
     let srv = server();
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut o = AccountOptions::new("sip:alice@127.0.0.1", "not-the-password");

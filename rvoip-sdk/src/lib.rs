@@ -8,8 +8,12 @@
 //! - [`auth`]: HTTP digest authentication (RFC 7616, RFC 8760) for the registrar and proxy.
 //! - [`server`]: registrar (§10), location service and stateful proxy (§16), sans-IO.
 //! - [`driver`]: tokio UDP/TCP transports (§18) that feed the cores, and the `rvoip-server` runtime.
-//! - [`sdp`]: RFC 3264 offer/answer for one audio stream; [`media`]: G.711, DTMF (RFC 4733),
-//!   jitter buffer, RTP statistics (RFC 3550) and MOS — the start of the SDK user agent (issue 3).
+//! - [`sip::dialog`], [`sip::ua`]: dialogs (§12) and the user agent core: registration with
+//!   digest auth, INVITE sessions with CANCEL, hold/resume and BYE (§10, §13–§15), sans-IO.
+//! - [`sdp`]: RFC 3264 offer/answer for one audio stream; [`media`]: codecs (G.711, G.722,
+//!   Opus), RTP/RTCP, jitter buffer, DTMF (RFC 4733), statistics and MOS, audio I/O.
+//! - [`api`]: the public SDK — `Endpoint`, `Account`, `Call` and one ordered event stream —
+//!   that the C ABI and the UniFFI bindings wrap.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 

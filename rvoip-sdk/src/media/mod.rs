@@ -1,8 +1,10 @@
 //! Media cores (sans-IO, no clock): the codecs G.711, G.722 and (feature `opus`) Opus behind
-//! one interface ([`codec`]), DTMF telephone-events (RFC 4733), an adaptive jitter
-//! buffer, RTP receiver statistics and MOS (RFC 3550, G.107), tone generation and detection, and
-//! audio sources/sinks (tone, silence, WAV, memory), RTP packets over rtc-rtp. The
-//! RTCP, SRTP and the SDK user agent build on these (issue 3, in progress).
+//! one interface ([`codec`]), DTMF telephone-events (RFC 4733), an adaptive jitter buffer, RTP
+//! receiver statistics and MOS (RFC 3550, G.107), RTCP SR/RR with round-trip time ([`rtcp`]),
+//! resampling ([`resample`]), tone generation and detection, audio sources/sinks (tone,
+//! silence, WAV, memory, callbacks; system devices via cpal with feature `audio-device`), and
+//! [`session::MediaSession`], one call's audio stream, which `driver::media` runs on tokio.
+//! SRTP is not done yet.
 
 pub mod audio;
 pub mod codec;
