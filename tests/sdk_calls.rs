@@ -506,3 +506,54 @@ fn wrong_password_reports_failed_registration() {
     assert!(alice.ep.add_account(AccountOptions::new("not a uri", "x")).is_err());
     assert!(alice.ep.make_call(None, "mailto:bob@example.com", CallOptions::default()).is_err());
 }
+
+#[test]
+fn source_switch_mid_call_and_wildcard_listen_advertises_a_real_address() {
+    let _serial = serial();
+    // Alice listens on the wildcard address: her SDP must still carry 127.0.0.1.
+    let mut alice = Party {
+        ep: Endpoint::new(EndpointConfig {
+            udp: Some("0.0.0.0:0".parse().unwrap()),
+            tcp: None,
+            codecs: vec![AudioCodec::PCMU],
+            stats_interval: None,
+            ..EndpointConfig::default()
+        })
+        .unwrap(),
+        seen: Vec::new(),
+    };
+    let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let bob_addr = bob.ep.udp_addr().unwrap();
+    let sink = SharedSink::new(8000);
+    let call = alice
+        .ep
+        .make_call(
+            None,
+            &format!("sip:bob@{bob_addr}"),
+            CallOptions {
+                source: tone(440.0, AudioCodec::PCMU),
+                sink: None,
+            },
+        )
+        .unwrap();
+    let b = bob.incoming();
+    b.answer(CallOptions {
+        source: None,
+        sink: Some(Box::new(sink.clone())),
+    })
+    .unwrap();
+    let remote = bob.wait("bob's media", |e| match e {
+        Event::MediaStarted { remote, .. } => Some(*remote),
+        _ => None,
+    });
+    assert_eq!(remote.ip().to_string(), "127.0.0.1", "SDP c= of a wildcard listener");
+    alice.state(&call, "connected", |s| *s == CallState::Connected);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
+    // Switch alice's input to another "device" mid-call: the call stays up, bob hears 660 Hz.
+    call.set_source(tone(660.0, AudioCodec::PCMU).unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(tail_fraction(&sink, 660.0, 8000, 400) >= 0.9);
+    assert_eq!(call.state().unwrap(), CallState::Connected);
+    call.hangup().unwrap();
+}
