@@ -642,8 +642,15 @@ impl UserAgent {
         let Some(tx) = tx else {
             // ACK for a 2xx: find the dialog.
             if req.method == Method::Ack {
-                if let Some(c) = self.calls.values_mut().find(|c| c.owns_request(&req)) {
-                    let ev = c.on_ack(&req);
+                let found = self
+                    .calls
+                    .iter_mut()
+                    .find(|(_, c)| c.owns_request(&req))
+                    .map(|(id, c)| (*id, c.on_ack(now, &mut self.tl, &req)));
+                if let Some((id, (ev, tx))) = found {
+                    if let Some(tx) = tx {
+                        self.owners.insert(tx, Owner::InDialog(id));
+                    }
                     self.events.extend(ev);
                 }
             }

@@ -504,3 +504,48 @@ fn garbage_and_unknown_requests_do_not_disturb() {
     assert!(answers.iter().any(|a| a.starts_with("SIP/2.0 405")), "{answers:?}");
     assert_eq!(net.bob.call_count(), 0);
 }
+
+#[test]
+fn uas_hangup_before_the_ack_sends_bye_only_after_it() {
+    let mut net = Net::new(false);
+    let call = net.direct_call();
+    net.settle();
+    let incoming = net.incoming().unwrap();
+    let now = net.now;
+    net.bob.answer(now, incoming, local_media(41000)).unwrap();
+    // Hang up in the same instant, before alice's ACK is in.
+    net.bob.hangup(now, incoming).unwrap();
+    net.settle();
+    let ack = net.wire.iter().position(|m| m.starts_with("ACK ")).expect("ACK");
+    let bye = net.wire.iter().position(|m| m.starts_with("BYE ")).expect("BYE");
+    assert!(ack < bye, "BYE went out before the ACK (§15)");
+    let a = Net::states(&net.events_a, call);
+    assert!(matches!(a.last(), Some(CallState::Ended { status: 200, .. })), "{a:?}");
+    assert_eq!(net.bob.call_count(), 0);
+}
+
+#[test]
+fn reinvite_glare_gets_491_and_both_retry() {
+    let mut net = Net::new(false);
+    let call = net.direct_call();
+    net.settle();
+    let incoming = net.incoming().unwrap();
+    let now = net.now;
+    net.bob.answer(now, incoming, local_media(41000)).unwrap();
+    net.settle();
+    // Both hold at the same instant: the re-INVITEs cross.
+    let now = net.now;
+    net.alice.set_hold(now, call, true).unwrap();
+    net.bob.set_hold(now, incoming, true).unwrap();
+    net.settle();
+    assert!(net.wire.iter().any(|m| m.starts_with("SIP/2.0 491")), "glare answered 491");
+    net.advance(Duration::from_secs(10));
+    assert_eq!(
+        net.alice.call_state(call).unwrap(),
+        CallState::Held { local: true, remote: true }
+    );
+    assert_eq!(
+        net.bob.call_state(incoming).unwrap(),
+        CallState::Held { local: true, remote: true }
+    );
+}

@@ -79,6 +79,10 @@ pub(in crate::sip::ua) struct Call {
     bye: Option<(ClientTxId, Request)>,
     local_hold: bool,
     remote_hold: bool,
+    /// We hung up before the ACK for our 2xx arrived: BYE when it does (§15).
+    bye_after_ack: bool,
+    /// A re-INVITE refused with 491 (glare), to send again at this instant (§14.1).
+    reinvite_retry: Option<(Instant, bool)>,
 }
 
 impl Call {
@@ -125,6 +129,8 @@ impl Call {
             bye: None,
             local_hold: false,
             remote_hold: false,
+            bye_after_ack: false,
+            reinvite_retry: None,
         }
     }
 
@@ -269,6 +275,8 @@ impl Call {
             bye: None,
             local_hold: false,
             remote_hold: false,
+            bye_after_ack: false,
+            reinvite_retry: None,
         };
         let contact = call.contact();
         let ringing = build::response(&req, 180, Some(&local_tag), Some(&contact));
@@ -315,11 +323,14 @@ impl Call {
     }
 
     pub(in crate::sip::ua) fn poll_timeout(&self) -> Option<Instant> {
-        let a = self.ok_retx.as_ref().map(|r| r.next.min(r.give_up));
-        match (a, self.cancel_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.ok_retx.as_ref().map(|r| r.next.min(r.give_up)),
+            self.cancel_deadline,
+            self.reinvite_retry.map(|r| r.0),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn set_state(&mut self, state: CallState) -> Option<UaEvent> {
@@ -355,6 +366,7 @@ impl Call {
         }
         self.ok_retx = None;
         self.cancel_deadline = None;
+        self.reinvite_retry = None;
         self.phase = phase;
         ev.extend(self.set_state(CallState::Ended {
             status,

@@ -232,7 +232,19 @@ impl Call {
             return (ev, Some(tx));
         }
         // Failed re-INVITE (§14.1): the session stays as it was; 481/408 end the dialog.
-        self.reinvite = None;
+        let hold = self.reinvite.take().map(|r| r.2);
+        if resp.status == 491 {
+            // Glare: retry after 2.1–4 s if we own the Call-ID (we sent the initial INVITE),
+            // else after 0–2 s (§14.1).
+            let ms = if self.invite.is_some() {
+                2100 + rand::random::<u64>() % 1900
+            } else {
+                rand::random::<u64>() % 2000
+            };
+            if let Some(h) = hold {
+                self.reinvite_retry = Some((now + std::time::Duration::from_millis(ms), h));
+            }
+        }
         if let Some(m) = self.media.as_mut() {
             m.direction = if self.local_hold {
                 Direction::SendOnly
@@ -315,7 +327,7 @@ impl Call {
         self.cancel_deadline = Some(now + self.t1 * 64);
     }
 
-    fn send_bye(&mut self, now: Instant, tl: &mut TransactionLayer) -> Option<ClientTxId> {
+    pub(super) fn send_bye(&mut self, now: Instant, tl: &mut TransactionLayer) -> Option<ClientTxId> {
         let req = self.dialog_request(Method::Bye, None)?;
         let hop = self.next_hop();
         let tx = tl.send_request(now, req.clone(), hop, self.transport);
@@ -350,7 +362,15 @@ impl Call {
                 let ev = self.reject(now, tl, 603)?;
                 Ok((ev, None))
             }
-            Phase::WaitAck | Phase::Established => {
+            Phase::WaitAck => {
+                // §15: no BYE before the ACK for our 2xx (or its timeout); keep retransmitting.
+                let retx = self.ok_retx.take();
+                let ev = self.end(200, "local hangup", Phase::Terminating);
+                self.ok_retx = retx;
+                self.bye_after_ack = true;
+                Ok((ev, None))
+            }
+            Phase::Established => {
                 let tx = self.send_bye(now, tl);
                 let ev = self.end(200, "local hangup", Phase::Terminating);
                 if tx.is_none() {
@@ -404,6 +424,14 @@ impl Call {
         now: Instant,
         tl: &mut TransactionLayer,
     ) -> (Vec<UaEvent>, Option<ClientTxId>) {
+        if let Some((at, hold)) = self.reinvite_retry {
+            if at <= now {
+                self.reinvite_retry = None;
+                if let Ok(tx) = self.reinvite(now, tl, hold) {
+                    return (Vec::new(), Some(tx));
+                }
+            }
+        }
         if self.cancel_deadline.is_some_and(|t| t <= now) {
             self.cancel_deadline = None;
             return (self.end(487, "Request Terminated", Phase::Done), None);
@@ -414,6 +442,14 @@ impl Call {
         if r.give_up <= now {
             // No ACK: confirm and end the session with a BYE (§13.3.1.4).
             self.ok_retx = None;
+            if self.bye_after_ack {
+                self.bye_after_ack = false;
+                let tx = self.send_bye(now, tl);
+                if tx.is_none() {
+                    self.phase = Phase::Done;
+                }
+                return (Vec::new(), tx);
+            }
             if self.phase == Phase::WaitAck {
                 self.phase = Phase::Established;
                 let tx = self.send_bye(now, tl);

@@ -114,10 +114,15 @@ impl Call {
     }
 
     /// The ACK for our 2xx.
-    pub(in crate::sip::ua) fn on_ack(&mut self, req: &Request) -> Vec<UaEvent> {
+    pub(in crate::sip::ua) fn on_ack(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        req: &Request,
+    ) -> (Vec<UaEvent>, Option<crate::sip::transaction::ClientTxId>) {
         let mut ev = Vec::new();
         let Some(r) = &self.ok_retx else {
-            return ev;
+            return (ev, None);
         };
         let acked = r
             .resp
@@ -127,9 +132,21 @@ impl Call {
             .zip(req.headers.cseq().ok())
             .is_some_and(|(a, b)| a.seq == b.seq);
         if !acked {
-            return ev;
+            return (ev, None);
         }
         self.ok_retx = None;
+        if self.bye_after_ack {
+            // We hung up while waiting for this ACK: now the BYE may go (§15).
+            self.bye_after_ack = false;
+            self.phase = Phase::Established;
+            let tx = self.send_bye(now, tl);
+            self.phase = if tx.is_some() {
+                Phase::Terminating
+            } else {
+                Phase::Done
+            };
+            return (ev, tx);
+        }
         if self.offerless || build::sdp_body(&req.headers, &req.body).is_some() {
             // The answer to the offer we put in the 2xx.
             self.offerless = false;
@@ -146,7 +163,7 @@ impl Call {
         }
         let st = self.up_state();
         ev.extend(self.set_state(st));
-        ev
+        (ev, None)
     }
 
     /// A request inside our dialog (§12.2.2).
