@@ -1,0 +1,190 @@
+//! The user agent core's public types: ids, settings, states, events and errors.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::build::Credentials;
+use crate::sdp::{AudioCodec, Negotiated};
+use crate::sip::msg::Limits;
+use crate::sip::transaction::{TimerConfig, TransportKind};
+
+/// The id of an account (a registration). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub u64);
+
+/// The id of a call (one INVITE session). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Settings of the user agent core.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// RFC 3261 timer bases (T1, T2, T4).
+    pub timers: TimerConfig,
+    /// Parser limits for received messages.
+    pub limits: Limits,
+    /// Codecs offered and accepted, in preference order (RFC 3264 §5.1, §6.1).
+    pub codecs: Vec<AudioCodec>,
+    /// Offer/accept telephone-event (RFC 4733).
+    pub dtmf: bool,
+    /// First re-registration delay after a failure (doubles up to [`UaConfig::register_retry_max`]).
+    pub register_retry_min: Duration,
+    /// Longest re-registration delay after repeated failures.
+    pub register_retry_max: Duration,
+    /// The user part of our Contact for calls without an account (e.g. `"rvoip"`).
+    pub contact_user: String,
+}
+
+impl Default for UaConfig {
+    fn default() -> Self {
+        UaConfig {
+            timers: TimerConfig::default(),
+            limits: Limits::default(),
+            codecs: vec![AudioCodec::PCMU, AudioCodec::PCMA, AudioCodec::G722],
+            dtmf: true,
+            register_retry_min: Duration::from_secs(2),
+            register_retry_max: Duration::from_secs(300),
+            contact_user: "rvoip".into(),
+        }
+    }
+}
+
+/// One account: an address-of-record registered at a registrar (RFC 3261 §10.2).
+#[derive(Debug, Clone)]
+pub struct AccountConfig {
+    /// The AOR, e.g. `sip:alice@example.com`.
+    pub aor: crate::sip::msg::Uri,
+    /// Digest credentials for REGISTER and for challenged requests (§22).
+    pub credentials: Credentials,
+    /// The registrar / outbound proxy address (next hop of REGISTER and of the account's calls).
+    pub server: SocketAddr,
+    /// UDP or TCP.
+    pub transport: TransportKind,
+    /// Our address facing `server` (IP and SIP port), written in Via and Contact.
+    pub local: SocketAddr,
+    /// Requested registration lifetime in seconds (`Expires`, §10.2.1.1), e.g. 3600.
+    pub expires_s: u32,
+}
+
+/// Registration state of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// A REGISTER is on its way (first time or refresh).
+    Registering,
+    /// The registrar accepted our binding for `expires_s` seconds.
+    Registered {
+        /// The granted lifetime (s).
+        expires_s: u32,
+    },
+    /// Our binding was removed (REGISTER with expires 0 answered, or never registered).
+    Unregistered,
+    /// The last REGISTER failed (final status, 408 for a timeout or 503 for a network error);
+    /// a retry is scheduled after `retry_in_ms` (0: none, e.g. after an unregister).
+    Failed {
+        /// The SIP status.
+        status: u16,
+        /// The reason phrase.
+        reason: String,
+        /// Delay until the next attempt (ms).
+        retry_in_ms: u64,
+    },
+}
+
+/// The state of a call, as an app shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallState {
+    /// INVITE sent, no provisional response with a tag yet.
+    Calling,
+    /// Outgoing: 180 received; incoming: we are ringing (180 sent).
+    Ringing,
+    /// Outgoing: a provisional response carried SDP (early media, RFC 3960).
+    EarlyMedia,
+    /// 2xx and ACK: the call is up with media flowing both ways.
+    Connected,
+    /// Up, but on hold (RFC 3264 §8.4): `local` when we put the peer on hold, `remote` when the
+    /// peer put us on hold.
+    Held {
+        /// We sent sendonly/inactive.
+        local: bool,
+        /// The peer sent sendonly/inactive.
+        remote: bool,
+    },
+    /// The call is over: the final SIP status (e.g. 486, 487, 408) or 200 after a BYE, and a reason.
+    Ended {
+        /// SIP status: the final response to the INVITE, or 200 for a normal hang-up.
+        status: u16,
+        /// Reason text, e.g. `"Busy Here"`, `"remote hangup"`.
+        reason: String,
+    },
+}
+
+/// What the user agent tells its driver.
+#[derive(Debug, Clone)]
+pub enum UaEvent {
+    /// An account's registration state changed.
+    Registration {
+        /// The account.
+        account: AccountId,
+        /// The new state.
+        state: RegistrationState,
+    },
+    /// A new incoming call (we sent 180 Ringing). Answer with [`UserAgent::answer`], refuse with
+    /// [`UserAgent::reject`].
+    IncomingCall {
+        /// The call.
+        call: CallId,
+        /// The account whose user the Request-URI names, if any.
+        account: Option<AccountId>,
+        /// The From header value (caller).
+        from: String,
+        /// The To header value (callee).
+        to: String,
+    },
+    /// A call's state changed.
+    CallState {
+        /// The call.
+        call: CallId,
+        /// The new state.
+        state: CallState,
+    },
+    /// Start the call's audio stream with this offer/answer result (early media or connect).
+    MediaStart {
+        /// The call.
+        call: CallId,
+        /// Codec, payload types, remote address, direction.
+        media: Negotiated,
+    },
+    /// The negotiated stream changed (re-INVITE: hold/resume, new address or codec).
+    MediaUpdate {
+        /// The call.
+        call: CallId,
+        /// The new result.
+        media: Negotiated,
+    },
+    /// Stop the call's audio stream.
+    MediaStop {
+        /// The call.
+        call: CallId,
+    },
+}
+
+/// Errors of user agent operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UaError {
+    /// No account or call with this id (never existed, or ended).
+    #[error("no such account or call")]
+    NotFound,
+    /// The operation does not fit the call's state (e.g. answering an outgoing call).
+    #[error("not possible in this state: {0}")]
+    InvalidState(&'static str),
+    /// An SDP could not be made or read.
+    #[error("SDP: {0}")]
+    Sdp(#[from] crate::sdp::SdpError),
+    /// A status code outside what the operation takes (reject: 300..=699).
+    #[error("invalid status code {0}")]
+    InvalidStatus(u16),
+    /// The target URI is not a SIP URI.
+    #[error("invalid target URI: {0}")]
+    InvalidUri(String),
+}
+
