@@ -35,3 +35,12 @@ pub const VERSION_CSTR: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_
     Ok(s) => s,
     Err(_) => c"0",
 };
+
+/// Tests of this crate that run against the wall clock (media over real sockets, audio devices
+/// that run unthrottled on the ALSA null device) take this lock, so a 2-core CI machine runs
+/// at most one of them at a time and their media clocks are not starved by each other.
+#[cfg(test)]
+pub(crate) fn realtime_test_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -305,6 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn loopback_tone_dtmf_and_stats() {
+        let _realtime = crate::realtime_test_lock();
         let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let (pa, pb) = (MediaPorts::bind(lo).unwrap(), MediaPorts::bind(lo).unwrap());
         let addr = |p: &MediaPorts, rtcp: bool| {

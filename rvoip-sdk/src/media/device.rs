@@ -844,6 +844,7 @@ pcm.rvoip_mic {
             body(Path::new(&dir));
             return;
         }
+        let _realtime = crate::realtime_test_lock();
         let dir: PathBuf =
             std::env::temp_dir().join(format!("rvoip-null-alsa-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
