@@ -129,6 +129,10 @@ impl Party {
         let mut o = AccountOptions::new(&format!("sip:{user}@127.0.0.1"), pw);
         o.server = Some(srv.addr.to_string());
         o.expires_s = 300;
+        self.register_with(o)
+    }
+
+    fn register_with(&mut self, o: AccountOptions) -> Account {
         let acc = self.ep.add_account(o).unwrap();
         acc.register().unwrap();
         let id = acc.id();
@@ -169,6 +173,35 @@ fn tail_fraction(sink: &SharedSink, freq: f64, rate: u32, ms: usize) -> f64 {
     let n = rate as usize * ms / 1000;
     assert!(s.len() >= n, "only {} samples received", s.len());
     tone_energy_fraction(&s[s.len() - n..], freq, rate)
+}
+
+/// Alice calls `target` sending 440 Hz; bob answers, recording into the returned sink; both up.
+fn one_way_call(
+    alice: &mut Party,
+    bob: &mut Party,
+    account: Option<&Account>,
+    target: &str,
+) -> (Call, Call, SharedSink) {
+    let sink = SharedSink::new(8000);
+    let call = alice
+        .ep
+        .make_call(
+            account,
+            target,
+            CallOptions {
+                source: tone(440.0, AudioCodec::PCMU),
+                sink: None,
+            },
+        )
+        .unwrap();
+    let b = bob.incoming();
+    b.answer(CallOptions {
+        source: None,
+        sink: Some(Box::new(sink.clone())),
+    })
+    .unwrap();
+    alice.state(&call, "connected", |s| *s == CallState::Connected);
+    (call, b, sink)
 }
 
 struct Connected {
@@ -413,25 +446,7 @@ fn direct_call_without_accounts() {
     let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
     let bob_addr = bob.ep.udp_addr().unwrap();
-    let sink = SharedSink::new(8000);
-    let call = alice
-        .ep
-        .make_call(
-            None,
-            &format!("sip:bob@{bob_addr}"),
-            CallOptions {
-                source: tone(440.0, AudioCodec::PCMU),
-                sink: None,
-            },
-        )
-        .unwrap();
-    let b = bob.incoming();
-    b.answer(CallOptions {
-        source: None,
-        sink: Some(Box::new(sink.clone())),
-    })
-    .unwrap();
-    alice.state(&call, "connected", |s| *s == CallState::Connected);
+    let (call, b, sink) = one_way_call(&mut alice, &mut bob, None, &format!("sip:bob@{bob_addr}"));
     std::thread::sleep(Duration::from_millis(1000));
     assert!(tail_fraction(&sink, 440.0, 8000, 500) >= 0.9);
     b.hangup().unwrap();
@@ -449,36 +464,9 @@ fn caller_over_tcp_callee_over_udp() {
     let mut o = AccountOptions::new("sip:alice@127.0.0.1", "apw");
     o.server = Some(srv.tcp.to_string());
     o.transport = TransportKind::Tcp;
-    let a = alice.ep.add_account(o).unwrap();
-    a.register().unwrap();
-    let id = a.id();
-    alice.wait("registered over TCP", |e| match e {
-        Event::RegistrationState {
-            account,
-            state: RegistrationState::Registered { .. },
-        } if *account == id => Some(()),
-        _ => None,
-    });
+    let a = alice.register_with(o);
     bob.register(&srv, "bob", "bpw");
-    let sink = SharedSink::new(8000);
-    let call = alice
-        .ep
-        .make_call(
-            Some(&a),
-            "sip:bob@127.0.0.1",
-            CallOptions {
-                source: tone(440.0, AudioCodec::PCMU),
-                sink: None,
-            },
-        )
-        .unwrap();
-    let b = bob.incoming();
-    b.answer(CallOptions {
-        source: None,
-        sink: Some(Box::new(sink.clone())),
-    })
-    .unwrap();
-    alice.state(&call, "connected over TCP", |s| *s == CallState::Connected);
+    let (call, b, sink) = one_way_call(&mut alice, &mut bob, Some(&a), "sip:bob@127.0.0.1");
     std::thread::sleep(Duration::from_millis(800));
     assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
     call.hangup().unwrap();
@@ -524,30 +512,12 @@ fn source_switch_mid_call_and_wildcard_listen_advertises_a_real_address() {
     };
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
     let bob_addr = bob.ep.udp_addr().unwrap();
-    let sink = SharedSink::new(8000);
-    let call = alice
-        .ep
-        .make_call(
-            None,
-            &format!("sip:bob@{bob_addr}"),
-            CallOptions {
-                source: tone(440.0, AudioCodec::PCMU),
-                sink: None,
-            },
-        )
-        .unwrap();
-    let b = bob.incoming();
-    b.answer(CallOptions {
-        source: None,
-        sink: Some(Box::new(sink.clone())),
-    })
-    .unwrap();
+    let (call, _b, sink) = one_way_call(&mut alice, &mut bob, None, &format!("sip:bob@{bob_addr}"));
     let remote = bob.wait("bob's media", |e| match e {
         Event::MediaStarted { remote, .. } => Some(*remote),
         _ => None,
     });
     assert_eq!(remote.ip().to_string(), "127.0.0.1", "SDP c= of a wildcard listener");
-    alice.state(&call, "connected", |s| *s == CallState::Connected);
     std::thread::sleep(Duration::from_millis(700));
     assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
     // Switch alice's input to another "device" mid-call: the call stays up, bob hears 660 Hz.

@@ -15,6 +15,19 @@ fn upgrade(ep: &Weak<Inner>) -> Result<Arc<Inner>, ApiError> {
     ep.upgrade().ok_or(ApiError::Shutdown)
 }
 
+/// Runs `f` under the endpoint's lock, then sends and dispatches what it caused.
+fn with_core<T>(
+    ep: &Weak<Inner>,
+    f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let inner = upgrade(ep)?;
+    let shared = &inner.shared;
+    let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
+    let r = f(shared, &mut core);
+    shared.pump(&mut core);
+    r
+}
+
 /// An account of an endpoint (RFC 3261 §10 registration).
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -36,12 +49,7 @@ impl Account {
         &self,
         f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let inner = upgrade(&self.ep)?;
-        let shared = &inner.shared;
-        let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
-        let r = f(shared, &mut core);
-        shared.pump(&mut core);
-        r
+        with_core(&self.ep, f)
     }
 
     /// Registers now and keeps the registration refreshed; retries with backoff after
@@ -89,12 +97,7 @@ impl Call {
         &self,
         f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let inner = upgrade(&self.ep)?;
-        let shared = &inner.shared;
-        let mut core = shared.core.lock().unwrap_or_else(|p| p.into_inner());
-        let r = f(shared, &mut core);
-        shared.pump(&mut core);
-        r
+        with_core(&self.ep, f)
     }
 
     /// Answers an incoming call (200 OK with our SDP answer) with `opts`' audio.

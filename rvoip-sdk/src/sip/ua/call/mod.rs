@@ -98,17 +98,34 @@ impl Call {
         media: LocalMedia,
     ) -> Call {
         Call {
-            id,
             creds,
+            media: Some(media),
+            ..Call::blank(id, user, dest, transport, local, CallState::Calling, Phase::Outgoing)
+        }
+    }
+
+    /// A call in `phase` with nothing negotiated yet.
+    fn blank(
+        id: u64,
+        user: String,
+        dest: SocketAddr,
+        transport: TransportKind,
+        local: SocketAddr,
+        state: CallState,
+        phase: Phase,
+    ) -> Call {
+        Call {
+            id,
+            creds: None,
             user,
             dest,
             transport,
             local,
-            state: CallState::Calling,
+            state,
             peer: String::new(),
-            phase: Phase::Outgoing,
+            phase,
             dialog: None,
-            media: Some(media),
+            media: None,
             sdp_id: rand::random::<u32>() as u64,
             sdp_version: 1,
             negotiated: None,
@@ -244,39 +261,13 @@ impl Call {
             .unwrap_or_default();
         let t = tl.timer_config();
         let mut call = Call {
-            id,
-            creds: None,
-            user,
-            dest: source,
-            transport,
-            local,
-            state: CallState::Ringing,
             peer: dialog.remote_uri.uri.to_string(),
-            phase: Phase::Incoming,
             dialog: Some(dialog),
-            media: None,
-            sdp_id: rand::random::<u32>() as u64,
-            sdp_version: 1,
-            negotiated: None,
-            media_started: false,
-            invite: None,
-            invite_tx: None,
-            provisional: false,
-            cancel_pending: false,
-            cancelled: false,
-            cancel_deadline: None,
             server_tx: Some(tx),
-            remote_invite: None,
             offerless: offer.is_none(),
-            ok_retx: None,
             t1: t.t1,
             t2: t.t2,
-            reinvite: None,
-            bye: None,
-            local_hold: false,
-            remote_hold: false,
-            bye_after_ack: false,
-            reinvite_retry: None,
+            ..Call::blank(id, user, source, transport, local, CallState::Ringing, Phase::Incoming)
         };
         let contact = call.contact();
         let ringing = build::response(&req, 180, Some(&local_tag), Some(&contact));
