@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""PJSIP (pjsua2) auto-answering peer for tests/integration/sdk-pjsip.sh.
+
+One pjsua2 Endpoint (UDP on 127.0.0.1, null audio device, no STUN/ICE, main-thread polling) with one
+account (default user0003, password "secret", realm "*") registered at --server (401 challenge answered
+by pjsua). It prints "READY registered ..." once the REGISTER got 200, then waits for one incoming call
+(up to --wait seconds), answers it 180 then 200 and, as soon as the call's audio media is active, plays a
+WAV file of a --tone Hz sine (16 kHz mono, looped, pj.AudioMediaPlayer) into the call. While the call is
+up it samples the stream statistics (call.getStreamStat(0).rtcp.rxStat.pkt / txStat.pkt) and the stream
+info (codec); it waits for the caller's BYE (up to --max-call seconds), then unregisters.
+
+Exit 0 only if: registered (200), the call reached CONFIRMED, was ended by the remote BYE (our 200 to the
+BYE is in the message log), and the RTP rx packet counter was > 0 (and tx > 0). The last line is a
+summary: "PJSIP-PEER OK|FAIL: codec=... rx_pkt=N tx_pkt=N ...: reason".
+The full pjsua log (SIP messages at level 5) goes to --log.
+
+Usage: sdk_pjsip_peer.py [--server 127.0.0.1:5060] [--user user0003] [--tone 1000] [--wav FILE]
+                         [--log FILE] [--wait 20] [--max-call 20] [--prefer G722/16000/1]
+"""
+import argparse
+import gc
+import math
+import re
+import struct
+import sys
+import time
+import wave
+
+import pjsua2 as pj
+
+T0 = time.monotonic()
+
+
+def note(s):
+    print("  [%.3f] %s" % (time.monotonic() - T0, s), flush=True)
+
+
+def write_tone_wav(path, hz, rate=16000, seconds=2):
+    """A mono 16-bit sine WAV with a whole number of periods (so the looped playback is seamless)."""
+    n = rate * seconds
+    w = wave.open(path, "wb")
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(rate)
+    w.writeframes(b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * i / rate))) for i in range(n)))
+    w.close()
+
+
+class Log(pj.LogWriter):
+    """Every pjsua log entry goes to the file; SIP messages are kept for the BYE check."""
+
+    def __init__(self, path):
+        pj.LogWriter.__init__(self)
+        self.f = open(path, "a", encoding="utf-8", errors="replace")
+        self.msgs = []  # (TX|RX, first line, body)
+
+    def write(self, entry):
+        m = entry.msg
+        self.f.write(m if m.endswith("\n") else m + "\n")
+        h = re.search(r"\b(TX|RX) \d+ bytes (Request|Response) msg \S+ \(\w+\) (?:to|from) \S+ [\d.]+:\d+:\n(.*)", m, re.S)
+        if h:
+            body = h.group(3)
+            self.msgs.append((h.group(1), body.split("\n", 1)[0].strip(), body))
+
+    def close(self):
+        self.f.close()
+
+    def sent_response(self, method):
+        out = []
+        for d, first, body in self.msgs:
+            if d != "TX" or not first.startswith("SIP/2.0 "):
+                continue
+            cs = re.search(r"^CSeq:\s*\d+\s+(\S+)", body, re.M | re.I)
+            if cs and cs.group(1) == method:
+                out.append(int(first.split()[1]))
+        return out
+
+
+class Call(pj.Call):
+    def __init__(self, acc, call_id, player):
+        pj.Call.__init__(self, acc, call_id)
+        self.player = player
+        self.states = []
+        self.playing = False
+        self.last_code = None
+
+    def onCallState(self, prm):
+        ci = self.getInfo()
+        self.states.append(ci.state)
+        self.last_code = ci.lastStatusCode
+        note("call state %s last=%d %s" % (ci.stateText, ci.lastStatusCode, ci.lastReason))
+
+    def onCallMediaState(self, prm):
+        ci = self.getInfo()
+        for mi in ci.media:
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE and not self.playing:
+                am = self.getAudioMedia(mi.index)
+                self.player.startTransmit(am)
+                self.playing = True
+                note("audio media %d active: playing the tone into the call" % mi.index)
+
+    def confirmed(self):
+        return pj.PJSIP_INV_STATE_CONFIRMED in self.states
+
+    def disconnected(self):
+        return pj.PJSIP_INV_STATE_DISCONNECTED in self.states
+
+
+class Acc(pj.Account):
+    def __init__(self, player):
+        pj.Account.__init__(self)
+        self.player = player
+        self.reg_codes = []
+        self.calls = []
+
+    def onRegState(self, prm):
+        self.reg_codes.append((prm.code, prm.expiration))
+        note("reg state code=%d reason=%s expires=%d" % (prm.code, prm.reason, prm.expiration))
+
+    def onIncomingCall(self, prm):
+        c = Call(self, prm.callId, self.player)
+        self.calls.append(c)
+        if len(self.calls) > 1:
+            op = pj.CallOpParam()
+            op.statusCode = 486
+            c.answer(op)
+            return
+        op = pj.CallOpParam()
+        op.statusCode = 180
+        c.answer(op)
+        op = pj.CallOpParam()
+        op.statusCode = 200
+        c.answer(op)
+        note("incoming call answered 200")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", default="127.0.0.1:5060")
+    ap.add_argument("--domain", default="127.0.0.1")
+    ap.add_argument("--user", default="user0003")
+    ap.add_argument("--password", default="secret")
+    ap.add_argument("--tone", type=float, default=1000.0, help="Hz of the sine we send")
+    ap.add_argument("--wav", default="pjsip_tone.wav", help="WAV file written and played")
+    ap.add_argument("--log", default="pjsua_peer.log")
+    ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the incoming call")
+    ap.add_argument("--max-call", type=float, default=20.0, help="seconds to wait for the remote BYE")
+    ap.add_argument("--prefer", default="G722/16000/1", help="codec id given the highest priority ('' = none)")
+    a = ap.parse_args()
+
+    write_tone_wav(a.wav, a.tone)
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.uaConfig.userAgent = "pjsua2-rvoip-sdk-interop"
+    cfg.medConfig.threadCnt = 0
+    cfg.medConfig.noVad = True
+    log = Log(a.log)
+    cfg.logConfig.level = 5
+    cfg.logConfig.consoleLevel = 5
+    cfg.logConfig.writer = log
+    cfg.logConfig.decor = pj.PJ_LOG_HAS_TIME | pj.PJ_LOG_HAS_MICRO_SEC | pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_INDENT
+    ep.libInit(cfg)
+    ep.audDevManager().setNullDev()
+    if a.prefer:
+        ep.codecSetPriority(a.prefer, 255)
+    tc = pj.TransportConfig()
+    tc.port = 0
+    tc.boundAddress = "127.0.0.1"
+    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+    ep.libStart()
+
+    def poll_until(cond, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return True
+            ep.libHandleEvents(10)
+        return cond()
+
+    player = pj.AudioMediaPlayer()
+    player.createPlayer(a.wav, 0)  # 0: loop
+    acc = None
+    res = {"reg": None, "codec": None, "rx": 0, "tx": 0, "rx_bytes": 0, "bye": None, "unreg": None}
+    ok = False
+    reason = "?"
+    try:
+        ac = pj.AccountConfig()
+        ac.idUri = "sip:%s@%s" % (a.user, a.domain)
+        ac.regConfig.registrarUri = "sip:%s" % a.server
+        ac.regConfig.timeoutSec = 300
+        ac.regConfig.retryIntervalSec = 0
+        ac.sipConfig.proxies.append("sip:%s;lr" % a.server)
+        ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", a.user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, a.password))
+        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        ac.mediaConfig.transportConfig.port = 0
+        ac.natConfig.iceEnabled = False
+        ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
+        ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+        ac.natConfig.contactRewriteUse = 0
+        ac.natConfig.viaRewriteUse = 0
+        ac.natConfig.sdpNatRewriteUse = 0
+        ac.natConfig.sipOutboundUse = 0
+        acc = Acc(player)
+        acc.create(ac)
+
+        poll_until(lambda: acc.reg_codes, 10)
+        res["reg"] = acc.reg_codes[-1][0] if acc.reg_codes else None
+        if res["reg"] != 200:
+            reason = "registration failed: %s" % res["reg"]
+            return 1
+        print("READY registered %s via %s" % (a.user, a.server), flush=True)
+
+        if not poll_until(lambda: acc.calls, a.wait):
+            reason = "no incoming call within %.0f s" % a.wait
+            return 1
+        call = acc.calls[0]
+        if not poll_until(lambda: call.confirmed() or call.disconnected(), 10) or not call.confirmed():
+            reason = "call not CONFIRMED (states %s, last %s)" % (call.states, call.last_code)
+            return 1
+        # sample the stream statistics while the call is up (the stream is gone after DISCONNECTED)
+        end = time.monotonic() + a.max_call
+        while time.monotonic() < end and not call.disconnected():
+            try:
+                st = call.getStreamStat(0)
+                res["rx"], res["tx"] = st.rtcp.rxStat.pkt, st.rtcp.txStat.pkt
+                res["rx_bytes"] = st.rtcp.rxStat.bytes
+                si = call.getStreamInfo(0)
+                res["codec"] = "%s/%d" % (si.codecName, si.codecClockRate)
+            except pj.Error:
+                pass
+            ep.libHandleEvents(50)
+        note("stream stats: codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d" % (res["codec"], res["rx"], res["rx_bytes"], res["tx"]))
+        if not call.disconnected():
+            reason = "the caller did not hang up within %.0f s" % a.max_call
+            return 1
+        byes = log.sent_response("BYE")
+        res["bye"] = byes[-1] if byes else None
+        if res["bye"] != 200:
+            reason = "call not ended by a remote BYE answered 200 (our responses to BYE: %s)" % byes
+            return 1
+        if not call.playing:
+            reason = "audio media never became active"
+            return 1
+        if res["rx"] <= 0:
+            reason = "PJSIP received no RTP from the caller (rxStat.pkt=%d)" % res["rx"]
+            return 1
+        if res["tx"] <= 0:
+            reason = "PJSIP sent no RTP (txStat.pkt=%d)" % res["tx"]
+            return 1
+        n0 = len(acc.reg_codes)
+        acc.setRegistration(False)
+        poll_until(lambda: len(acc.reg_codes) > n0, 5)
+        res["unreg"] = acc.reg_codes[-1][0] if len(acc.reg_codes) > n0 else None
+        ok = True
+        reason = "ok"
+        return 0
+    finally:
+        try:
+            ep.hangupAllCalls()
+            poll_until(lambda: False, 0.2)
+        except Exception:
+            pass
+        call = None
+        if acc is not None:
+            del acc.calls[:]
+            try:
+                acc.shutdown()
+            except Exception:
+                pass
+        acc = None
+        player = None
+        gc.collect()
+        poll_until(lambda: False, 0.1)
+        ep.libDestroy()
+        del ep
+        log.close()
+        print("PJSIP-PEER %s: codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d reg=%s bye=%s unreg=%s: %s" % (
+            "OK" if ok else "FAIL", res["codec"], res["rx"], res["rx_bytes"], res["tx"], res["reg"],
+            res["bye"], res["unreg"], reason), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
