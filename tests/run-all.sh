@@ -46,7 +46,7 @@ fi
 section "2/4 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
 if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
-section "3/4 cargo build --release --bin rvoip-server"
+section "3/4 cargo build --release: rvoip-server and the softphone example"
 if cargo build --release -p rvoip-sdk --features opus --bin rvoip-server --example softphone; then echo "build: OK"; else FAILED+=("cargo build rvoip-server + softphone example"); fi
 
 section "4/4 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
