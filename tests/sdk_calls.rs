@@ -527,3 +527,41 @@ fn source_switch_mid_call_and_wildcard_listen_advertises_a_real_address() {
     assert_eq!(call.state().unwrap(), CallState::Connected);
     call.hangup().unwrap();
 }
+
+#[test]
+fn mute_silences_what_we_send_and_statistics_arrive_periodically() {
+    let _serial = serial();
+    let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let mut bob = Party {
+        ep: Endpoint::new(EndpointConfig {
+            codecs: vec![AudioCodec::PCMU],
+            stats_interval: Some(Duration::from_millis(300)),
+            ..EndpointConfig::loopback()
+        })
+        .unwrap(),
+        seen: Vec::new(),
+    };
+    let bob_addr = bob.ep.udp_addr().unwrap();
+    let (call, b, sink) = one_way_call(&mut alice, &mut bob, None, &format!("sip:bob@{bob_addr}"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(tail_fraction(&sink, 440.0, 8000, 300) >= 0.9);
+    call.set_mute(true).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let tail: Vec<i16> = sink.samples().iter().rev().take(2400).copied().collect();
+    let peak = tail.iter().map(|s| s.unsigned_abs()).max().unwrap_or(0);
+    assert!(peak < 200, "muted, yet bob hears a peak of {peak}");
+    let rx_muted = b.stats().unwrap().rx_packets;
+    call.set_mute(false).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(tail_fraction(&sink, 440.0, 8000, 300) >= 0.9, "tone back after unmute");
+    // Packets kept flowing while muted (silence, so NAT bindings stay).
+    assert!(b.stats().unwrap().rx_packets > rx_muted + 15);
+    let id = b.id();
+    let st = bob.wait("periodic statistics", |e| match e {
+        Event::Statistics { call, stats } if *call == id && stats.rx_packets > 0 => Some(stats.clone()),
+        _ => None,
+    });
+    assert_eq!(st.codec, "PCMU");
+    call.hangup().unwrap();
+    assert!(matches!(call.set_mute(true), Err(rvoip_sdk::api::ApiError::NotFound)));
+}

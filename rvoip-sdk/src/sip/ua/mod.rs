@@ -254,33 +254,36 @@ impl UserAgent {
 
     /// A call's current state. Errors: [`UaError::NotFound`].
     pub fn call_state(&self, call: CallId) -> Result<CallState, UaError> {
+        self.live(call).map(|c| c.state.clone())
+    }
+
+    /// A call that has not ended (an ended call may linger while its BYE completes, but to the
+    /// app it is gone).
+    fn live(&self, call: CallId) -> Result<&Call, UaError> {
         self.calls
             .get(&call.0)
-            .map(|c| c.state.clone())
+            .filter(|c| !matches!(c.state, CallState::Ended { .. }))
             .ok_or(UaError::NotFound)
     }
 
     /// The peer's address of a call (From of an incoming call, To of an outgoing one).
     /// Errors: [`UaError::NotFound`].
     pub fn call_peer(&self, call: CallId) -> Result<String, UaError> {
-        self.calls
-            .get(&call.0)
-            .map(|c| c.peer.clone())
-            .ok_or(UaError::NotFound)
+        self.live(call).map(|c| c.peer.clone())
     }
 
     /// The remote address RTP of an incoming call's offer would come from, for choosing the
     /// local media address before answering. Errors: [`UaError::NotFound`].
     pub fn call_signalling_peer(&self, call: CallId) -> Result<(SocketAddr, SocketAddr), UaError> {
-        self.calls
-            .get(&call.0)
-            .map(|c| (c.dest, c.local))
-            .ok_or(UaError::NotFound)
+        self.live(call).map(|c| (c.dest, c.local))
     }
 
     /// Number of calls not yet ended.
     pub fn call_count(&self) -> usize {
-        self.calls.len()
+        self.calls
+            .values()
+            .filter(|c| !matches!(c.state, CallState::Ended { .. }))
+            .count()
     }
 
     /// Feeds one received datagram or stream frame. `local` is our address that faces `source`

@@ -549,3 +549,28 @@ fn reinvite_glare_gets_491_and_both_retry() {
         CallState::Held { local: true, remote: true }
     );
 }
+
+#[test]
+fn early_media_from_a_183_with_sdp() {
+    let mut net = Net::new(false);
+    net.blackhole = Some(addr(BOB));
+    let call = net.direct_call();
+    net.settle();
+    let invite = net.wire.iter().find(|m| m.starts_with("INVITE ")).unwrap().clone();
+    let req = match crate::sip::msg::Message::parse(bytes::Bytes::from(invite), &Default::default()).unwrap() {
+        crate::sip::msg::Message::Request(r) => r,
+        _ => unreachable!(),
+    };
+    // A gateway's 183 Session Progress with its SDP answer (RFC 3960 early media).
+    let mut resp = build::response(&req, 183, Some("gw1"), Some("sip:gw@127.0.0.1:5080"));
+    let sdp = "v=0\r\no=gw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 42000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+    build::set_sdp(&mut resp.headers, &mut resp.body, sdp);
+    let now = net.now;
+    net.alice.handle_datagram(now, resp.to_bytes(), addr(BOB), TransportKind::Udp, addr(ALICE));
+    net.settle();
+    assert_eq!(net.alice.call_state(call).unwrap(), CallState::EarlyMedia);
+    let m = Net::last_media(&net.events_a).expect("media starts on the 183");
+    assert_eq!(m.remote, addr("127.0.0.1:42000"));
+    assert!(net.events_a.iter().any(|e| matches!(e, UaEvent::MediaStart { .. })));
+}
