@@ -10,8 +10,8 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -185,7 +185,8 @@ pub fn spawn(
     };
     let rtp = sock(ports.rtp)?;
     let rtcp = sock(ports.rtcp)?;
-    let session = MediaSession::new(cfg, source, sink, Instant::now())?;
+    let start = aligned_start(Instant::now(), cfg.frame_ms);
+    let session = MediaSession::new(cfg, source, sink, start)?;
     let shared = Arc::new(Shared {
         session: Mutex::new(session),
         notify: Notify::new(),
@@ -195,6 +196,20 @@ pub fn spawn(
     Ok(MediaHandle {
         guard: Arc::new(Guard(shared)),
     })
+}
+
+/// When a new stream sends its first frame: the next point (at or after `now`) of one
+/// process-wide grid of `frame_ms` steps. Every stream of the process (of every endpoint) then
+/// has its frames due at the same instants, so one runtime wake-up runs all of them instead of
+/// one wake-up (timer, `epoll_wait`, context switch) per stream and frame. Costs at most one
+/// frame of delay before the first packet.
+fn aligned_start(now: Instant, frame_ms: u32) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(|| now);
+    let frame = u128::from(frame_ms.max(1)) * 1_000_000;
+    let since = now.saturating_duration_since(epoch).as_nanos();
+    let at = since.div_ceil(frame) * frame;
+    epoch + Duration::from_nanos(u64::try_from(at).unwrap_or(u64::MAX))
 }
 
 async fn run(
@@ -291,6 +306,26 @@ mod tests {
         fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
             self.0.lock().unwrap().write(samples)
         }
+    }
+
+    #[test]
+    fn streams_start_on_one_frame_grid() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let a = aligned_start(t0, 20);
+        let b = aligned_start(t0 + ms(7), 20);
+        let c = aligned_start(t0 + ms(33), 20);
+        let d = aligned_start(t0 + ms(3), 10);
+        assert!(a >= t0 && a < t0 + ms(20));
+        assert!(b >= t0 + ms(7) && b < t0 + ms(27));
+        assert!(c >= t0 + ms(33) && c < t0 + ms(53));
+        assert!(d >= t0 + ms(3) && d < t0 + ms(13));
+        // Whole frames apart (10 ms streams land on points of the same grid).
+        let apart = |x: Instant, y: Instant, step: u128| {
+            let d = if y >= x { y - x } else { x - y };
+            d.as_nanos() % (step * 1_000_000) == 0
+        };
+        assert!(apart(a, b, 20) && apart(a, c, 20) && apart(a, d, 10));
     }
 
     #[test]
