@@ -15,7 +15,6 @@ use rvoip_sdk::api::{
     Account, AccountOptions, AudioCodec, Call, CallOptions, CallState, Endpoint, EndpointConfig,
     Event, RegistrationState,
 };
-use rvoip_sdk::driver::BoundServer;
 use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::codec::audio_rate;
 use rvoip_sdk::media::tone::tone_energy_fraction;
@@ -32,20 +31,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// An rvoip-server on 127.0.0.1:<free port> in its own runtime thread.
+/// An rvoip-server (the embedded [`rvoip_sdk::api::Server`]) on 127.0.0.1 with free ports.
 struct Server {
     addr: SocketAddr,
     tcp: SocketAddr,
-    _rt: tokio::runtime::Runtime,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: rvoip_sdk::api::Server,
 }
 
 fn server() -> Server {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
     let mut cfg = ServerConfig {
         listen: vec![
             "udp:127.0.0.1:0".parse::<ListenSpec>().unwrap(),
@@ -56,28 +49,15 @@ fn server() -> Server {
     };
     cfg.users.insert("alice".into(), "apw".into());
     cfg.users.insert("bob".into(), "bpw".into());
-    let server = rt.block_on(BoundServer::bind(&cfg)).expect("bind server");
-    let addr = server
-        .bound()
-        .iter()
-        .find(|(t, _)| *t == TransportKind::Udp)
-        .unwrap()
-        .1;
-    let tcp = server
-        .bound()
-        .iter()
-        .find(|(t, _)| *t == TransportKind::Tcp)
-        .unwrap()
-        .1;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    rt.spawn(server.run(async move {
-        let _ = rx.await;
-    }));
+    let server = rvoip_sdk::api::Server::new(cfg);
+    server.start().expect("start server");
+    assert!(server.start().is_err(), "a running server does not start twice");
+    let bound = server.local_addrs();
+    let find = |k: TransportKind| bound.iter().find(|(t, _)| *t == k).unwrap().1;
     Server {
-        addr,
-        tcp,
-        _rt: rt,
-        _stop: tx,
+        addr: find(TransportKind::Udp),
+        tcp: find(TransportKind::Tcp),
+        _server: server,
     }
 }
 

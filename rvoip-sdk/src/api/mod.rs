@@ -28,6 +28,7 @@
 mod core;
 mod endpoint;
 mod net;
+mod server;
 mod handles;
 
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub use crate::sip::transaction::{TimerConfig, TransportKind};
 pub use crate::sip::ua::{AccountId, CallId, CallState, RegistrationState};
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
+pub use server::Server;
+pub use crate::server::config::ServerConfig;
 
 /// Errors of the SDK API.
 #[derive(Debug, thiserror::Error)]

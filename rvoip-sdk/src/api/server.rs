@@ -1,0 +1,135 @@
+//! The embedded server: the same registrar and stateful proxy as the `rvoip-server` binary
+//! ([`crate::driver::BoundServer`] over [`crate::server`]), run on its own tokio runtime so an
+//! app (C, Swift, Kotlin, Python) can start and stop it.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use super::ApiError;
+use crate::driver::BoundServer;
+use crate::server::config::ServerConfig;
+use crate::sip::transaction::TransportKind;
+
+struct Running {
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    bound: Vec<(TransportKind, SocketAddr)>,
+    domain: String,
+}
+
+/// A registrar + proxy that can be started and stopped. Thread-safe.
+pub struct Server {
+    cfg: ServerConfig,
+    running: Mutex<Option<Running>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.cfg.listen)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Server {
+    /// A stopped server with `cfg` (see the README's config section; `ServerConfig::default()`
+    /// is the zero-config server: UDP+TCP on 0.0.0.0:5060, demo users).
+    pub fn new(cfg: ServerConfig) -> Server {
+        Server {
+            cfg,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// A stopped server from a TOML config file (the `--config` format of `rvoip-server`).
+    /// Errors: [`ApiError::InvalidArgument`] (unreadable or invalid file).
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Server, ApiError> {
+        let cfg = ServerConfig::from_toml_file(path)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        Ok(Server::new(cfg))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
+    }
+
+    /// Binds the listen addresses and starts serving. Errors: [`ApiError::InvalidState`]
+    /// (already running), [`ApiError::Network`] (bind failed), [`ApiError::InvalidArgument`]
+    /// (users file unreadable).
+    pub fn start(&self) -> Result<(), ApiError> {
+        let mut running = self.running.lock().map_err(|_| ApiError::Shutdown)?;
+        if running.is_some() {
+            return Err(ApiError::InvalidState("server already running".into()));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("rvoip-server")
+            .enable_all()
+            .build()
+            .map_err(|e| ApiError::Network(format!("runtime: {e}")))?;
+        let server = runtime
+            .block_on(BoundServer::bind(&self.cfg))
+            .map_err(|e| match e {
+                crate::driver::DriverError::Config(c) => ApiError::InvalidArgument(c.to_string()),
+                other => ApiError::Network(other.to_string()),
+            })?;
+        let bound = server.bound().to_vec();
+        let domain = server.domain().to_string();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        *running = Some(Running {
+            runtime,
+            stop,
+            bound,
+            domain,
+        });
+        Ok(())
+    }
+
+    /// Stops serving and closes the sockets. A no-op when not running.
+    pub fn stop(&self) {
+        let r = self.running.lock().ok().and_then(|mut r| r.take());
+        if let Some(r) = r {
+            let _ = r.stop.send(());
+            if tokio::runtime::Handle::try_current().is_ok() {
+                r.runtime.shutdown_background();
+            } else {
+                r.runtime
+                    .shutdown_timeout(std::time::Duration::from_millis(500));
+            }
+        }
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&self) -> bool {
+        self.running.lock().map(|r| r.is_some()).unwrap_or(false)
+    }
+
+    /// The bound sockets with their real ports (empty when stopped).
+    pub fn local_addrs(&self) -> Vec<(TransportKind, SocketAddr)> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.bound.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The domain the running server answers for (empty when stopped).
+    pub fn domain(&self) -> String {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.domain.clone()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
