@@ -176,6 +176,15 @@ impl Endpoint {
         rx.as_ref()?.recv_timeout(timeout).ok()
     }
 
+    /// Whether an event handler was set (then [`Endpoint::next_event`] gives nothing).
+    pub fn has_event_handler(&self) -> bool {
+        self.inner
+            .event_thread
+            .lock()
+            .map(|t| t.is_some())
+            .unwrap_or(false)
+    }
+
     /// Delivers every further event to `handler`, one at a time, on one SDK event thread (never
     /// under an internal lock: the handler may call any API, including hang-up and shutdown).
     /// Replaces the pull API. Errors: [`ApiError::InvalidState`] if a handler was already set.

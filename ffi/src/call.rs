@@ -1,0 +1,358 @@
+//! Accounts (`rvoip_account_*`) and calls (`rvoip_call_*`), named by `uint64_t` ids.
+
+use std::ffi::c_char;
+
+use rvoip_sdk::api::{AccountId, AccountOptions, CallId, CallOptions, TransportKind};
+
+use crate::audio::{rvoip_audio_sink, rvoip_audio_source, take_sink, take_source};
+use crate::endpoint::rvoip_endpoint;
+use crate::event::rvoip_call_stats;
+use crate::rvoip_result;
+use crate::util::{boundary, opt_str_arg, ref_arg, str_arg, write_out};
+
+/// UDP transport (for [`rvoip_account_opts::transport`]).
+pub const RVOIP_TRANSPORT_UDP: u32 = 0;
+/// TCP transport (for [`rvoip_account_opts::transport`]).
+pub const RVOIP_TRANSPORT_TCP: u32 = 1;
+
+/// An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rvoip_account_opts {
+    /// The address-of-record, e.g. `sip:alice@example.com`. Required.
+    pub aor: *const c_char,
+    /// Digest user name; NULL or "" for the AOR's user part.
+    pub username: *const c_char,
+    /// Digest password (NULL for none).
+    pub password: *const c_char,
+    /// Registrar / outbound proxy `host[:port]`; NULL for the AOR's host.
+    pub server: *const c_char,
+    /// [`RVOIP_TRANSPORT_UDP`] or [`RVOIP_TRANSPORT_TCP`].
+    pub transport: u32,
+    /// Requested registration lifetime in seconds (default 3600).
+    pub expires_s: u32,
+}
+
+/// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s). NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opts) {
+    if opts.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL writable struct (caller's contract).
+    unsafe {
+        write_out(
+            opts,
+            rvoip_account_opts {
+                aor: std::ptr::null(),
+                username: std::ptr::null(),
+                password: std::ptr::null(),
+                server: std::ptr::null(),
+                transport: RVOIP_TRANSPORT_UDP,
+                expires_s: 3600,
+            },
+        )
+    };
+}
+
+/// Adds an account (not registered yet: [`rvoip_account_register`]); `*account_id` gets its id.
+/// The server name is resolved now. Errors: NULL_ARGUMENT (`ep`, `opts`, `opts->aor`,
+/// `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8), NETWORK (unresolvable server).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_add(
+    ep: *mut rvoip_endpoint,
+    opts: *const rvoip_account_opts,
+    account_id: *mut u64,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or live objects (caller's contract).
+        let (ep, o) = unsafe { (ref_arg(ep)?, ref_arg(opts)?) };
+        if account_id.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        // SAFETY: NULL or valid C strings.
+        let (aor, user, pw, server) = unsafe {
+            (
+                str_arg(o.aor)?,
+                opt_str_arg(o.username)?,
+                opt_str_arg(o.password)?,
+                opt_str_arg(o.server)?,
+            )
+        };
+        let mut a = AccountOptions::new(aor, pw.unwrap_or(""));
+        a.username = user.unwrap_or("").to_string();
+        a.server = server.map(str::to_string);
+        a.transport = match o.transport {
+            RVOIP_TRANSPORT_UDP => TransportKind::Udp,
+            RVOIP_TRANSPORT_TCP => TransportKind::Tcp,
+            _ => return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
+        };
+        a.expires_s = if o.expires_s == 0 { 3600 } else { o.expires_s };
+        let acc = ep.ep.add_account(a)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(account_id, acc.id().0) };
+        Ok(())
+    })
+}
+
+fn account(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Account, rvoip_result> {
+    Ok(ep.ep.account(AccountId(id))?)
+}
+
+fn call(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Call, rvoip_result> {
+    Ok(ep.ep.call(CallId(id))?)
+}
+
+/// Registers the account and keeps it registered (refresh; retries with backoff). Progress
+/// arrives as REGISTRATION_STATE events. Errors: NULL_ARGUMENT, NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_register(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(account(ep, account_id)?.register()?)
+    })
+}
+
+/// Unregisters the account (REGISTER with Expires 0) and stops refreshing.
+/// Errors: NULL_ARGUMENT, NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_unregister(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(account(ep, account_id)?.unregister()?)
+    })
+}
+
+/// Unregisters (if registered) and removes the account; its id becomes stale.
+/// Errors: NULL_ARGUMENT, NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_remove(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(account(ep, account_id)?.remove()?)
+    })
+}
+
+/// The audio of a call. Fill with [`rvoip_call_opts_default`]. The call takes ownership of
+/// `source` and `sink` (whether or not the function succeeds): do not free them afterwards.
+/// NULL means the default device (with audio device support) or silence / discard.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rvoip_call_opts {
+    /// What we send, or NULL.
+    pub source: *mut rvoip_audio_source,
+    /// Where received audio goes, or NULL.
+    pub sink: *mut rvoip_audio_sink,
+}
+
+/// Fills `opts` with the defaults (NULL source and sink). NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_opts_default(opts: *mut rvoip_call_opts) {
+    if opts.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL writable struct.
+    unsafe {
+        write_out(
+            opts,
+            rvoip_call_opts {
+                source: std::ptr::null_mut(),
+                sink: std::ptr::null_mut(),
+            },
+        )
+    };
+}
+
+/// Takes the audio out of `opts` (consuming its objects).
+///
+/// # Safety
+/// `opts` is NULL or a valid struct whose pointers are NULL or objects from this library.
+unsafe fn take_audio(opts: *const rvoip_call_opts) -> CallOptions {
+    // SAFETY: caller's contract.
+    match unsafe { opts.as_ref() } {
+        None => CallOptions::default(),
+        Some(o) => CallOptions {
+            // SAFETY: NULL or library-made objects, consumed here once.
+            source: unsafe { take_source(o.source) },
+            // SAFETY: as above.
+            sink: unsafe { take_sink(o.sink) },
+        },
+    }
+}
+
+/// Places a call to `uri` (`sip:bob@example.com`): through `account_id`'s server, or directly
+/// to the URI's host when `account_id` is 0. `*call_id` gets the call's id; progress arrives as
+/// CALL_STATE events. Errors: NULL_ARGUMENT (`ep`, `uri`, `call_id`), INVALID_ARGUMENT (URI),
+/// NOT_FOUND (account), NETWORK (resolution, media ports).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_make(
+    ep: *mut rvoip_endpoint,
+    account_id: u64,
+    uri: *const c_char,
+    opts: *const rvoip_call_opts,
+    call_id: *mut u64,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: the call takes the audio objects whatever happens next.
+        let audio = unsafe { take_audio(opts) };
+        // SAFETY: NULL or a live endpoint / valid string.
+        let (ep, uri) = unsafe { (ref_arg(ep)?, str_arg(uri)?) };
+        if call_id.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let acc = match account_id {
+            0 => None,
+            id => Some(account(ep, id)?),
+        };
+        let c = ep.ep.make_call(acc.as_ref(), uri, audio)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(call_id, c.id().0) };
+        Ok(())
+    })
+}
+
+/// Answers an incoming call with 200 OK. Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_STATE (not
+/// an unanswered incoming call), NETWORK, MEDIA.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_answer(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    opts: *const rvoip_call_opts,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: consumed whatever happens next.
+        let audio = unsafe { take_audio(opts) };
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.answer(audio)?)
+    })
+}
+
+/// Refuses an unanswered incoming call with `status` (300..=699, e.g. 486 Busy Here).
+/// Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_STATE, INVALID_ARGUMENT (status).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_reject(ep: *mut rvoip_endpoint, call_id: u64, status: u16) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.reject(status)?)
+    })
+}
+
+/// Ends the call: CANCEL before an answer, 603 for an unanswered incoming call, BYE once up.
+/// Errors: NULL_ARGUMENT, NOT_FOUND (unknown or already ended: a second hang-up).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_hangup(ep: *mut rvoip_endpoint, call_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.hangup()?)
+    })
+}
+
+/// Puts the peer on hold (re-INVITE, `a=sendonly`). Errors: NULL_ARGUMENT, NOT_FOUND,
+/// INVALID_STATE (not connected, or a re-INVITE in progress).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_hold(ep: *mut rvoip_endpoint, call_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.hold()?)
+    })
+}
+
+/// Takes the peer off hold (re-INVITE, `a=sendrecv`). Errors: as [`rvoip_call_hold`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_resume(ep: *mut rvoip_endpoint, call_id: u64) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.resume()?)
+    })
+}
+
+/// Sends DTMF `digits` (`0`-`9`, `*`, `#`, `A`-`D`) as RFC 4733 events, in order.
+/// Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_ARGUMENT (a bad digit or UTF-8), INVALID_STATE
+/// (no media yet, or no telephone-event negotiated).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_send_dtmf(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    digits: *const c_char,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint / valid string.
+        let (ep, digits) = unsafe { (ref_arg(ep)?, str_arg(digits)?) };
+        Ok(call(ep, call_id)?.send_dtmf(digits)?)
+    })
+}
+
+/// Mutes (`true`) or unmutes what we send. Errors: NULL_ARGUMENT, NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_set_mute(ep: *mut rvoip_endpoint, call_id: u64, muted: bool) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.set_mute(muted)?)
+    })
+}
+
+/// Replaces what the call sends, mid-call (device switch, file). Takes ownership of `source`
+/// (whether or not it succeeds). Errors: NULL_ARGUMENT, NOT_FOUND, MEDIA.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_set_source(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    source: *mut rvoip_audio_source,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: consumed here once.
+        let s = unsafe { take_source(source) };
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        let s = s.ok_or(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT)?;
+        Ok(call(ep, call_id)?.set_source(s)?)
+    })
+}
+
+/// Replaces where the call's received audio goes, mid-call. Takes ownership of `sink`.
+/// Errors: NULL_ARGUMENT, NOT_FOUND, MEDIA.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_set_sink(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    sink: *mut rvoip_audio_sink,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: consumed here once.
+        let s = unsafe { take_sink(sink) };
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        let s = s.ok_or(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT)?;
+        Ok(call(ep, call_id)?.set_sink(s)?)
+    })
+}
+
+/// Copies the call's current media statistics to `*out` (zeros before media starts).
+/// Errors: NULL_ARGUMENT, NOT_FOUND.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_get_stats(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    out: *mut rvoip_call_stats,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        if out.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let s = call(ep, call_id)?.stats()?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, rvoip_call_stats::from_stats(&s)) };
+        Ok(())
+    })
+}

@@ -1,0 +1,296 @@
+//! Events as C sees them: one flat struct with a kind; strings owned by the library.
+
+use std::ffi::{CString, c_char};
+
+use rvoip_sdk::api::{CallState, CallStats, Event, RegistrationState};
+
+use crate::util::{copy_into, cstring};
+
+/// What an [`rvoip_event`] is about.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rvoip_event_kind {
+    /// `account_id`'s registration state changed: `registration_state`, `expires_s`, and for
+    /// FAILED `status`, `reason`, `retry_in_ms`.
+    RVOIP_EVENT_REGISTRATION_STATE = 0,
+    /// A call arrived (we ring): `call_id`, `account_id` (0 if none), `from`, `to`.
+    RVOIP_EVENT_INCOMING_CALL = 1,
+    /// `call_id`'s state changed: `call_state`; held calls set `held_local`/`held_remote`;
+    /// ENDED carries `status` (SIP status, 200 for a normal hang-up) and `reason`.
+    RVOIP_EVENT_CALL_STATE = 2,
+    /// Audio started or changed on `call_id`: `codec`, `remote_addr`, `direction`.
+    RVOIP_EVENT_MEDIA_STARTED = 3,
+    /// Audio stopped on `call_id`.
+    RVOIP_EVENT_MEDIA_STOPPED = 4,
+    /// A DTMF key arrived on `call_id` (RFC 4733): `digit`.
+    RVOIP_EVENT_DTMF_RECEIVED = 5,
+    /// Statistics of `call_id` (periodic, and once more when its media stops): `stats`.
+    RVOIP_EVENT_STATISTICS = 6,
+}
+
+/// Registration states (RFC 3261 §10).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rvoip_registration_state {
+    /// Not registered.
+    RVOIP_REGISTRATION_UNREGISTERED = 0,
+    /// A REGISTER is on its way.
+    RVOIP_REGISTRATION_REGISTERING = 1,
+    /// Registered for `expires_s` seconds (refreshed automatically).
+    RVOIP_REGISTRATION_REGISTERED = 2,
+    /// The last attempt failed with `status`; the next one follows in `retry_in_ms`.
+    RVOIP_REGISTRATION_FAILED = 3,
+}
+
+/// Call states.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rvoip_call_state {
+    /// INVITE sent.
+    RVOIP_CALL_CALLING = 0,
+    /// Ringing (180 received, or we ring an incoming call).
+    RVOIP_CALL_RINGING = 1,
+    /// Early media (a provisional response with SDP).
+    RVOIP_CALL_EARLY_MEDIA = 2,
+    /// Connected.
+    RVOIP_CALL_CONNECTED = 3,
+    /// On hold (see `held_local`, `held_remote`).
+    RVOIP_CALL_HELD = 4,
+    /// Over (see `status`, `reason`); the call id is stale from now on.
+    RVOIP_CALL_ENDED = 5,
+}
+
+/// Media statistics of a call. Counts since the call's media started.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rvoip_call_stats {
+    /// Codec encoding name, NUL-terminated (`PCMU`, `PCMA`, `G722`, `opus`).
+    pub codec: [c_char; 16],
+    /// RTP packets sent.
+    pub tx_packets: u64,
+    /// RTP payload bytes sent.
+    pub tx_bytes: u64,
+    /// RTP packets received.
+    pub rx_packets: u64,
+    /// RTP payload bytes received.
+    pub rx_bytes: u64,
+    /// Packets lost (RFC 3550 A.3; negative with duplicates).
+    pub rx_lost: i64,
+    /// Loss fraction 0.0..=1.0.
+    pub rx_loss_fraction: f64,
+    /// Interarrival jitter in ms (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP in ms; negative until measured.
+    pub rtt_ms: f64,
+    /// MOS estimate 1.0..=4.5 (E-model, ITU-T G.107, simplified).
+    pub mos: f64,
+    /// Jitter buffer delay in ms.
+    pub jitter_buffer_ms: u32,
+    /// Frames concealed (packet-loss concealment).
+    pub concealed_frames: u64,
+    /// DTMF keys received.
+    pub dtmf_received: u64,
+    /// DTMF keys sent.
+    pub dtmf_sent: u64,
+}
+
+impl rvoip_call_stats {
+    pub(crate) fn from_stats(s: &CallStats) -> rvoip_call_stats {
+        let mut out = rvoip_call_stats {
+            codec: [0; 16],
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            rx_lost: s.rx_lost,
+            rx_loss_fraction: s.rx_loss_fraction,
+            jitter_ms: s.jitter_ms,
+            rtt_ms: s.rtt_ms.unwrap_or(-1.0),
+            mos: s.mos,
+            jitter_buffer_ms: s.jitter_buffer_ms,
+            concealed_frames: s.concealed_frames,
+            dtmf_received: s.dtmf_received,
+            dtmf_sent: s.dtmf_sent,
+        };
+        copy_into(&mut out.codec, s.codec);
+        out
+    }
+}
+
+/// One event. String pointers are never NULL (empty when not set) and belong to the library:
+/// in a callback they are valid during the callback only; from
+/// [`crate::rvoip_endpoint_next_event`] until the next call of it on the same endpoint or the
+/// endpoint's free.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rvoip_event {
+    /// What happened (decides which fields are set).
+    pub kind: rvoip_event_kind,
+    /// The account, or 0.
+    pub account_id: u64,
+    /// The call, or 0.
+    pub call_id: u64,
+    /// REGISTRATION_STATE: the new state.
+    pub registration_state: rvoip_registration_state,
+    /// REGISTRATION_STATE: the granted lifetime (s) when REGISTERED.
+    pub expires_s: u32,
+    /// REGISTRATION_STATE (FAILED): ms until the next attempt (0: none).
+    pub retry_in_ms: u64,
+    /// CALL_STATE: the new state.
+    pub call_state: rvoip_call_state,
+    /// CALL_STATE HELD: we put the peer on hold.
+    pub held_local: bool,
+    /// CALL_STATE HELD: the peer put us on hold.
+    pub held_remote: bool,
+    /// SIP status: CALL_STATE ENDED (e.g. 486, 487, 200) or REGISTRATION FAILED (e.g. 401).
+    pub status: u16,
+    /// Reason text of `status`.
+    pub reason: *const c_char,
+    /// INCOMING_CALL: the From header value.
+    pub from: *const c_char,
+    /// INCOMING_CALL: the To header value.
+    pub to: *const c_char,
+    /// MEDIA_STARTED: codec name.
+    pub codec: *const c_char,
+    /// MEDIA_STARTED: where our RTP goes, `ip:port`.
+    pub remote_addr: *const c_char,
+    /// MEDIA_STARTED: `sendrecv`, `sendonly`, `recvonly` or `inactive`.
+    pub direction: *const c_char,
+    /// DTMF_RECEIVED: the key, `0`-`9`, `*`, `#`, `A`-`D`.
+    pub digit: c_char,
+    /// STATISTICS: the figures.
+    pub stats: rvoip_call_stats,
+}
+
+/// An event with the strings it points into (kept alive as long as the C view is used).
+pub(crate) struct OwnedEvent {
+    pub(crate) ev: rvoip_event,
+    _strings: Vec<CString>,
+}
+
+// SAFETY: the raw pointers point into `_strings`, owned by the same value and never shared
+// mutably; moving the whole value between threads keeps them valid.
+unsafe impl Send for OwnedEvent {}
+
+impl OwnedEvent {
+    pub(crate) fn new(e: &Event) -> OwnedEvent {
+        let mut strings: Vec<CString> = Vec::new();
+        let mut put = |s: &str| -> *const c_char {
+            let c = cstring(s);
+            let p = c.as_ptr();
+            strings.push(c);
+            p
+        };
+        let empty = put("");
+        let mut ev = rvoip_event {
+            kind: rvoip_event_kind::RVOIP_EVENT_CALL_STATE,
+            account_id: 0,
+            call_id: 0,
+            registration_state: rvoip_registration_state::RVOIP_REGISTRATION_UNREGISTERED,
+            expires_s: 0,
+            retry_in_ms: 0,
+            call_state: rvoip_call_state::RVOIP_CALL_CALLING,
+            held_local: false,
+            held_remote: false,
+            status: 0,
+            reason: empty,
+            from: empty,
+            to: empty,
+            codec: empty,
+            remote_addr: empty,
+            direction: empty,
+            digit: 0,
+            stats: rvoip_call_stats::from_stats(&CallStats::default()),
+        };
+        match e {
+            Event::RegistrationState { account, state } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_REGISTRATION_STATE;
+                ev.account_id = account.0;
+                ev.registration_state = match state {
+                    RegistrationState::Unregistered => {
+                        rvoip_registration_state::RVOIP_REGISTRATION_UNREGISTERED
+                    }
+                    RegistrationState::Registering => {
+                        rvoip_registration_state::RVOIP_REGISTRATION_REGISTERING
+                    }
+                    RegistrationState::Registered { expires_s } => {
+                        ev.expires_s = *expires_s;
+                        rvoip_registration_state::RVOIP_REGISTRATION_REGISTERED
+                    }
+                    RegistrationState::Failed {
+                        status,
+                        reason,
+                        retry_in_ms,
+                    } => {
+                        ev.status = *status;
+                        ev.reason = put(reason);
+                        ev.retry_in_ms = *retry_in_ms;
+                        rvoip_registration_state::RVOIP_REGISTRATION_FAILED
+                    }
+                };
+            }
+            Event::IncomingCall {
+                call,
+                account,
+                from,
+                to,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_INCOMING_CALL;
+                ev.call_id = call.0;
+                ev.account_id = account.map_or(0, |a| a.0);
+                ev.from = put(from);
+                ev.to = put(to);
+            }
+            Event::CallState { call, state } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_CALL_STATE;
+                ev.call_id = call.0;
+                ev.call_state = match state {
+                    CallState::Calling => rvoip_call_state::RVOIP_CALL_CALLING,
+                    CallState::Ringing => rvoip_call_state::RVOIP_CALL_RINGING,
+                    CallState::EarlyMedia => rvoip_call_state::RVOIP_CALL_EARLY_MEDIA,
+                    CallState::Connected => rvoip_call_state::RVOIP_CALL_CONNECTED,
+                    CallState::Held { local, remote } => {
+                        ev.held_local = *local;
+                        ev.held_remote = *remote;
+                        rvoip_call_state::RVOIP_CALL_HELD
+                    }
+                    CallState::Ended { status, reason } => {
+                        ev.status = *status;
+                        ev.reason = put(reason);
+                        rvoip_call_state::RVOIP_CALL_ENDED
+                    }
+                };
+            }
+            Event::MediaStarted {
+                call,
+                codec,
+                remote,
+                direction,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_MEDIA_STARTED;
+                ev.call_id = call.0;
+                ev.codec = put(codec);
+                ev.remote_addr = put(&remote.to_string());
+                ev.direction = put(direction);
+            }
+            Event::MediaStopped { call } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_MEDIA_STOPPED;
+                ev.call_id = call.0;
+            }
+            Event::DtmfReceived { call, digit } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_DTMF_RECEIVED;
+                ev.call_id = call.0;
+                ev.digit = if digit.is_ascii() { *digit as u8 as c_char } else { 0 };
+            }
+            Event::Statistics { call, stats } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_STATISTICS;
+                ev.call_id = call.0;
+                ev.stats = rvoip_call_stats::from_stats(stats);
+            }
+        }
+        OwnedEvent {
+            ev,
+            _strings: strings,
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `rvoip_server`: the embedded registrar + proxy (the same as `rvoip-server`).
+
+use std::ffi::c_char;
+
+use rvoip_sdk::api::{Server, ServerConfig, TransportKind};
+use rvoip_sdk::server::config::ListenSpec;
+
+use crate::call::{RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_UDP};
+use crate::rvoip_result;
+use crate::util::{boundary, boundary_void, opt_str_arg, ref_arg, str_arg, write_out};
+
+/// An embedded SIP server. Create with [`rvoip_server_new`] or [`rvoip_server_new_from_toml`],
+/// then [`rvoip_server_start`]; free with [`rvoip_server_free`].
+pub struct rvoip_server(Server);
+
+/// Settings of an embedded server. Fill with [`rvoip_server_opts_default`]; strings copied.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rvoip_server_opts {
+    /// Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` (default
+    /// `udp:0.0.0.0:5060,tcp:0.0.0.0:5060`; port 0 picks a free port).
+    pub listen: *const c_char,
+    /// The domain served (default: the first bound non-wildcard IP, else this host's IP).
+    pub domain: *const c_char,
+    /// Accounts, comma-separated `user:password` (default: the demo users alice and bob).
+    pub users: *const c_char,
+    /// A `user:password` file to load as well, or NULL.
+    pub users_file: *const c_char,
+    /// Challenge INVITEs from local users (407) (default true).
+    pub invite_auth: bool,
+    /// One credential may register and call as any AOR (default false).
+    pub lax_auth_user: bool,
+}
+
+/// Fills `opts` with the defaults. NULL is ignored.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_opts_default(opts: *mut rvoip_server_opts) {
+    if opts.is_null() {
+        return;
+    }
+    let d = ServerConfig::default();
+    // SAFETY: non-NULL writable struct.
+    unsafe {
+        write_out(
+            opts,
+            rvoip_server_opts {
+                listen: std::ptr::null(),
+                domain: std::ptr::null(),
+                users: std::ptr::null(),
+                users_file: std::ptr::null(),
+                invite_auth: d.invite_auth,
+                lax_auth_user: d.lax_auth_user,
+            },
+        )
+    };
+}
+
+fn bad() -> rvoip_result {
+    rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT
+}
+
+/// A stopped server from `opts` (NULL: the defaults). Errors: NULL_ARGUMENT (`out`),
+/// INVALID_ARGUMENT (listen spec, users, UTF-8).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_new(
+    opts: *const rvoip_server_opts,
+    out: *mut *mut rvoip_server,
+) -> rvoip_result {
+    boundary(|| {
+        if out.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let mut cfg = ServerConfig::default();
+        // SAFETY: NULL or a valid struct.
+        if let Some(o) = unsafe { opts.as_ref() } {
+            // SAFETY: the string fields are NULL or valid C strings.
+            let (listen, domain, users, users_file) = unsafe {
+                (
+                    opt_str_arg(o.listen)?,
+                    opt_str_arg(o.domain)?,
+                    opt_str_arg(o.users)?,
+                    opt_str_arg(o.users_file)?,
+                )
+            };
+            if let Some(l) = listen {
+                cfg.listen = l
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<ListenSpec>().map_err(|_| bad()))
+                    .collect::<Result<_, _>>()?;
+            }
+            cfg.domain = domain.map(str::to_string);
+            if let Some(u) = users {
+                cfg.users.clear();
+                for pair in u.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let (user, pw) = pair.split_once(':').ok_or_else(bad)?;
+                    if user.is_empty() {
+                        return Err(bad());
+                    }
+                    cfg.users.insert(user.to_string(), pw.to_string());
+                }
+            }
+            cfg.users_file = users_file.map(Into::into);
+            cfg.invite_auth = o.invite_auth;
+            cfg.lax_auth_user = o.lax_auth_user;
+        }
+        let s = Box::new(rvoip_server(Server::new(cfg)));
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, Box::into_raw(s)) };
+        Ok(())
+    })
+}
+
+/// A stopped server from a TOML config file (the `rvoip-server --config` format).
+/// Errors: NULL_ARGUMENT, INVALID_ARGUMENT (unreadable or invalid file, UTF-8).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_new_from_toml(
+    path: *const c_char,
+    out: *mut *mut rvoip_server,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a valid C string.
+        let path = unsafe { str_arg(path) }?;
+        if out.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let s = Server::from_toml_file(std::path::Path::new(path))?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, Box::into_raw(Box::new(rvoip_server(s)))) };
+        Ok(())
+    })
+}
+
+/// Binds and starts serving. Errors: NULL_ARGUMENT, INVALID_STATE (running), NETWORK (bind),
+/// INVALID_ARGUMENT (users file).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_start(server: *mut rvoip_server) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live server.
+        let s = unsafe { ref_arg(server) }?;
+        Ok(s.0.start()?)
+    })
+}
+
+/// Stops serving (a no-op when stopped). Errors: NULL_ARGUMENT.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_stop(server: *mut rvoip_server) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live server.
+        let s = unsafe { ref_arg(server) }?;
+        s.0.stop();
+        Ok(())
+    })
+}
+
+/// The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`] or
+/// [`RVOIP_TRANSPORT_TCP`]). Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
+/// (not listening on it, or stopped).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_port(
+    server: *const rvoip_server,
+    transport: u32,
+    out: *mut u16,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live server.
+        let s = unsafe { ref_arg(server) }?;
+        if out.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let kind = match transport {
+            RVOIP_TRANSPORT_UDP => TransportKind::Udp,
+            RVOIP_TRANSPORT_TCP => TransportKind::Tcp,
+            _ => return Err(bad()),
+        };
+        let port = s
+            .0
+            .local_addrs()
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| a.port())
+            .ok_or(rvoip_result::RVOIP_RESULT_NOT_FOUND)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, port) };
+        Ok(())
+    })
+}
+
+/// Stops and frees the server. NULL is a no-op.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_free(server: *mut rvoip_server) {
+    if server.is_null() {
+        return;
+    }
+    // SAFETY: from rvoip_server_new*, freed once.
+    boundary_void(|| drop(unsafe { Box::from_raw(server) }));
+}
