@@ -8,7 +8,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/4 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
+section "1/5 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -43,18 +43,21 @@ else
   python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
 fi
 
-section "2/4 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
+section "2/5 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
 if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
-section "3/4 cargo build --release: rvoip-server and the softphone example"
+section "3/5 cargo build --release: rvoip-server and the softphone example"
 if cargo build --release -p rvoip-sdk --features opus --bin rvoip-server --example softphone; then echo "build: OK"; else FAILED+=("cargo build rvoip-server + softphone example"); fi
 
-section "4/4 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
+section "4/5 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
 if [ -x target/release/rvoip-server ]; then
   if RVOIP_SERVER=$ROOT/target/release/rvoip-server tests/run-integration.sh; then :; else FAILED+=("integration tests"); fi
 else
   FAILED+=("integration tests (no rvoip-server binary)")
 fi
+
+section "5/5 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
+if tests/c/run.sh; then echo "C ABI: OK"; else FAILED+=("C ABI smoke tests (tests/c/run.sh)"); fi
 
 section "summary"
 if [ ${#FAILED[@]} -eq 0 ]; then echo "ALL OK"; exit 0; fi
