@@ -694,7 +694,9 @@ enum rvoip_result rvoip_call_reject(struct rvoip_endpoint *ep, uint64_t call_id,
 
 /**
  * Ends the call: CANCEL before an answer, 603 for an unanswered incoming call, BYE once up.
- * Errors: NULL_ARGUMENT, NOT_FOUND (unknown or already ended: a second hang-up).
+ * Errors: NULL_ARGUMENT, NOT_FOUND (unknown or already ended: a second hang-up),
+ * INVALID_STATE (an unanswered outgoing call whose CANCEL is already pending: it ends with
+ * 487 shortly).
  */
 enum rvoip_result rvoip_call_hangup(struct rvoip_endpoint *ep, uint64_t call_id);
 

@@ -243,7 +243,9 @@ pub unsafe extern "C" fn rvoip_call_reject(ep: *mut rvoip_endpoint, call_id: u64
 }
 
 /// Ends the call: CANCEL before an answer, 603 for an unanswered incoming call, BYE once up.
-/// Errors: NULL_ARGUMENT, NOT_FOUND (unknown or already ended: a second hang-up).
+/// Errors: NULL_ARGUMENT, NOT_FOUND (unknown or already ended: a second hang-up),
+/// INVALID_STATE (an unanswered outgoing call whose CANCEL is already pending: it ends with
+/// 487 shortly).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_call_hangup(ep: *mut rvoip_endpoint, call_id: u64) -> rvoip_result {
     boundary(|| {

@@ -4,7 +4,8 @@
  * NULL for every required pointer → RVOIP_RESULT_NULL_ARGUMENT (and out-parameters stay
  * untouched); *_free(NULL) and *_opts_default(NULL) are no-ops; invalid UTF-8 →
  * INVALID_ARGUMENT; unknown and stale account / call ids → NOT_FOUND; a second hang-up →
- * NOT_FOUND (at once: the header says an ended call's id is stale, and hang-up ends it);
+ * NOT_FOUND (at once: the header says an ended call's id is stale, and hang-up ends it),
+ * except while the CANCEL of an unanswered call is pending (INVALID_STATE, per the header);
  * reject with 200 → INVALID_ARGUMENT; operations in the wrong state → INVALID_STATE;
  * rvoip_result_str never NULL; next_event times out (TIMEOUT) and, once a callback is set,
  * gives INVALID_STATE. Objects handed to a failing call are consumed (valgrind checks that
@@ -406,6 +407,21 @@ static void check_calls(rvoip_endpoint *a, rvoip_endpoint *b) {
     CHECK_RC(rvoip_call_hangup(b, bc), RVOIP_RESULT_NOT_FOUND);
     check_stale_call(a, ac);
     check_stale_call(b, bc);
+
+    /* Call 3: hung up before an answer (CANCEL); a second hang-up while the CANCEL is pending
+     * is INVALID_STATE (the header), NOT_FOUND once ENDED (487) arrived. */
+    o = audio_opts();
+    CHECK_OK(rvoip_call_make(a, 0, uri, &o, &ac));
+    CHECK_OK(rvoip_call_hangup(a, ac));
+    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_INVALID_STATE);
+    p = pull_until(a, "a", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);
+    CHECK(p.call_id == ac && p.status == 487);
+    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_NOT_FOUND);
+    check_stale_call(a, ac);
+    /* b saw the call come and go. */
+    p = pull_until(b, "b", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);
+    CHECK(p.status == 487);
+    check_stale_call(b, p.call_id);
 }
 
 static void check_callback_vs_pull(rvoip_endpoint *ep) {
