@@ -51,7 +51,10 @@ fn server() -> Server {
     cfg.users.insert("bob".into(), "bpw".into());
     let server = rvoip_sdk::api::Server::new(cfg);
     server.start().expect("start server");
-    assert!(server.start().is_err(), "a running server does not start twice");
+    assert!(
+        server.start().is_err(),
+        "a running server does not start twice"
+    );
     let bound = server.local_addrs();
     let find = |k: TransportKind| bound.iter().find(|(t, _)| *t == k).unwrap().1;
     Server {
@@ -248,8 +251,16 @@ fn two_way_audio(codec: AudioCodec) {
     std::thread::sleep(Duration::from_millis(1500));
     let at_bob = tail_fraction(&c.b_sink, 440.0, c.rate, 1000);
     let at_alice = tail_fraction(&c.a_sink, 1000.0, c.rate, 1000);
-    assert!(at_bob >= 0.9, "{}: bob hears 440 Hz at {at_bob:.3}", codec.name);
-    assert!(at_alice >= 0.9, "{}: alice hears 1000 Hz at {at_alice:.3}", codec.name);
+    assert!(
+        at_bob >= 0.9,
+        "{}: bob hears 440 Hz at {at_bob:.3}",
+        codec.name
+    );
+    assert!(
+        at_alice >= 0.9,
+        "{}: alice hears 1000 Hz at {at_alice:.3}",
+        codec.name
+    );
     let st = c.a_call.stats().unwrap();
     assert!(st.tx_packets > 50 && st.rx_packets > 50, "{st:?}");
     c.a_call.hangup().unwrap();
@@ -345,14 +356,22 @@ fn hold_stops_and_resume_restarts_the_flow() {
     let r1 = c.a_call.stats().unwrap().rx_packets;
     std::thread::sleep(Duration::from_millis(600));
     let r2 = c.a_call.stats().unwrap().rx_packets;
-    assert!(r2 <= r1 + 1, "alice still receives while bob is held: {r1} → {r2}");
+    assert!(
+        r2 <= r1 + 1,
+        "alice still receives while bob is held: {r1} → {r2}"
+    );
     c.a_call.resume().unwrap();
-    c.bob.state(&c.b_call, "bob connected again", |s| *s == CallState::Connected);
+    c.bob.state(&c.b_call, "bob connected again", |s| {
+        *s == CallState::Connected
+    });
     std::thread::sleep(Duration::from_millis(600));
     let r3 = c.a_call.stats().unwrap().rx_packets;
     assert!(r3 > r2 + 15, "flow did not restart: {r2} → {r3}");
     let at_alice = tail_fraction(&c.a_sink, 1000.0, c.rate, 300);
-    assert!(at_alice >= 0.9, "after resume alice hears 1000 Hz at {at_alice:.3}");
+    assert!(
+        at_alice >= 0.9,
+        "after resume alice hears 1000 Hz at {at_alice:.3}"
+    );
 }
 
 #[test]
@@ -373,7 +392,9 @@ fn cancel_before_answer_ends_both_sides_with_487() {
     alice.state(&call, "alice 487", |s| {
         matches!(s, CallState::Ended { status: 487, .. })
     });
-    bob.state(&b_call, "bob ended", |s| matches!(s, CallState::Ended { .. }));
+    bob.state(&b_call, "bob ended", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
     bob.drain();
     assert_eq!(bob.ep.call_count(), 0);
 }
@@ -392,7 +413,9 @@ fn reject_486_is_busy_for_the_caller() {
         .unwrap();
     let b_call = bob.incoming();
     b_call.reject(486).unwrap();
-    let st = alice.state(&call, "alice busy", |s| matches!(s, CallState::Ended { .. }));
+    let st = alice.state(&call, "alice busy", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
     assert_eq!(
         st,
         CallState::Ended {
@@ -450,7 +473,9 @@ fn caller_over_tcp_callee_over_udp() {
     std::thread::sleep(Duration::from_millis(800));
     assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
     call.hangup().unwrap();
-    bob.state(&b, "bob ended", |s| matches!(s, CallState::Ended { status: 200, .. }));
+    bob.state(&b, "bob ended", |s| {
+        matches!(s, CallState::Ended { status: 200, .. })
+    });
 }
 
 #[test]
@@ -464,15 +489,33 @@ fn wrong_password_reports_failed_registration() {
     a.register().unwrap();
     let (status, retry) = alice.wait("failed", |e| match e {
         Event::RegistrationState {
-            state: RegistrationState::Failed { status, retry_in_ms, .. },
+            state:
+                RegistrationState::Failed {
+                    status,
+                    retry_in_ms,
+                    ..
+                },
             ..
         } => Some((*status, *retry_in_ms)),
         _ => None,
     });
     assert_eq!(status, 401);
-    assert!(retry >= 1000, "a retry is scheduled with backoff: {retry} ms");
-    assert!(alice.ep.add_account(AccountOptions::new("not a uri", "x")).is_err());
-    assert!(alice.ep.make_call(None, "mailto:bob@example.com", CallOptions::default()).is_err());
+    assert!(
+        retry >= 1000,
+        "a retry is scheduled with backoff: {retry} ms"
+    );
+    assert!(
+        alice
+            .ep
+            .add_account(AccountOptions::new("not a uri", "x"))
+            .is_err()
+    );
+    assert!(
+        alice
+            .ep
+            .make_call(None, "mailto:bob@example.com", CallOptions::default())
+            .is_err()
+    );
 }
 
 #[test]
@@ -497,11 +540,16 @@ fn source_switch_mid_call_and_wildcard_listen_advertises_a_real_address() {
         Event::MediaStarted { remote, .. } => Some(*remote),
         _ => None,
     });
-    assert_eq!(remote.ip().to_string(), "127.0.0.1", "SDP c= of a wildcard listener");
+    assert_eq!(
+        remote.ip().to_string(),
+        "127.0.0.1",
+        "SDP c= of a wildcard listener"
+    );
     std::thread::sleep(Duration::from_millis(700));
     assert!(tail_fraction(&sink, 440.0, 8000, 400) >= 0.9);
     // Switch alice's input to another "device" mid-call: the call stays up, bob hears 660 Hz.
-    call.set_source(tone(660.0, AudioCodec::PCMU).unwrap()).unwrap();
+    call.set_source(tone(660.0, AudioCodec::PCMU).unwrap())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     assert!(tail_fraction(&sink, 660.0, 8000, 400) >= 0.9);
     assert_eq!(call.state().unwrap(), CallState::Connected);
@@ -533,15 +581,23 @@ fn mute_silences_what_we_send_and_statistics_arrive_periodically() {
     let rx_muted = b.stats().unwrap().rx_packets;
     call.set_mute(false).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    assert!(tail_fraction(&sink, 440.0, 8000, 300) >= 0.9, "tone back after unmute");
+    assert!(
+        tail_fraction(&sink, 440.0, 8000, 300) >= 0.9,
+        "tone back after unmute"
+    );
     // Packets kept flowing while muted (silence, so NAT bindings stay).
     assert!(b.stats().unwrap().rx_packets > rx_muted + 15);
     let id = b.id();
     let st = bob.wait("periodic statistics", |e| match e {
-        Event::Statistics { call, stats } if *call == id && stats.rx_packets > 0 => Some(stats.clone()),
+        Event::Statistics { call, stats } if *call == id && stats.rx_packets > 0 => {
+            Some(stats.clone())
+        }
         _ => None,
     });
     assert_eq!(st.codec, "PCMU");
     call.hangup().unwrap();
-    assert!(matches!(call.set_mute(true), Err(rvoip_sdk::api::ApiError::NotFound)));
+    assert!(matches!(
+        call.set_mute(true),
+        Err(rvoip_sdk::api::ApiError::NotFound)
+    ));
 }

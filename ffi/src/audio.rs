@@ -132,13 +132,20 @@ pub unsafe extern "C" fn rvoip_audio_sink_free(sink: *mut rvoip_audio_sink) {
 
 /// Receives PCM: `user_data`, `count` mono 16-bit samples at `rate_hz`. Called on the call's
 /// media thread every packetization interval (20 ms): return quickly, do not block.
-pub type rvoip_pcm_sink_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, samples: *const i16, count: usize, rate_hz: u32)>;
+pub type rvoip_pcm_sink_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, samples: *const i16, count: usize, rate_hz: u32),
+>;
 
 /// Supplies PCM: fill up to `count` samples at `rate_hz` into `samples` and return how many
 /// were written (the rest is silence). Called on the media thread every 20 ms.
-pub type rvoip_pcm_source_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, samples: *mut i16, count: usize, rate_hz: u32) -> usize>;
+pub type rvoip_pcm_source_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        samples: *mut i16,
+        count: usize,
+        rate_hz: u32,
+    ) -> usize,
+>;
 
 struct Ud(*mut c_void);
 // SAFETY: handed back only to the app's own callback; the app promised it may be used from the

@@ -106,7 +106,10 @@ fn call(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Call, rvoip_resu
 /// Registers the account and keeps it registered (refresh; retries with backoff). Progress
 /// arrives as REGISTRATION_STATE events. Errors: NULL_ARGUMENT, NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_account_register(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+pub unsafe extern "C" fn rvoip_account_register(
+    ep: *mut rvoip_endpoint,
+    account_id: u64,
+) -> rvoip_result {
     boundary(|| {
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
@@ -117,7 +120,10 @@ pub unsafe extern "C" fn rvoip_account_register(ep: *mut rvoip_endpoint, account
 /// Unregisters the account (REGISTER with Expires 0) and stops refreshing.
 /// Errors: NULL_ARGUMENT, NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_account_unregister(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+pub unsafe extern "C" fn rvoip_account_unregister(
+    ep: *mut rvoip_endpoint,
+    account_id: u64,
+) -> rvoip_result {
     boundary(|| {
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
@@ -128,7 +134,10 @@ pub unsafe extern "C" fn rvoip_account_unregister(ep: *mut rvoip_endpoint, accou
 /// Unregisters (if registered) and removes the account; its id becomes stale.
 /// Errors: NULL_ARGUMENT, NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_account_remove(ep: *mut rvoip_endpoint, account_id: u64) -> rvoip_result {
+pub unsafe extern "C" fn rvoip_account_remove(
+    ep: *mut rvoip_endpoint,
+    account_id: u64,
+) -> rvoip_result {
     boundary(|| {
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
@@ -234,7 +243,11 @@ pub unsafe extern "C" fn rvoip_call_answer(
 /// Refuses an unanswered incoming call with `status` (300..=699, e.g. 486 Busy Here).
 /// Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_STATE, INVALID_ARGUMENT (status).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_call_reject(ep: *mut rvoip_endpoint, call_id: u64, status: u16) -> rvoip_result {
+pub unsafe extern "C" fn rvoip_call_reject(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    status: u16,
+) -> rvoip_result {
     boundary(|| {
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
@@ -294,7 +307,11 @@ pub unsafe extern "C" fn rvoip_call_send_dtmf(
 
 /// Mutes (`true`) or unmutes what we send. Errors: NULL_ARGUMENT, NOT_FOUND.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_call_set_mute(ep: *mut rvoip_endpoint, call_id: u64, muted: bool) -> rvoip_result {
+pub unsafe extern "C" fn rvoip_call_set_mute(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    muted: bool,
+) -> rvoip_result {
     boundary(|| {
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;

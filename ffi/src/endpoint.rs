@@ -143,8 +143,8 @@ pub unsafe extern "C" fn rvoip_endpoint_new(
             }
             cfg.dtmf = o.dtmf;
             cfg.ptime_ms = o.ptime_ms;
-            cfg.stats_interval =
-                (o.stats_interval_ms > 0).then(|| Duration::from_millis(o.stats_interval_ms.into()));
+            cfg.stats_interval = (o.stats_interval_ms > 0)
+                .then(|| Duration::from_millis(o.stats_interval_ms.into()));
             cfg.register_retry_min = Duration::from_millis(o.register_retry_ms.max(100).into());
             if !(0.0..=100.0).contains(&o.rx_loss_percent) {
                 return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
@@ -182,7 +182,8 @@ pub unsafe extern "C" fn rvoip_endpoint_free(ep: *mut rvoip_endpoint) {
 }
 
 /// An event callback: `user_data` as given, and the event (valid during the call only).
-pub type rvoip_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const rvoip_event)>;
+pub type rvoip_event_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const rvoip_event)>;
 
 struct UserData(*mut c_void);
 // SAFETY: the pointer is only handed back to the app's callback, on the event thread; the app

@@ -280,7 +280,11 @@ impl OwnedEvent {
             Event::DtmfReceived { call, digit } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_DTMF_RECEIVED;
                 ev.call_id = call.0;
-                ev.digit = if digit.is_ascii() { *digit as u8 as c_char } else { 0 };
+                ev.digit = if digit.is_ascii() {
+                    *digit as u8 as c_char
+                } else {
+                    0
+                };
             }
             Event::Statistics { call, stats } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_STATISTICS;

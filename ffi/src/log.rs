@@ -26,7 +26,12 @@ pub const RVOIP_LOG_TRACE: u32 = 5;
 /// module that logged (`target`) and the message; both strings valid during the call only.
 /// Called on whatever library thread logs, possibly several at once: make it thread-safe.
 pub type rvoip_log_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, level: u32, target: *const c_char, message: *const c_char),
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: u32,
+        target: *const c_char,
+        message: *const c_char,
+    ),
 >;
 
 struct Sink {
@@ -82,7 +87,14 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CLayer {
         if let Ok(g) = SINK.lock() {
             if let Some(s) = g.as_ref() {
                 // SAFETY: the app's callback with strings valid for the call.
-                unsafe { (s.cb)(s.user_data, level_num(meta.level()), target.as_ptr(), message.as_ptr()) };
+                unsafe {
+                    (s.cb)(
+                        s.user_data,
+                        level_num(meta.level()),
+                        target.as_ptr(),
+                        message.as_ptr(),
+                    )
+                };
             }
         }
     }

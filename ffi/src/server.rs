@@ -174,13 +174,12 @@ pub unsafe extern "C" fn rvoip_server_port(
             RVOIP_TRANSPORT_TCP => TransportKind::Tcp,
             _ => return Err(bad()),
         };
-        let port = s
-            .0
-            .local_addrs()
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, a)| a.port())
-            .ok_or(rvoip_result::RVOIP_RESULT_NOT_FOUND)?;
+        let port =
+            s.0.local_addrs()
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .map(|(_, a)| a.port())
+                .ok_or(rvoip_result::RVOIP_RESULT_NOT_FOUND)?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out, port) };
         Ok(())

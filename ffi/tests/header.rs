@@ -7,7 +7,8 @@ use std::path::PathBuf;
 #[test]
 fn committed_header_matches_the_generated_one() {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let mut generated = Vec::new();
     cbindgen::Builder::new()
         .with_crate(&crate_dir)
@@ -34,7 +35,12 @@ fn committed_header_matches_the_generated_one() {
             first + 1
         );
     }
-    for f in ["rvoip_endpoint_new", "rvoip_call_make", "rvoip_server_start", "rvoip_result_str"] {
+    for f in [
+        "rvoip_endpoint_new",
+        "rvoip_call_make",
+        "rvoip_server_start",
+        "rvoip_result_str",
+    ] {
         assert!(generated.contains(f), "{f} missing from the header");
     }
 }

@@ -343,7 +343,9 @@ fn run(args: &Args) -> Result<bool, String> {
                         let _ = c.reject(486);
                     }
                 }
-                Event::CallState { call: id, state } if call.as_ref().is_some_and(|c| c.id() == id) => {
+                Event::CallState { call: id, state }
+                    if call.as_ref().is_some_and(|c| c.id() == id) =>
+                {
                     match state {
                         CallState::Connected if connected_at.is_none() => {
                             connected_at = Some(Instant::now())
@@ -419,7 +421,10 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         let tail = samples.get(samples.len() / 2..).unwrap_or(&[]);
         if tail.len() < RECORD_RATE as usize / 2 {
-            say(&format!("tone check: only {} samples received", samples.len()));
+            say(&format!(
+                "tone check: only {} samples received",
+                samples.len()
+            ));
             return Ok(false);
         }
         let share = rvoip_sdk::media::tone::tone_energy_fraction(tail, hz, RECORD_RATE);

@@ -19,7 +19,11 @@ use crate::sip::ua::{CallId, CallState, UaEvent};
 impl Shared {
     /// Our address facing `peer`: the listen IP when bound to one, else the source address the
     /// OS routes from (a connected UDP probe, no packet sent), with our listen port.
-    pub(crate) fn local_for(&self, peer: SocketAddr, transport: TransportKind) -> Result<SocketAddr, ApiError> {
+    pub(crate) fn local_for(
+        &self,
+        peer: SocketAddr,
+        transport: TransportKind,
+    ) -> Result<SocketAddr, ApiError> {
         let port_of = |t: TransportKind| {
             self.bound
                 .iter()
@@ -47,7 +51,12 @@ impl Shared {
         Ok(SocketAddr::new(ip, listen.port()))
     }
 
-    pub(crate) fn local_for_locked(&self, core: &mut Core, peer: SocketAddr, transport: TransportKind) -> SocketAddr {
+    pub(crate) fn local_for_locked(
+        &self,
+        core: &mut Core,
+        peer: SocketAddr,
+        transport: TransportKind,
+    ) -> SocketAddr {
         let listen = self
             .bound
             .iter()
@@ -188,12 +197,11 @@ impl Shared {
             }
             UaEvent::MediaStart { call, media } => {
                 let cfg = self.media_config(&media);
-                let Some(m) = core.media.get_mut(&call) else { return };
+                let Some(m) = core.media.get_mut(&call) else {
+                    return;
+                };
                 let Some(ports) = m.ports.take() else { return };
-                let source = m
-                    .source
-                    .take()
-                    .unwrap_or_else(|| default_source(cfg.codec));
+                let source = m.source.take().unwrap_or_else(|| default_source(cfg.codec));
                 let sink = m.sink.take().unwrap_or_else(|| default_sink(cfg.codec));
                 let events = self.events.lock().ok().and_then(|g| g.clone());
                 let on_event: Box<dyn Fn(MediaEvent) + Send + Sync> = Box::new(move |ev| {
@@ -278,4 +286,3 @@ fn default_sink(codec: crate::sdp::AudioCodec) -> Box<dyn AudioSink> {
         rate: crate::media::codec::audio_rate(&codec),
     })
 }
-

@@ -24,9 +24,7 @@ use crate::driver::media::{MediaHandle, MediaPorts};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::TransportKind;
-use crate::sip::ua::{
-    AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent, build,
-};
+use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent, build};
 
 /// Media state of one call.
 #[derive(Default)]
@@ -100,7 +98,10 @@ impl Endpoint {
             return Err(ApiError::InvalidArgument("no transport".into()));
         }
         if !(10..=120).contains(&cfg.ptime_ms) {
-            return Err(ApiError::InvalidArgument(format!("ptime {} ms", cfg.ptime_ms)));
+            return Err(ApiError::InvalidArgument(format!(
+                "ptime {} ms",
+                cfg.ptime_ms
+            )));
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.worker_threads.clamp(1, 64))
@@ -141,7 +142,11 @@ impl Endpoint {
             rt: rt.clone(),
         });
         if let Some(l) = tcp {
-            rt.spawn(crate::driver::tcp::accept_loop(l, inbound, Limits::default()));
+            rt.spawn(crate::driver::tcp::accept_loop(
+                l,
+                inbound,
+                Limits::default(),
+            ));
         }
         rt.spawn(run(shared.clone(), udp, inbound_rx));
         Ok(Endpoint {
@@ -222,7 +227,10 @@ impl Endpoint {
     pub fn add_account(&self, opts: AccountOptions) -> Result<Account, ApiError> {
         let aor = parse_uri(&opts.aor)?;
         if aor.user.is_none() {
-            return Err(ApiError::InvalidArgument(format!("AOR without user: {}", opts.aor)));
+            return Err(ApiError::InvalidArgument(format!(
+                "AOR without user: {}",
+                opts.aor
+            )));
         }
         let server = match &opts.server {
             Some(s) => resolve_hostport(s)?,
@@ -387,4 +395,3 @@ impl Drop for Inner {
         }
     }
 }
-

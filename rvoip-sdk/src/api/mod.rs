@@ -27,9 +27,9 @@
 
 mod core;
 mod endpoint;
+mod handles;
 mod net;
 mod server;
-mod handles;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,12 +37,12 @@ use std::time::Duration;
 pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;
 pub use crate::sdp::AudioCodec;
+pub use crate::server::config::ServerConfig;
 pub use crate::sip::transaction::{TimerConfig, TransportKind};
 pub use crate::sip::ua::{AccountId, CallId, CallState, RegistrationState};
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
 pub use server::Server;
-pub use crate::server::config::ServerConfig;
 
 /// Errors of the SDK API.
 #[derive(Debug, thiserror::Error)]

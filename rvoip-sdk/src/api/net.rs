@@ -96,7 +96,11 @@ pub(super) fn resolve_hostport(s: &str) -> Result<SocketAddr, ApiError> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
-    if let Ok(ip) = s.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    if let Ok(ip) = s
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, 5060));
     }
     match s.rsplit_once(':') {
@@ -136,7 +140,11 @@ pub(super) fn facing_ip(peer: SocketAddr) -> IpAddr {
 }
 
 /// The driver task: reads UDP and the TCP inbound channel, runs timers, emits statistics.
-pub(super) async fn run(shared: Arc<Shared>, udp: Option<Arc<UdpSocket>>, mut inbound: mpsc::Receiver<Inbound>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    udp: Option<Arc<UdpSocket>>,
+    mut inbound: mpsc::Receiver<Inbound>,
+) {
     let mut buf = vec![0u8; 65_536];
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     let stats_every = shared.cfg.stats_interval;

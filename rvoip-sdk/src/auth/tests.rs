@@ -432,8 +432,16 @@ fn challenge_without_qop_gets_the_rfc2617_compatible_answer() {
     .unwrap();
     // Not answerable as qop=auth …
     assert!(
-        authorization_value(&ch, "Mufasa", "Circle Of Life", "INVITE", "sip:bob@example.com", 1, "c")
-            .is_none()
+        authorization_value(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "INVITE",
+            "sip:bob@example.com",
+            1,
+            "c"
+        )
+        .is_none()
     );
     // … but in the RFC 2069 form: KD(HA1, nonce:HA2), checked against Python's hashlib.
     let v = crate::auth::authorization_value_without_qop(
@@ -444,8 +452,16 @@ fn challenge_without_qop_gets_the_rfc2617_compatible_answer() {
         "sip:bob@example.com",
     )
     .unwrap();
-    assert!(v.contains("response=\"d85bba3530f0e5922f43aaa196ab7aeb\""), "{v}");
+    assert!(
+        v.contains("response=\"d85bba3530f0e5922f43aaa196ab7aeb\""),
+        "{v}"
+    );
     assert!(v.contains("opaque=\"o1\"") && !v.contains("qop") && !v.contains("cnonce"));
-    let with_qop = crate::sip::msg::Auth::parse(&"Digest realm=\"r\", nonce=\"n\", qop=\"auth\"".into()).unwrap();
-    assert!(crate::auth::authorization_value_without_qop(&with_qop, "u", "p", "INVITE", "sip:x").is_none());
+    let with_qop =
+        crate::sip::msg::Auth::parse(&"Digest realm=\"r\", nonce=\"n\", qop=\"auth\"".into())
+            .unwrap();
+    assert!(
+        crate::auth::authorization_value_without_qop(&with_qop, "u", "p", "INVITE", "sip:x")
+            .is_none()
+    );
 }

@@ -145,7 +145,10 @@ mod phasor_tests {
             g.fill(&mut frame);
             for v in frame {
                 let exact = ((step * n as f64) % TAU).sin() * 12_000.0;
-                assert!((f64::from(v) - exact).abs() <= 1.5, "sample {n}: {v} vs {exact}");
+                assert!(
+                    (f64::from(v) - exact).abs() <= 1.5,
+                    "sample {n}: {v} vs {exact}"
+                );
                 n += 1;
             }
         }

@@ -64,16 +64,25 @@ impl Dialog {
     pub fn from_uac(req: &Request, resp: &Response) -> Result<Dialog, DialogError> {
         let to = resp.headers.to().map_err(|_| DialogError::Header("To"))?;
         let remote_tag = to.tag().ok_or(DialogError::Header("To tag"))?.into();
-        let from = req.headers.from().map_err(|_| DialogError::Header("From"))?;
+        let from = req
+            .headers
+            .from()
+            .map_err(|_| DialogError::Header("From"))?;
         let local_tag = from.tag().ok_or(DialogError::Header("From tag"))?.into();
         let call_id = req
             .headers
             .call_id()
             .ok_or(DialogError::Header("Call-ID"))?
             .clone();
-        let cseq = req.headers.cseq().map_err(|_| DialogError::Header("CSeq"))?;
-        let mut route_set: Vec<ByteString> =
-            resp.headers.get_all(&HeaderName::RecordRoute).cloned().collect();
+        let cseq = req
+            .headers
+            .cseq()
+            .map_err(|_| DialogError::Header("CSeq"))?;
+        let mut route_set: Vec<ByteString> = resp
+            .headers
+            .get_all(&HeaderName::RecordRoute)
+            .cloned()
+            .collect();
         route_set.reverse();
         let remote_target = contact_uri(&resp.headers).unwrap_or_else(|_| req.uri.clone());
         Ok(Dialog {
@@ -97,7 +106,10 @@ impl Dialog {
     /// The UAS side from a dialog-creating request and the To tag we chose (§12.1.1): the route
     /// set is the request's Record-Route in order. Errors: [`DialogError::Header`].
     pub fn from_uas(req: &Request, local_tag: &str) -> Result<Dialog, DialogError> {
-        let from = req.headers.from().map_err(|_| DialogError::Header("From"))?;
+        let from = req
+            .headers
+            .from()
+            .map_err(|_| DialogError::Header("From"))?;
         let remote_tag = from.tag().ok_or(DialogError::Header("From tag"))?.into();
         let to = req.headers.to().map_err(|_| DialogError::Header("To"))?;
         let call_id = req
@@ -105,7 +117,10 @@ impl Dialog {
             .call_id()
             .ok_or(DialogError::Header("Call-ID"))?
             .clone();
-        let cseq = req.headers.cseq().map_err(|_| DialogError::Header("CSeq"))?;
+        let cseq = req
+            .headers
+            .cseq()
+            .map_err(|_| DialogError::Header("CSeq"))?;
         Ok(Dialog {
             call_id,
             local_tag: local_tag.into(),
@@ -115,7 +130,11 @@ impl Dialog {
             local_uri: strip_tag(to),
             remote_uri: strip_tag(from),
             remote_target: contact_uri(&req.headers)?,
-            route_set: req.headers.get_all(&HeaderName::RecordRoute).cloned().collect(),
+            route_set: req
+                .headers
+                .get_all(&HeaderName::RecordRoute)
+                .cloned()
+                .collect(),
             state: DialogState::Confirmed,
         })
     }
@@ -166,9 +185,11 @@ impl Dialog {
             headers.push(HeaderName::Route, r.clone());
         }
         let mut from = self.local_uri.clone();
-        from.params = crate::sip::msg::Params(format!("{};tag={}", from.params, self.local_tag).into());
+        from.params =
+            crate::sip::msg::Params(format!("{};tag={}", from.params, self.local_tag).into());
         let mut to = self.remote_uri.clone();
-        to.params = crate::sip::msg::Params(format!("{};tag={}", to.params, self.remote_tag).into());
+        to.params =
+            crate::sip::msg::Params(format!("{};tag={}", to.params, self.remote_tag).into());
         headers.push(HeaderName::From, from.to_string());
         headers.push(HeaderName::To, to.to_string());
         headers.push(HeaderName::CallId, self.call_id.clone());

@@ -1,7 +1,7 @@
 //! SIP protocol cores (RFC 3261): messages, transactions, dialogs and the user agent core.
 //! Sans-IO: no sockets, no clock.
 
+pub mod dialog;
 pub mod msg;
 pub mod transaction;
-pub mod dialog;
 pub mod ua;

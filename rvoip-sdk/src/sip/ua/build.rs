@@ -65,9 +65,10 @@ pub fn token() -> String {
 /// we send carries: Max-Forwards 70 (§8.1.1.6) and User-Agent.
 pub fn finish_request(req: &mut Request, local: SocketAddr, transport: TransportKind) {
     req.headers.remove_first(&HeaderName::Via);
-    req.headers
-        .0
-        .insert(0, crate::sip::msg::Header::new(HeaderName::Via, via(local, transport)));
+    req.headers.0.insert(
+        0,
+        crate::sip::msg::Header::new(HeaderName::Via, via(local, transport)),
+    );
     if req.headers.get(&HeaderName::MaxForwards).is_none() {
         req.headers.push(HeaderName::MaxForwards, "70");
     }
@@ -143,7 +144,10 @@ pub fn authorize(
 ) -> Option<Request> {
     let (challenge_hdr, answer_hdr) = match resp.status {
         401 => (HeaderName::WwwAuthenticate, HeaderName::Authorization),
-        407 => (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization),
+        407 => (
+            HeaderName::ProxyAuthenticate,
+            HeaderName::ProxyAuthorization,
+        ),
         _ => return None,
     };
     let method = req.method.as_str().to_string();
@@ -200,7 +204,10 @@ pub fn authorize(
 pub fn is_rejected_credential(req: &Request, resp: &Response) -> bool {
     let (challenge_hdr, answer_hdr) = match resp.status {
         401 => (HeaderName::WwwAuthenticate, HeaderName::Authorization),
-        407 => (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization),
+        407 => (
+            HeaderName::ProxyAuthenticate,
+            HeaderName::ProxyAuthorization,
+        ),
         _ => return false,
     };
     if req.headers.get(&answer_hdr).is_none() {
@@ -246,14 +253,18 @@ pub fn route_uri(value: &bytestring::ByteString) -> Option<Uri> {
 
 /// A response to `req` with our To tag (when `to_tag` is given and To has none), Server header,
 /// and optional Contact.
-pub fn response(req: &Request, status: u16, to_tag: Option<&str>, contact: Option<&str>) -> Response {
+pub fn response(
+    req: &Request,
+    status: u16,
+    to_tag: Option<&str>,
+    contact: Option<&str>,
+) -> Response {
     let mut resp = Response::for_request(req, status);
     if let Some(tag) = to_tag {
         let has_tag = resp.headers.to().ok().is_some_and(|t| t.tag().is_some());
         if !has_tag {
             if let Some(to) = resp.headers.get(&HeaderName::To).cloned() {
-                resp.headers
-                    .set(HeaderName::To, format!("{to};tag={tag}"));
+                resp.headers.set(HeaderName::To, format!("{to};tag={tag}"));
             }
         }
     }

@@ -33,11 +33,11 @@ use crate::sip::transaction::{
 };
 
 pub use build::Credentials;
+use call::Call;
+use register::Registration;
 pub use types::{
     AccountConfig, AccountId, CallId, CallState, RegistrationState, UaConfig, UaError, UaEvent,
 };
-use call::Call;
-use register::Registration;
 
 /// Who owns a client transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,8 @@ impl UserAgent {
     pub fn add_account(&mut self, cfg: AccountConfig) -> AccountId {
         let id = self.alloc();
         let backoff = (self.cfg.register_retry_min, self.cfg.register_retry_max);
-        self.accounts.insert(id, Registration::new(id, cfg, backoff));
+        self.accounts
+            .insert(id, Registration::new(id, cfg, backoff));
         AccountId(id)
     }
 
@@ -395,7 +396,11 @@ impl UserAgent {
                     };
                     self.on_timeout(now, tx, Some(req));
                 }
-                TxEvent::StrayResponse { resp, source, transport } => {
+                TxEvent::StrayResponse {
+                    resp,
+                    source,
+                    transport,
+                } => {
                     // A 2xx retransmission for an INVITE whose transaction is gone: ACK it again
                     // if it belongs to one of our dialogs (§13.2.2.4).
                     if (200..300).contains(&resp.status) {
@@ -482,7 +487,11 @@ impl UserAgent {
             }
             return;
         };
-        let to_tag = req.headers.to().ok().and_then(|t| t.tag().map(str::to_string));
+        let to_tag = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
         match req.method {
             Method::Cancel => {
                 let invite = self.tl.matching_invite(&req);

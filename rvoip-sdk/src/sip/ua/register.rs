@@ -81,7 +81,12 @@ impl Registration {
     /// The Request-URI of REGISTER: the AOR's domain (§10.2: no user part).
     fn registrar_uri(&self) -> Uri {
         let a = &self.cfg.aor;
-        Uri::new_sip(None, a.host.trim_start_matches('[').trim_end_matches(']'), a.port, "")
+        Uri::new_sip(
+            None,
+            a.host.trim_start_matches('[').trim_end_matches(']'),
+            a.port,
+            "",
+        )
     }
 
     /// Sends a REGISTER (a refresh, or `Expires: 0` when `unregister`).
@@ -229,7 +234,9 @@ impl Registration {
     fn granted_expires(&self, resp: &Response) -> u32 {
         for v in resp.headers.get_all(&HeaderName::Contact) {
             for part in split_contacts(v) {
-                let Ok(n) = NameAddr::parse(&part.into()) else { continue };
+                let Ok(n) = NameAddr::parse(&part.into()) else {
+                    continue;
+                };
                 if n.uri.to_string() == self.contact {
                     if let Some(Some(e)) = n.params.get("expires") {
                         if let Ok(e) = e.trim().parse() {

@@ -255,7 +255,11 @@ fn register_call_hold_resume_hangup_through_the_server() {
     net.settle();
     // The proxy challenged the INVITE with 407; alice answered it.
     assert!(net.wire.iter().any(|m| m.starts_with("SIP/2.0 407")));
-    assert!(net.wire.iter().any(|m| m.contains("Proxy-Authorization: Digest")));
+    assert!(
+        net.wire
+            .iter()
+            .any(|m| m.contains("Proxy-Authorization: Digest"))
+    );
     let incoming = net.incoming().expect("bob sees the call");
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::Ringing);
     let now = net.now;
@@ -285,23 +289,41 @@ fn register_call_hold_resume_hangup_through_the_server() {
         .find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE") && m.contains("v=0"))
         .expect("200 to re-INVITE");
     assert!(answer.contains("a=recvonly"), "{answer}");
-    assert_eq!(Net::last_media(&net.events_a).unwrap().direction, Direction::SendOnly);
-    assert_eq!(Net::last_media(&net.events_b).unwrap().direction, Direction::RecvOnly);
+    assert_eq!(
+        Net::last_media(&net.events_a).unwrap().direction,
+        Direction::SendOnly
+    );
+    assert_eq!(
+        Net::last_media(&net.events_b).unwrap().direction,
+        Direction::RecvOnly
+    );
     assert_eq!(
         net.alice.call_state(call).unwrap(),
-        CallState::Held { local: true, remote: false }
+        CallState::Held {
+            local: true,
+            remote: false
+        }
     );
     assert_eq!(
         net.bob.call_state(incoming).unwrap(),
-        CallState::Held { local: false, remote: true }
+        CallState::Held {
+            local: false,
+            remote: true
+        }
     );
 
     // Resume.
     let now = net.now;
     net.alice.set_hold(now, call, false).unwrap();
     net.settle();
-    assert_eq!(Net::last_media(&net.events_a).unwrap().direction, Direction::SendRecv);
-    assert_eq!(Net::last_media(&net.events_b).unwrap().direction, Direction::SendRecv);
+    assert_eq!(
+        Net::last_media(&net.events_a).unwrap().direction,
+        Direction::SendRecv
+    );
+    assert_eq!(
+        Net::last_media(&net.events_b).unwrap().direction,
+        Direction::SendRecv
+    );
     assert_eq!(net.bob.call_state(incoming).unwrap(), CallState::Connected);
 
     // Hang up.
@@ -309,8 +331,18 @@ fn register_call_hold_resume_hangup_through_the_server() {
     net.alice.hangup(now, call).unwrap();
     net.settle();
     let bob_states = Net::states(&net.events_b, incoming);
-    assert!(matches!(bob_states.last(), Some(CallState::Ended { status: 200, .. })), "{bob_states:?}");
-    assert!(net.events_b.iter().any(|e| matches!(e, UaEvent::MediaStop { .. })));
+    assert!(
+        matches!(
+            bob_states.last(),
+            Some(CallState::Ended { status: 200, .. })
+        ),
+        "{bob_states:?}"
+    );
+    assert!(
+        net.events_b
+            .iter()
+            .any(|e| matches!(e, UaEvent::MediaStop { .. }))
+    );
     assert_eq!(net.alice.call_state(call), Err(UaError::NotFound));
     assert_eq!(net.alice.hangup(net.now, call), Err(UaError::NotFound));
 
@@ -318,7 +350,10 @@ fn register_call_hold_resume_hangup_through_the_server() {
     let now = net.now;
     net.alice.unregister(now, a).unwrap();
     net.settle();
-    assert_eq!(net.alice.registration_state(a).unwrap(), RegistrationState::Unregistered);
+    assert_eq!(
+        net.alice.registration_state(a).unwrap(),
+        RegistrationState::Unregistered
+    );
 }
 
 #[test]
@@ -332,8 +367,14 @@ fn cancel_before_answer_gives_487_on_both_sides() {
     net.settle();
     let a = Net::states(&net.events_a, call);
     let b = Net::states(&net.events_b, incoming);
-    assert!(matches!(a.last(), Some(CallState::Ended { status: 487, .. })), "{a:?}");
-    assert!(matches!(b.last(), Some(CallState::Ended { status: 487, .. })), "{b:?}");
+    assert!(
+        matches!(a.last(), Some(CallState::Ended { status: 487, .. })),
+        "{a:?}"
+    );
+    assert!(
+        matches!(b.last(), Some(CallState::Ended { status: 487, .. })),
+        "{b:?}"
+    );
     assert!(net.wire.iter().any(|m| m.starts_with("CANCEL ")));
     assert_eq!(net.alice.call_count(), 0);
     assert_eq!(net.bob.call_count(), 0);
@@ -348,11 +389,17 @@ fn cancel_before_any_provisional_waits_for_one() {
     let now = net.now;
     net.alice.hangup(now, call).unwrap();
     net.settle();
-    assert!(!net.wire.iter().any(|m| m.starts_with("CANCEL ")), "no CANCEL before a 1xx (§9.1)");
+    assert!(
+        !net.wire.iter().any(|m| m.starts_with("CANCEL ")),
+        "no CANCEL before a 1xx (§9.1)"
+    );
     // Nobody answers: the call still ends, as 487, after the INVITE times out.
     net.advance(Duration::from_secs(40));
     let a = Net::states(&net.events_a, call);
-    assert!(matches!(a.last(), Some(CallState::Ended { status: 487, .. })), "{a:?}");
+    assert!(
+        matches!(a.last(), Some(CallState::Ended { status: 487, .. })),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -362,13 +409,19 @@ fn reject_486_reaches_the_caller_as_busy() {
     net.settle();
     let incoming = net.incoming().unwrap();
     let now = net.now;
-    assert_eq!(net.bob.reject(now, incoming, 200), Err(UaError::InvalidStatus(200)));
+    assert_eq!(
+        net.bob.reject(now, incoming, 200),
+        Err(UaError::InvalidStatus(200))
+    );
     net.bob.reject(now, incoming, 486).unwrap();
     net.settle();
     let a = Net::states(&net.events_a, call);
     assert_eq!(
         a.last(),
-        Some(&CallState::Ended { status: 486, reason: "Busy Here".into() })
+        Some(&CallState::Ended {
+            status: 486,
+            reason: "Busy Here".into()
+        })
     );
     // The INVITE client transaction ACKed the 486 itself.
     assert!(net.wire.iter().any(|m| m.starts_with("ACK ")));
@@ -385,7 +438,10 @@ fn no_common_codec_is_answered_488() {
     net.settle();
     assert!(net.incoming().is_none());
     let a = Net::states(&net.events_a, call);
-    assert!(matches!(a.last(), Some(CallState::Ended { status: 488, .. })), "{a:?}");
+    assert!(
+        matches!(a.last(), Some(CallState::Ended { status: 488, .. })),
+        "{a:?}"
+    );
 }
 
 #[test]
@@ -402,7 +458,13 @@ fn remote_bye_and_in_dialog_requests() {
     net.bob.hangup(now, incoming).unwrap();
     net.settle();
     let a = Net::states(&net.events_a, call);
-    assert_eq!(a.last(), Some(&CallState::Ended { status: 200, reason: "remote hangup".into() }));
+    assert_eq!(
+        a.last(),
+        Some(&CallState::Ended {
+            status: 200,
+            reason: "remote hangup".into()
+        })
+    );
 }
 
 #[test]
@@ -425,7 +487,10 @@ fn lost_ack_makes_the_uas_retransmit_its_2xx() {
     // After 64*T1 without ACK the call ends with a BYE.
     net.advance(Duration::from_secs(40));
     let b = Net::states(&net.events_b, incoming);
-    assert!(matches!(b.last(), Some(CallState::Ended { status: 408, .. })), "{b:?}");
+    assert!(
+        matches!(b.last(), Some(CallState::Ended { status: 408, .. })),
+        "{b:?}"
+    );
     assert!(net.wire.iter().any(|m| m.starts_with("BYE ")));
 }
 
@@ -436,7 +501,12 @@ fn registration_refreshes_before_expiry() {
     let now = net.now;
     net.alice.register(now, a).unwrap();
     net.settle();
-    let count = |net: &Net| net.wire.iter().filter(|m| m.starts_with("REGISTER ")).count();
+    let count = |net: &Net| {
+        net.wire
+            .iter()
+            .filter(|m| m.starts_with("REGISTER "))
+            .count()
+    };
     let first = count(&net);
     assert_eq!(first, 2, "REGISTER, 401, REGISTER with credentials");
     // Granted 120 s: the refresh goes out 10 s before expiry.
@@ -459,7 +529,11 @@ fn wrong_password_fails_and_unreachable_registrar_backs_off() {
     net.settle();
     assert!(matches!(
         net.alice.registration_state(a).unwrap(),
-        RegistrationState::Failed { status: 401, retry_in_ms: 2000, .. }
+        RegistrationState::Failed {
+            status: 401,
+            retry_in_ms: 2000,
+            ..
+        }
     ));
 
     let mut net = Net::new(false);
@@ -471,7 +545,15 @@ fn wrong_password_fails_and_unreachable_registrar_backs_off() {
         .events_a
         .iter()
         .filter_map(|e| match e {
-            UaEvent::Registration { state: RegistrationState::Failed { status: 408, retry_in_ms, .. }, .. } => Some(*retry_in_ms),
+            UaEvent::Registration {
+                state:
+                    RegistrationState::Failed {
+                        status: 408,
+                        retry_in_ms,
+                        ..
+                    },
+                ..
+            } => Some(*retry_in_ms),
             _ => None,
         })
         .collect();
@@ -481,7 +563,10 @@ fn wrong_password_fails_and_unreachable_registrar_backs_off() {
         .events_a
         .iter()
         .filter_map(|e| match e {
-            UaEvent::Registration { state: RegistrationState::Failed { retry_in_ms, .. }, .. } => Some(*retry_in_ms),
+            UaEvent::Registration {
+                state: RegistrationState::Failed { retry_in_ms, .. },
+                ..
+            } => Some(*retry_in_ms),
             _ => None,
         })
         .collect();
@@ -492,16 +577,35 @@ fn wrong_password_fails_and_unreachable_registrar_backs_off() {
 fn garbage_and_unknown_requests_do_not_disturb() {
     let mut net = Net::new(false);
     let now = net.now;
-    for junk in [&b"\x00\x01garbage"[..], b"INVITE sip:x SIP/2.0\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n"] {
-        net.bob.handle_datagram(now, bytes::Bytes::from_static(junk), addr(ALICE), TransportKind::Udp, addr(BOB));
+    for junk in [
+        &b"\x00\x01garbage"[..],
+        b"INVITE sip:x SIP/2.0\r\n\r\n",
+        b"SIP/2.0 200 OK\r\n\r\n",
+    ] {
+        net.bob.handle_datagram(
+            now,
+            bytes::Bytes::from_static(junk),
+            addr(ALICE),
+            TransportKind::Udp,
+            addr(BOB),
+        );
     }
     let msg = "MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKm1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    net.bob.handle_datagram(now, bytes::Bytes::from(msg), addr(ALICE), TransportKind::Udp, addr(BOB));
+    net.bob.handle_datagram(
+        now,
+        bytes::Bytes::from(msg),
+        addr(ALICE),
+        TransportKind::Udp,
+        addr(BOB),
+    );
     let mut answers = Vec::new();
     while let Some(t) = net.bob.poll_transmit() {
         answers.push(String::from_utf8_lossy(&t.bytes).into_owned());
     }
-    assert!(answers.iter().any(|a| a.starts_with("SIP/2.0 405")), "{answers:?}");
+    assert!(
+        answers.iter().any(|a| a.starts_with("SIP/2.0 405")),
+        "{answers:?}"
+    );
     assert_eq!(net.bob.call_count(), 0);
 }
 
@@ -516,11 +620,22 @@ fn uas_hangup_before_the_ack_sends_bye_only_after_it() {
     // Hang up in the same instant, before alice's ACK is in.
     net.bob.hangup(now, incoming).unwrap();
     net.settle();
-    let ack = net.wire.iter().position(|m| m.starts_with("ACK ")).expect("ACK");
-    let bye = net.wire.iter().position(|m| m.starts_with("BYE ")).expect("BYE");
+    let ack = net
+        .wire
+        .iter()
+        .position(|m| m.starts_with("ACK "))
+        .expect("ACK");
+    let bye = net
+        .wire
+        .iter()
+        .position(|m| m.starts_with("BYE "))
+        .expect("BYE");
     assert!(ack < bye, "BYE went out before the ACK (§15)");
     let a = Net::states(&net.events_a, call);
-    assert!(matches!(a.last(), Some(CallState::Ended { status: 200, .. })), "{a:?}");
+    assert!(
+        matches!(a.last(), Some(CallState::Ended { status: 200, .. })),
+        "{a:?}"
+    );
     assert_eq!(net.bob.call_count(), 0);
 }
 
@@ -538,15 +653,24 @@ fn reinvite_glare_gets_491_and_both_retry() {
     net.alice.set_hold(now, call, true).unwrap();
     net.bob.set_hold(now, incoming, true).unwrap();
     net.settle();
-    assert!(net.wire.iter().any(|m| m.starts_with("SIP/2.0 491")), "glare answered 491");
+    assert!(
+        net.wire.iter().any(|m| m.starts_with("SIP/2.0 491")),
+        "glare answered 491"
+    );
     net.advance(Duration::from_secs(10));
     assert_eq!(
         net.alice.call_state(call).unwrap(),
-        CallState::Held { local: true, remote: true }
+        CallState::Held {
+            local: true,
+            remote: true
+        }
     );
     assert_eq!(
         net.bob.call_state(incoming).unwrap(),
-        CallState::Held { local: true, remote: true }
+        CallState::Held {
+            local: true,
+            remote: true
+        }
     );
 }
 
@@ -556,8 +680,15 @@ fn early_media_from_a_183_with_sdp() {
     net.blackhole = Some(addr(BOB));
     let call = net.direct_call();
     net.settle();
-    let invite = net.wire.iter().find(|m| m.starts_with("INVITE ")).unwrap().clone();
-    let req = match crate::sip::msg::Message::parse(bytes::Bytes::from(invite), &Default::default()).unwrap() {
+    let invite = net
+        .wire
+        .iter()
+        .find(|m| m.starts_with("INVITE "))
+        .unwrap()
+        .clone();
+    let req = match crate::sip::msg::Message::parse(bytes::Bytes::from(invite), &Default::default())
+        .unwrap()
+    {
         crate::sip::msg::Message::Request(r) => r,
         _ => unreachable!(),
     };
@@ -567,10 +698,20 @@ fn early_media_from_a_183_with_sdp() {
                m=audio 42000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
     build::set_sdp(&mut resp.headers, &mut resp.body, sdp);
     let now = net.now;
-    net.alice.handle_datagram(now, resp.to_bytes(), addr(BOB), TransportKind::Udp, addr(ALICE));
+    net.alice.handle_datagram(
+        now,
+        resp.to_bytes(),
+        addr(BOB),
+        TransportKind::Udp,
+        addr(ALICE),
+    );
     net.settle();
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::EarlyMedia);
     let m = Net::last_media(&net.events_a).expect("media starts on the 183");
     assert_eq!(m.remote, addr("127.0.0.1:42000"));
-    assert!(net.events_a.iter().any(|e| matches!(e, UaEvent::MediaStart { .. })));
+    assert!(
+        net.events_a
+            .iter()
+            .any(|e| matches!(e, UaEvent::MediaStart { .. }))
+    );
 }

@@ -187,4 +187,3 @@ pub enum UaError {
     #[error("invalid target URI: {0}")]
     InvalidUri(String),
 }
-

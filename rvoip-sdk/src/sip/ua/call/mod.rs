@@ -100,7 +100,15 @@ impl Call {
         Call {
             creds,
             media: Some(media),
-            ..Call::blank(id, user, dest, transport, local, CallState::Calling, Phase::Outgoing)
+            ..Call::blank(
+                id,
+                user,
+                dest,
+                transport,
+                local,
+                CallState::Calling,
+                Phase::Outgoing,
+            )
         }
     }
 
@@ -166,7 +174,10 @@ impl Call {
         let t = tl.timer_config();
         self.t1 = t.t1;
         self.t2 = t.t2;
-        let media = self.media.as_ref().ok_or(UaError::InvalidState("no media"))?;
+        let media = self
+            .media
+            .as_ref()
+            .ok_or(UaError::InvalidState("no media"))?;
         let offer = sdp::create_offer(media, self.sdp_id, self.sdp_version)?;
         let target_s = target.to_string();
         self.peer = target_s.clone();
@@ -267,7 +278,15 @@ impl Call {
             offerless: offer.is_none(),
             t1: t.t1,
             t2: t.t2,
-            ..Call::blank(id, user, source, transport, local, CallState::Ringing, Phase::Incoming)
+            ..Call::blank(
+                id,
+                user,
+                source,
+                transport,
+                local,
+                CallState::Ringing,
+                Phase::Incoming,
+            )
         };
         let contact = call.contact();
         let ringing = build::response(&req, 180, Some(&local_tag), Some(&contact));
@@ -419,7 +438,9 @@ impl Call {
         resp: &Response,
         _via: Option<(SocketAddr, TransportKind)>,
     ) {
-        let Ok(cseq) = resp.headers.cseq() else { return };
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
         let Some(mut ack) = self.dialog_request(Method::Ack, Some(cseq.seq)) else {
             return;
         };

@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use super::{Call, Phase, build};
 use crate::sdp::{self, Direction};
+use crate::sip::dialog::{Dialog, DialogState};
 use crate::sip::msg::{HeaderName, Method, Response, reason_phrase};
 use crate::sip::transaction::{ClientTxId, TransactionLayer};
 use crate::sip::ua::{CallState, UaError, UaEvent};
-use crate::sip::dialog::{Dialog, DialogState};
 
 impl Call {
     /// A response to one of our requests. Returns events and a new client transaction when a
@@ -27,7 +27,9 @@ impl Call {
             return self.on_reinvite_response(now, tl, resp);
         }
         if self.bye.as_ref().is_some_and(|(t, _)| *t == tx) && resp.status >= 200 {
-            if let Some(new_tx) = self.retry_with_auth(now, tl, resp, |c| c.bye.as_ref().map(|b| &b.1)) {
+            if let Some(new_tx) =
+                self.retry_with_auth(now, tl, resp, |c| c.bye.as_ref().map(|b| &b.1))
+            {
                 if let Some(b) = self.bye.as_mut() {
                     b.0 = new_tx.0;
                     b.1 = new_tx.1;
@@ -174,8 +176,7 @@ impl Call {
             }
         } else {
             if !self.cancelled {
-                if let Some((tx, req)) =
-                    self.retry_with_auth(now, tl, resp, |c| c.invite.as_ref())
+                if let Some((tx, req)) = self.retry_with_auth(now, tl, resp, |c| c.invite.as_ref())
                 {
                     self.invite = Some(req);
                     self.invite_tx = Some(tx);
@@ -327,7 +328,11 @@ impl Call {
         self.cancel_deadline = Some(now + self.t1 * 64);
     }
 
-    pub(super) fn send_bye(&mut self, now: Instant, tl: &mut TransactionLayer) -> Option<ClientTxId> {
+    pub(super) fn send_bye(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+    ) -> Option<ClientTxId> {
         let req = self.dialog_request(Method::Bye, None)?;
         let hop = self.next_hop();
         let tx = tl.send_request(now, req.clone(), hop, self.transport);

@@ -20,7 +20,14 @@ impl Call {
     }
 
     /// Sends a 2xx with `sdp` and starts its retransmission until the ACK.
-    fn send_2xx(&mut self, now: Instant, tl: &mut TransactionLayer, tx: ServerTxId, req: &Request, sdp: &str) {
+    fn send_2xx(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ServerTxId,
+        req: &Request,
+        sdp: &str,
+    ) {
         let contact = self.contact();
         let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
         let mut ok = build::response(req, 200, tag.as_deref(), Some(&contact));
@@ -101,7 +108,11 @@ impl Call {
     }
 
     /// The caller cancelled before we answered (§9.2): 487 to the INVITE, the call ends.
-    pub(in crate::sip::ua) fn on_cancel(&mut self, now: Instant, tl: &mut TransactionLayer) -> Vec<UaEvent> {
+    pub(in crate::sip::ua) fn on_cancel(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+    ) -> Vec<UaEvent> {
         if self.phase != Phase::Incoming {
             return Vec::new();
         }
@@ -150,9 +161,10 @@ impl Call {
         if self.offerless || build::sdp_body(&req.headers, &req.body).is_some() {
             // The answer to the offer we put in the 2xx.
             self.offerless = false;
-            if let (Some(answer), Some(m)) =
-                (build::sdp_body(&req.headers, &req.body), self.media.as_ref())
-            {
+            if let (Some(answer), Some(m)) = (
+                build::sdp_body(&req.headers, &req.body),
+                self.media.as_ref(),
+            ) {
                 if let Ok(n) = sdp::process_answer(answer, m) {
                     ev.extend(self.media_event(n));
                 }
@@ -210,7 +222,13 @@ impl Call {
 
     /// A re-INVITE from the peer (§14.2): 491 while ours is pending, else answer its offer with
     /// our current direction; the peer holds us with sendonly/inactive (RFC 3264 §8.4).
-    fn on_reinvite(&mut self, now: Instant, tl: &mut TransactionLayer, tx: ServerTxId, req: &Request) -> Vec<UaEvent> {
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        tx: ServerTxId,
+        req: &Request,
+    ) -> Vec<UaEvent> {
         let mut ev = Vec::new();
         if self.reinvite.is_some() || self.ok_retx.is_some() || self.phase != Phase::Established {
             let resp = build::response(req, 491, None, None);
