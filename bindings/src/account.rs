@@ -1,0 +1,131 @@
+//! Accounts: an AOR with digest credentials that registers to a registrar (RFC 3261 §10.2).
+
+use std::sync::Arc;
+
+use rvoip_sdk::api as sdk;
+
+use crate::RvoipError;
+use crate::event::RegistrationState;
+use crate::listener::{Await, Dispatcher};
+
+/// SIP transport to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Transport {
+    /// UDP (RFC 3261 §18).
+    Udp,
+    /// TCP (RFC 3261 §18).
+    Tcp,
+}
+
+impl From<Transport> for sdk::TransportKind {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Udp => sdk::TransportKind::Udp,
+            Transport::Tcp => sdk::TransportKind::Tcp,
+        }
+    }
+}
+
+impl Transport {
+    /// The bindings' transport of an SDK one (TLS/WS are not exposed yet: reported as TCP).
+    pub(crate) fn of(t: sdk::TransportKind) -> Transport {
+        match t {
+            sdk::TransportKind::Udp => Transport::Udp,
+            _ => Transport::Tcp,
+        }
+    }
+}
+
+/// An account to add with `Endpoint.add_account`.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct AccountOptions {
+    /// Address-of-record, e.g. `sip:alice@example.com`.
+    pub aor: String,
+    /// Digest password.
+    pub password: String,
+    /// Digest user name; empty for the AOR's user part.
+    #[uniffi(default = "")]
+    pub username: String,
+    /// Registrar / outbound proxy as `host[:port]` or a `sip:` URI; `None` for the AOR's host.
+    #[uniffi(default)]
+    pub server: Option<String>,
+    /// Transport to the server; `None` for UDP.
+    #[uniffi(default)]
+    pub transport: Option<Transport>,
+    /// Requested registration lifetime in seconds (RFC 3261 §10.2.1).
+    #[uniffi(default = 3600)]
+    pub expires_s: u32,
+}
+
+impl From<AccountOptions> for sdk::AccountOptions {
+    fn from(o: AccountOptions) -> Self {
+        let mut a = sdk::AccountOptions::new(&o.aor, &o.password);
+        a.username = o.username;
+        a.server = o.server;
+        a.transport = o.transport.unwrap_or(Transport::Udp).into();
+        a.expires_s = o.expires_s;
+        a
+    }
+}
+
+/// A registration account of an endpoint. Registration refreshes itself before it expires and
+/// retries with backoff after failures; every change is also an `Event.RegistrationChanged`.
+#[derive(uniffi::Object)]
+pub struct Account {
+    pub(crate) inner: sdk::Account,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl Account {
+    /// The account id (as in events); never reused.
+    pub fn id(&self) -> u64 {
+        self.inner.id().0
+    }
+
+    /// Sends a REGISTER (with digest authentication on 401/407) and waits for the outcome.
+    /// Returns the `Registered` state. Errors: `RegistrationFailed` (refused, 408 timeout after
+    /// 32 s, 503 transport error; the engine keeps retrying with backoff), `NotFound`
+    /// (removed), `Shutdown`.
+    pub async fn register(&self) -> Result<RegistrationState, RvoipError> {
+        let rx = self.dispatcher.wait_for(self.id(), Await::Registered);
+        self.inner.register()?;
+        settle(rx.await)
+    }
+
+    /// Removes the binding (REGISTER with `Expires: 0`) and waits for the registrar's answer.
+    /// Errors: `RegistrationFailed`, `NotFound`, `Shutdown`.
+    pub async fn unregister(&self) -> Result<(), RvoipError> {
+        let rx = self.dispatcher.wait_for(self.id(), Await::Unregistered);
+        self.inner.unregister()?;
+        settle(rx.await).map(|_| ())
+    }
+
+    /// Starts a REGISTER without waiting (the outcome arrives as an event). Errors: `NotFound`,
+    /// `Shutdown`.
+    pub fn start_registration(&self) -> Result<(), RvoipError> {
+        Ok(self.inner.register()?)
+    }
+
+    /// The current registration state. Errors: `NotFound` (removed).
+    pub fn state(&self) -> Result<RegistrationState, RvoipError> {
+        Ok(self.inner.state()?.into())
+    }
+
+    /// Unregisters (without waiting) and forgets the account. Errors: `NotFound`.
+    pub fn remove(&self) -> Result<(), RvoipError> {
+        Ok(self.inner.remove()?)
+    }
+}
+
+fn settle(
+    r: Result<RegistrationState, tokio::sync::oneshot::error::RecvError>,
+) -> Result<RegistrationState, RvoipError> {
+    match r {
+        Ok(RegistrationState::Failed { status, reason, .. }) => {
+            Err(RvoipError::RegistrationFailed { status, reason })
+        }
+        Ok(s) => Ok(s),
+        Err(_) => Err(RvoipError::Shutdown),
+    }
+}

@@ -1,0 +1,260 @@
+//! What an app hears about: [`Event`] and the state and statistics records it carries, converted
+//! from [`rvoip_sdk::api`]. Ids are the `u64` of the SDK's `AccountId` / `CallId`, never reused.
+
+use rvoip_sdk::api as sdk;
+
+/// Registration state of an account (RFC 3261 §10.2).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum RegistrationState {
+    /// A REGISTER is on its way (first time or refresh).
+    Registering,
+    /// The registrar accepted the binding for `expires_s` seconds (refreshed automatically
+    /// 10 s before it expires).
+    Registered {
+        /// Granted lifetime in seconds.
+        expires_s: u32,
+    },
+    /// The binding is removed (unregistered, or never registered).
+    Unregistered,
+    /// The last REGISTER failed with SIP `status` (408: timeout, 503: transport error); the
+    /// engine retries after `retry_in_ms` (0: no retry scheduled).
+    Failed {
+        /// SIP status code.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+        /// Milliseconds until the next attempt (exponential backoff, 2 s to 300 s).
+        retry_in_ms: u64,
+    },
+}
+
+impl From<sdk::RegistrationState> for RegistrationState {
+    fn from(s: sdk::RegistrationState) -> Self {
+        match s {
+            sdk::RegistrationState::Registering => RegistrationState::Registering,
+            sdk::RegistrationState::Registered { expires_s } => {
+                RegistrationState::Registered { expires_s }
+            }
+            sdk::RegistrationState::Unregistered => RegistrationState::Unregistered,
+            sdk::RegistrationState::Failed {
+                status,
+                reason,
+                retry_in_ms,
+            } => RegistrationState::Failed {
+                status,
+                reason,
+                retry_in_ms,
+            },
+        }
+    }
+}
+
+/// The state of a call as an app shows it (RFC 3261 §13; hold per RFC 3264 §8.4).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum CallState {
+    /// INVITE sent, no provisional response yet.
+    Calling,
+    /// Outgoing: 180 Ringing received; incoming: we are ringing (180 sent).
+    Ringing,
+    /// Outgoing: a provisional response carried SDP (early media, RFC 3960).
+    EarlyMedia,
+    /// Answered (2xx and ACK): media flows both ways.
+    Connected,
+    /// Up but on hold: `local` when we put the peer on hold, `remote` when the peer did.
+    Held {
+        /// We sent sendonly/inactive.
+        local: bool,
+        /// The peer sent sendonly/inactive.
+        remote: bool,
+    },
+    /// Over: the final SIP status (486, 487, 603 …) or 200 after a BYE, and a reason.
+    Ended {
+        /// SIP status code.
+        status: u16,
+        /// Reason, e.g. `"Busy Here"`, `"remote hangup"`.
+        reason: String,
+    },
+}
+
+impl From<sdk::CallState> for CallState {
+    fn from(s: sdk::CallState) -> Self {
+        match s {
+            sdk::CallState::Calling => CallState::Calling,
+            sdk::CallState::Ringing => CallState::Ringing,
+            sdk::CallState::EarlyMedia => CallState::EarlyMedia,
+            sdk::CallState::Connected => CallState::Connected,
+            sdk::CallState::Held { local, remote } => CallState::Held { local, remote },
+            sdk::CallState::Ended { status, reason } => CallState::Ended { status, reason },
+        }
+    }
+}
+
+/// Statistics of a call's audio stream (RFC 3550 §6.4 receiver figures).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CallStats {
+    /// Codec encoding name (`PCMU`, `PCMA`, `G722`, `opus`).
+    pub codec: String,
+    /// RTP packets sent (audio and telephone-events).
+    pub tx_packets: u64,
+    /// RTP payload bytes sent.
+    pub tx_bytes: u64,
+    /// RTP packets received.
+    pub rx_packets: u64,
+    /// RTP payload bytes received.
+    pub rx_bytes: u64,
+    /// Cumulative packets lost (RFC 3550 A.3; negative with duplicates).
+    pub rx_lost: i64,
+    /// Cumulative loss fraction 0.0..=1.0.
+    pub rx_loss_fraction: f64,
+    /// Interarrival jitter in ms (RFC 3550 A.8).
+    pub jitter_ms: f64,
+    /// Round-trip time from RTCP in ms (RFC 3550 §6.4.1), once measured.
+    pub rtt_ms: Option<f64>,
+    /// MOS estimate 1.0..=4.5 (E-model).
+    pub mos: f64,
+    /// Jitter buffer target delay in ms.
+    pub jitter_buffer_ms: u32,
+    /// Frames concealed by packet loss concealment.
+    pub concealed_frames: u64,
+    /// DTMF keys received.
+    pub dtmf_received: u64,
+    /// DTMF keys sent.
+    pub dtmf_sent: u64,
+    /// RTCP reports sent.
+    pub rtcp_sent: u64,
+    /// RTCP compound packets received.
+    pub rtcp_received: u64,
+    /// Where our RTP goes now (`IP:port`, after latching), if known.
+    pub remote_rtp: Option<String>,
+}
+
+impl From<sdk::CallStats> for CallStats {
+    fn from(s: sdk::CallStats) -> Self {
+        CallStats {
+            codec: s.codec.to_string(),
+            tx_packets: s.tx_packets,
+            tx_bytes: s.tx_bytes,
+            rx_packets: s.rx_packets,
+            rx_bytes: s.rx_bytes,
+            rx_lost: s.rx_lost,
+            rx_loss_fraction: s.rx_loss_fraction,
+            jitter_ms: s.jitter_ms,
+            rtt_ms: s.rtt_ms,
+            mos: s.mos,
+            jitter_buffer_ms: s.jitter_buffer_ms,
+            concealed_frames: s.concealed_frames,
+            dtmf_received: s.dtmf_received,
+            dtmf_sent: s.dtmf_sent,
+            rtcp_sent: s.rtcp_sent,
+            rtcp_received: s.rtcp_received,
+            remote_rtp: s.remote_rtp.map(|a| a.to_string()),
+        }
+    }
+}
+
+/// Everything an [`crate::listener::EndpointListener`] hears, in the order it happened.
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum Event {
+    /// An account's registration state changed.
+    RegistrationChanged {
+        /// The account ([`crate::account::Account::id`]).
+        account_id: u64,
+        /// The new state.
+        state: RegistrationState,
+    },
+    /// A call arrived and we are ringing: answer or reject it via
+    /// [`crate::endpoint::Endpoint::call`].
+    IncomingCall {
+        /// The call ([`crate::call::Call::id`]).
+        call_id: u64,
+        /// The account whose user the request names, if any.
+        account_id: Option<u64>,
+        /// The caller (From header value).
+        from: String,
+        /// The callee (To header value).
+        to: String,
+    },
+    /// A call's state changed.
+    CallStateChanged {
+        /// The call.
+        call_id: u64,
+        /// The new state.
+        state: CallState,
+    },
+    /// Audio started or changed on a call (after the offer/answer, RFC 3264).
+    MediaStarted {
+        /// The call.
+        call_id: u64,
+        /// Codec encoding name.
+        codec: String,
+        /// Where our RTP goes (`IP:port`).
+        remote: String,
+        /// `"sendrecv"`, `"sendonly"`, `"recvonly"` or `"inactive"`.
+        direction: String,
+    },
+    /// Audio stopped on a call.
+    MediaStopped {
+        /// The call.
+        call_id: u64,
+    },
+    /// A DTMF key arrived (RFC 4733), once per press, in order.
+    DtmfReceived {
+        /// The call.
+        call_id: u64,
+        /// `0`–`9`, `*`, `#` or `A`–`D` (a one-character string).
+        digit: String,
+    },
+    /// Periodic statistics of a call with media (every `stats_interval_ms`).
+    Statistics {
+        /// The call.
+        call_id: u64,
+        /// The figures.
+        stats: CallStats,
+    },
+}
+
+impl From<sdk::Event> for Event {
+    fn from(e: sdk::Event) -> Self {
+        match e {
+            sdk::Event::RegistrationState { account, state } => Event::RegistrationChanged {
+                account_id: account.0,
+                state: state.into(),
+            },
+            sdk::Event::IncomingCall {
+                call,
+                account,
+                from,
+                to,
+            } => Event::IncomingCall {
+                call_id: call.0,
+                account_id: account.map(|a| a.0),
+                from,
+                to,
+            },
+            sdk::Event::CallState { call, state } => Event::CallStateChanged {
+                call_id: call.0,
+                state: state.into(),
+            },
+            sdk::Event::MediaStarted {
+                call,
+                codec,
+                remote,
+                direction,
+            } => Event::MediaStarted {
+                call_id: call.0,
+                codec,
+                remote: remote.to_string(),
+                direction,
+            },
+            sdk::Event::MediaStopped { call } => Event::MediaStopped { call_id: call.0 },
+            sdk::Event::DtmfReceived { call, digit } => Event::DtmfReceived {
+                call_id: call.0,
+                digit: digit.to_string(),
+            },
+            sdk::Event::Statistics { call, stats } => Event::Statistics {
+                call_id: call.0,
+                stats: stats.into(),
+            },
+        }
+    }
+}
