@@ -169,10 +169,10 @@ pub enum Event {
         call_id: u64,
         /// The account whose user the request names, if any.
         account_id: Option<u64>,
-        /// The caller (From header value).
-        from: String,
-        /// The callee (To header value).
-        to: String,
+        /// The caller: the From header value (`"Alice" <sip:alice@example.com>;tag=…`).
+        caller: String,
+        /// The callee: the To header value.
+        callee: String,
     },
     /// A call's state changed.
     CallStateChanged {
@@ -228,8 +228,8 @@ impl From<sdk::Event> for Event {
             } => Event::IncomingCall {
                 call_id: call.0,
                 account_id: account.map(|a| a.0),
-                from,
-                to,
+                caller: from,
+                callee: to,
             },
             sdk::Event::CallState { call, state } => Event::CallStateChanged {
                 call_id: call.0,

@@ -223,8 +223,11 @@ impl Endpoint {
 
     /// Adds an account (not registered yet: [`Account::register`]). The server (or the AOR's
     /// host) is resolved now. Errors: [`ApiError::InvalidArgument`] (bad AOR, transport not
-    /// configured), [`ApiError::Network`] (name not resolvable).
+    /// configured), [`ApiError::Network`] (name not resolvable), [`ApiError::Shutdown`].
     pub fn add_account(&self, opts: AccountOptions) -> Result<Account, ApiError> {
+        if self.inner.is_shut_down() {
+            return Err(ApiError::Shutdown);
+        }
         let aor = parse_uri(&opts.aor)?;
         if aor.user.is_none() {
             return Err(ApiError::InvalidArgument(format!(
@@ -267,13 +270,16 @@ impl Endpoint {
     /// Places a call to `target` (`sip:user@host[:port][;transport=tcp]`): through the
     /// account's server when `account` is given, else directly to the target's host.
     /// Errors: [`ApiError::InvalidArgument`] (URI), [`ApiError::Network`] (resolution, media
-    /// ports), [`ApiError::NotFound`] (account removed).
+    /// ports), [`ApiError::NotFound`] (account removed), [`ApiError::Shutdown`].
     pub fn make_call(
         &self,
         account: Option<&Account>,
         target: &str,
         opts: CallOptions,
     ) -> Result<Call, ApiError> {
+        if self.inner.is_shut_down() {
+            return Err(ApiError::Shutdown);
+        }
         let target = parse_uri(target)?;
         let shared = &self.inner.shared;
         let (dest, transport) = match account {
@@ -336,6 +342,11 @@ impl Endpoint {
 }
 
 impl Inner {
+    /// Whether [`Endpoint::shutdown`] ran (the runtime is gone).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.runtime.lock().map(|r| r.is_none()).unwrap_or(true)
+    }
+
     fn shutdown(&self) {
         let Some(runtime) = self.runtime.lock().ok().and_then(|mut r| r.take()) else {
             return;

@@ -12,7 +12,11 @@ use crate::sdp::LocalMedia;
 use crate::sip::ua::{AccountId, CallId};
 
 fn upgrade(ep: &Weak<Inner>) -> Result<Arc<Inner>, ApiError> {
-    ep.upgrade().ok_or(ApiError::Shutdown)
+    let inner = ep.upgrade().ok_or(ApiError::Shutdown)?;
+    if inner.is_shut_down() {
+        return Err(ApiError::Shutdown);
+    }
+    Ok(inner)
 }
 
 /// Runs `f` under the endpoint's lock, then sends and dispatches what it caused.

@@ -1,0 +1,186 @@
+"""End to end over real sockets: embedded server, two endpoints that register, call, send DTMF
+and hang up, with the listener's events checked in order."""
+
+import asyncio
+import math
+import threading
+import time
+
+import rvoip
+
+from conftest import WAIT_S, quiet
+
+
+def kinds(events):
+    """A compact, comparable trace of events."""
+    out = []
+    for e in events:
+        if e.is_registration_changed():
+            s = e.state
+            out.append("reg:" + ("registered" if s.is_registered() else
+                                 "registering" if s.is_registering() else
+                                 "unregistered" if s.is_unregistered() else "failed"))
+        elif e.is_incoming_call():
+            out.append("incoming")
+        elif e.is_call_state_changed():
+            s = e.state
+            for name in ("calling", "ringing", "early_media", "connected", "held", "ended"):
+                if getattr(s, "is_" + name)():
+                    out.append("call:" + name)
+        elif e.is_media_started():
+            out.append("media:" + e.codec)
+        elif e.is_media_stopped():
+            out.append("media:stopped")
+        elif e.is_dtmf_received():
+            out.append("dtmf:" + e.digit)
+    return out
+
+
+def goertzel_fraction(samples, freq, rate):
+    """Fraction of the signal's energy at freq (Goertzel), 0..1."""
+    n = len(samples)
+    if n == 0:
+        return 0.0
+    k = 2.0 * math.cos(2.0 * math.pi * freq / rate)
+    s1 = s2 = 0.0
+    for x in samples:
+        s1, s2 = x + k * s1 - s2, s1
+    power = s1 * s1 + s2 * s2 - k * s1 * s2
+    total = sum(x * x for x in samples)
+    return 0.0 if total == 0 else min(1.0, 2.0 * power / (n * total))
+
+
+class Collector(rvoip.AudioConsumer):
+    def __init__(self):
+        self.samples = []
+        self.lock = threading.Lock()
+
+    def write_frame(self, samples):
+        with self.lock:
+            self.samples.extend(samples)
+
+    def take(self):
+        with self.lock:
+            return list(self.samples)
+
+
+def test_register_call_dtmf_hangup(alice, bob):
+    state = alice.register()
+    assert state.is_registered() and state.expires_s > 0
+    assert bob.register().is_registered()
+    assert alice.account.state().is_registered()
+
+    heard = Collector()
+    call = asyncio.run(
+        alice.ep.make_call(
+            "sip:bob@127.0.0.1",
+            account=alice.account,
+            options=rvoip.CallOptions(
+                source=rvoip.AudioSource.tone(440.0, 8000), sink=rvoip.AudioSink.discard()
+            ),
+        )
+    )
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    assert "sip:alice@127.0.0.1" in incoming.caller and "sip:bob@127.0.0.1" in incoming.callee
+    bob_call = bob.ep.call(incoming.call_id)
+    bob_call.answer(rvoip.CallOptions(source=rvoip.AudioSource.silence(),
+                                      sink=rvoip.AudioSink.callback(8000, heard)))
+
+    alice.wait_call_state(call.id(), lambda s: s.is_connected(), "alice connected")
+    bob.wait_call_state(bob_call.id(), lambda s: s.is_connected(), "bob connected")
+    assert call.state().is_connected()
+    assert "bob" in call.peer()
+
+    bob.rec.wait("MediaStarted", lambda e: e.is_media_started())
+    # Bob heard Alice's 440 Hz tone before any DTMF (skip the first 200 ms of
+    # jitter-buffer fill, take the last 0.5 s).
+    deadline = time.monotonic() + WAIT_S
+    while len(heard.take()) < 1600 + 4000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    samples = heard.take()[1600:]
+    assert len(samples) >= 4000, len(samples)
+    assert goertzel_fraction(samples[-4000:], 440.0, 8000) > 0.8
+
+    call.send_dtmf("123#")
+    bob.rec.wait("DTMF #", lambda e: e.is_dtmf_received() and e.digit == "#")
+    digits = [e.digit for e in bob.rec.snapshot() if e.is_dtmf_received()]
+    assert digits == ["1", "2", "3", "#"]
+
+    # A key counts as sent once its end packets are out (after the peer saw it start).
+    deadline = time.monotonic() + WAIT_S
+    while call.stats().dtmf_sent < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = call.stats()
+    assert stats.tx_packets > 20 and stats.dtmf_sent == 4
+    assert bob_call.stats().dtmf_received == 4
+
+    call.hangup()
+    ended = bob.wait_call_state(bob_call.id(), lambda s: s.is_ended(), "bob ended")
+    assert ended.state.status == 200
+    alice.wait_call_state(call.id(), lambda s: s.is_ended(), "alice ended")
+
+    # The whole ordered trace of each side (statistics events are off in these parties).
+    codec = "media:" + stats.codec
+    assert kinds(alice.rec.snapshot()) == [
+        "reg:registering", "reg:registered", "call:calling", "call:ringing", codec,
+        "call:connected", "media:stopped", "call:ended"]
+    assert kinds(bob.rec.snapshot()) == [
+        "reg:registering", "reg:registered", "incoming", "call:ringing", codec,
+        "call:connected", "dtmf:1", "dtmf:2", "dtmf:3", "dtmf:#", "media:stopped", "call:ended"]
+    assert alice.ep.call_count() == 0
+
+
+def test_reject_busy(alice, bob):
+    alice.register()
+    bob.register()
+    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
+                                          options=quiet()))
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    bob.ep.call(incoming.call_id).reject(486)
+    ended = alice.wait_call_state(call.id(), lambda s: s.is_ended(), "alice ended")
+    assert ended.state.status == 486
+
+
+def test_cancel_before_answer(alice, bob):
+    alice.register()
+    bob.register()
+    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
+                                          options=quiet()))
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    alice.wait_call_state(call.id(), lambda s: s.is_ringing(), "alice ringing")
+    call.hangup()
+    assert alice.wait_call_state(call.id(), lambda s: s.is_ended(), "a").state.status == 487
+    assert bob.wait_call_state(incoming.call_id, lambda s: s.is_ended(), "b").state.status == 487
+
+
+def resumed_after(party, call_id, what):
+    """Waits until party's trace shows call_id Held and then Connected again."""
+    def trace():
+        return [e.state for e in party.rec.snapshot()
+                if e.is_call_state_changed() and e.call_id == call_id]
+
+    def done(_):
+        t = trace()
+        held = [i for i, s in enumerate(t) if s.is_held()]
+        return bool(held) and any(s.is_connected() for s in t[held[0]:])
+    party.rec.wait(what, done)
+
+
+def test_hold_and_resume(alice, bob):
+    alice.register()
+    bob.register()
+    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
+                                          options=quiet()))
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    bob.ep.call(incoming.call_id).answer(quiet())
+    alice.wait_call_state(call.id(), lambda s: s.is_connected(), "connected")
+    call.hold()
+    held = bob.wait_call_state(incoming.call_id, lambda s: s.is_held(), "bob held")
+    assert held.state.remote and not held.state.local
+    mine = alice.wait_call_state(call.id(), lambda s: s.is_held(), "alice held")
+    assert mine.state.local and not mine.state.remote
+    assert call.state().is_held()
+    call.resume()
+    resumed_after(alice, call.id(), "alice resumed")
+    resumed_after(bob, incoming.call_id, "bob resumed")
+    call.hangup()
