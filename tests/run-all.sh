@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE test command (README): system packages, unit/integration tests of the workspace, release build of
-# rvoip-server, then the real-peer integration suite (tests/run-integration.sh).
+# rvoip-server, the real-peer integration suite (tests/run-integration.sh), the C ABI checks
+# (tests/c/run.sh) and the UniFFI bindings checks (tests/bindings/run.sh).
 # Exits non-zero if any step fails.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,7 +9,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/5 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
+section "1/6 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -22,6 +23,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v g++ >/dev/null || need+=(g++)
 command -v cmake >/dev/null || need+=(cmake)
 command -v valgrind >/dev/null || need+=(valgrind)
+# venv + pip for the Python bindings package (tests/bindings/run.sh)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # libopus for the opus feature (audiopus via pkg-config), ALSA headers for the audio-device feature (cpal)
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
 pkg-config --exists alsa 2>/dev/null || need+=(libasound2-dev)
@@ -47,21 +50,24 @@ else
   python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
 fi
 
-section "2/5 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
+section "2/6 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
 if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
-section "3/5 cargo build --release: rvoip-server and the softphone example"
+section "3/6 cargo build --release: rvoip-server and the softphone example"
 if cargo build --release -p rvoip-sdk --features opus --bin rvoip-server --example softphone; then echo "build: OK"; else FAILED+=("cargo build rvoip-server + softphone example"); fi
 
-section "4/5 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
+section "4/6 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
 if [ -x target/release/rvoip-server ]; then
   if RVOIP_SERVER=$ROOT/target/release/rvoip-server tests/run-integration.sh; then :; else FAILED+=("integration tests"); fi
 else
   FAILED+=("integration tests (no rvoip-server binary)")
 fi
 
-section "5/5 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
+section "5/6 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
 if tests/c/run.sh; then echo "C ABI: OK"; else FAILED+=("C ABI smoke tests (tests/c/run.sh)"); fi
+
+section "6/6 UniFFI bindings: Swift/Kotlin generation, Python package + pytest (tests/bindings/run.sh)"
+if tests/bindings/run.sh; then echo "bindings: OK"; else FAILED+=("UniFFI bindings (tests/bindings/run.sh)"); fi
 
 section "summary"
 if [ ${#FAILED[@]} -eq 0 ]; then echo "ALL OK"; exit 0; fi

@@ -14,7 +14,7 @@ pub enum RvoipError {
         message: String,
     },
     /// An argument is malformed: a URI, an address (`IP:port`), a codec name, a status code
-    /// outside 400..=699, a DTMF digit outside `0-9*#A-D`, a sample rate outside 8000..=192000 Hz.
+    /// outside 300..=699, a DTMF digit outside `0-9*#A-D`, a sample rate outside 8000..=192000 Hz.
     #[error("invalid argument: {message}")]
     InvalidArgument {
         /// Which argument and why.
