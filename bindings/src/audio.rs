@@ -28,13 +28,13 @@ fn check_rate(rate_hz: u32) -> Result<(), RvoipError> {
 
 fn media(e: impl std::fmt::Display) -> RvoipError {
     RvoipError::Media {
-        message: e.to_string(),
+        detail: e.to_string(),
     }
 }
 
 fn used() -> RvoipError {
     RvoipError::InvalidState {
-        message: "audio object already given to a call".into(),
+        detail: "audio object already given to a call".into(),
     }
 }
 
@@ -65,11 +65,7 @@ impl AudioSource {
 
     /// Takes the source out for a call. Errors: [`RvoipError::InvalidState`] if already taken.
     pub(crate) fn take(&self) -> Result<Box<dyn sdk::AudioSource>, RvoipError> {
-        self.0
-            .lock()
-            .map_err(|_| used())?
-            .take()
-            .ok_or_else(used)
+        self.0.lock().map_err(|_| used())?.take().ok_or_else(used)
     }
 }
 
@@ -78,7 +74,11 @@ impl AudioSource {
     /// An endless sine tone of `freq_hz` at `sample_rate_hz` (8000..=192000) with peak
     /// `amplitude` (0..=32767). Errors: `InvalidArgument` (rate, or not 0 < freq < rate/2).
     #[uniffi::constructor(default(amplitude = 8000))]
-    pub fn tone(freq_hz: f64, sample_rate_hz: u32, amplitude: i16) -> Result<Arc<Self>, RvoipError> {
+    pub fn tone(
+        freq_hz: f64,
+        sample_rate_hz: u32,
+        amplitude: i16,
+    ) -> Result<Arc<Self>, RvoipError> {
         check_rate(sample_rate_hz)?;
         if !(freq_hz > 0.0 && freq_hz < f64::from(sample_rate_hz) / 2.0) {
             return Err(RvoipError::invalid(format!(
@@ -158,11 +158,7 @@ impl AudioSink {
 
     /// Takes the sink out for a call. Errors: [`RvoipError::InvalidState`] if already taken.
     pub(crate) fn take(&self) -> Result<Box<dyn sdk::AudioSink>, RvoipError> {
-        self.0
-            .lock()
-            .map_err(|_| used())?
-            .take()
-            .ok_or_else(used)
+        self.0.lock().map_err(|_| used())?.take().ok_or_else(used)
     }
 }
 

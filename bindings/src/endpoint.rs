@@ -88,7 +88,7 @@ impl EndpointOptions {
                 .collect::<Result<_, _>>()?;
         }
         cfg.dtmf = self.dtmf;
-        if !(10..=60).contains(&self.ptime_ms) || self.ptime_ms % 10 != 0 {
+        if !(10..=60).contains(&self.ptime_ms) || !self.ptime_ms.is_multiple_of(10) {
             return Err(RvoipError::invalid(format!(
                 "ptime {} ms (10..=60, multiple of 10)",
                 self.ptime_ms

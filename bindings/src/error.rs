@@ -1,6 +1,7 @@
 //! The one error type of the bindings: Swift `throws RvoipError`, Kotlin `RvoipException`
 //! subclasses, Python `RvoipError.*` exceptions. Each variant carries a human-readable
-//! `message`; [`RvoipError::RegistrationFailed`] carries the SIP status as well.
+//! `detail` (not `message`: that name clashes with `Throwable.message` in Kotlin, uniffi-rs
+//! #1434); [`RvoipError::RegistrationFailed`] carries the SIP status as well.
 
 use rvoip_sdk::api::ApiError;
 
@@ -8,36 +9,36 @@ use rvoip_sdk::api::ApiError;
 #[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
 pub enum RvoipError {
     /// No account or call with this id (never existed, removed, or ended).
-    #[error("not found: {message}")]
+    #[error("not found: {detail}")]
     NotFound {
         /// What was looked up.
-        message: String,
+        detail: String,
     },
     /// An argument is malformed: a URI, an address (`IP:port`), a codec name, a status code
     /// outside 300..=699, a DTMF digit outside `0-9*#A-D`, a sample rate outside 8000..=192000 Hz.
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {detail}")]
     InvalidArgument {
         /// Which argument and why.
-        message: String,
+        detail: String,
     },
     /// The operation does not fit the current state (answering an outgoing call, DTMF before
     /// media, an audio object used twice, a server started twice).
-    #[error("invalid state: {message}")]
+    #[error("invalid state: {detail}")]
     InvalidState {
         /// Why.
-        message: String,
+        detail: String,
     },
     /// A socket could not be bound or a host name not resolved.
-    #[error("network: {message}")]
+    #[error("network: {detail}")]
     Network {
         /// The OS or resolver error.
-        message: String,
+        detail: String,
     },
     /// A media or audio failure: codec not built in, unreadable WAV file, audio device.
-    #[error("media: {message}")]
+    #[error("media: {detail}")]
     Media {
         /// The cause.
-        message: String,
+        detail: String,
     },
     /// The endpoint was shut down.
     #[error("endpoint is shut down")]
@@ -57,22 +58,22 @@ impl From<ApiError> for RvoipError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::NotFound => RvoipError::NotFound {
-                message: "no such account or call".into(),
+                detail: "no such account or call".into(),
             },
-            ApiError::InvalidArgument(message) => RvoipError::InvalidArgument { message },
-            ApiError::InvalidState(message) => RvoipError::InvalidState { message },
-            ApiError::Network(message) => RvoipError::Network { message },
-            ApiError::Media(message) => RvoipError::Media { message },
+            ApiError::InvalidArgument(detail) => RvoipError::InvalidArgument { detail },
+            ApiError::InvalidState(detail) => RvoipError::InvalidState { detail },
+            ApiError::Network(detail) => RvoipError::Network { detail },
+            ApiError::Media(detail) => RvoipError::Media { detail },
             ApiError::Shutdown => RvoipError::Shutdown,
         }
     }
 }
 
 impl RvoipError {
-    /// An [`RvoipError::InvalidArgument`] with `message`.
-    pub(crate) fn invalid(message: impl Into<String>) -> RvoipError {
+    /// An [`RvoipError::InvalidArgument`] with `detail`.
+    pub(crate) fn invalid(detail: impl Into<String>) -> RvoipError {
         RvoipError::InvalidArgument {
-            message: message.into(),
+            detail: detail.into(),
         }
     }
 }

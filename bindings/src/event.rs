@@ -204,7 +204,8 @@ pub enum Event {
         /// `0`–`9`, `*`, `#` or `A`–`D` (a one-character string).
         digit: String,
     },
-    /// Periodic statistics of a call with media (every `stats_interval_ms`).
+    /// Statistics of a call with media: every `stats_interval_ms`, and once more with the final
+    /// figures just before `MediaStopped`.
     Statistics {
         /// The call.
         call_id: u64,

@@ -52,8 +52,10 @@ impl Dispatcher {
         if let Event::RegistrationChanged { account_id, state } = &event {
             self.wake(*account_id, state);
         }
-        let listeners: Vec<Arc<dyn EndpointListener>> =
-            lock(&self.listeners).iter().map(|(_, l)| l.clone()).collect();
+        let listeners: Vec<Arc<dyn EndpointListener>> = lock(&self.listeners)
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
         for l in listeners {
             let ev = event.clone();
             if catch_unwind(AssertUnwindSafe(|| l.on_event(ev))).is_err() {
@@ -90,12 +92,17 @@ impl Dispatcher {
 
     /// A receiver completed by the next registration state of `account_id` that `what` waits
     /// for. Register it before sending the request so the answer cannot be missed.
-    pub(crate) fn wait_for(&self, account_id: u64, what: Await) -> oneshot::Receiver<RegistrationState> {
+    pub(crate) fn wait_for(
+        &self,
+        account_id: u64,
+        what: Await,
+    ) -> oneshot::Receiver<RegistrationState> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.waiters)
-            .entry(account_id)
-            .or_default()
-            .push((what, tx));
+        let mut waiters = lock(&self.waiters);
+        let list = waiters.entry(account_id).or_default();
+        // Waiters whose call returned early (an error, a cancelled future) are gone.
+        list.retain(|(_, tx)| !tx.is_closed());
+        list.push((what, tx));
         rx
     }
 
@@ -118,7 +125,10 @@ impl Dispatcher {
     }
 
     /// Subscribes `listener`, returning its handle.
-    pub(crate) fn subscribe(self: &Arc<Self>, listener: Arc<dyn EndpointListener>) -> Arc<Subscription> {
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        listener: Arc<dyn EndpointListener>,
+    ) -> Arc<Subscription> {
         let id = self.add(listener);
         Arc::new(Subscription {
             dispatcher: Arc::downgrade(self),
@@ -162,5 +172,111 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl EndpointListener for Count {
+        fn on_event(&self, _event: Event) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Panics;
+
+    impl EndpointListener for Panics {
+        fn on_event(&self, _event: Event) {
+            panic!("listener bug");
+        }
+    }
+
+    fn reg(state: RegistrationState) -> Event {
+        Event::RegistrationChanged {
+            account_id: 7,
+            state,
+        }
+    }
+
+    #[test]
+    fn every_listener_sees_every_event_until_its_subscription_drops() {
+        let d = Arc::new(Dispatcher::default());
+        let (a, b) = (Arc::new(Count::default()), Arc::new(Count::default()));
+        let sa = d.subscribe(a.clone());
+        let sb = d.subscribe(b.clone());
+        d.dispatch(reg(RegistrationState::Registering));
+        assert_eq!(
+            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+            (1, 1)
+        );
+        drop(sb);
+        assert_eq!(d.listener_count(), 1);
+        d.dispatch(reg(RegistrationState::Unregistered));
+        assert_eq!(
+            (a.0.load(Ordering::SeqCst), b.0.load(Ordering::SeqCst)),
+            (2, 1)
+        );
+        sa.cancel();
+        sa.cancel();
+        assert!(!sa.is_active());
+        assert_eq!(d.listener_count(), 0);
+    }
+
+    #[test]
+    fn a_panicking_listener_does_not_stop_the_others() {
+        let d = Arc::new(Dispatcher::default());
+        let _bad = d.subscribe(Arc::new(Panics));
+        let good = Arc::new(Count::default());
+        let _s = d.subscribe(good.clone());
+        d.dispatch(reg(RegistrationState::Registering));
+        assert_eq!(good.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn waiters_complete_on_their_outcome_only() {
+        let d = Dispatcher::default();
+        let mut reg_rx = d.wait_for(7, Await::Registered);
+        let mut unreg_rx = d.wait_for(7, Await::Unregistered);
+        let mut other = d.wait_for(8, Await::Registered);
+        d.dispatch(reg(RegistrationState::Registering));
+        assert!(reg_rx.try_recv().is_err());
+        d.dispatch(reg(RegistrationState::Registered { expires_s: 60 }));
+        assert_eq!(
+            reg_rx.try_recv().ok(),
+            Some(RegistrationState::Registered { expires_s: 60 })
+        );
+        assert!(unreg_rx.try_recv().is_err());
+        let failed = RegistrationState::Failed {
+            status: 403,
+            reason: "Forbidden".into(),
+            retry_in_ms: 0,
+        };
+        d.dispatch(reg(failed.clone()));
+        assert_eq!(unreg_rx.try_recv().ok(), Some(failed));
+        assert!(other.try_recv().is_err(), "another account's waiter stays");
+        d.clear();
+        assert!(
+            matches!(
+                other.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+            ),
+            "shutdown fails the waiters"
+        );
+    }
+
+    #[test]
+    fn abandoned_waiters_are_pruned() {
+        let d = Dispatcher::default();
+        for _ in 0..100 {
+            drop(d.wait_for(7, Await::Registered));
+        }
+        let _rx = d.wait_for(7, Await::Registered);
+        assert_eq!(lock(&d.waiters).get(&7).map(Vec::len), Some(1));
     }
 }

@@ -3,8 +3,9 @@
 #   1. generation: bindings/generate.sh writes Swift (+ header, module map), Kotlin, Python;
 #   2. Swift: the examples-swift package files are in place and main.swift plus the README's
 #      Swift snippet name only what the generated rvoip.swift declares (with a negative control);
-#   3. Kotlin: the README's Kotlin snippet matches the generated rvoip.kt (negative control too),
-#      and the generated sources compile with kotlinc when tests/bindings/kotlin.sh can;
+#   3. Kotlin: the README's Kotlin snippet matches the generated rvoip.kt (negative control too);
+#      tests/bindings/kotlin.sh compiles rvoip.kt + the snippet + kotlin/EndToEnd.kt with
+#      JetBrains kotlinc and runs the end-to-end program on the JVM (JNA);
 #   4. Python: `pip install ./bindings/python` into a venv (maturin, bindings = "uniffi"), then
 #      pytest bindings/python/tests, then the README's Python snippet runs as written.
 set -euo pipefail
@@ -44,9 +45,7 @@ if python3 tests/bindings/check_api.py kotlin "$out/kotlin/uniffi/rvoip/rvoip.kt
     echo "negative control: a wrong Kotlin parameter went unnoticed"; exit 1
 fi
 echo "negative control caught AccountOptions(uri = …)"
-if [ -x tests/bindings/kotlin.sh ]; then
-    tests/bindings/kotlin.sh "$out/kotlin" || fail=1
-fi
+tests/bindings/kotlin.sh "$out/kotlin" || { echo "Kotlin compile/run FAILED"; fail=1; }
 
 step "Python: pip install ./bindings/python, pytest, README snippet"
 venv=$root/target/py-venv

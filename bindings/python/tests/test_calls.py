@@ -33,6 +33,8 @@ def kinds(events):
             out.append("media:stopped")
         elif e.is_dtmf_received():
             out.append("dtmf:" + e.digit)
+        elif e.is_statistics():
+            out.append("stats")
     return out
 
 
@@ -119,14 +121,15 @@ def test_register_call_dtmf_hangup(alice, bob):
     assert ended.state.status == 200
     alice.wait_call_state(call.id(), lambda s: s.is_ended(), "alice ended")
 
-    # The whole ordered trace of each side (statistics events are off in these parties).
+    # The whole ordered trace of each side (periodic statistics are off in these parties; the
+    # final figures come once, just before MediaStopped).
     codec = "media:" + stats.codec
     assert kinds(alice.rec.snapshot()) == [
         "reg:registering", "reg:registered", "call:calling", "call:ringing", codec,
-        "call:connected", "media:stopped", "call:ended"]
+        "call:connected", "stats", "media:stopped", "call:ended"]
     assert kinds(bob.rec.snapshot()) == [
         "reg:registering", "reg:registered", "incoming", "call:ringing", codec,
-        "call:connected", "dtmf:1", "dtmf:2", "dtmf:3", "dtmf:#", "media:stopped", "call:ended"]
+        "call:connected", "dtmf:1", "dtmf:2", "dtmf:3", "dtmf:#", "stats", "media:stopped", "call:ended"]
     assert alice.ep.call_count() == 0
 
 

@@ -49,8 +49,10 @@ def test_server_start_twice(server):
 
 
 def test_bad_audio():
-    with pytest.raises(rvoip.RvoipError.InvalidArgument):
+    with pytest.raises(rvoip.RvoipError.InvalidArgument) as e:
         rvoip.AudioSource.tone(5000.0, 8000)
+    assert "5000" in e.value.detail and "5000" in str(e.value)
+    assert isinstance(e.value, rvoip.RvoipError)
     with pytest.raises(rvoip.RvoipError.InvalidArgument):
         rvoip.AudioSource.tone(440.0, 1000)
     with pytest.raises(rvoip.RvoipError.Media):

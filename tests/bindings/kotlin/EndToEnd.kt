@@ -1,0 +1,85 @@
+// End to end through the generated Kotlin API (tests/bindings/kotlin.sh compiles and runs it on
+// the JVM with JNA): an embedded server, two endpoints that register (suspend), call, send DTMF
+// and hang up; the listener's events arrive in order; bad input throws RvoipException.*.
+import java.util.concurrent.CopyOnWriteArrayList
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.runBlocking
+import uniffi.rvoip.*
+
+class Recorder : EndpointListener {
+    val events = CopyOnWriteArrayList<Event>()
+    override fun onEvent(event: Event) { events.add(event) }
+
+    suspend fun await(what: String, pred: (Event) -> Boolean): Event {
+        repeat(200) {
+            events.firstOrNull(pred)?.let { return it }
+            delay(50)
+        }
+        throw AssertionError("timed out waiting for $what; saw $events")
+    }
+}
+
+fun check(ok: Boolean, what: String) { if (!ok) throw AssertionError(what) }
+
+fun quiet() = CallOptions(source = AudioSource.silence(), sink = AudioSink.discard())
+
+fun main() = runBlocking {
+    val server = Server(ServerOptions(listen = listOf("udp:127.0.0.1:0"), domain = "127.0.0.1",
+        users = mapOf("alice" to "apw", "bob" to "bpw")))
+    server.start()
+    val registrar = "127.0.0.1:${server.port(Transport.UDP)}"
+    val alice = Endpoint(EndpointOptions(udp = "127.0.0.1:0", statsIntervalMs = 0u))
+    val bob = Endpoint(EndpointOptions(udp = "127.0.0.1:0", statsIntervalMs = 0u))
+    val ra = Recorder()
+    val rb = Recorder()
+    val subs = listOf(alice.subscribe(ra), bob.subscribe(rb))
+    val a = alice.addAccount(AccountOptions(aor = "sip:alice@127.0.0.1", password = "apw", server = registrar))
+    val b = bob.addAccount(AccountOptions(aor = "sip:bob@127.0.0.1", password = "bpw", server = registrar))
+    check(a.register() is RegistrationState.Registered, "alice registered")
+    check(b.register() is RegistrationState.Registered, "bob registered")
+
+    val call = alice.makeCall("sip:bob@127.0.0.1", a,
+        CallOptions(source = AudioSource.tone(440.0, 8000u), sink = AudioSink.discard()))
+    val incoming = rb.await("incoming") { it is Event.IncomingCall } as Event.IncomingCall
+    check(incoming.caller.contains("sip:alice@127.0.0.1"), "caller ${incoming.caller}")
+    bob.call(incoming.callId).answer(quiet())
+    ra.await("alice connected") { it is Event.CallStateChanged && it.state is CallState.Connected }
+    rb.await("bob media") { it is Event.MediaStarted }
+    call.sendDtmf("12#")
+    rb.await("DTMF #") { it is Event.DtmfReceived && it.digit == "#" }
+    val digits = rb.events.filterIsInstance<Event.DtmfReceived>().map { it.digit }
+    check(digits == listOf("1", "2", "#"), "digits $digits")
+    check(call.stats().txPackets > 10u, "alice sent RTP")
+    call.hangup()
+    val ended = rb.await("bob ended") { it is Event.CallStateChanged && it.state is CallState.Ended }
+    check(((ended as Event.CallStateChanged).state as CallState.Ended).status == 200.toUShort(), "BYE → 200")
+
+    // Bob's whole trace, in order.
+    val trace = rb.events.map {
+        when (it) {
+            is Event.RegistrationChanged -> "reg:" + it.state.javaClass.simpleName
+            is Event.IncomingCall -> "incoming"
+            is Event.CallStateChanged -> "call:" + it.state.javaClass.simpleName
+            is Event.MediaStarted -> "media"
+            is Event.MediaStopped -> "media:stopped"
+            is Event.DtmfReceived -> "dtmf:" + it.digit
+            is Event.Statistics -> "stats"
+        }
+    }
+    val want = listOf("reg:Registering", "reg:Registered", "incoming", "call:Ringing", "media",
+        "call:Connected", "dtmf:1", "dtmf:2", "dtmf:#", "stats", "media:stopped", "call:Ended")
+    check(trace == want, "bob's events $trace")
+
+    // Documented exceptions.
+    try { alice.call(424242u); throw AssertionError("no NotFound") } catch (e: RvoipException.NotFound) {}
+    try { AudioSource.tone(5000.0, 8000u); throw AssertionError("no InvalidArgument") }
+    catch (e: RvoipException.InvalidArgument) { check(e.detail.contains("5000"), e.detail) }
+    try {
+        alice.addAccount(AccountOptions(aor = "sip:alice@127.0.0.1", password = "wrong", server = registrar)).register()
+        throw AssertionError("no RegistrationFailed")
+    } catch (e: RvoipException.RegistrationFailed) { check(e.status == 403.toUShort() || e.status == 401.toUShort(), "status ${e.status}") }
+
+    subs.forEach { it.close() }
+    alice.shutdown(); bob.shutdown(); server.stop()
+    println("kotlin end-to-end: OK (${rb.events.size} events at bob: $trace)")
+}
