@@ -49,16 +49,22 @@ final class Printer: EndpointListener, @unchecked Sendable {
     private var incoming: UInt64?
     private var ended = Set<UInt64>()
 
+    private func locked<T>(_ body: () -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body()
+    }
+
     func onEvent(event: Event) {
         switch event {
         case let .registrationChanged(accountId, state):
             print("account \(accountId): \(state)")
         case let .incomingCall(callId, _, caller, _):
             print("incoming call \(callId) from \(caller)")
-            lock.withLock { if incoming == nil { incoming = callId } }
+            locked { if incoming == nil { incoming = callId } }
         case let .callStateChanged(callId, state):
             print("call \(callId): \(state)")
-            if case .ended = state { _ = lock.withLock { ended.insert(callId) } }
+            if case .ended = state { _ = locked { ended.insert(callId) } }
         case let .mediaStarted(callId, codec, remote, direction):
             print("call \(callId): \(codec) to \(remote) (\(direction))")
         case let .dtmfReceived(callId, digit):
@@ -70,8 +76,8 @@ final class Printer: EndpointListener, @unchecked Sendable {
         }
     }
 
-    func takeIncoming() -> UInt64? { lock.withLock { defer { incoming = nil }; return incoming } }
-    func isEnded(_ id: UInt64) -> Bool { lock.withLock { ended.contains(id) } }
+    func takeIncoming() -> UInt64? { locked { defer { incoming = nil }; return incoming } }
+    func isEnded(_ id: UInt64) -> Bool { locked { ended.contains(id) } }
 }
 
 func audio(_ o: Options) throws -> CallOptions {
