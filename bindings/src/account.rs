@@ -84,9 +84,9 @@ impl Account {
     }
 
     /// Sends a REGISTER (with digest authentication on 401/407) and waits for the outcome.
-    /// Returns the `Registered` state. Errors: `RegistrationFailed` (refused, 408 timeout after
-    /// 32 s, 503 transport error; the engine keeps retrying with backoff), `NotFound`
-    /// (removed), `Shutdown`.
+    /// Returns the `Registered` state, after every subscribed listener has seen it.
+    /// Errors: `RegistrationFailed` (refused, 408 timeout after 32 s, 503 transport error; the
+    /// engine keeps retrying with backoff), `NotFound` (removed), `Shutdown`.
     pub async fn register(&self) -> Result<RegistrationState, RvoipError> {
         let rx = self.dispatcher.wait_for(self.id(), Await::Registered);
         self.inner.register()?;

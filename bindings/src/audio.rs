@@ -3,6 +3,7 @@
 //! handed to one call (`CallOptions`, `Call.set_source` / `set_sink`), which takes it: using
 //! it a second time raises `RvoipError.InvalidState`.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -42,7 +43,8 @@ fn used() -> RvoipError {
 #[uniffi::export(with_foreign)]
 pub trait AudioProducer: Send + Sync {
     /// Returns up to `samples` mono samples to send next (fewer: the rest is silence). Called
-    /// on the media task once per frame (e.g. every 20 ms): keep it fast.
+    /// on the media task once per frame (e.g. every 20 ms): keep it fast. If it raises, that
+    /// frame is silence and the call goes on.
     fn read_frame(&self, samples: u32) -> Vec<i16>;
 }
 
@@ -50,7 +52,7 @@ pub trait AudioProducer: Send + Sync {
 #[uniffi::export(with_foreign)]
 pub trait AudioConsumer: Send + Sync {
     /// Takes the next block of received mono samples (one frame, e.g. 20 ms). Called on the
-    /// media task: keep it fast.
+    /// media task: keep it fast. If it raises, that frame is dropped and the call goes on.
     fn write_frame(&self, samples: Vec<i16>);
 }
 
@@ -115,7 +117,11 @@ impl AudioSource {
         check_rate(sample_rate_hz)?;
         let f = move |out: &mut [i16]| {
             let want = u32::try_from(out.len()).unwrap_or(u32::MAX);
-            let got = producer.read_frame(want);
+            // An exception in foreign code must not take the media task down: silence instead.
+            let Ok(got) = catch_unwind(AssertUnwindSafe(|| producer.read_frame(want))) else {
+                tracing::warn!("AudioProducer.read_frame failed; sending silence for this frame");
+                return 0;
+            };
             let n = got.len().min(out.len());
             if let (Some(dst), Some(src)) = (out.get_mut(..n), got.get(..n)) {
                 dst.copy_from_slice(src);
@@ -188,7 +194,12 @@ impl AudioSink {
         consumer: Arc<dyn AudioConsumer>,
     ) -> Result<Arc<Self>, RvoipError> {
         check_rate(sample_rate_hz)?;
-        let f = move |s: &[i16]| consumer.write_frame(s.to_vec());
+        let f = move |s: &[i16]| {
+            let frame = s.to_vec();
+            if catch_unwind(AssertUnwindSafe(|| consumer.write_frame(frame))).is_err() {
+                tracing::warn!("AudioConsumer.write_frame failed; frame dropped");
+            }
+        };
         Ok(Self::wrap(Box::new(CallbackSink::new(
             sample_rate_hz,
             Box::new(f),

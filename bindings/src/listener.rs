@@ -47,11 +47,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Dispatcher {
-    /// Delivers one event: first to the waiters it completes, then to each listener.
+    /// Delivers one event: first to each listener, then to the waiters it completes (so an
+    /// awaited `register()` returns after every listener has seen the new state).
     pub(crate) fn dispatch(&self, event: Event) {
-        if let Event::RegistrationChanged { account_id, state } = &event {
-            self.wake(*account_id, state);
-        }
         let listeners: Vec<Arc<dyn EndpointListener>> = lock(&self.listeners)
             .iter()
             .map(|(_, l)| l.clone())
@@ -61,6 +59,9 @@ impl Dispatcher {
             if catch_unwind(AssertUnwindSafe(|| l.on_event(ev))).is_err() {
                 tracing::error!("an EndpointListener failed (exception in on_event)");
             }
+        }
+        if let Event::RegistrationChanged { account_id, state } = &event {
+            self.wake(*account_id, state);
         }
     }
 
@@ -267,6 +268,39 @@ mod tests {
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed)
             ),
             "shutdown fails the waiters"
+        );
+    }
+
+    /// Sees whether the waiter was already completed when the event reached the listener.
+    struct Peek(
+        Mutex<oneshot::Receiver<RegistrationState>>,
+        Mutex<Vec<bool>>,
+    );
+
+    impl EndpointListener for Peek {
+        fn on_event(&self, _event: Event) {
+            let done = lock(&self.0).try_recv().is_ok();
+            lock(&self.1).push(done);
+        }
+    }
+
+    #[test]
+    fn listeners_see_the_state_before_register_returns() {
+        let d = Arc::new(Dispatcher::default());
+        let peek = Arc::new(Peek(
+            Mutex::new(d.wait_for(7, Await::Registered)),
+            Mutex::default(),
+        ));
+        let _s = d.subscribe(peek.clone());
+        d.dispatch(reg(RegistrationState::Registered { expires_s: 60 }));
+        assert_eq!(
+            *lock(&peek.1),
+            vec![false],
+            "waiter completed before the listener ran"
+        );
+        assert!(
+            lock(&peek.0).try_recv().is_ok(),
+            "then the waiter completes"
         );
     }
 

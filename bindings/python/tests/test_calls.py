@@ -95,9 +95,9 @@ def test_register_call_dtmf_hangup(alice, bob):
 
     bob.rec.wait("MediaStarted", lambda e: e.is_media_started())
     # Bob heard Alice's 440 Hz tone before any DTMF (skip the first 200 ms of
-    # jitter-buffer fill, take the last 0.5 s).
+    # jitter-buffer fill, take the last 0.5 s of the first 1.5 s).
     deadline = time.monotonic() + WAIT_S
-    while len(heard.take()) < 1600 + 4000 and time.monotonic() < deadline:
+    while len(heard.take()) < 8000 + 4000 and time.monotonic() < deadline:
         time.sleep(0.05)
     samples = heard.take()[1600:]
     assert len(samples) >= 4000, len(samples)
@@ -187,3 +187,54 @@ def test_hold_and_resume(alice, bob):
     resumed_after(alice, call.id(), "alice resumed")
     resumed_after(bob, incoming.call_id, "bob resumed")
     call.hangup()
+
+
+class Beeper(rvoip.AudioProducer):
+    """440 Hz at 8 kHz, but raises on every 5th frame."""
+
+    def __init__(self):
+        self.n = 0
+        self.phase = 0
+
+    def read_frame(self, samples):
+        self.n += 1
+        if self.n % 5 == 0:
+            raise RuntimeError("app bug in the audio callback")
+        out = [int(8000 * math.sin(2 * math.pi * 440 * (self.phase + i) / 8000))
+               for i in range(samples)]
+        self.phase += samples
+        return out
+
+
+class FlakyCollector(Collector):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def write_frame(self, samples):
+        self.calls += 1
+        if self.calls % 7 == 0:
+            raise ValueError("app bug in the sink callback")
+        super().write_frame(samples)
+
+
+def test_raising_audio_callbacks_do_not_end_the_call(alice, bob):
+    alice.register()
+    bob.register()
+    beeper, heard = Beeper(), FlakyCollector()
+    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
+                                          options=rvoip.CallOptions(
+                                              source=rvoip.AudioSource.callback(8000, beeper),
+                                              sink=rvoip.AudioSink.discard())))
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    bob.ep.call(incoming.call_id).answer(rvoip.CallOptions(
+        source=rvoip.AudioSource.silence(), sink=rvoip.AudioSink.callback(8000, heard)))
+    alice.wait_call_state(call.id(), lambda s: s.is_connected(), "connected")
+    deadline = time.monotonic() + WAIT_S
+    while (beeper.n < 40 or heard.calls < 40) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert beeper.n >= 40 and heard.calls >= 40, (beeper.n, heard.calls)
+    assert call.state().is_connected()
+    assert goertzel_fraction(heard.take()[-2000:], 440.0, 8000) > 0.5
+    call.hangup()
+    alice.wait_call_state(call.id(), lambda s: s.is_ended(), "ended")
