@@ -235,6 +235,7 @@ def test_raising_audio_callbacks_do_not_end_the_call(alice, bob):
         time.sleep(0.05)
     assert beeper.n >= 40 and heard.calls >= 40, (beeper.n, heard.calls)
     assert call.state().is_connected()
+    # Every 5th frame is silence and every 7th received frame is dropped: measured ≈ 0.60.
     assert goertzel_fraction(heard.take()[-2000:], 440.0, 8000) > 0.5
     call.hangup()
     alice.wait_call_state(call.id(), lambda s: s.is_ended(), "ended")
