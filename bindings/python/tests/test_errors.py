@@ -75,6 +75,9 @@ def test_bad_account_and_call_arguments(alice):
         alice.ep.add_account(rvoip.AccountOptions(aor="sip:127.0.0.1", password="x"))
     with pytest.raises(rvoip.RvoipError.InvalidArgument):
         asyncio.run(alice.ep.make_call("sip:", account=alice.account))
+    for target in ("mailto:bob@127.0.0.1", "tel:+15551234", "bob"):
+        with pytest.raises(rvoip.RvoipError.InvalidArgument):
+            asyncio.run(alice.ep.make_call(target, account=alice.account, options=quiet()))
     with pytest.raises(rvoip.RvoipError.NotFound):
         alice.ep.call(987654321)
 

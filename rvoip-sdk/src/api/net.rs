@@ -65,9 +65,16 @@ pub(super) fn bind(
 /// Parses a target or AOR; accepts `user@host` without the scheme.
 pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
     let s = s.trim();
-    let text = if s.contains(':') && (s.starts_with("sip:") || s.starts_with("sips:")) {
+    let lower = s.get(..5).map(str::to_ascii_lowercase).unwrap_or_default();
+    let has_sip_scheme = lower.starts_with("sip:") || lower.starts_with("sips:");
+    // A scheme other than sip/sips (`mailto:bob@x`, `tel:…`) or user:password before the '@'
+    // (deprecated, RFC 3261 §19.1.1) is not turned into a SIP URI by prefixing `sip:`.
+    let colon_before_at = s
+        .find('@')
+        .is_some_and(|at| s.get(..at).is_some_and(|u| u.contains(':')));
+    let text = if has_sip_scheme {
         s.to_string()
-    } else if s.contains('@') {
+    } else if s.contains('@') && !colon_before_at {
         format!("sip:{s}")
     } else {
         s.to_string()
@@ -222,6 +229,42 @@ pub(super) async fn run(
                 }
             }
             _ = shared.wake.notified() => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_uri;
+
+    #[test]
+    fn sip_uris_and_bare_user_at_host_parse() {
+        for (input, user, host) in [
+            ("sip:bob@192.0.2.1", "bob", "192.0.2.1"),
+            ("SIP:bob@192.0.2.1:5070", "bob", "192.0.2.1"),
+            ("sips:bob@example.com", "bob", "example.com"),
+            ("  bob@example.com ", "bob", "example.com"),
+        ] {
+            let u = parse_uri(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(u.user.as_deref(), Some(user), "{input}");
+            assert_eq!(u.host, host, "{input}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_garbage_are_invalid_arguments() {
+        for input in [
+            "mailto:bob@example.com",
+            "tel:+15551234@example.com",
+            "http://bob@example.com",
+            "",
+            "sip:",
+            "bob",
+        ] {
+            assert!(
+                matches!(parse_uri(input), Err(super::ApiError::InvalidArgument(_))),
+                "{input:?} accepted"
+            );
         }
     }
 }
