@@ -56,18 +56,32 @@ pub trait AudioConsumer: Send + Sync {
     fn write_frame(&self, samples: Vec<i16>);
 }
 
+/// An audio object's engine part, handed to one call: taken out once.
+struct Slot<T>(Mutex<Option<T>>);
+
+impl<T> Slot<T> {
+    fn new(t: T) -> Slot<T> {
+        Slot(Mutex::new(Some(t)))
+    }
+
+    /// Takes it out for a call. Errors: [`RvoipError::InvalidState`] if already taken.
+    fn take(&self) -> Result<T, RvoipError> {
+        self.0.lock().map_err(|_| used())?.take().ok_or_else(used)
+    }
+}
+
 /// Something a call sends. Create with a constructor, hand to one call.
 #[derive(uniffi::Object)]
-pub struct AudioSource(Mutex<Option<Box<dyn sdk::AudioSource>>>);
+pub struct AudioSource(Slot<Box<dyn sdk::AudioSource>>);
 
 impl AudioSource {
     fn wrap(s: Box<dyn sdk::AudioSource>) -> Arc<AudioSource> {
-        Arc::new(AudioSource(Mutex::new(Some(s))))
+        Arc::new(AudioSource(Slot::new(s)))
     }
 
     /// Takes the source out for a call. Errors: [`RvoipError::InvalidState`] if already taken.
     pub(crate) fn take(&self) -> Result<Box<dyn sdk::AudioSource>, RvoipError> {
-        self.0.lock().map_err(|_| used())?.take().ok_or_else(used)
+        self.0.take()
     }
 }
 
@@ -155,16 +169,16 @@ impl AudioSource {
 
 /// Where a call's received audio goes. Create with a constructor, hand to one call.
 #[derive(uniffi::Object)]
-pub struct AudioSink(Mutex<Option<Box<dyn sdk::AudioSink>>>);
+pub struct AudioSink(Slot<Box<dyn sdk::AudioSink>>);
 
 impl AudioSink {
     fn wrap(s: Box<dyn sdk::AudioSink>) -> Arc<AudioSink> {
-        Arc::new(AudioSink(Mutex::new(Some(s))))
+        Arc::new(AudioSink(Slot::new(s)))
     }
 
     /// Takes the sink out for a call. Errors: [`RvoipError::InvalidState`] if already taken.
     pub(crate) fn take(&self) -> Result<Box<dyn sdk::AudioSink>, RvoipError> {
-        self.0.lock().map_err(|_| used())?.take().ok_or_else(used)
+        self.0.take()
     }
 }
 

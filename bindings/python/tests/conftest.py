@@ -78,6 +78,16 @@ class Party:
         self.ep.shutdown()
 
 
+def ring(alice, bob, options=None):
+    """Registers both, places alice → bob; returns (alice's call, bob's IncomingCall event)."""
+    alice.register()
+    bob.register()
+    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
+                                          options=options if options is not None else quiet()))
+    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    return call, incoming
+
+
 @pytest.fixture
 def server():
     s = rvoip.Server(

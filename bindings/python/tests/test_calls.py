@@ -8,7 +8,7 @@ import time
 
 import rvoip
 
-from conftest import WAIT_S, quiet
+from conftest import WAIT_S, quiet, ring
 
 
 def kinds(events):
@@ -134,22 +134,14 @@ def test_register_call_dtmf_hangup(alice, bob):
 
 
 def test_reject_busy(alice, bob):
-    alice.register()
-    bob.register()
-    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
-                                          options=quiet()))
-    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    call, incoming = ring(alice, bob)
     bob.ep.call(incoming.call_id).reject(486)
     ended = alice.wait_call_state(call.id(), lambda s: s.is_ended(), "alice ended")
     assert ended.state.status == 486
 
 
 def test_cancel_before_answer(alice, bob):
-    alice.register()
-    bob.register()
-    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
-                                          options=quiet()))
-    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    call, incoming = ring(alice, bob)
     alice.wait_call_state(call.id(), lambda s: s.is_ringing(), "alice ringing")
     call.hangup()
     assert alice.wait_call_state(call.id(), lambda s: s.is_ended(), "a").state.status == 487
@@ -170,11 +162,7 @@ def resumed_after(party, call_id, what):
 
 
 def test_hold_and_resume(alice, bob):
-    alice.register()
-    bob.register()
-    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
-                                          options=quiet()))
-    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    call, incoming = ring(alice, bob)
     bob.ep.call(incoming.call_id).answer(quiet())
     alice.wait_call_state(call.id(), lambda s: s.is_connected(), "connected")
     call.hold()
@@ -219,14 +207,9 @@ class FlakyCollector(Collector):
 
 
 def test_raising_audio_callbacks_do_not_end_the_call(alice, bob):
-    alice.register()
-    bob.register()
     beeper, heard = Beeper(), FlakyCollector()
-    call = asyncio.run(alice.ep.make_call("sip:bob@127.0.0.1", account=alice.account,
-                                          options=rvoip.CallOptions(
-                                              source=rvoip.AudioSource.callback(8000, beeper),
-                                              sink=rvoip.AudioSink.discard())))
-    incoming = bob.rec.wait("IncomingCall", lambda e: e.is_incoming_call())
+    call, incoming = ring(alice, bob, rvoip.CallOptions(
+        source=rvoip.AudioSource.callback(8000, beeper), sink=rvoip.AudioSink.discard()))
     bob.ep.call(incoming.call_id).answer(rvoip.CallOptions(
         source=rvoip.AudioSource.silence(), sink=rvoip.AudioSink.callback(8000, heard)))
     alice.wait_call_state(call.id(), lambda s: s.is_connected(), "connected")
