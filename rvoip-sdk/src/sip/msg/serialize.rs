@@ -129,11 +129,14 @@ impl Response {
         out.freeze()
     }
 
-    /// A response to `req` (§8.2.6.2): copies all Via, From, To, Call-ID and CSeq values in order;
-    /// the reason phrase is [`reason_phrase`]`(status)`; empty body. The caller adds a To tag
-    /// where one is needed.
+    /// A response to `req` (§8.2.6.2): copies all Via, From, To, Call-ID and CSeq values in order,
+    /// and for a 101–299 response (one that can create a dialog) every Record-Route value in
+    /// order (§12.1.1), so that the caller's ACK and BYE follow the proxies' route set; the
+    /// reason phrase is [`reason_phrase`]`(status)`; empty body. The caller adds a To tag where
+    /// one is needed.
     pub fn for_request(req: &Request, status: u16) -> Response {
         let mut headers = Headers::with_capacity(8);
+        let dialog_creating = (101..300).contains(&status);
         for h in req.headers.iter() {
             if matches!(
                 h.name,
@@ -142,7 +145,8 @@ impl Response {
                     | HeaderName::To
                     | HeaderName::CallId
                     | HeaderName::CSeq
-            ) {
+            ) || (dialog_creating && h.name == HeaderName::RecordRoute)
+            {
                 headers.0.push(h.clone());
             }
         }

@@ -34,6 +34,8 @@ struct Net {
     events_b: Vec<UaEvent>,
     /// Every SIP message seen on the wire, as text (for asserting SDP directions).
     wire: Vec<String>,
+    /// (source, destination, request method or response status line) of every message sent.
+    hops: Vec<(SocketAddr, SocketAddr, String)>,
     /// Drop everything addressed to this address.
     blackhole: Option<SocketAddr>,
 }
@@ -77,6 +79,7 @@ impl Net {
             events_a: Vec::new(),
             events_b: Vec::new(),
             wire: Vec::new(),
+            hops: Vec::new(),
             blackhole: None,
         }
     }
@@ -125,7 +128,10 @@ impl Net {
                 return;
             }
             for (from, to, bytes) in queue {
-                self.wire.push(String::from_utf8_lossy(&bytes).into_owned());
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let first = text.split(' ').next().unwrap_or("").to_string();
+                self.hops.push((from, to, first));
+                self.wire.push(text);
                 if Some(to) == self.blackhole {
                     continue;
                 }
@@ -354,6 +360,64 @@ fn register_call_hold_resume_hangup_through_the_server() {
         net.alice.registration_state(a).unwrap(),
         RegistrationState::Unregistered
     );
+}
+
+/// RFC 3261 §12.1.1: the UAS copies Record-Route into its 1xx/2xx, so the caller's ACK and BYE
+/// follow the route set through the proxy instead of going straight to the callee's Contact.
+#[test]
+fn ack_and_bye_follow_the_record_route_through_the_server() {
+    let mut net = Net::new(true);
+    let a = net.account("alice", "apw");
+    let b = net.account("bob", "bpw");
+    let now = net.now;
+    net.alice.register(now, a).unwrap();
+    net.bob.register(now, b).unwrap();
+    net.settle();
+    let now = net.now;
+    let call = net
+        .alice
+        .make_call(
+            now,
+            Some(a),
+            uri("sip:bob@127.0.0.1"),
+            addr(SERVER),
+            TransportKind::Udp,
+            addr(ALICE),
+            local_media(40000),
+        )
+        .unwrap();
+    net.settle();
+    let incoming = net.incoming().expect("bob sees the call");
+    let now = net.now;
+    net.bob.answer(now, incoming, local_media(41000)).unwrap();
+    net.settle();
+    let ok = net
+        .wire
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains(" INVITE"))
+        .expect("200 to INVITE");
+    assert!(ok.contains("Record-Route:"), "{ok}");
+    let now = net.now;
+    net.alice.hangup(now, call).unwrap();
+    net.settle();
+    let from_alice: Vec<_> = net
+        .hops
+        .iter()
+        .filter(|(f, _, m)| *f == addr(ALICE) && (m == "ACK" || m == "BYE"))
+        .collect();
+    // The ACK of the 407, the ACK of the 200 and the BYE.
+    assert_eq!(from_alice.len(), 3, "{:?}", net.hops);
+    assert!(from_alice.iter().all(|(_, to, _)| *to == addr(SERVER)), "{from_alice:?}");
+    // …and the server relays both to bob.
+    for m in ["ACK", "BYE"] {
+        assert!(
+            net.hops
+                .iter()
+                .any(|(f, t, x)| *f == addr(SERVER) && *t == addr(BOB) && x == m),
+            "{m}: {:?}",
+            net.hops
+        );
+    }
 }
 
 #[test]
