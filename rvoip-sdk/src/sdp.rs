@@ -173,6 +173,10 @@ pub enum SdpError {
     /// Our own address is a wildcard: the peer could not reach it.
     #[error("local media address is unspecified (0.0.0.0 / ::)")]
     Unspecified,
+    /// The audio stream asks for a secure profile (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP…) that
+    /// this version cannot provide; answered 488 rather than silently downgraded to RTP/AVP.
+    #[error("secure RTP profile {0} is not supported")]
+    SecureProfile(String),
 }
 
 fn build(
@@ -289,14 +293,29 @@ struct Remote {
 fn parse_remote(text: &str) -> Result<Remote, SdpError> {
     let sd = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
         .map_err(|e| SdpError::Malformed(e.to_string()))?;
-    let media = sd
-        .media_descriptions
-        .iter()
-        .find(|m| {
-            m.media_name.media.eq_ignore_ascii_case("audio")
-                && m.media_name.protos.iter().any(|p| p == "RTP")
-        })
-        .ok_or(SdpError::NoAudio)?;
+    let audio = || {
+        sd.media_descriptions
+            .iter()
+            .filter(|m| m.media_name.media.eq_ignore_ascii_case("audio"))
+    };
+    // Plain RTP/AVP (or AVPF) only: an SRTP profile must never be answered in plaintext.
+    let plain = |m: &&MediaDescription| {
+        let p = &m.media_name.protos;
+        p.len() == 2
+            && p[0].eq_ignore_ascii_case("RTP")
+            && (p[1].eq_ignore_ascii_case("AVP") || p[1].eq_ignore_ascii_case("AVPF"))
+    };
+    let media = match audio().find(plain) {
+        Some(m) => m,
+        None => {
+            return Err(
+                match audio().find(|m| m.media_name.protos.iter().any(|p| p.contains("SAVP"))) {
+                    Some(m) => SdpError::SecureProfile(m.media_name.protos.join("/")),
+                    None => SdpError::NoAudio,
+                },
+            );
+        }
+    };
     let port = u16::try_from(media.media_name.port.value).map_err(|_| SdpError::NoAudio)?;
     let conn = media
         .connection_information
@@ -492,6 +511,26 @@ mod tests {
             answer("garbage", &l, 1, 1),
             Err(SdpError::Malformed(_) | SdpError::NoAudio)
         ));
+    }
+
+    #[test]
+    fn srtp_offers_are_refused_not_downgraded() {
+        let l = local(vec![AudioCodec::PCMU], Direction::SendRecv);
+        for proto in ["RTP/SAVP", "RTP/SAVPF", "UDP/TLS/RTP/SAVP"] {
+            let offer = format!(
+                "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                 m=audio 6000 {proto} 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+            );
+            assert_eq!(
+                answer(&offer, &l, 1, 1).unwrap_err(),
+                SdpError::SecureProfile(proto.into()),
+                "{proto}"
+            );
+            assert!(process_answer(&offer, &l).is_err(), "{proto}");
+        }
+        // The same offer with RTP/AVP is answered (the check can fail).
+        let plain = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+        assert!(answer(plain, &l, 1, 1).is_ok());
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
     if !uri.is_sip() {
         return Err(ApiError::InvalidArgument(format!("not a SIP URI: {s}")));
     }
+    // No silent downgrade: sips: and transport=tls/ws/wss/sctp need transports this version does
+    // not have, so they are refused here instead of being sent over plaintext UDP/TCP.
+    if !crate::server::proxy::plaintext_reachable(&uri) {
+        return Err(ApiError::InvalidArgument(format!(
+            "{s}: sips: and transports other than UDP/TCP (TLS, WS) are not supported yet; \
+             refusing to send it in plaintext"
+        )));
+    }
     Ok(uri)
 }
 
@@ -242,7 +250,6 @@ mod tests {
         for (input, user, host) in [
             ("sip:bob@192.0.2.1", "bob", "192.0.2.1"),
             ("SIP:bob@192.0.2.1:5070", "bob", "192.0.2.1"),
-            ("sips:bob@example.com", "bob", "example.com"),
             ("  bob@example.com ", "bob", "example.com"),
         ] {
             let u = parse_uri(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -260,6 +267,9 @@ mod tests {
             "",
             "sip:",
             "bob",
+            "sips:bob@example.com",
+            "sip:bob@127.0.0.1;transport=tls",
+            "sip:bob@127.0.0.1;transport=ws",
         ] {
             assert!(
                 matches!(parse_uri(input), Err(super::ApiError::InvalidArgument(_))),

@@ -136,18 +136,18 @@ pub fn loop_hash(req: &Request) -> u64 {
 }
 
 /// The next-hop address for a URI (RFC 3263 without DNS): IP literals and `localhost`;
-/// `transport=tcp` (or sips) selects TCP. `None` for names that would need a DNS lookup.
+/// `transport=tcp` selects TCP. `None` for names that would need a DNS lookup, and for every URI
+/// that asks for a transport this server does not have (`sips:`, `transport=tls`, `ws`, `sctp`…):
+/// such a request is refused, never sent in plaintext.
 pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
-    if !uri.is_sip() {
+    if uri.scheme != Scheme::Sip {
         return None;
     }
-    let sips = uri.scheme == Scheme::Sips;
     let transport = match uri.param("transport") {
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") || t.eq_ignore_ascii_case("tls") => {
-            TransportKind::Tcp
-        }
-        _ if sips => TransportKind::Tcp,
-        _ => TransportKind::Udp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
+        Some(_) => return None,
+        None => TransportKind::Udp,
     };
     let host = match uri.param("maddr") {
         Some(Some(m)) => m,
@@ -159,8 +159,19 @@ pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
     } else {
         host.parse().ok()?
     };
-    let port = uri.port.unwrap_or(if sips { 5061 } else { 5060 });
+    let port = uri.port.unwrap_or(5060);
     Some((SocketAddr::new(ip, port), transport))
+}
+
+/// Whether `uri` may be reached over the plaintext UDP/TCP this server has: a `sip:` URI with
+/// no transport parameter or `transport=udp|tcp` (not `sips:`, TLS, WS or SCTP).
+pub fn plaintext_reachable(uri: &Uri) -> bool {
+    uri.scheme == Scheme::Sip
+        && match uri.param("transport") {
+            None => true,
+            Some(Some(t)) => t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"),
+            Some(None) => false,
+        }
 }
 
 /// Where a response goes back to, from its (next) Via: `received`/`rport` (RFC 3581) else sent-by.
@@ -208,6 +219,9 @@ impl ServerCore {
             .location
             .lookup(user, now)
             .into_iter()
+            // A binding that needs TLS (sips:, transport=tls) or another transport we lack is
+            // skipped: never reached in plaintext.
+            .filter(|b| plaintext_reachable(&b.contact))
             .map(|b| {
                 let (dest, transport) = match b.transport {
                     crate::server::location::Transport::Udp => {

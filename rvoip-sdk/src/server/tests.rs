@@ -663,3 +663,58 @@ fn trying_carries_rport_and_received_even_for_same_ip() {
     }
     assert_eq!(out.len(), 2, "100 Trying and 404");
 }
+
+/// No silent downgrade (issue 10): sips: and transport=tls are refused, never forwarded in
+/// plaintext. Every transmit of the server is inspected: none goes to bob's address.
+#[test]
+fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
+    let mut h = Harness::new(false);
+    // A sips: Request-URI: 416, and nothing leaves toward anyone but the caller.
+    let sips =
+        invite(1, "bob", "").replace("INVITE sip:bob@127.0.0.1", "INVITE sips:bob@127.0.0.1");
+    let out = h.send(ALICE, &sips);
+    assert_eq!(out.last().map(resp).unwrap().status, 416);
+    assert!(out.iter().all(|t| t.dest == addr(ALICE)));
+    // bob's only binding asks for TLS: the INVITE is not sent to it (480), in no transport.
+    let mut h = Harness::new(false);
+    let n = h.next();
+    let base = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {BOB1};branch=z9hG4bKtls{n}x{cseq}\nMax-Forwards: 70\n\
+             From: <sip:bob@127.0.0.1>;tag=t{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: tls{n}@test\nCSeq: {cseq} REGISTER\n\
+             Contact: <sip:bob@{BOB1};transport=tls>\n{auth}Expires: 600\nContent-Length: 0\n\n"
+        )
+    };
+    let r401 = resp(&h.send(BOB1, &base(1, ""))[0]);
+    let authz = answer(
+        &r401,
+        HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+    );
+    let out = h.send(BOB1, &base(2, &format!("Authorization: {authz}\n")));
+    assert_eq!(resp(&out[0]).status, 200);
+    let out = h.send(ALICE, &invite(2, "bob", ""));
+    assert_eq!(
+        out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        vec![100, 480]
+    );
+    assert!(out.iter().all(|t| t.dest == addr(ALICE)));
+    // An in-dialog request routed through us toward a transport=tls target: 503, not forwarded.
+    let bye = format!(
+        "BYE sip:bob@{BOB1};transport=tls SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKbyetls\nMax-Forwards: 70\n\
+         Route: <sip:127.0.0.1:5060;lr>\nFrom: <sip:alice@127.0.0.1>;tag=a9\nTo: <sip:bob@127.0.0.1>;tag=b9\n\
+         Call-ID: tlsdlg@test\nCSeq: 2 BYE\nContent-Length: 0\n\n"
+    );
+    let out = h.send(ALICE, &bye);
+    assert_eq!(out.last().map(resp).unwrap().status, 503);
+    assert!(out.iter().all(|t| t.dest == addr(ALICE)));
+    // The same BYE toward a plain sip: target is forwarded (the test can fail).
+    let plain = bye
+        .replace(";transport=tls", "")
+        .replace("z9hG4bKbyetls", "z9hG4bKbyeplain");
+    let out = h.send(ALICE, &plain);
+    assert!(out.iter().any(|t| t.dest == addr(BOB1)));
+}

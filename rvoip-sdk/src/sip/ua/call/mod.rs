@@ -242,7 +242,7 @@ impl Call {
             };
             if let Err(e) = sdp::answer(offer, &probe, 1, 1) {
                 let status = match e {
-                    SdpError::NoCommonCodec | SdpError::NoAudio => 488,
+                    SdpError::NoCommonCodec | SdpError::NoAudio | SdpError::SecureProfile(_) => 488,
                     _ => 400,
                 };
                 let resp = build::response(&req, status, Some(&build::token()), None);

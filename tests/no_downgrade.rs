@@ -1,0 +1,149 @@
+//! No silent security downgrade (issue 10), checked on the wire with real sockets:
+//! - the SDK refuses `sips:` and `transport=tls` targets locally: a UDP socket and a TCP listener
+//!   on the target's address receive nothing (with a plain `sip:` target as the control that does
+//!   receive the INVITE, so the capture can fail);
+//! - an SDK endpoint answers an `RTP/SAVP` offer with 488 and sends no RTP to the offered port.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::time::Duration;
+
+use rvoip_sdk::api::{ApiError, CallOptions, Endpoint, EndpointConfig};
+
+fn endpoint() -> Endpoint {
+    Endpoint::new(EndpointConfig {
+        udp: Some("127.0.0.1:0".parse().unwrap()),
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        ..EndpointConfig::default()
+    })
+    .expect("endpoint")
+}
+
+/// Everything that arrives on `udp` or as a TCP connection on `tcp` within `d`.
+fn capture(udp: &UdpSocket, tcp: &TcpListener, d: Duration) -> (Vec<Vec<u8>>, usize) {
+    udp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let end = std::time::Instant::now() + d;
+    let (mut datagrams, mut conns) = (Vec::new(), 0);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            datagrams.push(buf[..n].to_vec());
+        }
+        if tcp.accept().is_ok() {
+            conns += 1;
+        }
+    }
+    (datagrams, conns)
+}
+
+#[test]
+fn sips_and_tls_targets_are_refused_and_nothing_reaches_the_wire() {
+    let ep = endpoint();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let tcp = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // 5061 for sips: (its default port) too, when free.
+    let tls_default = TcpListener::bind("127.0.0.1:5061").ok();
+    for target in [
+        format!("sips:bob@127.0.0.1:{port}"),
+        "sips:bob@127.0.0.1".to_string(),
+        format!("sip:bob@127.0.0.1:{port};transport=tls"),
+        format!("sip:bob@127.0.0.1:{port};transport=TLS"),
+        format!("sip:bob@127.0.0.1:{port};transport=ws"),
+    ] {
+        match ep.make_call(None, &target, CallOptions::default()) {
+            Err(ApiError::InvalidArgument(msg)) => assert!(msg.contains("plaintext"), "{msg}"),
+            Ok(_) => panic!("{target}: call placed"),
+            Err(e) => panic!("{target}: {e}"),
+        }
+        let mut o = rvoip_sdk::api::AccountOptions::new(&target, "pw");
+        o.server = Some(format!("127.0.0.1:{port}"));
+        assert!(
+            matches!(ep.add_account(o), Err(ApiError::InvalidArgument(_))),
+            "{target}: account accepted"
+        );
+    }
+    let (datagrams, conns) = capture(&udp, &tcp, Duration::from_millis(700));
+    assert!(datagrams.is_empty(), "plaintext sent: {datagrams:?}");
+    assert_eq!(conns, 0);
+    if let Some(l) = &tls_default {
+        l.set_nonblocking(true).unwrap();
+        assert!(l.accept().is_err(), "a connection reached 5061");
+    }
+    // Control: a plain sip: target does reach the capture (so the check above can fail).
+    let call = ep
+        .make_call(
+            None,
+            &format!("sip:bob@127.0.0.1:{port}"),
+            CallOptions::default(),
+        )
+        .expect("plain call");
+    let (datagrams, _) = capture(&udp, &tcp, Duration::from_millis(700));
+    assert!(
+        datagrams.iter().any(|d| d.starts_with(b"INVITE ")),
+        "the control INVITE was not captured"
+    );
+    let _ = call.hangup();
+    ep.shutdown();
+}
+
+fn invite(to: SocketAddr, from: SocketAddr, proto: &str, rtp_port: u16) -> String {
+    let sdp = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {rtp_port} {proto} 0\r\na=rtpmap:0 PCMU/8000\r\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n"
+    );
+    format!(
+        "INVITE sip:bob@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-savp-{proto_tag}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@{from}>;tag=a1\r\nTo: <sip:bob@{to}>\r\n\
+         Call-ID: savp-{proto_tag}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{from}>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len(),
+        proto_tag = proto.replace('/', "")
+    )
+}
+
+#[test]
+fn savp_offer_gets_488_and_no_plaintext_rtp() {
+    let ep = endpoint();
+    let to = ep.udp_addr().expect("udp");
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = rtp.local_addr().unwrap().port();
+    let from = sip.local_addr().unwrap();
+    sip.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    for proto in ["RTP/SAVP", "RTP/SAVPF"] {
+        sip.send_to(invite(to, from, proto, rtp_port).as_bytes(), to)
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let mut finals = Vec::new();
+        while finals.is_empty() {
+            let (n, _) = sip.recv_from(&mut buf).expect("an answer");
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let status: u16 = text.get(8..11).and_then(|s| s.parse().ok()).unwrap_or(0);
+            if status >= 200 {
+                finals.push(status);
+            }
+        }
+        assert_eq!(finals, vec![488], "{proto}");
+    }
+    // Nothing plaintext toward the offered RTP port.
+    rtp.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(rtp.recv_from(&mut buf).is_err(), "RTP sent in plaintext");
+    // Control: the same offer with RTP/AVP is accepted (ringing or answered, not 488).
+    sip.send_to(invite(to, from, "RTP/AVP", rtp_port).as_bytes(), to)
+        .unwrap();
+    // (Skip retransmissions of the unacknowledged 488s above.)
+    let text = loop {
+        let (n, _) = sip.recv_from(&mut buf).expect("an answer");
+        let text = String::from_utf8_lossy(&buf[..n]).to_string();
+        if text.contains("Call-ID: savp-RTPAVP@") {
+            break text;
+        }
+    };
+    assert!(!text.starts_with("SIP/2.0 488"), "{text}");
+    ep.shutdown();
+}
