@@ -407,7 +407,10 @@ fn ack_and_bye_follow_the_record_route_through_the_server() {
         .collect();
     // The ACK of the 407, the ACK of the 200 and the BYE.
     assert_eq!(from_alice.len(), 3, "{:?}", net.hops);
-    assert!(from_alice.iter().all(|(_, to, _)| *to == addr(SERVER)), "{from_alice:?}");
+    assert!(
+        from_alice.iter().all(|(_, to, _)| *to == addr(SERVER)),
+        "{from_alice:?}"
+    );
     // …and the server relays both to bob.
     for m in ["ACK", "BYE"] {
         assert!(
