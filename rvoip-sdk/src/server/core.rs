@@ -24,8 +24,9 @@ use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
 use crate::server::location::{Location, Transport};
-use crate::server::proxy::Proxy;
+use crate::server::proxy::{Io, MediaHook, Proxy, Target, route};
 use crate::server::registrar::Registrar;
+use crate::server::reply::{Replier, send_local_response};
 use crate::sip::msg::{
     ByteString, HeaderName, Limits, Message, Method, Request, Response, Scheme, error_response,
     validate_request,
@@ -34,21 +35,7 @@ use crate::sip::transaction::{
     ServerTxId, TimerConfig, TransactionLayer, Transmit, TransportKind, TxEvent,
 };
 
-/// Counters for logs, tests and benchmarks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Stats {
-    /// Messages that failed to parse.
-    pub parse_errors: u64,
-    /// Requests this server answered itself with an error (400, 404, 480, 483, 416, 420, 482…;
-    /// digest challenges are counted in `challenges`).
-    pub rejected: u64,
-    /// Successful registrations (200 to REGISTER).
-    pub registrations: u64,
-    /// 401/407 challenges sent.
-    pub challenges: u64,
-    /// Requests forwarded (each fork branch counts once).
-    pub forwarded: u64,
-}
+pub use crate::server::reply::Stats;
 
 /// The registrar + proxy core. Single-threaded; owned by the driver's event task.
 pub struct ServerCore {
@@ -63,8 +50,7 @@ pub struct ServerCore {
     max_transactions: usize,
     epoch: (Instant, u64),
     next_sweep: Instant,
-    tag_counter: u64,
-    tag_seed: u64,
+    replier: Replier,
     /// Counters.
     pub stats: Stats,
 }
@@ -100,7 +86,6 @@ impl ServerCore {
             t2: Duration::from_millis(cfg.t2_ms.max(1)),
             t4: Duration::from_millis(cfg.t4_ms.max(1)),
         };
-        let tag_seed = rand::random::<u64>();
         ServerCore {
             local,
             limits: Limits {
@@ -120,8 +105,7 @@ impl ServerCore {
             max_transactions: cfg.max_transactions,
             epoch: (now, now_unix_secs),
             next_sweep: now + SWEEP_INTERVAL,
-            tag_counter: 0,
-            tag_seed,
+            replier: Replier::new(),
             stats: Stats::default(),
         }
     }
@@ -174,7 +158,8 @@ impl ServerCore {
     /// Runs expired timers (transactions, binding expiry).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tl.handle_timeout(now);
-        self.proxy_timeout(now);
+        let (proxy, mut io) = self.io();
+        proxy.handle_timeout(&mut io, now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             if n > 0 {
@@ -216,25 +201,46 @@ impl ServerCore {
                     req,
                     source,
                     transport,
-                } => self.proxy_ack(now, req, source, transport),
-                TxEvent::Response { tx, resp } => self.on_response(now, tx, resp),
-                TxEvent::Timeout { tx } => self.on_branch_timeout(now, tx),
-                TxEvent::StrayResponse { resp, .. } => self.forward_response_stateless(resp),
+                } => {
+                    let (proxy, mut io) = self.io();
+                    proxy.ack(&mut io, now, req, source, transport)
+                }
+                TxEvent::Response { tx, resp } => {
+                    let (proxy, mut io) = self.io();
+                    proxy.on_response(&mut io, now, tx, resp)
+                }
+                TxEvent::Timeout { tx } => {
+                    let (proxy, mut io) = self.io();
+                    proxy.on_branch_timeout(&mut io, now, tx)
+                }
+                TxEvent::StrayResponse { resp, .. } => {
+                    let (proxy, mut io) = self.io();
+                    proxy.forward_response_stateless(&mut io, resp)
+                }
                 TxEvent::AckTimeout { .. } => {}
             }
         }
     }
 
-    /// A new tag for To headers of our responses (§19.3: at least 32 bits of randomness).
-    pub(crate) fn new_tag(&mut self) -> String {
-        self.tag_counter = self.tag_counter.wrapping_add(1);
-        let x =
-            (self.tag_seed ^ self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
-        format!("{x:016x}")
+    /// Replaces the proxy's media hook (the relay anchor; default: signalling only).
+    pub fn set_media_hook(&mut self, media: Box<dyn MediaHook>) {
+        self.proxy = Proxy::new(media);
     }
 
-    /// Answers a request on its server transaction: copies Via/From/To/Call-ID/CSeq, adds a To
-    /// tag to non-100 responses (§8.2.6.2) and the `extra` headers.
+    /// The proxy's view of this core: transaction layer, identity, replier, counters.
+    fn io(&mut self) -> (&mut Proxy, Io<'_>) {
+        (
+            &mut self.proxy,
+            Io {
+                tl: &mut self.tl,
+                local: &self.local,
+                replier: &mut self.replier,
+                stats: &mut self.stats,
+            },
+        )
+    }
+
+    /// Answers a request on its server transaction (see [`Replier::reply`]).
     pub(crate) fn reply(
         &mut self,
         now: Instant,
@@ -243,42 +249,12 @@ impl ServerCore {
         status: u16,
         extra: Vec<(HeaderName, String)>,
     ) {
-        let mut resp = Response::for_request(req, status);
-        if status > 100 {
-            let has_tag = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(true);
-            if !has_tag {
-                if let Some(to) = req.headers.get(&HeaderName::To) {
-                    let v = format!("{to};tag={}", self.new_tag());
-                    resp.headers.set(HeaderName::To, v);
-                }
-            }
-        }
-        for (n, v) in extra {
-            resp.headers.push(n, v);
-        }
-        if status >= 300 {
-            self.stats.rejected += u64::from(status != 401 && status != 407);
-        }
-        self.send_local_response(now, tx, resp);
+        self.replier
+            .reply(&mut self.tl, &mut self.stats, now, tx, req, status, extra);
     }
 
-    /// Sends a response this server generated itself. Final responses to non-INVITE requests
-    /// are sent statelessly (§8.2.7, like Kamailio's `sl_send_reply`): the server transaction is
-    /// forgotten at once, so challenges, registrations and rejections cost no memory for the 32 s
-    /// of Timer J, and the client's own retransmissions (Timer E) get a fresh answer. INVITE
-    /// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
-    /// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
     fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
-        let invite = resp
-            .headers
-            .cseq()
-            .map(|c| c.method == Method::Invite)
-            .unwrap_or(false);
-        if resp.status >= 200 && !invite {
-            self.tl.respond_stateless(tx, resp);
-        } else {
-            self.tl.respond(now, tx, resp);
-        }
+        send_local_response(&mut self.tl, now, tx, resp);
     }
 
     fn on_request(
@@ -338,9 +314,10 @@ impl ServerCore {
             );
         }
         if req.method == Method::Cancel {
-            return self.proxy_cancel(now, tx, req);
+            let (proxy, mut io) = self.io();
+            return proxy.cancel(&mut io, now, tx, req);
         }
-        let routed = self.pop_own_routes(&mut req);
+        let routed = route::pop_own_routes(&self.local, &mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
         let has_route = req.headers.get(&HeaderName::Route).is_some();
         if has_route && !routed {
@@ -353,7 +330,8 @@ impl ServerCore {
             let Some(loop_hash) = self.loop_free_hash(&req) else {
                 return self.reply(now, tx, &req, 482, vec![]);
             };
-            return self.forward_routed(now, tx, req, transport, loop_hash);
+            let (proxy, mut io) = self.io();
+            return proxy.forward_routed(&mut io, now, tx, req, transport, source, loop_hash);
         }
         if in_dialog {
             // An in-dialog request that did not come through our Record-Route (Kamailio: "Not here").
@@ -373,7 +351,7 @@ impl ServerCore {
             }
             _ if req.uri.user.is_none() => self.reply(now, tx, &req, 484, vec![]),
             _ => match self.loop_free_hash(&req) {
-                Some(loop_hash) => self.route_to_user(now, tx, req, transport, loop_hash),
+                Some(loop_hash) => self.route_to_user(now, tx, req, source, transport, loop_hash),
                 None => self.reply(now, tx, &req, 482, vec![]),
             },
         }
@@ -382,25 +360,8 @@ impl ServerCore {
     /// §16.3 step 4, for requests this proxy is about to forward: the branch hash of `req`
     /// (§16.6 step 8), or `None` when one of our own Via entries carries it (a loop: 482).
     fn loop_free_hash(&self, req: &Request) -> Option<u64> {
-        let hash = super::proxy::loop_hash(req);
+        let hash = route::loop_hash(req);
         (!self.proxy.is_loop(&self.local, req, hash)).then_some(hash)
-    }
-
-    /// Removes the Route entries that name this proxy from the top of the route set (§16.4).
-    /// Returns whether any was removed.
-    pub(crate) fn pop_own_routes(&self, req: &mut Request) -> bool {
-        let mut popped = false;
-        while let Some(first) = req.headers.get(&HeaderName::Route) {
-            let ours = crate::sip::msg::NameAddr::parse(first)
-                .map(|na| self.local.is_local_uri(&na.uri))
-                .unwrap_or(false);
-            if !ours {
-                break;
-            }
-            req.headers.remove_first(&HeaderName::Route);
-            popped = true;
-        }
-        popped
     }
 
     /// The digest challenges to send (RFC 8760 §2.4: one per configured algorithm, in order).
@@ -476,6 +437,7 @@ impl ServerCore {
         now: Instant,
         tx: ServerTxId,
         mut req: Request,
+        source: SocketAddr,
         transport: TransportKind,
         loop_hash: u64,
     ) {
@@ -557,7 +519,39 @@ impl ServerCore {
             let known = self.auth.users().get(&user).is_some();
             return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);
         }
-        self.fork(now, tx, req, transport, targets, loop_hash);
+        let (proxy, mut io) = self.io();
+        proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);
+    }
+}
+
+impl ServerCore {
+    /// The forwarding targets for a user: its registered contacts, best q first. A binding
+    /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for
+    /// TCP the connection); one that needs TLS (sips:, transport=tls) is skipped, never reached
+    /// in plaintext.
+    pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
+        self.registrar
+            .location
+            .lookup(user, now)
+            .into_iter()
+            .filter(|b| route::plaintext_reachable(&b.contact))
+            .map(|b| {
+                let (dest, transport) = match b.transport {
+                    Transport::Udp if !b.behind_nat => {
+                        route::resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp))
+                    }
+                    Transport::Udp => (b.source, TransportKind::Udp),
+                    // Stream bindings reuse the connection the REGISTER came on.
+                    _ => (b.source, TransportKind::Tcp),
+                };
+                Target {
+                    uri: Some(b.contact.clone()),
+                    dest,
+                    transport,
+                    nat: b.behind_nat,
+                }
+            })
+            .collect()
     }
 }
 

@@ -69,6 +69,10 @@ pub struct Binding {
     pub source: SocketAddr,
     /// The transport it came on.
     pub transport: Transport,
+    /// Whether the REGISTER came through a NAT (its Via or private Contact is not its source):
+    /// requests for this binding then go to `source` (Kamailio's `fix_nated_register`, the
+    /// flow of RFC 5626), never to the unreachable private Contact.
+    pub behind_nat: bool,
 }
 
 impl Binding {
@@ -295,6 +299,7 @@ mod tests {
             cseq: 1,
             source: "192.0.2.1:5060".parse().unwrap(),
             transport: Transport::Udp,
+            behind_nat: false,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod local;
 pub mod location;
 pub mod proxy;
 pub mod registrar;
+pub mod reply;
 
 #[cfg(test)]
 mod tests;

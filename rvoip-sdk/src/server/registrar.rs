@@ -171,6 +171,11 @@ impl Registrar {
             return Self::reply(req, 400, "Bad CSeq");
         };
         let cseq = cseq.seq;
+        let kind = match transport {
+            Transport::Udp => crate::sip::transaction::TransportKind::Udp,
+            _ => crate::sip::transaction::TransportKind::Tcp,
+        };
+        let behind_nat = crate::server::proxy::sender_behind_nat(req, source, kind);
         // A malformed Expires header counts as absent (§20.19).
         let header_expires: Option<u32> = match req.headers.get(&HeaderName::Expires) {
             Some(v) => parse_delta(v),
@@ -270,6 +275,7 @@ impl Registrar {
                         cseq,
                         source,
                         transport,
+                        behind_nat,
                     };
                     match at {
                         Some(i) => {

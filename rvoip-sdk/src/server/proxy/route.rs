@@ -1,0 +1,183 @@
+//! Next-hop decisions of the proxy (RFC 3261 §16.5–16.6, RFC 3263 without DNS): URI resolution,
+//! response routing by Via, the loop-detection hash, and response ranking.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::server::local::LocalIdentity;
+use crate::sip::msg::{BRANCH_MAGIC, HeaderName, NameAddr, Request, Scheme, Uri, Via};
+use crate::sip::transaction::TransportKind;
+
+/// FNV-1a, 64 bit: the branch hash of §16.6 step 8 (not security relevant).
+pub(crate) fn fnv(mut h: u64, data: &[u8]) -> u64 {
+    for &b in data {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The loop-detection hash of a request (§16.6 step 8): Request-URI, From, To, Call-ID, CSeq and
+/// Proxy-Require, excluding the Via (so that a looped copy hashes the same).
+pub fn loop_hash(req: &Request) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    h = fnv(h, req.uri.user.as_deref().unwrap_or("").as_bytes());
+    h = fnv(h, req.uri.host.as_bytes());
+    h = fnv(h, &req.uri.port.unwrap_or(0).to_be_bytes());
+    h = fnv(h, req.uri.params.as_bytes());
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+        HeaderName::ProxyRequire,
+    ] {
+        for v in req.headers.get_all(&name) {
+            h = fnv(h, v.as_bytes());
+        }
+    }
+    h
+}
+
+/// §16.3 step 4: the request carries a Via of ours whose branch starts with this request's
+/// hash: it has looped (a spiral changes the Request-URI, so its hash differs).
+pub fn is_loop(local: &LocalIdentity, req: &Request, hash: u64) -> bool {
+    let tag = format!("{BRANCH_MAGIC}{hash:016x}");
+    req.headers
+        .get_all(&HeaderName::Via)
+        .filter(|v| v.contains(tag.as_str()))
+        .any(|v| {
+            Via::parse(v)
+                .map(|via| {
+                    local.is_local_via(&via) && via.branch().is_some_and(|b| b.starts_with(&tag))
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Removes the Route entries that name this proxy from the top of the route set (§16.4).
+/// Returns whether any was removed.
+pub fn pop_own_routes(local: &LocalIdentity, req: &mut Request) -> bool {
+    let mut popped = false;
+    while let Some(first) = req.headers.get(&HeaderName::Route) {
+        let ours = NameAddr::parse(first)
+            .map(|na| local.is_local_uri(&na.uri))
+            .unwrap_or(false);
+        if !ours {
+            break;
+        }
+        req.headers.remove_first(&HeaderName::Route);
+        popped = true;
+    }
+    popped
+}
+
+/// The next-hop address for a URI (RFC 3263 without DNS): IP literals and `localhost`;
+/// `transport=tcp` selects TCP. `None` for names that would need a DNS lookup, and for every URI
+/// that asks for a transport this server does not have (`sips:`, `transport=tls`, `ws`, `sctp`…):
+/// such a request is refused, never sent in plaintext.
+pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
+    if uri.scheme != Scheme::Sip {
+        return None;
+    }
+    let transport = match uri.param("transport") {
+        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
+        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
+        Some(_) => return None,
+        None => TransportKind::Udp,
+    };
+    let host = match uri.param("maddr") {
+        Some(Some(m)) => m,
+        _ => uri.host.as_ref(),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
+    let port = uri.port.unwrap_or(5060);
+    Some((SocketAddr::new(ip, port), transport))
+}
+
+/// Whether `uri` may be reached over the plaintext UDP/TCP this server has: a `sip:` URI with
+/// no transport parameter or `transport=udp|tcp` (not `sips:`, TLS, WS or SCTP).
+pub fn plaintext_reachable(uri: &Uri) -> bool {
+    uri.scheme == Scheme::Sip
+        && match uri.param("transport") {
+            None => true,
+            Some(Some(t)) => t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"),
+            Some(None) => false,
+        }
+}
+
+/// Where a response goes back to, from its (next) Via: `received`/`rport` (RFC 3581) else sent-by.
+pub(crate) fn via_destination(via: &Via) -> Option<(SocketAddr, TransportKind)> {
+    let host = via.received().unwrap_or(&via.host);
+    let ip: IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = match via.params.get("rport") {
+        Some(Some(p)) => p.parse().ok()?,
+        _ => via.port.unwrap_or(5060),
+    };
+    let transport = if via.transport.eq_ignore_ascii_case("TCP") {
+        TransportKind::Tcp
+    } else {
+        TransportKind::Udp
+    };
+    Some((SocketAddr::new(ip, port), transport))
+}
+
+/// Whether the sender of a request sits behind a NAT (Kamailio's `nat_uac_test("19")`): its top
+/// Via's sent-by is not the packet's source (RFC 3581 `received`/`rport` differ), or its Contact
+/// names a private address that is not the source.
+pub fn sender_behind_nat(req: &Request, source: SocketAddr, transport: TransportKind) -> bool {
+    if let Ok(via) = req.headers.top_via() {
+        let host = via.host.trim_start_matches('[').trim_end_matches(']');
+        let ip_differs = host.parse::<IpAddr>().map_or(true, |ip| ip != source.ip());
+        let port_differs =
+            transport == TransportKind::Udp && via.port.unwrap_or(5060) != source.port();
+        if ip_differs || port_differs {
+            return true;
+        }
+    }
+    req.headers
+        .get(&HeaderName::Contact)
+        .and_then(|c| NameAddr::parse(c).ok())
+        .and_then(|na| resolve(&na.uri))
+        .is_some_and(|(a, _)| is_private(a.ip()) && a.ip() != source.ip())
+}
+
+/// RFC 1918, RFC 6598 (CGN), link-local and unique-local addresses: never reachable from the
+/// other side of a NAT.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private() || v4.is_link_local() || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+pub(crate) fn transport_token(t: TransportKind) -> &'static str {
+    match t {
+        TransportKind::Udp => "UDP",
+        TransportKind::Tcp => "TCP",
+    }
+}
+
+/// Response ranking for §16.7 step 6: lower is better. 6xx beats everything, then 3xx, 4xx, 5xx;
+/// a 408 we made up for a silent branch ranks last of the 4xx.
+pub(crate) fn rank(status: u16) -> u16 {
+    match status {
+        600..=699 => 0,
+        408 => 450,
+        s => s,
+    }
+}

@@ -1,0 +1,108 @@
+//! Responses the server generates itself (RFC 3261 §8.2.6, §16.7), shared by the registrar path
+//! of [`super::core::ServerCore`] and by [`super::proxy::Proxy`], and the server's counters.
+
+use std::time::Instant;
+
+use crate::sip::msg::{HeaderName, Method, Request, Response};
+use crate::sip::transaction::{ServerTxId, TransactionLayer};
+
+/// Counters for logs, tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Messages that failed to parse.
+    pub parse_errors: u64,
+    /// Requests this server answered itself with an error (400, 404, 480, 483, 416, 420, 482…;
+    /// digest challenges are counted in `challenges`).
+    pub rejected: u64,
+    /// Successful registrations (200 to REGISTER).
+    pub registrations: u64,
+    /// 401/407 challenges sent.
+    pub challenges: u64,
+    /// Requests forwarded (each fork branch counts once).
+    pub forwarded: u64,
+    /// Requests sent to a NATed party's flow (the source of its REGISTER or INVITE) instead of
+    /// the private address in its Contact.
+    pub nat_flows_used: u64,
+    /// Calls ended by the proxy itself (BYE to both sides) after a media timeout.
+    pub media_timeouts: u64,
+}
+
+/// Builds and sends the responses the server makes itself; owns the To-tag generator.
+#[derive(Debug)]
+pub(crate) struct Replier {
+    tag_counter: u64,
+    tag_seed: u64,
+}
+
+impl Replier {
+    pub(crate) fn new() -> Replier {
+        Replier {
+            tag_counter: 0,
+            tag_seed: rand::random::<u64>(),
+        }
+    }
+
+    /// A new tag for To headers of our responses (§19.3: at least 32 bits of randomness).
+    pub(crate) fn new_tag(&mut self) -> String {
+        self.tag_counter = self.tag_counter.wrapping_add(1);
+        let x =
+            (self.tag_seed ^ self.tag_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)).rotate_left(17);
+        format!("{x:016x}")
+    }
+
+    /// Answers a request on its server transaction: copies Via/From/To/Call-ID/CSeq, adds a To
+    /// tag to non-100 responses (§8.2.6.2) and the `extra` headers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reply(
+        &mut self,
+        tl: &mut TransactionLayer,
+        stats: &mut Stats,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Request,
+        status: u16,
+        extra: Vec<(HeaderName, String)>,
+    ) {
+        let mut resp = Response::for_request(req, status);
+        if status > 100 {
+            let has_tag = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(true);
+            if !has_tag {
+                if let Some(to) = req.headers.get(&HeaderName::To) {
+                    let v = format!("{to};tag={}", self.new_tag());
+                    resp.headers.set(HeaderName::To, v);
+                }
+            }
+        }
+        for (n, v) in extra {
+            resp.headers.push(n, v);
+        }
+        if status >= 300 {
+            stats.rejected += u64::from(status != 401 && status != 407);
+        }
+        send_local_response(tl, now, tx, resp);
+    }
+}
+
+/// Sends a response this server generated itself. Final responses to non-INVITE requests
+/// are sent statelessly (§8.2.7, like Kamailio's `sl_send_reply`): the server transaction is
+/// forgotten at once, so challenges, registrations and rejections cost no memory for the 32 s
+/// of Timer J, and the client's own retransmissions (Timer E) get a fresh answer. INVITE
+/// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
+/// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
+pub(crate) fn send_local_response(
+    tl: &mut TransactionLayer,
+    now: Instant,
+    tx: ServerTxId,
+    resp: Response,
+) {
+    let invite = resp
+        .headers
+        .cseq()
+        .map(|c| c.method == Method::Invite)
+        .unwrap_or(false);
+    if resp.status >= 200 && !invite {
+        tl.respond_stateless(tx, resp);
+    } else {
+        tl.respond(now, tx, resp);
+    }
+}
