@@ -16,6 +16,7 @@ pub mod g722;
 pub mod jitter;
 #[cfg(feature = "opus")]
 pub mod opus;
+pub mod relay;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;

@@ -1,0 +1,138 @@
+//! The packet path of the relay: one received datagram in, at most one forward decision out.
+//! O(1), allocation-free, no logging above trace.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::media::rtp;
+
+use super::leg::be32;
+use super::{Forward, Relay};
+
+/// What a datagram is, from the port it arrived on and its first two bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// RTP on an RTP port (RFC 3550 §5.1).
+    Rtp,
+    /// RTCP multiplexed on an RTP port (RFC 5761 §4: second byte 192–223).
+    MuxRtcp,
+    /// Anything on an RTCP port (RTP port + 1), taken as RTCP (RFC 3550 §6.4).
+    Rtcp,
+}
+
+/// Smallest RTP packet: the fixed header, in bytes (RFC 3550 §5.1).
+const RTP_MIN_LEN: usize = 12;
+/// Smallest RTCP packet: header and sender SSRC, in bytes (RFC 3550 §6.4).
+const RTCP_MIN_LEN: usize = 8;
+
+/// Classifies `p` arriving on an RTP port (`on_rtcp_port == false`) or RTCP port; `None` when
+/// it is too short or not version 2.
+#[inline]
+fn classify(p: &[u8], on_rtcp_port: bool) -> Option<Kind> {
+    let &first = p.first()?;
+    if first >> 6 != 2 {
+        return None;
+    }
+    let kind = if on_rtcp_port {
+        Kind::Rtcp
+    } else if rtp::is_rtcp(p) {
+        Kind::MuxRtcp
+    } else {
+        Kind::Rtp
+    };
+    let min = if kind == Kind::Rtp {
+        RTP_MIN_LEN
+    } else {
+        RTCP_MIN_LEN
+    };
+    (p.len() >= min).then_some(kind)
+}
+
+impl Relay {
+    /// Handles one datagram that arrived at `now` on local port `local_port` from `source`,
+    /// and says where to send it: out of [`Forward::from_port`] to [`Forward::dest`]. The
+    /// packet may have been rewritten in place (`RelayConfig::rewrite_ssrc`); send `packet`
+    /// as it is after the call. `None`: dropped, and exactly one `dropped_*` counter of
+    /// [`Relay::stats`] was raised.
+    ///
+    /// A packet on the leg facing party X goes out of the other leg's port of the same kind
+    /// (RTP → RTP port, RTCP → RTCP port, or the RTP port when the other party uses rtcp-mux,
+    /// RFC 5761) to the other party's latched source, else its SDP address. The leg latches
+    /// X's real source on the first valid packet (RFC 4961 symmetric RTP) and then drops
+    /// packets from third addresses, unless (not `strict_source`) a new SSRC arrives or the
+    /// latched source was silent for `relatch_after`.
+    ///
+    /// Never panics, whatever the bytes, length or port. O(1) and allocation-free.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local_port: u16,
+        source: SocketAddr,
+        packet: &mut [u8],
+    ) -> Option<Forward> {
+        let Some(owner) = self.pool.owner(local_port) else {
+            self.counters.dropped_unknown_port += 1;
+            return None;
+        };
+        let len = packet.len();
+        if len > self.cfg.max_datagram {
+            self.counters.dropped_oversized += 1;
+            return None;
+        }
+        let Some(kind) = classify(packet, owner.rtcp) else {
+            self.counters.dropped_malformed += 1;
+            return None;
+        };
+        let Some(ctx) = self
+            .slots
+            .get_mut(usize::from(owner.slot))
+            .and_then(|s| s.ctx.as_mut())
+        else {
+            // The pool and the slots agree by construction; count it rather than panic.
+            self.counters.dropped_unknown_port += 1;
+            return None;
+        };
+        let [caller, callee] = &mut ctx.legs;
+        let (rx, tx) = if owner.side == 0 {
+            (caller, callee)
+        } else {
+            (callee, caller)
+        };
+        let (latch, ssrc) = match kind {
+            Kind::Rtp => (&mut rx.rtp_latch, Some(be32(packet, 8))),
+            Kind::MuxRtcp => (&mut rx.rtp_latch, None),
+            Kind::Rtcp => (&mut rx.rtcp_latch, None),
+        };
+        if !latch.admit(now, source, ssrc, self.rules) {
+            rx.count_foreign();
+            self.counters.dropped_foreign += 1;
+            return None;
+        }
+        ctx.last_activity = now;
+        let dest = if kind == Kind::Rtp {
+            rx.count_rtp(now, packet);
+            tx.rtp_dest().map(|a| (a, tx.rtp_port))
+        } else {
+            rx.count_rtcp();
+            tx.rtcp_dest().map(|(a, via_rtp)| {
+                let port = if via_rtp {
+                    tx.rtp_port
+                } else {
+                    // rtp_port + 1 <= port_max: the pool only makes complete pairs.
+                    tx.rtp_port.wrapping_add(1)
+                };
+                (a, port)
+            })
+        };
+        let Some((dest, from_port)) = dest else {
+            self.counters.dropped_no_destination += 1;
+            return None;
+        };
+        if kind == Kind::Rtp && self.cfg.rewrite_ssrc {
+            rx.rewriter.apply(packet);
+        }
+        self.counters.forwarded += 1;
+        self.counters.forwarded_bytes += len as u64;
+        Some(Forward { from_port, dest })
+    }
+}

@@ -1,0 +1,421 @@
+//! The sans-IO core of an RTP/RTCP media relay (rtpengine-style userspace forwarding).
+//!
+//! No sockets, no clock: the driver binds one UDP socket per port this core hands out, feeds
+//! every received datagram to [`Relay::handle_datagram`] with `now`, and sends the packet as
+//! the returned [`Forward`] says. The SIP proxy, as SDP passes, calls [`Relay::create`] (two
+//! RTP/RTCP port pairs, RFC 3550 §11: RTP even, RTCP = RTP + 1), [`Relay::set_remote`] with
+//! each party's SDP address, [`Relay::confirm`] when the call is answered and
+//! [`Relay::release`] when it ends. Timers are [`Relay::poll_timeout`] /
+//! [`Relay::handle_timeout`]; events (media timeouts) come from [`Relay::poll_event`].
+//!
+//! A media context has two legs: the leg facing the caller ([`Side::Caller`]) and the leg
+//! facing the callee. Each leg latches its party's real source (RFC 4961 symmetric RTP, as
+//! NATs rewrite addresses), forwards to the other party's latched source (else its SDP
+//! address), demultiplexes RTCP on RTP ports (RFC 5761 §4), keeps RFC 3550 A.1/A.3/A.8
+//! statistics and can keep the outgoing SSRC, sequence numbers and timestamps continuous
+//! across SSRC changes (`rewrite_ssrc`).
+//!
+//! The packet path is O(1) and allocation-free: the local port indexes a `Vec` of port pairs,
+//! whose owner indexes a `Vec` of contexts.
+
+#![warn(missing_docs)]
+
+mod datagram;
+mod leg;
+mod pool;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use leg::{LatchRules, Leg};
+use pool::PortPool;
+
+pub use stats::{LegStats, MediaStats, RelayStats};
+
+/// Relay limits and policies. Build with `RelayConfig { port_min: 40000, ..Default::default() }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// Lowest local UDP port of the pool (rounded up to even for the first RTP port).
+    /// Default 30000.
+    pub port_min: u16,
+    /// Highest local UDP port of the pool (an RTCP port at most). Default 39999.
+    pub port_max: u16,
+    /// A confirmed context with no accepted packet in either direction for this long raises
+    /// [`RelayEvent::MediaTimeout`]. Default 60 s.
+    pub media_timeout: Duration,
+    /// A latched source silent for at least this long may be replaced by another source
+    /// (RFC 4961 re-latching). Default 5 s.
+    pub relatch_after: Duration,
+    /// Never re-latch once a leg has latched (neither on SSRC change nor after silence).
+    /// Default false.
+    pub strict_source: bool,
+    /// Rewrite SSRC, sequence number and timestamp (RFC 3550 §5.1) so each direction keeps
+    /// one SSRC and continuous numbering across input SSRC changes. Default false: packets
+    /// pass unmodified.
+    pub rewrite_ssrc: bool,
+    /// Longest accepted datagram (UDP payload), in bytes. Default 1500.
+    pub max_datagram: usize,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            port_min: 30000,
+            port_max: 39999,
+            media_timeout: Duration::from_secs(60),
+            relatch_after: Duration::from_secs(5),
+            strict_source: false,
+            rewrite_ssrc: false,
+            max_datagram: 1500,
+        }
+    }
+}
+
+/// A party of the call, naming the leg that faces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The party that sent the initial INVITE (RFC 3261 UAC).
+    Caller,
+    /// The party that answers it (RFC 3261 UAS).
+    Callee,
+}
+
+impl Side {
+    /// The other party.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Caller => Side::Callee,
+            Side::Callee => Side::Caller,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Side::Caller => 0,
+            Side::Callee => 1,
+        }
+    }
+}
+
+/// One media context (one RTP session relayed between two parties: two legs, four ports).
+/// Ids of released contexts stay invalid for a long time (a 16-bit generation per slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MediaId(pub u32);
+
+impl MediaId {
+    fn new(slot: u16, generation: u16) -> MediaId {
+        MediaId((u32::from(generation) << 16) | u32::from(slot))
+    }
+
+    fn slot(self) -> usize {
+        (self.0 & 0xffff) as usize
+    }
+}
+
+/// Relay control-plane failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// Fewer than two free port pairs are left in `[port_min, port_max]`.
+    #[error("relay port pool exhausted")]
+    PoolExhausted,
+    /// No live media context has this id (never created, or released).
+    #[error("no such media context")]
+    NotFound,
+}
+
+/// A forward decision: send the (possibly rewritten) packet out of local UDP port `from_port`
+/// to `dest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// The local port (RTP or RTCP port of the other leg) to send from.
+    pub from_port: u16,
+    /// The other party's address.
+    pub dest: SocketAddr,
+}
+
+/// Something the SIP layer should know about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// A confirmed context saw no packet in either direction for `media_timeout` (once per
+    /// context; it stays until [`Relay::release`]). A proxy typically ends the call (BYE).
+    MediaTimeout {
+        /// The silent context.
+        id: MediaId,
+    },
+}
+
+/// One media context: two legs and the media-timeout state.
+#[derive(Debug)]
+struct Context {
+    id: MediaId,
+    /// Indexed by [`Side::index`]: caller-facing, callee-facing.
+    legs: [Leg; 2],
+    confirmed: bool,
+    timed_out: bool,
+    /// A heap entry for this context is pending.
+    armed: bool,
+    /// Last accepted packet (or creation / confirmation).
+    last_activity: Instant,
+}
+
+/// A context slot; the generation makes ids of released contexts stale.
+#[derive(Debug)]
+struct Slot {
+    generation: u16,
+    ctx: Option<Context>,
+}
+
+/// The live context `id`, if any.
+fn ctx_mut(slots: &mut [Slot], id: MediaId) -> Option<&mut Context> {
+    slots
+        .get_mut(id.slot())
+        .and_then(|s| s.ctx.as_mut())
+        .filter(|c| c.id == id)
+}
+
+/// The sans-IO media relay: port pool, media contexts, counters and timers.
+#[derive(Debug)]
+pub struct Relay {
+    cfg: RelayConfig,
+    rules: LatchRules,
+    pool: PortPool,
+    slots: Vec<Slot>,
+    /// Free context slots, least recently freed first.
+    free_slots: VecDeque<u16>,
+    live: usize,
+    /// Media-timeout deadlines; entries of released or re-armed contexts are skipped lazily.
+    timers: BinaryHeap<Reverse<(Instant, MediaId)>>,
+    events: VecDeque<RelayEvent>,
+    /// `contexts` and `ports_in_use` are filled in by [`Relay::stats`].
+    counters: RelayStats,
+}
+
+impl Relay {
+    /// A relay with an empty port pool over `[cfg.port_min, cfg.port_max]` (no context).
+    pub fn new(cfg: RelayConfig) -> Relay {
+        let pool = PortPool::new(cfg.port_min, cfg.port_max);
+        Relay {
+            rules: LatchRules {
+                strict: cfg.strict_source,
+                relatch_after: cfg.relatch_after,
+            },
+            slots: Vec::with_capacity(pool.capacity() / 2),
+            pool,
+            cfg,
+            free_slots: VecDeque::new(),
+            live: 0,
+            timers: BinaryHeap::new(),
+            events: VecDeque::new(),
+            counters: RelayStats::default(),
+        }
+    }
+
+    /// Creates a media context with two RTP/RTCP port pairs (RTP even, RTCP = RTP + 1,
+    /// RFC 3550 §11): one facing the caller, one facing the callee, least recently freed
+    /// first. Errors: [`RelayError::PoolExhausted`] when fewer than two pairs are free.
+    pub fn create(&mut self, now: Instant) -> Result<MediaId, RelayError> {
+        if self.pool.free_pairs() < 2 {
+            return Err(RelayError::PoolExhausted);
+        }
+        let slot = match self.free_slots.pop_front() {
+            Some(slot) => slot,
+            None => {
+                let slot =
+                    u16::try_from(self.slots.len()).map_err(|_| RelayError::PoolExhausted)?;
+                self.slots.push(Slot {
+                    generation: 1,
+                    ctx: None,
+                });
+                slot
+            }
+        };
+        let Some([caller, callee]) = self.pool.take_two(slot) else {
+            self.free_slots.push_front(slot);
+            return Err(RelayError::PoolExhausted);
+        };
+        let Some(entry) = self.slots.get_mut(usize::from(slot)) else {
+            return Err(RelayError::PoolExhausted);
+        };
+        let id = MediaId::new(slot, entry.generation);
+        entry.ctx = Some(Context {
+            id,
+            legs: [
+                Leg::new(caller, self.pool.rtp_port(caller)),
+                Leg::new(callee, self.pool.rtp_port(callee)),
+            ],
+            confirmed: false,
+            timed_out: false,
+            armed: false,
+            last_activity: now,
+        });
+        self.live += 1;
+        tracing::debug!(id = id.0, "relay: media context created");
+        Ok(id)
+    }
+
+    /// The RTP port of the leg facing `side` (its RTCP port is one more): the port to write in
+    /// the SDP that `side` receives, e.g. `local_port(id, Side::Callee)` goes into the offer
+    /// forwarded to the callee. `None` for unknown ids.
+    pub fn local_port(&self, id: MediaId, side: Side) -> Option<u16> {
+        let ctx = self.slots.get(id.slot())?.ctx.as_ref()?;
+        (ctx.id == id).then(|| ctx.legs[side.index()].rtp_port)
+    }
+
+    /// Records `side`'s SDP (RFC 3264): where it receives RTP (`rtp`, from c= and m=), RTCP
+    /// (`rtcp`, from a=rtcp RFC 3605, `None`: RTP port + 1), whether it multiplexes RTCP on the
+    /// RTP port (a=rtcp-mux, RFC 5761) and the RTP clock rate in Hz (for jitter, RFC 3550
+    /// A.8). Port 0 or an unspecified IP is no destination (latching still works). When the
+    /// address differs from that of a previous SDP, the leg's latch is reset.
+    /// Errors: [`RelayError::NotFound`].
+    pub fn set_remote(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        rtcp_mux: bool,
+        clock_rate: u32,
+    ) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        ctx.legs[side.index()].set_remote(rtp, rtcp, rtcp_mux, clock_rate);
+        Ok(())
+    }
+
+    /// The call was answered: arms the media timeout of context `id` (`media_timeout` after
+    /// the later of `now` and its last packet). Unknown ids are ignored.
+    pub fn confirm(&mut self, now: Instant, id: MediaId) {
+        let Some(ctx) = ctx_mut(&mut self.slots, id) else {
+            return;
+        };
+        ctx.confirmed = true;
+        ctx.last_activity = ctx.last_activity.max(now);
+        if !ctx.armed
+            && !ctx.timed_out
+            && let Some(deadline) = ctx.last_activity.checked_add(self.cfg.media_timeout)
+        {
+            ctx.armed = true;
+            self.timers.push(Reverse((deadline, id)));
+        }
+    }
+
+    /// Ends context `id`: its four ports go back to the end of the free list (usable at once,
+    /// unless marked unusable) and its final statistics are returned. `None` for unknown ids.
+    pub fn release(&mut self, id: MediaId) -> Option<MediaStats> {
+        let slot = self.slots.get_mut(id.slot())?;
+        if slot.ctx.as_ref()?.id != id {
+            return None;
+        }
+        let ctx = slot.ctx.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        for leg in &ctx.legs {
+            self.pool.give_back(leg.pair);
+        }
+        if let Ok(index) = u16::try_from(id.slot()) {
+            self.free_slots.push_back(index);
+        }
+        self.live = self.live.saturating_sub(1);
+        tracing::debug!(id = id.0, "relay: media context released");
+        Some(MediaStats {
+            caller: ctx.legs[0].stats(),
+            callee: ctx.legs[1].stats(),
+        })
+    }
+
+    /// The driver could not bind `port` (RTP or RTCP): its pair is never handed out again.
+    /// A context holding it keeps it until released (release it and create another). Ports
+    /// outside the range are ignored.
+    pub fn mark_port_unusable(&mut self, port: u16) {
+        self.pool.mark_unusable(port);
+    }
+
+    /// Raises [`RelayEvent::MediaTimeout`] for every confirmed context silent for
+    /// `media_timeout` at `now`; re-arms the others from their last packet.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((deadline, id))) = self.timers.peek() {
+            if deadline > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(ctx) = ctx_mut(&mut self.slots, id) else {
+                continue; // released
+            };
+            ctx.armed = false;
+            if !ctx.confirmed || ctx.timed_out {
+                continue;
+            }
+            match ctx.last_activity.checked_add(self.cfg.media_timeout) {
+                Some(due) if due > now => {
+                    ctx.armed = true;
+                    self.timers.push(Reverse((due, id)));
+                }
+                Some(_) => {
+                    ctx.timed_out = true;
+                    self.counters.media_timeouts += 1;
+                    self.events.push_back(RelayEvent::MediaTimeout { id });
+                    tracing::debug!(id = id.0, "relay: media timeout");
+                }
+                None => {} // a timeout beyond the clock's range never fires
+            }
+        }
+    }
+
+    /// The earliest instant [`Relay::handle_timeout`] has work to do (it may find nothing to
+    /// do there: deadlines are re-checked lazily), or `None`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+
+    /// The next event, oldest first.
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    /// Relay-wide counters, with the current number of contexts and ports in use.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            contexts: self.contexts(),
+            ports_in_use: self.ports_in_use(),
+            ..self.counters.clone()
+        }
+    }
+
+    /// Statistics of both directions of context `id` so far.
+    pub fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
+        let ctx = self.slots.get(id.slot())?.ctx.as_ref()?;
+        (ctx.id == id).then(|| MediaStats {
+            caller: ctx.legs[0].stats(),
+            callee: ctx.legs[1].stats(),
+        })
+    }
+
+    /// Local ports held by live contexts (RTP and RTCP: four per context).
+    pub fn ports_in_use(&self) -> usize {
+        self.pool.pairs_in_use() * 2
+    }
+
+    /// Live media contexts.
+    pub fn contexts(&self) -> usize {
+        self.live
+    }
+
+    /// Whether `port` is one of the pool's RTP or RTCP ports (allocated or not), e.g. to spot
+    /// an SDP that already points at this relay.
+    pub fn is_relay_port(&self, port: u16) -> bool {
+        self.pool.contains(port)
+    }
+
+    /// Whether `port` is currently held by a media context (RTP or RTCP port).
+    pub fn is_allocated(&self, port: u16) -> bool {
+        self.pool.owner(port).is_some()
+    }
+
+    /// The configuration this relay runs with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.cfg
+    }
+}
