@@ -17,7 +17,7 @@ use rvoip_sdk::api::{
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::codec::audio_rate;
-use rvoip_sdk::media::tone::tone_energy_fraction;
+use rvoip_sdk::media::tone::tone_fraction_blocks;
 use rvoip_sdk::server::config::{ListenSpec, ServerConfig};
 use rvoip_sdk::sip::transaction::TransportKind;
 
@@ -150,12 +150,12 @@ fn tone(freq: f64, codec: AudioCodec) -> Option<Box<dyn rvoip_sdk::api::AudioSou
     Some(Box::new(ToneSource::new(freq, audio_rate(&codec), 10_000)))
 }
 
-/// Share of the energy at `freq` in the last `ms` of `sink`.
+/// Share of the energy at `freq` in the last `ms` of `sink`, per 20 ms block (phase-insensitive).
 fn tail_fraction(sink: &SharedSink, freq: f64, rate: u32, ms: usize) -> f64 {
     let s = sink.samples();
     let n = rate as usize * ms / 1000;
     assert!(s.len() >= n, "only {} samples received", s.len());
-    tone_energy_fraction(&s[s.len() - n..], freq, rate)
+    tone_fraction_blocks(&s[s.len() - n..], freq, rate, rate as usize / 50)
 }
 
 /// Alice calls `target` sending 440 Hz; bob answers, recording into the returned sink; both up.

@@ -306,21 +306,36 @@ static inline void record_cb(void *user_data, const rvoip_event *e) {
 
 /* ---- Audio ------------------------------------------------------------------------- */
 
-/* Share of the energy of `x[0..n]` at `freq` (generalized Goertzel; 1.0 for a pure tone). */
-static inline double tone_fraction(const int16_t *x, size_t n, double freq, double rate) {
+/* Goertzel power of `freq` in `x[0..n]`, scaled so that a pure tone's equals its energy. */
+static inline double goertzel_scaled(const int16_t *x, size_t n, double freq, double rate) {
     const double pi = 3.14159265358979323846;
-    double w = 2.0 * pi * freq / rate, coeff = 2.0 * cos(w);
-    double s1 = 0, s2 = 0, total = 0, power, f;
+    double coeff = 2.0 * cos(2.0 * pi * freq / rate);
+    double s1 = 0, s2 = 0;
     size_t i;
     for (i = 0; i < n; i++) {
-        double v = (double)x[i], s0 = v + coeff * s1 - s2;
+        double s0 = (double)x[i] + coeff * s1 - s2;
         s2 = s1;
         s1 = s0;
-        total += v * v;
     }
-    if (total <= 0 || n == 0) return 0.0;
-    power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-    f = power / ((double)n / 2.0 * total);
+    return n ? (s1 * s1 + s2 * s2 - coeff * s1 * s2) / ((double)n / 2.0) : 0.0;
+}
+
+/* Share of the energy of `x[0..n]` at `freq` (0..1; 1.0 for a pure tone), measured per 20 ms
+ * block (rate / 50 samples) as rvoip_sdk::media::tone::tone_fraction_blocks: summed per-block
+ * Goertzel power over summed energy. One Goertzel over the whole window would be phase-sensitive
+ * (a jitter-buffer jump of a frame can cancel the tone out). A partial last block is left out;
+ * x shorter than one block is one block. */
+static inline double tone_fraction(const int16_t *x, size_t n, double freq, double rate) {
+    size_t block = rate >= 50.0 ? (size_t)(rate / 50.0) : 1, at, i;
+    double tone = 0, total = 0, f;
+    if (!x || n == 0 || !(rate > 0)) return 0.0;
+    if (n < block) block = n;
+    for (at = 0; at + block <= n; at += block) {
+        tone += goertzel_scaled(x + at, block, freq, rate);
+        for (i = at; i < at + block; i++) total += (double)x[i] * (double)x[i];
+    }
+    if (!(total > 0) || isnan(tone)) return 0.0;
+    f = tone / total;
     return f < 0 ? 0 : (f > 1 ? 1 : f);
 }
 

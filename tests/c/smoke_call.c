@@ -4,9 +4,9 @@
  * An embedded server (udp:127.0.0.1:0, users alice:apw and bob:bpw) and two endpoints
  * (udp 127.0.0.1:0, PCMU): both register; alice calls sip:bob@127.0.0.1 through the server
  * sending a 440 Hz tone; bob answers from his event callback with a PCM callback sink; bob's
- * received audio must have >= 90 % of its energy at 440 Hz (Goertzel over the last second);
- * DTMF "1234#" from alice arrives at bob in order; alice holds and resumes (HELD, then
- * CONNECTED on both sides); alice hangs up; the event sequence of each party is asserted.
+ * received audio must have >= 90 % of its energy at 440 Hz (Goertzel per 20 ms block over the
+ * last second); DTMF "1234#" from alice arrives at bob in order; alice holds and resumes (HELD,
+ * then CONNECTED on both sides); alice hangs up; the event sequence of each party is asserted.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"

@@ -1,7 +1,8 @@
 /*
  * wav_tone FILE FREQ MIN [MS]: exits 0 when the last MS ms (default 1000) of the 16-bit PCM
- * WAV FILE (first channel) have at least MIN (0..1) of their energy at FREQ Hz (Goertzel),
- * else 1. tests/c/run.sh uses it on what the softphone example recorded.
+ * WAV FILE (first channel) have at least MIN (0..1) of their energy at FREQ Hz (Goertzel per
+ * 20 ms block, so a phase jump does not count), else 1. tests/c/run.sh uses it on what the
+ * softphone example recorded.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"

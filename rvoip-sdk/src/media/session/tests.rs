@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::*;
 use crate::media::audio::{AudioError, MemorySink, ToneSource};
 use crate::media::rtp;
-use crate::media::tone::tone_energy_fraction;
+use crate::media::tone::tone_fraction_blocks;
 
 /// A sink whose samples the test can read while the session owns it.
 #[derive(Clone)]
@@ -151,12 +151,12 @@ fn silence(rate: u32) -> Box<dyn AudioSource> {
     Box::new(crate::media::audio::SilenceSource { rate })
 }
 
-/// The 440 Hz share of what `sink` got after its first 200 ms.
+/// The 440 Hz share of what `sink` got after its first 200 ms, per 20 ms block.
 fn tone_share(sink: &Shared, rate: u32) -> f64 {
     let s = sink.samples();
     let skip = rate as usize / 5;
     assert!(s.len() > skip, "sink got {} samples", s.len());
-    tone_energy_fraction(&s[skip..], 440.0, rate)
+    tone_fraction_blocks(&s[skip..], 440.0, rate, rate as usize / 50)
 }
 
 fn tone_pair(codec: AudioCodec, a_src_rate: u32, b_sink_rate: u32) -> (Pair, Shared) {
@@ -489,7 +489,7 @@ fn garbage_datagrams_do_not_panic_or_stop_the_stream() {
     let s = sink.samples();
     let tail = &s[s.len() - 8000..];
     assert!(
-        tone_energy_fraction(tail, 440.0, 8000) > 0.9,
+        tone_fraction_blocks(tail, 440.0, 8000, 160) > 0.9,
         "the real stream still plays"
     );
 }
