@@ -15,6 +15,7 @@ struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     bound: Vec<(TransportKind, SocketAddr)>,
     domain: String,
+    relay: Option<crate::driver::relay::RelayHandle>,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -77,6 +78,7 @@ impl Server {
             })?;
         let bound = server.bound().to_vec();
         let domain = server.domain().to_string();
+        let relay = server.relay();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -86,6 +88,7 @@ impl Server {
             stop,
             bound,
             domain,
+            relay,
         });
         Ok(())
     }
@@ -125,6 +128,19 @@ impl Server {
             .ok()
             .and_then(|r| r.as_ref().map(|r| r.domain.clone()))
             .unwrap_or_default()
+    }
+}
+
+impl Server {
+    /// The media relay's counters while running with `relay` other than `"off"`: contexts and
+    /// ports in use, packets forwarded, drops by reason. `None` when stopped or off.
+    pub fn relay_stats(&self) -> Option<crate::media::relay::RelayStats> {
+        let relay = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.relay.clone()))?;
+        Some(relay.stats())
     }
 }
 

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rvoip_sdk::driver::BoundServer;
-use rvoip_sdk::server::config::{DEMO_USERS, ListenSpec, ServerConfig};
+use rvoip_sdk::server::config::{DEMO_USERS, ListenSpec, PortRange, ServerConfig};
+use rvoip_sdk::server::proxy::anchor::RelayMode;
 
 /// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060.
 #[derive(Debug, Parser)]
@@ -32,6 +33,25 @@ struct Args {
     /// Digest algorithms offered in challenges, preferred first: `md5`, `sha-256,md5`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     digest_algorithms: Vec<String>,
+    /// When the media relay anchors RTP/RTCP: `always` (default), `nat` (only when a party is
+    /// behind a NAT) or `off` (signalling only).
+    #[arg(long, value_name = "MODE")]
+    relay: Option<RelayMode>,
+    /// The relay's UDP port range, `MIN-MAX` (default 30000-39999).
+    #[arg(long, value_name = "MIN-MAX")]
+    relay_ports: Option<PortRange>,
+    /// End a call (BYE both ways) after this many seconds without media (default 60).
+    #[arg(long, value_name = "SECONDS")]
+    relay_timeout: Option<u64>,
+    /// Never re-latch a relay leg once it learned its peer's address.
+    #[arg(long)]
+    relay_strict_source: bool,
+    /// Rewrite SSRC/sequence/timestamp so each relayed direction stays one continuous stream.
+    #[arg(long)]
+    relay_rewrite_ssrc: bool,
+    /// The address written into relayed SDP (default: the listen address, else the advertised).
+    #[arg(long, value_name = "IP")]
+    relay_advertise: Option<std::net::IpAddr>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -77,6 +97,20 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Some(m) = args.relay {
+        cfg.relay = m;
+    }
+    if let Some(r) = args.relay_ports {
+        cfg.relay_ports = r;
+    }
+    if let Some(t) = args.relay_timeout {
+        cfg.relay_timeout_s = t;
+    }
+    cfg.relay_strict_source |= args.relay_strict_source;
+    cfg.relay_rewrite_ssrc |= args.relay_rewrite_ssrc;
+    if args.relay_advertise.is_some() {
+        cfg.relay_advertise = args.relay_advertise;
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,6 +137,13 @@ fn main() -> ExitCode {
             println!("rvoip-server listening on {t}:{addr}");
         }
         println!("domain/realm: {}", server.domain());
+        match server.relay() {
+            Some(_) => println!(
+                "media relay: {:?}, ports {}-{}",
+                cfg.relay, cfg.relay_ports.min, cfg.relay_ports.max
+            ),
+            None => println!("media relay: off (signalling only)"),
+        }
         if cfg.users_file.is_none() && cfg.users.is_empty() {
             println!("demo accounts (user / password):");
             for (u, p) in DEMO_USERS {

@@ -8,6 +8,7 @@
 //! stream kinds feeding the same channel.
 
 pub mod media;
+pub mod relay;
 pub(crate) mod tcp;
 
 use std::collections::HashMap;
@@ -19,9 +20,11 @@ use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
+use crate::media::relay::RelayConfig;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::core::ServerCore;
 use crate::server::local::{LocalIdentity, primary_ipv4};
+use crate::server::proxy::anchor::{RelayAnchor, RelayMode};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::{Transmit, TransportKind};
 
@@ -42,6 +45,9 @@ pub enum DriverError {
     /// No listen address was configured.
     #[error("no listen address configured")]
     NoListen,
+    /// The media relay's thread or poll could not start.
+    #[error("cannot start the media relay: {0}")]
+    Relay(std::io::Error),
 }
 
 /// What socket tasks tell the event task.
@@ -69,6 +75,7 @@ pub struct BoundServer {
     bound: Vec<(TransportKind, SocketAddr)>,
     limits: Limits,
     users: usize,
+    relay: Option<relay::RelayDriver>,
 }
 
 impl BoundServer {
@@ -116,7 +123,12 @@ impl BoundServer {
         });
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
-        let core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
+        let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
+        let relay = start_relay(cfg, &bound, &advertise)?;
+        if let Some((driver, ip)) = &relay {
+            core.set_media_hook(Box::new(RelayAnchor::new(driver.handle(), cfg.relay, *ip)));
+        }
+        let relay = relay.map(|(d, _)| d);
         let limits = Limits {
             max_message_bytes: cfg.max_message_bytes,
             max_headers: cfg.max_headers,
@@ -128,7 +140,13 @@ impl BoundServer {
             bound,
             limits,
             users: users.len(),
+            relay,
         })
+    }
+
+    /// The media relay's handle (`None` with `relay = "off"`): counters and ports in use.
+    pub fn relay(&self) -> Option<relay::RelayHandle> {
+        self.relay.as_ref().map(|r| r.handle())
     }
 
     /// The bound sockets (with the real ports when port 0 was asked for).
@@ -154,6 +172,7 @@ impl BoundServer {
             udp,
             tcp,
             limits,
+            relay,
             ..
         } = self;
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
@@ -257,9 +276,54 @@ impl BoundServer {
             proxy_contexts = core.proxy.len(),
             bindings = core.registrar.location.len(),
             stats = ?core.stats,
+            relay = ?relay.as_ref().map(|r| r.handle().stats()),
             "server state at shutdown"
         );
+        drop(relay);
     }
+}
+
+/// Starts the media relay unless `relay = "off"`: its thread, the address written into SDP
+/// (`relay_advertise`, else the first non-wildcard listen address, else `advertise`) and the
+/// address its ports bind to. Errors: [`DriverError::Relay`].
+fn start_relay(
+    cfg: &ServerConfig,
+    bound: &[(TransportKind, SocketAddr)],
+    advertise: &str,
+) -> Result<Option<(relay::RelayDriver, std::net::IpAddr)>, DriverError> {
+    if cfg.relay == RelayMode::Off {
+        return Ok(None);
+    }
+    let listen_ip = bound
+        .iter()
+        .map(|(_, a)| a.ip())
+        .find(|ip| !ip.is_unspecified());
+    let sdp_ip = cfg
+        .relay_advertise
+        .or(listen_ip)
+        .or_else(|| {
+            advertise
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let bind_ip = cfg
+        .relay_bind
+        .or(listen_ip)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let rc = RelayConfig {
+        port_min: cfg.relay_ports.min,
+        port_max: cfg.relay_ports.max,
+        media_timeout: std::time::Duration::from_secs(cfg.relay_timeout_s.max(1)),
+        strict_source: cfg.relay_strict_source,
+        rewrite_ssrc: cfg.relay_rewrite_ssrc,
+        ..RelayConfig::default()
+    };
+    let driver = relay::RelayDriver::start(rc, bind_ip).map_err(DriverError::Relay)?;
+    tracing::info!(mode = ?cfg.relay, ports = ?cfg.relay_ports, %sdp_ip, %bind_ip, "media relay started");
+    Ok(Some((driver, sdp_ip)))
 }
 
 /// The event task's view of the sockets.

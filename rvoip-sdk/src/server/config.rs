@@ -71,6 +71,39 @@ impl<'de> Deserialize<'de> for ListenSpec {
     }
 }
 
+/// A UDP port range for the media relay, written `MIN-MAX` (e.g. `30000-39999`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// Lowest port.
+    pub min: u16,
+    /// Highest port (inclusive).
+    pub max: u16,
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    /// Parses `MIN-MAX` with 1024 ≤ MIN < MAX and room for at least two RTP/RTCP pairs.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad port range {s:?}: expected MIN-MAX, e.g. 30000-39999");
+        let (a, b) = s.trim().split_once('-').ok_or_else(bad)?;
+        let (min, max): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if min < 1024 || max < min.saturating_add(3) {
+            return Err(bad());
+        }
+        Ok(PortRange { min, max })
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Errors from reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -155,6 +188,27 @@ pub struct ServerConfig {
     pub t2_ms: u64,
     /// RFC 3261 T4 in ms (max time a message stays in the network). Default 5000.
     pub t4_ms: u64,
+    /// When the media relay anchors a call's RTP/RTCP: `"always"` (default), `"nat"` (only when
+    /// a party is behind a NAT) or `"off"` (signalling only).
+    pub relay: crate::server::proxy::anchor::RelayMode,
+    /// The relay's UDP ports, `"MIN-MAX"`; each relayed stream takes two RTP/RTCP pairs.
+    /// Default `"30000-39999"`.
+    pub relay_ports: PortRange,
+    /// A call whose media stopped in both directions for this many seconds is ended with BYE to
+    /// both sides. Default 60.
+    pub relay_timeout_s: u64,
+    /// Never re-latch a relay leg once it learned its peer's source (default false: re-latch on
+    /// an SSRC change, or after 5 s of silence from the old source).
+    pub relay_strict_source: bool,
+    /// Rewrite SSRC, sequence numbers and timestamps so each direction stays one continuous
+    /// stream across re-INVITEs and re-latching. Default false.
+    pub relay_rewrite_ssrc: bool,
+    /// The address written into relayed SDP. Default: the first non-wildcard listen address,
+    /// else `advertise`.
+    pub relay_advertise: Option<std::net::IpAddr>,
+    /// The local address relay ports bind to. Default: the first non-wildcard listen address,
+    /// else `0.0.0.0`.
+    pub relay_bind: Option<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +244,16 @@ impl Default for ServerConfig {
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
+            relay: Default::default(),
+            relay_ports: PortRange {
+                min: 30_000,
+                max: 39_999,
+            },
+            relay_timeout_s: 60,
+            relay_strict_source: false,
+            relay_rewrite_ssrc: false,
+            relay_advertise: None,
+            relay_bind: None,
         }
     }
 }

@@ -8,8 +8,10 @@
 //! [`Proxy`] knows nothing of the registrar: the core hands it the targets of a request. It
 //! sends through the transaction layer it is given in an [`Io`].
 
+pub mod anchor;
 pub mod dialogs;
 pub mod media;
+pub mod rewrite;
 pub mod route;
 
 use std::cmp::Reverse;

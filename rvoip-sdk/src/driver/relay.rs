@@ -1,0 +1,349 @@
+//! The media relay's packet loop: one thread polls every relay socket (mio, edge-triggered) and
+//! drains each readable one with batched `recvmmsg` (quinn-udp), hands every datagram to the
+//! sans-IO [`Relay`] and sends what it forwards. One receive buffer pool for the thread's life:
+//! no allocation per packet.
+//!
+//! The SIP side reaches the relay through a [`RelayHandle`] (the proxy's
+//! [`RelayControl`]): it binds the UDP sockets of the ports the core hands out, registers them
+//! with the poll, and closes them when the context is released. Core and sockets sit under one
+//! mutex, taken once per poll round by the thread and per call-setup step by the SIP side.
+
+use std::io::{ErrorKind, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
+
+use crate::media::relay::{
+    MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
+};
+use crate::server::proxy::anchor::RelayControl;
+use crate::server::proxy::rewrite::Stream;
+
+/// Datagrams read per `recvmmsg`.
+const BATCH: usize = 32;
+/// Bytes per receive buffer: larger than any accepted datagram, so an oversized one is seen as
+/// such (and dropped, counted) rather than silently truncated to a valid size.
+const BUF_LEN: usize = 4096;
+const WAKER: Token = Token(usize::MAX);
+
+/// One bound relay port.
+struct PortSocket {
+    sock: mio::net::UdpSocket,
+    state: UdpSocketState,
+}
+
+struct State {
+    core: Relay,
+    /// Indexed by `port - port_min`.
+    sockets: Vec<Option<PortSocket>>,
+    bind_ip: IpAddr,
+    /// Sends that failed (socket buffer full, unreachable peer).
+    send_errors: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    registry: mio::Registry,
+    waker: Waker,
+    stop: AtomicBool,
+}
+
+fn lock(s: &Shared) -> MutexGuard<'_, State> {
+    s.state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The relay thread; stops (and closes every relay socket) when dropped.
+pub struct RelayDriver {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A cloneable handle to the relay for the SIP side.
+#[derive(Clone)]
+pub struct RelayHandle {
+    shared: Arc<Shared>,
+}
+
+impl RelayDriver {
+    /// Starts the relay thread over `cfg`'s port range, binding relay ports on `bind_ip`
+    /// (`0.0.0.0` for every interface). Errors: the poll or waker could not be created, or the
+    /// thread could not be spawned.
+    pub fn start(cfg: RelayConfig, bind_ip: IpAddr) -> std::io::Result<RelayDriver> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let span = usize::from(cfg.port_max.saturating_sub(cfg.port_min)) + 1;
+        let mut sockets = Vec::new();
+        sockets.resize_with(span, || None);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                core: Relay::new(cfg),
+                sockets,
+                bind_ip,
+                send_errors: 0,
+            }),
+            registry,
+            waker,
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("rvoip-relay".into())
+            .spawn(move || run(poll, s))?;
+        Ok(RelayDriver {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for the proxy's anchor.
+    pub fn handle(&self) -> RelayHandle {
+        RelayHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for RelayDriver {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = self.shared.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mut st = lock(&self.shared);
+        for s in st.sockets.iter_mut() {
+            if let Some(mut p) = s.take() {
+                let _ = self.shared.registry.deregister(&mut p.sock);
+            }
+        }
+    }
+}
+
+impl RelayHandle {
+    /// The relay's counters (contexts and ports in use, forwarded, dropped by reason).
+    pub fn stats(&self) -> RelayStats {
+        lock(&self.shared).core.stats()
+    }
+
+    /// Sends that failed since start.
+    pub fn send_errors(&self) -> u64 {
+        lock(&self.shared).send_errors
+    }
+
+    /// Runs `f` on the sans-IO core (tests and benchmarks: statistics of one context).
+    pub fn with_core<T>(&self, f: impl FnOnce(&mut Relay) -> T) -> T {
+        f(&mut lock(&self.shared).core)
+    }
+
+    fn ports_of(core: &Relay, id: MediaId) -> Vec<u16> {
+        [Side::Caller, Side::Callee]
+            .into_iter()
+            .filter_map(|s| core.local_port(id, s))
+            .flat_map(|p| [p, p.saturating_add(1)])
+            .collect()
+    }
+
+    fn close(&self, st: &mut State, port: u16) {
+        let min = st.core.config().port_min;
+        if let Some(slot) = port
+            .checked_sub(min)
+            .and_then(|i| st.sockets.get_mut(usize::from(i)))
+        {
+            if let Some(mut p) = slot.take() {
+                let _ = self.shared.registry.deregister(&mut p.sock);
+            }
+        }
+    }
+
+    fn bind(&self, st: &mut State, port: u16) -> std::io::Result<()> {
+        let min = st.core.config().port_min;
+        let idx = usize::from(port.checked_sub(min).ok_or(ErrorKind::InvalidInput)?);
+        let std_sock = std::net::UdpSocket::bind(SocketAddr::new(st.bind_ip, port))?;
+        std_sock.set_nonblocking(true)?;
+        let state = UdpSocketState::new(UdpSockRef::from(&std_sock))?;
+        let mut sock = mio::net::UdpSocket::from_std(std_sock);
+        self.shared
+            .registry
+            .register(&mut sock, Token(usize::from(port)), Interest::READABLE)?;
+        if let Some(slot) = st.sockets.get_mut(idx) {
+            *slot = Some(PortSocket { sock, state });
+        }
+        Ok(())
+    }
+}
+
+impl RelayControl for RelayHandle {
+    fn create(&mut self, now: Instant) -> Result<MediaId, RelayError> {
+        let mut st = lock(&self.shared);
+        // A port another program holds is skipped for good; a few tries, then give up.
+        for _ in 0..16 {
+            let id = st.core.create(now)?;
+            let ports = Self::ports_of(&st.core, id);
+            let mut failed = None;
+            for &p in &ports {
+                if let Err(e) = self.bind(&mut st, p) {
+                    tracing::warn!(port = p, error = %e, "relay: cannot bind port; skipping it");
+                    failed = Some(p);
+                    break;
+                }
+            }
+            match failed {
+                None => return Ok(id),
+                Some(bad) => {
+                    for &p in &ports {
+                        self.close(&mut st, p);
+                    }
+                    st.core.release(id);
+                    st.core.mark_port_unusable(bad);
+                }
+            }
+        }
+        Err(RelayError::PoolExhausted)
+    }
+
+    fn local_port(&self, id: MediaId, side: Side) -> Option<u16> {
+        lock(&self.shared).core.local_port(id, side)
+    }
+
+    fn set_remote(&mut self, id: MediaId, side: Side, s: &Stream) -> Result<(), RelayError> {
+        lock(&self.shared)
+            .core
+            .set_remote(id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)
+    }
+
+    fn confirm(&mut self, now: Instant, id: MediaId) {
+        lock(&self.shared).core.confirm(now, id);
+        // The thread's poll timeout may be far away: let it re-read the deadline.
+        let _ = self.shared.waker.wake();
+    }
+
+    fn release(&mut self, id: MediaId) -> Option<MediaStats> {
+        let mut st = lock(&self.shared);
+        let ports = Self::ports_of(&st.core, id);
+        let stats = st.core.release(id);
+        for p in ports {
+            self.close(&mut st, p);
+        }
+        stats
+    }
+
+    fn poll_event(&mut self) -> Option<RelayEvent> {
+        lock(&self.shared).core.poll_event()
+    }
+
+    fn ports_in_use(&self) -> usize {
+        lock(&self.shared).core.ports_in_use()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+}
+
+/// The thread: poll, then drain every readable socket through the core.
+fn run(mut poll: Poll, shared: Arc<Shared>) {
+    let mut events = Events::with_capacity(1024);
+    let mut storage = vec![[0u8; BUF_LEN]; BATCH];
+    let mut meta = [RecvMeta::default(); BATCH];
+    loop {
+        let timeout = {
+            let st = lock(&shared);
+            st.core
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1))
+        };
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() != ErrorKind::Interrupted {
+                tracing::error!(error = %e, "relay: poll failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let mut st = lock(&shared);
+        let st = &mut *st;
+        for ev in events.iter() {
+            let tok = ev.token();
+            if tok == WAKER {
+                continue;
+            }
+            let Ok(port) = u16::try_from(tok.0) else {
+                continue;
+            };
+            drain(st, port, now, &mut storage, &mut meta);
+        }
+        if st.core.poll_timeout().is_some_and(|t| t <= now) {
+            st.core.handle_timeout(now);
+        }
+    }
+}
+
+/// Reads `port` until it would block, forwarding every datagram the core accepts.
+fn drain(
+    st: &mut State,
+    port: u16,
+    now: Instant,
+    storage: &mut [[u8; BUF_LEN]],
+    meta: &mut [RecvMeta],
+) {
+    let min = st.core.config().port_min;
+    let Some(idx) = port.checked_sub(min).map(usize::from) else {
+        return;
+    };
+    loop {
+        let n = {
+            let Some(Some(ps)) = st.sockets.get(idx) else {
+                return;
+            };
+            let mut slices = storage.iter_mut().map(|b| IoSliceMut::new(&mut b[..]));
+            let mut arr: [IoSliceMut<'_>; BATCH] =
+                std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSliceMut::new(&mut [])));
+            match ps.state.recv(UdpSockRef::from(&ps.sock), &mut arr, meta) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // ICMP errors surface as ConnectionRefused on the next read: go on.
+                Err(_) => continue,
+            }
+        };
+        for (m, buf) in meta.iter().zip(storage.iter_mut()).take(n) {
+            let len = m.len.min(BUF_LEN);
+            let stride = if m.stride == 0 { len } else { m.stride };
+            let mut off = 0;
+            while off < len {
+                let end = (off + stride).min(len);
+                let Some(pkt) = buf.get_mut(off..end) else {
+                    break;
+                };
+                if let Some(fwd) = st.core.handle_datagram(now, port, m.addr, pkt) {
+                    let out = fwd
+                        .from_port
+                        .checked_sub(min)
+                        .and_then(|i| st.sockets.get(usize::from(i)))
+                        .and_then(|s| s.as_ref());
+                    match out {
+                        Some(o) => {
+                            if o.sock.send_to(pkt, fwd.dest).is_err() {
+                                st.send_errors += 1;
+                            }
+                        }
+                        None => st.send_errors += 1,
+                    }
+                }
+                off = end;
+            }
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Media anchoring: the [`MediaHook`] that puts the media relay into every call the proxy
+//! forwards (what Kamailio's `rtpengine_manage()` does with rtpengine).
+//!
+//! One relay context per RTP stream and fork branch: the caller's offer is rewritten per branch
+//! toward that branch's callee-facing ports; each answer (18x/2xx, or the ACK of a late offer)
+//! toward the caller-facing ports. The 2xx collapses the branches; BYE, CANCEL, a final failure
+//! or a timeout release the ports. Modes ([`RelayMode`]): always, only when a NAT is involved,
+//! or off.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::media::{EndReason, MediaHook, Party, SdpPassage};
+use super::rewrite::Sdp;
+use super::route::is_private;
+use crate::media::relay::{MediaId, MediaStats, Relay, RelayError, RelayEvent, Side};
+
+/// When rvoip-server anchors media (TOML `relay`, flag `--relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayMode {
+    /// Every call's media goes through the relay (the zero-config default).
+    #[default]
+    Always,
+    /// Only calls where a party is behind a NAT: an SDP address that is private or differs from
+    /// the signalling source, or a caller/callee whose REGISTER/INVITE came through a NAT.
+    Nat,
+    /// Signalling only; SDP passes untouched.
+    Off,
+}
+
+impl std::str::FromStr for RelayMode {
+    type Err = String;
+    /// Parses `always`, `nat` or `off` (case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "always" => Ok(RelayMode::Always),
+            "nat" => Ok(RelayMode::Nat),
+            "off" => Ok(RelayMode::Off),
+            _ => Err(format!("relay mode must be always, nat or off, not {s:?}")),
+        }
+    }
+}
+
+/// What the anchor needs from a relay: the sans-IO [`Relay`] itself (tests on simulated time)
+/// or the driver's handle to the relay thread (`driver::relay::RelayHandle`), which also binds
+/// the sockets of the ports it hands out.
+pub trait RelayControl: Send {
+    /// A new context with two RTP/RTCP port pairs. Errors: [`RelayError::PoolExhausted`].
+    fn create(&mut self, now: Instant) -> Result<MediaId, RelayError>;
+    /// The RTP port of the leg facing `side` (RTCP is + 1).
+    fn local_port(&self, id: MediaId, side: Side) -> Option<u16>;
+    /// Where `side` receives media, from its SDP. Errors: [`RelayError::NotFound`].
+    fn set_remote(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        stream: &super::rewrite::Stream,
+    ) -> Result<(), RelayError>;
+    /// The call was answered: the media timeout runs.
+    fn confirm(&mut self, now: Instant, id: MediaId);
+    /// Frees the context's ports; its final statistics.
+    fn release(&mut self, id: MediaId) -> Option<MediaStats>;
+    /// The next relay event (media timeouts).
+    fn poll_event(&mut self) -> Option<RelayEvent>;
+    /// Ports currently held by live contexts (for the logs and status counters).
+    fn ports_in_use(&self) -> usize;
+    /// When [`RelayControl::handle_timeout`] must run (`None` when the relay runs its own timers).
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Runs the relay's timers (a no-op when the relay runs its own).
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+impl RelayControl for Relay {
+    fn create(&mut self, now: Instant) -> Result<MediaId, RelayError> {
+        Relay::create(self, now)
+    }
+    fn local_port(&self, id: MediaId, side: Side) -> Option<u16> {
+        Relay::local_port(self, id, side)
+    }
+    fn set_remote(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        s: &super::rewrite::Stream,
+    ) -> Result<(), RelayError> {
+        Relay::set_remote(self, id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)
+    }
+    fn confirm(&mut self, now: Instant, id: MediaId) {
+        Relay::confirm(self, now, id)
+    }
+    fn release(&mut self, id: MediaId) -> Option<MediaStats> {
+        Relay::release(self, id)
+    }
+    fn poll_event(&mut self) -> Option<RelayEvent> {
+        Relay::poll_event(self)
+    }
+    fn ports_in_use(&self) -> usize {
+        Relay::ports_in_use(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Relay::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Relay::handle_timeout(self, now)
+    }
+}
+
+fn side(p: Party) -> Side {
+    match p {
+        Party::Caller => Side::Caller,
+        Party::Callee => Side::Callee,
+    }
+}
+
+/// The relay contexts of one fork branch: one per anchored `m=` line.
+#[derive(Debug, Default)]
+struct BranchMedia {
+    /// (m-line index, context).
+    streams: Vec<(usize, MediaId)>,
+    /// Last `o=` version received from each party and the version we wrote toward the other.
+    versions: [Option<(u64, u64)>; 2],
+}
+
+/// One anchored call.
+#[derive(Debug, Default)]
+struct Call {
+    branches: HashMap<u32, BranchMedia>,
+    answered: Option<u32>,
+}
+
+/// Counters of the anchor (the server's status counters).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AnchorStats {
+    /// Calls whose media went through the relay.
+    pub calls_anchored: u64,
+    /// Calls left to flow directly (mode nat without a NAT, or off).
+    pub calls_direct: u64,
+    /// Requests refused with 503 because the port pool was exhausted.
+    pub pool_exhausted: u64,
+    /// Calls ended because no media flowed.
+    pub media_timeouts: u64,
+    /// Totals over released contexts: packets and bytes forwarded, lost (RFC 3550 A.3).
+    pub packets: u64,
+    /// Bytes forwarded by released contexts.
+    pub bytes: u64,
+    /// Packets lost by released contexts.
+    pub lost: u64,
+}
+
+/// The relay's [`MediaHook`].
+pub struct RelayAnchor<R: RelayControl> {
+    relay: R,
+    mode: RelayMode,
+    /// The address written into SDP (`c=`, `o=`, `a=rtcp`).
+    advertise: IpAddr,
+    calls: HashMap<String, Call>,
+    /// Calls decided not to be anchored (mode nat), so later SDP passes untouched.
+    direct: HashMap<String, ()>,
+    by_media: HashMap<MediaId, String>,
+    timeouts: Vec<String>,
+    next_poll: Option<Instant>,
+    /// Counters.
+    pub stats: AnchorStats,
+}
+
+/// How often relay events are polled when the relay runs its own timers.
+const EVENT_POLL: Duration = Duration::from_secs(1);
+
+impl<R: RelayControl> RelayAnchor<R> {
+    /// An anchor over `relay`, writing `advertise` into SDP, in `mode`.
+    pub fn new(relay: R, mode: RelayMode, advertise: IpAddr) -> RelayAnchor<R> {
+        RelayAnchor {
+            relay,
+            mode,
+            advertise,
+            calls: HashMap::new(),
+            direct: HashMap::new(),
+            by_media: HashMap::new(),
+            timeouts: Vec::new(),
+            next_poll: None,
+            stats: AnchorStats::default(),
+        }
+    }
+
+    /// The relay (tests feed it datagrams).
+    pub fn relay(&mut self) -> &mut R {
+        &mut self.relay
+    }
+
+    /// Calls currently anchored.
+    pub fn anchored_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether this SDP passage must be anchored (mode nat: a NAT is involved).
+    fn wants_relay(&self, p: &SdpPassage<'_>, sdp: &Sdp) -> bool {
+        match self.mode {
+            RelayMode::Always => true,
+            RelayMode::Off => false,
+            RelayMode::Nat => {
+                p.nat
+                    || sdp.streams.iter().any(|s| {
+                        is_private(s.rtp.ip()) || p.source.is_some_and(|src| src.ip() != s.rtp.ip())
+                    })
+            }
+        }
+    }
+
+    fn release_branch(&mut self, call_id: &str, media: BranchMedia) {
+        for (_, id) in media.streams {
+            self.by_media.remove(&id);
+            if let Some(st) = self.relay.release(id) {
+                self.stats.packets += st.caller.packets + st.callee.packets;
+                self.stats.bytes += st.caller.bytes + st.callee.bytes;
+                self.stats.lost += st.caller.lost + st.callee.lost;
+                tracing::info!(
+                    %call_id,
+                    caller.packets = st.caller.packets, caller.bytes = st.caller.bytes,
+                    caller.lost = st.caller.lost, caller.jitter_ms = st.caller.jitter_ms,
+                    caller.latched = ?st.caller.latched, caller.foreign = st.caller.dropped_foreign,
+                    callee.packets = st.callee.packets, callee.bytes = st.callee.bytes,
+                    callee.lost = st.callee.lost, callee.jitter_ms = st.callee.jitter_ms,
+                    callee.latched = ?st.callee.latched, callee.foreign = st.callee.dropped_foreign,
+                    ports_in_use = self.relay.ports_in_use(),
+                    "relay: media context released"
+                );
+            }
+        }
+    }
+}
+
+impl<R: RelayControl> MediaHook for RelayAnchor<R> {
+    fn on_sdp(&mut self, now: Instant, p: &SdpPassage<'_>, body: &mut Bytes) -> Result<(), u16> {
+        if self.mode == RelayMode::Off || self.direct.contains_key(p.call_id) {
+            return Ok(());
+        }
+        let sdp = match Sdp::parse(body) {
+            Ok(s) => s,
+            // An unreadable offer cannot be anchored: 488 rather than media around the relay.
+            Err(_) if p.status.is_none() => return Err(488),
+            Err(_) => return Ok(()),
+        };
+        let known = self
+            .calls
+            .get(p.call_id)
+            .is_some_and(|c| c.branches.contains_key(&p.branch));
+        if !known {
+            // Only the dialog-creating exchange starts anchoring (a call left direct stays so).
+            if !p.initial
+                || self
+                    .calls
+                    .get(p.call_id)
+                    .is_some_and(|c| c.answered.is_some())
+            {
+                return Ok(());
+            }
+            if !self.calls.contains_key(p.call_id) && !self.wants_relay(p, &sdp) {
+                self.direct.insert(p.call_id.to_string(), ());
+                self.stats.calls_direct += 1;
+                return Ok(());
+            }
+        }
+        let mut fresh = false;
+        if !self.calls.contains_key(p.call_id) {
+            self.calls.insert(p.call_id.to_string(), Call::default());
+            self.stats.calls_anchored += 1;
+            fresh = true;
+        }
+        let mut created = Vec::new();
+        let mut ports = Vec::with_capacity(sdp.streams.len());
+        let from = side(p.sender);
+        let toward = from.other();
+        for s in &sdp.streams {
+            let existing = self
+                .calls
+                .get(p.call_id)
+                .and_then(|c| c.branches.get(&p.branch))
+                .and_then(|b| b.streams.iter().find(|(i, _)| *i == s.index))
+                .map(|(_, id)| *id);
+            let id = match existing {
+                Some(id) => id,
+                None => match self.relay.create(now) {
+                    Ok(id) => {
+                        created.push((s.index, id));
+                        id
+                    }
+                    Err(e) => {
+                        tracing::warn!(call_id = p.call_id, error = %e, "relay: cannot anchor");
+                        for (_, id) in created {
+                            self.relay.release(id);
+                        }
+                        if fresh {
+                            self.calls.remove(p.call_id);
+                        }
+                        self.stats.pool_exhausted += 1;
+                        return Err(503);
+                    }
+                },
+            };
+            let _ = self.relay.set_remote(id, from, s);
+            if let Some(port) = self.relay.local_port(id, toward) {
+                ports.push((s.index, port));
+            }
+        }
+        let call_id = p.call_id.to_string();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return Ok(());
+        };
+        let branch = call.branches.entry(p.branch).or_default();
+        for (i, id) in created {
+            branch.streams.push((i, id));
+            self.by_media.insert(id, call_id.clone());
+        }
+        // o= version toward the receiver: bumped whenever the sender's version changes (RFC 3264
+        // §8: a changed description carries a higher version).
+        let in_version = sdp.version();
+        let slot = &mut branch.versions[match from {
+            Side::Caller => 0,
+            Side::Callee => 1,
+        }];
+        let out_version = match *slot {
+            Some((last_in, last_out)) if last_in == in_version => last_out,
+            Some((_, last_out)) => last_out.saturating_add(1),
+            None => in_version,
+        };
+        *slot = Some((in_version, out_version));
+        *body = Bytes::from(sdp.anchor(self.advertise, &ports, out_version));
+        Ok(())
+    }
+
+    fn on_answered(&mut self, now: Instant, call_id: &str, branch: u32) {
+        let Some(call) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        if call.answered.is_some() {
+            return;
+        }
+        call.answered = Some(branch);
+        let losers: Vec<u32> = call
+            .branches
+            .keys()
+            .copied()
+            .filter(|b| *b != branch)
+            .collect();
+        let mut freed = Vec::new();
+        for b in losers {
+            if let Some(m) = call.branches.remove(&b) {
+                freed.push(m);
+            }
+        }
+        if let Some(m) = call.branches.get(&branch) {
+            for (_, id) in &m.streams {
+                self.relay.confirm(now, *id);
+            }
+        }
+        for m in freed {
+            self.release_branch(call_id, m);
+        }
+        if self.next_poll.is_none() {
+            self.next_poll = Some(now + EVENT_POLL);
+        }
+    }
+
+    fn on_branch_end(&mut self, _now: Instant, call_id: &str, branch: u32, _why: EndReason) {
+        let m = self.calls.get_mut(call_id).and_then(|c| {
+            if c.answered == Some(branch) {
+                None
+            } else {
+                c.branches.remove(&branch)
+            }
+        });
+        if let Some(m) = m {
+            self.release_branch(call_id, m);
+        }
+    }
+
+    fn on_call_end(&mut self, _now: Instant, call_id: &str, why: EndReason) {
+        self.direct.remove(call_id);
+        if let Some(call) = self.calls.remove(call_id) {
+            tracing::debug!(%call_id, ?why, "relay: call ended");
+            for (_, m) in call.branches {
+                self.release_branch(call_id, m);
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        [self.relay.poll_timeout(), self.next_poll]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.relay.handle_timeout(now);
+        while let Some(ev) = self.relay.poll_event() {
+            match ev {
+                RelayEvent::MediaTimeout { id } => {
+                    if let Some(call_id) = self.by_media.get(&id) {
+                        if !self.timeouts.contains(call_id) {
+                            self.stats.media_timeouts += 1;
+                            self.timeouts.push(call_id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        if self.next_poll.is_some_and(|t| t <= now) {
+            self.next_poll = (!self.calls.is_empty()).then(|| now + EVENT_POLL);
+        }
+    }
+
+    fn poll_media_timeout(&mut self) -> Option<String> {
+        self.timeouts.pop()
+    }
+}

@@ -1,0 +1,363 @@
+//! SDK ↔ SDK calls through rvoip-server with the media relay on (issue 10), over real sockets
+//! on 127.0.0.1: the media goes through the relay's ports (each side's RTP goes to a relay port,
+//! never to the other phone), the tone is heard both ways (≥ 90 % of the energy per 20 ms block),
+//! hold/resume work through it, a forked call collapses to the branch that answered, an
+//! exhausted port pool gives 503, and after BYE the relay holds no port. `relay = "off"` is the
+//! control: there the media goes straight to the other phone.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rvoip_sdk::api::{
+    Account, AccountOptions, AudioCodec, Call, CallOptions, CallState, Endpoint, EndpointConfig,
+    Event, RegistrationState, Server,
+};
+use rvoip_sdk::media::audio::{SharedSink, ToneSource};
+use rvoip_sdk::media::tone::tone_fraction_blocks;
+use rvoip_sdk::server::config::{ListenSpec, PortRange, ServerConfig};
+use rvoip_sdk::server::proxy::anchor::RelayMode;
+use rvoip_sdk::sip::transaction::TransportKind;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Real-time media on 2 cores: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn server(mode: RelayMode, ports: (u16, u16)) -> (Server, SocketAddr) {
+    let mut cfg = ServerConfig {
+        listen: vec!["udp:127.0.0.1:0".parse::<ListenSpec>().unwrap()],
+        domain: Some("127.0.0.1".into()),
+        relay: mode,
+        relay_ports: PortRange {
+            min: ports.0,
+            max: ports.1,
+        },
+        ..ServerConfig::default()
+    };
+    for u in ["alice", "bob", "carol"] {
+        cfg.users.insert(u.into(), format!("{u}-pw"));
+    }
+    let s = Server::new(cfg);
+    s.start().expect("server");
+    let addr = s
+        .local_addrs()
+        .iter()
+        .find(|(t, _)| *t == TransportKind::Udp)
+        .unwrap()
+        .1;
+    (s, addr)
+}
+
+struct Party {
+    ep: Endpoint,
+    seen: Vec<Event>,
+}
+
+impl Party {
+    fn new() -> Party {
+        let cfg = EndpointConfig {
+            codecs: vec![AudioCodec::PCMU],
+            stats_interval: None,
+            ..EndpointConfig::loopback()
+        };
+        Party {
+            ep: Endpoint::new(cfg).expect("endpoint"),
+            seen: Vec::new(),
+        }
+    }
+
+    fn wait<T>(&mut self, what: &str, mut pred: impl FnMut(&Event) -> Option<T>) -> T {
+        if let Some(t) = self.seen.iter().find_map(&mut pred) {
+            return t;
+        }
+        let end = Instant::now() + WAIT;
+        while Instant::now() < end {
+            if let Some(ev) = self.ep.next_event(Duration::from_millis(50)) {
+                let hit = pred(&ev);
+                self.seen.push(ev);
+                if let Some(t) = hit {
+                    return t;
+                }
+            }
+        }
+        panic!("timed out waiting for {what}; saw {:#?}", self.seen);
+    }
+
+    fn register(&mut self, srv: SocketAddr, user: &str) -> Account {
+        let mut o = AccountOptions::new(&format!("sip:{user}@127.0.0.1"), &format!("{user}-pw"));
+        o.server = Some(srv.to_string());
+        o.expires_s = 300;
+        let acc = self.ep.add_account(o).unwrap();
+        acc.register().unwrap();
+        let id = acc.id();
+        self.wait("registered", |e| match e {
+            Event::RegistrationState {
+                account,
+                state: RegistrationState::Registered { .. },
+            } if *account == id => Some(()),
+            _ => None,
+        });
+        acc
+    }
+
+    fn incoming(&mut self) -> Call {
+        let id = self.wait("incoming call", |e| match e {
+            Event::IncomingCall { call, .. } => Some(*call),
+            _ => None,
+        });
+        self.ep.call(id).unwrap()
+    }
+
+    fn state(&mut self, call: &Call, what: &str, want: impl Fn(&CallState) -> bool) -> CallState {
+        let id = call.id();
+        self.wait(what, |e| match e {
+            Event::CallState { call, state } if *call == id && want(state) => Some(state.clone()),
+            _ => None,
+        })
+    }
+
+    /// Where this side's RTP goes (the last MediaStarted of `call`).
+    fn media_remote(&mut self, call: &Call) -> SocketAddr {
+        let id = call.id();
+        self.wait("media started", |e| match e {
+            Event::MediaStarted { call, remote, .. } if *call == id => Some(*remote),
+            _ => None,
+        })
+    }
+}
+
+fn tone(freq: f64) -> Option<Box<dyn rvoip_sdk::api::AudioSource>> {
+    Some(Box::new(ToneSource::new(freq, 8000, 10_000)))
+}
+
+/// Energy share at `freq` in the last `ms` of `sink`, per 20 ms block.
+fn tail(sink: &SharedSink, freq: f64, ms: usize) -> f64 {
+    let s = sink.samples();
+    let n = 8 * ms;
+    if s.len() < n {
+        return 0.0;
+    }
+    tone_fraction_blocks(&s[s.len() - n..], freq, 8000, 160)
+}
+
+/// The number of samples `sink` received during `d`.
+fn growth(sink: &SharedSink, d: Duration) -> usize {
+    let before = sink.samples().len();
+    std::thread::sleep(d);
+    sink.samples().len() - before
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out: {what}");
+}
+
+struct Up {
+    alice: Party,
+    bob: Party,
+    a_call: Call,
+    b_call: Call,
+    a_sink: SharedSink,
+    b_sink: SharedSink,
+}
+
+fn call_bob(srv: SocketAddr) -> Up {
+    let mut alice = Party::new();
+    let mut bob = Party::new();
+    let acc = alice.register(srv, "alice");
+    bob.register(srv, "bob");
+    let (a_sink, b_sink) = (SharedSink::new(8000), SharedSink::new(8000));
+    let a_call = alice
+        .ep
+        .make_call(
+            Some(&acc),
+            "sip:bob@127.0.0.1",
+            CallOptions {
+                source: tone(440.0),
+                sink: Some(Box::new(a_sink.clone())),
+            },
+        )
+        .unwrap();
+    let b_call = bob.incoming();
+    b_call
+        .answer(CallOptions {
+            source: tone(1000.0),
+            sink: Some(Box::new(b_sink.clone())),
+        })
+        .unwrap();
+    alice.state(&a_call, "alice connected", |s| *s == CallState::Connected);
+    bob.state(&b_call, "bob connected", |s| *s == CallState::Connected);
+    Up {
+        alice,
+        bob,
+        a_call,
+        b_call,
+        a_sink,
+        b_sink,
+    }
+}
+
+#[test]
+fn sdk_call_through_the_relay_two_way_hold_resume_and_ports_freed() {
+    let _s = serial();
+    let (srv, addr) = server(RelayMode::Always, (41_000, 41_099));
+    let mut up = call_bob(addr);
+    // Each side sends to a relay port, not to the other phone.
+    let a_remote = up.alice.media_remote(&up.a_call);
+    let b_remote = up.bob.media_remote(&up.b_call);
+    for r in [a_remote, b_remote] {
+        assert!(
+            (41_000..=41_099).contains(&r.port()),
+            "media not anchored: {r}"
+        );
+    }
+    assert_ne!(a_remote, b_remote, "one leg per party");
+    assert_eq!(srv.relay_stats().unwrap().ports_in_use, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (at_a, at_b) = (
+        tail(&up.a_sink, 1000.0, 1000),
+        tail(&up.b_sink, 440.0, 1000),
+    );
+    assert!(
+        at_a >= 0.9 && at_b >= 0.9,
+        "tone through the relay: alice {at_a:.3} bob {at_b:.3}"
+    );
+    let st = srv.relay_stats().unwrap();
+    assert!(st.forwarded > 100, "{st:?}");
+
+    // Hold (alice sendonly, bob recvonly, through the relay): alice stops hearing bob's 1000 Hz
+    // while bob still hears her; resume restarts bob's audio.
+    up.a_call.hold().unwrap();
+    up.alice
+        .state(&up.a_call, "held", |s| matches!(s, CallState::Held { .. }));
+    std::thread::sleep(Duration::from_millis(800));
+    let (held_a, held_b) = (tail(&up.a_sink, 1000.0, 400), tail(&up.b_sink, 440.0, 400));
+    up.a_call.resume().unwrap();
+    up.alice
+        .state(&up.a_call, "resumed", |s| *s == CallState::Connected);
+    std::thread::sleep(Duration::from_millis(800));
+    let resumed_a = tail(&up.a_sink, 1000.0, 400);
+    assert!(
+        held_a < 0.1 && held_b >= 0.9 && resumed_a >= 0.9,
+        "held: alice hears {held_a:.3}, bob hears {held_b:.3}; resumed: alice hears {resumed_a:.3}"
+    );
+
+    up.a_call.hangup().unwrap();
+    up.bob.state(&up.b_call, "bob ended", |s| {
+        matches!(s, CallState::Ended { status: 200, .. })
+    });
+    wait_until("relay ports freed after BYE", || {
+        srv.relay_stats()
+            .is_some_and(|s| s.ports_in_use == 0 && s.contexts == 0)
+    });
+}
+
+#[test]
+fn relay_off_is_the_control_media_goes_direct() {
+    let _s = serial();
+    let (srv, addr) = server(RelayMode::Off, (41_100, 41_199));
+    let mut up = call_bob(addr);
+    let a_remote = up.alice.media_remote(&up.a_call);
+    assert!(!(41_100..=41_199).contains(&a_remote.port()), "{a_remote}");
+    assert!(srv.relay_stats().is_none());
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(tail(&up.b_sink, 440.0, 400) >= 0.9);
+    up.a_call.hangup().unwrap();
+    up.bob.state(&up.b_call, "bob ended", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
+}
+
+#[test]
+fn forked_call_answered_by_the_second_phone_collapses_to_its_branch() {
+    let _s = serial();
+    let (srv, addr) = server(RelayMode::Always, (41_200, 41_299));
+    let mut alice = Party::new();
+    let mut bob1 = Party::new();
+    let mut bob2 = Party::new();
+    let acc = alice.register(addr, "alice");
+    bob1.register(addr, "bob");
+    bob2.register(addr, "bob");
+    let a_sink = SharedSink::new(8000);
+    let b_sink = SharedSink::new(8000);
+    let a_call = alice
+        .ep
+        .make_call(
+            Some(&acc),
+            "sip:bob@127.0.0.1",
+            CallOptions {
+                source: tone(440.0),
+                sink: Some(Box::new(a_sink.clone())),
+            },
+        )
+        .unwrap();
+    let c1 = bob1.incoming();
+    let c2 = bob2.incoming();
+    // Two branches: two contexts, eight ports.
+    assert_eq!(srv.relay_stats().unwrap().ports_in_use, 8);
+    c2.answer(CallOptions {
+        source: tone(1000.0),
+        sink: Some(Box::new(b_sink.clone())),
+    })
+    .unwrap();
+    alice.state(&a_call, "connected", |s| *s == CallState::Connected);
+    bob1.state(&c1, "first phone cancelled", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
+    wait_until("losing branch released", || {
+        srv.relay_stats().is_some_and(|s| s.ports_in_use == 4)
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let (at_a, at_b) = (tail(&a_sink, 1000.0, 600), tail(&b_sink, 440.0, 600));
+    assert!(at_a >= 0.9 && at_b >= 0.9, "alice {at_a:.3} bob2 {at_b:.3}");
+    a_call.hangup().unwrap();
+    bob2.state(&c2, "ended", |s| matches!(s, CallState::Ended { .. }));
+    wait_until("ports freed", || {
+        srv.relay_stats().is_some_and(|s| s.ports_in_use == 0)
+    });
+}
+
+#[test]
+fn exhausted_port_pool_answers_503_without_a_crash() {
+    let _s = serial();
+    // Room for exactly one relayed stream (two RTP/RTCP pairs).
+    let (srv, addr) = server(RelayMode::Always, (41_300, 41_303));
+    let mut up = call_bob(addr);
+    let mut carol = Party::new();
+    let acc = carol.register(addr, "carol");
+    let c = carol
+        .ep
+        .make_call(Some(&acc), "sip:alice@127.0.0.1", CallOptions::default())
+        .unwrap();
+    let st = carol.state(&c, "refused", |s| matches!(s, CallState::Ended { .. }));
+    assert!(matches!(st, CallState::Ended { status: 503, .. }), "{st:?}");
+    // The first call is unharmed, and after it the pool serves again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(tail(&up.b_sink, 440.0, 400) >= 0.9);
+    up.a_call.hangup().unwrap();
+    up.bob.state(&up.b_call, "ended", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
+    wait_until("ports freed", || {
+        srv.relay_stats().is_some_and(|s| s.ports_in_use == 0)
+    });
+    let c = carol
+        .ep
+        .make_call(Some(&acc), "sip:bob@127.0.0.1", CallOptions::default())
+        .unwrap();
+    up.bob.seen.clear();
+    let b = up.bob.incoming();
+    let _ = b.answer(CallOptions::default());
+    carol.state(&c, "second call connects", |s| *s == CallState::Connected);
+    c.hangup().unwrap();
+}
