@@ -59,8 +59,10 @@ impl Relay {
     /// (RTP → RTP port, RTCP → RTCP port, or the RTP port when the other party uses rtcp-mux,
     /// RFC 5761) to the other party's latched source, else its SDP address. The leg latches
     /// X's real source on the first valid packet (RFC 4961 symmetric RTP) and then drops
-    /// packets from third addresses, unless (not `strict_source`) a new SSRC arrives or the
-    /// latched source was silent for `relatch_after`.
+    /// packets from third addresses, unless (not `strict_source`) a new SSRC arrives from the
+    /// latched source's IP (a NAT rebinding, a restarted stream) or the latched source was
+    /// silent for `relatch_after`. A new SSRC from another IP is dropped while the latched
+    /// source is active: no hijack by a fresh SSRC.
     ///
     /// Never panics, whatever the bytes, length or port. O(1) and allocation-free.
     pub fn handle_datagram(

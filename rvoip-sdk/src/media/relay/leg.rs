@@ -64,6 +64,12 @@ impl Latch {
     /// Decides whether a packet from `source` is accepted, latching or re-latching as the rules
     /// allow. `ssrc` is the RTP SSRC for RTP packets, `None` for RTCP. Returns `false` for a
     /// foreign packet (to be dropped).
+    ///
+    /// Re-latching (never with `rules.strict`): a new SSRC from the latched source's IP (its
+    /// NAT rebound the port, or the phone restarted its stream) takes over at once; any other
+    /// source, whatever its SSRC, only once the latched source was silent for
+    /// `rules.relatch_after`. A fresh SSRC alone proves nothing (anyone can pick one), so a
+    /// third host cannot hijack a leg whose party is still sending.
     #[inline]
     pub(super) fn admit(
         &mut self,
@@ -78,7 +84,8 @@ impl Latch {
             if rules.strict {
                 return false;
             }
-            let new_stream = matches!((ssrc, self.ssrc), (Some(new), Some(old)) if new != old);
+            let new_stream = addr.ip() == source.ip()
+                && matches!((ssrc, self.ssrc), (Some(new), Some(old)) if new != old);
             let silent = self
                 .last_seen
                 .is_none_or(|t| now.saturating_duration_since(t) >= rules.relatch_after);

@@ -48,8 +48,9 @@ pub struct RelayConfig {
     /// A confirmed context with no accepted packet in either direction for this long raises
     /// [`RelayEvent::MediaTimeout`]. Default 60 s.
     pub media_timeout: Duration,
-    /// A latched source silent for at least this long may be replaced by another source
-    /// (RFC 4961 re-latching). Default 5 s.
+    /// A latched source silent for at least this long may be replaced by a source at another
+    /// IP (RFC 4961 re-latching). Before that, only a new SSRC from the latched source's own IP
+    /// (a NAT rebinding its port, a restarted stream) re-latches. Default 5 s.
     pub relatch_after: Duration,
     /// Never re-latch once a leg has latched (neither on SSRC change nor after silence).
     /// Default false.

@@ -11,6 +11,7 @@ use super::*;
 const CALLER_SDP: &str = "10.0.0.1:5000"; // private address in the caller's SDP
 const CALLER_NAT: &str = "203.0.113.1:40000"; // where the caller's packets really come from
 const CALLER_NAT_RTCP: &str = "203.0.113.1:40001";
+const CALLER_NAT_REBOUND: &str = "203.0.113.1:41234"; // the caller's NAT after a port rebinding
 const CALLEE_SDP: &str = "198.51.100.2:6000";
 const FOREIGN: &str = "192.0.2.66:7777";
 
@@ -129,20 +130,60 @@ fn a_third_address_is_dropped_after_latching() {
 }
 
 #[test]
-fn a_new_ssrc_from_a_new_address_relatches() {
+fn a_new_ssrc_from_a_third_ip_is_dropped_while_the_source_is_active() {
     let (mut r, id, cp, ep, t0) = setup(cfg());
     assert!(send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)).is_some());
-    let f = send(&mut r, t0 + ms(20), cp, FOREIGN, rtp(900, 5000, 0xcc)).expect("re-latched");
+    // A fresh SSRC from another host while the caller still sends: no hijack.
+    assert!(send(&mut r, t0 + ms(20), cp, FOREIGN, rtp(900, 5000, 0xcc)).is_none());
+    assert!(send(&mut r, t0 + ms(30), cp, FOREIGN, rtp(901, 5160, 0xcd)).is_none());
+    assert!(send(&mut r, t0 + ms(40), cp, CALLER_NAT, rtp(2, 160, 0xaa)).is_some());
+    let f = send(&mut r, t0 + ms(45), ep, CALLEE_SDP, rtp(1, 0, 0xbb)).expect("forward");
+    assert_eq!(f.dest, a(CALLER_NAT));
+    // 4.999 s after the caller's last packet the source is still active: still dropped.
+    assert!(send(&mut r, t0 + ms(5039), cp, FOREIGN, rtp(902, 5320, 0xce)).is_none());
+    let s = r.media_stats(id).expect("stats");
+    assert_eq!(
+        (s.caller.latched, s.caller.dropped_foreign, s.caller.packets),
+        (Some(a(CALLER_NAT)), 3, 2)
+    );
+    assert_eq!(r.stats().dropped_foreign, 3);
+}
+
+#[test]
+fn a_new_ssrc_from_the_same_ip_on_a_new_port_relatches() {
+    let (mut r, id, cp, ep, t0) = setup(cfg());
+    assert!(send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)).is_some());
+    // Same IP, new port, same SSRC, within relatch_after: not enough (could be anyone
+    // behind the same NAT replaying the SSRC).
+    assert!(
+        send(
+            &mut r,
+            t0 + ms(10),
+            cp,
+            CALLER_NAT_REBOUND,
+            rtp(2, 160, 0xaa)
+        )
+        .is_none()
+    );
+    // Same IP, new port, new SSRC (the NAT rebound, the phone restarted its stream).
+    let f = send(
+        &mut r,
+        t0 + ms(20),
+        cp,
+        CALLER_NAT_REBOUND,
+        rtp(900, 5000, 0xcc),
+    )
+    .expect("re-latched");
     assert_eq!(f.dest, a(CALLEE_SDP));
     assert_eq!(
         r.media_stats(id).expect("stats").caller.latched,
-        Some(a(FOREIGN))
+        Some(a(CALLER_NAT_REBOUND))
     );
     let f = send(&mut r, t0 + ms(25), ep, CALLEE_SDP, rtp(1, 0, 0xbb)).expect("forward");
-    assert_eq!(f.dest, a(FOREIGN));
-    // The old source with the new stream's SSRC is now the foreign one.
+    assert_eq!(f.dest, a(CALLER_NAT_REBOUND));
+    // The old port with the new stream's SSRC is now the foreign one.
     assert!(send(&mut r, t0 + ms(40), cp, CALLER_NAT, rtp(901, 5160, 0xcc)).is_none());
-    assert_eq!(r.stats().dropped_foreign, 1);
+    assert_eq!(r.stats().dropped_foreign, 2);
 }
 
 #[test]
@@ -407,16 +448,17 @@ fn rewrite_ssrc_keeps_one_stream_continuous() {
         assert!(r.handle_datagram(t0, cp, a(CALLER_NAT), &mut p).is_some());
         assert_eq!(fields(&p), (100 + i, 1000 + 320 * u32::from(i), 0xaa));
     }
-    // A new SSRC (re-INVITE to another media server): same output SSRC, seq 104, ts +320.
+    // A new SSRC (the phone restarted its stream behind a rebound NAT port): same output
+    // SSRC, seq 104, ts +320.
     let mut p = rtp(7000, 99_999, 0xcc);
     assert!(
-        r.handle_datagram(t0 + ms(40), cp, a(FOREIGN), &mut p)
+        r.handle_datagram(t0 + ms(40), cp, a(CALLER_NAT_REBOUND), &mut p)
             .is_some()
     );
     assert_eq!(fields(&p), (104, 1000 + 320 * 4, 0xaa));
     let mut p = rtp(7001, 99_999 + 320, 0xcc);
     assert!(
-        r.handle_datagram(t0 + ms(60), cp, a(FOREIGN), &mut p)
+        r.handle_datagram(t0 + ms(60), cp, a(CALLER_NAT_REBOUND), &mut p)
             .is_some()
     );
     assert_eq!(fields(&p), (105, 1000 + 320 * 5, 0xaa));
