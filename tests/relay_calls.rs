@@ -361,3 +361,109 @@ fn exhausted_port_pool_answers_503_without_a_crash() {
     carol.state(&c, "second call connects", |s| *s == CallState::Connected);
     c.hangup().unwrap();
 }
+
+/// Hostile input on the real sockets of the relay driver: after both legs latched, RTP from a
+/// third address is dropped; random, truncated and oversized datagrams to the relay's ports
+/// cause no panic, are counted, and the legitimate stream keeps flowing.
+#[test]
+fn hostile_datagrams_to_relay_ports_are_dropped_and_counted() {
+    use rand::{Rng, SeedableRng};
+    use rvoip_sdk::driver::relay::RelayDriver;
+    use rvoip_sdk::media::relay::{RelayConfig, Side};
+    use rvoip_sdk::server::proxy::anchor::RelayControl;
+    use rvoip_sdk::server::proxy::rewrite::Stream;
+    use std::net::UdpSocket;
+
+    let _s = serial();
+    let driver = RelayDriver::start(
+        RelayConfig {
+            port_min: 41_400,
+            port_max: 41_499,
+            ..RelayConfig::default()
+        },
+        "127.0.0.1".parse().unwrap(),
+    )
+    .expect("relay");
+    let mut h = driver.handle();
+    let now = Instant::now();
+    let id = h.create(now).expect("context");
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Another host (loopback answers on all of 127/8).
+    let evil = UdpSocket::bind("127.0.0.2:0").unwrap();
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let stream = |addr: SocketAddr| Stream {
+        index: 0,
+        rtp: addr,
+        rtcp: None,
+        rtcp_mux: false,
+        clock_rate: 8000,
+    };
+    h.set_remote(id, Side::Caller, &stream(a.local_addr().unwrap()))
+        .unwrap();
+    h.set_remote(id, Side::Callee, &stream(b.local_addr().unwrap()))
+        .unwrap();
+    h.confirm(now, id);
+    let to_a_leg: SocketAddr = ([127, 0, 0, 1], h.local_port(id, Side::Caller).unwrap()).into();
+    let to_b_leg: SocketAddr = ([127, 0, 0, 1], h.local_port(id, Side::Callee).unwrap()).into();
+    let rtp = |ssrc: u32, seq: u16, marker: u8| {
+        let mut p = vec![0u8; 172];
+        p[0] = 0x80;
+        p[1] = marker;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    };
+    let mut buf = [0u8; 2048];
+    // Both legs latch; packets cross.
+    a.send_to(&rtp(0xA, 1, 0), to_a_leg).unwrap();
+    let (n, _) = b.recv_from(&mut buf).expect("alice's packet reaches bob");
+    assert_eq!(n, 172);
+    b.send_to(&rtp(0xB, 1, 0), to_b_leg).unwrap();
+    a.recv_from(&mut buf).expect("bob's packet reaches alice");
+    // A third address, with the stream's SSRC or a new one, while alice is active: dropped,
+    // nothing reaches bob (no media hijack).
+    evil.send_to(&rtp(0xA, 2, 0), to_a_leg).unwrap();
+    evil.send_to(&rtp(0xE, 3, 0), to_a_leg).unwrap();
+    assert!(b.recv_from(&mut buf).is_err(), "hijacked packet forwarded");
+    // Random, truncated and oversized datagrams to every port of the context.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let ports = [to_a_leg, to_b_leg]
+        .into_iter()
+        .flat_map(|p| [p, SocketAddr::new(p.ip(), p.port() + 1)]);
+    let ports: Vec<SocketAddr> = ports.collect();
+    let mut sent = 0u64;
+    for i in 0..3000 {
+        let dest = ports[i % ports.len()];
+        let len = match i % 3 {
+            0 => rng.gen_range(0..12),      // truncated
+            1 => rng.gen_range(12..1400),   // random
+            _ => rng.gen_range(1501..9000), // oversized
+        };
+        let mut d: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
+        if i % 3 == 1 && !d.is_empty() {
+            d[0] = 0x00; // version 0: malformed
+        }
+        if evil.send_to(&d, dest).is_ok() {
+            sent += 1;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let st = h.stats();
+    let dropped = st.dropped_malformed + st.dropped_oversized + st.dropped_foreign;
+    assert!(st.dropped_foreign >= 2, "{st:?}");
+    assert!(st.dropped_oversized >= 900, "{st:?}");
+    assert!(st.dropped_malformed >= 1500, "{st:?}");
+    assert!(dropped >= sent, "sent {sent}, counted {st:?}");
+    // Nothing of it reached the phones, and the legitimate stream still flows.
+    while b.recv_from(&mut buf).is_ok() {}
+    a.send_to(&rtp(0xA, 4, 0), to_a_leg).unwrap();
+    let (n, from) = b.recv_from(&mut buf).expect("stream still relayed");
+    assert_eq!((n, from), (172, to_b_leg));
+    assert_eq!(h.release(id).is_some(), true);
+    assert_eq!(h.ports_in_use(), 0);
+}

@@ -202,6 +202,9 @@ impl BoundServer {
         let sleep = tokio::time::sleep_until(far());
         tokio::pin!(sleep);
         let mut deadline = None;
+        // The status line: the server's and the relay's counters, once a minute when they moved.
+        let mut next_status = std::time::Instant::now() + STATUS_INTERVAL;
+        let mut last_status = String::new();
         loop {
             // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
             // is readable, then drain it without blocking.
@@ -261,6 +264,24 @@ impl BoundServer {
             while let Some(t) = core.poll_transmit() {
                 out.send(t);
             }
+            if now >= next_status {
+                next_status = now + STATUS_INTERVAL;
+                let line = format!(
+                    "{:?} relay={:?}",
+                    core.stats,
+                    relay.as_ref().map(|r| r.handle().stats())
+                );
+                if line != last_status {
+                    tracing::info!(
+                        bindings = core.registrar.location.len(),
+                        calls = core.proxy.dialogs().len(),
+                        stats = ?core.stats,
+                        relay = ?relay.as_ref().map(|r| r.handle().stats()),
+                        "status"
+                    );
+                    last_status = line;
+                }
+            }
             let next = core.poll_timeout();
             if next != deadline {
                 deadline = next;
@@ -282,6 +303,9 @@ impl BoundServer {
         drop(relay);
     }
 }
+
+/// How often the status line is logged (when a counter moved).
+const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts the media relay unless `relay = "off"`: its thread, the address written into SDP
 /// (`relay_advertise`, else the first non-wildcard listen address, else `advertise`) and the
