@@ -3,7 +3,8 @@
 # (shared, noisy machines: only the ratios are meaningful).
 #
 # Both servers run on 127.0.0.1:5060, one after the other (each is stopped before the other starts):
-#   rvoip:    target/release/rvoip-server --lax-auth-user --listen udp/tcp 127.0.0.1:5060 --users ... --domain 127.0.0.1
+#   rvoip:    target/release/rvoip-server --relay off --lax-auth-user --listen udp/tcp 127.0.0.1:5060 --users ... --domain 127.0.0.1
+#             (--relay off: the Kamailio reference has no rtpengine, so both carry signalling only)
 #             (INVITE auth on, as by default); the SIPp UAS registers as "uas" (127.0.0.1:5070)
 #   kamailio: ../shared/peers/kamailio.sh start -A WITH_LAX_AUTHUSER -A WITH_INVITE_AUTH
 #             (user "uas" is routed statically to 127.0.0.1:5070)
@@ -77,7 +78,7 @@ start_server() {
     "$SHARED/peers/kamailio.sh" start -A WITH_LAX_AUTHUSER -A WITH_INVITE_AUTH >/dev/null || return 1
     SPID=$(cat /tmp/peers/kam/kamailio.pid)
   else
-    RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --lax-auth-user --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
+    RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
       --users "$USERS_FILE" --domain 127.0.0.1 >"$OUTDIR/rvoip-server.log" 2>&1 &
     SPID=$!
     sleep 1
