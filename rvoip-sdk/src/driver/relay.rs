@@ -321,6 +321,11 @@ fn drain(
         for (m, buf) in meta.iter().zip(storage.iter_mut()).take(n) {
             let len = m.len.min(BUF_LEN);
             let stride = if m.stride == 0 { len } else { m.stride };
+            if len == 0 {
+                // An empty datagram is malformed: let the core count it.
+                let _ = st.core.handle_datagram(now, port, m.addr, &mut []);
+                continue;
+            }
             let mut off = 0;
             while off < len {
                 let end = (off + stride).min(len);

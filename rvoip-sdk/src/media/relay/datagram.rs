@@ -100,6 +100,15 @@ impl Relay {
         } else {
             (callee, caller)
         };
+        // RTCP on its own port only from the host whose RTP the leg latched: a third host cannot
+        // claim the RTCP port just by being first there.
+        let rtcp_foreign =
+            kind == Kind::Rtcp && rx.rtp_latch.addr.is_some_and(|a| a.ip() != source.ip());
+        if rtcp_foreign {
+            rx.count_foreign();
+            self.counters.dropped_foreign += 1;
+            return None;
+        }
         let (latch, ssrc) = match kind {
             Kind::Rtp => (&mut rx.rtp_latch, Some(be32(packet, 8))),
             Kind::MuxRtcp => (&mut rx.rtp_latch, None),

@@ -211,16 +211,17 @@ fn strict_source_never_relatches() {
     assert!(send(&mut r, t0 + ms(20), cp, FOREIGN, rtp(9, 9, 0xcc)).is_none());
     let hour = t0 + Duration::from_secs(3600);
     assert!(send(&mut r, hour, cp, FOREIGN, rtp(10, 10, 0xcc)).is_none());
-    // The RTCP port had latched nothing yet: the first RTCP source wins it (then stays).
-    assert!(send(&mut r, hour, cp + 1, FOREIGN, rtcp(200)).is_some());
+    // The RTCP port latched nothing yet, but RTCP is only taken from the host whose RTP the
+    // leg latched: a third host cannot claim it by being first.
+    assert!(send(&mut r, hour, cp + 1, FOREIGN, rtcp(200)).is_none());
     assert!(send(&mut r, hour, cp, CALLER_NAT, rtp(2, 160, 0xaa)).is_some());
     let s = r.media_stats(id).expect("stats");
     assert_eq!(
         (s.caller.latched, s.caller.dropped_foreign),
-        (Some(a(CALLER_NAT)), 2)
+        (Some(a(CALLER_NAT)), 3)
     );
-    // On the RTCP port the caller's own source is now the foreign one.
-    assert!(send(&mut r, hour, cp + 1, CALLER_NAT_RTCP, rtcp(200)).is_none());
+    // The caller's own RTCP source is accepted.
+    assert!(send(&mut r, hour, cp + 1, CALLER_NAT_RTCP, rtcp(200)).is_some());
     assert_eq!(r.stats().dropped_foreign, 3);
 }
 
