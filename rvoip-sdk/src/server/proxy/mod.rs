@@ -682,6 +682,32 @@ impl Proxy {
         }
     }
 
+    /// A 2xx retransmitted after its transaction ended carries the same SDP as the first: it is
+    /// rewritten the same way, so the caller never sees the callee's own address.
+    fn retransmitted_2xx_sdp(&mut self, now: Instant, resp: &mut Response) {
+        if !is_sdp(&resp.headers, &resp.body) {
+            return;
+        }
+        let call_id = call_id_of(&resp.headers);
+        let Some(rec) = self.dialogs.get(&call_id) else {
+            return;
+        };
+        let p = SdpPassage {
+            call_id: &call_id,
+            branch: rec.answered.unwrap_or(0),
+            sender: Party::Callee,
+            method: Method::Invite,
+            status: Some(resp.status),
+            initial: true,
+            source: rec.callee.flow.map(|(a, _)| a),
+            nat: rec.any_nat(),
+        };
+        let mut body = resp.body.clone();
+        if self.media.on_sdp(now, &p, &mut body).is_ok() {
+            resp.body = body;
+        }
+    }
+
     /// The initial INVITE was answered on branch `bi`: record the callee and collapse the media.
     fn answered(&mut self, now: Instant, stx: ServerTxId, bi: usize, resp: &Response) {
         let Some(ctx) = self.contexts.get(&stx) else {
@@ -733,6 +759,7 @@ impl Proxy {
                 .map(|c| c.method == Method::Invite)
                 .unwrap_or(false);
             if invite && (200..300).contains(&resp.status) {
+                self.retransmitted_2xx_sdp(now, &mut resp);
                 self.forward_response_stateless(io, resp);
             }
             return;
