@@ -99,6 +99,9 @@ struct Context {
     sender: Party,
     /// Whether this is the dialog-creating INVITE.
     initial: bool,
+    /// The request's Via, From, To, Call-ID and CSeq, to answer it ourselves (408): the
+    /// transaction layer drops its copy of the request once a provisional response went out.
+    head: Request,
 }
 
 /// Timer C: an INVITE branch that rings longer than this is cancelled (RFC 3261 §16.6: > 3 min).
@@ -159,6 +162,30 @@ fn call_id_of(headers: &Headers) -> String {
         .get(&HeaderName::CallId)
         .map(|c| c.to_string())
         .unwrap_or_default()
+}
+
+/// What a response to `req` is built from (RFC 3261 §8.2.6.2): its Via, From, To, Call-ID and
+/// CSeq, without the other headers and the body.
+fn response_head(req: &Request) -> Request {
+    let mut headers = Headers::with_capacity(6);
+    for h in req.headers.iter().filter(|h| {
+        matches!(
+            h.name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        )
+    }) {
+        headers.push(h.name.clone(), h.value.clone());
+    }
+    Request {
+        method: req.method.clone(),
+        uri: req.uri.clone(),
+        headers,
+        body: Bytes::new(),
+    }
 }
 
 fn from_tag(req: &Request) -> Option<String> {
@@ -385,6 +412,7 @@ impl Proxy {
             method: req.method.clone(),
             sender,
             initial,
+            head: response_head(&req),
         };
         for (index, t, mut copy) in copies {
             Self::prepare_forward(io, &mut copy, in_t, t.transport, record_route, hash);
@@ -463,6 +491,10 @@ impl Proxy {
         }
     }
 
+    /// Timer C (§16.8): cancels the branches that rang too long (a branch without a provisional
+    /// response counts as a 408) and re-arms for 64·T1; a branch whose CANCEL got no final
+    /// response by then is given up as a 408 (§9.1), so that a vanished callee cannot hold the
+    /// context (and its relay ports) forever.
     fn run_timer_c(&mut self, io: &mut Io<'_>, now: Instant) {
         while let Some(&Reverse((at, stx))) = self.timer_c.peek() {
             if at > now {
@@ -478,16 +510,28 @@ impl Proxy {
             ctx.timer_c = None;
             ctx.cancelled = true;
             let mut to_cancel = Vec::new();
+            let mut give_up = Vec::new();
             for b in ctx.branches.iter_mut().filter(|b| !b.done) {
-                if b.provisional && !b.cancel_sent {
+                if b.cancel_sent {
+                    give_up.push(b.tx);
+                } else if b.provisional {
                     b.cancel_sent = true;
                     to_cancel.push((b.tx, b.dest, b.transport));
-                } else if !b.provisional {
+                } else {
                     b.done = true;
                 }
             }
+            let rearm = !to_cancel.is_empty();
             for (tx, dest, t) in to_cancel {
                 Self::send_cancel(io, now, tx, dest, t);
+            }
+            // Ends the INVITE client transaction with a Timeout event (handled as a 408 by
+            // `on_branch_timeout`).
+            for tx in give_up {
+                io.tl.transport_error(tx);
+            }
+            if rearm {
+                self.arm_timer_c(stx, now + 64 * io.tl.timer_config().t1);
             }
             self.finish_if_done(io, now, stx);
         }
@@ -797,8 +841,10 @@ impl Proxy {
             let first_final = !ctx.final_sent;
             ctx.final_sent = true;
             if (200..300).contains(&status) {
-                self.answered(now, stx, bi, &resp);
+                // SDP first: a late offer in the 2xx creates the branch's relay contexts,
+                // which `answered` then confirms (arming their media timeout).
                 self.response_sdp(now, stx, bi, &mut resp);
+                self.answered(now, stx, bi, &resp);
             } else {
                 self.branch_failed(now, stx, bi);
             }
@@ -910,11 +956,7 @@ impl Proxy {
                 }
                 io.tl.respond(now, stx, best);
             }
-            None => {
-                if let Some(req) = io.tl.server_request(stx).cloned() {
-                    io.reply(now, stx, &req, 408, vec![]);
-                }
-            }
+            None => io.reply(now, stx, &ctx.head, 408, vec![]),
         }
     }
 
@@ -934,8 +976,13 @@ impl Proxy {
             b.cancel_sent = true;
             to_cancel.push((b.tx, b.dest, b.transport));
         }
+        // Timer C now waits 64·T1 for the final responses (see `run_timer_c`).
+        let rearm = !to_cancel.is_empty() && ctx.timer_c.is_some();
         for (tx, dest, t) in to_cancel {
             Self::send_cancel(io, now, tx, dest, t);
+        }
+        if rearm {
+            self.arm_timer_c(stx, now + 64 * io.tl.timer_config().t1);
         }
     }
 
