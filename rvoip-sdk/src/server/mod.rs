@@ -10,3 +10,6 @@ pub mod reply;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod relay_tests;
