@@ -198,7 +198,8 @@ pub struct ServerConfig {
     /// both sides. Default 60.
     pub relay_timeout_s: u64,
     /// Never re-latch a relay leg once it learned its peer's source (default false: re-latch on
-    /// an SSRC change, or after 5 s of silence from the old source).
+    /// an SSRC change from the same IP, or from another address after 5 s of silence from the
+    /// old source).
     pub relay_strict_source: bool,
     /// Rewrite SSRC, sequence numbers and timestamps so each direction stays one continuous
     /// stream across re-INVITEs and re-latching. Default false.
