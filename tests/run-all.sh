@@ -9,7 +9,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/6 system packages (sip-tester baresip tshark sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
+section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -18,6 +18,9 @@ command -v sox >/dev/null || need+=(sox)
 command -v bc >/dev/null || need+=(bc)
 command -v python3 >/dev/null || need+=(python3)
 command -v ss >/dev/null || need+=(iproute2)
+# NAT test (tests/integration/nat.sh): masquerading routers in network namespaces, capture
+command -v iptables >/dev/null || need+=(iptables)
+command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # C toolchain, CMake and valgrind for the C ABI checks (tests/c/run.sh)
 command -v g++ >/dev/null || need+=(g++)
