@@ -77,6 +77,44 @@ register_contact() {
   check_run "$tag" $rc 1
 }
 
+# ---- media relay checks (rvoip-server anchors RTP on its relay ports; issue 10) ----
+# The relay's port range (rvoip-server's default --relay-ports); RELAY_PORTS=MIN-MAX overrides it.
+: "${RELAY_PORTS:=30000-39999}"
+INTEG_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# relay_applies: the relay-specific checks (capture, ports_in_use) run against our own server only:
+# the Kamailio reference has no relay and an external server's relay mode is unknown.
+relay_applies() { [ "$TARGET" = rvoip ]; }
+# relay_capture_check PCAP LABEL [MIN]: every media packet of the phones in the capture went to or came
+# from a relay port in $RELAY_PORTS, none phone<->phone, >= MIN (100) relayed each way per phone RTP port
+# (tests/integration/relay_capture.py; phones' and relay's ports from the SDP in the same capture).
+relay_capture_check() {
+  python3 "$INTEG_DIR/relay_capture.py" "$1" --relay "$RELAY_PORTS" --label "$2" --min "${3:-100}"
+}
+# relay_released N: wait (up to ~3 s) until the server log ($OUT/server.log) holds at least N
+# "relay: media context released" lines and the last one says ports_in_use=0. Prints the figures;
+# returns 1 (with a reason) otherwise.
+relay_released() {
+  local want=$1 n=0 last= i
+  for i in $(seq 30); do
+    n=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/server.log" 2>/dev/null | grep -c 'relay: media context released')
+    last=$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/server.log" 2>/dev/null | grep 'relay: media context released' \
+      | grep -o 'ports_in_use=[0-9]*' | tail -1 | cut -d= -f2)
+    [ "$n" -ge "$want" ] && [ "$last" = 0 ] && break
+    sleep 0.1
+  done
+  if [ "$n" -ge "$want" ] && [ "$last" = 0 ]; then
+    echo "relay: $n media context(s) released, last ports_in_use=0"; return 0
+  fi
+  echo "relay: after BYE $n media context release(s) logged (want >= $want), last ports_in_use=${last:-none} (want 0)"
+  return 1
+}
+# tone_check WAV HZ LABEL [tone_share.py options]: >= 90 % of the recording's energy at HZ, per 20 ms block
+tone_check() {
+  local wav=$1 hz=$2 label=$3; shift 3
+  [ -s "$wav" ] || { echo "$label: no recording ($wav)"; return 1; }
+  python3 "$INTEG_DIR/tone_share.py" "$wav" "$hz" --label "$label" "$@"
+}
+
 # stop background SIPp instances started by sipp_bg (by pid)
 cleanup_bg() {
   local p

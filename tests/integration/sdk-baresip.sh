@@ -9,9 +9,15 @@
 #     sip:user0001@127.0.0.1 (offer opus, G722, PCMU; we answer opus); the softphone hangs up after 4 s
 #     and must hear 880 Hz.
 # Each direction also asserts that our RTP reached baresip: baresip's own end-of-call statistics
-# ("packets:" Receive column, rtp_stats) > 0 and, from a tshark capture on lo, the number of UDP packets
-# to baresip's RTP port (the softphone's remote_rtp) > 0.
-# Logs: $OUT/baresip/{call1,call2}.{softphone.out,baresip.log}, $OUT/baresip/cap.pcap.
+# ("packets:" Receive column, rtp_stats) > 0, and that baresip heard our 440 Hz: its sndfile module dumps
+# the decoded audio (dump-*-dec.wav), >= 90 % of the energy at 440 Hz per 20 ms block (tone_share.py).
+# Media path, from a tshark capture of all UDP on lo:
+#   TARGET=rvoip (relay on, the default "always"): every RTP/RTCP packet of the softphone and baresip went
+#     to or came from the server's relay ports ($RELAY_PORTS), none phone<->phone, >= 100 relayed packets
+#     each way per phone RTP port (relay_capture.py); after each call's BYE the server logs the relay's
+#     media context released with ports_in_use=0.
+#   TARGET=kamailio (no relay): packets flowed directly between our RTP port and baresip's, both ways.
+# Logs: $OUT/baresip/{call1,call2}.{softphone.out,baresip.log}, $OUT/baresip/{call1,call2}.rec/, cap.pcap.
 set -u
 . "$(dirname "$0")/lib.sh"
 SOFTPHONE=${SOFTPHONE:-$ROOT/target/release/examples/softphone}
@@ -40,7 +46,12 @@ mkcfg() {
   sed -i "s|/tmp/peers/baresip/tone48k.wav|$WAV|" "$d/config"
   grep -q '^module[[:space:]]*opus.so' "$d/config" || sed -i 's|^\(module[[:space:]]*\)g711.so|&\n\1opus.so\n\1g722.so|' "$d/config"
   sed -i 's|audio_codecs=[^;>]*|audio_codecs=opus/48000/2,G722/16000/1,PCMU|' "$d/accounts"
-  grep -q 'aufile,' "$d/config" && grep -q 'opus.so' "$d/config" || fail "baresip config $d not as expected"
+  # record what baresip receives (decoded): sndfile writes $d.rec/dump-<time>-dec.wav
+  rm -rf "$d.rec"; mkdir -p "$d.rec"
+  sed -i 's|^\(module[[:space:]]*\)aufile.so|&\n\1sndfile.so|' "$d/config"
+  printf 'snd_path\t\t%s\n' "$d.rec" >>"$d/config"
+  grep -q 'aufile,' "$d/config" && grep -q 'opus.so' "$d/config" && grep -q 'sndfile.so' "$d/config" \
+    || fail "baresip config $d not as expected"
 }
 # wait_log FILE REGEX TENTHS: poll until FILE matches REGEX
 wait_log() {
@@ -72,7 +83,9 @@ check_call() {
   [ "$rc" = 0 ] || fail "call $n: softphone exit $rc: ${tone:-$(tail -1 "$so")}"
   rx=$(bs_rx "$bl")
   [ "${rx:-0}" -gt 0 ] 2>/dev/null || fail "call $n: baresip received no RTP from us (its stats: rx packets=${rx:-none})"
-  echo "call $n: $codec, $tone; baresip rx $rx RTP packets"
+  rec=$(ls "$B/call$n.rec"/dump-*-dec.wav 2>/dev/null | tail -1)
+  heard=$(tone_check "$rec" 440 "baresip heard" --min-seconds 2 --also $TONE) || fail "call $n: $heard"
+  echo "call $n: $codec, $tone; baresip rx $rx RTP packets; $heard"
 }
 # check_capture N SOFTPHONE-OUT BARESIP-LOG: RTP both ways between our port and baresip's in the capture
 check_capture() {
@@ -87,7 +100,7 @@ check_capture() {
   echo "capture $n: $to packets :$ours -> baresip:$port, $from back"
 }
 
-timeout 60 tshark -i lo -f "udp portrange 40100-40199" -a duration:50 -w "$B/cap.pcap" -q >"$B/tshark.log" 2>&1 &
+timeout 60 tshark -i lo -f "udp" -a duration:50 -w "$B/cap.pcap" -q >"$B/tshark.log" 2>&1 &
 TSP=$!; BG_PIDS="$BG_PIDS $TSP"
 for _ in $(seq 50); do [ -s "$B/cap.pcap" ] && break; sleep 0.1; done; sleep 0.5
 [ -s "$B/cap.pcap" ] || fail "tshark did not start capturing on lo (see $B/tshark.log)"
@@ -106,6 +119,7 @@ stop_pid "$BP"
 echo "--- 1. softphone -> baresip"; cat "$B/call1.softphone.out"
 grep -aE 'Call established|terminated|^packets:|^lost:|Set audio' "$B/call1.baresip.log"
 R1=$(check_call 1 "$B/call1.softphone.out" "$B/call1.baresip.log" $RC1 PCMU) || fail "$R1"
+if relay_applies; then L1=$(relay_released 1) || fail "call 1: $L1"; fi
 
 # ---- 2. baresip calls SDK (opus) ----
 mkcfg call2
@@ -123,8 +137,14 @@ stop_pid "$TSP"
 echo "--- 2. baresip -> softphone"; cat "$B/call2.softphone.out"
 grep -aE 'Call established|terminated|^packets:|^lost:|Set audio' "$B/call2.baresip.log"
 R2=$(check_call 2 "$B/call2.softphone.out" "$B/call2.baresip.log" $RC2 opus) || fail "$R2"
+if relay_applies; then L2=$(relay_released 2) || fail "call 2: $L2"; fi
 
-C1=$(check_capture 1 "$B/call1.softphone.out" "$B/call1.baresip.log") || fail "$C1"
-C2=$(check_capture 2 "$B/call2.softphone.out" "$B/call2.baresip.log") || fail "$C2"
-echo "$R1"; echo "$C1"; echo "$R2"; echo "$C2"
-echo "SDK <-> baresip via $PROXY: SDK->baresip PCMU and baresip->SDK opus, tone $TONE Hz heard, baresip received our RTP"
+if relay_applies; then
+  C=$(relay_capture_check "$B/cap.pcap" "SDK<->baresip relay (calls 1 and 2)") || fail "$(echo "$C" | tail -1)"
+  echo "$R1"; echo "call 1: $L1"; echo "$R2"; echo "call 2: $L2"; echo "$C"
+else
+  C1=$(check_capture 1 "$B/call1.softphone.out" "$B/call1.baresip.log") || fail "$C1"
+  C2=$(check_capture 2 "$B/call2.softphone.out" "$B/call2.baresip.log") || fail "$C2"
+  echo "$R1"; echo "$C1"; echo "$R2"; echo "$C2"
+fi
+echo "SDK <-> baresip via $PROXY: SDK->baresip PCMU and baresip->SDK opus, tone $TONE Hz heard, baresip received our RTP and heard 440 Hz"

@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
-"""PJSIP (pjsua2) auto-answering peer for tests/integration/sdk-pjsip.sh.
+"""PJSIP (pjsua2) peer for tests/integration/sdk-pjsip.sh: answers a call, or (--call) makes one.
 
 One pjsua2 Endpoint (UDP on 127.0.0.1, null audio device, no STUN/ICE, main-thread polling) with one
 account (default user0003, password "secret", realm "*") registered at --server (401 challenge answered
-by pjsua). It prints "READY registered ..." once the REGISTER got 200, then waits for one incoming call
-(up to --wait seconds), answers it 180 then 200 and, as soon as the call's audio media is active, plays a
-WAV file of a --tone Hz sine (16 kHz mono, looped, pj.AudioMediaPlayer) into the call. While the call is
-up it samples the stream statistics (call.getStreamStat(0).rtcp.rxStat.pkt / txStat.pkt) and the stream
-info (codec); it waits for the caller's BYE (up to --max-call seconds), then unregisters.
+by pjsua). It prints "READY registered ..." once the REGISTER got 200.
+  callee (default): waits for one incoming call (up to --wait seconds), answers it 180 then 200, and
+    waits for the caller's BYE (up to --max-call seconds);
+  caller (--call URI): calls URI through the server (407 challenge answered by pjsua), holds the
+    confirmed call --duration seconds and hangs up (BYE).
+Either way, as soon as the call's audio media is active it plays a WAV file of a --tone Hz sine (16 kHz
+mono, looped, pj.AudioMediaPlayer) into the call and, with --record FILE, records what it receives
+(pj.AudioMediaRecorder: WAV at the conference bridge's 16 kHz mono; the file is closed before exit).
+While the call is up it samples the stream statistics (call.getStreamStat(0).rtcp.rxStat.pkt /
+txStat.pkt) and the stream info (codec); then it unregisters.
 
-Exit 0 only if: registered (200), the call reached CONFIRMED, was ended by the remote BYE (our 200 to the
-BYE is in the message log), and the RTP rx packet counter was > 0 (and tx > 0). The last line is a
-summary: "PJSIP-PEER OK|FAIL: codec=... rx_pkt=N tx_pkt=N ...: reason".
+Exit 0 only if: registered (200), the call reached CONFIRMED, ended by a BYE answered 200 (callee: our
+200 to the remote BYE; caller: the 200 we received to ours, both from the message log), and the RTP rx
+packet counter was > 0 (and tx > 0). The last line is a summary:
+"PJSIP-PEER OK|FAIL: role=... codec=... rx_pkt=N tx_pkt=N ...: reason".
 The full pjsua log (SIP messages at level 5) goes to --log.
 
 Usage: sdk_pjsip_peer.py [--server 127.0.0.1:5060] [--user user0003] [--tone 1000] [--wav FILE]
+                         [--record FILE] [--call URI --duration 4]
                          [--log FILE] [--wait 20] [--max-call 20] [--prefer G722/16000/1]
 """
 import argparse
@@ -65,10 +72,11 @@ class Log(pj.LogWriter):
     def close(self):
         self.f.close()
 
-    def sent_response(self, method):
+    def sent_response(self, method, direction="TX"):
+        """Status codes of the responses to METHOD that we sent (TX) or received (RX)."""
         out = []
         for d, first, body in self.msgs:
-            if d != "TX" or not first.startswith("SIP/2.0 "):
+            if d != direction or not first.startswith("SIP/2.0 "):
                 continue
             cs = re.search(r"^CSeq:\s*\d+\s+(\S+)", body, re.M | re.I)
             if cs and cs.group(1) == method:
@@ -77,9 +85,10 @@ class Log(pj.LogWriter):
 
 
 class Call(pj.Call):
-    def __init__(self, acc, call_id, player):
+    def __init__(self, acc, call_id, player, recorder=None):
         pj.Call.__init__(self, acc, call_id)
         self.player = player
+        self.recorder = recorder
         self.states = []
         self.playing = False
         self.last_code = None
@@ -96,8 +105,11 @@ class Call(pj.Call):
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE and not self.playing:
                 am = self.getAudioMedia(mi.index)
                 self.player.startTransmit(am)
+                if self.recorder is not None:
+                    am.startTransmit(self.recorder)
                 self.playing = True
-                note("audio media %d active: playing the tone into the call" % mi.index)
+                note("audio media %d active: playing the tone into the call%s" % (
+                    mi.index, ", recording what we receive" if self.recorder is not None else ""))
 
     def confirmed(self):
         return pj.PJSIP_INV_STATE_CONFIRMED in self.states
@@ -107,9 +119,10 @@ class Call(pj.Call):
 
 
 class Acc(pj.Account):
-    def __init__(self, player):
+    def __init__(self, player, recorder=None):
         pj.Account.__init__(self)
         self.player = player
+        self.recorder = recorder
         self.reg_codes = []
         self.calls = []
 
@@ -118,7 +131,7 @@ class Acc(pj.Account):
         note("reg state code=%d reason=%s expires=%d" % (prm.code, prm.reason, prm.expiration))
 
     def onIncomingCall(self, prm):
-        c = Call(self, prm.callId, self.player)
+        c = Call(self, prm.callId, self.player, self.recorder)
         self.calls.append(c)
         if len(self.calls) > 1:
             op = pj.CallOpParam()
@@ -142,6 +155,9 @@ def main():
     ap.add_argument("--password", default="secret")
     ap.add_argument("--tone", type=float, default=1000.0, help="Hz of the sine we send")
     ap.add_argument("--wav", default="pjsip_tone.wav", help="WAV file written and played")
+    ap.add_argument("--record", default=None, help="record the received audio to this WAV (16 kHz mono)")
+    ap.add_argument("--call", default=None, help="call this URI (caller role) instead of waiting for a call")
+    ap.add_argument("--duration", type=float, default=4.0, help="caller: seconds to hold the call before BYE")
     ap.add_argument("--log", default="pjsua_peer.log")
     ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the incoming call")
     ap.add_argument("--max-call", type=float, default=20.0, help="seconds to wait for the remote BYE")
@@ -182,7 +198,12 @@ def main():
 
     player = pj.AudioMediaPlayer()
     player.createPlayer(a.wav, 0)  # 0: loop
+    recorder = None
+    if a.record:
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(a.record)
     acc = None
+    role = "caller" if a.call else "callee"
     res = {"reg": None, "codec": None, "rx": 0, "tx": 0, "rx_bytes": 0, "bye": None, "unreg": None}
     ok = False
     reason = "?"
@@ -203,7 +224,7 @@ def main():
         ac.natConfig.viaRewriteUse = 0
         ac.natConfig.sdpNatRewriteUse = 0
         ac.natConfig.sipOutboundUse = 0
-        acc = Acc(player)
+        acc = Acc(player, recorder)
         acc.create(ac)
 
         poll_until(lambda: acc.reg_codes, 10)
@@ -213,15 +234,21 @@ def main():
             return 1
         print("READY registered %s via %s" % (a.user, a.server), flush=True)
 
-        if not poll_until(lambda: acc.calls, a.wait):
+        if a.call:
+            call = Call(acc, pj.PJSUA_INVALID_ID, player, recorder)
+            acc.calls.append(call)
+            call.makeCall(a.call, pj.CallOpParam(True))
+            note("calling %s" % a.call)
+        elif not poll_until(lambda: acc.calls, a.wait):
             reason = "no incoming call within %.0f s" % a.wait
             return 1
         call = acc.calls[0]
         if not poll_until(lambda: call.confirmed() or call.disconnected(), 10) or not call.confirmed():
             reason = "call not CONFIRMED (states %s, last %s)" % (call.states, call.last_code)
             return 1
-        # sample the stream statistics while the call is up (the stream is gone after DISCONNECTED)
-        end = time.monotonic() + a.max_call
+        # sample the stream statistics while the call is up (the stream is gone after DISCONNECTED);
+        # the caller hangs up after --duration, the callee waits for the BYE up to --max-call
+        end = time.monotonic() + (a.duration if a.call else a.max_call)
         while time.monotonic() < end and not call.disconnected():
             try:
                 st = call.getStreamStat(0)
@@ -233,14 +260,27 @@ def main():
                 pass
             ep.libHandleEvents(50)
         note("stream stats: codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d" % (res["codec"], res["rx"], res["rx_bytes"], res["tx"]))
-        if not call.disconnected():
-            reason = "the caller did not hang up within %.0f s" % a.max_call
-            return 1
-        byes = log.sent_response("BYE")
-        res["bye"] = byes[-1] if byes else None
-        if res["bye"] != 200:
-            reason = "call not ended by a remote BYE answered 200 (our responses to BYE: %s)" % byes
-            return 1
+        if a.call:
+            if call.disconnected():
+                reason = "the call ended before we hung up (states %s, last %s)" % (call.states, call.last_code)
+                return 1
+            call.hangup(pj.CallOpParam(True))
+            poll_until(lambda: call.disconnected(), 10)
+            poll_until(lambda: log.sent_response("BYE", "RX"), 2)
+            byes = log.sent_response("BYE", "RX")
+            res["bye"] = byes[-1] if byes else None
+            if res["bye"] != 200:
+                reason = "our BYE was not answered 200 (responses received: %s)" % byes
+                return 1
+        else:
+            if not call.disconnected():
+                reason = "the caller did not hang up within %.0f s" % a.max_call
+                return 1
+            byes = log.sent_response("BYE")
+            res["bye"] = byes[-1] if byes else None
+            if res["bye"] != 200:
+                reason = "call not ended by a remote BYE answered 200 (our responses to BYE: %s)" % byes
+                return 1
         if not call.playing:
             reason = "audio media never became active"
             return 1
@@ -272,13 +312,14 @@ def main():
                 pass
         acc = None
         player = None
+        recorder = None  # closes the WAV (pjmedia writes its header sizes on close)
         gc.collect()
         poll_until(lambda: False, 0.1)
         ep.libDestroy()
         del ep
         log.close()
-        print("PJSIP-PEER %s: codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d reg=%s bye=%s unreg=%s: %s" % (
-            "OK" if ok else "FAIL", res["codec"], res["rx"], res["rx_bytes"], res["tx"], res["reg"],
+        print("PJSIP-PEER %s: role=%s codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d reg=%s bye=%s unreg=%s: %s" % (
+            "OK" if ok else "FAIL", role, res["codec"], res["rx"], res["rx_bytes"], res["tx"], res["reg"],
             res["bye"], res["unreg"], reason), flush=True)
 
 
