@@ -25,7 +25,7 @@ use crate::server::proxy::anchor::RelayControl;
 use crate::server::proxy::rewrite::Stream;
 
 /// Datagrams read per `recvmmsg`.
-const BATCH: usize = 32;
+const BATCH: usize = 8;
 /// Bytes per receive buffer: larger than any accepted datagram, so an oversized one is seen as
 /// such (and dropped, counted) rather than silently truncated to a valid size.
 const BUF_LEN: usize = 4096;
@@ -34,9 +34,9 @@ const WAKER: Token = Token(usize::MAX);
 /// A poll round that read fewer datagrams than this is followed by a pause of [`COALESCE`]
 /// before the next poll, so each wake-up serves several packets (interrupt coalescing, as NICs
 /// do): at 50 packets/s per socket a wake-up per packet costs as much as forwarding it.
-const COALESCE_BELOW: usize = 32;
+const COALESCE_BELOW: usize = 64;
 /// The pause after a light round: bounded added latency, far inside a 20 ms packet interval.
-const COALESCE: Duration = Duration::from_micros(250);
+const COALESCE: Duration = Duration::from_micros(300);
 
 /// One bound relay port.
 struct PortSocket {
