@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rvoip_sdk::api::{
-    Account, AccountOptions, AudioCodec, Call, CallOptions, CallState, Endpoint, EndpointConfig,
-    Event, RegistrationState, Server,
+    Account, AudioCodec, Call, CallOptions, CallState, EndpointConfig, Event, Server,
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::tone::tone_fraction_blocks;
@@ -18,14 +17,8 @@ use rvoip_sdk::server::config::{ListenSpec, PortRange, ServerConfig};
 use rvoip_sdk::server::proxy::anchor::RelayMode;
 use rvoip_sdk::sip::transaction::TransportKind;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// Real-time media on 2 cores: one test at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+mod common;
+use common::{Party, WAIT, serial};
 
 fn server(mode: RelayMode, ports: (u16, u16)) -> (Server, SocketAddr) {
     let mut cfg = ServerConfig {
@@ -52,75 +45,20 @@ fn server(mode: RelayMode, ports: (u16, u16)) -> (Server, SocketAddr) {
     (s, addr)
 }
 
-struct Party {
-    ep: Endpoint,
-    seen: Vec<Event>,
-}
-
 impl Party {
     fn new() -> Party {
-        let cfg = EndpointConfig {
+        Party::with_config(EndpointConfig {
             codecs: vec![AudioCodec::PCMU],
             stats_interval: None,
             ..EndpointConfig::loopback()
-        };
-        Party {
-            ep: Endpoint::new(cfg).expect("endpoint"),
-            seen: Vec::new(),
-        }
-    }
-
-    fn wait<T>(&mut self, what: &str, mut pred: impl FnMut(&Event) -> Option<T>) -> T {
-        if let Some(t) = self.seen.iter().find_map(&mut pred) {
-            return t;
-        }
-        let end = Instant::now() + WAIT;
-        while Instant::now() < end {
-            if let Some(ev) = self.ep.next_event(Duration::from_millis(50)) {
-                let hit = pred(&ev);
-                self.seen.push(ev);
-                if let Some(t) = hit {
-                    return t;
-                }
-            }
-        }
-        panic!("timed out waiting for {what}; saw {:#?}", self.seen);
-    }
-
-    fn register(&mut self, srv: SocketAddr, user: &str) -> Account {
-        let mut o = AccountOptions::new(&format!("sip:{user}@127.0.0.1"), &format!("{user}-pw"));
-        o.server = Some(srv.to_string());
-        o.expires_s = 300;
-        let acc = self.ep.add_account(o).unwrap();
-        acc.register().unwrap();
-        let id = acc.id();
-        self.wait("registered", |e| match e {
-            Event::RegistrationState {
-                account,
-                state: RegistrationState::Registered { .. },
-            } if *account == id => Some(()),
-            _ => None,
-        });
-        acc
-    }
-
-    fn incoming(&mut self) -> Call {
-        let id = self.wait("incoming call", |e| match e {
-            Event::IncomingCall { call, .. } => Some(*call),
-            _ => None,
-        });
-        self.ep.call(id).unwrap()
-    }
-
-    fn state(&mut self, call: &Call, what: &str, want: impl Fn(&CallState) -> bool) -> CallState {
-        let id = call.id();
-        self.wait(what, |e| match e {
-            Event::CallState { call, state } if *call == id && want(state) => Some(state.clone()),
-            _ => None,
         })
     }
 
-    /// Where this side's RTP goes (the last MediaStarted of `call`).
+    fn register(&mut self, srv: SocketAddr, user: &str) -> Account {
+        self.register_at(&srv.to_string(), user, &format!("{user}-pw"))
+    }
+
+    /// Where this side's RTP goes (the first MediaStarted of `call`).
     fn media_remote(&mut self, call: &Call) -> SocketAddr {
         let id = call.id();
         self.wait("media started", |e| match e {
@@ -142,13 +80,6 @@ fn tail(sink: &SharedSink, freq: f64, ms: usize) -> f64 {
         return 0.0;
     }
     tone_fraction_blocks(&s[s.len() - n..], freq, 8000, 160)
-}
-
-/// The number of samples `sink` received during `d`.
-fn growth(sink: &SharedSink, d: Duration) -> usize {
-    let before = sink.samples().len();
-    std::thread::sleep(d);
-    sink.samples().len() - before
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

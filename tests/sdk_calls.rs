@@ -9,7 +9,7 @@
 //!   is still there, the reported loss matches the packet counters and is 10 ± 3 % (both ways).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rvoip_sdk::api::{
     Account, AccountOptions, AudioCodec, Call, CallOptions, CallState, Endpoint, EndpointConfig,
@@ -21,15 +21,8 @@ use rvoip_sdk::media::tone::tone_fraction_blocks;
 use rvoip_sdk::server::config::{ListenSpec, ServerConfig};
 use rvoip_sdk::sip::transaction::TransportKind;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// These tests run real-time media; on a 2-core CI machine running them all at once starves
-/// the media clocks. One at a time (a failed test poisons nothing: the guard is re-taken).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+mod common;
+use common::{Party, serial};
 
 /// An rvoip-server (the embedded [`rvoip_sdk::api::Server`]) on 127.0.0.1 with free ports.
 struct Server {
@@ -64,85 +57,18 @@ fn server() -> Server {
     }
 }
 
-/// Events seen so far on one endpoint, and waiting for more.
-struct Party {
-    ep: Endpoint,
-    seen: Vec<Event>,
-}
-
 impl Party {
     fn new(codecs: Vec<AudioCodec>, loss: f32) -> Party {
-        let cfg = EndpointConfig {
+        Party::with_config(EndpointConfig {
             codecs,
             rx_loss_percent: loss,
             stats_interval: None,
             ..EndpointConfig::loopback()
-        };
-        Party {
-            ep: Endpoint::new(cfg).expect("endpoint"),
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for an event matching `pred` (looking at already-seen events first).
-    fn wait<T>(&mut self, what: &str, mut pred: impl FnMut(&Event) -> Option<T>) -> T {
-        if let Some(t) = self.seen.iter().find_map(&mut pred) {
-            return t;
-        }
-        let end = Instant::now() + WAIT;
-        while Instant::now() < end {
-            if let Some(ev) = self.ep.next_event(Duration::from_millis(50)) {
-                let hit = pred(&ev);
-                self.seen.push(ev);
-                if let Some(t) = hit {
-                    return t;
-                }
-            }
-        }
-        panic!("timed out waiting for {what}; saw {:#?}", self.seen);
-    }
-
-    fn drain(&mut self) {
-        while let Some(ev) = self.ep.next_event(Duration::from_millis(1)) {
-            self.seen.push(ev);
-        }
+        })
     }
 
     fn register(&mut self, srv: &Server, user: &str, pw: &str) -> Account {
-        let mut o = AccountOptions::new(&format!("sip:{user}@127.0.0.1"), pw);
-        o.server = Some(srv.addr.to_string());
-        o.expires_s = 300;
-        self.register_with(o)
-    }
-
-    fn register_with(&mut self, o: AccountOptions) -> Account {
-        let acc = self.ep.add_account(o).unwrap();
-        acc.register().unwrap();
-        let id = acc.id();
-        self.wait("registered", |e| match e {
-            Event::RegistrationState {
-                account,
-                state: RegistrationState::Registered { .. },
-            } if *account == id => Some(()),
-            _ => None,
-        });
-        acc
-    }
-
-    fn incoming(&mut self) -> Call {
-        let id = self.wait("incoming call", |e| match e {
-            Event::IncomingCall { call, .. } => Some(*call),
-            _ => None,
-        });
-        self.ep.call(id).unwrap()
-    }
-
-    fn state(&mut self, call: &Call, what: &str, want: impl Fn(&CallState) -> bool) -> CallState {
-        let id = call.id();
-        self.wait(what, |e| match e {
-            Event::CallState { call, state } if *call == id && want(state) => Some(state.clone()),
-            _ => None,
-        })
+        self.register_at(&srv.addr.to_string(), user, pw)
     }
 }
 

@@ -170,23 +170,11 @@ fn call_id_of(headers: &Headers) -> String {
 /// What a response to `req` is built from (RFC 3261 §8.2.6.2): its Via, From, To, Call-ID and
 /// CSeq, without the other headers and the body.
 fn response_head(req: &Request) -> Request {
-    let mut headers = Headers::with_capacity(6);
-    for h in req.headers.iter().filter(|h| {
-        matches!(
-            h.name,
-            HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-        )
-    }) {
-        headers.push(h.name.clone(), h.value.clone());
-    }
     Request {
         method: req.method.clone(),
         uri: req.uri.clone(),
-        headers,
+        // A 100's headers: exactly those five (no Record-Route), in order.
+        headers: Response::for_request(req, 100).headers,
         body: Bytes::new(),
     }
 }
