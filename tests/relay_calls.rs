@@ -395,6 +395,6 @@ fn hostile_datagrams_to_relay_ports_are_dropped_and_counted() {
     a.send_to(&rtp(0xA, 4, 0), to_a_leg).unwrap();
     let (n, from) = b.recv_from(&mut buf).expect("stream still relayed");
     assert_eq!((n, from), (172, to_b_leg));
-    assert_eq!(h.release(id).is_some(), true);
+    assert!(h.release(id).is_some());
     assert_eq!(h.ports_in_use(), 0);
 }
