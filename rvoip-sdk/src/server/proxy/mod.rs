@@ -54,9 +54,13 @@ pub struct Target {
 /// What the proxy needs from its owner for one call: the transaction layer to send on, the
 /// server's identity (Via, Record-Route), the replier for its own responses and the counters.
 pub(crate) struct Io<'a> {
+    /// The transaction layer requests and responses go out on.
     pub tl: &'a mut TransactionLayer,
+    /// The server's interfaces (Via, Record-Route, "is this us").
     pub local: &'a LocalIdentity,
+    /// Builds the proxy's own responses (408, 487, 503…).
     pub replier: &'a mut Replier,
+    /// The server's counters.
     pub stats: &'a mut Stats,
 }
 
