@@ -3,7 +3,7 @@
 # (userspace only, --table=-1), in the same invocation (shared, noisy machines: the ratios are
 # what matters).
 #
-# For each call count in CALLS (default 100 500 1000) and each target, benches/relay_load.rs sets
+# For each call count in CALLS (default 100 500 1000) and each target, benches/relay_load/ sets
 # up N relayed calls (rvoip: RelayControl create / set_remote / confirm on ports 30000-39999;
 # rtpengine: ng offer + answer per call, ports 40000-49999) and drives G.711 streams through
 # them: 2 endpoints per call, a 172-byte RTP packet every 20 ms each way (100 packets/s per call)
