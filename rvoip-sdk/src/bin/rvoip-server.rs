@@ -139,8 +139,10 @@ fn main() -> ExitCode {
         println!("domain/realm: {}", server.domain());
         match server.relay() {
             Some(_) => println!(
-                "media relay: {:?}, ports {}-{}",
-                cfg.relay, cfg.relay_ports.min, cfg.relay_ports.max
+                "media relay: {}, UDP ports {}-{}",
+                format!("{:?}", cfg.relay).to_lowercase(),
+                cfg.relay_ports.min,
+                cfg.relay_ports.max
             ),
             None => println!("media relay: off (signalling only)"),
         }
