@@ -208,6 +208,36 @@ impl Net {
         })
     }
 
+    /// Alice and bob register to the server (answering its 401s).
+    fn register_both(&mut self) -> (AccountId, AccountId) {
+        let a = self.account("alice", "apw");
+        let b = self.account("bob", "bpw");
+        let now = self.now;
+        self.alice.register(now, a).unwrap();
+        self.bob.register(now, b).unwrap();
+        self.settle();
+        (a, b)
+    }
+
+    /// Alice calls bob through the server with account `a` (answering its 407).
+    fn call_bob_through_server(&mut self, a: AccountId) -> CallId {
+        let now = self.now;
+        let call = self
+            .alice
+            .make_call(
+                now,
+                Some(a),
+                uri("sip:bob@127.0.0.1"),
+                addr(SERVER),
+                TransportKind::Udp,
+                addr(ALICE),
+                local_media(40000),
+            )
+            .unwrap();
+        self.settle();
+        call
+    }
+
     fn direct_call(&mut self) -> CallId {
         let now = self.now;
         self.alice
@@ -233,32 +263,14 @@ fn registered(events: &[UaEvent], acc: AccountId) -> bool {
 #[test]
 fn register_call_hold_resume_hangup_through_the_server() {
     let mut net = Net::new(true);
-    let a = net.account("alice", "apw");
-    let b = net.account("bob", "bpw");
-    let now = net.now;
-    net.alice.register(now, a).unwrap();
-    net.bob.register(now, b).unwrap();
-    net.settle();
+    let (a, b) = net.register_both();
     assert!(registered(&net.events_a, a), "{:?}", net.events_a);
     assert!(registered(&net.events_b, b), "{:?}", net.events_b);
     // The first REGISTER was challenged: the wire shows a 401 and an Authorization.
     assert!(net.wire.iter().any(|m| m.starts_with("SIP/2.0 401")));
     assert!(net.wire.iter().any(|m| m.contains("Authorization: Digest")));
 
-    let now = net.now;
-    let call = net
-        .alice
-        .make_call(
-            now,
-            Some(a),
-            uri("sip:bob@127.0.0.1"),
-            addr(SERVER),
-            TransportKind::Udp,
-            addr(ALICE),
-            local_media(40000),
-        )
-        .unwrap();
-    net.settle();
+    let call = net.call_bob_through_server(a);
     // The proxy challenged the INVITE with 407; alice answered it.
     assert!(net.wire.iter().any(|m| m.starts_with("SIP/2.0 407")));
     assert!(
@@ -367,26 +379,8 @@ fn register_call_hold_resume_hangup_through_the_server() {
 #[test]
 fn ack_and_bye_follow_the_record_route_through_the_server() {
     let mut net = Net::new(true);
-    let a = net.account("alice", "apw");
-    let b = net.account("bob", "bpw");
-    let now = net.now;
-    net.alice.register(now, a).unwrap();
-    net.bob.register(now, b).unwrap();
-    net.settle();
-    let now = net.now;
-    let call = net
-        .alice
-        .make_call(
-            now,
-            Some(a),
-            uri("sip:bob@127.0.0.1"),
-            addr(SERVER),
-            TransportKind::Udp,
-            addr(ALICE),
-            local_media(40000),
-        )
-        .unwrap();
-    net.settle();
+    let (a, _) = net.register_both();
+    let call = net.call_bob_through_server(a);
     let incoming = net.incoming().expect("bob sees the call");
     let now = net.now;
     net.bob.answer(now, incoming, local_media(41000)).unwrap();
