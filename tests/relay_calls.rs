@@ -58,6 +58,20 @@ impl Party {
         self.register_at(&srv.to_string(), user, &format!("{user}-pw"))
     }
 
+    /// Calls bob through the server with `acc`, sending 440 Hz and recording into `sink`.
+    fn call_bob(&mut self, acc: &Account, sink: &SharedSink) -> Call {
+        self.ep
+            .make_call(
+                Some(acc),
+                "sip:bob@127.0.0.1",
+                CallOptions {
+                    source: tone(440.0),
+                    sink: Some(Box::new(sink.clone())),
+                },
+            )
+            .unwrap()
+    }
+
     /// Where this side's RTP goes (the first MediaStarted of `call`).
     fn media_remote(&mut self, call: &Call) -> SocketAddr {
         let id = call.id();
@@ -108,17 +122,7 @@ fn call_bob(srv: SocketAddr) -> Up {
     let acc = alice.register(srv, "alice");
     bob.register(srv, "bob");
     let (a_sink, b_sink) = (SharedSink::new(8000), SharedSink::new(8000));
-    let a_call = alice
-        .ep
-        .make_call(
-            Some(&acc),
-            "sip:bob@127.0.0.1",
-            CallOptions {
-                source: tone(440.0),
-                sink: Some(Box::new(a_sink.clone())),
-            },
-        )
-        .unwrap();
+    let a_call = alice.call_bob(&acc, &a_sink);
     let b_call = bob.incoming();
     b_call
         .answer(CallOptions {
@@ -221,17 +225,7 @@ fn forked_call_answered_by_the_second_phone_collapses_to_its_branch() {
     bob2.register(addr, "bob");
     let a_sink = SharedSink::new(8000);
     let b_sink = SharedSink::new(8000);
-    let a_call = alice
-        .ep
-        .make_call(
-            Some(&acc),
-            "sip:bob@127.0.0.1",
-            CallOptions {
-                source: tone(440.0),
-                sink: Some(Box::new(a_sink.clone())),
-            },
-        )
-        .unwrap();
+    let a_call = alice.call_bob(&acc, &a_sink);
     let c1 = bob1.incoming();
     let c2 = bob2.incoming();
     // Two branches: two contexts, eight ports.
