@@ -10,7 +10,7 @@ use rvoip_sdk::auth::authorization_value;
 use rvoip_sdk::driver::BoundServer;
 use rvoip_sdk::server::config::{ListenSpec, ServerConfig};
 use rvoip_sdk::sip::msg::{Auth, HeaderName, Limits, Message, Response};
-use rvoip_sdk::sip::transaction::TransportKind;
+use rvoip_sdk::sip::transaction::Transport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -31,13 +31,13 @@ async fn start() -> (SocketAddr, SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let udp = server
         .bound()
         .iter()
-        .find(|(t, _)| *t == TransportKind::Udp)
+        .find(|(t, _)| *t == Transport::Udp)
         .unwrap()
         .1;
     let tcp = server
         .bound()
         .iter()
-        .find(|(t, _)| *t == TransportKind::Tcp)
+        .find(|(t, _)| *t == Transport::Tcp)
         .unwrap()
         .1;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

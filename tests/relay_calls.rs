@@ -15,7 +15,7 @@ use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::tone::tone_fraction_blocks;
 use rvoip_sdk::server::config::{ListenSpec, PortRange, ServerConfig};
 use rvoip_sdk::server::proxy::anchor::RelayMode;
-use rvoip_sdk::sip::transaction::TransportKind;
+use rvoip_sdk::sip::transaction::Transport;
 
 mod common;
 use common::{Party, WAIT, serial};
@@ -39,7 +39,7 @@ fn server(mode: RelayMode, ports: (u16, u16)) -> (Server, SocketAddr) {
     let addr = s
         .local_addrs()
         .iter()
-        .find(|(t, _)| *t == TransportKind::Udp)
+        .find(|(t, _)| *t == Transport::Udp)
         .unwrap()
         .1;
     (s, addr)

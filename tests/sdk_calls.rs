@@ -19,7 +19,7 @@ use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::codec::audio_rate;
 use rvoip_sdk::media::tone::tone_fraction_blocks;
 use rvoip_sdk::server::config::{ListenSpec, ServerConfig};
-use rvoip_sdk::sip::transaction::TransportKind;
+use rvoip_sdk::sip::transaction::Transport;
 
 mod common;
 use common::{Party, serial};
@@ -49,10 +49,10 @@ fn server() -> Server {
         "a running server does not start twice"
     );
     let bound = server.local_addrs();
-    let find = |k: TransportKind| bound.iter().find(|(t, _)| *t == k).unwrap().1;
+    let find = |k: Transport| bound.iter().find(|(t, _)| *t == k).unwrap().1;
     Server {
-        addr: find(TransportKind::Udp),
-        tcp: find(TransportKind::Tcp),
+        addr: find(Transport::Udp),
+        tcp: find(Transport::Tcp),
         _server: server,
     }
 }
@@ -445,7 +445,7 @@ fn caller_over_tcp_callee_over_udp() {
     let mut bob = Party::new(vec![AudioCodec::PCMU], 0.0);
     let mut o = AccountOptions::new("sip:alice@127.0.0.1", "apw");
     o.server = Some(srv.tcp.to_string());
-    o.transport = TransportKind::Tcp;
+    o.transport = Transport::Tcp;
     let a = alice.register_with(o);
     bob.register(&srv, "bob", "bpw");
     let (call, b, sink) = one_way_call(&mut alice, &mut bob, Some(&a), "sip:bob@127.0.0.1");

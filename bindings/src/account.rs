@@ -17,20 +17,20 @@ pub enum Transport {
     Tcp,
 }
 
-impl From<Transport> for sdk::TransportKind {
+impl From<Transport> for sdk::Transport {
     fn from(t: Transport) -> Self {
         match t {
-            Transport::Udp => sdk::TransportKind::Udp,
-            Transport::Tcp => sdk::TransportKind::Tcp,
+            Transport::Udp => sdk::Transport::Udp,
+            Transport::Tcp => sdk::Transport::Tcp,
         }
     }
 }
 
 impl Transport {
     /// The bindings' transport of an SDK one (TLS/WS are not exposed yet: reported as TCP).
-    pub(crate) fn of(t: sdk::TransportKind) -> Transport {
+    pub(crate) fn of(t: sdk::Transport) -> Transport {
         match t {
-            sdk::TransportKind::Udp => Transport::Udp,
+            sdk::Transport::Udp => Transport::Udp,
             _ => Transport::Tcp,
         }
     }

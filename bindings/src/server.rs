@@ -44,7 +44,7 @@ pub struct LocalAddress {
     pub address: String,
 }
 
-pub(crate) fn addresses(list: &[(sdk::TransportKind, std::net::SocketAddr)]) -> Vec<LocalAddress> {
+pub(crate) fn addresses(list: &[(sdk::Transport, std::net::SocketAddr)]) -> Vec<LocalAddress> {
     list.iter()
         .map(|(t, a)| LocalAddress {
             transport: Transport::of(*t),
@@ -54,10 +54,10 @@ pub(crate) fn addresses(list: &[(sdk::TransportKind, std::net::SocketAddr)]) -> 
 }
 
 pub(crate) fn port_of(
-    list: &[(sdk::TransportKind, std::net::SocketAddr)],
+    list: &[(sdk::Transport, std::net::SocketAddr)],
     t: Transport,
 ) -> Option<u16> {
-    let want = sdk::TransportKind::from(t);
+    let want = sdk::Transport::from(t);
     list.iter().find(|(k, _)| *k == want).map(|(_, a)| a.port())
 }
 

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use rvoip_sdk::api::{AccountId, AccountOptions, CallId, CallOptions, TransportKind};
+use rvoip_sdk::api::{AccountId, AccountOptions, CallId, CallOptions, Transport};
 
 use crate::audio::{rvoip_audio_sink, rvoip_audio_source, take_sink, take_source};
 use crate::endpoint::rvoip_endpoint;
@@ -83,8 +83,8 @@ pub unsafe extern "C" fn rvoip_account_add(
         a.username = user.unwrap_or("").to_string();
         a.server = server.map(str::to_string);
         a.transport = match o.transport {
-            RVOIP_TRANSPORT_UDP => TransportKind::Udp,
-            RVOIP_TRANSPORT_TCP => TransportKind::Tcp,
+            RVOIP_TRANSPORT_UDP => Transport::Udp,
+            RVOIP_TRANSPORT_TCP => Transport::Tcp,
             _ => return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
         };
         a.expires_s = if o.expires_s == 0 { 3600 } else { o.expires_s };

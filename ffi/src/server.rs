@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use rvoip_sdk::api::{Server, ServerConfig, TransportKind};
+use rvoip_sdk::api::{Server, ServerConfig, Transport};
 use rvoip_sdk::server::config::ListenSpec;
 
 use crate::call::{RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_UDP};
@@ -170,8 +170,8 @@ pub unsafe extern "C" fn rvoip_server_port(
             return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
         }
         let kind = match transport {
-            RVOIP_TRANSPORT_UDP => TransportKind::Udp,
-            RVOIP_TRANSPORT_TCP => TransportKind::Tcp,
+            RVOIP_TRANSPORT_UDP => Transport::Udp,
+            RVOIP_TRANSPORT_TCP => Transport::Tcp,
             _ => return Err(bad()),
         };
         let port =

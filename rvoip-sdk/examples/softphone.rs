@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rvoip_sdk::api::{
     AccountOptions, AudioCodec, AudioSink, AudioSource, CallOptions, CallState, Endpoint,
-    EndpointConfig, Event, RegistrationState, TransportKind,
+    EndpointConfig, Event, RegistrationState, Transport,
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource, WavSink, WavSource};
 
@@ -242,7 +242,7 @@ fn run(args: &Args) -> Result<bool, String> {
             let mut o = AccountOptions::new(aor, &args.password);
             o.server = args.server.clone();
             if args.tcp {
-                o.transport = TransportKind::Tcp;
+                o.transport = Transport::Tcp;
             }
             let acc = ep.add_account(o).map_err(|e| e.to_string())?;
             acc.register().map_err(|e| e.to_string())?;

@@ -13,7 +13,7 @@ use crate::media::audio::{AudioSink, AudioSource, NullSink, SilenceSource};
 use crate::media::session::{MediaConfig, MediaEvent};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
 use crate::sip::msg::Limits;
-use crate::sip::transaction::{Transmit, TransportKind};
+use crate::sip::transaction::{Transmit, Transport};
 use crate::sip::ua::{CallId, CallState, UaEvent};
 
 impl Shared {
@@ -22,9 +22,9 @@ impl Shared {
     pub(crate) fn local_for(
         &self,
         peer: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) -> Result<SocketAddr, ApiError> {
-        let port_of = |t: TransportKind| {
+        let port_of = |t: Transport| {
             self.bound
                 .iter()
                 .find(|(k, _)| *k == t)
@@ -55,7 +55,7 @@ impl Shared {
         &self,
         core: &mut Core,
         peer: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) -> SocketAddr {
         let listen = self
             .bound
@@ -125,7 +125,7 @@ impl Shared {
 
     fn send(&self, core: &mut Core, t: Transmit) {
         match t.transport {
-            TransportKind::Udp => {
+            Transport::Udp => {
                 let Some(sock) = self.udp.clone() else { return };
                 match sock.try_send_to(&t.bytes, t.dest) {
                     Ok(_) => {}
@@ -137,7 +137,7 @@ impl Shared {
                     Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
                 }
             }
-            TransportKind::Tcp => {
+            Transport::Tcp => {
                 if let Some(c) = core.conns.get(&t.dest) {
                     if c.send(t.bytes.clone()).is_ok() {
                         return;
@@ -152,6 +152,10 @@ impl Shared {
                     self.inbound.clone(),
                     Limits::default(),
                 ));
+            }
+            // Never sent over a weaker transport (no silent downgrade).
+            Transport::Tls | Transport::Ws | Transport::Wss => {
+                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
             }
         }
     }

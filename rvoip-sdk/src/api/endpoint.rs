@@ -23,7 +23,7 @@ use crate::driver::Inbound;
 use crate::driver::media::{MediaHandle, MediaPorts};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sip::msg::Limits;
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent, build};
 
 /// Media state of one call.
@@ -52,7 +52,7 @@ pub(crate) struct Shared {
     pub(crate) events: Mutex<Option<std_mpsc::Sender<Event>>>,
     pub(crate) cfg: EndpointConfig,
     pub(crate) udp: Option<Arc<UdpSocket>>,
-    pub(crate) bound: Vec<(TransportKind, SocketAddr)>,
+    pub(crate) bound: Vec<(Transport, SocketAddr)>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) rt: tokio::runtime::Handle,
 }
@@ -160,7 +160,7 @@ impl Endpoint {
     }
 
     /// The bound transports with their real ports.
-    pub fn local_addrs(&self) -> Vec<(TransportKind, SocketAddr)> {
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         self.inner.shared.bound.clone()
     }
 
@@ -170,7 +170,7 @@ impl Endpoint {
             .shared
             .bound
             .iter()
-            .find(|(t, _)| *t == TransportKind::Udp)
+            .find(|(t, _)| *t == Transport::Udp)
             .map(|(_, a)| *a)
     }
 
@@ -290,7 +290,7 @@ impl Endpoint {
             }
             None => (
                 resolve_uri(&target)?,
-                build::uri_transport(&target).unwrap_or(TransportKind::Udp),
+                build::uri_transport(&target).unwrap_or(Transport::Udp),
             ),
         };
         let local = shared.local_for(dest, transport)?;

@@ -38,7 +38,7 @@ pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;
 pub use crate::sdp::AudioCodec;
 pub use crate::server::config::ServerConfig;
-pub use crate::sip::transaction::{TimerConfig, TransportKind};
+pub use crate::sip::transaction::{TimerConfig, Transport};
 pub use crate::sip::ua::{AccountId, CallId, CallState, RegistrationState};
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
@@ -182,7 +182,7 @@ pub struct AccountOptions {
     /// host and port. Host names are resolved when the account is added.
     pub server: Option<String>,
     /// UDP or TCP to the server. Default UDP.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// Requested registration lifetime (s). Default 3600.
     pub expires_s: u32,
 }
@@ -196,7 +196,7 @@ impl AccountOptions {
             username: String::new(),
             password: password.into(),
             server: None,
-            transport: TransportKind::Udp,
+            transport: Transport::Udp,
             expires_s: 3600,
         }
     }

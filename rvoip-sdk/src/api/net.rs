@@ -14,7 +14,7 @@ use super::endpoint::{Shared, lock};
 use super::{ApiError, EndpointConfig, Event};
 use crate::driver::Inbound;
 use crate::sip::msg::Uri;
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 use crate::sip::ua::build;
 
 /// Binds the UDP socket and TCP listener of `cfg` (TCP on the UDP port when both are asked
@@ -26,7 +26,7 @@ pub(super) fn bind(
     (
         Option<Arc<UdpSocket>>,
         Option<TcpListener>,
-        Vec<(TransportKind, SocketAddr)>,
+        Vec<(Transport, SocketAddr)>,
     ),
     ApiError,
 > {
@@ -40,7 +40,7 @@ pub(super) fn bind(
         s.set_nonblocking(true).map_err(|e| net("udp", a, e))?;
         let la = s.local_addr().map_err(|e| net("udp", a, e))?;
         let s = UdpSocket::from_std(s).map_err(|e| net("udp", a, e))?;
-        bound.push((TransportKind::Udp, la));
+        bound.push((Transport::Udp, la));
         udp = Some(Arc::new(s));
     }
     let mut tcp = None;
@@ -56,7 +56,7 @@ pub(super) fn bind(
         l.set_nonblocking(true).map_err(|e| net("tcp", a, e))?;
         let la = l.local_addr().map_err(|e| net("tcp", a, e))?;
         let l = TcpListener::from_std(l).map_err(|e| net("tcp", a, e))?;
-        bound.push((TransportKind::Tcp, la));
+        bound.push((Transport::Tcp, la));
         tcp = Some(l);
     }
     Ok((udp, tcp, bound))
@@ -188,8 +188,8 @@ pub(super) async fn run(
                         }
                         let data = Bytes::copy_from_slice(d);
                         let mut core = lock(&shared.core);
-                        let local = shared.local_for_locked(&mut core, source, TransportKind::Udp);
-                        core.ua.handle_datagram(Instant::now(), data, source, TransportKind::Udp, local);
+                        let local = shared.local_for_locked(&mut core, source, Transport::Udp);
+                        core.ua.handle_datagram(Instant::now(), data, source, Transport::Udp, local);
                         shared.pump(&mut core);
                     }
                     Err(e) => {

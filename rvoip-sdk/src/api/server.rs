@@ -8,12 +8,12 @@ use std::sync::Mutex;
 use super::ApiError;
 use crate::driver::BoundServer;
 use crate::server::config::ServerConfig;
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 struct Running {
     runtime: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
-    bound: Vec<(TransportKind, SocketAddr)>,
+    bound: Vec<(Transport, SocketAddr)>,
     domain: String,
     relay: Option<crate::driver::relay::RelayHandle>,
 }
@@ -113,7 +113,7 @@ impl Server {
     }
 
     /// The bound sockets with their real ports (empty when stopped).
-    pub fn local_addrs(&self) -> Vec<(TransportKind, SocketAddr)> {
+    pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         self.running
             .lock()
             .ok()

@@ -130,10 +130,6 @@ fn main() -> ExitCode {
             }
         };
         for (t, addr) in server.bound() {
-            let t = match t {
-                rvoip_sdk::sip::transaction::TransportKind::Udp => "udp",
-                rvoip_sdk::sip::transaction::TransportKind::Tcp => "tcp",
-            };
             println!("rvoip-server listening on {t}:{addr}");
         }
         println!("domain/realm: {}", server.domain());

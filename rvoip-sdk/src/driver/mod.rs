@@ -26,7 +26,7 @@ use crate::server::core::ServerCore;
 use crate::server::local::{LocalIdentity, primary_ipv4};
 use crate::server::proxy::anchor::{RelayAnchor, RelayMode};
 use crate::sip::msg::Limits;
-use crate::sip::transaction::{Transmit, TransportKind};
+use crate::sip::transaction::{Transmit, Transport};
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -56,7 +56,7 @@ pub(crate) enum Inbound {
     Msg {
         data: Bytes,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     },
     /// A TCP connection is up; messages for `peer` go to `tx`.
     TcpOpened {
@@ -72,7 +72,7 @@ pub struct BoundServer {
     core: ServerCore,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
-    bound: Vec<(TransportKind, SocketAddr)>,
+    bound: Vec<(Transport, SocketAddr)>,
     limits: Limits,
     users: usize,
     relay: Option<relay::RelayDriver>,
@@ -95,15 +95,21 @@ impl BoundServer {
                 source,
             };
             match spec.transport {
-                TransportKind::Udp => {
+                Transport::Udp => {
                     let s = UdpSocket::bind(spec.addr).await.map_err(err)?;
-                    bound.push((TransportKind::Udp, s.local_addr().map_err(err)?));
+                    bound.push((Transport::Udp, s.local_addr().map_err(err)?));
                     udp.push(Arc::new(s));
                 }
-                TransportKind::Tcp => {
+                Transport::Tcp => {
                     let l = TcpListener::bind(spec.addr).await.map_err(err)?;
-                    bound.push((TransportKind::Tcp, l.local_addr().map_err(err)?));
+                    bound.push((Transport::Tcp, l.local_addr().map_err(err)?));
                     tcp.push(l);
+                }
+                Transport::Tls | Transport::Ws | Transport::Wss => {
+                    return Err(err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "TLS and WebSocket listeners are not available yet",
+                    )));
                 }
             }
         }
@@ -150,7 +156,7 @@ impl BoundServer {
     }
 
     /// The bound sockets (with the real ports when port 0 was asked for).
-    pub fn bound(&self) -> &[(TransportKind, SocketAddr)] {
+    pub fn bound(&self) -> &[(Transport, SocketAddr)] {
         &self.bound
     }
 
@@ -230,7 +236,7 @@ impl BoundServer {
                                         continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
                                     }
                                     let data = Bytes::copy_from_slice(datagram);
-                                    core.handle_datagram(now, data, source, TransportKind::Udp);
+                                    core.handle_datagram(now, data, source, Transport::Udp);
                                 }
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                                 // ICMP port unreachable surfaces as ConnectionRefused/Reset: go on.
@@ -312,7 +318,7 @@ const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 /// address its ports bind to. Errors: [`DriverError::Relay`].
 fn start_relay(
     cfg: &ServerConfig,
-    bound: &[(TransportKind, SocketAddr)],
+    bound: &[(Transport, SocketAddr)],
     advertise: &str,
 ) -> Result<Option<(relay::RelayDriver, std::net::IpAddr)>, DriverError> {
     if cfg.relay == RelayMode::Off {
@@ -377,7 +383,7 @@ impl Outbound<'_> {
 
     fn send(&mut self, t: Transmit) {
         match t.transport {
-            TransportKind::Udp => {
+            Transport::Udp => {
                 let sock = self
                     .udp
                     .iter()
@@ -395,7 +401,7 @@ impl Outbound<'_> {
                     Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
                 }
             }
-            TransportKind::Tcp => {
+            Transport::Tcp => {
                 if let Some(c) = self.conns.get(&t.dest) {
                     if c.send(t.bytes.clone()).is_ok() {
                         return;
@@ -405,6 +411,10 @@ impl Outbound<'_> {
                 let _ = tx.send(t.bytes);
                 self.conns.insert(t.dest, tx);
                 tokio::spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
+            }
+            // Never sent over a weaker transport (no silent downgrade).
+            Transport::Tls | Transport::Ws | Transport::Wss => {
+                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
             }
         }
     }

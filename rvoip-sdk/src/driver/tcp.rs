@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::Inbound;
 use crate::sip::msg::{Frame, Limits, frame};
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 /// Accepts connections until the listener fails for good.
 pub(crate) async fn accept_loop(
@@ -96,7 +96,7 @@ pub(crate) async fn serve<S>(
                         .send(Inbound::Msg {
                             data,
                             source: peer,
-                            transport: TransportKind::Tcp,
+                            transport: Transport::Tcp,
                         })
                         .await
                         .is_err()

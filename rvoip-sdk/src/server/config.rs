@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::auth::Algorithm;
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 /// Parses a list of digest algorithm names (`MD5`, `SHA-256`, case-insensitive).
 /// Errors: an unknown name.
@@ -31,7 +31,7 @@ fn de_algorithms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Algorithm
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSpec {
     /// UDP or TCP (RFC 3261 §18).
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// The local address to bind; port 0 picks a free port.
     pub addr: SocketAddr,
 }
@@ -44,9 +44,9 @@ impl std::str::FromStr for ListenSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::Listen(s.to_string());
         let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
-        let transport = match proto.to_ascii_lowercase().as_str() {
-            "udp" => TransportKind::Udp,
-            "tcp" => TransportKind::Tcp,
+        // TLS and WebSocket listeners come with their transports (issue 11).
+        let transport = match Transport::from_name(proto) {
+            Some(t @ (Transport::Udp | Transport::Tcp)) => t,
             _ => return Err(bad()),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| bad())?;
@@ -56,11 +56,7 @@ impl std::str::FromStr for ListenSpec {
 
 impl std::fmt::Display for ListenSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let t = match self.transport {
-            TransportKind::Udp => "udp",
-            TransportKind::Tcp => "tcp",
-        };
-        write!(f, "{t}:{}", self.addr)
+        write!(f, "{}:{}", self.transport, self.addr)
     }
 }
 
@@ -217,11 +213,11 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: vec![
                 ListenSpec {
-                    transport: TransportKind::Udp,
+                    transport: Transport::Udp,
                     addr: ([0, 0, 0, 0], 5060).into(),
                 },
                 ListenSpec {
-                    transport: TransportKind::Tcp,
+                    transport: Transport::Tcp,
                     addr: ([0, 0, 0, 0], 5060).into(),
                 },
             ],
@@ -320,10 +316,10 @@ mod tests {
     #[test]
     fn listen_spec_parses_and_rejects() {
         let l: ListenSpec = "udp:127.0.0.1:5070".parse().unwrap();
-        assert_eq!(l.transport, TransportKind::Udp);
+        assert_eq!(l.transport, Transport::Udp);
         assert_eq!(l.addr.port(), 5070);
         let l: ListenSpec = "tcp:[::1]:5060".parse().unwrap();
-        assert_eq!(l.transport, TransportKind::Tcp);
+        assert_eq!(l.transport, Transport::Tcp);
         assert!("sctp:1.2.3.4:5060".parse::<ListenSpec>().is_err());
         assert!("udp:1.2.3.4".parse::<ListenSpec>().is_err());
     }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
-use crate::server::location::{Location, Transport};
+use crate::server::location::Location;
 use crate::server::proxy::{Io, MediaHook, Proxy, Target, route};
 use crate::server::registrar::Registrar;
 use crate::server::reply::{Replier, send_local_response};
@@ -32,7 +32,7 @@ use crate::sip::msg::{
     validate_request,
 };
 use crate::sip::transaction::{
-    ServerTxId, TimerConfig, TransactionLayer, Transmit, TransportKind, TxEvent,
+    ServerTxId, TimerConfig, TransactionLayer, Transmit, Transport, TxEvent,
 };
 
 pub use crate::server::reply::Stats;
@@ -135,7 +135,7 @@ impl ServerCore {
         now: Instant,
         data: Bytes,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) {
         match Message::parse(data.clone(), &self.limits) {
             Ok(mut msg) => {
@@ -263,7 +263,7 @@ impl ServerCore {
         tx: ServerTxId,
         mut req: Request,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) {
         if let Err(rej) = validate_request(&req) {
             tracing::debug!(%source, status = rej.status, reason = rej.reason, "request rejected");
@@ -382,7 +382,7 @@ impl ServerCore {
         tx: ServerTxId,
         mut req: Request,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) {
         let aor_user = match req.headers.to() {
             Ok(to) => to.uri.user.clone().unwrap_or_default(),
@@ -399,12 +399,7 @@ impl ServerCore {
         match outcome {
             AuthOutcome::Authorized { .. } => {
                 req.headers.remove_all(&HeaderName::Authorization);
-                let resp = self.registrar.handle_register(
-                    now,
-                    &req,
-                    source,
-                    location_transport(transport),
-                );
+                let resp = self.registrar.handle_register(now, &req, source, transport);
                 if resp.status == 200 {
                     self.stats.registrations += 1;
                 }
@@ -438,7 +433,7 @@ impl ServerCore {
         tx: ServerTxId,
         mut req: Request,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         loop_hash: u64,
     ) {
         if self.invite_auth
@@ -538,11 +533,11 @@ impl ServerCore {
             .map(|b| {
                 let (dest, transport) = match b.transport {
                     Transport::Udp if !b.behind_nat => {
-                        route::resolve(&b.contact).unwrap_or((b.source, TransportKind::Udp))
+                        route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
                     }
-                    Transport::Udp => (b.source, TransportKind::Udp),
+                    Transport::Udp => (b.source, Transport::Udp),
                     // Stream bindings reuse the connection the REGISTER came on.
-                    _ => (b.source, TransportKind::Tcp),
+                    _ => (b.source, Transport::Tcp),
                 };
                 Target {
                     uri: Some(b.contact.clone()),
@@ -552,14 +547,6 @@ impl ServerCore {
                 }
             })
             .collect()
-    }
-}
-
-/// The location service's name for a transport.
-pub(crate) fn location_transport(t: TransportKind) -> Transport {
-    match t {
-        TransportKind::Udp => Transport::Udp,
-        TransportKind::Tcp => Transport::Tcp,
     }
 }
 

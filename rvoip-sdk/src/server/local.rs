@@ -5,13 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use crate::sip::msg::{Uri, Via};
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 /// One bound socket as the rest of the world should address it.
 #[derive(Debug, Clone)]
 pub struct LocalInterface {
     /// UDP or TCP.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// The bound address (may be a wildcard IP).
     pub bound: SocketAddr,
     /// The host written into Via sent-by and Record-Route (an IP literal, IPv6 in brackets).
@@ -34,7 +34,7 @@ pub struct LocalIdentity {
 impl LocalIdentity {
     /// Builds the identity. `advertise` is the host used for wildcard-bound sockets.
     pub fn new(
-        bound: &[(TransportKind, SocketAddr)],
+        bound: &[(Transport, SocketAddr)],
         advertise: &str,
         domain: &str,
         aliases: &[String],
@@ -66,7 +66,7 @@ impl LocalIdentity {
     }
 
     /// The interface to send on with `transport` (the first of that kind), if any.
-    pub fn interface(&self, transport: TransportKind) -> Option<&LocalInterface> {
+    pub fn interface(&self, transport: Transport) -> Option<&LocalInterface> {
         self.interfaces.iter().find(|i| i.transport == transport)
     }
 
@@ -145,8 +145,8 @@ mod tests {
     fn ident() -> LocalIdentity {
         LocalIdentity::new(
             &[
-                (TransportKind::Udp, "127.0.0.1:5060".parse().unwrap()),
-                (TransportKind::Tcp, "127.0.0.1:5060".parse().unwrap()),
+                (Transport::Udp, "127.0.0.1:5060".parse().unwrap()),
+                (Transport::Tcp, "127.0.0.1:5060".parse().unwrap()),
             ],
             "127.0.0.1",
             "example.com",

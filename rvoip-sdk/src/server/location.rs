@@ -15,39 +15,7 @@ use std::time::Instant;
 
 use crate::sip::msg::{ByteString, Uri};
 
-/// The transport a REGISTER arrived on (where the binding is reachable through NAT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// UDP (RFC 3261 §18).
-    Udp,
-    /// TCP (RFC 3261 §18).
-    Tcp,
-    /// TLS over TCP (RFC 3261 §26).
-    Tls,
-    /// WebSocket (RFC 7118).
-    Ws,
-    /// Secure WebSocket (RFC 7118).
-    Wss,
-}
-
-impl Transport {
-    /// The lower-case name, as in a `transport=` URI parameter (`"udp"`, `"tcp"`…).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::sip::transport::Transport;
 
 /// One binding of an AOR to a contact address (RFC 3261 §10.3).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -172,8 +172,8 @@ impl Registrar {
         };
         let cseq = cseq.seq;
         let kind = match transport {
-            Transport::Udp => crate::sip::transaction::TransportKind::Udp,
-            _ => crate::sip::transaction::TransportKind::Tcp,
+            Transport::Udp => crate::sip::transaction::Transport::Udp,
+            _ => crate::sip::transaction::Transport::Tcp,
         };
         let behind_nat = crate::server::proxy::sender_behind_nat(req, source, kind);
         // A malformed Expires header counts as absent (§20.19).

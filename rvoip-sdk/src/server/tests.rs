@@ -11,7 +11,7 @@ use crate::server::config::ServerConfig;
 use crate::server::core::ServerCore;
 use crate::server::local::LocalIdentity;
 use crate::sip::msg::{Auth, HeaderName, Limits, Message, Method, Request, Response};
-use crate::sip::transaction::{Transmit, TransportKind};
+use crate::sip::transaction::{Transmit, Transport};
 
 const ALICE: &str = "127.0.0.1:5070";
 const BOB1: &str = "127.0.0.1:5080";
@@ -65,7 +65,7 @@ impl Harness {
             ..ServerConfig::default()
         };
         let local = LocalIdentity::new(
-            &[(TransportKind::Udp, addr("127.0.0.1:5060"))],
+            &[(Transport::Udp, addr("127.0.0.1:5060"))],
             "127.0.0.1",
             "example.com",
             &[],
@@ -85,13 +85,13 @@ impl Harness {
     /// Sends `text` from `from` and returns everything the server transmits in reaction.
     fn send(&mut self, from: &str, text: &str) -> Vec<Transmit> {
         self.core
-            .handle_datagram(self.now, wire(text), addr(from), TransportKind::Udp);
+            .handle_datagram(self.now, wire(text), addr(from), Transport::Udp);
         self.drain()
     }
 
     fn send_bytes(&mut self, from: &str, bytes: Bytes) -> Vec<Transmit> {
         self.core
-            .handle_datagram(self.now, bytes, addr(from), TransportKind::Udp);
+            .handle_datagram(self.now, bytes, addr(from), Transport::Udp);
         self.drain()
     }
 

@@ -4,4 +4,5 @@
 pub mod dialog;
 pub mod msg;
 pub mod transaction;
+pub mod transport;
 pub mod ua;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 use super::media::Party;
 
@@ -21,7 +21,7 @@ pub const IDLE_CALL_LIFETIME: Duration = Duration::from_secs(4 * 3600);
 #[derive(Debug, Clone, Default)]
 pub struct PartyInfo {
     /// Where its signalling comes from (the INVITE's source, or the binding's flow).
-    pub flow: Option<(SocketAddr, TransportKind)>,
+    pub flow: Option<(SocketAddr, Transport)>,
     /// Whether it sits behind a NAT (so requests to it go to `flow`).
     pub nat: bool,
     /// Its Contact URI (the dialog's remote target for the other side), as text.
@@ -38,7 +38,7 @@ pub struct BranchInfo {
     /// The branch's next hop.
     pub dest: SocketAddr,
     /// Its transport.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// Whether the target binding is behind a NAT.
     pub nat: bool,
 }

@@ -9,8 +9,8 @@ impl Proxy {
     pub(super) fn prepare_forward(
         io: &mut Io<'_>,
         req: &mut Request,
-        in_t: TransportKind,
-        out_t: TransportKind,
+        in_t: Transport,
+        out_t: Transport,
         record_route: bool,
         hash: u64,
     ) -> String {
@@ -21,8 +21,8 @@ impl Proxy {
         req.headers.set(HeaderName::MaxForwards, mf.to_string());
         let rr = |i: Option<&crate::server::local::LocalInterface>| {
             i.map(|i| match i.transport {
-                TransportKind::Udp => format!("<sip:{}:{};lr>", i.host, i.port),
-                TransportKind::Tcp => format!("<sip:{}:{};transport=tcp;lr>", i.host, i.port),
+                Transport::Udp => format!("<sip:{}:{};lr>", i.host, i.port),
+                t => format!("<sip:{}:{};transport={t};lr>", i.host, i.port),
             })
         };
         if record_route {
@@ -71,7 +71,7 @@ impl Proxy {
         now: Instant,
         stx: ServerTxId,
         req: Request,
-        in_t: TransportKind,
+        in_t: Transport,
         source: SocketAddr,
         targets: Vec<Target>,
         hash: u64,
@@ -206,8 +206,8 @@ impl Proxy {
         now: Instant,
         req: &Request,
         source: SocketAddr,
-        in_t: TransportKind,
-    ) -> Option<(SocketAddr, TransportKind, bool)> {
+        in_t: Transport,
+    ) -> Option<(SocketAddr, Transport, bool)> {
         let call_id = call_id_of(&req.headers);
         if let Some(rec) = self.dialogs.get_mut(&call_id) {
             rec.last_activity = now;
@@ -240,7 +240,7 @@ impl Proxy {
         now: Instant,
         stx: ServerTxId,
         req: Request,
-        in_t: TransportKind,
+        in_t: Transport,
         source: SocketAddr,
         hash: u64,
     ) {
@@ -285,7 +285,7 @@ impl Proxy {
         now: Instant,
         mut req: Request,
         source: SocketAddr,
-        in_t: TransportKind,
+        in_t: Transport,
     ) {
         if req.method != Method::Ack || req.headers.top_via().is_err() {
             return;

@@ -34,9 +34,7 @@ use crate::server::reply::{Replier, Stats};
 use crate::sip::msg::{
     BRANCH_MAGIC, ByteString, HeaderName, Headers, Method, NameAddr, Request, Response, Uri,
 };
-use crate::sip::transaction::{
-    ClientTxId, ServerTxId, TransactionLayer, TransportKind, new_branch,
-};
+use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, Transport, new_branch};
 
 /// Where one forwarded copy of a request goes.
 #[derive(Debug, Clone)]
@@ -46,7 +44,7 @@ pub struct Target {
     /// The next-hop address.
     pub dest: SocketAddr,
     /// The transport to the next hop.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// Whether the target sits behind a NAT (`dest` is then its flow, not its Contact).
     pub nat: bool,
 }
@@ -85,7 +83,7 @@ struct Branch {
     /// The media branch index (fork index of an initial INVITE, else the answered branch).
     index: u32,
     dest: SocketAddr,
-    transport: TransportKind,
+    transport: Transport,
     provisional: bool,
     done: bool,
     cancel_sent: bool,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::server::local::LocalIdentity;
 use crate::sip::msg::{BRANCH_MAGIC, HeaderName, NameAddr, Request, Scheme, Uri, Via};
-use crate::sip::transaction::TransportKind;
+use crate::sip::transaction::Transport;
 
 /// FNV-1a, 64 bit: the branch hash of §16.6 step 8 (not security relevant).
 pub(crate) fn fnv(mut h: u64, data: &[u8]) -> u64 {
@@ -75,16 +75,14 @@ pub fn pop_own_routes(local: &LocalIdentity, req: &mut Request) -> bool {
 /// `transport=tcp` selects TCP. `None` for names that would need a DNS lookup, and for every URI
 /// that asks for a transport this server does not have (`sips:`, `transport=tls`, `ws`, `sctp`…):
 /// such a request is refused, never sent in plaintext.
-pub fn resolve(uri: &Uri) -> Option<(SocketAddr, TransportKind)> {
+pub fn resolve(uri: &Uri) -> Option<(SocketAddr, Transport)> {
     if uri.scheme != Scheme::Sip {
         return None;
     }
-    let transport = match uri.param("transport") {
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
-        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => TransportKind::Udp,
-        Some(_) => return None,
-        None => TransportKind::Udp,
-    };
+    if !plaintext_reachable(uri) {
+        return None;
+    }
+    let transport = crate::sip::ua::build::uri_transport(uri).unwrap_or(Transport::Udp);
     let host = match uri.param("maddr") {
         Some(Some(m)) => m,
         _ => uri.host.as_ref(),
@@ -105,13 +103,16 @@ pub fn plaintext_reachable(uri: &Uri) -> bool {
     uri.scheme == Scheme::Sip
         && match uri.param("transport") {
             None => true,
-            Some(Some(t)) => t.eq_ignore_ascii_case("udp") || t.eq_ignore_ascii_case("tcp"),
+            Some(Some(t)) => matches!(
+                Transport::from_name(t),
+                Some(Transport::Udp | Transport::Tcp)
+            ),
             Some(None) => false,
         }
 }
 
 /// Where a response goes back to, from its (next) Via: `received`/`rport` (RFC 3581) else sent-by.
-pub(crate) fn via_destination(via: &Via) -> Option<(SocketAddr, TransportKind)> {
+pub(crate) fn via_destination(via: &Via) -> Option<(SocketAddr, Transport)> {
     let host = via.received().unwrap_or(&via.host);
     let ip: IpAddr = host
         .trim_start_matches('[')
@@ -122,23 +123,20 @@ pub(crate) fn via_destination(via: &Via) -> Option<(SocketAddr, TransportKind)> 
         Some(Some(p)) => p.parse().ok()?,
         _ => via.port.unwrap_or(5060),
     };
-    let transport = if via.transport.eq_ignore_ascii_case("TCP") {
-        TransportKind::Tcp
-    } else {
-        TransportKind::Udp
-    };
+    // A response goes back on the transport its request came on, never a weaker one (an
+    // unknown name, e.g. SCTP, cannot be answered).
+    let transport = Transport::from_name(&via.transport)?;
     Some((SocketAddr::new(ip, port), transport))
 }
 
 /// Whether the sender of a request sits behind a NAT (Kamailio's `nat_uac_test("19")`): its top
 /// Via's sent-by is not the packet's source (RFC 3581 `received`/`rport` differ), or its Contact
 /// names a private address that is not the source.
-pub fn sender_behind_nat(req: &Request, source: SocketAddr, transport: TransportKind) -> bool {
+pub fn sender_behind_nat(req: &Request, source: SocketAddr, transport: Transport) -> bool {
     if let Ok(via) = req.headers.top_via() {
         let host = via.host.trim_start_matches('[').trim_end_matches(']');
         let ip_differs = host.parse::<IpAddr>().map_or(true, |ip| ip != source.ip());
-        let port_differs =
-            transport == TransportKind::Udp && via.port.unwrap_or(5060) != source.port();
+        let port_differs = transport == Transport::Udp && via.port.unwrap_or(5060) != source.port();
         if ip_differs || port_differs {
             return true;
         }
@@ -165,11 +163,8 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-pub(crate) fn transport_token(t: TransportKind) -> &'static str {
-    match t {
-        TransportKind::Udp => "UDP",
-        TransportKind::Tcp => "TCP",
-    }
+pub(crate) fn transport_token(t: Transport) -> &'static str {
+    t.via_name()
 }
 
 /// Response ranking for §16.7 step 6: lower is better. 6xx beats everything, then 3xx, 4xx, 5xx;

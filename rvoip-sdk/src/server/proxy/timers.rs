@@ -156,7 +156,7 @@ impl Proxy {
         now: Instant,
         ctid: ClientTxId,
         dest: SocketAddr,
-        t: TransportKind,
+        t: Transport,
     ) {
         let Some(orig) = io.tl.client_request(ctid) else {
             return;

@@ -27,7 +27,7 @@ use crate::server::local::LocalIdentity;
 use crate::server::proxy::anchor::{RelayAnchor, RelayControl, RelayMode};
 use crate::server::proxy::rewrite::Stream;
 use crate::sip::msg::{HeaderName, Message, Method, Request, Response};
-use crate::sip::transaction::{Transmit, TransportKind};
+use crate::sip::transaction::{Transmit, Transport};
 use wire::*;
 
 /// The address the relay writes into SDP.
@@ -242,7 +242,7 @@ impl Harness {
             ..ServerConfig::default()
         };
         let local = LocalIdentity::new(
-            &[(TransportKind::Udp, addr("127.0.0.1:5060"))],
+            &[(Transport::Udp, addr("127.0.0.1:5060"))],
             "127.0.0.1",
             "example.com",
             &[],
@@ -274,7 +274,7 @@ impl Harness {
 
     fn send(&mut self, from: &str, bytes: Bytes) -> Vec<Transmit> {
         self.core
-            .handle_datagram(self.now, bytes, addr(from), TransportKind::Udp);
+            .handle_datagram(self.now, bytes, addr(from), Transport::Udp);
         self.drain()
     }
 

@@ -67,24 +67,7 @@ impl TimerConfig {
     }
 }
 
-/// The transport a message was received on or is to be sent on (§18).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TransportKind {
-    /// UDP: unreliable, the transaction layer retransmits.
-    Udp,
-    /// TCP: reliable.
-    Tcp,
-}
-
-impl TransportKind {
-    /// Whether the transport is reliable (no retransmissions, zero wait timers D, I, J, K).
-    pub fn is_reliable(self) -> bool {
-        match self {
-            TransportKind::Udp => false,
-            TransportKind::Tcp => true,
-        }
-    }
-}
+pub use crate::sip::transport::Transport;
 
 /// The id of a client transaction. Ids are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,7 +83,7 @@ pub struct Transmit {
     /// Where to send them.
     pub dest: SocketAddr,
     /// Over which transport.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// One complete SIP message.
     pub bytes: Bytes,
 }
@@ -120,7 +103,7 @@ pub enum TxEvent {
         /// Where it came from.
         source: SocketAddr,
         /// Over which transport.
-        transport: TransportKind,
+        transport: Transport,
     },
     /// A response for a client transaction: provisional, final, and (INVITE, RFC 6026 Accepted
     /// state) 2xx retransmissions. Retransmitted non-2xx finals are absorbed.
@@ -144,7 +127,7 @@ pub enum TxEvent {
         /// Where it came from.
         source: SocketAddr,
         /// Over which transport.
-        transport: TransportKind,
+        transport: Transport,
     },
     /// An INVITE server transaction saw no ACK before Timer H (64*T1): informational.
     AckTimeout {
@@ -199,7 +182,7 @@ struct ClientTx {
     bytes: Bytes,
     key: Option<ClientKey>,
     dest: SocketAddr,
-    transport: TransportKind,
+    transport: Transport,
     /// The ACK for a non-2xx final, re-sent for each retransmission of it.
     ack: Option<Bytes>,
     provisional: bool,
@@ -217,7 +200,7 @@ struct ServerTx {
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
     dest: SocketAddr,
-    transport: TransportKind,
+    transport: Transport,
     /// The last response sent, re-sent on request retransmissions and by Timer G.
     last_resp: Option<Bytes>,
     /// The To tag of the last response sent (RFC 2543 ACK matching only).
@@ -264,12 +247,7 @@ fn arm(
     timers.push(Reverse((at, id, slot)));
 }
 
-fn push_transmit(
-    q: &mut VecDeque<Transmit>,
-    dest: SocketAddr,
-    transport: TransportKind,
-    bytes: Bytes,
-) {
+fn push_transmit(q: &mut VecDeque<Transmit>, dest: SocketAddr, transport: Transport, bytes: Bytes) {
     q.push_back(Transmit {
         dest,
         transport,
@@ -280,7 +258,7 @@ fn push_transmit(
 /// Where the responses of a server transaction go (§18.2.2, RFC 3581). The `received` parameter
 /// of an incoming Via is not trusted: the source IP is what a correct `received` would say, and
 /// using it cannot be turned into a reflection attack.
-fn response_dest(via: Option<&Via>, source: SocketAddr, transport: TransportKind) -> SocketAddr {
+fn response_dest(via: Option<&Via>, source: SocketAddr, transport: Transport) -> SocketAddr {
     if transport.is_reliable() {
         return source;
     }
@@ -365,7 +343,7 @@ impl TransactionLayer {
         now: Instant,
         msg: Message,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) {
         match msg {
             Message::Request(req) => self.on_request(now, req, source, transport),
@@ -385,13 +363,7 @@ impl TransactionLayer {
         })
     }
 
-    fn on_request(
-        &mut self,
-        now: Instant,
-        req: Request,
-        source: SocketAddr,
-        transport: TransportKind,
-    ) {
+    fn on_request(&mut self, now: Instant, req: Request, source: SocketAddr, transport: Transport) {
         let via = req.headers.top_via().ok();
         let key = via.as_ref().and_then(|v| server_key(v, &req.method));
         let legacy = if key.is_none() {
@@ -505,7 +477,7 @@ impl TransactionLayer {
         now: Instant,
         resp: Response,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) {
         let key = resp.headers.top_via().ok().and_then(|v| {
             let branch = branch_of(&v)?;
@@ -697,7 +669,7 @@ impl TransactionLayer {
         now: Instant,
         req: Request,
         dest: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
     ) -> ClientTxId {
         let id = self.alloc_id();
         let bytes = req.to_bytes();
@@ -749,7 +721,7 @@ impl TransactionLayer {
 
     /// Send bytes outside any transaction (ACK for 2xx forwarded by a proxy, stateless forwarding
     /// of stray responses).
-    pub fn send_stateless(&mut self, dest: SocketAddr, transport: TransportKind, bytes: Bytes) {
+    pub fn send_stateless(&mut self, dest: SocketAddr, transport: Transport, bytes: Bytes) {
         push_transmit(&mut self.transmits, dest, transport, bytes);
     }
 

@@ -133,7 +133,7 @@ fn invite_client_timer_a_and_b() {
         base,
         req(&invite_text(&b)),
         sa("198.51.100.1:5060"),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     let tx = transmits(&mut l);
     assert_eq!(tx.len(), 1);
@@ -162,7 +162,7 @@ fn non_invite_client_timer_e_capped_and_timer_f() {
         base,
         req(&request_text("OPTIONS", &b, "")),
         sa(SRC),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert_eq!(transmits(&mut l).len(), 1);
     let fired = run_timers(&mut l, base);
@@ -192,14 +192,14 @@ fn non_invite_client_proceeding_retransmits_at_t2_and_timer_k() {
         base,
         req(&request_text("REGISTER", &b, "")),
         sa(SRC),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     transmits(&mut l);
     l.handle_message(
         base + ms(100),
         msg(&response_text(100, &b, "REGISTER", None)),
         sa(SRC),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 100)
@@ -213,7 +213,7 @@ fn non_invite_client_proceeding_retransmits_at_t2_and_timer_k() {
         base + ms(1000),
         msg(&response_text(200, &b, "REGISTER", Some("x"))),
         sa(SRC),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::Response { resp, .. }] if resp.status == 200)
@@ -222,7 +222,7 @@ fn non_invite_client_proceeding_retransmits_at_t2_and_timer_k() {
         base + ms(1100),
         msg(&response_text(200, &b, "REGISTER", Some("x"))),
         sa(SRC),
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(events(&mut l).is_empty());
     assert_eq!(l.poll_timeout(), Some(base + ms(6000)));
@@ -237,14 +237,14 @@ fn invite_client_non_2xx_final_is_acked_and_absorbed() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = new_branch();
     let dest = sa("198.51.100.1:5060");
-    let id = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+    let id = l.send_request(base, req(&invite_text(&b)), dest, Transport::Udp);
     transmits(&mut l);
     assert!(!l.client_has_provisional(id));
     l.handle_message(
         base + ms(100),
         msg(&response_text(180, &b, "INVITE", Some("8321234356"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(l.client_has_provisional(id));
     assert!(
@@ -261,7 +261,7 @@ fn invite_client_non_2xx_final_is_acked_and_absorbed() {
         now,
         msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 486)
@@ -318,7 +318,7 @@ fn invite_client_non_2xx_final_is_acked_and_absorbed() {
         now + ms(500),
         msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(events(&mut l).is_empty());
     let again = transmits(&mut l);
@@ -333,7 +333,7 @@ fn invite_client_non_2xx_final_is_acked_and_absorbed() {
         now + Duration::from_secs(33),
         msg(&response_text(486, &b, "INVITE", Some("8321234356"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(matches!(
         events(&mut l).as_slice(),
@@ -347,14 +347,14 @@ fn invite_client_2xx_retransmissions_pass_up_in_accepted() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = new_branch();
     let dest = sa("198.51.100.1:5060");
-    let id = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+    let id = l.send_request(base, req(&invite_text(&b)), dest, Transport::Udp);
     transmits(&mut l);
     for i in 0..3u64 {
         l.handle_message(
             base + ms(100 + i * 500),
             msg(&response_text(200, &b, "INVITE", Some("t"))),
             dest,
-            TransportKind::Udp,
+            Transport::Udp,
         );
         assert!(
             matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == id && resp.status == 200)
@@ -380,12 +380,12 @@ fn cancel_client_transaction_is_separate_from_invite() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = new_branch();
     let dest = sa("198.51.100.1:5060");
-    let inv = l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Udp);
+    let inv = l.send_request(base, req(&invite_text(&b)), dest, Transport::Udp);
     let cancel = l.send_request(
         base,
         req(&request_text("CANCEL", &b, "")),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert_ne!(inv, cancel);
     assert_eq!(
@@ -396,14 +396,14 @@ fn cancel_client_transaction_is_separate_from_invite() {
         base + ms(10),
         msg(&response_text(200, &b, "CANCEL", Some("t"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, .. }] if *tx == cancel));
     l.handle_message(
         base + ms(20),
         msg(&response_text(487, &b, "INVITE", Some("t"))),
         dest,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == inv && resp.status == 487)
@@ -416,7 +416,7 @@ fn server_invite_gets_100_trying_and_absorbs_retransmissions() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = "z9hG4bK74bf9";
     let source = sa("192.0.2.10:40000");
-    l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+    l.handle_message(base, msg(&invite_text(b)), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     let t = transmits(&mut l);
     assert_eq!(t.len(), 1);
@@ -434,12 +434,7 @@ fn server_invite_gets_100_trying_and_absorbs_retransmissions() {
     );
 
     // Retransmission: absorbed, 100 re-sent.
-    l.handle_message(
-        base + ms(500),
-        msg(&invite_text(b)),
-        source,
-        TransportKind::Udp,
-    );
+    l.handle_message(base + ms(500), msg(&invite_text(b)), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     let t2 = transmits(&mut l);
     assert_eq!(t2.len(), 1);
@@ -452,7 +447,7 @@ fn server_invite_gets_100_trying_and_absorbs_retransmissions() {
         base + ms(1000),
         msg(&invite_text(b)),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(events(&mut l).is_empty());
     assert_eq!(status_of(&transmits(&mut l)[0].bytes), 180);
@@ -465,7 +460,7 @@ fn server_invite_non_2xx_timer_g_until_ack_then_timer_i() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = "z9hG4bK74bf9";
     let source = sa("192.0.2.10:5060");
-    l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+    l.handle_message(base, msg(&invite_text(b)), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     transmits(&mut l);
     let busy = response_for(&l, tx, 486, Some("a6c85cf"));
@@ -493,7 +488,7 @@ fn server_invite_non_2xx_timer_g_until_ack_then_timer_i() {
         base + ms(11_600),
         msg(&invite_text(b)),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert_eq!(status_of(&transmits(&mut l)[0].bytes), 486);
 
@@ -504,10 +499,10 @@ fn server_invite_non_2xx_timer_g_until_ack_then_timer_i() {
         "To: Bob <sip:bob@biloxi.example.com>;tag=a6c85cf",
     );
     let now = base + ms(12_000);
-    l.handle_message(now, msg(&ack), source, TransportKind::Udp);
+    l.handle_message(now, msg(&ack), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     // ACK retransmissions absorbed too.
-    l.handle_message(now + ms(10), msg(&ack), source, TransportKind::Udp);
+    l.handle_message(now + ms(10), msg(&ack), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     // Timer I = T4, nothing transmitted until then.
     assert_eq!(l.poll_timeout(), Some(now + Duration::from_secs(5)));
@@ -520,12 +515,7 @@ fn server_invite_non_2xx_timer_g_until_ack_then_timer_i() {
 fn server_invite_timer_h_without_ack() {
     let base = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());
-    l.handle_message(
-        base,
-        msg(&invite_text("z9hG4bKh")),
-        sa(SRC),
-        TransportKind::Udp,
-    );
+    l.handle_message(base, msg(&invite_text("z9hG4bKh")), sa(SRC), Transport::Udp);
     let tx = server_tx(&events(&mut l));
     let busy = response_for(&l, tx, 486, Some("x"));
     assert!(l.respond(base, tx, busy));
@@ -551,7 +541,7 @@ fn server_invite_2xx_accepted_and_ack_for_2xx_passes_up() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = "z9hG4bKinv2xx";
     let source = sa("192.0.2.10:5060");
-    l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+    l.handle_message(base, msg(&invite_text(b)), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     transmits(&mut l);
     let ok = response_for(&l, tx, 200, Some("t2"));
@@ -563,17 +553,12 @@ fn server_invite_2xx_accepted_and_ack_for_2xx_passes_up() {
     assert!(!l.respond(base + ms(500), tx, with_status(&ok, 486)));
     assert!(!l.respond(base + ms(500), tx, with_status(&ok, 180)));
     // A retransmitted INVITE is absorbed and nothing re-sent (the TU retransmits 2xx).
-    l.handle_message(
-        base + ms(600),
-        msg(&invite_text(b)),
-        source,
-        TransportKind::Udp,
-    );
+    l.handle_message(base + ms(600), msg(&invite_text(b)), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     assert!(transmits(&mut l).is_empty());
     // The ACK for the 2xx has its own branch: passed up with tx None.
     let ack = request_text("ACK", "z9hG4bKack2xx", "");
-    l.handle_message(base + ms(700), msg(&ack), source, TransportKind::Udp);
+    l.handle_message(base + ms(700), msg(&ack), source, Transport::Udp);
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::Request { tx: None, req, .. }] if req.method == Method::Ack)
     );
@@ -590,18 +575,18 @@ fn non_invite_server_retransmission_gets_last_final() {
     let b = "z9hG4bKopt1";
     let source = sa("192.0.2.10:5070");
     let text = request_text("OPTIONS", b, "");
-    l.handle_message(base, msg(&text), source, TransportKind::Udp);
+    l.handle_message(base, msg(&text), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     assert!(transmits(&mut l).is_empty(), "no 100 Trying for non-INVITE");
     // Trying: retransmissions absorbed silently.
-    l.handle_message(base + ms(500), msg(&text), source, TransportKind::Udp);
+    l.handle_message(base + ms(500), msg(&text), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     assert!(transmits(&mut l).is_empty());
     let ok = response_for(&l, tx, 200, Some("s"));
     assert!(l.respond(base + ms(600), tx, ok.clone()));
     let t = transmits(&mut l);
     assert_eq!(t[0].dest, sa("192.0.2.10:5070"));
-    l.handle_message(base + ms(1500), msg(&text), source, TransportKind::Udp);
+    l.handle_message(base + ms(1500), msg(&text), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     let t2 = transmits(&mut l);
     assert_eq!(t2.len(), 1);
@@ -619,7 +604,7 @@ fn non_invite_server_retransmission_gets_last_final() {
         base + Duration::from_secs(40),
         msg(&text),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(matches!(
         events(&mut l).as_slice(),
@@ -634,14 +619,14 @@ fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
     let dest = sa("198.51.100.1:5060");
     // INVITE client over TCP: no Timer A; the 486 ends it at once (Timer D = 0).
     let b = new_branch();
-    l.send_request(base, req(&invite_text(&b)), dest, TransportKind::Tcp);
+    l.send_request(base, req(&invite_text(&b)), dest, Transport::Tcp);
     assert_eq!(transmits(&mut l).len(), 1);
     assert_eq!(l.poll_timeout(), Some(base + Duration::from_secs(32)));
     l.handle_message(
         base + ms(50),
         msg(&response_text(486, &b, "INVITE", Some("x"))),
         dest,
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     assert_eq!(transmits(&mut l).len(), 1, "the ACK");
     assert_eq!(events(&mut l).len(), 1);
@@ -652,7 +637,7 @@ fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
         base,
         req(&request_text("OPTIONS", &b2, "")),
         dest,
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     transmits(&mut l);
     l.handle_timeout(base + Duration::from_secs(10));
@@ -661,7 +646,7 @@ fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
         base + Duration::from_secs(10),
         msg(&response_text(200, &b2, "OPTIONS", Some("x"))),
         dest,
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     assert_eq!(events(&mut l).len(), 1);
     assert_eq!(l.len(), (0, 0));
@@ -671,19 +656,19 @@ fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
         base,
         msg(&request_text("OPTIONS", "z9hG4bKtcp1", "")),
         source,
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     let tx = server_tx(&events(&mut l));
     assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("y"))));
     let t = transmits(&mut l);
-    assert_eq!((t[0].dest, t[0].transport), (source, TransportKind::Tcp));
+    assert_eq!((t[0].dest, t[0].transport), (source, Transport::Tcp));
     assert_eq!(l.len(), (0, 0));
     // INVITE server over TCP: no Timer G; the ACK ends it at once (Timer I = 0).
     l.handle_message(
         base,
         msg(&invite_text("z9hG4bKtcp2")),
         source,
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     let tx = server_tx(&events(&mut l));
     transmits(&mut l);
@@ -695,7 +680,7 @@ fn reliable_transport_no_retransmissions_and_zero_wait_timers() {
         "only Timer H"
     );
     let ack = request_text("ACK", "z9hG4bKtcp2", "").replace(":5070", "");
-    l.handle_message(base + ms(100), msg(&ack), source, TransportKind::Tcp);
+    l.handle_message(base + ms(100), msg(&ack), source, Transport::Tcp);
     assert!(events(&mut l).is_empty());
     assert_eq!(l.len(), (0, 0));
     assert_eq!(l.poll_timeout(), None);
@@ -707,16 +692,11 @@ fn cancel_finds_the_invite_server_transaction() {
     let mut l = TransactionLayer::new(TimerConfig::default());
     let b = "z9hG4bKcancelme";
     let source = sa("192.0.2.10:5060");
-    l.handle_message(base, msg(&invite_text(b)), source, TransportKind::Udp);
+    l.handle_message(base, msg(&invite_text(b)), source, Transport::Udp);
     let inv = server_tx(&events(&mut l));
     transmits(&mut l);
     let cancel_text = request_text("CANCEL", b, "").replace(":5070", "");
-    l.handle_message(
-        base + ms(100),
-        msg(&cancel_text),
-        source,
-        TransportKind::Udp,
-    );
+    l.handle_message(base + ms(100), msg(&cancel_text), source, Transport::Udp);
     let evs = events(&mut l);
     let ctx = server_tx(&evs);
     assert_ne!(ctx, inv);
@@ -749,7 +729,7 @@ fn stray_response_and_unknown_tx() {
         base,
         msg(&response_text(200, "z9hG4bKnobody", "INVITE", Some("q"))),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     assert!(
         matches!(events(&mut l).as_slice(), [TxEvent::StrayResponse { resp, source: s, .. }] if resp.status == 200 && *s == source)
@@ -763,7 +743,7 @@ fn stray_response_and_unknown_tx() {
     assert!(l.client_request(ClientTxId(999)).is_none());
     assert!(!l.client_has_provisional(ClientTxId(999)));
     assert!(!l.transport_error(ClientTxId(999)));
-    l.send_stateless(source, TransportKind::Udp, Bytes::from_static(b"x"));
+    l.send_stateless(source, Transport::Udp, Bytes::from_static(b"x"));
     assert_eq!(transmits(&mut l).len(), 1);
 }
 
@@ -775,7 +755,7 @@ fn transport_error_times_out_client_transaction() {
         base,
         req(&request_text("OPTIONS", &new_branch(), "")),
         sa(SRC),
-        TransportKind::Tcp,
+        Transport::Tcp,
     );
     assert!(l.transport_error(id));
     assert!(matches!(events(&mut l).as_slice(), [TxEvent::Timeout { tx }] if *tx == id));
@@ -792,7 +772,7 @@ fn rport_sends_responses_to_the_source_port() {
         base,
         msg(&request_text("OPTIONS", "z9hG4bKrp", ";rport")),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     let tx = server_tx(&events(&mut l));
     assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("a"))));
@@ -802,7 +782,7 @@ fn rport_sends_responses_to_the_source_port() {
         base,
         msg(&request_text("OPTIONS", "z9hG4bKnorp", "")),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     let tx = server_tx(&events(&mut l));
     assert!(l.respond(base, tx, response_for(&l, tx, 200, Some("a"))));
@@ -815,11 +795,11 @@ fn non_invite_server_proceeding_resends_provisional_and_ack_in_accepted_passes_u
     let mut l = TransactionLayer::new(TimerConfig::default());
     let source = sa("192.0.2.10:5070");
     let text = request_text("SUBSCRIBE", "z9hG4bKsub", "");
-    l.handle_message(base, msg(&text), source, TransportKind::Udp);
+    l.handle_message(base, msg(&text), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     assert!(l.respond(base, tx, response_for(&l, tx, 100, None)));
     transmits(&mut l);
-    l.handle_message(base + ms(500), msg(&text), source, TransportKind::Udp);
+    l.handle_message(base + ms(500), msg(&text), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
     assert!(!l.server_is_final(tx));
@@ -827,11 +807,11 @@ fn non_invite_server_proceeding_resends_provisional_and_ack_in_accepted_passes_u
     // RFC 6026: an ACK matching an INVITE server transaction in Accepted goes to the TU.
     let b = "z9hG4bKacc";
     let src = sa("192.0.2.10:5060");
-    l.handle_message(base, msg(&invite_text(b)), src, TransportKind::Udp);
+    l.handle_message(base, msg(&invite_text(b)), src, Transport::Udp);
     let inv = server_tx(&events(&mut l));
     assert!(l.respond(base, inv, response_for(&l, inv, 200, Some("t"))));
     let ack = request_text("ACK", b, "").replace(":5070", "");
-    l.handle_message(base + ms(100), msg(&ack), src, TransportKind::Udp);
+    l.handle_message(base + ms(100), msg(&ack), src, Transport::Udp);
     assert!(matches!(
         events(&mut l).as_slice(),
         [TxEvent::Request { tx: None, .. }]
@@ -854,17 +834,17 @@ fn rfc4475_badbranch_matches_by_rfc2543_rules() {
     let base = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());
     let source = sa("192.0.2.1:5060");
-    l.handle_message(base, msg(BADBRANCH), source, TransportKind::Udp);
+    l.handle_message(base, msg(BADBRANCH), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     // Retransmission: absorbed.
-    l.handle_message(base + ms(500), msg(BADBRANCH), source, TransportKind::Udp);
+    l.handle_message(base + ms(500), msg(BADBRANCH), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     // Another request with the same bare-cookie branch but another CSeq: a new transaction.
     l.handle_message(
         base + ms(600),
         msg(&BADBRANCH.replace("CSeq: 8", "CSeq: 9")),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     let tx2 = server_tx(&events(&mut l));
     assert_ne!(tx, tx2);
@@ -873,13 +853,13 @@ fn rfc4475_badbranch_matches_by_rfc2543_rules() {
         base + ms(700),
         msg(&BADBRANCH.replace("badbranch.", "other.")),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     server_tx(&events(&mut l));
     assert_eq!(l.len(), (0, 3));
     assert!(l.respond(base + ms(800), tx, response_for(&l, tx, 200, Some("b"))));
     let t = transmits(&mut l);
-    l.handle_message(base + ms(900), msg(BADBRANCH), source, TransportKind::Udp);
+    l.handle_message(base + ms(900), msg(BADBRANCH), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     assert_eq!(transmits(&mut l)[0].bytes, t[0].bytes);
     // Timer J removes it and the legacy index with it.
@@ -889,7 +869,7 @@ fn rfc4475_badbranch_matches_by_rfc2543_rules() {
         base + Duration::from_secs(61),
         msg(BADBRANCH),
         source,
-        TransportKind::Udp,
+        Transport::Udp,
     );
     server_tx(&events(&mut l));
 }
@@ -908,10 +888,10 @@ fn rfc4475_inv2543_retransmission_ack_and_cancel() {
     let base = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());
     let source = sa("192.0.2.99:5060");
-    l.handle_message(base, msg(INV2543), source, TransportKind::Udp);
+    l.handle_message(base, msg(INV2543), source, Transport::Udp);
     let tx = server_tx(&events(&mut l));
     assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
-    l.handle_message(base + ms(500), msg(INV2543), source, TransportKind::Udp);
+    l.handle_message(base + ms(500), msg(INV2543), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     assert_eq!(status_of(&transmits(&mut l)[0].bytes), 100);
     // CANCEL by RFC 2543 rules.
@@ -927,7 +907,7 @@ fn rfc4475_inv2543_retransmission_ack_and_cancel() {
         .replace("INVITE sip", "ACK sip")
         .replace("56 INVITE", "56 ACK")
         .replace("user=phone\nCall-ID", "user=phone;tag=rt\nCall-ID");
-    l.handle_message(base + ms(700), msg(&ack), source, TransportKind::Udp);
+    l.handle_message(base + ms(700), msg(&ack), source, Transport::Udp);
     assert!(events(&mut l).is_empty());
     l.handle_timeout(base + ms(10_000));
     assert!(transmits(&mut l).is_empty(), "Timer G stopped by the ACK");
@@ -959,7 +939,7 @@ fn many_transactions_terminate_and_heap_drains() {
             base,
             req(&request_text("OPTIONS", &b, "")),
             dest,
-            TransportKind::Udp,
+            Transport::Udp,
         );
         branches.push(b);
     }
@@ -968,7 +948,7 @@ fn many_transactions_terminate_and_heap_drains() {
             base + ms(10),
             msg(&response_text(200, b, "OPTIONS", Some("z"))),
             dest,
-            TransportKind::Udp,
+            Transport::Udp,
         );
     }
     assert_eq!(events(&mut l).len(), 1000);

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::auth::authorization_value;
 use crate::sip::msg::{Auth, HeaderName, Headers, Method, Request, Response, Uri};
-use crate::sip::transaction::{TransportKind, new_branch};
+use crate::sip::transaction::{Transport, new_branch};
 
 /// The User-Agent / Server header value we send.
 pub const USER_AGENT: &str = concat!("rvoip/", env!("CARGO_PKG_VERSION"));
@@ -17,11 +17,8 @@ pub const USER_AGENT: &str = concat!("rvoip/", env!("CARGO_PKG_VERSION"));
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
 
 /// The transport token for a Via header (§18, §20.42).
-pub fn via_transport(t: TransportKind) -> &'static str {
-    match t {
-        TransportKind::Udp => "UDP",
-        TransportKind::Tcp => "TCP",
-    }
+pub fn via_transport(t: Transport) -> &'static str {
+    t.via_name()
 }
 
 /// `host` as written in a URI or Via (IPv6 in brackets).
@@ -33,7 +30,7 @@ pub fn host_of(ip: IpAddr) -> String {
 }
 
 /// A Via value with a fresh branch and an empty `rport` (RFC 3581) for a request we originate.
-pub fn via(local: SocketAddr, transport: TransportKind) -> String {
+pub fn via(local: SocketAddr, transport: Transport) -> String {
     format!(
         "SIP/2.0/{} {}:{};branch={};rport",
         via_transport(transport),
@@ -44,10 +41,10 @@ pub fn via(local: SocketAddr, transport: TransportKind) -> String {
 }
 
 /// Our Contact URI (§8.1.1.8): `sip:user@ip:port`, `;transport=tcp` over TCP.
-pub fn contact_uri(user: &str, local: SocketAddr, transport: TransportKind) -> String {
+pub fn contact_uri(user: &str, local: SocketAddr, transport: Transport) -> String {
     let tp = match transport {
-        TransportKind::Udp => "",
-        TransportKind::Tcp => ";transport=tcp",
+        Transport::Udp => String::new(),
+        t => format!(";transport={}", t.as_str()),
     };
     if user.is_empty() {
         format!("sip:{}:{}{tp}", host_of(local.ip()), local.port())
@@ -63,7 +60,7 @@ pub fn token() -> String {
 
 /// Puts a fresh top Via on `req` (replacing an existing top Via) and the headers every request
 /// we send carries: Max-Forwards 70 (§8.1.1.6) and User-Agent.
-pub fn finish_request(req: &mut Request, local: SocketAddr, transport: TransportKind) {
+pub fn finish_request(req: &mut Request, local: SocketAddr, transport: Transport) {
     req.headers.remove_first(&HeaderName::Via);
     req.headers.0.insert(
         0,
@@ -140,7 +137,7 @@ pub fn authorize(
     resp: &Response,
     creds: &Credentials,
     local: SocketAddr,
-    transport: TransportKind,
+    transport: Transport,
 ) -> Option<Request> {
     let (challenge_hdr, answer_hdr) = match resp.status {
         401 => (HeaderName::WwwAuthenticate, HeaderName::Authorization),
@@ -238,10 +235,9 @@ pub fn uri_addr(uri: &Uri) -> Option<SocketAddr> {
 }
 
 /// The transport a URI asks for with `;transport=` (§19.1.1), if any.
-pub fn uri_transport(uri: &Uri) -> Option<TransportKind> {
+pub fn uri_transport(uri: &Uri) -> Option<Transport> {
     match uri.param("transport") {
-        Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => Some(TransportKind::Tcp),
-        Some(Some(t)) if t.eq_ignore_ascii_case("udp") => Some(TransportKind::Udp),
+        Some(Some(t)) => Transport::from_name(t),
         _ => None,
     }
 }

@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use crate::sip::msg::{HeaderName, Message, Method, Request, Response, error_response};
 use crate::sip::transaction::{
-    ClientTxId, ServerTxId, TransactionLayer, Transmit, TransportKind, TxEvent,
+    ClientTxId, ServerTxId, TransactionLayer, Transmit, Transport, TxEvent,
 };
 
 pub use build::Credentials;
@@ -153,7 +153,7 @@ impl UserAgent {
         account: Option<AccountId>,
         target: crate::sip::msg::Uri,
         dest: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
         media: crate::sdp::LocalMedia,
     ) -> Result<CallId, UaError> {
@@ -172,11 +172,7 @@ impl UserAgent {
             }
             None => {
                 let user = self.cfg.contact_user.clone();
-                (
-                    build::contact_uri(&user, local, TransportKind::Udp),
-                    None,
-                    user,
-                )
+                (build::contact_uri(&user, local, Transport::Udp), None, user)
             }
         };
         let id = self.alloc();
@@ -295,7 +291,7 @@ impl UserAgent {
         now: Instant,
         data: Bytes,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
     ) {
         match Message::parse(data.clone(), &self.cfg.limits) {
@@ -467,7 +463,7 @@ impl UserAgent {
         tx: Option<ServerTxId>,
         req: Request,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
     ) {
         let Some(tx) = tx else {

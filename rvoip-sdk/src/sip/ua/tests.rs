@@ -60,7 +60,7 @@ impl Net {
         let server = with_server.then(|| {
             let cfg = ServerConfig::default();
             let local = LocalIdentity::new(
-                &[(TransportKind::Udp, addr(SERVER))],
+                &[(Transport::Udp, addr(SERVER))],
                 "127.0.0.1",
                 "127.0.0.1",
                 &[],
@@ -97,7 +97,7 @@ impl Net {
                 password: password.into(),
             },
             server: addr(SERVER),
-            transport: TransportKind::Udp,
+            transport: Transport::Udp,
             local,
             expires_s: 120,
         })
@@ -138,13 +138,13 @@ impl Net {
                 let now = self.now;
                 if to == addr(ALICE) {
                     self.alice
-                        .handle_datagram(now, bytes, from, TransportKind::Udp, addr(ALICE));
+                        .handle_datagram(now, bytes, from, Transport::Udp, addr(ALICE));
                 } else if to == addr(BOB) {
                     self.bob
-                        .handle_datagram(now, bytes, from, TransportKind::Udp, addr(BOB));
+                        .handle_datagram(now, bytes, from, Transport::Udp, addr(BOB));
                 } else if to == addr(SERVER) {
                     if let Some(s) = self.server.as_mut() {
-                        s.handle_datagram(now, bytes, from, TransportKind::Udp);
+                        s.handle_datagram(now, bytes, from, Transport::Udp);
                     }
                 }
             }
@@ -229,7 +229,7 @@ impl Net {
                 Some(a),
                 uri("sip:bob@127.0.0.1"),
                 addr(SERVER),
-                TransportKind::Udp,
+                Transport::Udp,
                 addr(ALICE),
                 local_media(40000),
             )
@@ -246,7 +246,7 @@ impl Net {
                 None,
                 uri("sip:bob@127.0.0.1:5080"),
                 addr(BOB),
-                TransportKind::Udp,
+                Transport::Udp,
                 addr(ALICE),
                 local_media(40000),
             )
@@ -647,7 +647,7 @@ fn garbage_and_unknown_requests_do_not_disturb() {
             now,
             bytes::Bytes::from_static(junk),
             addr(ALICE),
-            TransportKind::Udp,
+            Transport::Udp,
             addr(BOB),
         );
     }
@@ -656,7 +656,7 @@ fn garbage_and_unknown_requests_do_not_disturb() {
         now,
         bytes::Bytes::from(msg),
         addr(ALICE),
-        TransportKind::Udp,
+        Transport::Udp,
         addr(BOB),
     );
     let mut answers = Vec::new();
@@ -759,13 +759,8 @@ fn early_media_from_a_183_with_sdp() {
                m=audio 42000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
     build::set_sdp(&mut resp.headers, &mut resp.body, sdp);
     let now = net.now;
-    net.alice.handle_datagram(
-        now,
-        resp.to_bytes(),
-        addr(BOB),
-        TransportKind::Udp,
-        addr(ALICE),
-    );
+    net.alice
+        .handle_datagram(now, resp.to_bytes(), addr(BOB), Transport::Udp, addr(ALICE));
     net.settle();
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::EarlyMedia);
     let m = Net::last_media(&net.events_a).expect("media starts on the 183");

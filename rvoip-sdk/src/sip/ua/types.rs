@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::build::Credentials;
 use crate::sdp::{AudioCodec, Negotiated};
 use crate::sip::msg::Limits;
-use crate::sip::transaction::{TimerConfig, TransportKind};
+use crate::sip::transaction::{TimerConfig, Transport};
 
 /// The id of an account (a registration). Ids are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,7 +59,7 @@ pub struct AccountConfig {
     /// The registrar / outbound proxy address (next hop of REGISTER and of the account's calls).
     pub server: SocketAddr,
     /// UDP or TCP.
-    pub transport: TransportKind,
+    pub transport: Transport,
     /// Our address facing `server` (IP and SIP port), written in Via and Contact.
     pub local: SocketAddr,
     /// Requested registration lifetime in seconds (`Expires`, §10.2.1.1), e.g. 3600.

@@ -13,7 +13,7 @@ use super::{CallState, UaConfig, UaError, UaEvent};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{HeaderName, Method, Request, Response, Uri};
-use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, TransportKind};
+use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, Transport};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -46,7 +46,7 @@ pub(in crate::sip::ua) struct Call {
     user: String,
     /// First hop of the initial INVITE (outgoing) or the source of the INVITE (incoming).
     pub(in crate::sip::ua) dest: SocketAddr,
-    transport: TransportKind,
+    transport: Transport,
     /// Our address facing the peer.
     pub(in crate::sip::ua) local: SocketAddr,
     pub(in crate::sip::ua) state: CallState,
@@ -93,7 +93,7 @@ impl Call {
         creds: Option<Credentials>,
         user: String,
         dest: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
         media: LocalMedia,
     ) -> Call {
@@ -117,7 +117,7 @@ impl Call {
         id: u64,
         user: String,
         dest: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
         state: CallState,
         phase: Phase,
@@ -213,7 +213,7 @@ impl Call {
         tx: ServerTxId,
         req: Request,
         source: SocketAddr,
-        transport: TransportKind,
+        transport: Transport,
         local: SocketAddr,
         cfg: &UaConfig,
     ) -> (Option<Call>, Vec<UaEvent>) {
@@ -436,7 +436,7 @@ impl Call {
         now: Instant,
         tl: &mut TransactionLayer,
         resp: &Response,
-        _via: Option<(SocketAddr, TransportKind)>,
+        _via: Option<(SocketAddr, Transport)>,
     ) {
         let Ok(cseq) = resp.headers.cseq() else {
             return;
