@@ -3,8 +3,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::sync::mpsc;
-
 use super::endpoint::{CallMedia, Core, Shared, lock};
 use super::net::facing_ip;
 use super::{ApiError, Event};
@@ -12,8 +10,7 @@ use crate::driver::media::MediaPorts;
 use crate::media::audio::{AudioSink, AudioSource, NullSink, SilenceSource};
 use crate::media::session::{MediaConfig, MediaEvent};
 use crate::sdp::{Direction, LocalMedia, Negotiated};
-use crate::sip::msg::Limits;
-use crate::sip::transaction::{Transmit, Transport};
+use crate::sip::transaction::Transport;
 use crate::sip::ua::{CallId, CallState, UaEvent};
 
 impl Shared {
@@ -110,7 +107,7 @@ impl Shared {
             let mut idle = true;
             while let Some(t) = core.ua.poll_transmit() {
                 idle = false;
-                self.send(core, t);
+                core.transports.send(t);
             }
             while let Some(ev) = core.ua.poll_event() {
                 idle = false;
@@ -121,43 +118,6 @@ impl Shared {
             }
         }
         self.wake.notify_one();
-    }
-
-    fn send(&self, core: &mut Core, t: Transmit) {
-        match t.transport {
-            Transport::Udp => {
-                let Some(sock) = self.udp.clone() else { return };
-                match sock.try_send_to(&t.bytes, t.dest) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.rt.spawn(async move {
-                            let _ = sock.send_to(&t.bytes, t.dest).await;
-                        });
-                    }
-                    Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
-                }
-            }
-            Transport::Tcp => {
-                if let Some(c) = core.conns.get(&t.dest) {
-                    if c.send(t.bytes.clone()).is_ok() {
-                        return;
-                    }
-                }
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(t.bytes);
-                core.conns.insert(t.dest, tx);
-                self.rt.spawn(crate::driver::tcp::connect(
-                    t.dest,
-                    rx,
-                    self.inbound.clone(),
-                    Limits::default(),
-                ));
-            }
-            // Never sent over a weaker transport (no silent downgrade).
-            Transport::Tls | Transport::Ws | Transport::Wss => {
-                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
-            }
-        }
     }
 
     fn media_config(&self, n: &Negotiated) -> MediaConfig {

@@ -12,15 +12,13 @@ use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc};
 
 use super::handles::{Account, Call};
 use super::net::{bind, parse_uri, resolve_hostport, resolve_uri, run};
 use super::{AccountOptions, ApiError, CallOptions, EndpointConfig, Event};
-use crate::driver::Inbound;
 use crate::driver::media::{MediaHandle, MediaPorts};
+use crate::driver::transport::Transports;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
@@ -40,7 +38,8 @@ pub(crate) struct CallMedia {
 pub(crate) struct Core {
     pub(crate) ua: UserAgent,
     pub(crate) media: HashMap<CallId, CallMedia>,
-    pub(crate) conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    /// The send path (UDP socket, stream connections).
+    pub(crate) transports: Transports,
     pub(crate) facing: HashMap<IpAddr, IpAddr>,
 }
 
@@ -51,9 +50,7 @@ pub(crate) struct Shared {
     pub(crate) stop: Notify,
     pub(crate) events: Mutex<Option<std_mpsc::Sender<Event>>>,
     pub(crate) cfg: EndpointConfig,
-    pub(crate) udp: Option<Arc<UdpSocket>>,
     pub(crate) bound: Vec<(Transport, SocketAddr)>,
-    pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) rt: tokio::runtime::Handle,
 }
 
@@ -129,16 +126,19 @@ impl Endpoint {
             core: Mutex::new(Core {
                 ua: UserAgent::new(ua_cfg),
                 media: HashMap::new(),
-                conns: HashMap::new(),
+                transports: Transports::new(
+                    udp.iter().cloned().collect(),
+                    inbound.clone(),
+                    Limits::default(),
+                    rt.clone(),
+                ),
                 facing: HashMap::new(),
             }),
             wake: Notify::new(),
             stop: Notify::new(),
             events: Mutex::new(Some(ev_tx)),
             cfg,
-            udp: udp.clone(),
             bound,
-            inbound: inbound.clone(),
             rt: rt.clone(),
         });
         if let Some(l) = tcp {

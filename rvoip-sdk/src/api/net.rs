@@ -206,12 +206,8 @@ pub(super) async fn run(
                         core.ua.handle_datagram(Instant::now(), data, source, transport, local);
                         shared.pump(&mut core);
                     }
-                    Inbound::TcpOpened { peer, tx } => {
-                        core.conns.insert(peer, tx);
-                    }
-                    Inbound::TcpClosed { peer } => {
-                        core.conns.remove(&peer);
-                    }
+                    Inbound::TcpOpened { peer, tx } => core.transports.opened(peer, tx),
+                    Inbound::TcpClosed { peer } => core.transports.closed(peer),
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {

@@ -10,8 +10,8 @@
 pub mod media;
 pub mod relay;
 pub(crate) mod tcp;
+pub(crate) mod transport;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +26,8 @@ use crate::server::core::ServerCore;
 use crate::server::local::{LocalIdentity, primary_ipv4};
 use crate::server::proxy::anchor::{RelayAnchor, RelayMode};
 use crate::sip::msg::Limits;
-use crate::sip::transaction::{Transmit, Transport};
+use crate::sip::transaction::Transport;
+use transport::Transports;
 
 /// Errors from starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -186,20 +187,12 @@ impl BoundServer {
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
         }
-        let mut conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-        let udp: Vec<(Arc<UdpSocket>, bool)> = udp
-            .into_iter()
-            .map(|s| {
-                let v4 = s.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
-                (s, v4)
-            })
-            .collect();
-        let mut out = Outbound {
-            udp: &udp,
-            conns: &mut conns,
-            inbound: tx.clone(),
+        let mut out = Transports::new(
+            udp.clone(),
+            tx.clone(),
             limits,
-        };
+            tokio::runtime::Handle::current(),
+        );
         // One reusable receive buffer; each datagram is copied out at its exact size, so a message
         // kept by a transaction for 32 s pins only its own bytes.
         let mut buf = vec![0u8; limits.max_message_bytes.clamp(1500, 65_535) + 1];
@@ -215,7 +208,7 @@ impl BoundServer {
             // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
             // is readable, then drain it without blocking.
             let udp_ready = std::future::poll_fn(|cx| {
-                for (i, (s, _)) in udp.iter().enumerate() {
+                for (i, s) in udp.iter().enumerate() {
                     if s.poll_recv_ready(cx).is_ready() {
                         return std::task::Poll::Ready(i);
                     }
@@ -227,7 +220,7 @@ impl BoundServer {
                 _ = &mut shutdown => break,
                 i = udp_ready => {
                     let now = std::time::Instant::now();
-                    if let Some((sock, _)) = udp.get(i) {
+                    if let Some(sock) = udp.get(i) {
                         for _ in 0..256 {
                             match sock.try_recv_from(&mut buf) {
                                 Ok((n, source)) => {
@@ -248,10 +241,10 @@ impl BoundServer {
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let now = std::time::Instant::now();
-                    out.handle(&mut core, now, m);
+                    handle_inbound(&mut out, &mut core, now, m);
                     for _ in 0..256 {
                         match rx.try_recv() {
-                            Ok(m) => out.handle(&mut core, now, m),
+                            Ok(m) => handle_inbound(&mut out, &mut core, now, m),
                             Err(_) => break,
                         }
                     }
@@ -356,66 +349,20 @@ fn start_relay(
     Ok(Some((driver, sdp_ip)))
 }
 
-/// The event task's view of the sockets.
-struct Outbound<'a> {
-    udp: &'a [(Arc<UdpSocket>, bool)],
-    conns: &'a mut HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
-    inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
-}
-
-impl Outbound<'_> {
-    fn handle(&mut self, core: &mut ServerCore, now: std::time::Instant, m: Inbound) {
-        match m {
-            Inbound::Msg {
-                data,
-                source,
-                transport,
-            } => core.handle_datagram(now, data, source, transport),
-            Inbound::TcpOpened { peer, tx } => {
-                self.conns.insert(peer, tx);
-            }
-            Inbound::TcpClosed { peer } => {
-                self.conns.remove(&peer);
-            }
-        }
-    }
-
-    fn send(&mut self, t: Transmit) {
-        match t.transport {
-            Transport::Udp => {
-                let sock = self
-                    .udp
-                    .iter()
-                    .find(|(_, v4)| *v4 == t.dest.is_ipv4())
-                    .or(self.udp.first());
-                let Some((sock, _)) = sock else { return };
-                match sock.try_send_to(&t.bytes, t.dest) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let sock = sock.clone();
-                        tokio::spawn(async move {
-                            let _ = sock.send_to(&t.bytes, t.dest).await;
-                        });
-                    }
-                    Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
-                }
-            }
-            Transport::Tcp => {
-                if let Some(c) = self.conns.get(&t.dest) {
-                    if c.send(t.bytes.clone()).is_ok() {
-                        return;
-                    }
-                }
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(t.bytes);
-                self.conns.insert(t.dest, tx);
-                tokio::spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
-            }
-            // Never sent over a weaker transport (no silent downgrade).
-            Transport::Tls | Transport::Ws | Transport::Wss => {
-                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
-            }
-        }
+/// Hands one [`Inbound`] to the core or to the send path.
+fn handle_inbound(
+    out: &mut Transports,
+    core: &mut ServerCore,
+    now: std::time::Instant,
+    m: Inbound,
+) {
+    match m {
+        Inbound::Msg {
+            data,
+            source,
+            transport,
+        } => core.handle_datagram(now, data, source, transport),
+        Inbound::TcpOpened { peer, tx } => out.opened(peer, tx),
+        Inbound::TcpClosed { peer } => out.closed(peer),
     }
 }

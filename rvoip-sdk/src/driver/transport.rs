@@ -1,0 +1,115 @@
+//! The SIP send path (RFC 3261 §18), one for the whole engine: the endpoint (`api`) and the
+//! server driver both hand what their core transmits to a [`Transports`].
+//!
+//! UDP goes out of the bound socket of the destination's address family. A stream transport
+//! reuses the open connection to the destination (a response goes back on the connection its
+//! request came on; a request to a TCP binding uses the connection the REGISTER came on, RFC
+//! 5626 style), else opens one in its own task; the message waits in that connection's queue
+//! meanwhile. A transport that is not available (TLS and WebSocket until they land) never falls
+//! back to a weaker one: the message is dropped and logged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::{Inbound, tcp};
+use crate::sip::msg::Limits;
+use crate::sip::transaction::{Transmit, Transport};
+
+/// The sockets and connections a core sends through.
+pub(crate) struct Transports {
+    /// The bound UDP sockets, each with whether it is IPv4.
+    udp: Vec<(Arc<UdpSocket>, bool)>,
+    /// Open (or opening) stream connections by peer address: the writer task's queue.
+    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    /// Where connection tasks report messages and their opening and closing.
+    inbound: mpsc::Sender<Inbound>,
+    /// Framing limits of connections opened here.
+    limits: Limits,
+    /// The runtime connection and retry tasks run on.
+    rt: tokio::runtime::Handle,
+}
+
+impl Transports {
+    /// Sends through `udp` (any number of sockets, IPv4 and IPv6) and connections opened on
+    /// `rt`, which report to `inbound`.
+    pub(crate) fn new(
+        udp: Vec<Arc<UdpSocket>>,
+        inbound: mpsc::Sender<Inbound>,
+        limits: Limits,
+        rt: tokio::runtime::Handle,
+    ) -> Transports {
+        let udp = udp
+            .into_iter()
+            .map(|s| {
+                let v4 = s.local_addr().map(|a| a.is_ipv4()).unwrap_or(true);
+                (s, v4)
+            })
+            .collect();
+        Transports {
+            udp,
+            conns: HashMap::new(),
+            inbound,
+            limits,
+            rt,
+        }
+    }
+
+    /// A connection to `peer` is up: messages for it go to `tx`.
+    pub(crate) fn opened(&mut self, peer: SocketAddr, tx: mpsc::UnboundedSender<Bytes>) {
+        self.conns.insert(peer, tx);
+    }
+
+    /// The connection to `peer` is gone.
+    pub(crate) fn closed(&mut self, peer: SocketAddr) {
+        self.conns.remove(&peer);
+    }
+
+    /// Sends one message. Never blocks: a full UDP socket buffer hands the datagram to a task,
+    /// a stream message is queued to its connection's writer.
+    pub(crate) fn send(&mut self, t: Transmit) {
+        match t.transport {
+            Transport::Udp => {
+                let sock = self
+                    .udp
+                    .iter()
+                    .find(|(_, v4)| *v4 == t.dest.is_ipv4())
+                    .or(self.udp.first());
+                let Some((sock, _)) = sock else {
+                    tracing::debug!(dest = %t.dest, "no UDP socket: message not sent");
+                    return;
+                };
+                match sock.try_send_to(&t.bytes, t.dest) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let sock = sock.clone();
+                        self.rt.spawn(async move {
+                            let _ = sock.send_to(&t.bytes, t.dest).await;
+                        });
+                    }
+                    Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
+                }
+            }
+            Transport::Tcp => {
+                if let Some(c) = self.conns.get(&t.dest) {
+                    if c.send(t.bytes.clone()).is_ok() {
+                        return;
+                    }
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(t.bytes);
+                self.conns.insert(t.dest, tx);
+                self.rt
+                    .spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
+            }
+            // Never sent over a weaker transport (no silent downgrade).
+            Transport::Tls | Transport::Ws | Transport::Wss => {
+                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
+            }
+        }
+    }
+}
