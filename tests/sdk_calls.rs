@@ -457,6 +457,37 @@ fn caller_over_tcp_callee_over_udp() {
     });
 }
 
+/// RFC 3261 §8.1.3.1: a TCP connect failure fails the REGISTER at once with a 503, not after
+/// Timer F (32 s) with a 408.
+#[test]
+fn tcp_connect_failure_fails_the_registration_at_once_with_503() {
+    let _serial = serial();
+    // A port nobody listens on: bind, note it, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("probe port");
+    let mut alice = Party::new(vec![AudioCodec::PCMU], 0.0);
+    let mut o = AccountOptions::new("sip:alice@127.0.0.1", "apw");
+    o.server = Some(dead.to_string());
+    o.transport = Transport::Tcp;
+    let started = std::time::Instant::now();
+    let a = alice.ep.add_account(o).unwrap();
+    a.register().unwrap();
+    let status = alice.wait("failed", |e| match e {
+        Event::RegistrationState {
+            state: RegistrationState::Failed { status, .. },
+            ..
+        } => Some(*status),
+        _ => None,
+    });
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "reported after {:?}, as late as Timer F",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn wrong_password_reports_failed_registration() {
     let _serial = serial();

@@ -208,6 +208,11 @@ pub(super) async fn run(
                     }
                     Inbound::TcpOpened { peer, tx } => core.transports.opened(peer, tx),
                     Inbound::TcpClosed { peer } => core.transports.closed(peer),
+                    Inbound::ConnectFailed { peer, transport } => {
+                        core.transports.closed(peer);
+                        core.ua.connection_failed(Instant::now(), peer, transport);
+                        shared.pump(&mut core);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {

@@ -66,6 +66,12 @@ pub(crate) enum Inbound {
     },
     /// A TCP connection is gone.
     TcpClosed { peer: SocketAddr },
+    /// A connection to `peer` could not be opened: the requests waiting on it fail at once
+    /// (RFC 3261 §8.1.3.1).
+    ConnectFailed {
+        peer: SocketAddr,
+        transport: Transport,
+    },
 }
 
 /// A server whose sockets are bound but whose event loop has not started yet.
@@ -364,5 +370,9 @@ fn handle_inbound(
         } => core.handle_datagram(now, data, source, transport),
         Inbound::TcpOpened { peer, tx } => out.opened(peer, tx),
         Inbound::TcpClosed { peer } => out.closed(peer),
+        Inbound::ConnectFailed { peer, transport } => {
+            out.closed(peer);
+            core.connection_failed(now, peer, transport);
+        }
     }
 }

@@ -57,7 +57,12 @@ pub(crate) async fn connect(
         }
         _ => {
             tracing::debug!(%peer, "tcp connect failed");
-            let _ = inbound.send(Inbound::TcpClosed { peer }).await;
+            let _ = inbound
+                .send(Inbound::ConnectFailed {
+                    peer,
+                    transport: Transport::Tcp,
+                })
+                .await;
         }
     }
 }

@@ -156,6 +156,16 @@ impl ServerCore {
     }
 
     /// Runs expired timers (transactions, binding expiry).
+    /// The driver could not open (or lost) the connection to `dest` over `transport`: the
+    /// branches and requests waiting on it fail at once (RFC 3261 §16.9) instead of after Timer
+    /// B or F.
+    pub fn connection_failed(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
+        if self.tl.connection_failed(dest, transport) > 0 {
+            self.drain_events(now);
+        }
+    }
+
+    /// Runs due timers (transactions, the proxy's Timer C, the location sweep).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tl.handle_timeout(now);
         let (proxy, mut io) = self.io();
@@ -209,7 +219,9 @@ impl ServerCore {
                     let (proxy, mut io) = self.io();
                     proxy.on_response(&mut io, now, tx, resp)
                 }
-                TxEvent::Timeout { tx } => {
+                // A transport error ends the branch at once (RFC 3261 §16.9; ranked like a
+                // timeout for now).
+                TxEvent::Timeout { tx } | TxEvent::TransportError { tx, .. } => {
                     let (proxy, mut io) = self.io();
                     proxy.on_branch_timeout(&mut io, now, tx)
                 }

@@ -119,6 +119,15 @@ pub enum TxEvent {
         /// The client transaction, now terminated.
         tx: ClientTxId,
     },
+    /// The connection a client transaction's request was to go on could not be opened (or broke
+    /// before a final response): RFC 3261 §8.1.3.1 and §16.9, the TU must act as if a 503
+    /// arrived (or try the next RFC 3263 target). Reported at once, not after Timer B or F.
+    TransportError {
+        /// The client transaction, now terminated.
+        tx: ClientTxId,
+        /// Its request, if still kept (to synthesize the 503 from).
+        request: Option<Box<Request>>,
+    },
     /// A response matching no client transaction (the proxy forwards these statelessly, §16.7 /
     /// §18.1.2).
     StrayResponse {
@@ -741,6 +750,39 @@ impl TransactionLayer {
         self.remove_client(tx.0);
         self.prune();
         true
+    }
+
+    /// The transport could not open (or lost) the connection to `dest` over `transport`: every
+    /// live client transaction sending there without a final response yet ends with a
+    /// [`TxEvent::TransportError`] (RFC 3261 §8.1.3.1). Returns how many ended. Only reliable
+    /// transports have connections; for UDP this does nothing.
+    pub fn connection_failed(&mut self, dest: SocketAddr, transport: Transport) -> usize {
+        if !transport.is_reliable() {
+            return 0;
+        }
+        let ids: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, t)| {
+                t.dest == dest
+                    && t.transport == transport
+                    && matches!(
+                        t.state,
+                        ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                    )
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            let request = self.clients.get_mut(id).and_then(|t| t.request.take());
+            self.events.push_back(TxEvent::TransportError {
+                tx: ClientTxId(*id),
+                request,
+            });
+            self.remove_client(*id);
+        }
+        self.prune();
+        ids.len()
     }
 
     /// The original request of a live server transaction (the proxy builds CANCEL/branch state

@@ -764,6 +764,46 @@ fn transport_error_times_out_client_transaction() {
 }
 
 #[test]
+fn connection_failure_ends_only_the_transactions_to_that_peer() {
+    let base = Instant::now();
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let dead = sa(SRC);
+    let other = sa("203.0.113.9:5060");
+    let to_dead = l.send_request(
+        base,
+        req(&request_text("OPTIONS", &new_branch(), "")),
+        dead,
+        Transport::Tcp,
+    );
+    let elsewhere = l.send_request(
+        base,
+        req(&request_text("OPTIONS", &new_branch(), "")),
+        other,
+        Transport::Tcp,
+    );
+    let over_udp = l.send_request(
+        base,
+        req(&request_text("OPTIONS", &new_branch(), "")),
+        dead,
+        Transport::Udp,
+    );
+    let _ = transmits(&mut l);
+    // UDP has no connections; nothing ends.
+    assert_eq!(l.connection_failed(dead, Transport::Udp), 0);
+    assert_eq!(l.connection_failed(dead, Transport::Tcp), 1);
+    let evs = events(&mut l);
+    assert!(
+        matches!(evs.as_slice(), [TxEvent::TransportError { tx, request: Some(r) }] if *tx == to_dead && r.method == crate::sip::msg::Method::Options),
+        "{evs:?}"
+    );
+    assert!(l.client_request(to_dead).is_none());
+    assert!(l.client_request(elsewhere).is_some());
+    assert!(l.client_request(over_udp).is_some());
+    // Already ended: a second report changes nothing.
+    assert_eq!(l.connection_failed(dead, Transport::Tcp), 0);
+}
+
+#[test]
 fn rport_sends_responses_to_the_source_port() {
     let base = Instant::now();
     let mut l = TransactionLayer::new(TimerConfig::default());

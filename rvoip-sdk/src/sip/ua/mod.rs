@@ -309,6 +309,16 @@ impl UserAgent {
 
     /// Runs due timers: transaction timers, registration refreshes and retries, 2xx
     /// retransmissions.
+    /// The driver could not open (or lost) the connection to `dest` over `transport`: requests
+    /// waiting on it fail at once with a synthesized 503 (RFC 3261 §8.1.3.1) instead of after
+    /// Timer B or F.
+    pub fn connection_failed(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
+        if self.tl.connection_failed(dest, transport) > 0 {
+            self.drain_tx_events_opt(now, None);
+        }
+    }
+
+    /// Runs due timers (transactions, registration refresh, calls).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tl.handle_timeout(now);
         let ids: Vec<u64> = self.accounts.keys().copied().collect();
@@ -385,12 +395,12 @@ impl UserAgent {
                 }
                 TxEvent::Response { tx, resp } => self.on_response(now, tx, resp),
                 TxEvent::Timeout { tx } => {
-                    let Some(req) = self.tl.client_request(tx).cloned() else {
-                        // The request is gone; synthesize nothing but still tell the owner.
-                        self.on_timeout(now, tx, None);
-                        continue;
-                    };
-                    self.on_timeout(now, tx, Some(req));
+                    // The request may be gone; then synthesize nothing but still tell the owner.
+                    let req = self.tl.client_request(tx).cloned();
+                    self.on_timeout(now, tx, req, 408);
+                }
+                TxEvent::TransportError { tx, request } => {
+                    self.on_timeout(now, tx, request.map(|r| *r), 503);
                 }
                 TxEvent::StrayResponse {
                     resp,
@@ -410,15 +420,22 @@ impl UserAgent {
         }
     }
 
-    fn on_timeout(&mut self, now: Instant, tx: ClientTxId, req: Option<Request>) {
+    /// A client transaction ended without a final response: Timer B/F (`status` 408) or a
+    /// transport error (503, RFC 3261 §8.1.3.1). The owner sees a synthesized response.
+    fn on_timeout(&mut self, now: Instant, tx: ClientTxId, req: Option<Request>, status: u16) {
         let Some(owner) = self.owners.remove(&tx) else {
             return;
         };
-        let resp = req.map(|r| Response::for_request(&r, 408));
+        let resp = req.map(|r| Response::for_request(&r, status));
+        let reason = if status == 503 {
+            "Service Unavailable (transport error)"
+        } else {
+            "Request Timeout"
+        };
         match owner {
             Owner::Register(id) => {
                 if let Some(reg) = self.accounts.get_mut(&id) {
-                    let ev = reg.on_failure(now, 408, "Request Timeout");
+                    let ev = reg.on_failure(now, status, reason);
                     self.events.extend(ev);
                 }
             }
