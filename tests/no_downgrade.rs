@@ -1,13 +1,18 @@
-//! No silent security downgrade (issue 10), checked on the wire with real sockets:
-//! - the SDK refuses `sips:` and `transport=tls` targets locally: a UDP socket and a TCP listener
-//!   on the target's address receive nothing (with a plain `sip:` target as the control that does
-//!   receive the INVITE, so the capture can fail);
+//! No silent security downgrade (issues 10 and 11), checked on the wire with real sockets:
+//! - the SDK sends `sips:` and `transport=tls` targets over TLS only: a UDP socket on the
+//!   target's address receives nothing, and every TCP connection to it opens with a TLS record
+//!   (a ClientHello), never plaintext SIP; the call then fails with a 503 that says why (the
+//!   listener is no TLS server). WebSocket targets and a `sips:` AOR over UDP are refused
+//!   locally. A plain `sip:` target is the control that does reach the capture in plaintext.
 //! - an SDK endpoint answers an `RTP/SAVP` offer with 488 and sends no RTP to the offered port.
 
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::time::Duration;
 
-use rvoip_sdk::api::{ApiError, CallOptions, Endpoint, EndpointConfig};
+use rvoip_sdk::api::{
+    AccountOptions, ApiError, CallOptions, CallState, Endpoint, EndpointConfig, Event, Transport,
+};
 
 fn endpoint() -> Endpoint {
     Endpoint::new(EndpointConfig {
@@ -18,59 +23,103 @@ fn endpoint() -> Endpoint {
     .expect("endpoint")
 }
 
-/// Everything that arrives on `udp` or as a TCP connection on `tcp` within `d`.
-fn capture(udp: &UdpSocket, tcp: &TcpListener, d: Duration) -> (Vec<Vec<u8>>, usize) {
-    udp.set_read_timeout(Some(Duration::from_millis(50)))
+/// Everything that arrives on `udp`, and the first bytes of every TCP connection on `tcp`
+/// (closed right after), within `d`.
+fn capture(udp: &UdpSocket, tcp: &TcpListener, d: Duration) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    udp.set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
     tcp.set_nonblocking(true).unwrap();
     let end = std::time::Instant::now() + d;
-    let (mut datagrams, mut conns) = (Vec::new(), 0);
+    let (mut datagrams, mut conns) = (Vec::new(), Vec::new());
     let mut buf = [0u8; 4096];
     while std::time::Instant::now() < end {
         if let Ok((n, _)) = udp.recv_from(&mut buf) {
             datagrams.push(buf[..n].to_vec());
         }
-        if tcp.accept().is_ok() {
-            conns += 1;
+        if let Ok((mut c, _)) = tcp.accept() {
+            c.set_nonblocking(false).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut first = [0u8; 8];
+            let n = c.read(&mut first).unwrap_or(0);
+            conns.push(first[..n].to_vec());
         }
     }
     (datagrams, conns)
 }
 
+/// A TLS record header: handshake (22), version 3.x.
+fn is_tls_record(b: &[u8]) -> bool {
+    b.len() >= 3 && b[0] == 0x16 && b[1] == 0x03
+}
+
 #[test]
-fn sips_and_tls_targets_are_refused_and_nothing_reaches_the_wire() {
+fn sips_and_tls_targets_go_over_tls_only_and_nothing_plaintext_reaches_the_wire() {
     let ep = endpoint();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = udp.local_addr().unwrap().port();
     let tcp = TcpListener::bind(("127.0.0.1", port)).unwrap();
-    // 5061 for sips: (its default port) too, when free.
-    let tls_default = TcpListener::bind("127.0.0.1:5061").ok();
-    for target in [
+    let targets = [
         format!("sips:bob@127.0.0.1:{port}"),
-        "sips:bob@127.0.0.1".to_string(),
         format!("sip:bob@127.0.0.1:{port};transport=tls"),
         format!("sip:bob@127.0.0.1:{port};transport=TLS"),
-        format!("sip:bob@127.0.0.1:{port};transport=ws"),
-    ] {
-        match ep.make_call(None, &target, CallOptions::default()) {
-            Err(ApiError::InvalidArgument(msg)) => assert!(msg.contains("plaintext"), "{msg}"),
-            Ok(_) => panic!("{target}: call placed"),
-            Err(e) => panic!("{target}: {e}"),
-        }
-        let mut o = rvoip_sdk::api::AccountOptions::new(&target, "pw");
-        o.server = Some(format!("127.0.0.1:{port}"));
-        assert!(
-            matches!(ep.add_account(o), Err(ApiError::InvalidArgument(_))),
-            "{target}: account accepted"
+    ];
+    let mut calls = Vec::new();
+    for target in &targets {
+        calls.push(
+            ep.make_call(None, target, CallOptions::default())
+                .unwrap_or_else(|e| panic!("{target}: {e}")),
         );
     }
-    let (datagrams, conns) = capture(&udp, &tcp, Duration::from_millis(700));
-    assert!(datagrams.is_empty(), "plaintext sent: {datagrams:?}");
-    assert_eq!(conns, 0);
-    if let Some(l) = &tls_default {
-        l.set_nonblocking(true).unwrap();
-        assert!(l.accept().is_err(), "a connection reached 5061");
+    // Refused locally: no endpoint WebSocket, and a sips: AOR or target over plaintext.
+    for target in [
+        format!("sip:bob@127.0.0.1:{port};transport=ws"),
+        format!("sips:bob@127.0.0.1:{port};transport=udp"),
+    ] {
+        assert!(
+            matches!(
+                ep.make_call(None, &target, CallOptions::default()),
+                Err(ApiError::InvalidArgument(_))
+            ),
+            "{target}: call placed"
+        );
     }
+    let mut o = AccountOptions::new(&format!("sips:alice@127.0.0.1:{port}"), "pw");
+    o.transport = Transport::Udp;
+    assert!(matches!(
+        ep.add_account(o),
+        Err(ApiError::InvalidArgument(_))
+    ));
+    let (datagrams, conns) = capture(&udp, &tcp, Duration::from_millis(1500));
+    assert!(
+        datagrams.is_empty(),
+        "plaintext sent over UDP: {datagrams:?}"
+    );
+    assert!(
+        !conns.is_empty(),
+        "no TLS connection attempt reached the listener"
+    );
+    for c in &conns {
+        assert!(
+            is_tls_record(c),
+            "not TLS on the wire: {:?}",
+            String::from_utf8_lossy(c)
+        );
+    }
+    // Every call ends with a 503 naming the TLS failure.
+    let mut ended = 0;
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while ended < calls.len() && std::time::Instant::now() < end {
+        if let Some(Event::CallState {
+            state: CallState::Ended { status, reason, .. },
+            ..
+        }) = ep.next_event(Duration::from_millis(100))
+        {
+            assert_eq!(status, 503, "{reason}");
+            assert!(reason.contains("TLS"), "{reason}");
+            ended += 1;
+        }
+    }
+    assert_eq!(ended, calls.len(), "not every TLS call failed");
     // Control: a plain sip: target does reach the capture (so the check above can fail).
     let call = ep
         .make_call(

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 use super::handles::{Account, Call};
-use super::net::{bind, parse_uri, resolve_hostport, resolve_uri, run};
+use super::net::{bind, host_of, parse_uri, resolve_hostport, resolve_uri, run, target_transport};
 use super::{AccountOptions, ApiError, CallOptions, EndpointConfig, Event};
 use crate::driver::media::{MediaHandle, MediaPorts};
 use crate::driver::transport::Transports;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
-use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent, build};
+use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent};
 
 /// Media state of one call.
 #[derive(Default)]
@@ -235,10 +235,43 @@ impl Endpoint {
                 opts.aor
             )));
         }
-        let server = match &opts.server {
-            Some(s) => resolve_hostport(s)?,
-            None => resolve_uri(&aor)?,
+        if aor.scheme == crate::sip::msg::Scheme::Sips && !opts.transport.is_secure() {
+            return Err(ApiError::InvalidArgument(format!(
+                "{}: a sips: AOR registers over TLS only (RFC 5630), not {}",
+                opts.aor, opts.transport
+            )));
+        }
+        if matches!(opts.transport, Transport::Ws | Transport::Wss) {
+            return Err(ApiError::InvalidArgument(format!(
+                "transport {} is not supported by an endpoint (UDP, TCP, TLS)",
+                opts.transport
+            )));
+        }
+        let default_port = opts.transport.default_port();
+        let (server, server_host) = match &opts.server {
+            Some(s) => (resolve_hostport(s, default_port)?, host_of(s)),
+            None => {
+                let host = aor
+                    .host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string();
+                let addr = resolve_uri(&aor)?;
+                let port = aor.port.unwrap_or(default_port);
+                (SocketAddr::new(addr.ip(), port), host)
+            }
         };
+        if opts.transport == Transport::Tls {
+            let config = crate::driver::tls::client_config(&opts.tls)
+                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+            let name =
+                rustls_pki_types::ServerName::try_from(server_host.clone()).map_err(|_| {
+                    ApiError::InvalidArgument(format!("not a TLS server name: {server_host}"))
+                })?;
+            lock(&self.inner.shared.core)
+                .transports
+                .set_tls_peer(server, name, config);
+        }
         let local = self.inner.shared.local_for(server, opts.transport)?;
         let username = if opts.username.is_empty() {
             aor.user_unescaped().unwrap_or_default()
@@ -288,11 +321,14 @@ impl Endpoint {
                 let c = core.ua.account_config(a.id())?;
                 (c.server, c.transport)
             }
-            None => (
-                resolve_uri(&target)?,
-                build::uri_transport(&target).unwrap_or(Transport::Udp),
-            ),
+            None => (resolve_uri(&target)?, target_transport(&target)),
         };
+        if target.scheme == crate::sip::msg::Scheme::Sips && !transport.is_secure() {
+            return Err(ApiError::InvalidArgument(format!(
+                "{target}: a sips: target is reached over TLS only (RFC 5630); the account uses \
+                 {transport}"
+            )));
+        }
         let local = shared.local_for(dest, transport)?;
         let ports = shared.media_ports(local.ip())?;
         let media = shared.local_media(local.ip(), ports.rtp_port());

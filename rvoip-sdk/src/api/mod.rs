@@ -34,6 +34,7 @@ mod server;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::driver::tls::ClientTlsOptions as TlsOptions;
 pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;
 pub use crate::sdp::AudioCodec;
@@ -181,8 +182,11 @@ pub struct AccountOptions {
     /// Registrar / outbound proxy as `host[:port]` (or a `sip:` URI); `None` for the AOR's
     /// host and port. Host names are resolved when the account is added.
     pub server: Option<String>,
-    /// UDP or TCP to the server. Default UDP.
+    /// UDP, TCP or TLS to the server. Default UDP. A `sips:` AOR needs TLS.
     pub transport: Transport,
+    /// How the server's TLS certificate is verified (with `transport` TLS): the system roots,
+    /// plus a CA file, or a pinned SHA-256 fingerprint. Default: system roots only.
+    pub tls: TlsOptions,
     /// Requested registration lifetime (s). Default 3600.
     pub expires_s: u32,
 }
@@ -197,6 +201,7 @@ impl AccountOptions {
             password: password.into(),
             server: None,
             transport: Transport::Udp,
+            tls: TlsOptions::default(),
             expires_s: 3600,
         }
     }

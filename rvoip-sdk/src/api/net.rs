@@ -84,26 +84,75 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
     if !uri.is_sip() {
         return Err(ApiError::InvalidArgument(format!("not a SIP URI: {s}")));
     }
-    // No silent downgrade: sips: and transport=tls/ws/wss/sctp need transports this version does
-    // not have, so they are refused here instead of being sent over plaintext UDP/TCP.
-    if !crate::server::proxy::plaintext_reachable(&uri) {
+    // No silent downgrade: transport=ws/wss/sctp need transports an endpoint does not have, so
+    // they are refused here instead of being sent over plaintext UDP/TCP.
+    if let Some(Some(t)) = uri.param("transport") {
+        if !matches!(
+            Transport::from_name(t),
+            Some(Transport::Udp | Transport::Tcp | Transport::Tls)
+        ) {
+            return Err(ApiError::InvalidArgument(format!(
+                "{s}: transport {t} is not supported by an endpoint (UDP, TCP, TLS); \
+                 refusing to send it in plaintext"
+            )));
+        }
+    }
+    if uri.scheme == crate::sip::msg::Scheme::Sips
+        && build::uri_transport(&uri).is_some_and(|t| !t.is_secure())
+    {
         return Err(ApiError::InvalidArgument(format!(
-            "{s}: sips: and transports other than UDP/TCP (TLS, WS) are not supported yet; \
-             refusing to send it in plaintext"
+            "{s}: a sips: URI is reached over TLS only (RFC 5630), not {}",
+            build::uri_transport(&uri)
+                .map(|t| t.as_str())
+                .unwrap_or("?")
         )));
     }
     Ok(uri)
 }
 
-pub(super) fn resolve_uri(uri: &Uri) -> Result<SocketAddr, ApiError> {
-    if let Some(a) = build::uri_addr(uri) {
-        return Ok(a);
+/// The transport a target URI needs: `transport=` if given, TLS for `sips:`, else UDP.
+pub(super) fn target_transport(uri: &Uri) -> Transport {
+    match build::uri_transport(uri) {
+        Some(t) => t,
+        None if uri.scheme == crate::sip::msg::Scheme::Sips => Transport::Tls,
+        None => Transport::Udp,
     }
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    resolve(host, uri.port.unwrap_or(5060))
 }
 
-pub(super) fn resolve_hostport(s: &str) -> Result<SocketAddr, ApiError> {
+pub(super) fn resolve_uri(uri: &Uri) -> Result<SocketAddr, ApiError> {
+    let default_port = target_transport(uri).default_port();
+    if let Some(a) = build::uri_addr(uri) {
+        return Ok(SocketAddr::new(a.ip(), uri.port.unwrap_or(default_port)));
+    }
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    resolve(host, uri.port.unwrap_or(default_port))
+}
+
+/// The host part of a `host[:port]` or URI server string (for a TLS certificate check).
+pub(super) fn host_of(s: &str) -> String {
+    let s = s.trim();
+    if s.starts_with("sip:") || s.starts_with("sips:") {
+        return parse_uri(s)
+            .map(|u| {
+                u.host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            })
+            .unwrap_or_default();
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return a.ip().to_string();
+    }
+    let s = s.trim_start_matches('[');
+    match s.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_end_matches(']').to_string(),
+        _ => s.trim_end_matches(']').to_string(),
+    }
+}
+
+/// Resolves a `host[:port]` or URI server string; `default_port` when none is written.
+pub(super) fn resolve_hostport(s: &str, default_port: u16) -> Result<SocketAddr, ApiError> {
     let s = s.trim();
     if s.starts_with("sip:") || s.starts_with("sips:") {
         return resolve_uri(&parse_uri(s)?);
@@ -116,11 +165,11 @@ pub(super) fn resolve_hostport(s: &str) -> Result<SocketAddr, ApiError> {
         .trim_end_matches(']')
         .parse::<IpAddr>()
     {
-        return Ok(SocketAddr::new(ip, 5060));
+        return Ok(SocketAddr::new(ip, default_port));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => resolve(h, p.parse().unwrap_or(5060)),
-        _ => resolve(s, 5060),
+        Some((h, p)) if p.parse::<u16>().is_ok() => resolve(h, p.parse().unwrap_or(default_port)),
+        _ => resolve(s, default_port),
     }
 }
 
@@ -208,9 +257,9 @@ pub(super) async fn run(
                     }
                     Inbound::TcpOpened { peer, tx } => core.transports.opened(peer, tx),
                     Inbound::TcpClosed { peer } => core.transports.closed(peer),
-                    Inbound::ConnectFailed { peer, transport } => {
+                    Inbound::ConnectFailed { peer, transport, reason } => {
                         core.transports.closed(peer);
-                        core.ua.connection_failed(Instant::now(), peer, transport);
+                        core.ua.connection_failed(Instant::now(), peer, transport, &reason);
                         shared.pump(&mut core);
                     }
                 }
@@ -268,9 +317,9 @@ mod tests {
             "",
             "sip:",
             "bob",
-            "sips:bob@example.com",
-            "sip:bob@127.0.0.1;transport=tls",
+            "sips:bob@127.0.0.1;transport=udp",
             "sip:bob@127.0.0.1;transport=ws",
+            "sip:bob@127.0.0.1;transport=sctp",
         ] {
             assert!(
                 matches!(parse_uri(input), Err(super::ApiError::InvalidArgument(_))),

@@ -1,7 +1,8 @@
 //! `rvoip-server`: a headless SIP registrar and record-routing stateful proxy.
 //!
-//! With no arguments it listens on UDP and TCP 0.0.0.0:5060 and serves the demo accounts it
-//! prints. See `rvoip-server --help` and the README for flags and the TOML config file.
+//! With no arguments it listens on UDP and TCP 0.0.0.0:5060 and TLS 0.0.0.0:5061 (with a
+//! self-signed certificate made once in the data directory; its fingerprint is printed) and
+//! serves the demo accounts it prints. See `rvoip-server --help` and the README for flags and the TOML config file.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,11 +12,13 @@ use rvoip_sdk::driver::BoundServer;
 use rvoip_sdk::server::config::{DEMO_USERS, ListenSpec, PortRange, ServerConfig};
 use rvoip_sdk::server::proxy::anchor::RelayMode;
 
-/// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060.
+/// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060,
+/// TLS on 0.0.0.0:5061.
 #[derive(Debug, Parser)]
 #[command(name = "rvoip-server", version, about)]
 struct Args {
-    /// Listen address, `udp:IP:PORT` or `tcp:IP:PORT`; repeatable. Default udp+tcp 0.0.0.0:5060.
+    /// Listen address, `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`; repeatable. Default
+    /// udp+tcp 0.0.0.0:5060 and tls 0.0.0.0:5061.
     #[arg(long = "listen", value_name = "PROTO:IP:PORT")]
     listen: Vec<ListenSpec>,
     /// The SIP domain served; the digest realm defaults to it.
@@ -52,6 +55,16 @@ struct Args {
     /// The address written into relayed SDP (default: the listen address, else the advertised).
     #[arg(long, value_name = "IP")]
     relay_advertise: Option<std::net::IpAddr>,
+    /// The TLS certificate chain (PEM). Default: a self-signed one in the data directory.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Where the server keeps what it makes itself (the self-signed certificate). Default
+    /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -111,6 +124,13 @@ fn main() -> ExitCode {
     if args.relay_advertise.is_some() {
         cfg.relay_advertise = args.relay_advertise;
     }
+    if args.tls_cert.is_some() {
+        cfg.tls_cert = args.tls_cert.clone();
+        cfg.tls_key = args.tls_key.clone();
+    }
+    if args.data_dir.is_some() {
+        cfg.data_dir = args.data_dir.clone();
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,6 +151,9 @@ fn main() -> ExitCode {
         };
         for (t, addr) in server.bound() {
             println!("rvoip-server listening on {t}:{addr}");
+        }
+        if let Some(f) = server.tls_fingerprint() {
+            println!("TLS certificate SHA-256 fingerprint: {f}");
         }
         println!("domain/realm: {}", server.domain());
         match server.relay() {

@@ -10,6 +10,7 @@
 pub mod media;
 pub mod relay;
 pub(crate) mod tcp;
+pub mod tls;
 pub(crate) mod transport;
 
 use std::future::Future;
@@ -49,6 +50,9 @@ pub enum DriverError {
     /// The media relay's thread or poll could not start.
     #[error("cannot start the media relay: {0}")]
     Relay(std::io::Error),
+    /// The TLS certificate or key could not be loaded or made.
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// What socket tasks tell the event task.
@@ -71,6 +75,8 @@ pub(crate) enum Inbound {
     ConnectFailed {
         peer: SocketAddr,
         transport: Transport,
+        /// Why, for the user (e.g. the certificate error).
+        reason: String,
     },
 }
 
@@ -79,6 +85,9 @@ pub struct BoundServer {
     core: ServerCore,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
+    /// The TLS listeners' configuration and the SHA-256 fingerprint of their certificate.
+    tls_config: Option<(Arc<rustls::ServerConfig>, String)>,
     bound: Vec<(Transport, SocketAddr)>,
     limits: Limits,
     users: usize,
@@ -95,6 +104,7 @@ impl BoundServer {
         let users = cfg.load_users()?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
+        let mut tls = Vec::new();
         let mut bound = Vec::new();
         for spec in &cfg.listen {
             let err = |source| DriverError::Bind {
@@ -112,10 +122,15 @@ impl BoundServer {
                     bound.push((Transport::Tcp, l.local_addr().map_err(err)?));
                     tcp.push(l);
                 }
-                Transport::Tls | Transport::Ws | Transport::Wss => {
+                Transport::Tls => {
+                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    bound.push((Transport::Tls, l.local_addr().map_err(err)?));
+                    tls.push(l);
+                }
+                Transport::Ws | Transport::Wss => {
                     return Err(err(std::io::Error::new(
                         std::io::ErrorKind::Unsupported,
-                        "TLS and WebSocket listeners are not available yet",
+                        "WebSocket listeners are not available yet",
                     )));
                 }
             }
@@ -134,6 +149,11 @@ impl BoundServer {
                 .map(|(_, a)| a.ip().to_string())
                 .unwrap_or_else(|| advertise.clone())
         });
+        let tls_config = if tls.is_empty() {
+            None
+        } else {
+            Some(tls_identity(cfg, &bound, &advertise, &domain)?)
+        };
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
@@ -150,6 +170,8 @@ impl BoundServer {
             core,
             udp,
             tcp,
+            tls,
+            tls_config,
             bound,
             limits,
             users: users.len(),
@@ -160,6 +182,11 @@ impl BoundServer {
     /// The media relay's handle (`None` with `relay = "off"`): counters and ports in use.
     pub fn relay(&self) -> Option<relay::RelayHandle> {
         self.relay.as_ref().map(|r| r.handle())
+    }
+
+    /// The SHA-256 fingerprint of the TLS listeners' certificate (`AB:CD:…`), if any listen.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.tls_config.as_ref().map(|(_, f)| f.as_str())
     }
 
     /// The bound sockets (with the real ports when port 0 was asked for).
@@ -184,6 +211,8 @@ impl BoundServer {
             mut core,
             udp,
             tcp,
+            tls,
+            tls_config,
             limits,
             relay,
             ..
@@ -192,6 +221,18 @@ impl BoundServer {
         let mut tasks = tokio::task::JoinSet::new();
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
+        }
+        let tls_counters = Arc::new(tls::TlsCounters::default());
+        if let Some((config, _)) = &tls_config {
+            for l in tls {
+                tasks.spawn(tls::accept_loop(
+                    l,
+                    config.clone(),
+                    tx.clone(),
+                    limits,
+                    tls_counters.clone(),
+                ));
+            }
         }
         let mut out = Transports::new(
             udp.clone(),
@@ -272,9 +313,10 @@ impl BoundServer {
             if now >= next_status {
                 next_status = now + STATUS_INTERVAL;
                 let line = format!(
-                    "{:?} relay={:?}",
+                    "{:?} relay={:?} tls={:?}",
                     core.stats,
-                    relay.as_ref().map(|r| r.handle().stats())
+                    relay.as_ref().map(|r| r.handle().stats()),
+                    tls_counters
                 );
                 if line != last_status {
                     tracing::info!(
@@ -282,6 +324,7 @@ impl BoundServer {
                         calls = core.proxy.dialogs().len(),
                         stats = ?core.stats,
                         relay = ?relay.as_ref().map(|r| r.handle().stats()),
+                        tls = ?tls_counters,
                         "status"
                     );
                     last_status = line;
@@ -355,6 +398,47 @@ fn start_relay(
     Ok(Some((driver, sdp_ip)))
 }
 
+/// The TLS listeners' certificate: `tls_cert`/`tls_key`, else the self-signed one in the data
+/// directory (made on first use for `localhost`, the domain, the advertised host and every
+/// listen address). Returns the configuration and the certificate's SHA-256 fingerprint.
+/// Errors: [`DriverError::Tls`].
+fn tls_identity(
+    cfg: &ServerConfig,
+    bound: &[(Transport, SocketAddr)],
+    advertise: &str,
+    domain: &str,
+) -> Result<(Arc<rustls::ServerConfig>, String), DriverError> {
+    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let dir = cfg.data_dir.clone().unwrap_or_else(tls::default_data_dir);
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            for n in [
+                domain,
+                advertise.trim_start_matches('[').trim_end_matches(']'),
+            ] {
+                names.push(n.to_string());
+            }
+            names.push(primary_ipv4().to_string());
+            names.extend(
+                bound
+                    .iter()
+                    .map(|(_, a)| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+                    .map(|ip| ip.to_string()),
+            );
+            names.sort();
+            names.dedup();
+            let (c, k) = tls::self_signed(&dir, &names)?;
+            tracing::info!(cert = %c.display(), "TLS: self-signed certificate (zero-config)");
+            (c, k)
+        }
+    };
+    let config = tls::server_config(&cert, &key)?;
+    let fingerprint = tls::file_fingerprint(&cert)?;
+    Ok((config, fingerprint))
+}
+
 /// Hands one [`Inbound`] to the core or to the send path.
 fn handle_inbound(
     out: &mut Transports,
@@ -370,7 +454,12 @@ fn handle_inbound(
         } => core.handle_datagram(now, data, source, transport),
         Inbound::TcpOpened { peer, tx } => out.opened(peer, tx),
         Inbound::TcpClosed { peer } => out.closed(peer),
-        Inbound::ConnectFailed { peer, transport } => {
+        Inbound::ConnectFailed {
+            peer,
+            transport,
+            reason,
+        } => {
+            tracing::info!(%peer, %transport, %reason, "connection failed");
             out.closed(peer);
             core.connection_failed(now, peer, transport);
         }

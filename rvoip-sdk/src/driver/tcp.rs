@@ -31,7 +31,14 @@ pub(crate) async fn accept_loop(
                 if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_err() {
                     return;
                 }
-                tokio::spawn(serve(stream, peer, rx, inbound.clone(), limits));
+                tokio::spawn(serve(
+                    stream,
+                    peer,
+                    Transport::Tcp,
+                    rx,
+                    inbound.clone(),
+                    limits,
+                ));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "tcp accept failed");
@@ -53,25 +60,32 @@ pub(crate) async fn connect(
     match connect {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            serve(stream, peer, rx, inbound, limits).await
+            serve(stream, peer, Transport::Tcp, rx, inbound, limits).await
         }
-        _ => {
-            tracing::debug!(%peer, "tcp connect failed");
+        r => {
+            let reason = match r {
+                Ok(Err(e)) => format!("TCP connect to {peer}: {e}"),
+                _ => format!("TCP connect to {peer} timed out"),
+            };
+            tracing::debug!(%peer, %reason, "tcp connect failed");
             let _ = inbound
                 .send(Inbound::ConnectFailed {
                     peer,
                     transport: Transport::Tcp,
+                    reason,
                 })
                 .await;
         }
     }
 }
 
-/// Reads framed messages from a connected stream into the event task and writes queued messages
-/// to it, until either side ends; then reports the connection closed.
+/// Reads framed messages from a connected stream (TCP, or TLS over it: `transport`) into the
+/// event task and writes queued messages to it, until either side ends; then reports the
+/// connection closed.
 pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    transport: Transport,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
     limits: Limits,
@@ -101,7 +115,7 @@ pub(crate) async fn serve<S>(
                         .send(Inbound::Msg {
                             data,
                             source: peer,
-                            transport: Transport::Tcp,
+                            transport,
                         })
                         .await
                         .is_err()

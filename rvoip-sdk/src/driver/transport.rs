@@ -5,8 +5,11 @@
 //! reuses the open connection to the destination (a response goes back on the connection its
 //! request came on; a request to a TCP binding uses the connection the REGISTER came on, RFC
 //! 5626 style), else opens one in its own task; the message waits in that connection's queue
-//! meanwhile. A transport that is not available (TLS and WebSocket until they land) never falls
-//! back to a weaker one: the message is dropped and logged.
+//! meanwhile. A TLS connection verifies the server as configured for that destination
+//! ([`Transports::set_tls_peer`]: the name to check the certificate against, CA file or pin),
+//! else against the system roots for the destination's IP address. A transport that is not
+//! available (WebSocket until it lands) never falls back to a weaker one: the message is dropped
+//! and logged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,7 +19,10 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::{Inbound, tcp};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+
+use super::{Inbound, tcp, tls};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::{Transmit, Transport};
 
@@ -32,6 +38,11 @@ pub(crate) struct Transports {
     limits: Limits,
     /// The runtime connection and retry tasks run on.
     rt: tokio::runtime::Handle,
+    /// How to verify the TLS server at a destination: the name its certificate must carry and
+    /// the client configuration (roots, CA file, pin).
+    tls_peers: HashMap<SocketAddr, (ServerName<'static>, Arc<ClientConfig>)>,
+    /// System roots only, made at the first TLS connection to a destination not configured.
+    default_tls: Option<Arc<ClientConfig>>,
 }
 
 impl Transports {
@@ -56,7 +67,39 @@ impl Transports {
             inbound,
             limits,
             rt,
+            tls_peers: HashMap::new(),
+            default_tls: None,
         }
+    }
+
+    /// TLS connections to `dest` verify the server's certificate for `name` (a host name or an
+    /// IP address, RFC 5922 §7) with `config` (see [`tls::client_config`]).
+    pub(crate) fn set_tls_peer(
+        &mut self,
+        dest: SocketAddr,
+        name: ServerName<'static>,
+        config: Arc<ClientConfig>,
+    ) {
+        self.tls_peers.insert(dest, (name, config));
+    }
+
+    fn tls_peer(
+        &mut self,
+        dest: SocketAddr,
+    ) -> Result<(ServerName<'static>, Arc<ClientConfig>), String> {
+        if let Some(p) = self.tls_peers.get(&dest) {
+            return Ok(p.clone());
+        }
+        let cfg = match &self.default_tls {
+            Some(c) => c.clone(),
+            None => {
+                let c = tls::client_config(&tls::ClientTlsOptions::default())
+                    .map_err(|e| e.to_string())?;
+                self.default_tls = Some(c.clone());
+                c
+            }
+        };
+        Ok((ServerName::IpAddress(dest.ip().into()), cfg))
     }
 
     /// A connection to `peer` is up: messages for it go to `tx`.
@@ -106,8 +149,43 @@ impl Transports {
                 self.rt
                     .spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
             }
+            Transport::Tls => {
+                if let Some(c) = self.conns.get(&t.dest) {
+                    if c.send(t.bytes.clone()).is_ok() {
+                        return;
+                    }
+                }
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(t.bytes);
+                match self.tls_peer(t.dest) {
+                    Ok((name, config)) => {
+                        self.conns.insert(t.dest, tx);
+                        self.rt.spawn(tls::connect(
+                            t.dest,
+                            name,
+                            config,
+                            rx,
+                            self.inbound.clone(),
+                            self.limits,
+                        ));
+                    }
+                    Err(reason) => {
+                        let inbound = self.inbound.clone();
+                        let dest = t.dest;
+                        self.rt.spawn(async move {
+                            let _ = inbound
+                                .send(Inbound::ConnectFailed {
+                                    peer: dest,
+                                    transport: Transport::Tls,
+                                    reason,
+                                })
+                                .await;
+                        });
+                    }
+                }
+            }
             // Never sent over a weaker transport (no silent downgrade).
-            Transport::Tls | Transport::Ws | Transport::Wss => {
+            Transport::Ws | Transport::Wss => {
                 tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
             }
         }

@@ -39,14 +39,14 @@ pub struct ListenSpec {
 impl std::str::FromStr for ListenSpec {
     type Err = ConfigError;
 
-    /// Parses `udp:IP:PORT`, `tcp:IP:PORT` (IPv6 as `udp:[::1]:5060`).
+    /// Parses `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT` (IPv6 as `udp:[::1]:5060`).
     /// Errors: [`ConfigError::Listen`] for an unknown transport or a bad address.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::Listen(s.to_string());
         let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
-        // TLS and WebSocket listeners come with their transports (issue 11).
+        // WebSocket listeners come with their transport.
         let transport = match Transport::from_name(proto) {
-            Some(t @ (Transport::Udp | Transport::Tcp)) => t,
+            Some(t @ (Transport::Udp | Transport::Tcp | Transport::Tls)) => t,
             _ => return Err(bad()),
         };
         let addr = rest.parse::<SocketAddr>().map_err(|_| bad())?;
@@ -136,7 +136,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Sockets to listen on. Default: `udp:0.0.0.0:5060` and `tcp:0.0.0.0:5060`.
+    /// Sockets to listen on. Default: `udp:0.0.0.0:5060`, `tcp:0.0.0.0:5060` and
+    /// `tls:0.0.0.0:5061`.
     pub listen: Vec<ListenSpec>,
     /// The SIP domain this server is authoritative for; also the default digest realm.
     /// Default: the advertised address (see `advertise`), or `localhost`.
@@ -206,6 +207,14 @@ pub struct ServerConfig {
     /// The local address relay ports bind to. Default: the first non-wildcard listen address,
     /// else `0.0.0.0`.
     pub relay_bind: Option<std::net::IpAddr>,
+    /// The TLS listeners' certificate chain (PEM). Without it (and `tls_key`), a self-signed
+    /// certificate is made once in `data_dir` and reused.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Where the server keeps state it makes itself (the self-signed certificate). Default:
+    /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -219,6 +228,10 @@ impl Default for ServerConfig {
                 ListenSpec {
                     transport: Transport::Tcp,
                     addr: ([0, 0, 0, 0], 5060).into(),
+                },
+                ListenSpec {
+                    transport: Transport::Tls,
+                    addr: ([0, 0, 0, 0], 5061).into(),
                 },
             ],
             domain: None,
@@ -251,6 +264,9 @@ impl Default for ServerConfig {
             relay_rewrite_ssrc: false,
             relay_advertise: None,
             relay_bind: None,
+            tls_cert: None,
+            tls_key: None,
+            data_dir: None,
         }
     }
 }

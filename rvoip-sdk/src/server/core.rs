@@ -534,22 +534,23 @@ impl ServerCore {
 impl ServerCore {
     /// The forwarding targets for a user: its registered contacts, best q first. A binding
     /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for
-    /// TCP the connection); one that needs TLS (sips:, transport=tls) is skipped, never reached
-    /// in plaintext.
+    /// TCP and TLS the connection). One whose contact needs TLS (sips:, transport=tls) is used
+    /// only when it registered over TLS (down that connection), never reached in plaintext.
     pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
         self.registrar
             .location
             .lookup(user, now)
             .into_iter()
-            .filter(|b| route::plaintext_reachable(&b.contact))
+            .filter(|b| b.transport.is_secure() || route::plaintext_reachable(&b.contact))
             .map(|b| {
                 let (dest, transport) = match b.transport {
                     Transport::Udp if !b.behind_nat => {
                         route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
                     }
                     Transport::Udp => (b.source, Transport::Udp),
-                    // Stream bindings reuse the connection the REGISTER came on.
-                    _ => (b.source, Transport::Tcp),
+                    // Stream bindings reuse the connection the REGISTER came on, over the
+                    // same transport.
+                    t => (b.source, t),
                 };
                 Target {
                     uri: Some(b.contact.clone()),

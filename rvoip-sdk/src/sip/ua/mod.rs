@@ -57,6 +57,8 @@ pub struct UserAgent {
     owners: HashMap<ClientTxId, Owner>,
     next_id: u64,
     events: VecDeque<UaEvent>,
+    /// While transport errors are drained: why the connection failed (the 503's reason).
+    transport_error_reason: Option<String>,
 }
 
 impl UserAgent {
@@ -70,6 +72,7 @@ impl UserAgent {
             owners: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
+            transport_error_reason: None,
         }
     }
 
@@ -312,9 +315,18 @@ impl UserAgent {
     /// The driver could not open (or lost) the connection to `dest` over `transport`: requests
     /// waiting on it fail at once with a synthesized 503 (RFC 3261 §8.1.3.1) instead of after
     /// Timer B or F.
-    pub fn connection_failed(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
+    /// `reason` (e.g. the certificate error) becomes the reason phrase of the 503.
+    pub fn connection_failed(
+        &mut self,
+        now: Instant,
+        dest: SocketAddr,
+        transport: Transport,
+        reason: &str,
+    ) {
         if self.tl.connection_failed(dest, transport) > 0 {
+            self.transport_error_reason = Some(reason.to_string());
             self.drain_tx_events_opt(now, None);
+            self.transport_error_reason = None;
         }
     }
 
@@ -426,12 +438,19 @@ impl UserAgent {
         let Some(owner) = self.owners.remove(&tx) else {
             return;
         };
-        let resp = req.map(|r| Response::for_request(&r, status));
-        let reason = if status == 503 {
-            "Service Unavailable (transport error)"
-        } else {
-            "Request Timeout"
+        let reason = match (status, &self.transport_error_reason) {
+            (503, Some(r)) => r.clone(),
+            (503, None) => "Service Unavailable (transport error)".to_string(),
+            _ => "Request Timeout".to_string(),
         };
+        let resp = req.map(|r| {
+            let mut resp = Response::for_request(&r, status);
+            if status == 503 {
+                resp.reason = reason.clone().into();
+            }
+            resp
+        });
+        let reason = reason.as_str();
         match owner {
             Owner::Register(id) => {
                 if let Some(reg) = self.accounts.get_mut(&id) {

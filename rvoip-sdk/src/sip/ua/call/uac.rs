@@ -270,15 +270,20 @@ impl Call {
         now: Instant,
         tl: &mut TransactionLayer,
         tx: ClientTxId,
-        _resp: Option<Response>,
+        resp: Option<Response>,
     ) -> Vec<UaEvent> {
         if Some(tx) == self.invite_tx && self.phase == Phase::Outgoing {
+            // The synthesized response says which: 408 (Timer B) or 503 (transport error,
+            // RFC 3261 §8.1.3.1, with the reason, e.g. the TLS certificate error).
+            let synthesized = resp
+                .filter(|r| r.status == 503)
+                .map(|r| (503, r.reason.to_string()));
             let (status, reason) = if self.cancelled {
-                (487, "Request Terminated")
+                (487, "Request Terminated".to_string())
             } else {
-                (408, "Request Timeout")
+                synthesized.unwrap_or((408, "Request Timeout".to_string()))
             };
-            return self.end(status, reason, Phase::Done);
+            return self.end(status, &reason, Phase::Done);
         }
         if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
             self.reinvite = None;
