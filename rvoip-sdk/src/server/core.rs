@@ -303,8 +303,9 @@ impl ServerCore {
             // §16.3 step 3: a proxy answers 483 (OPTIONS to the proxy itself may be answered).
             return self.reply(now, tx, &req, 483, vec![]);
         }
-        // sips: needs TLS on every hop (RFC 3261 §26.2.2), which this server does not offer yet:
-        // 416 rather than a silent downgrade to a plaintext transport.
+        // sips: needs TLS on every hop (RFC 3261 §26.2.2), which the proxy does not enforce yet
+        // (its TLS listeners serve TLS-registered users with sip: URIs): 416 rather than a
+        // silent downgrade to a plaintext transport.
         if req.uri.scheme != Scheme::Sip {
             return self.reply(now, tx, &req, 416, vec![]);
         }
