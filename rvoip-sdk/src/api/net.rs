@@ -128,6 +128,26 @@ pub(super) fn resolve_uri(uri: &Uri) -> Result<SocketAddr, ApiError> {
     resolve(host, uri.port.unwrap_or(default_port))
 }
 
+/// Splits a `host[:port]` server string (IPv6 in brackets, or bare without a port) into its
+/// host (no brackets) and port.
+fn split_hostport(s: &str) -> (&str, Option<u16>) {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+        return (
+            host.trim_start_matches('[').trim_end_matches(']'),
+            Some(a.port()),
+        );
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return (bare, None);
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().ok()),
+        _ => (s, None),
+    }
+}
+
 /// The host part of a `host[:port]` or URI server string (for a TLS certificate check).
 pub(super) fn host_of(s: &str) -> String {
     let s = s.trim();
@@ -141,14 +161,7 @@ pub(super) fn host_of(s: &str) -> String {
             })
             .unwrap_or_default();
     }
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return a.ip().to_string();
-    }
-    let s = s.trim_start_matches('[');
-    match s.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_end_matches(']').to_string(),
-        _ => s.trim_end_matches(']').to_string(),
-    }
+    split_hostport(s).0.to_string()
 }
 
 /// Resolves a `host[:port]` or URI server string; `default_port` when none is written.
@@ -157,19 +170,11 @@ pub(super) fn resolve_hostport(s: &str, default_port: u16) -> Result<SocketAddr,
     if s.starts_with("sip:") || s.starts_with("sips:") {
         return resolve_uri(&parse_uri(s)?);
     }
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return Ok(SocketAddr::new(ip, default_port));
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => resolve(h, p.parse().unwrap_or(default_port)),
-        _ => resolve(s, default_port),
+    let (host, port) = split_hostport(s);
+    let port = port.unwrap_or(default_port);
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, port)),
+        Err(_) => resolve(host, port),
     }
 }
 
@@ -306,6 +311,21 @@ mod tests {
             assert_eq!(u.user.as_deref(), Some(user), "{input}");
             assert_eq!(u.host, host, "{input}");
         }
+    }
+
+    #[test]
+    fn server_strings_split_into_host_and_port() {
+        use super::{host_of, split_hostport};
+        assert_eq!(split_hostport("10.0.0.1:5061"), ("10.0.0.1", Some(5061)));
+        assert_eq!(split_hostport("[::1]:5061"), ("::1", Some(5061)));
+        assert_eq!(split_hostport("::1"), ("::1", None));
+        assert_eq!(split_hostport("[::1]"), ("::1", None));
+        assert_eq!(
+            split_hostport("sip.example.com:5080"),
+            ("sip.example.com", Some(5080))
+        );
+        assert_eq!(split_hostport("sip.example.com"), ("sip.example.com", None));
+        assert_eq!(host_of("sips:alice@[::1]:5061"), "::1");
     }
 
     #[test]

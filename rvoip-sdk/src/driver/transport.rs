@@ -112,6 +112,22 @@ impl Transports {
         self.conns.remove(&peer);
     }
 
+    /// Queues `bytes` on the open connection to `dest`; if there is none (or it is gone), makes
+    /// a new queue holding them and returns its receiving end for the connection task to open.
+    fn queue(&mut self, dest: SocketAddr, bytes: Bytes) -> Option<mpsc::UnboundedReceiver<Bytes>> {
+        let bytes = match self.conns.get(&dest) {
+            Some(c) => match c.send(bytes) {
+                Ok(()) => return None,
+                Err(e) => e.0,
+            },
+            None => bytes,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(bytes);
+        self.conns.insert(dest, tx);
+        Some(rx)
+    }
+
     /// Sends one message. Never blocks: a full UDP socket buffer hands the datagram to a task,
     /// a stream message is queued to its connection's writer.
     pub(crate) fn send(&mut self, t: Transmit) {
@@ -138,39 +154,23 @@ impl Transports {
                 }
             }
             Transport::Tcp => {
-                if let Some(c) = self.conns.get(&t.dest) {
-                    if c.send(t.bytes.clone()).is_ok() {
-                        return;
-                    }
+                if let Some(rx) = self.queue(t.dest, t.bytes) {
+                    self.rt
+                        .spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
                 }
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(t.bytes);
-                self.conns.insert(t.dest, tx);
-                self.rt
-                    .spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
             }
             Transport::Tls => {
-                if let Some(c) = self.conns.get(&t.dest) {
-                    if c.send(t.bytes.clone()).is_ok() {
-                        return;
-                    }
-                }
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(t.bytes);
+                let Some(rx) = self.queue(t.dest, t.bytes) else {
+                    return;
+                };
+                let inbound = self.inbound.clone();
                 match self.tls_peer(t.dest) {
                     Ok((name, config)) => {
-                        self.conns.insert(t.dest, tx);
-                        self.rt.spawn(tls::connect(
-                            t.dest,
-                            name,
-                            config,
-                            rx,
-                            self.inbound.clone(),
-                            self.limits,
-                        ));
+                        self.rt
+                            .spawn(tls::connect(t.dest, name, config, rx, inbound, self.limits));
                     }
+                    // Reported like a failed connect: the queue entry goes, requests fail.
                     Err(reason) => {
-                        let inbound = self.inbound.clone();
                         let dest = t.dest;
                         self.rt.spawn(async move {
                             let _ = inbound
