@@ -461,7 +461,7 @@ fn handle_inbound(
         } => {
             tracing::info!(%peer, %transport, %reason, "connection failed");
             out.closed(peer);
-            core.connection_failed(now, peer, transport);
+            core.connection_failed(now, peer, transport, &reason);
         }
     }
 }

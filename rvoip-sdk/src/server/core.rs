@@ -159,8 +159,15 @@ impl ServerCore {
     /// The driver could not open (or lost) the connection to `dest` over `transport`: the
     /// branches and requests waiting on it fail at once (RFC 3261 §16.9) instead of after Timer
     /// B or F.
-    pub fn connection_failed(&mut self, now: Instant, dest: SocketAddr, transport: Transport) {
-        if self.tl.connection_failed(dest, transport) > 0 {
+    /// `reason` is logged by the driver; the branches end as timed out.
+    pub fn connection_failed(
+        &mut self,
+        now: Instant,
+        dest: SocketAddr,
+        transport: Transport,
+        reason: &str,
+    ) {
+        if self.tl.connection_failed(dest, transport, reason) > 0 {
             self.drain_events(now);
         }
     }

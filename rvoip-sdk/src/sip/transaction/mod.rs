@@ -127,6 +127,8 @@ pub enum TxEvent {
         tx: ClientTxId,
         /// Its request, if still kept (to synthesize the 503 from).
         request: Option<Box<Request>>,
+        /// Why the connection failed, for the user (e.g. the certificate error).
+        reason: String,
     },
     /// A response matching no client transaction (the proxy forwards these statelessly, §16.7 /
     /// §18.1.2).
@@ -754,9 +756,14 @@ impl TransactionLayer {
 
     /// The transport could not open (or lost) the connection to `dest` over `transport`: every
     /// live client transaction sending there without a final response yet ends with a
-    /// [`TxEvent::TransportError`] (RFC 3261 §8.1.3.1). Returns how many ended. Only reliable
-    /// transports have connections; for UDP this does nothing.
-    pub fn connection_failed(&mut self, dest: SocketAddr, transport: Transport) -> usize {
+    /// [`TxEvent::TransportError`] carrying `reason` (RFC 3261 §8.1.3.1). Returns how many
+    /// ended. Only reliable transports have connections; for UDP this does nothing.
+    pub fn connection_failed(
+        &mut self,
+        dest: SocketAddr,
+        transport: Transport,
+        reason: &str,
+    ) -> usize {
         if !transport.is_reliable() {
             return 0;
         }
@@ -778,6 +785,7 @@ impl TransactionLayer {
             self.events.push_back(TxEvent::TransportError {
                 tx: ClientTxId(*id),
                 request,
+                reason: reason.to_string(),
             });
             self.remove_client(*id);
         }

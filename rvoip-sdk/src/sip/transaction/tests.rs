@@ -789,18 +789,18 @@ fn connection_failure_ends_only_the_transactions_to_that_peer() {
     );
     let _ = transmits(&mut l);
     // UDP has no connections; nothing ends.
-    assert_eq!(l.connection_failed(dead, Transport::Udp), 0);
-    assert_eq!(l.connection_failed(dead, Transport::Tcp), 1);
+    assert_eq!(l.connection_failed(dead, Transport::Udp, "refused"), 0);
+    assert_eq!(l.connection_failed(dead, Transport::Tcp, "refused"), 1);
     let evs = events(&mut l);
     assert!(
-        matches!(evs.as_slice(), [TxEvent::TransportError { tx, request: Some(r) }] if *tx == to_dead && r.method == crate::sip::msg::Method::Options),
+        matches!(evs.as_slice(), [TxEvent::TransportError { tx, request: Some(r), reason }] if *tx == to_dead && reason == "refused" && r.method == crate::sip::msg::Method::Options),
         "{evs:?}"
     );
     assert!(l.client_request(to_dead).is_none());
     assert!(l.client_request(elsewhere).is_some());
     assert!(l.client_request(over_udp).is_some());
     // Already ended: a second report changes nothing.
-    assert_eq!(l.connection_failed(dead, Transport::Tcp), 0);
+    assert_eq!(l.connection_failed(dead, Transport::Tcp, "refused"), 0);
 }
 
 #[test]

@@ -57,8 +57,6 @@ pub struct UserAgent {
     owners: HashMap<ClientTxId, Owner>,
     next_id: u64,
     events: VecDeque<UaEvent>,
-    /// While transport errors are drained: why the connection failed (the 503's reason).
-    transport_error_reason: Option<String>,
 }
 
 impl UserAgent {
@@ -72,7 +70,6 @@ impl UserAgent {
             owners: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
-            transport_error_reason: None,
         }
     }
 
@@ -323,10 +320,8 @@ impl UserAgent {
         transport: Transport,
         reason: &str,
     ) {
-        if self.tl.connection_failed(dest, transport) > 0 {
-            self.transport_error_reason = Some(reason.to_string());
+        if self.tl.connection_failed(dest, transport, reason) > 0 {
             self.drain_tx_events_opt(now, None);
-            self.transport_error_reason = None;
         }
     }
 
@@ -409,10 +404,14 @@ impl UserAgent {
                 TxEvent::Timeout { tx } => {
                     // The request may be gone; then synthesize nothing but still tell the owner.
                     let req = self.tl.client_request(tx).cloned();
-                    self.on_timeout(now, tx, req, 408);
+                    self.on_timeout(now, tx, req, 408, "Request Timeout");
                 }
-                TxEvent::TransportError { tx, request } => {
-                    self.on_timeout(now, tx, request.map(|r| *r), 503);
+                TxEvent::TransportError {
+                    tx,
+                    request,
+                    reason,
+                } => {
+                    self.on_timeout(now, tx, request.map(|r| *r), 503, &reason);
                 }
                 TxEvent::StrayResponse {
                     resp,
@@ -433,24 +432,24 @@ impl UserAgent {
     }
 
     /// A client transaction ended without a final response: Timer B/F (`status` 408) or a
-    /// transport error (503, RFC 3261 §8.1.3.1). The owner sees a synthesized response.
-    fn on_timeout(&mut self, now: Instant, tx: ClientTxId, req: Option<Request>, status: u16) {
+    /// transport error (503, RFC 3261 §8.1.3.1). The owner sees a synthesized response whose
+    /// reason phrase is `reason`.
+    fn on_timeout(
+        &mut self,
+        now: Instant,
+        tx: ClientTxId,
+        req: Option<Request>,
+        status: u16,
+        reason: &str,
+    ) {
         let Some(owner) = self.owners.remove(&tx) else {
             return;
         };
-        let reason = match (status, &self.transport_error_reason) {
-            (503, Some(r)) => r.clone(),
-            (503, None) => "Service Unavailable (transport error)".to_string(),
-            _ => "Request Timeout".to_string(),
-        };
         let resp = req.map(|r| {
             let mut resp = Response::for_request(&r, status);
-            if status == 503 {
-                resp.reason = reason.clone().into();
-            }
+            resp.reason = reason.to_string().into();
             resp
         });
-        let reason = reason.as_str();
         match owner {
             Owner::Register(id) => {
                 if let Some(reg) = self.accounts.get_mut(&id) {
