@@ -3,10 +3,12 @@
 //! app (C, Swift, Kotlin, Python) can start and stop it.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::ApiError;
 use crate::driver::BoundServer;
+use crate::driver::tls::TlsCounters;
+use crate::driver::ws::WsCounters;
 use crate::server::config::ServerConfig;
 use crate::sip::transaction::Transport;
 
@@ -15,7 +17,10 @@ struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     bound: Vec<(Transport, SocketAddr)>,
     domain: String,
+    tls_fingerprint: Option<String>,
     relay: Option<crate::driver::relay::RelayHandle>,
+    tls_counters: Arc<TlsCounters>,
+    ws_counters: Arc<WsCounters>,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -78,7 +83,9 @@ impl Server {
             })?;
         let bound = server.bound().to_vec();
         let domain = server.domain().to_string();
+        let tls_fingerprint = server.tls_fingerprint().map(str::to_string);
         let relay = server.relay();
+        let (tls_counters, ws_counters) = (server.tls_counters(), server.ws_counters());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -88,7 +95,10 @@ impl Server {
             stop,
             bound,
             domain,
+            tls_fingerprint,
             relay,
+            tls_counters,
+            ws_counters,
         });
         Ok(())
     }
@@ -132,6 +142,32 @@ impl Server {
 }
 
 impl Server {
+    /// The SHA-256 fingerprint (`AB:CD:…`, RFC 4572 form) of the running server's TLS
+    /// certificate, for clients to pin; `None` when stopped or not listening on TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.tls_fingerprint.clone()))
+    }
+
+    /// The TLS listeners' counters (handshakes accepted, failed, timed out) while running.
+    pub fn tls_counters(&self) -> Option<Arc<TlsCounters>> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.tls_counters.clone()))
+    }
+
+    /// The WebSocket listeners' counters (upgrades, refusals without the `sip` subprotocol,
+    /// handshake failures and timeouts, protocol errors) while running.
+    pub fn ws_counters(&self) -> Option<Arc<WsCounters>> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.ws_counters.clone()))
+    }
+
     /// The media relay's counters while running with `relay` other than `"off"`: contexts and
     /// ports in use, packets forwarded, drops by reason. `None` when stopped or off.
     pub fn relay_stats(&self) -> Option<crate::media::relay::RelayStats> {

@@ -4,14 +4,15 @@
 //! channel, it runs the core, and sends what the core transmits. UDP datagrams are one message
 //! each; TCP streams are framed by Content-Length ([`crate::sip::msg::frame`]) and connections
 //! are reused both ways (a response goes back on the connection its request came on; a request
-//! to a TCP binding uses the connection the REGISTER came on). TLS and WebSocket slot in as more
-//! stream kinds feeding the same channel.
+//! to a TCP binding uses the connection the REGISTER came on). TLS ([`tls`]) and WebSocket
+//! ([`ws`], RFC 7118) are more connection kinds feeding the same channel.
 
 pub mod media;
 pub mod relay;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
+pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -86,12 +87,16 @@ pub struct BoundServer {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
-    /// The TLS listeners' configuration and the SHA-256 fingerprint of their certificate.
+    /// WebSocket listeners (RFC 7118): `ws:` and `wss:` (TLS with the `tls:` certificate).
+    ws: Vec<(Transport, TcpListener)>,
+    /// The TLS and WSS listeners' configuration and the SHA-256 fingerprint of their certificate.
     tls_config: Option<(Arc<rustls::ServerConfig>, String)>,
     bound: Vec<(Transport, SocketAddr)>,
     limits: Limits,
     users: usize,
     relay: Option<relay::RelayDriver>,
+    tls_counters: Arc<tls::TlsCounters>,
+    ws_counters: Arc<ws::WsCounters>,
 }
 
 impl BoundServer {
@@ -105,6 +110,7 @@ impl BoundServer {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut tls = Vec::new();
+        let mut ws = Vec::new();
         let mut bound = Vec::new();
         for spec in &cfg.listen {
             let err = |source| DriverError::Bind {
@@ -127,11 +133,10 @@ impl BoundServer {
                     bound.push((Transport::Tls, l.local_addr().map_err(err)?));
                     tls.push(l);
                 }
-                Transport::Ws | Transport::Wss => {
-                    return Err(err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "WebSocket listeners are not available yet",
-                    )));
+                t @ (Transport::Ws | Transport::Wss) => {
+                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    bound.push((t, l.local_addr().map_err(err)?));
+                    ws.push((t, l));
                 }
             }
         }
@@ -149,7 +154,8 @@ impl BoundServer {
                 .map(|(_, a)| a.ip().to_string())
                 .unwrap_or_else(|| advertise.clone())
         });
-        let tls_config = if tls.is_empty() {
+        let secure_ws = ws.iter().any(|(t, _)| *t == Transport::Wss);
+        let tls_config = if tls.is_empty() && !secure_ws {
             None
         } else {
             Some(tls_identity(cfg, &bound, &advertise, &domain)?)
@@ -171,11 +177,14 @@ impl BoundServer {
             udp,
             tcp,
             tls,
+            ws,
             tls_config,
             bound,
             limits,
             users: users.len(),
             relay,
+            tls_counters: Arc::default(),
+            ws_counters: Arc::default(),
         })
     }
 
@@ -184,7 +193,18 @@ impl BoundServer {
         self.relay.as_ref().map(|r| r.handle())
     }
 
-    /// The SHA-256 fingerprint of the TLS listeners' certificate (`AB:CD:…`), if any listen.
+    /// The TLS listeners' counters (handshakes accepted, failed, timed out).
+    pub fn tls_counters(&self) -> Arc<tls::TlsCounters> {
+        self.tls_counters.clone()
+    }
+
+    /// The WebSocket listeners' counters (upgrades, refusals, protocol errors).
+    pub fn ws_counters(&self) -> Arc<ws::WsCounters> {
+        self.ws_counters.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS and WSS listeners' certificate (`AB:CD:…`), if any
+    /// listen.
     pub fn tls_fingerprint(&self) -> Option<&str> {
         self.tls_config.as_ref().map(|(_, f)| f.as_str())
     }
@@ -212,9 +232,12 @@ impl BoundServer {
             udp,
             tcp,
             tls,
+            ws,
             tls_config,
             limits,
             relay,
+            tls_counters,
+            ws_counters,
             ..
         } = self;
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
@@ -222,7 +245,6 @@ impl BoundServer {
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
         }
-        let tls_counters = Arc::new(tls::TlsCounters::default());
         if let Some((config, _)) = &tls_config {
             for l in tls {
                 tasks.spawn(tls::accept_loop(
@@ -233,6 +255,20 @@ impl BoundServer {
                     tls_counters.clone(),
                 ));
             }
+        }
+        for (t, l) in ws {
+            let tls = match t {
+                Transport::Wss => tls_config.as_ref().map(|(c, _)| c.clone()),
+                _ => None,
+            };
+            tasks.spawn(ws::accept_loop(
+                l,
+                t,
+                tls,
+                tx.clone(),
+                limits,
+                ws_counters.clone(),
+            ));
         }
         let mut out = Transports::new(
             udp.clone(),
@@ -313,10 +349,11 @@ impl BoundServer {
             if now >= next_status {
                 next_status = now + STATUS_INTERVAL;
                 let line = format!(
-                    "{:?} relay={:?} tls={:?}",
+                    "{:?} relay={:?} tls={:?} ws={:?}",
                     core.stats,
                     relay.as_ref().map(|r| r.handle().stats()),
-                    tls_counters
+                    tls_counters,
+                    ws_counters
                 );
                 if line != last_status {
                     tracing::info!(
@@ -325,6 +362,7 @@ impl BoundServer {
                         stats = ?core.stats,
                         relay = ?relay.as_ref().map(|r| r.handle().stats()),
                         tls = ?tls_counters,
+                        ws = ?ws_counters,
                         "status"
                     );
                     last_status = line;

@@ -7,9 +7,9 @@
 //! 5626 style), else opens one in its own task; the message waits in that connection's queue
 //! meanwhile. A TLS connection verifies the server as configured for that destination
 //! ([`Transports::set_tls_peer`]: the name to check the certificate against, CA file or pin),
-//! else against the system roots for the destination's IP address. A transport that is not
-//! available (WebSocket until it lands) never falls back to a weaker one: the message is dropped
-//! and logged.
+//! else against the system roots for the destination's IP address. WebSocket (RFC 7118) is
+//! accept-only: a message goes down the client's open connection or fails at once, and never
+//! falls back to another transport.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -184,9 +184,27 @@ impl Transports {
                     }
                 }
             }
-            // Never sent over a weaker transport (no silent downgrade).
+            // WebSocket clients (browsers) cannot be connected to: a message goes down the
+            // client's open connection, or fails its transaction at once. Never sent over
+            // another transport (no silent downgrade).
             Transport::Ws | Transport::Wss => {
-                tracing::warn!(dest = %t.dest, transport = %t.transport, "transport not available: message not sent");
+                if let Some(c) = self.conns.get(&t.dest) {
+                    if c.send(t.bytes).is_ok() {
+                        return;
+                    }
+                    self.conns.remove(&t.dest);
+                }
+                let (inbound, dest, transport) = (self.inbound.clone(), t.dest, t.transport);
+                tracing::debug!(%dest, %transport, "no WebSocket connection: message not sent");
+                self.rt.spawn(async move {
+                    let _ = inbound
+                        .send(Inbound::ConnectFailed {
+                            peer: dest,
+                            transport,
+                            reason: format!("no {transport} connection to {dest}"),
+                        })
+                        .await;
+                });
             }
         }
     }

@@ -27,10 +27,11 @@ fn de_algorithms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Algorithm
     parse_algorithms(&names).map_err(serde::de::Error::custom)
 }
 
-/// One listening socket: a transport and a local address, written `udp:IP:PORT` or `tcp:IP:PORT`.
+/// One listening socket: a transport and a local address, written `udp:IP:PORT`, `tcp:…`,
+/// `tls:…`, `ws:…` or `wss:…` (RFC 3261 §18, RFC 5630, RFC 7118).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenSpec {
-    /// UDP or TCP (RFC 3261 §18).
+    /// UDP, TCP, TLS, WS or WSS.
     pub transport: Transport,
     /// The local address to bind; port 0 picks a free port.
     pub addr: SocketAddr,
@@ -39,16 +40,13 @@ pub struct ListenSpec {
 impl std::str::FromStr for ListenSpec {
     type Err = ConfigError;
 
-    /// Parses `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT` (IPv6 as `udp:[::1]:5060`).
+    /// Parses `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`, `ws:IP:PORT`, `wss:IP:PORT` (IPv6 as
+    /// `udp:[::1]:5060`).
     /// Errors: [`ConfigError::Listen`] for an unknown transport or a bad address.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || ConfigError::Listen(s.to_string());
         let (proto, rest) = s.split_once(':').ok_or_else(bad)?;
-        // WebSocket listeners come with their transport.
-        let transport = match Transport::from_name(proto) {
-            Some(t @ (Transport::Udp | Transport::Tcp | Transport::Tls)) => t,
-            _ => return Err(bad()),
-        };
+        let transport = Transport::from_name(proto).ok_or_else(bad)?;
         let addr = rest.parse::<SocketAddr>().map_err(|_| bad())?;
         Ok(ListenSpec { transport, addr })
     }

@@ -549,7 +549,7 @@ impl ServerCore {
             .location
             .lookup(user, now)
             .into_iter()
-            .filter(|b| b.transport.is_secure() || route::plaintext_reachable(&b.contact))
+            .filter(|b| route::flow_reachable(&b.contact, b.transport))
             .map(|b| {
                 let (dest, transport) = match b.transport {
                     Transport::Udp if !b.behind_nat => {

@@ -111,6 +111,19 @@ pub fn plaintext_reachable(uri: &Uri) -> bool {
         }
 }
 
+/// Whether a binding's Contact may be reached over the flow its REGISTER came on (`flow`, whose
+/// connection the request goes down): a secure flow (TLS, WSS) carries any URI; a WS flow a
+/// `sip:` URI without a transport or with `transport=ws` (RFC 7118 §5.3); UDP and TCP what
+/// [`plaintext_reachable`] allows.
+pub fn flow_reachable(contact: &Uri, flow: Transport) -> bool {
+    flow.is_secure()
+        || plaintext_reachable(contact)
+        || (flow == Transport::Ws
+            && contact.scheme == Scheme::Sip
+            && matches!(contact.param("transport"),
+                        Some(Some(t)) if Transport::from_name(t) == Some(Transport::Ws)))
+}
+
 /// Where a response goes back to, from its (next) Via: `received`/`rport` (RFC 3581) else sent-by.
 pub(crate) fn via_destination(via: &Via) -> Option<(SocketAddr, Transport)> {
     let host = via.received().unwrap_or(&via.host);
