@@ -29,6 +29,15 @@
 #define RVOIP_TRANSPORT_TCP 1
 
 /**
+ * SIP over TLS (RFC 3261 §26.2, RFC 5630), default port 5061 (for
+ * [`rvoip_account_opts::transport`] and `rvoip_server_port`).
+ * The server's certificate is verified against the system roots, plus
+ * [`rvoip_account_opts::tls_ca_file`], or accepted by [`rvoip_account_opts::tls_pin_sha256`];
+ * a connection never falls back to plaintext.
+ */
+#define RVOIP_TRANSPORT_TLS 2
+
+/**
  * Errors.
  */
 #define RVOIP_LOG_ERROR 1
@@ -52,6 +61,13 @@
  * Tracing (very verbose).
  */
 #define RVOIP_LOG_TRACE 5
+
+/**
+ * The size of a buffer that holds any TLS certificate fingerprint from
+ * [`rvoip_server_tls_fingerprint`], in bytes: 32 upper-case hex pairs joined by colons (95
+ * characters) and the terminating NUL.
+ */
+#define RVOIP_TLS_FINGERPRINT_SIZE 96
 
 /**
  * Result codes of every fallible function. `RVOIP_RESULT_OK` is 0.
@@ -282,13 +298,32 @@ typedef struct rvoip_account_opts {
    */
   const char *server;
   /**
-   * [`RVOIP_TRANSPORT_UDP`] or [`RVOIP_TRANSPORT_TCP`].
+   * [`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]. A `sips:`
+   * AOR needs TLS (RFC 5630 §3).
    */
   uint32_t transport;
   /**
    * Requested registration lifetime in seconds (default 3600).
    */
   uint32_t expires_s;
+  /**
+   * With [`RVOIP_TRANSPORT_TLS`]: a PEM file of extra trusted CA certificates, added to the
+   * system roots (RFC 5922 §7: the server's certificate must chain to a trusted root and
+   * name the server's host). NULL or "" for the system roots only (default). Read by
+   * [`rvoip_account_add`]; an unreadable file or one without a certificate gives
+   * INVALID_ARGUMENT. Ignored with UDP and TCP.
+   */
+  const char *tls_ca_file;
+  /**
+   * With [`RVOIP_TRANSPORT_TLS`]: the SHA-256 fingerprint of the server's certificate, as
+   * 32 hex pairs (`AB:CD:…`; case, colons and spaces free; what
+   * `rvoip_server_tls_fingerprint` and
+   * `rvoip-server` print). A certificate with this fingerprint is accepted whatever signed
+   * it and whatever names it carries (a self-signed server); any other is verified as
+   * usual. NULL or "" for no pin (default); a malformed one gives INVALID_ARGUMENT from
+   * [`rvoip_account_add`]. Ignored with UDP and TCP.
+   */
+  const char *tls_pin_sha256;
 } rvoip_account_opts;
 
 /**
@@ -514,8 +549,9 @@ typedef void (*rvoip_log_cb)(void *user_data,
  */
 typedef struct rvoip_server_opts {
   /**
-   * Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` (default
-   * `udp:0.0.0.0:5060,tcp:0.0.0.0:5060`; port 0 picks a free port).
+   * Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over
+   * TLS, RFC 3261 §26.2, RFC 5630) (default `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,
+   * tls:0.0.0.0:5061`; port 0 picks a free port).
    */
   const char *listen;
   /**
@@ -538,6 +574,23 @@ typedef struct rvoip_server_opts {
    * One credential may register and call as any AOR (default false).
    */
   bool lax_auth_user;
+  /**
+   * The TLS listeners' certificate chain, a PEM file (with `tls_key`). NULL or "" (default):
+   * a self-signed certificate is made once in `data_dir` and reused; clients then pin its
+   * fingerprint ([`rvoip_server_tls_fingerprint`]).
+   */
+  const char *tls_cert;
+  /**
+   * The private key of `tls_cert`, a PEM file (PKCS#8, PKCS#1 or SEC1). Give both or
+   * neither: one without the other gives INVALID_ARGUMENT from [`rvoip_server_new`].
+   */
+  const char *tls_key;
+  /**
+   * The directory where the server keeps state it makes itself (the self-signed TLS
+   * certificate `tls-cert.pem` and its key). NULL or "" (default): `$RVOIP_DATA_DIR`, else
+   * `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
+   */
+  const char *data_dir;
 } rvoip_server_opts;
 
 #ifdef __cplusplus
@@ -630,14 +683,19 @@ enum rvoip_result rvoip_audio_source_device_new(const char *id, struct rvoip_aud
 enum rvoip_result rvoip_audio_sink_device_new(const char *id, struct rvoip_audio_sink **out);
 
 /**
- * Fills `opts` with the defaults (all strings NULL, UDP, 3600 s). NULL is ignored.
+ * Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin).
+ * NULL is ignored.
  */
 void rvoip_account_opts_default(struct rvoip_account_opts *opts);
 
 /**
  * Adds an account (not registered yet: [`rvoip_account_register`]); `*account_id` gets its id.
- * The server name is resolved now. Errors: NULL_ARGUMENT (`ep`, `opts`, `opts->aor`,
- * `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8), NETWORK (unresolvable server).
+ * The server name is resolved now (default port 5060, 5061 with TLS). With
+ * [`RVOIP_TRANSPORT_TLS`] the TLS settings are read now too; a certificate the server shows
+ * later that fails verification ends the REGISTER with a REGISTRATION_STATE event FAILED,
+ * status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
+ * `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
+ * without TLS, unreadable CA file, malformed pin), NETWORK (unresolvable server).
  */
 enum rvoip_result rvoip_account_add(struct rvoip_endpoint *ep,
                                     const struct rvoip_account_opts *opts,
@@ -813,7 +871,7 @@ void rvoip_server_opts_default(struct rvoip_server_opts *opts);
 
 /**
  * A stopped server from `opts` (NULL: the defaults). Errors: NULL_ARGUMENT (`out`),
- * INVALID_ARGUMENT (listen spec, users, UTF-8).
+ * INVALID_ARGUMENT (listen spec, users, UTF-8, `tls_cert` without `tls_key` or the reverse).
  */
 enum rvoip_result rvoip_server_new(const struct rvoip_server_opts *opts, struct rvoip_server **out);
 
@@ -824,8 +882,10 @@ enum rvoip_result rvoip_server_new(const struct rvoip_server_opts *opts, struct 
 enum rvoip_result rvoip_server_new_from_toml(const char *path, struct rvoip_server **out);
 
 /**
- * Binds and starts serving. Errors: NULL_ARGUMENT, INVALID_STATE (running), NETWORK (bind),
- * INVALID_ARGUMENT (users file).
+ * Binds and starts serving. With a `tls:` listener and no `tls_cert`, makes the self-signed
+ * certificate in the data directory first (once; later starts reuse it). Errors:
+ * NULL_ARGUMENT, INVALID_STATE (running), NETWORK (bind; TLS certificate or key unreadable or
+ * not matching, or the data directory not writable), INVALID_ARGUMENT (users file).
  */
 enum rvoip_result rvoip_server_start(struct rvoip_server *server);
 
@@ -835,13 +895,27 @@ enum rvoip_result rvoip_server_start(struct rvoip_server *server);
 enum rvoip_result rvoip_server_stop(struct rvoip_server *server);
 
 /**
- * The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`] or
- * [`RVOIP_TRANSPORT_TCP`]). Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
+ * The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
+ * [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]), the real one when port 0 was asked
+ * for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
  * (not listening on it, or stopped).
  */
 enum rvoip_result rvoip_server_port(const struct rvoip_server *server,
                                     uint32_t transport,
                                     uint16_t *out);
+
+/**
+ * Copies the SHA-256 fingerprint of the running server's TLS certificate into `buf` as a
+ * NUL-terminated string: 32 upper-case hex pairs joined by colons (`AB:CD:…`, the form of
+ * RFC 4572 and of `rvoip_account_opts.tls_pin_sha256`), for
+ * clients to pin a self-signed certificate (RFC 3261 §26.2, RFC 5630). `len` is the size of
+ * `buf` in bytes; [`RVOIP_TLS_FINGERPRINT_SIZE`] always suffices. Errors: NULL_ARGUMENT
+ * (`server`, `buf`), NOT_FOUND (stopped, or no `tls:` listener), BUFFER_TOO_SMALL (`len` below
+ * the fingerprint's length + 1; `buf` is not written).
+ */
+enum rvoip_result rvoip_server_tls_fingerprint(const struct rvoip_server *server,
+                                               char *buf,
+                                               size_t len);
 
 /**
  * Stops and frees the server. NULL is a no-op.

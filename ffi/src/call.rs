@@ -14,6 +14,12 @@ use crate::util::{boundary, opt_str_arg, ref_arg, str_arg, write_out};
 pub const RVOIP_TRANSPORT_UDP: u32 = 0;
 /// TCP transport (for [`rvoip_account_opts::transport`]).
 pub const RVOIP_TRANSPORT_TCP: u32 = 1;
+/// SIP over TLS (RFC 3261 §26.2, RFC 5630), default port 5061 (for
+/// [`rvoip_account_opts::transport`] and `rvoip_server_port`).
+/// The server's certificate is verified against the system roots, plus
+/// [`rvoip_account_opts::tls_ca_file`], or accepted by [`rvoip_account_opts::tls_pin_sha256`];
+/// a connection never falls back to plaintext.
+pub const RVOIP_TRANSPORT_TLS: u32 = 2;
 
 /// An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
 #[repr(C)]
@@ -27,13 +33,29 @@ pub struct rvoip_account_opts {
     pub password: *const c_char,
     /// Registrar / outbound proxy `host[:port]`; NULL for the AOR's host.
     pub server: *const c_char,
-    /// [`RVOIP_TRANSPORT_UDP`] or [`RVOIP_TRANSPORT_TCP`].
+    /// [`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]. A `sips:`
+    /// AOR needs TLS (RFC 5630 §3).
     pub transport: u32,
     /// Requested registration lifetime in seconds (default 3600).
     pub expires_s: u32,
+    /// With [`RVOIP_TRANSPORT_TLS`]: a PEM file of extra trusted CA certificates, added to the
+    /// system roots (RFC 5922 §7: the server's certificate must chain to a trusted root and
+    /// name the server's host). NULL or "" for the system roots only (default). Read by
+    /// [`rvoip_account_add`]; an unreadable file or one without a certificate gives
+    /// INVALID_ARGUMENT. Ignored with UDP and TCP.
+    pub tls_ca_file: *const c_char,
+    /// With [`RVOIP_TRANSPORT_TLS`]: the SHA-256 fingerprint of the server's certificate, as
+    /// 32 hex pairs (`AB:CD:…`; case, colons and spaces free; what
+    /// `rvoip_server_tls_fingerprint` and
+    /// `rvoip-server` print). A certificate with this fingerprint is accepted whatever signed
+    /// it and whatever names it carries (a self-signed server); any other is verified as
+    /// usual. NULL or "" for no pin (default); a malformed one gives INVALID_ARGUMENT from
+    /// [`rvoip_account_add`]. Ignored with UDP and TCP.
+    pub tls_pin_sha256: *const c_char,
 }
 
-/// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s). NULL is ignored.
+/// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin).
+/// NULL is ignored.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opts) {
     if opts.is_null() {
@@ -50,14 +72,20 @@ pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opt
                 server: std::ptr::null(),
                 transport: RVOIP_TRANSPORT_UDP,
                 expires_s: 3600,
+                tls_ca_file: std::ptr::null(),
+                tls_pin_sha256: std::ptr::null(),
             },
         )
     };
 }
 
 /// Adds an account (not registered yet: [`rvoip_account_register`]); `*account_id` gets its id.
-/// The server name is resolved now. Errors: NULL_ARGUMENT (`ep`, `opts`, `opts->aor`,
-/// `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8), NETWORK (unresolvable server).
+/// The server name is resolved now (default port 5060, 5061 with TLS). With
+/// [`RVOIP_TRANSPORT_TLS`] the TLS settings are read now too; a certificate the server shows
+/// later that fails verification ends the REGISTER with a REGISTRATION_STATE event FAILED,
+/// status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
+/// `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
+/// without TLS, unreadable CA file, malformed pin), NETWORK (unresolvable server).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_add(
     ep: *mut rvoip_endpoint,
@@ -71,12 +99,14 @@ pub unsafe extern "C" fn rvoip_account_add(
             return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
         }
         // SAFETY: NULL or valid C strings.
-        let (aor, user, pw, server) = unsafe {
+        let (aor, user, pw, server, ca_file, pin) = unsafe {
             (
                 str_arg(o.aor)?,
                 opt_str_arg(o.username)?,
                 opt_str_arg(o.password)?,
                 opt_str_arg(o.server)?,
+                opt_str_arg(o.tls_ca_file)?,
+                opt_str_arg(o.tls_pin_sha256)?,
             )
         };
         let mut a = AccountOptions::new(aor, pw.unwrap_or(""));
@@ -85,8 +115,11 @@ pub unsafe extern "C" fn rvoip_account_add(
         a.transport = match o.transport {
             RVOIP_TRANSPORT_UDP => Transport::Udp,
             RVOIP_TRANSPORT_TCP => Transport::Tcp,
+            RVOIP_TRANSPORT_TLS => Transport::Tls,
             _ => return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
         };
+        a.tls.ca_file = ca_file.map(Into::into);
+        a.tls.pin_sha256 = pin.map(str::to_string);
         a.expires_s = if o.expires_s == 0 { 3600 } else { o.expires_s };
         let acc = ep.ep.add_account(a)?;
         // SAFETY: checked non-NULL.

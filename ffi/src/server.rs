@@ -5,9 +5,14 @@ use std::ffi::c_char;
 use rvoip_sdk::api::{Server, ServerConfig, Transport};
 use rvoip_sdk::server::config::ListenSpec;
 
-use crate::call::{RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_UDP};
+use crate::call::{RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_TLS, RVOIP_TRANSPORT_UDP};
 use crate::rvoip_result;
-use crate::util::{boundary, boundary_void, opt_str_arg, ref_arg, str_arg, write_out};
+use crate::util::{boundary, boundary_void, copy_into, opt_str_arg, ref_arg, str_arg, write_out};
+
+/// The size of a buffer that holds any TLS certificate fingerprint from
+/// [`rvoip_server_tls_fingerprint`], in bytes: 32 upper-case hex pairs joined by colons (95
+/// characters) and the terminating NUL.
+pub const RVOIP_TLS_FINGERPRINT_SIZE: usize = 96;
 
 /// An embedded SIP server. Create with [`rvoip_server_new`] or [`rvoip_server_new_from_toml`],
 /// then [`rvoip_server_start`]; free with [`rvoip_server_free`].
@@ -17,8 +22,9 @@ pub struct rvoip_server(Server);
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rvoip_server_opts {
-    /// Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` (default
-    /// `udp:0.0.0.0:5060,tcp:0.0.0.0:5060`; port 0 picks a free port).
+    /// Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over
+    /// TLS, RFC 3261 §26.2, RFC 5630) (default `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,
+    /// tls:0.0.0.0:5061`; port 0 picks a free port).
     pub listen: *const c_char,
     /// The domain served (default: the first bound non-wildcard IP, else this host's IP).
     pub domain: *const c_char,
@@ -30,6 +36,17 @@ pub struct rvoip_server_opts {
     pub invite_auth: bool,
     /// One credential may register and call as any AOR (default false).
     pub lax_auth_user: bool,
+    /// The TLS listeners' certificate chain, a PEM file (with `tls_key`). NULL or "" (default):
+    /// a self-signed certificate is made once in `data_dir` and reused; clients then pin its
+    /// fingerprint ([`rvoip_server_tls_fingerprint`]).
+    pub tls_cert: *const c_char,
+    /// The private key of `tls_cert`, a PEM file (PKCS#8, PKCS#1 or SEC1). Give both or
+    /// neither: one without the other gives INVALID_ARGUMENT from [`rvoip_server_new`].
+    pub tls_key: *const c_char,
+    /// The directory where the server keeps state it makes itself (the self-signed TLS
+    /// certificate `tls-cert.pem` and its key). NULL or "" (default): `$RVOIP_DATA_DIR`, else
+    /// `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
+    pub data_dir: *const c_char,
 }
 
 /// Fills `opts` with the defaults. NULL is ignored.
@@ -50,6 +67,9 @@ pub unsafe extern "C" fn rvoip_server_opts_default(opts: *mut rvoip_server_opts)
                 users_file: std::ptr::null(),
                 invite_auth: d.invite_auth,
                 lax_auth_user: d.lax_auth_user,
+                tls_cert: std::ptr::null(),
+                tls_key: std::ptr::null(),
+                data_dir: std::ptr::null(),
             },
         )
     };
@@ -60,7 +80,7 @@ fn bad() -> rvoip_result {
 }
 
 /// A stopped server from `opts` (NULL: the defaults). Errors: NULL_ARGUMENT (`out`),
-/// INVALID_ARGUMENT (listen spec, users, UTF-8).
+/// INVALID_ARGUMENT (listen spec, users, UTF-8, `tls_cert` without `tls_key` or the reverse).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_server_new(
     opts: *const rvoip_server_opts,
@@ -80,6 +100,14 @@ pub unsafe extern "C" fn rvoip_server_new(
                     opt_str_arg(o.domain)?,
                     opt_str_arg(o.users)?,
                     opt_str_arg(o.users_file)?,
+                )
+            };
+            // SAFETY: as above.
+            let (tls_cert, tls_key, data_dir) = unsafe {
+                (
+                    opt_str_arg(o.tls_cert)?,
+                    opt_str_arg(o.tls_key)?,
+                    opt_str_arg(o.data_dir)?,
                 )
             };
             if let Some(l) = listen {
@@ -104,6 +132,12 @@ pub unsafe extern "C" fn rvoip_server_new(
             cfg.users_file = users_file.map(Into::into);
             cfg.invite_auth = o.invite_auth;
             cfg.lax_auth_user = o.lax_auth_user;
+            if tls_cert.is_some() != tls_key.is_some() {
+                return Err(bad());
+            }
+            cfg.tls_cert = tls_cert.map(Into::into);
+            cfg.tls_key = tls_key.map(Into::into);
+            cfg.data_dir = data_dir.map(Into::into);
         }
         let s = Box::new(rvoip_server(Server::new(cfg)));
         // SAFETY: checked non-NULL.
@@ -132,8 +166,10 @@ pub unsafe extern "C" fn rvoip_server_new_from_toml(
     })
 }
 
-/// Binds and starts serving. Errors: NULL_ARGUMENT, INVALID_STATE (running), NETWORK (bind),
-/// INVALID_ARGUMENT (users file).
+/// Binds and starts serving. With a `tls:` listener and no `tls_cert`, makes the self-signed
+/// certificate in the data directory first (once; later starts reuse it). Errors:
+/// NULL_ARGUMENT, INVALID_STATE (running), NETWORK (bind; TLS certificate or key unreadable or
+/// not matching, or the data directory not writable), INVALID_ARGUMENT (users file).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_server_start(server: *mut rvoip_server) -> rvoip_result {
     boundary(|| {
@@ -154,8 +190,9 @@ pub unsafe extern "C" fn rvoip_server_stop(server: *mut rvoip_server) -> rvoip_r
     })
 }
 
-/// The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`] or
-/// [`RVOIP_TRANSPORT_TCP`]). Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
+/// The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
+/// [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]), the real one when port 0 was asked
+/// for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
 /// (not listening on it, or stopped).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_server_port(
@@ -172,6 +209,7 @@ pub unsafe extern "C" fn rvoip_server_port(
         let kind = match transport {
             RVOIP_TRANSPORT_UDP => Transport::Udp,
             RVOIP_TRANSPORT_TCP => Transport::Tcp,
+            RVOIP_TRANSPORT_TLS => Transport::Tls,
             _ => return Err(bad()),
         };
         let port =
@@ -182,6 +220,38 @@ pub unsafe extern "C" fn rvoip_server_port(
                 .ok_or(rvoip_result::RVOIP_RESULT_NOT_FOUND)?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out, port) };
+        Ok(())
+    })
+}
+
+/// Copies the SHA-256 fingerprint of the running server's TLS certificate into `buf` as a
+/// NUL-terminated string: 32 upper-case hex pairs joined by colons (`AB:CD:…`, the form of
+/// RFC 4572 and of `rvoip_account_opts.tls_pin_sha256`), for
+/// clients to pin a self-signed certificate (RFC 3261 §26.2, RFC 5630). `len` is the size of
+/// `buf` in bytes; [`RVOIP_TLS_FINGERPRINT_SIZE`] always suffices. Errors: NULL_ARGUMENT
+/// (`server`, `buf`), NOT_FOUND (stopped, or no `tls:` listener), BUFFER_TOO_SMALL (`len` below
+/// the fingerprint's length + 1; `buf` is not written).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_tls_fingerprint(
+    server: *const rvoip_server,
+    buf: *mut c_char,
+    len: usize,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live server.
+        let s = unsafe { ref_arg(server) }?;
+        if buf.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let fp =
+            s.0.tls_fingerprint()
+                .ok_or(rvoip_result::RVOIP_RESULT_NOT_FOUND)?;
+        if fp.len() >= len {
+            return Err(rvoip_result::RVOIP_RESULT_BUFFER_TOO_SMALL);
+        }
+        // SAFETY: buf is non-NULL and the caller gave `len` writable bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+        copy_into(dst, &fp);
         Ok(())
     })
 }
