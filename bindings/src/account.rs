@@ -15,6 +15,10 @@ pub enum Transport {
     Udp,
     /// TCP (RFC 3261 §18).
     Tcp,
+    /// SIP over TLS (RFC 3261 §26.2, RFC 5630), default port 5061. The server's certificate is
+    /// verified against the system roots, plus `AccountOptions.tls_ca_file`, or accepted by
+    /// `AccountOptions.tls_pin_sha256`; a connection never falls back to plaintext.
+    Tls,
 }
 
 impl From<Transport> for sdk::Transport {
@@ -22,16 +26,19 @@ impl From<Transport> for sdk::Transport {
         match t {
             Transport::Udp => sdk::Transport::Udp,
             Transport::Tcp => sdk::Transport::Tcp,
+            Transport::Tls => sdk::Transport::Tls,
         }
     }
 }
 
 impl Transport {
-    /// The bindings' transport of an SDK one (TLS/WS are not exposed yet: reported as TCP).
+    /// The bindings' transport of an SDK one (WebSocket is not exposed yet: WS and WSS are
+    /// reported as TCP).
     pub(crate) fn of(t: sdk::Transport) -> Transport {
         match t {
             sdk::Transport::Udp => Transport::Udp,
-            _ => Transport::Tcp,
+            sdk::Transport::Tcp | sdk::Transport::Ws | sdk::Transport::Wss => Transport::Tcp,
+            sdk::Transport::Tls => Transport::Tls,
         }
     }
 }
@@ -49,12 +56,26 @@ pub struct AccountOptions {
     /// Registrar / outbound proxy as `host[:port]` or a `sip:` URI; `None` for the AOR's host.
     #[uniffi(default)]
     pub server: Option<String>,
-    /// Transport to the server; `None` for UDP.
+    /// Transport to the server; `None` for UDP. A `sips:` AOR needs `Tls` (RFC 5630 §3).
     #[uniffi(default)]
     pub transport: Option<Transport>,
     /// Requested registration lifetime in seconds (RFC 3261 §10.2.1).
     #[uniffi(default = 3600)]
     pub expires_s: u32,
+    /// With `Tls`: a PEM file of extra trusted CA certificates, added to the system roots
+    /// (RFC 5922 §7: the server's certificate must chain to a trusted root and name the
+    /// server's host); `None` for the system roots only. Read by `Endpoint.add_account`
+    /// (unreadable, or no certificate in it: `InvalidArgument`). Ignored with UDP and TCP.
+    #[uniffi(default)]
+    pub tls_ca_file: Option<String>,
+    /// With `Tls`: the SHA-256 fingerprint of the server's certificate, 32 hex pairs
+    /// (`AB:CD:…`; case, colons and spaces free; what `Server.tls_fingerprint()` and
+    /// `rvoip-server` print). A certificate with this fingerprint is accepted whatever signed it
+    /// and whatever names it carries (a self-signed server); any other is verified as usual.
+    /// `None` for no pin; a malformed one: `InvalidArgument` from `Endpoint.add_account`.
+    /// Ignored with UDP and TCP.
+    #[uniffi(default)]
+    pub tls_pin_sha256: Option<String>,
 }
 
 impl From<AccountOptions> for sdk::AccountOptions {
@@ -64,6 +85,8 @@ impl From<AccountOptions> for sdk::AccountOptions {
         a.server = o.server;
         a.transport = o.transport.unwrap_or(Transport::Udp).into();
         a.expires_s = o.expires_s;
+        a.tls.ca_file = o.tls_ca_file.filter(|s| !s.is_empty()).map(Into::into);
+        a.tls.pin_sha256 = o.tls_pin_sha256.filter(|s| !s.is_empty());
         a
     }
 }

@@ -13,8 +13,9 @@ use crate::account::Transport;
 /// Settings of an embedded [`Server`]; every field has a default.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ServerOptions {
-    /// Sockets as `udp:IP:PORT` / `tcp:IP:PORT` (port 0 picks a free one); empty for
-    /// `udp:0.0.0.0:5060` and `tcp:0.0.0.0:5060`.
+    /// Sockets as `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over TLS, RFC 3261 §26.2,
+    /// RFC 5630) (port 0 picks a free one); empty for `udp:0.0.0.0:5060`, `tcp:0.0.0.0:5060`
+    /// and `tls:0.0.0.0:5061`.
     #[uniffi(default)]
     pub listen: Vec<String>,
     /// The SIP domain served (and digest realm); `None` for the first bound non-wildcard IP,
@@ -33,12 +34,25 @@ pub struct ServerOptions {
     /// One credential may register and call as any AOR of the domain.
     #[uniffi(default = false)]
     pub lax_auth_user: bool,
+    /// The TLS listeners' certificate chain, a PEM file (with `tls_key`). `None`: a self-signed
+    /// certificate is made once in `data_dir` and reused; clients then pin its fingerprint
+    /// (`Server.tls_fingerprint()`).
+    #[uniffi(default)]
+    pub tls_cert: Option<String>,
+    /// The private key of `tls_cert`, a PEM file (PKCS#8, PKCS#1 or SEC1). Give both or
+    /// neither (one alone: `InvalidArgument`).
+    #[uniffi(default)]
+    pub tls_key: Option<String>,
+    /// Where the server keeps state it makes itself (the self-signed TLS certificate). `None`:
+    /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
+    #[uniffi(default)]
+    pub data_dir: Option<String>,
 }
 
 /// A local socket: its transport and `IP:port`.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct LocalAddress {
-    /// UDP or TCP.
+    /// UDP, TCP or TLS.
     pub transport: Transport,
     /// `IP:port`.
     pub address: String,
@@ -70,7 +84,7 @@ pub struct Server {
 #[uniffi::export]
 impl Server {
     /// A stopped server with `options`. Errors: `InvalidArgument` (a listen spec, an empty
-    /// user name).
+    /// user name, `tls_cert` without `tls_key` or the reverse).
     #[uniffi::constructor]
     pub fn new(options: ServerOptions) -> Result<Arc<Self>, RvoipError> {
         let mut cfg = sdk::ServerConfig::default();
@@ -98,6 +112,16 @@ impl Server {
         cfg.users_file = options.users_file.map(Into::into);
         cfg.invite_auth = options.invite_auth;
         cfg.lax_auth_user = options.lax_auth_user;
+        let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
+        let (tls_cert, tls_key) = (nonempty(options.tls_cert), nonempty(options.tls_key));
+        if tls_cert.is_some() != tls_key.is_some() {
+            return Err(RvoipError::invalid(
+                "tls_cert and tls_key go together (give both or neither)",
+            ));
+        }
+        cfg.tls_cert = tls_cert.map(Into::into);
+        cfg.tls_key = tls_key.map(Into::into);
+        cfg.data_dir = nonempty(options.data_dir).map(Into::into);
         Ok(Arc::new(Server {
             inner: sdk::Server::new(cfg),
         }))
@@ -111,8 +135,10 @@ impl Server {
         Ok(Arc::new(Server { inner }))
     }
 
-    /// Binds the sockets and starts serving. Errors: `InvalidState` (running), `Network`
-    /// (bind), `InvalidArgument` (users file).
+    /// Binds the sockets and starts serving. With a `tls:` listener and no `tls_cert`, makes the
+    /// self-signed certificate in the data directory first (once; later starts reuse it).
+    /// Errors: `InvalidState` (running), `Network` (bind; TLS certificate or key unreadable or
+    /// not matching, or the data directory not writable), `InvalidArgument` (users file).
     pub fn start(&self) -> Result<(), RvoipError> {
         Ok(self.inner.start()?)
     }
@@ -140,5 +166,57 @@ impl Server {
     /// The SIP domain it serves (AORs are `sip:user@<domain>`).
     pub fn domain(&self) -> String {
         self.inner.domain()
+    }
+
+    /// The SHA-256 fingerprint of its TLS certificate as 32 upper-case hex pairs joined by
+    /// colons (`AB:CD:…`, RFC 4572 form), for clients to pin a self-signed certificate
+    /// (`AccountOptions.tls_pin_sha256`; RFC 3261 §26.2, RFC 5630). `None` when stopped or not
+    /// listening on TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.inner.tls_fingerprint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_listeners_are_reported_as_tls() {
+        let list = [
+            (sdk::Transport::Udp, "127.0.0.1:5060".parse().unwrap()),
+            (sdk::Transport::Tcp, "127.0.0.1:5062".parse().unwrap()),
+            (sdk::Transport::Tls, "127.0.0.1:5061".parse().unwrap()),
+        ];
+        let kinds: Vec<_> = addresses(&list).iter().map(|a| a.transport).collect();
+        assert_eq!(kinds, [Transport::Udp, Transport::Tcp, Transport::Tls]);
+        assert_eq!(port_of(&list, Transport::Tls), Some(5061));
+        assert_eq!(port_of(&list, Transport::Tcp), Some(5062));
+        assert_eq!(port_of(&list[..2], Transport::Tls), None);
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key() {
+        let options = |cert: Option<&str>, key: Option<&str>| ServerOptions {
+            listen: vec!["tls:127.0.0.1:0".into()],
+            domain: None,
+            users: None,
+            users_file: None,
+            invite_auth: true,
+            lax_auth_user: false,
+            tls_cert: cert.map(Into::into),
+            tls_key: key.map(Into::into),
+            data_dir: None,
+        };
+        assert!(matches!(
+            Server::new(options(Some("cert.pem"), None)),
+            Err(RvoipError::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            Server::new(options(None, Some("key.pem"))),
+            Err(RvoipError::InvalidArgument { .. })
+        ));
+        assert!(Server::new(options(Some("cert.pem"), Some("key.pem"))).is_ok());
+        assert!(Server::new(options(None, None)).is_ok());
     }
 }
