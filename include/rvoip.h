@@ -157,6 +157,16 @@ typedef enum rvoip_event_kind {
    * Statistics of `call_id` (periodic, and once more when its media stops): `stats`.
    */
   RVOIP_EVENT_STATISTICS = 6,
+  /**
+   * An instant message arrived (RFC 3428 MESSAGE, answered 200 OK): `account_id` (0 if
+   * none), `from`, `to`, `content_type`, `body`/`body_len`.
+   */
+  RVOIP_EVENT_MESSAGE_RECEIVED = 7,
+  /**
+   * The final result of a message we sent: `message_id`, `status` (2xx: delivered; e.g. 404,
+   * 408 on timeout, 503 on a transport error) and `reason`.
+   */
+  RVOIP_EVENT_MESSAGE_RESULT = 8,
 } rvoip_event_kind;
 
 /**
@@ -527,6 +537,23 @@ typedef struct rvoip_event {
    * STATISTICS: the figures.
    */
   struct rvoip_call_stats stats;
+  /**
+   * MESSAGE_RESULT: the message (the id its send returned), or 0.
+   */
+  uint64_t message_id;
+  /**
+   * MESSAGE_RECEIVED: the Content-Type, e.g. `text/plain;charset=UTF-8`.
+   */
+  const char *content_type;
+  /**
+   * MESSAGE_RECEIVED: the content (`body_len` bytes, not NUL-terminated; may hold NULs);
+   * never NULL.
+   */
+  const uint8_t *body;
+  /**
+   * MESSAGE_RECEIVED: the content's length in bytes.
+   */
+  size_t body_len;
 } rvoip_event;
 
 /**

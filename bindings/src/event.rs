@@ -212,6 +212,29 @@ pub enum Event {
         /// The figures.
         stats: CallStats,
     },
+    /// An instant message arrived (RFC 3428 MESSAGE outside a dialog, answered 200 OK).
+    MessageReceived {
+        /// The account whose user the request names, if any.
+        account_id: Option<u64>,
+        /// The sender (From header value).
+        sender: String,
+        /// The To header value.
+        recipient: String,
+        /// The Content-Type, e.g. `text/plain;charset=UTF-8`.
+        content_type: String,
+        /// The content, as received.
+        body: Vec<u8>,
+    },
+    /// The final result of a message we sent: status 2xx means delivered; a failure carries
+    /// its status (e.g. 404, 408 on timeout, 503 with the transport error) and reason.
+    MessageResult {
+        /// The message (the id its send returned).
+        message_id: u64,
+        /// The final SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
 }
 
 impl From<sdk::Event> for Event {
@@ -255,6 +278,28 @@ impl From<sdk::Event> for Event {
             sdk::Event::Statistics { call, stats } => Event::Statistics {
                 call_id: call.0,
                 stats: stats.into(),
+            },
+            sdk::Event::MessageReceived {
+                account,
+                from,
+                to,
+                content_type,
+                body,
+            } => Event::MessageReceived {
+                account_id: account.map(|a| a.0),
+                sender: from,
+                recipient: to,
+                content_type,
+                body,
+            },
+            sdk::Event::MessageResult {
+                message,
+                status,
+                reason,
+            } => Event::MessageResult {
+                message_id: message.0,
+                status,
+                reason,
             },
         }
     }

@@ -26,6 +26,12 @@ pub enum rvoip_event_kind {
     RVOIP_EVENT_DTMF_RECEIVED = 5,
     /// Statistics of `call_id` (periodic, and once more when its media stops): `stats`.
     RVOIP_EVENT_STATISTICS = 6,
+    /// An instant message arrived (RFC 3428 MESSAGE, answered 200 OK): `account_id` (0 if
+    /// none), `from`, `to`, `content_type`, `body`/`body_len`.
+    RVOIP_EVENT_MESSAGE_RECEIVED = 7,
+    /// The final result of a message we sent: `message_id`, `status` (2xx: delivered; e.g. 404,
+    /// 408 on timeout, 503 on a transport error) and `reason`.
+    RVOIP_EVENT_MESSAGE_RESULT = 8,
 }
 
 /// Registration states (RFC 3261 §10).
@@ -160,12 +166,23 @@ pub struct rvoip_event {
     pub digit: c_char,
     /// STATISTICS: the figures.
     pub stats: rvoip_call_stats,
+    /// MESSAGE_RESULT: the message (the id its send returned), or 0.
+    pub message_id: u64,
+    /// MESSAGE_RECEIVED: the Content-Type, e.g. `text/plain;charset=UTF-8`.
+    pub content_type: *const c_char,
+    /// MESSAGE_RECEIVED: the content (`body_len` bytes, not NUL-terminated; may hold NULs);
+    /// never NULL.
+    pub body: *const u8,
+    /// MESSAGE_RECEIVED: the content's length in bytes.
+    pub body_len: usize,
 }
 
 /// An event with the strings it points into (kept alive as long as the C view is used).
 pub(crate) struct OwnedEvent {
     pub(crate) ev: rvoip_event,
     _strings: Vec<CString>,
+    /// The bytes `ev.body` points into (a heap buffer: moving the value keeps it valid).
+    _body: Vec<u8>,
 }
 
 // SAFETY: the raw pointers point into `_strings`, owned by the same value and never shared
@@ -182,6 +199,7 @@ impl OwnedEvent {
             p
         };
         let empty = put("");
+        let mut body: Vec<u8> = Vec::new();
         let mut ev = rvoip_event {
             kind: rvoip_event_kind::RVOIP_EVENT_CALL_STATE,
             account_id: 0,
@@ -201,6 +219,10 @@ impl OwnedEvent {
             direction: empty,
             digit: 0,
             stats: rvoip_call_stats::from_stats(&CallStats::default()),
+            message_id: 0,
+            content_type: empty,
+            body: std::ptr::NonNull::<u8>::dangling().as_ptr(),
+            body_len: 0,
         };
         match e {
             Event::RegistrationState { account, state } => {
@@ -291,10 +313,39 @@ impl OwnedEvent {
                 ev.call_id = call.0;
                 ev.stats = rvoip_call_stats::from_stats(stats);
             }
+            Event::MessageReceived {
+                account,
+                from,
+                to,
+                content_type,
+                body: content,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_MESSAGE_RECEIVED;
+                ev.account_id = account.map_or(0, |a| a.0);
+                ev.from = put(from);
+                ev.to = put(to);
+                ev.content_type = put(content_type);
+                body = content.clone();
+                if !body.is_empty() {
+                    ev.body = body.as_ptr();
+                    ev.body_len = body.len();
+                }
+            }
+            Event::MessageResult {
+                message,
+                status,
+                reason,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_MESSAGE_RESULT;
+                ev.message_id = message.0;
+                ev.status = *status;
+                ev.reason = put(reason);
+            }
         }
         OwnedEvent {
             ev,
             _strings: strings,
+            _body: body,
         }
     }
 }

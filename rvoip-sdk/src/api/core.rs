@@ -205,6 +205,28 @@ impl Shared {
                 }
                 self.emit(Event::MediaStopped { call });
             }
+            UaEvent::MessageReceived {
+                account,
+                from,
+                to,
+                content_type,
+                body,
+            } => self.emit(Event::MessageReceived {
+                account,
+                from,
+                to,
+                content_type,
+                body: body.to_vec(),
+            }),
+            UaEvent::MessageResult {
+                message,
+                status,
+                reason,
+            } => self.emit(Event::MessageResult {
+                message,
+                status,
+                reason,
+            }),
         }
     }
 }

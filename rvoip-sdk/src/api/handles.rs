@@ -9,7 +9,7 @@ use super::endpoint::{Inner, Shared};
 use super::{ApiError, CallOptions, CallState, CallStats, RegistrationState};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sdp::LocalMedia;
-use crate::sip::ua::{AccountId, CallId};
+use crate::sip::ua::{AccountId, CallId, MessageId};
 
 fn upgrade(ep: &Weak<Inner>) -> Result<Arc<Inner>, ApiError> {
     let inner = ep.upgrade().ok_or(ApiError::Shutdown)?;
@@ -77,6 +77,42 @@ impl Account {
     /// The current registration state. Errors: as [`Account::register`].
     pub fn state(&self) -> Result<RegistrationState, ApiError> {
         self.with(|_, core| Ok(core.ua.registration_state(self.id)?))
+    }
+
+    /// Sends an instant message (RFC 3428 MESSAGE, outside a dialog) to `to` (a SIP URI) through
+    /// the account's server, answering its digest challenge. `content_type` is e.g.
+    /// `text/plain;charset=utf-8`; `body` at most [`crate::sip::ua::MAX_MESSAGE_BODY`] bytes.
+    /// The result arrives as [`super::Event::MessageResult`] with this id (2xx: delivered).
+    /// Errors: [`ApiError::InvalidArgument`] (bad URI, content type or size; a `sips:` target
+    /// from a non-TLS account), [`ApiError::NotFound`] (removed), [`ApiError::Shutdown`].
+    pub fn send_message(
+        &self,
+        to: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<MessageId, ApiError> {
+        let target = super::net::parse_uri(to)?;
+        self.with(|shared, core| {
+            let c = core.ua.account_config(self.id)?;
+            let (dest, transport) = (c.server, c.transport);
+            if target.scheme == crate::sip::msg::Scheme::Sips && !transport.is_secure() {
+                return Err(ApiError::InvalidArgument(format!(
+                    "{target}: a sips: target is reached over TLS only (RFC 5630); the account \
+                     uses {transport}"
+                )));
+            }
+            let local = shared.local_for_locked(core, dest, transport);
+            Ok(core.ua.send_message(
+                Instant::now(),
+                Some(self.id),
+                target,
+                dest,
+                transport,
+                local,
+                content_type,
+                bytes::Bytes::copy_from_slice(body),
+            )?)
+        })
     }
 }
 

@@ -40,7 +40,7 @@ pub use crate::media::session::CallStats;
 pub use crate::sdp::AudioCodec;
 pub use crate::server::config::ServerConfig;
 pub use crate::sip::transaction::{TimerConfig, Transport};
-pub use crate::sip::ua::{AccountId, CallId, CallState, RegistrationState};
+pub use crate::sip::ua::{AccountId, CallId, CallState, MessageId, RegistrationState};
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
 pub use server::Server;
@@ -76,6 +76,7 @@ impl From<crate::sip::ua::UaError> for ApiError {
             UaError::InvalidState(s) => ApiError::InvalidState(s.into()),
             UaError::InvalidStatus(s) => ApiError::InvalidArgument(format!("status code {s}")),
             UaError::InvalidUri(u) => ApiError::InvalidArgument(format!("URI {u}")),
+            UaError::InvalidArgument(a) => ApiError::InvalidArgument(a.into()),
             UaError::Sdp(e) => ApiError::Media(e.to_string()),
         }
     }
@@ -284,5 +285,28 @@ pub enum Event {
         call: CallId,
         /// The figures.
         stats: CallStats,
+    },
+    /// An instant message arrived (RFC 3428 MESSAGE outside a dialog, answered 200 OK).
+    MessageReceived {
+        /// The account whose user the request names, if any.
+        account: Option<AccountId>,
+        /// The sender (From header value).
+        from: String,
+        /// The To header value.
+        to: String,
+        /// The Content-Type, e.g. `text/plain;charset=UTF-8`.
+        content_type: String,
+        /// The content, as received (bytes).
+        body: Vec<u8>,
+    },
+    /// The final result of [`Account::send_message`]: a 2xx status means delivered; a failure
+    /// carries its status (e.g. 404, 408 after Timer F, 503 with the transport error).
+    MessageResult {
+        /// The message.
+        message: MessageId,
+        /// The final SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
     },
 }

@@ -14,7 +14,7 @@ use crate::sip::transaction::{Transport, new_branch};
 pub const USER_AGENT: &str = concat!("rvoip/", env!("CARGO_PKG_VERSION"));
 
 /// Methods a UA of ours accepts (the `Allow` header, §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE";
 
 /// The transport token for a Via header (§18, §20.42).
 pub fn via_transport(t: Transport) -> &'static str {

@@ -1,6 +1,6 @@
-//! The user agent core (RFC 3261 §8, §10, §12–§15), sans-IO: registrations with digest auth and
-//! INVITE sessions (outgoing, incoming, CANCEL, re-INVITE hold/resume, BYE) over one
-//! [`TransactionLayer`].
+//! The user agent core (RFC 3261 §8, §10, §12–§15), sans-IO: registrations with digest auth,
+//! INVITE sessions (outgoing, incoming, CANCEL, re-INVITE hold/resume, BYE) and instant
+//! messages (RFC 3428) over one [`TransactionLayer`].
 //!
 //! Time and I/O are inputs and outputs, as for every protocol core of this crate: datagrams go in
 //! through [`UserAgent::handle_datagram`], timers through [`UserAgent::handle_timeout`]; bytes to
@@ -18,6 +18,7 @@
 
 pub mod build;
 mod call;
+mod message;
 mod register;
 mod types;
 
@@ -34,9 +35,11 @@ use crate::sip::transaction::{
 
 pub use build::Credentials;
 use call::Call;
+pub use message::MAX_MESSAGE_BODY;
 use register::Registration;
 pub use types::{
-    AccountConfig, AccountId, CallId, CallState, RegistrationState, UaConfig, UaError, UaEvent,
+    AccountConfig, AccountId, CallId, CallState, MessageId, RegistrationState, UaConfig, UaError,
+    UaEvent,
 };
 
 /// Who owns a client transaction.
@@ -46,6 +49,8 @@ enum Owner {
     Invite(u64),
     /// In-dialog request (BYE, re-INVITE) or CANCEL of a call.
     InDialog(u64),
+    /// A MESSAGE outside a dialog (RFC 3428).
+    Message(u64),
 }
 
 /// The user agent core.
@@ -54,6 +59,8 @@ pub struct UserAgent {
     tl: TransactionLayer,
     accounts: HashMap<u64, Registration>,
     calls: HashMap<u64, Call>,
+    /// MESSAGEs waiting for their final response.
+    messages: HashMap<u64, message::Outgoing>,
     owners: HashMap<ClientTxId, Owner>,
     next_id: u64,
     events: VecDeque<UaEvent>,
@@ -67,6 +74,7 @@ impl UserAgent {
             cfg,
             accounts: HashMap::new(),
             calls: HashMap::new(),
+            messages: HashMap::new(),
             owners: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
@@ -463,6 +471,10 @@ impl UserAgent {
                     self.events.extend(ev);
                 }
             }
+            Owner::Message(id) => match resp {
+                Some(r) => self.on_message_response(now, id, &r),
+                None => self.on_message_failure(id, status, reason),
+            },
         }
     }
 
@@ -489,6 +501,7 @@ impl UserAgent {
                     self.events.extend(ev);
                 }
             }
+            Owner::Message(id) => self.on_message_response(now, id, &resp),
         }
     }
 
@@ -577,6 +590,7 @@ impl UserAgent {
                 resp.headers.push(HeaderName::Accept, "application/sdp");
                 self.tl.respond(now, tx, resp);
             }
+            Method::Message => self.on_message_request(now, tx, &req),
             Method::Bye => {
                 let resp = build::response(&req, 481, None, None);
                 self.tl.respond(now, tx, resp);
@@ -615,7 +629,7 @@ impl UserAgent {
         }
         self.owners.retain(|_, o| match o {
             Owner::Invite(id) | Owner::InDialog(id) => !ended.contains(id),
-            Owner::Register(_) => true,
+            Owner::Register(_) | Owner::Message(_) => true,
         });
     }
 }

@@ -651,7 +651,7 @@ fn garbage_and_unknown_requests_do_not_disturb() {
             addr(BOB),
         );
     }
-    let msg = "MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKm1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: m1\r\nCSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let msg = "PUBLISH sip:bob@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKm1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:bob@x>\r\nCall-ID: m1\r\nCSeq: 1 PUBLISH\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
     net.bob.handle_datagram(
         now,
         bytes::Bytes::from(msg),
@@ -771,3 +771,5 @@ fn early_media_from_a_183_with_sdp() {
             .any(|e| matches!(e, UaEvent::MediaStart { .. }))
     );
 }
+
+mod message;

@@ -1,6 +1,8 @@
 //! The user agent core's public types: ids, settings, states, events and errors.
 
 use std::net::SocketAddr;
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use super::build::Credentials;
@@ -15,6 +17,10 @@ pub struct AccountId(pub u64);
 /// The id of a call (one INVITE session). Ids are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallId(pub u64);
+
+/// The id of an instant message we sent (RFC 3428). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub u64);
 
 /// Settings of the user agent core.
 #[derive(Debug, Clone)]
@@ -166,6 +172,29 @@ pub enum UaEvent {
         /// The call.
         call: CallId,
     },
+    /// An instant message arrived outside a dialog (RFC 3428); it was answered 200 OK.
+    MessageReceived {
+        /// The account whose user the Request-URI names, if any.
+        account: Option<AccountId>,
+        /// The From header value (sender).
+        from: String,
+        /// The To header value.
+        to: String,
+        /// The Content-Type, e.g. `text/plain;charset=UTF-8`.
+        content_type: String,
+        /// The content (bytes, as received).
+        body: Bytes,
+    },
+    /// The final result of a MESSAGE we sent: 2xx delivered (accepted by the far end), else the
+    /// failure (e.g. 404, 408 on timeout, 503 on a transport error with its reason).
+    MessageResult {
+        /// The message.
+        message: MessageId,
+        /// The final SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
 }
 
 /// Errors of user agent operations.
@@ -186,4 +215,7 @@ pub enum UaError {
     /// The target URI is not a SIP URI.
     #[error("invalid target URI: {0}")]
     InvalidUri(String),
+    /// An argument is unusable (e.g. a MESSAGE body over the pager-mode limit).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
 }
