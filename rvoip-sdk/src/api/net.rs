@@ -267,6 +267,8 @@ pub(super) async fn run(
                         core.ua.connection_failed(Instant::now(), peer, transport, &reason);
                         shared.pump(&mut core);
                     }
+                    // The endpoint resolves names itself, not through this channel.
+                    Inbound::Resolved { .. } => {}
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {

@@ -65,6 +65,10 @@ struct Args {
     /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The DNS server for RFC 3263 lookups of other domains (NAPTR, SRV, A/AAAA), `IP:PORT`.
+    /// Default: the system's resolver configuration.
+    #[arg(long, value_name = "IP:PORT")]
+    dns_server: Option<std::net::SocketAddr>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -130,6 +134,9 @@ fn main() -> ExitCode {
     }
     if args.data_dir.is_some() {
         cfg.data_dir = args.data_dir.clone();
+    }
+    if args.dns_server.is_some() {
+        cfg.dns_server = args.dns_server;
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

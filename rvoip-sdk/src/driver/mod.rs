@@ -79,6 +79,11 @@ pub(crate) enum Inbound {
         /// Why, for the user (e.g. the certificate error).
         reason: String,
     },
+    /// The answer to the core's DNS query `id` (RFC 3263).
+    Resolved {
+        id: u64,
+        result: Result<Vec<crate::sip::resolve::Destination>, crate::sip::resolve::ResolveError>,
+    },
 }
 
 /// A server whose sockets are bound but whose event loop has not started yet.
@@ -97,6 +102,8 @@ pub struct BoundServer {
     relay: Option<relay::RelayDriver>,
     tls_counters: Arc<tls::TlsCounters>,
     ws_counters: Arc<ws::WsCounters>,
+    /// The DNS server for RFC 3263 lookups (`None`: the system's configuration).
+    dns_server: Option<SocketAddr>,
 }
 
 impl BoundServer {
@@ -185,6 +192,7 @@ impl BoundServer {
             relay,
             tls_counters: Arc::default(),
             ws_counters: Arc::default(),
+            dns_server: cfg.dns_server,
         })
     }
 
@@ -238,8 +246,10 @@ impl BoundServer {
             relay,
             tls_counters,
             ws_counters,
+            dns_server,
             ..
         } = self;
+        let mut dns = Dns::new(dns_server);
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
         for l in tcp {
@@ -342,6 +352,9 @@ impl BoundServer {
             let now = std::time::Instant::now();
             if core.poll_timeout().is_some_and(|t| t <= now) {
                 core.handle_timeout(now);
+            }
+            while let Some(q) = core.poll_dns_query() {
+                dns.spawn(q, &tx, &mut core, now);
             }
             while let Some(t) = core.poll_transmit() {
                 out.send(t);
@@ -501,5 +514,61 @@ fn handle_inbound(
             out.closed(peer);
             core.connection_failed(now, peer, transport, &reason);
         }
+        Inbound::Resolved { id, result } => {
+            if let Ok(dests) = &result {
+                // A TLS next hop is verified for the domain the request was for (RFC 5922 §4).
+                for d in dests {
+                    if d.proto == crate::sip::resolve::Proto::Tls {
+                        out.set_tls_name(d.addr, &d.host);
+                    }
+                }
+            }
+            core.dns_resolved(now, id, result);
+        }
+    }
+}
+
+/// The RFC 3263 lookups of the server: one resolver (made at the first query), each lookup in
+/// its own task, answers back through the event channel.
+struct Dns {
+    server: Option<SocketAddr>,
+    resolver: Option<Arc<crate::sip::resolve::DnsResolver>>,
+}
+
+impl Dns {
+    fn new(server: Option<SocketAddr>) -> Dns {
+        Dns {
+            server,
+            resolver: None,
+        }
+    }
+
+    /// Starts the lookup of `q`; a resolver that cannot be made answers it at once with the
+    /// error.
+    fn spawn(
+        &mut self,
+        q: crate::server::core::DnsQuery,
+        tx: &mpsc::Sender<Inbound>,
+        core: &mut ServerCore,
+        now: std::time::Instant,
+    ) {
+        use crate::sip::resolve::DnsResolver;
+        let resolver = match (&self.resolver, self.server) {
+            (Some(r), _) => r.clone(),
+            (None, Some(s)) => Arc::new(DnsResolver::with_nameserver(s)),
+            (None, None) => match DnsResolver::from_system() {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DNS resolver");
+                    return core.dns_resolved(now, q.id, Err(e));
+                }
+            },
+        };
+        self.resolver = Some(resolver.clone());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = resolver.resolve(&q.target).await;
+            let _ = tx.send(Inbound::Resolved { id: q.id, result }).await;
+        });
     }
 }

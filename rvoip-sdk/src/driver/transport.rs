@@ -83,6 +83,31 @@ impl Transports {
         self.tls_peers.insert(dest, (name, config));
     }
 
+    /// TLS connections to `dest` verify the server's certificate for `host` (a DNS name or an
+    /// IP address) against the system roots; an unusable name leaves the IP address check.
+    pub(crate) fn set_tls_name(&mut self, dest: SocketAddr, host: &str) {
+        if self.tls_peers.contains_key(&dest) {
+            return;
+        }
+        let Ok(name) = ServerName::try_from(host.to_string()) else {
+            return;
+        };
+        match self.default_config() {
+            Ok(cfg) => self.set_tls_peer(dest, name, cfg),
+            Err(e) => tracing::warn!(error = %e, "no TLS client configuration"),
+        }
+    }
+
+    /// The client configuration with the system roots only (made once).
+    fn default_config(&mut self) -> Result<Arc<ClientConfig>, String> {
+        if let Some(c) = &self.default_tls {
+            return Ok(c.clone());
+        }
+        let c = tls::client_config(&tls::ClientTlsOptions::default()).map_err(|e| e.to_string())?;
+        self.default_tls = Some(c.clone());
+        Ok(c)
+    }
+
     fn tls_peer(
         &mut self,
         dest: SocketAddr,
@@ -90,15 +115,7 @@ impl Transports {
         if let Some(p) = self.tls_peers.get(&dest) {
             return Ok(p.clone());
         }
-        let cfg = match &self.default_tls {
-            Some(c) => c.clone(),
-            None => {
-                let c = tls::client_config(&tls::ClientTlsOptions::default())
-                    .map_err(|e| e.to_string())?;
-                self.default_tls = Some(c.clone());
-                c
-            }
-        };
+        let cfg = self.default_config()?;
         Ok((ServerName::IpAddress(dest.ip().into()), cfg))
     }
 

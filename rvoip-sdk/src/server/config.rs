@@ -213,6 +213,9 @@ pub struct ServerConfig {
     /// Where the server keeps state it makes itself (the self-signed certificate). Default:
     /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
     pub data_dir: Option<PathBuf>,
+    /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
+    /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
+    pub dns_server: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -265,6 +268,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             data_dir: None,
+            dns_server: None,
         }
     }
 }

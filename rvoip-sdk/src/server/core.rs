@@ -20,6 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+mod outbound;
+pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
+
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
 use crate::server::local::LocalIdentity;
@@ -51,6 +54,8 @@ pub struct ServerCore {
     epoch: (Instant, u64),
     next_sweep: Instant,
     replier: Replier,
+    /// Requests for other domains waiting for their DNS answer.
+    lookups: outbound::Lookups,
     /// Counters.
     pub stats: Stats,
 }
@@ -106,6 +111,7 @@ impl ServerCore {
             epoch: (now, now_unix_secs),
             next_sweep: now + SWEEP_INTERVAL,
             replier: Replier::new(),
+            lookups: outbound::Lookups::default(),
             stats: Stats::default(),
         }
     }
@@ -226,11 +232,26 @@ impl ServerCore {
                     let (proxy, mut io) = self.io();
                     proxy.on_response(&mut io, now, tx, resp)
                 }
-                // A transport error ends the branch at once (RFC 3261 §16.9; ranked like a
-                // timeout for now).
-                TxEvent::Timeout { tx } | TxEvent::TransportError { tx, .. } => {
+                TxEvent::Timeout { tx } => {
                     let (proxy, mut io) = self.io();
                     proxy.on_branch_timeout(&mut io, now, tx)
+                }
+                // A transport error ends the branch at once as a 503 (RFC 3261 §16.9), which
+                // also moves it to the next DNS destination (RFC 3263 §4.3).
+                TxEvent::TransportError {
+                    tx,
+                    request,
+                    reason,
+                } => {
+                    let (proxy, mut io) = self.io();
+                    match request {
+                        Some(req) => {
+                            let mut resp = Response::for_request(&req, 503);
+                            resp.reason = ByteString::from(reason);
+                            proxy.on_response(&mut io, now, tx, resp)
+                        }
+                        None => proxy.on_branch_timeout(&mut io, now, tx),
+                    }
                 }
                 TxEvent::StrayResponse { resp, .. } => {
                     let (proxy, mut io) = self.io();
@@ -334,6 +355,9 @@ impl ServerCore {
             );
         }
         if req.method == Method::Cancel {
+            if self.cancel_waiting(now, tx, &req) {
+                return;
+            }
             let (proxy, mut io) = self.io();
             return proxy.cancel(&mut io, now, tx, req);
         }
@@ -456,11 +480,19 @@ impl ServerCore {
         transport: Transport,
         loop_hash: u64,
     ) {
+        // Another domain: only this server's own users may send there (no open relay), and
+        // when requests are authenticated, every such request is (whatever its method).
+        let foreign = self.is_foreign(&req.uri);
+        if foreign && self.local_from_user(&req).is_none() {
+            self.stats.relay_denied += 1;
+            return self.reply(now, tx, &req, 403, vec![]);
+        }
         if self.invite_auth
-            && matches!(
-                req.method,
-                Method::Invite | Method::Message | Method::Subscribe
-            )
+            && (foreign
+                || matches!(
+                    req.method,
+                    Method::Invite | Method::Message | Method::Subscribe
+                ))
         {
             if let Some(from_user) = self.local_from_user(&req) {
                 let secs = self.unix_secs(now);
@@ -528,6 +560,9 @@ impl ServerCore {
                 }
             }
         }
+        if foreign {
+            return self.route_foreign(now, tx, req, source, transport, loop_hash);
+        }
         let user = req.uri.user.clone().unwrap_or_default();
         let targets = self.proxy_targets(now, &user);
         if targets.is_empty() {
@@ -565,6 +600,7 @@ impl ServerCore {
                     dest,
                     transport,
                     nat: b.behind_nat,
+                    alternates: Vec::new(),
                 }
             })
             .collect()

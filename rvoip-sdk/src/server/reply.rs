@@ -25,6 +25,14 @@ pub struct Stats {
     pub nat_flows_used: u64,
     /// Calls ended by the proxy itself (BYE to both sides) after a media timeout.
     pub media_timeouts: u64,
+    /// Requests for another domain resolved by DNS (RFC 3263) before forwarding.
+    pub dns_lookups: u64,
+    /// Branches moved to the next DNS destination after a transport error, timeout or 503
+    /// (RFC 3263 §4.3).
+    pub failovers: u64,
+    /// Requests for another domain refused because the sender is not an authenticated user of
+    /// this server (403: no open relay).
+    pub relay_denied: u64,
 }
 
 /// Builds and sends the responses the server makes itself; owns the To-tag generator.

@@ -718,3 +718,5 @@ fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
     let out = h.send(ALICE, &plain);
     assert!(out.iter().any(|t| t.dest == addr(BOB1)));
 }
+
+mod outbound;

@@ -171,6 +171,15 @@ impl Proxy {
             head: response_head(&req),
         };
         for (index, t, mut copy) in copies {
+            let retry = (!t.alternates.is_empty()).then(|| {
+                Box::new(Retry {
+                    alternates: t.alternates.iter().copied().collect(),
+                    request: copy.clone(),
+                    in_t,
+                    record_route,
+                    hash,
+                })
+            });
             Self::prepare_forward(io, &mut copy, in_t, t.transport, record_route, hash);
             let ctid = io.tl.send_request(now, copy, t.dest, t.transport);
             self.branch_owner.insert(ctid, stx);
@@ -182,6 +191,7 @@ impl Proxy {
                 provisional: false,
                 done: false,
                 cancel_sent: false,
+                retry,
             });
         }
         let invite = req.method == Method::Invite;
@@ -189,6 +199,55 @@ impl Proxy {
         if invite {
             self.arm_timer_c(stx, now + TIMER_C);
         }
+    }
+
+    /// RFC 3263 §4.3: branch `bi` failed (transport error, timeout or 503) before any final
+    /// response went upstream: sends its request to the branch's next destination as a new
+    /// client transaction. Returns whether it did (the branch then goes on).
+    pub(super) fn try_next_destination(
+        &mut self,
+        io: &mut Io<'_>,
+        now: Instant,
+        stx: ServerTxId,
+        bi: usize,
+    ) -> bool {
+        let Some(ctx) = self.contexts.get_mut(&stx) else {
+            return false;
+        };
+        if ctx.cancelled || ctx.final_sent {
+            return false;
+        }
+        let Some(b) = ctx.branches.get_mut(bi) else {
+            return false;
+        };
+        if b.provisional {
+            return false;
+        }
+        let Some(retry) = b.retry.as_mut() else {
+            return false;
+        };
+        let Some((dest, transport)) = retry.alternates.pop_front() else {
+            return false;
+        };
+        let mut copy = retry.request.clone();
+        let (in_t, rr, hash) = (retry.in_t, retry.record_route, retry.hash);
+        Self::prepare_forward(io, &mut copy, in_t, transport, rr, hash);
+        let ctid = io.tl.send_request(now, copy, dest, transport);
+        tracing::debug!(old = %b.dest, new = %dest, %transport, "next destination (RFC 3263 §4.3)");
+        self.branch_owner.remove(&b.tx);
+        self.branch_owner.insert(ctid, stx);
+        b.tx = ctid;
+        b.dest = dest;
+        b.transport = transport;
+        let index = b.index as usize;
+        if let Some(rec) = self.dialogs.get_mut(&ctx.call_id) {
+            if let Some(br) = rec.branches.get_mut(index) {
+                br.dest = dest;
+                br.transport = transport;
+            }
+        }
+        io.stats.failovers += 1;
+        true
     }
 
     fn arm_sweep(&mut self, now: Instant) {
@@ -270,6 +329,7 @@ impl Proxy {
                     dest,
                     transport,
                     nat,
+                    alternates: Vec::new(),
                 }],
                 hash,
             ),

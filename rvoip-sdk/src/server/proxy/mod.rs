@@ -47,6 +47,10 @@ pub struct Target {
     pub transport: Transport,
     /// Whether the target sits behind a NAT (`dest` is then its flow, not its Contact).
     pub nat: bool,
+    /// Further destinations of the same next hop, in RFC 3263 order (SRV priority and weight,
+    /// then A/AAAA): tried one after the other when this one fails with a transport error, a
+    /// timeout or a 503 (RFC 3263 §4.3). Empty for registered contacts and IP literals.
+    pub alternates: Vec<(SocketAddr, Transport)>,
 }
 
 /// What the proxy needs from its owner for one call: the transaction layer to send on, the
@@ -87,6 +91,20 @@ struct Branch {
     provisional: bool,
     done: bool,
     cancel_sent: bool,
+    /// What a failover to the next destination (RFC 3263 §4.3) needs; `None` without
+    /// alternates.
+    retry: Option<Box<Retry>>,
+}
+
+/// A branch's remaining destinations and its request as it was before our Via, Record-Route and
+/// Max-Forwards went on (a retry is a new client transaction with a new branch).
+#[derive(Debug)]
+struct Retry {
+    alternates: std::collections::VecDeque<(SocketAddr, Transport)>,
+    request: Request,
+    in_t: Transport,
+    record_route: bool,
+    hash: u64,
 }
 
 /// The proxy state of one server transaction: its branches and the best final response so far.

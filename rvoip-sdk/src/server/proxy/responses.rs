@@ -144,6 +144,12 @@ impl Proxy {
             }
             return;
         }
+        if status == 503 && self.try_next_destination(io, now, stx, bi) {
+            return;
+        }
+        let Some(ctx) = self.contexts.get_mut(&stx) else {
+            return;
+        };
         ctx.branches[bi].done = true;
         if (200..300).contains(&status) || (600..700).contains(&status) && !ctx.final_sent {
             let first_final = !ctx.final_sent;
@@ -223,8 +229,17 @@ impl Proxy {
             return;
         };
         let mut failed = None;
+        let bi = self
+            .contexts
+            .get(&stx)
+            .and_then(|ctx| ctx.branches.iter().position(|b| b.tx == ctid));
+        if let Some(bi) = bi {
+            if self.try_next_destination(io, now, stx, bi) {
+                return;
+            }
+        }
         if let Some(ctx) = self.contexts.get_mut(&stx) {
-            if let Some(bi) = ctx.branches.iter().position(|b| b.tx == ctid) {
+            if let Some(bi) = bi {
                 ctx.branches[bi].done = true;
                 failed = Some(bi);
             }

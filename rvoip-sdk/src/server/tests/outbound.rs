@@ -1,0 +1,188 @@
+//! Requests for another domain on simulated time: the relay policy (403 for foreign senders),
+//! the DNS query the core asks of its driver, forwarding to the first destination and failover
+//! to the next on a connection failure or a 503 (RFC 3263 §4.3), the §16.9 ranking of a
+//! transport error (503, sent upstream as 500), lookup failures, and CANCEL while the lookup runs.
+
+use super::*;
+use crate::sip::resolve::{Destination, Proto, ResolveError};
+
+const DEAD: &str = "127.0.0.1:5999";
+const LIVE: &str = "127.0.0.1:5098";
+const OTHER: &str = "127.0.0.1:5097";
+
+fn foreign_invite(n: u32, from_user: &str) -> String {
+    format!(
+        "INVITE sip:carol@other.test SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKfor{n}\nMax-Forwards: 70\n\
+         From: <sip:{from_user}@127.0.0.1>;tag=f{n}\nTo: <sip:carol@other.test>\nCall-ID: foreign{n}@test\nCSeq: 1 INVITE\n\
+         Contact: <sip:{from_user}@{ALICE}>\nContent-Length: 0\n\n"
+    )
+}
+
+fn dest(a: &str, proto: Proto) -> Destination {
+    Destination {
+        addr: addr(a),
+        proto,
+        host: "other.test".into(),
+    }
+}
+
+fn statuses_to(out: &[Transmit], to: &str) -> Vec<u16> {
+    out.iter()
+        .filter(|t| t.dest == addr(to))
+        .filter_map(|t| match parse(t) {
+            Message::Response(r) => Some(r.status),
+            Message::Request(_) => None,
+        })
+        .collect()
+}
+
+fn invites_to<'a>(out: &'a [Transmit], to: &str) -> Vec<&'a Transmit> {
+    out.iter()
+        .filter(|t| t.dest == addr(to))
+        .filter(|t| matches!(parse(t), Message::Request(r) if r.method == Method::Invite))
+        .collect()
+}
+
+/// alice's INVITE for carol@other.test: only 100 Trying goes out, and one DNS query.
+fn start(h: &mut Harness, n: u32) -> crate::server::core::DnsQuery {
+    let out = h.send(ALICE, &foreign_invite(n, "alice"));
+    assert_eq!(statuses_to(&out, ALICE), vec![100]);
+    assert_eq!(out.len(), 1, "nothing forwarded before the lookup");
+    let q = h.core.poll_dns_query().expect("a DNS query");
+    assert_eq!(q.target.host, "other.test");
+    assert_eq!(q.target.port, None);
+    assert!(h.core.poll_dns_query().is_none());
+    q
+}
+
+#[test]
+fn another_domain_is_resolved_then_a_dead_destination_fails_over_to_the_next() {
+    let mut h = Harness::new(false);
+    let q = start(&mut h, 1);
+    h.core.dns_resolved(
+        h.now,
+        q.id,
+        Ok(vec![dest(DEAD, Proto::Tcp), dest(LIVE, Proto::Udp)]),
+    );
+    let out = h.drain();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].dest, out[0].transport),
+        (addr(DEAD), Transport::Tcp)
+    );
+    let first = req(&out[0]);
+    assert_eq!(first.uri.to_string(), "sip:carol@other.test");
+
+    h.core
+        .connection_failed(h.now, addr(DEAD), Transport::Tcp, "connection refused");
+    let out = h.drain();
+    assert_eq!(
+        statuses_to(&out, ALICE),
+        Vec::<u16>::new(),
+        "nothing upstream yet"
+    );
+    let next = invites_to(&out, LIVE);
+    assert_eq!(next.len(), 1, "{out:?}");
+    assert_eq!(next[0].transport, Transport::Udp);
+    let second = req(next[0]);
+    assert_ne!(
+        first.headers.top_via().unwrap().branch(),
+        second.headers.top_via().unwrap().branch(),
+        "a new client transaction"
+    );
+    let out = h.send_bytes(LIVE, uas_response(&second, 200, "c1", LIVE));
+    assert_eq!(statuses_to(&out, ALICE), vec![200]);
+    assert_eq!(h.core.stats.dns_lookups, 1);
+    assert_eq!(h.core.stats.failovers, 1);
+}
+
+#[test]
+fn a_503_moves_on_and_the_last_503_goes_upstream_as_500() {
+    let mut h = Harness::new(false);
+    let q = start(&mut h, 2);
+    h.core.dns_resolved(
+        h.now,
+        q.id,
+        Ok(vec![dest(LIVE, Proto::Udp), dest(OTHER, Proto::Udp)]),
+    );
+    let out = h.drain();
+    let first = req(invites_to(&out, LIVE)[0]);
+    let out = h.send_bytes(LIVE, uas_response(&first, 503, "x1", LIVE));
+    assert_eq!(statuses_to(&out, ALICE), Vec::<u16>::new());
+    let second = req(invites_to(&out, OTHER)[0]);
+    let out = h.send_bytes(OTHER, uas_response(&second, 503, "x2", OTHER));
+    // §16.7 step 6: a 503 from downstream is not passed upstream as a 503.
+    assert_eq!(statuses_to(&out, ALICE), vec![500]);
+}
+
+#[test]
+fn a_connect_failure_without_alternates_ends_at_once_as_500_not_408() {
+    let mut h = Harness::new(false);
+    let q = start(&mut h, 3);
+    h.core
+        .dns_resolved(h.now, q.id, Ok(vec![dest(DEAD, Proto::Tcp)]));
+    h.drain();
+    h.core
+        .connection_failed(h.now, addr(DEAD), Transport::Tcp, "connection refused");
+    let out = h.drain();
+    assert_eq!(statuses_to(&out, ALICE), vec![500]);
+}
+
+#[test]
+fn lookup_failures_are_answered() {
+    let mut h = Harness::new(false);
+    let q = start(&mut h, 4);
+    h.core.dns_resolved(
+        h.now,
+        q.id,
+        Err(ResolveError::NotFound("other.test".into())),
+    );
+    assert_eq!(statuses_to(&h.drain(), ALICE), vec![404]);
+    let q = start(&mut h, 5);
+    h.core
+        .dns_resolved(h.now, q.id, Err(ResolveError::Dns("SERVFAIL".into())));
+    assert_eq!(statuses_to(&h.drain(), ALICE), vec![500]);
+    // Only WebSocket destinations: the server cannot open those.
+    let q = start(&mut h, 6);
+    h.core
+        .dns_resolved(h.now, q.id, Ok(vec![dest(LIVE, Proto::Wss)]));
+    assert_eq!(statuses_to(&h.drain(), ALICE), vec![404]);
+}
+
+#[test]
+fn a_foreign_sender_may_not_relay_through_us() {
+    let mut h = Harness::new(false);
+    let text = foreign_invite(7, "mallory").replace(
+        "From: <sip:mallory@127.0.0.1>",
+        "From: <sip:mallory@evil.test>",
+    );
+    let out = h.send(ALICE, &text);
+    assert_eq!(statuses_to(&out, ALICE), vec![100, 403]);
+    assert!(h.core.poll_dns_query().is_none());
+    assert_eq!(h.core.stats.relay_denied, 1);
+}
+
+#[test]
+fn with_authentication_on_relaying_needs_credentials() {
+    let mut h = Harness::new(true);
+    let out = h.send(ALICE, &foreign_invite(8, "alice"));
+    assert_eq!(statuses_to(&out, ALICE), vec![100, 407]);
+    assert!(h.core.poll_dns_query().is_none());
+}
+
+#[test]
+fn cancel_while_the_lookup_runs_ends_the_invite_and_the_answer_is_ignored() {
+    let mut h = Harness::new(false);
+    let q = start(&mut h, 9);
+    let cancel = format!(
+        "CANCEL sip:carol@other.test SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKfor9\nMax-Forwards: 70\n\
+         From: <sip:alice@127.0.0.1>;tag=f9\nTo: <sip:carol@other.test>\nCall-ID: foreign9@test\nCSeq: 1 CANCEL\nContent-Length: 0\n\n"
+    );
+    let out = h.send(ALICE, &cancel);
+    let mut got = statuses_to(&out, ALICE);
+    got.sort();
+    assert_eq!(got, vec![200, 487]);
+    h.core
+        .dns_resolved(h.now, q.id, Ok(vec![dest(LIVE, Proto::Udp)]));
+    assert!(invites_to(&h.drain(), LIVE).is_empty());
+}
