@@ -331,10 +331,11 @@ impl ServerCore {
             // §16.3 step 3: a proxy answers 483 (OPTIONS to the proxy itself may be answered).
             return self.reply(now, tx, &req, 483, vec![]);
         }
-        // sips: needs TLS on every hop (RFC 3261 §26.2.2), which the proxy does not enforce yet
-        // (its TLS listeners serve TLS-registered users with sip: URIs): 416 rather than a
-        // silent downgrade to a plaintext transport.
-        if req.uri.scheme != Scheme::Sip {
+        // sips: needs TLS on every hop (RFC 3261 §26.2.2): accepted only over TLS (or WSS) and
+        // sent on only over TLS (see `proxy_targets` and `route::resolve`); over a plaintext
+        // transport it is 416, never a silent downgrade.
+        let secure_request = req.uri.scheme == Scheme::Sips && transport.is_secure();
+        if req.uri.scheme != Scheme::Sip && !secure_request {
             return self.reply(now, tx, &req, 416, vec![]);
         }
         // §16.3 step 5: we support no option tags in Proxy-Require.
@@ -564,7 +565,11 @@ impl ServerCore {
             return self.route_foreign(now, tx, req, source, transport, loop_hash);
         }
         let user = req.uri.user.clone().unwrap_or_default();
-        let targets = self.proxy_targets(now, &user);
+        let mut targets = self.proxy_targets(now, &user);
+        if req.uri.scheme == Scheme::Sips {
+            // RFC 3261 §26.2.2: only over TLS, i.e. bindings whose flow is TLS or WSS.
+            targets.retain(|t| t.transport.is_secure());
+        }
         if targets.is_empty() {
             let known = self.auth.users().get(&user).is_some();
             return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);

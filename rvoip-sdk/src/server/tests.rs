@@ -664,8 +664,9 @@ fn trying_carries_rport_and_received_even_for_same_ip() {
     assert_eq!(out.len(), 2, "100 Trying and 404");
 }
 
-/// No silent downgrade (issue 10): sips: and transport=tls are refused, never forwarded in
-/// plaintext. Every transmit of the server is inspected: none goes to bob's address.
+/// No silent downgrade (issue 10, 11): a sips: request over plaintext is refused (416), a
+/// binding that asks for TLS is never reached in plaintext, and a transport=tls next hop is
+/// reached over TLS only. Every transmit of the server is inspected.
 #[test]
 fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
     let mut h = Harness::new(false);
@@ -702,15 +703,20 @@ fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
         vec![100, 480]
     );
     assert!(out.iter().all(|t| t.dest == addr(ALICE)));
-    // An in-dialog request routed through us toward a transport=tls target: 503, not forwarded.
+    // An in-dialog request routed through us toward a transport=tls target goes over TLS only
+    // (the driver verifies the server's certificate), never in plaintext.
     let bye = format!(
         "BYE sip:bob@{BOB1};transport=tls SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKbyetls\nMax-Forwards: 70\n\
          Route: <sip:127.0.0.1:5060;lr>\nFrom: <sip:alice@127.0.0.1>;tag=a9\nTo: <sip:bob@127.0.0.1>;tag=b9\n\
          Call-ID: tlsdlg@test\nCSeq: 2 BYE\nContent-Length: 0\n\n"
     );
     let out = h.send(ALICE, &bye);
-    assert_eq!(out.last().map(resp).unwrap().status, 503);
-    assert!(out.iter().all(|t| t.dest == addr(ALICE)));
+    let to_bob: Vec<_> = out.iter().filter(|t| t.dest != addr(ALICE)).collect();
+    assert_eq!(to_bob.len(), 1, "{out:?}");
+    assert_eq!(
+        (to_bob[0].dest, to_bob[0].transport),
+        (addr(BOB1), Transport::Tls)
+    );
     // The same BYE toward a plain sip: target is forwarded (the test can fail).
     let plain = bye
         .replace(";transport=tls", "")

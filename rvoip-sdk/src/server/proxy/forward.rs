@@ -19,9 +19,13 @@ impl Proxy {
             _ => 70,
         };
         req.headers.set(HeaderName::MaxForwards, mf.to_string());
+        // §16.6 step 4: a sips: request is record-routed with a sips: URI.
+        let sips = req.uri.scheme == crate::sip::msg::Scheme::Sips;
         let rr = |i: Option<&crate::server::local::LocalInterface>| {
             i.map(|i| match i.transport {
                 Transport::Udp => format!("<sip:{}:{};lr>", i.host, i.port),
+                Transport::Tls if sips => format!("<sips:{}:{};lr>", i.host, i.port),
+                t if sips => format!("<sips:{}:{};transport={t};lr>", i.host, i.port),
                 t => format!("<sip:{}:{};transport={t};lr>", i.host, i.port),
             })
         };

@@ -71,18 +71,21 @@ pub fn pop_own_routes(local: &LocalIdentity, req: &mut Request) -> bool {
     popped
 }
 
-/// The next-hop address for a URI (RFC 3263 without DNS): IP literals and `localhost`;
-/// `transport=tcp` selects TCP. `None` for names that would need a DNS lookup, and for every URI
-/// that asks for a transport this server does not have (`sips:`, `transport=tls`, `ws`, `sctp`…):
+/// The next-hop address for a URI without DNS (RFC 3263 §4 for IP literals and `localhost`):
+/// `transport=tcp` selects TCP, `transport=tls` and `sips:` TLS (port 5061 by default, the
+/// server's certificate verified). `None` for names that need a DNS lookup, and for a transport
+/// this server cannot open (`ws`, `wss`, `sctp`…) or a `sips:` URI asking for a plaintext one:
 /// such a request is refused, never sent in plaintext.
 pub fn resolve(uri: &Uri) -> Option<(SocketAddr, Transport)> {
-    if uri.scheme != Scheme::Sip {
-        return None;
+    let transport = match (&uri.scheme, crate::sip::ua::build::uri_transport(uri)) {
+        (Scheme::Sip, None) => Transport::Udp,
+        (Scheme::Sip, Some(t @ (Transport::Udp | Transport::Tcp | Transport::Tls))) => t,
+        (Scheme::Sips, None | Some(Transport::Tls)) => Transport::Tls,
+        _ => return None,
+    };
+    if uri.param("transport").is_some() && crate::sip::ua::build::uri_transport(uri).is_none() {
+        return None; // an unknown transport (sctp…)
     }
-    if !plaintext_reachable(uri) {
-        return None;
-    }
-    let transport = crate::sip::ua::build::uri_transport(uri).unwrap_or(Transport::Udp);
     let host = match uri.param("maddr") {
         Some(Some(m)) => m,
         _ => uri.host.as_ref(),
@@ -93,7 +96,7 @@ pub fn resolve(uri: &Uri) -> Option<(SocketAddr, Transport)> {
     } else {
         host.parse().ok()?
     };
-    let port = uri.port.unwrap_or(5060);
+    let port = uri.port.unwrap_or(transport.default_port());
     Some((SocketAddr::new(ip, port), transport))
 }
 

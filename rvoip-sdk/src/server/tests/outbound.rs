@@ -186,3 +186,71 @@ fn cancel_while_the_lookup_runs_ends_the_invite_and_the_answer_is_ignored() {
         .dns_resolved(h.now, q.id, Ok(vec![dest(LIVE, Proto::Udp)]));
     assert!(invites_to(&h.drain(), LIVE).is_empty());
 }
+
+/// RFC 3261 §26.2.2 on a TLS hop: a sips: INVITE that arrived over TLS reaches bob only on his
+/// TLS flow (his UDP binding is skipped) and is record-routed with a sips: URI.
+#[test]
+fn sips_over_tls_goes_only_to_tls_bindings() {
+    let mut h = Harness::new(false);
+    // This server listens on TLS too (its Record-Route names the TLS interface).
+    let cfg = ServerConfig {
+        invite_auth: false,
+        digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
+        ..ServerConfig::default()
+    };
+    let local = LocalIdentity::new(
+        &[
+            (Transport::Udp, addr("127.0.0.1:5060")),
+            (Transport::Tls, addr("127.0.0.1:5061")),
+        ],
+        "127.0.0.1",
+        "example.com",
+        &[],
+    );
+    let users = vec![("bob".to_string(), "bpw".to_string())];
+    h.core = ServerCore::new(&cfg, local, &users, h.now, 1_700_000_000);
+    assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
+    let tls_flow = "127.0.0.1:40123";
+    // bob also registers over TLS (the REGISTER's connection is his flow).
+    let n = h.next();
+    let reg = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/TLS {tls_flow};branch=z9hG4bKtreg{n}x{cseq}\nMax-Forwards: 70\n\
+             From: <sip:bob@127.0.0.1>;tag=tr{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: treg{n}@test\nCSeq: {cseq} REGISTER\n\
+             Contact: <sips:bob@{tls_flow}>\n{auth}Expires: 600\nContent-Length: 0\n\n"
+        )
+    };
+    let tls_send = |h: &mut Harness, text: &str| {
+        h.core
+            .handle_datagram(h.now, wire(text), addr(tls_flow), Transport::Tls);
+        h.drain()
+    };
+    let out = tls_send(&mut h, &reg(1, ""));
+    let r401 = resp(&out[0]);
+    let authz = answer(
+        &r401,
+        HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+    );
+    let out = tls_send(&mut h, &reg(2, &format!("Authorization: {authz}\n")));
+    assert_eq!(resp(&out[0]).status, 200);
+
+    let sips = invite(h.next(), "bob", "").replace("INVITE sip:bob@", "INVITE sips:bob@");
+    let alice_tls = "127.0.0.1:40200";
+    h.core
+        .handle_datagram(h.now, wire(&sips), addr(alice_tls), Transport::Tls);
+    let out = h.drain();
+    let forwarded: Vec<_> = out.iter().filter(|t| t.dest != addr(alice_tls)).collect();
+    assert_eq!(forwarded.len(), 1, "only the TLS binding: {out:?}");
+    assert_eq!(
+        (forwarded[0].dest, forwarded[0].transport),
+        (addr(tls_flow), Transport::Tls)
+    );
+    let fwd = req(forwarded[0]);
+    let rr: Vec<_> = fwd.headers.get_all(&HeaderName::RecordRoute).collect();
+    assert_eq!(rr.len(), 1, "{rr:?}");
+    assert!(rr[0].starts_with("<sips:127.0.0.1:5061;"), "{rr:?}");
+}
