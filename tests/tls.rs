@@ -229,3 +229,27 @@ fn call_from_a_tls_account_to_a_udp_account_through_the_server() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Half a TLS configuration (a certificate without its key, or the reverse) is refused at start,
+/// not replaced by the zero-config self-signed certificate.
+#[test]
+fn a_certificate_without_its_key_is_refused() {
+    let dir = temp_dir("halfcfg");
+    let ca = Ca::new();
+    let (cert, key, _) = ca.leaf(&dir, &["127.0.0.1"], false);
+    for (c, k) in [(Some(cert.clone()), None), (None, Some(key.clone()))] {
+        let cfg = ServerConfig {
+            listen: vec!["tls:127.0.0.1:0".parse::<ListenSpec>().unwrap()],
+            data_dir: Some(dir.join("data")),
+            tls_cert: c,
+            tls_key: k,
+            relay: "off".parse().unwrap(),
+            ..ServerConfig::default()
+        };
+        let e = Server::new(cfg)
+            .start()
+            .expect_err("half a TLS configuration");
+        assert!(e.to_string().contains("tls_cert and tls_key"), "{e}");
+        assert!(!dir.join("data").join("tls-cert.pem").exists());
+    }
+}

@@ -461,7 +461,13 @@ fn tls_identity(
 ) -> Result<(Arc<rustls::ServerConfig>, String), DriverError> {
     let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => (c.clone(), k.clone()),
-        _ => {
+        // Half a configuration is a mistake, not a request for the self-signed certificate.
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(DriverError::Config(ConfigError::Invalid(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            )));
+        }
+        (None, None) => {
             let dir = cfg.data_dir.clone().unwrap_or_else(tls::default_data_dir);
             let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
             for n in [

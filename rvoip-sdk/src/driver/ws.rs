@@ -173,15 +173,14 @@ async fn upgrade_and_serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut refused = false;
-    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
-        stream,
-        |req: &Request, resp: Response| {
-            let r = check_upgrade(req, resp);
-            refused = r.is_err();
-            r
-        },
-        Some(ws_config(&limits)),
-    );
+    #[allow(clippy::result_large_err)] // the callback signature is tungstenite's
+    let callback = |req: &Request, resp: Response| {
+        let r = check_upgrade(req, resp);
+        refused = r.is_err();
+        r
+    };
+    let upgrade =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&limits)));
     match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => {
             counters.accepted.fetch_add(1, Ordering::Relaxed);

@@ -101,9 +101,12 @@ impl<'de> Deserialize<'de> for PortRange {
 /// Errors from reading the configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A listen address is not `udp:IP:PORT` or `tcp:IP:PORT`.
-    #[error("bad listen address {0:?}: expected udp:IP:PORT or tcp:IP:PORT")]
+    /// A listen address is not `udp:IP:PORT`, `tcp:…`, `tls:…`, `ws:…` or `wss:…`.
+    #[error("bad listen address {0:?}: expected udp|tcp|tls|ws|wss:IP:PORT")]
     Listen(String),
+    /// Settings that do not fit together (e.g. `tls_cert` without `tls_key`).
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
     /// The config or users file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
