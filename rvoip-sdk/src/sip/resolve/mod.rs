@@ -162,7 +162,26 @@ where
     L: Lookup + ?Sized,
     R: Rng + ?Sized,
 {
-    let mut plan = Plan::new(target)?;
+    resolve_with_transports(lookup, target, &Proto::ALL, rng).await
+}
+
+/// [`resolve`] for a client that can use only the `supported` transports (see
+/// [`Plan::with_transports`]): e.g. an account configured for TCP follows only `SIP+D2T` NAPTR
+/// services and probes only `_sip._tcp`.
+///
+/// Errors: as [`resolve`]; [`ResolveError::InvalidTarget`] also when `transport=` names an
+/// unsupported transport or none of `supported` can reach the target.
+pub async fn resolve_with_transports<L, R>(
+    lookup: &L,
+    target: &Target,
+    supported: &[Proto],
+    rng: &mut R,
+) -> Result<Vec<Destination>, ResolveError>
+where
+    L: Lookup + ?Sized,
+    R: Rng + ?Sized,
+{
+    let mut plan = Plan::with_transports(target, supported)?;
     while let Some(query) = plan.poll_query() {
         let answer = match &query {
             Query::Naptr(name) => lookup.naptr(name).await.map(Answer::Naptr),

@@ -249,15 +249,34 @@ pub struct Plan {
     saw_srv: bool,
     plaintext_offered: bool,
     failure: Option<ResolveError>,
+    /// The transports the client can use (RFC 3263 §4.1: others are discarded).
+    supported: Vec<Proto>,
+    /// The transport of a numeric host, of a host with a port and of the A/AAAA fallback when
+    /// no `transport=` is given: the first supported of UDP, TCP, TLS (`sips:`: TLS, WSS).
+    default: Option<Proto>,
 }
 
 impl Plan {
     /// Starts resolving `target` (RFC 3263 §4.1 transport and §4.2 port/address rules; `maddr`
-    /// per RFC 3261 §19.1.2). An IP literal needs no query: the plan is already finished.
+    /// per RFC 3261 §19.1.2) for a client that supports every [`Proto`]. An IP literal needs no
+    /// query: the plan is already finished.
     ///
     /// Errors: [`ResolveError::InvalidTarget`] for an empty host or port 0;
     /// [`ResolveError::NoSecureTransport`] for a `sips:` target with `transport=udp`.
     pub fn new(target: &Target) -> Result<Plan, ResolveError> {
+        Plan::with_transports(target, &Proto::ALL)
+    }
+
+    /// Like [`Plan::new`], for a client that can use only the `supported` transports (e.g. an
+    /// account configured for TCP): NAPTR services of other transports are discarded and the
+    /// SRV probes without NAPTR ask only for these (RFC 3263 §4.1, "supported by the client").
+    /// Without `transport=`, a numeric host or a host with a port uses the first supported of
+    /// UDP, TCP, TLS (for `sips:`: TLS, WSS), which is UDP (TLS) when all are supported.
+    ///
+    /// Errors: as [`Plan::new`]; [`ResolveError::InvalidTarget`] when `transport=` names a
+    /// transport not in `supported`, or when none of `supported` can reach the target (e.g.
+    /// only UDP for a `sips:` target).
+    pub fn with_transports(target: &Target, supported: &[Proto]) -> Result<Plan, ResolveError> {
         let raw = target.maddr.as_deref().unwrap_or(&target.host).trim();
         let raw = raw
             .strip_prefix('[')
@@ -277,14 +296,27 @@ impl Plan {
             ),
             other => other,
         };
-        let default = if target.secure {
-            Proto::Tls
+        if let Some(p) = transport.filter(|p| !supported.contains(p)) {
+            return Err(ResolveError::InvalidTarget(format!(
+                "transport {} not supported for {domain}",
+                Transport::from(p)
+            )));
+        }
+        let preference: &[Proto] = if target.secure {
+            &[Proto::Tls, Proto::Wss]
         } else {
-            Proto::Udp
+            &[Proto::Udp, Proto::Tcp, Proto::Tls]
+        };
+        let Some(default) = preference.iter().copied().find(|p| supported.contains(p)) else {
+            return Err(ResolveError::InvalidTarget(format!(
+                "no supported transport reaches {domain}"
+            )));
         };
         let mut plan = Plan {
             domain,
             secure: target.secure,
+            supported: supported.to_vec(),
+            default: Some(default),
             ..Plan::default()
         };
         if let Ok(ip) = raw.parse::<IpAddr>() {
@@ -409,7 +441,8 @@ impl Plan {
 
     /// RFC 3263 §4.1: follow usable NAPTR services; with none, probe SRV per transport, then A/AAAA.
     fn on_naptr(&mut self, records: &[Naptr]) {
-        let sel = select_naptr(records, self.secure);
+        let mut sel = select_naptr(records, self.secure);
+        sel.services.retain(|(p, _)| self.supported.contains(p));
         self.plaintext_offered |= sel.plaintext_offered;
         if !sel.services.is_empty() {
             for (proto, name) in sel.services.into_iter().rev() {
@@ -420,14 +453,19 @@ impl Plan {
         if self.secure && self.plaintext_offered {
             return; // the domain offers only plaintext: no silent downgrade, no guessing
         }
-        let (probes, default): (&[Proto], Proto) = if self.secure {
-            (&[Proto::Tls], Proto::Tls)
+        let probes: &[Proto] = if self.secure {
+            &[Proto::Tls]
         } else {
-            (&[Proto::Udp, Proto::Tcp, Proto::Tls], Proto::Udp)
+            &[Proto::Udp, Proto::Tcp, Proto::Tls]
+        };
+        let Some(default) = self.default else {
+            return;
         };
         let mut next = Job::Fallback(default.default_port(), default);
         for &p in probes.iter().rev() {
-            next = Job::Srv(self.srv_name(p), p, Some(Box::new(next)));
+            if self.supported.contains(&p) {
+                next = Job::Srv(self.srv_name(p), p, Some(Box::new(next)));
+            }
         }
         self.jobs.push_front(next);
     }
@@ -453,7 +491,7 @@ impl Plan {
     }
 
     fn push_addrs(&mut self, ips: &[IpAddr], port: u16, proto: Proto) {
-        if self.secure && !proto.is_secure() {
+        if (self.secure && !proto.is_secure()) || !self.supported.contains(&proto) {
             return;
         }
         for ip in order_addrs(ips) {

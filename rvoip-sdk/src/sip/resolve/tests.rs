@@ -77,8 +77,18 @@ impl Zone {
 
     /// Drives a [`Plan`] synchronously.
     fn run(&self, target: &Target, seed: u64) -> Result<Vec<Destination>, ResolveError> {
+        self.run_for(target, &Proto::ALL, seed)
+    }
+
+    /// [`Zone::run`] for a client that supports only `supported` ([`Plan::with_transports`]).
+    fn run_for(
+        &self,
+        target: &Target,
+        supported: &[Proto],
+        seed: u64,
+    ) -> Result<Vec<Destination>, ResolveError> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut plan = Plan::new(target)?;
+        let mut plan = Plan::with_transports(target, supported)?;
         while let Some(q) = plan.poll_query() {
             match self.answer(&q) {
                 Ok(a) => plan.handle_answer(a, &mut rng),
@@ -90,7 +100,12 @@ impl Zone {
 
     /// [`Zone::run`] as `addr/transport` words, e.g. `"192.0.2.1:5060/udp [2001:db8::1]:5060/udp"`.
     fn dests(&self, target: &Target, seed: u64) -> String {
-        let ds = self.run(target, seed).unwrap();
+        self.dests_for(target, &Proto::ALL, seed)
+    }
+
+    /// [`Zone::dests`] for a client that supports only `supported`.
+    fn dests_for(&self, target: &Target, supported: &[Proto], seed: u64) -> String {
+        let ds = self.run_for(target, supported, seed).unwrap();
         let words: Vec<String> = ds
             .iter()
             .map(|d| format!("{}/{}", d.addr, Transport::from(d.proto)))
@@ -513,6 +528,98 @@ fn a_hostile_zone_is_bounded_in_queries_and_destinations() {
         &format!("A t.example {}", ips.join(" ")),
     ]);
     assert_eq!(z.run(&t, 1).unwrap().len(), MAX_DESTINATIONS);
+}
+
+#[test]
+fn a_client_of_one_transport_follows_only_its_naptr_services() {
+    // NAPTR prefers UDP, then TCP at a name of its own: a TCP-only client asks only for the
+    // TCP service's SRV name (not _sip._tcp.<domain>, not the UDP one).
+    let z = zone(&[
+        "NAPTR example.com 10 10 S SIP+D2U _sip._udp.example.com",
+        "NAPTR example.com 20 10 S SIP+D2T _tcp-pool.example.com",
+        "SRV _sip._udp.example.com 0 0 5060 u.example.com",
+        "SRV _tcp-pool.example.com 10 0 5070 t1.example.com",
+        "SRV _tcp-pool.example.com 20 0 5071 t2.example.com",
+        "A u.example.com 192.0.2.1",
+        "A t1.example.com 192.0.2.2",
+        "A t2.example.com 192.0.2.3",
+    ]);
+    assert_eq!(
+        z.dests_for(&sip("example.com"), &[Proto::Tcp], 1),
+        "192.0.2.2:5070/tcp 192.0.2.3:5071/tcp"
+    );
+    let q = z.queries();
+    assert_eq!(q[0], Query::Naptr("example.com".into()));
+    assert!(!q.contains(&Query::Srv("_sip._udp.example.com".into())));
+    assert!(!q.contains(&Query::Srv("_sip._tcp.example.com".into())));
+    // All transports: the NAPTR order (UDP first).
+    assert!(
+        z.dests(&sip("example.com"), 1)
+            .starts_with("192.0.2.1:5060/udp ")
+    );
+}
+
+#[test]
+fn a_client_of_one_transport_probes_only_its_srv_and_falls_back_on_it() {
+    // No NAPTR service for TCP: _sip._tcp is probed (UDP and TLS are not), then A on 5060/tcp.
+    let z = zone(&[
+        "NAPTR example.com 10 10 S SIP+D2U _sip._udp.example.com",
+        "SRV _sip._udp.example.com 0 0 5060 u.example.com",
+        "A u.example.com 192.0.2.1",
+        "A example.com 192.0.2.9",
+    ]);
+    assert_eq!(
+        z.dests_for(&sip("example.com"), &[Proto::Tcp], 1),
+        "192.0.2.9:5060/tcp"
+    );
+    let srv: Vec<Query> = z
+        .queries()
+        .into_iter()
+        .filter(|q| matches!(q, Query::Srv(_)))
+        .collect();
+    assert_eq!(srv, [Query::Srv("_sip._tcp.example.com".into())]);
+    // A numeric host or a host with a port takes the client's transport, not UDP.
+    let z = zone(&["A example.com 192.0.2.9"]);
+    assert_eq!(
+        z.dests_for(&sip("192.0.2.1"), &[Proto::Tcp], 1),
+        "192.0.2.1:5060/tcp"
+    );
+    assert_eq!(
+        z.dests_for(
+            &with(sip("example.com"), Some(5080), None),
+            &[Proto::Tcp],
+            1
+        ),
+        "192.0.2.9:5080/tcp"
+    );
+    // transport= naming an unsupported transport, or no transport that can reach a sips: target.
+    assert!(matches!(
+        z.run_for(
+            &with(sip("example.com"), None, Some(Proto::Udp)),
+            &[Proto::Tcp],
+            1
+        ),
+        Err(ResolveError::InvalidTarget(_))
+    ));
+    assert!(matches!(
+        z.run_for(&sips("example.com"), &[Proto::Udp, Proto::Tcp], 1),
+        Err(ResolveError::InvalidTarget(_))
+    ));
+}
+
+#[test]
+fn a_tls_client_of_a_plaintext_only_domain_is_refused_without_guessing() {
+    let z = zone(&[
+        "NAPTR example.com 10 10 S SIP+D2T _sip._tcp.example.com",
+        "SRV _sip._tcp.example.com 0 0 5060 s1.example.com",
+        "SRV _sips._tcp.example.com 0 0 5061 s1.example.com",
+        "A s1.example.com 192.0.2.1",
+    ]);
+    assert_eq!(
+        z.run_for(&sips("example.com"), &[Proto::Tls], 1),
+        Err(ResolveError::NoSecureTransport("example.com".into()))
+    );
+    assert_eq!(z.queries(), [Query::Naptr("example.com".into())]);
 }
 
 #[tokio::test]
