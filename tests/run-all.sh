@@ -9,7 +9,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 libopus-dev libasound2-dev) + python pjsua2"
+section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -21,11 +21,16 @@ command -v ss >/dev/null || need+=(iproute2)
 # NAT test (tests/integration/nat.sh): masquerading routers in network namespaces, capture
 command -v iptables >/dev/null || need+=(iptables)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+# TLS tests (tests/integration/*-tls.sh): the run's test CA and server certificate
+command -v openssl >/dev/null || need+=(openssl)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 # C toolchain, CMake and valgrind for the C ABI checks (tests/c/run.sh)
 command -v g++ >/dev/null || need+=(g++)
 command -v cmake >/dev/null || need+=(cmake)
 command -v valgrind >/dev/null || need+=(valgrind)
+# node + npm: SIP.js over WSS (tests/integration/sipjs.sh runs `npm ci` in tests/integration/sipjs)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 # venv + pip for the Python bindings package (tests/bindings/run.sh)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 # libopus for the opus feature (audiopus via pkg-config), ALSA headers for the audio-device feature (cpal)

@@ -12,6 +12,14 @@
 //!     --dtmf 123# --duration 5
 //! ```
 //!
+//! Over TLS (the server's `tls:` listener, default port 5061), trusting a CA file or pinning the
+//! certificate's SHA-256 fingerprint that `rvoip-server` prints at start:
+//!
+//! ```sh
+//! cargo run --release --features opus --example softphone -- --account sip:alice@192.0.2.10 \
+//!     --password alice-secret --server 192.0.2.10:5061 --tls --tls-pin AB:CD:… --call sip:bob@192.0.2.10
+//! ```
+//!
 //! Without `--play`/`--record` the system's default devices are used (`audio-device` feature),
 //! else silence is sent and received audio is dropped. Exit status 0 when a call was connected
 //! and ended normally, 1 otherwise.
@@ -23,7 +31,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rvoip_sdk::api::{
     AccountOptions, AudioCodec, AudioSink, AudioSource, CallOptions, CallState, Endpoint,
-    EndpointConfig, Event, RegistrationState, Transport,
+    EndpointConfig, Event, RegistrationState, TlsOptions, Transport,
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource, WavSink, WavSource};
 
@@ -41,8 +49,19 @@ struct Args {
     #[arg(long)]
     server: Option<String>,
     /// Use TCP to the server (default UDP).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     tcp: bool,
+    /// Use TLS to the server (default port 5061). The server's certificate is verified against
+    /// the system roots, plus --tls-ca, or accepted by its --tls-pin fingerprint.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: a PEM file of extra trusted CA certificates.
+    #[arg(long, requires = "tls")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With --tls: the SHA-256 fingerprint of the server's certificate (AB:CD:…, as rvoip-server
+    /// prints it); that certificate is accepted whatever signed it.
+    #[arg(long, requires = "tls")]
+    tls_pin: Option<String>,
     /// Call this URI, e.g. sip:bob@127.0.0.1 (through the account's server when registered).
     #[arg(long, conflicts_with = "auto_answer")]
     call: Option<String>,
@@ -52,6 +71,10 @@ struct Args {
     /// Reject incoming calls with this status instead of answering (e.g. 486).
     #[arg(long)]
     reject: Option<u16>,
+    /// Answer every instant message (RFC 3428 MESSAGE) with a MESSAGE back to its sender,
+    /// carrying `echo: ` and the text received (needs --account).
+    #[arg(long, requires = "account")]
+    echo_messages: bool,
     /// What to send: tone:HZ or a WAV file path.
     #[arg(long)]
     play: Option<String>,
@@ -96,6 +119,14 @@ struct Args {
 }
 
 const RECORD_RATE: u32 = 16_000;
+
+/// The URI of a From/To header value: `"Name" <sip:a@b>;tag=x` or `sip:a@b;tag=x` → `sip:a@b`.
+fn uri_of(name_addr: &str) -> &str {
+    match (name_addr.find('<'), name_addr.find('>')) {
+        (Some(a), Some(b)) if a < b => &name_addr[a + 1..b],
+        _ => name_addr.split(';').next().unwrap_or(name_addr).trim(),
+    }
+}
 
 fn codec(name: &str) -> Option<AudioCodec> {
     match name.to_ascii_lowercase().as_str() {
@@ -244,6 +275,13 @@ fn run(args: &Args) -> Result<bool, String> {
             if args.tcp {
                 o.transport = Transport::Tcp;
             }
+            if args.tls {
+                o.transport = Transport::Tls;
+                o.tls = TlsOptions {
+                    ca_file: args.tls_ca.clone(),
+                    pin_sha256: args.tls_pin.clone(),
+                };
+            }
             let acc = ep.add_account(o).map_err(|e| e.to_string())?;
             acc.register().map_err(|e| e.to_string())?;
             let end = Instant::now() + timeout;
@@ -337,6 +375,22 @@ fn run(args: &Args) -> Result<bool, String> {
                         .map_err(|e| e.to_string())?;
                     }
                     call = Some(c);
+                }
+                Event::MessageReceived {
+                    from,
+                    content_type,
+                    body,
+                    ..
+                } if args.echo_messages => {
+                    if let Some(a) = &account {
+                        let to = uri_of(&from);
+                        let mut text = b"echo: ".to_vec();
+                        text.extend_from_slice(&body);
+                        match a.send_message(to, &content_type, &text) {
+                            Ok(id) => say(&format!("echo {id:?} sent to {to}")),
+                            Err(e) => say(&format!("echo to {to} not sent: {e}")),
+                        }
+                    }
                 }
                 Event::IncomingCall { call: id, .. } => {
                     // One call at a time.
