@@ -288,6 +288,7 @@ impl Endpoint {
             transport: opts.transport,
             local,
             expires_s: opts.expires_s.max(1),
+            alternates: Vec::new(),
         };
         let shared = &self.inner.shared;
         let id = lock(&shared.core).ua.add_account(cfg);

@@ -38,8 +38,8 @@ use call::Call;
 pub use message::MAX_MESSAGE_BODY;
 use register::Registration;
 pub use types::{
-    AccountConfig, AccountId, CallId, CallState, MessageId, RegistrationState, UaConfig, UaError,
-    UaEvent,
+    AccountConfig, AccountId, CallId, CallState, MessageId, NextHop, RegistrationState, UaConfig,
+    UaError, UaEvent,
 };
 
 /// Who owns a client transaction.
@@ -101,8 +101,10 @@ impl UserAgent {
         AccountId(id)
     }
 
-    /// Sends a REGISTER for the account (§10.2) and keeps it refreshed before expiry; after a
-    /// failure it retries with exponential backoff. Errors: [`UaError::NotFound`].
+    /// Sends a REGISTER for the account (§10.2) and keeps it refreshed before expiry. After a
+    /// transport error, timeout or 503 it is sent at once to the account's next destination
+    /// ([`AccountConfig::alternates`], RFC 3263 §4.3); after any other failure, or when no
+    /// destination is left, it retries with exponential backoff. Errors: [`UaError::NotFound`].
     pub fn register(&mut self, now: Instant, account: AccountId) -> Result<(), UaError> {
         let reg = self.accounts.get_mut(&account.0).ok_or(UaError::NotFound)?;
         reg.want = true;
@@ -461,7 +463,7 @@ impl UserAgent {
         match owner {
             Owner::Register(id) => {
                 if let Some(reg) = self.accounts.get_mut(&id) {
-                    let ev = reg.on_failure(now, status, reason);
+                    let ev = reg.on_error(now, &mut self.tl, &mut self.owners, id, status, reason);
                     self.events.extend(ev);
                 }
             }

@@ -1,12 +1,13 @@
 //! The registration client of one account (RFC 3261 §10.2): REGISTER with digest auth (§22),
-//! refresh before expiry (§10.2.4: same Call-ID, CSeq incremented), re-registration with
+//! refresh before expiry (§10.2.4: same Call-ID, CSeq incremented), failover to the server's next
+//! destination after a transport error, timeout or 503 (RFC 3263 §4.3), re-registration with
 //! exponential backoff after a failure or a network error, unregister with `Expires: 0`.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::build;
-use super::{AccountConfig, Owner, RegistrationState, UaEvent};
+use super::{AccountConfig, NextHop, Owner, RegistrationState, UaEvent};
 use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
 use crate::sip::transaction::{ClientTxId, TransactionLayer};
 
@@ -36,12 +37,24 @@ pub(super) struct Registration {
     id: u64,
     /// (first, longest) retry delay.
     backoff: (Duration, Duration),
+    /// The server's destinations in order: `cfg.server` as given, then `cfg.alternates`.
+    hops: Vec<NextHop>,
+    /// Index in `hops` of the destination in use (mirrored in `cfg.server`/`transport`/`local`).
+    hop: usize,
 }
 
 impl Registration {
     pub(super) fn new(id: u64, cfg: AccountConfig, backoff: (Duration, Duration)) -> Registration {
         let user = cfg.aor.user.as_deref().unwrap_or("").to_string();
         let contact = build::contact_uri(&user, cfg.local, cfg.transport);
+        let first = NextHop {
+            addr: cfg.server,
+            transport: cfg.transport,
+            local: cfg.local,
+        };
+        let hops = std::iter::once(first)
+            .chain(cfg.alternates.iter().copied())
+            .collect();
         Registration {
             cfg,
             state: RegistrationState::Unregistered,
@@ -56,7 +69,22 @@ impl Registration {
             contact,
             id,
             backoff,
+            hops,
+            hop: 0,
         }
+    }
+
+    /// Makes `hops[hop]` the destination in use: server, transport, local address and Contact.
+    fn use_hop(&mut self, hop: usize) {
+        let Some(h) = self.hops.get(hop).copied() else {
+            return;
+        };
+        self.hop = hop;
+        self.cfg.server = h.addr;
+        self.cfg.transport = h.transport;
+        self.cfg.local = h.local;
+        let user = self.cfg.aor.user.as_deref().unwrap_or("");
+        self.contact = build::contact_uri(user, h.local, h.transport);
     }
 
     /// Whether a binding may exist at the registrar.
@@ -224,9 +252,56 @@ impl Registration {
                         .into_iter()
                         .collect();
                 }
+                if resp.status == 503 {
+                    return self.failover_or_fail(now, tl, owners, id, resp.status, &resp.reason);
+                }
                 self.on_failure(now, resp.status, &resp.reason)
             }
         }
+    }
+
+    /// The REGISTER in flight ended without a final response: Timer F (`status` 408) or a
+    /// transport error (503 with the error as `reason`). A registering account fails over to
+    /// its next destination; an unregister just ends.
+    pub(super) fn on_error(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        owners: &mut HashMap<ClientTxId, Owner>,
+        id: u64,
+        status: u16,
+        reason: &str,
+    ) -> Vec<UaEvent> {
+        let unregister = self.pending.is_some_and(|(_, u)| u);
+        self.pending = None;
+        self.last_req = None;
+        if unregister {
+            return self.on_failure(now, status, reason);
+        }
+        self.failover_or_fail(now, tl, owners, id, status, reason)
+    }
+
+    /// RFC 3263 §4.3: after a transport error, a timeout or a 503 response the REGISTER goes at
+    /// once to the next destination; with none left, back to the first for the next retry, and
+    /// the failure is reported with backoff ([`Registration::on_failure`]).
+    fn failover_or_fail(
+        &mut self,
+        now: Instant,
+        tl: &mut TransactionLayer,
+        owners: &mut HashMap<ClientTxId, Owner>,
+        id: u64,
+        status: u16,
+        reason: &str,
+    ) -> Vec<UaEvent> {
+        if !self.want {
+            return self.on_failure(now, status, reason);
+        }
+        if self.hop + 1 < self.hops.len() {
+            self.use_hop(self.hop + 1);
+            return self.send(now, tl, owners, id, false);
+        }
+        self.use_hop(0);
+        self.on_failure(now, status, reason)
     }
 
     /// The lifetime the registrar granted our contact (§10.2.4): the Contact's `expires` for our

@@ -100,6 +100,7 @@ impl Net {
             transport: Transport::Udp,
             local,
             expires_s: 120,
+            alternates: Vec::new(),
         })
     }
 
@@ -772,4 +773,5 @@ fn early_media_from_a_183_with_sdp() {
     );
 }
 
+mod failover;
 mod message;

@@ -63,13 +63,33 @@ pub struct AccountConfig {
     /// Digest credentials for REGISTER and for challenged requests (§22).
     pub credentials: Credentials,
     /// The registrar / outbound proxy address (next hop of REGISTER and of the account's calls).
+    /// After a failover it is the destination in use ([`UserAgent::account_config`]).
+    ///
+    /// [`UserAgent::account_config`]: super::UserAgent::account_config
     pub server: SocketAddr,
-    /// UDP or TCP.
+    /// UDP, TCP or TLS to `server`.
     pub transport: Transport,
     /// Our address facing `server` (IP and SIP port), written in Via and Contact.
     pub local: SocketAddr,
     /// Requested registration lifetime in seconds (`Expires`, §10.2.1.1), e.g. 3600.
     pub expires_s: u32,
+    /// Further destinations of the same server, in the order to try them after `server`
+    /// (RFC 3263 §4.3: the rest of the resolver's list). When a REGISTER fails with a transport
+    /// error (503), a timeout (408) or a 503 response, it is sent again at once to the next one,
+    /// which then becomes `server`/`transport`/`local`; past the last, the failure is reported
+    /// with the usual backoff and the retry starts again from the first. Empty: no failover.
+    pub alternates: Vec<NextHop>,
+}
+
+/// One destination of an account's server (an entry of the RFC 3263 §4.3 failover list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Where to send: IP address and port.
+    pub addr: SocketAddr,
+    /// UDP, TCP or TLS.
+    pub transport: Transport,
+    /// Our address facing `addr` (IP and SIP port), for Via and Contact.
+    pub local: SocketAddr,
 }
 
 /// Registration state of an account.
