@@ -332,6 +332,16 @@ int main(int argc, char **argv) {
                        (unsigned long long)ev.stats.rx_packets, (long long)ev.stats.rx_lost,
                        ev.stats.jitter_ms, ev.stats.mos);
             break;
+        case RVOIP_EVENT_MESSAGE_RECEIVED:
+            /* The body is body_len bytes, not NUL-terminated (printed up to a NUL, if any). */
+            printf("message from %s (%s, %lu bytes): %.*s\n", ev.from, ev.content_type,
+                   (unsigned long)ev.body_len, ev.body_len > 4096 ? 4096 : (int)ev.body_len,
+                   (const char *)ev.body);
+            break;
+        case RVOIP_EVENT_MESSAGE_RESULT:
+            printf("message %llu: %u %s\n", (unsigned long long)ev.message_id, (unsigned)ev.status,
+                   ev.reason);
+            break;
         }
     }
     if ((o.call || o.auto_answer) && !connected && !g_stop) exit_code = 1;

@@ -73,6 +73,10 @@ final class Printer: EndpointListener, @unchecked Sendable {
             print("call \(callId): rx \(stats.rxPackets) lost \(stats.rxLost) jitter \(stats.jitterMs) ms MOS \(stats.mos)")
         case .mediaStopped:
             break
+        case let .messageReceived(_, sender, _, contentType, body):
+            print("message from \(sender) (\(contentType)): \(String(decoding: body, as: UTF8.self))")
+        case let .messageResult(messageId, status, reason):
+            print("message \(messageId): \(status) \(reason)")
         }
     }
 

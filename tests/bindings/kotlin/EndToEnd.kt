@@ -64,6 +64,8 @@ fun main() = runBlocking {
             is Event.MediaStopped -> "media:stopped"
             is Event.DtmfReceived -> "dtmf:" + it.digit
             is Event.Statistics -> "stats"
+            is Event.MessageReceived -> "message"
+            is Event.MessageResult -> "message:" + it.status
         }
     }
     val want = listOf("reg:Registering", "reg:Registered", "incoming", "call:Ringing", "media",
