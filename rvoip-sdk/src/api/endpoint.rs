@@ -15,14 +15,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 use super::handles::{Account, Call};
-use super::net::{bind, host_of, parse_uri, resolve_hostport, resolve_uri, run, target_transport};
+use super::net::{Dns, bind, parse_uri, resolve, run, server_target, uri_target};
 use super::{AccountOptions, ApiError, CallOptions, EndpointConfig, Event};
 use crate::driver::media::{MediaHandle, MediaPorts};
 use crate::driver::transport::Transports;
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sip::msg::Limits;
+use crate::sip::resolve::Proto;
 use crate::sip::transaction::Transport;
-use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, UaConfig, UserAgent};
+use crate::sip::ua::{AccountConfig, AccountId, CallId, Credentials, NextHop, UaConfig, UserAgent};
 
 /// Media state of one call.
 #[derive(Default)]
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) cfg: EndpointConfig,
     pub(crate) bound: Vec<(Transport, SocketAddr)>,
     pub(crate) rt: tokio::runtime::Handle,
+    /// Name lookups (RFC 3263) for account servers and call targets.
+    pub(crate) dns: Arc<Dns>,
 }
 
 /// Owner of the runtime; dropping the last [`Endpoint`] shuts everything down.
@@ -122,6 +125,7 @@ impl Endpoint {
         };
         let (inbound, inbound_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = std_mpsc::channel();
+        let dns = Arc::new(Dns::new(cfg.dns_server));
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 ua: UserAgent::new(ua_cfg),
@@ -140,6 +144,7 @@ impl Endpoint {
             cfg,
             bound,
             rt: rt.clone(),
+            dns,
         });
         if let Some(l) = tcp {
             rt.spawn(crate::driver::tcp::accept_loop(
@@ -222,8 +227,14 @@ impl Endpoint {
     }
 
     /// Adds an account (not registered yet: [`Account::register`]). The server (or the AOR's
-    /// host) is resolved now. Errors: [`ApiError::InvalidArgument`] (bad AOR, transport not
-    /// configured), [`ApiError::Network`] (name not resolvable), [`ApiError::Shutdown`].
+    /// host) is resolved now, per RFC 3263 (see [`AccountOptions::server`]): all the addresses
+    /// found become the registration's failover list, in order. For TLS every one of them must
+    /// present a certificate for the server's host name (or the AOR's domain), RFC 5922.
+    /// May block for the DNS lookups (at most 20 s).
+    ///
+    /// Errors: [`ApiError::InvalidArgument`] (bad AOR or server, transport not configured, a
+    /// `sips:` AOR over a plaintext transport), [`ApiError::Network`] (name not resolvable; a
+    /// `sips:` AOR whose domain offers no TLS), [`ApiError::Shutdown`].
     pub fn add_account(&self, opts: AccountOptions) -> Result<Account, ApiError> {
         if self.inner.is_shut_down() {
             return Err(ApiError::Shutdown);
@@ -247,32 +258,52 @@ impl Endpoint {
                 opts.transport
             )));
         }
-        let default_port = opts.transport.default_port();
-        let (server, server_host) = match &opts.server {
-            Some(s) => (resolve_hostport(s, default_port)?, host_of(s)),
-            None => {
-                let host = aor
-                    .host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string();
-                let addr = resolve_uri(&aor)?;
-                let port = aor.port.unwrap_or(default_port);
-                (SocketAddr::new(addr.ip(), port), host)
-            }
+        let mut target = match &opts.server {
+            Some(s) => server_target(s)?,
+            None => uri_target(&aor),
         };
-        if opts.transport == Transport::Tls {
-            let config = crate::driver::tls::client_config(&opts.tls)
-                .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-            let name =
-                rustls_pki_types::ServerName::try_from(server_host.clone()).map_err(|_| {
-                    ApiError::InvalidArgument(format!("not a TLS server name: {server_host}"))
-                })?;
-            lock(&self.inner.shared.core)
-                .transports
-                .set_tls_peer(server, name, config);
+        // A sips: AOR is registered over TLS hop by hop, whatever the server string says.
+        target.secure |= aor.scheme == crate::sip::msg::Scheme::Sips;
+        // The one transport this account uses picks the NAPTR services and SRV records
+        // (a `transport=` of the server URI over the account's setting).
+        let proto = match target.transport {
+            Some(p) if target.secure => p.secured().unwrap_or(p),
+            Some(p) => p,
+            None => Proto::from(opts.transport),
+        };
+        let shared = &self.inner.shared;
+        let dests = resolve(shared, &target, &[proto])?;
+        let mut hops = Vec::with_capacity(dests.len());
+        let mut tls_config = None;
+        for d in &dests {
+            let transport = Transport::from(d.proto);
+            if transport == Transport::Tls {
+                let config = match &tls_config {
+                    Some(c) => Arc::clone(c),
+                    None => {
+                        let c = crate::driver::tls::client_config(&opts.tls)
+                            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+                        tls_config = Some(c.clone());
+                        c
+                    }
+                };
+                let name =
+                    rustls_pki_types::ServerName::try_from(d.host.clone()).map_err(|_| {
+                        ApiError::InvalidArgument(format!("not a TLS server name: {}", d.host))
+                    })?;
+                lock(&shared.core)
+                    .transports
+                    .set_tls_peer(d.addr, name, config);
+            }
+            hops.push(NextHop {
+                addr: d.addr,
+                transport,
+                local: shared.local_for(d.addr, transport)?,
+            });
         }
-        let local = self.inner.shared.local_for(server, opts.transport)?;
+        let Some(first) = hops.first().copied() else {
+            return Err(ApiError::Network(format!("no address for {}", target.host)));
+        };
         let username = if opts.username.is_empty() {
             aor.user_unescaped().unwrap_or_default()
         } else {
@@ -284,13 +315,12 @@ impl Endpoint {
                 username,
                 password: opts.password.clone(),
             },
-            server,
-            transport: opts.transport,
-            local,
+            server: first.addr,
+            transport: first.transport,
+            local: first.local,
             expires_s: opts.expires_s.max(1),
-            alternates: Vec::new(),
+            alternates: hops.split_off(1),
         };
-        let shared = &self.inner.shared;
         let id = lock(&shared.core).ua.add_account(cfg);
         Ok(Account::new(id, Arc::downgrade(&self.inner)))
     }
@@ -302,7 +332,10 @@ impl Endpoint {
     }
 
     /// Places a call to `target` (`sip:user@host[:port][;transport=tcp]`): through the
-    /// account's server when `account` is given, else directly to the target's host.
+    /// account's server (the destination its registration uses) when `account` is given, else
+    /// directly to the first destination RFC 3263 finds for the target (NAPTR, SRV, A/AAAA;
+    /// `sips:` over TLS only, verified for the target's host name). May block for the DNS
+    /// lookups (at most 20 s).
     /// Errors: [`ApiError::InvalidArgument`] (URI), [`ApiError::Network`] (resolution, media
     /// ports), [`ApiError::NotFound`] (account removed), [`ApiError::Shutdown`].
     pub fn make_call(
@@ -322,7 +355,23 @@ impl Endpoint {
                 let c = core.ua.account_config(a.id())?;
                 (c.server, c.transport)
             }
-            None => (resolve_uri(&target)?, target_transport(&target)),
+            None => {
+                // Outgoing TCP and TLS need no listener; UDP needs the bound socket.
+                let supported: &[Proto] = if shared.cfg.udp.is_some() {
+                    &[Proto::Udp, Proto::Tcp, Proto::Tls]
+                } else {
+                    &[Proto::Tcp, Proto::Tls]
+                };
+                let dests = resolve(shared, &uri_target(&target), supported)?;
+                let Some(d) = dests.into_iter().next() else {
+                    return Err(ApiError::Network(format!("no address for {}", target.host)));
+                };
+                let transport = Transport::from(d.proto);
+                if transport == Transport::Tls {
+                    lock(&shared.core).transports.set_tls_name(d.addr, &d.host);
+                }
+                (d.addr, transport)
+            }
         };
         if target.scheme == crate::sip::msg::Scheme::Sips && !transport.is_secure() {
             return Err(ApiError::InvalidArgument(format!(

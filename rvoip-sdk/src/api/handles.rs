@@ -2,11 +2,12 @@
 //! endpoint weakly: once it is shut down every method gives [`ApiError::Shutdown`]; once the
 //! call ended, [`ApiError::NotFound`].
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use super::endpoint::{Inner, Shared};
-use super::{ApiError, CallOptions, CallState, CallStats, RegistrationState};
+use super::{ApiError, CallOptions, CallState, CallStats, RegistrationState, Transport};
 use crate::media::audio::{AudioSink, AudioSource};
 use crate::sdp::LocalMedia;
 use crate::sip::ua::{AccountId, CallId, MessageId};
@@ -77,6 +78,16 @@ impl Account {
     /// The current registration state. Errors: as [`Account::register`].
     pub fn state(&self) -> Result<RegistrationState, ApiError> {
         self.with(|_, core| Ok(core.ua.registration_state(self.id)?))
+    }
+
+    /// The server destination the account uses now (transport, IP address and port): the
+    /// first one resolved when it was added, or the one its registration failed over to (RFC
+    /// 3263 §4.3). Its calls and messages go there. Errors: as [`Account::register`].
+    pub fn server(&self) -> Result<(Transport, SocketAddr), ApiError> {
+        self.with(|_, core| {
+            let c = core.ua.account_config(self.id)?;
+            Ok((c.transport, c.server))
+        })
     }
 
     /// Sends an instant message (RFC 3428 MESSAGE, outside a dialog) to `to` (a SIP URI) through

@@ -127,6 +127,11 @@ pub struct EndpointConfig {
     pub rx_loss_percent: f32,
     /// Tokio worker threads of the endpoint's runtime. Default 1.
     pub worker_threads: usize,
+    /// The DNS server (IP and port, UDP then TCP) asked for the NAPTR, SRV and A/AAAA records
+    /// that locate account servers and call targets (RFC 3263), e.g. a local dnsmasq in tests.
+    /// `None` (default): the system configuration (`/etc/resolv.conf`, and the hosts file).
+    /// With a server set the hosts file is not read; `localhost` still means 127.0.0.1.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for EndpointConfig {
@@ -155,6 +160,7 @@ impl Default for EndpointConfig {
             stats_interval: Some(Duration::from_secs(5)),
             rx_loss_percent: 0.0,
             worker_threads: 1,
+            dns_server: None,
         }
     }
 }
@@ -180,10 +186,16 @@ pub struct AccountOptions {
     pub username: String,
     /// Digest password.
     pub password: String,
-    /// Registrar / outbound proxy as `host[:port]` (or a `sip:` URI); `None` for the AOR's
-    /// host and port. Host names are resolved when the account is added.
+    /// Registrar / outbound proxy as `host[:port]` (or a `sip:`/`sips:` URI); `None` for the
+    /// AOR's host and port. Resolved when the account is added, per RFC 3263: an IP address or
+    /// an explicit port needs no NAPTR/SRV (a name with a port only A/AAAA); a name alone is
+    /// looked up by NAPTR (services of `transport` only), else the SRV records of `transport`
+    /// (`_sip._udp`, `_sip._tcp`, `_sips._tcp`) by priority and weight, else A/AAAA on the
+    /// default port. The addresses found in that order are the registration's failover list
+    /// (RFC 3263 §4.3; see [`Account::server`]).
     pub server: Option<String>,
-    /// UDP, TCP or TLS to the server. Default UDP. A `sips:` AOR needs TLS.
+    /// UDP, TCP or TLS to the server. Default UDP. A `sips:` AOR needs TLS. A `transport=`
+    /// parameter of a `server` URI takes precedence.
     pub transport: Transport,
     /// How the server's TLS certificate is verified (with `transport` TLS): the system roots,
     /// plus a CA file, or a pinned SHA-256 fingerprint. Default: system roots only.

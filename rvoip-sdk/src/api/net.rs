@@ -1,21 +1,33 @@
-//! The endpoint's network side: binding the SIP sockets, resolving names and finding the local
+//! The endpoint's network side: binding the SIP sockets, resolving names (RFC 3263: NAPTR, SRV,
+//! A/AAAA through [`crate::sip::resolve`] on the endpoint's runtime) and finding the local
 //! address that faces a peer, and the driver task that reads UDP and TCP, runs the user agent's
 //! timers and emits periodic statistics.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use super::endpoint::{Shared, lock};
 use super::{ApiError, EndpointConfig, Event};
 use crate::driver::Inbound;
-use crate::sip::msg::Uri;
+use crate::sip::msg::{Scheme, Uri};
+use crate::sip::resolve::{
+    Destination, DnsResolver, Lookup, Naptr, Plan, Proto, ResolveError, Srv, Target,
+    resolve_with_transports,
+};
 use crate::sip::transaction::Transport;
 use crate::sip::ua::build;
+
+/// Longest time one name resolution (all its NAPTR, SRV and A/AAAA queries) may take before
+/// [`resolve`] gives up with [`ApiError::Network`].
+pub(crate) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds the UDP socket and TCP listener of `cfg` (TCP on the UDP port when both are asked
 /// for the same address).
@@ -110,22 +122,52 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
     Ok(uri)
 }
 
-/// The transport a target URI needs: `transport=` if given, TLS for `sips:`, else UDP.
-pub(super) fn target_transport(uri: &Uri) -> Transport {
-    match build::uri_transport(uri) {
-        Some(t) => t,
-        None if uri.scheme == crate::sip::msg::Scheme::Sips => Transport::Tls,
-        None => Transport::Udp,
+/// The RFC 3263 target of a SIP or SIPS URI: host (`localhost` as 127.0.0.1), port,
+/// `transport=`, `maddr=` and whether it is `sips:`.
+pub(super) fn uri_target(uri: &Uri) -> Target {
+    let param = |n: &str| match uri.param(n) {
+        Some(Some(v)) => Some(v.to_string()),
+        _ => None,
+    };
+    Target {
+        host: loopback_alias(&uri.host),
+        port: uri.port,
+        transport: param("transport").and_then(|t| Proto::from_param(&t)),
+        secure: uri.scheme == Scheme::Sips,
+        maddr: param("maddr"),
     }
 }
 
-pub(super) fn resolve_uri(uri: &Uri) -> Result<SocketAddr, ApiError> {
-    let default_port = target_transport(uri).default_port();
-    if let Some(a) = build::uri_addr(uri) {
-        return Ok(SocketAddr::new(a.ip(), uri.port.unwrap_or(default_port)));
+/// The RFC 3263 target of an account's server string: a `sip:`/`sips:` URI, or `host[:port]`
+/// (IPv6 in brackets, or bare without a port). Errors: [`ApiError::InvalidArgument`].
+pub(super) fn server_target(s: &str) -> Result<Target, ApiError> {
+    let s = s.trim();
+    let lower = s.get(..5).map(str::to_ascii_lowercase).unwrap_or_default();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        return Ok(uri_target(&parse_uri(s)?));
     }
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    resolve(host, uri.port.unwrap_or(default_port))
+    let (host, port) = split_hostport(s);
+    if host.is_empty() {
+        return Err(ApiError::InvalidArgument(format!(
+            "no host in server {s:?}"
+        )));
+    }
+    Ok(Target {
+        host: loopback_alias(host),
+        port,
+        ..Target::default()
+    })
+}
+
+/// The host without IPv6 brackets; `localhost` as `127.0.0.1` (resolved without DNS, as before
+/// RFC 3263 resolution, whatever the DNS server).
+fn loopback_alias(host: &str) -> String {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        Ipv4Addr::LOCALHOST.to_string()
+    } else {
+        host.to_string()
+    }
 }
 
 /// Splits a `host[:port]` server string (IPv6 in brackets, or bare without a port) into its
@@ -148,48 +190,118 @@ fn split_hostport(s: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// The host part of a `host[:port]` or URI server string (for a TLS certificate check).
-pub(super) fn host_of(s: &str) -> String {
-    let s = s.trim();
-    if s.starts_with("sip:") || s.starts_with("sips:") {
-        return parse_uri(s)
-            .map(|u| {
-                u.host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string()
-            })
-            .unwrap_or_default();
-    }
-    split_hostport(s).0.to_string()
+/// The endpoint's DNS client: the resolver (system configuration, or
+/// [`EndpointConfig::dns_server`]) is made at the first name that needs a query, so IP
+/// addresses work without any DNS configuration, and then kept (it caches answers for their
+/// TTL).
+pub(crate) struct Dns {
+    server: Option<SocketAddr>,
+    resolver: Mutex<Option<Arc<DnsResolver>>>,
 }
 
-/// Resolves a `host[:port]` or URI server string; `default_port` when none is written.
-pub(super) fn resolve_hostport(s: &str, default_port: u16) -> Result<SocketAddr, ApiError> {
-    let s = s.trim();
-    if s.starts_with("sip:") || s.starts_with("sips:") {
-        return resolve_uri(&parse_uri(s)?);
+impl Dns {
+    /// A client asking `server`, or the system's name servers when `None`.
+    pub(crate) fn new(server: Option<SocketAddr>) -> Dns {
+        Dns {
+            server,
+            resolver: Mutex::new(None),
+        }
     }
-    let (host, port) = split_hostport(s);
-    let port = port.unwrap_or(default_port);
-    match host.parse::<IpAddr>() {
-        Ok(ip) => Ok(SocketAddr::new(ip, port)),
-        Err(_) => resolve(host, port),
+
+    /// The resolver, made now if this is the first query. Errors: [`ResolveError::Dns`] when
+    /// the system configuration cannot be read.
+    fn resolver(&self) -> Result<Arc<DnsResolver>, ResolveError> {
+        let mut g = self.resolver.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = g.as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(match self.server {
+            Some(s) => DnsResolver::with_nameserver(s),
+            None => DnsResolver::from_system()?,
+        });
+        *g = Some(r.clone());
+        Ok(r)
     }
 }
 
-/// A-record lookup (no RFC 3263 NAPTR/SRV yet), IPv4 first.
-fn resolve(host: &str, port: u16) -> Result<SocketAddr, ApiError> {
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| ApiError::Network(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| ApiError::Network(format!("no address for {host}")))
+impl Lookup for Dns {
+    async fn naptr(&self, name: &str) -> Result<Vec<Naptr>, ResolveError> {
+        let r = self.resolver()?;
+        r.naptr(name).await
+    }
+
+    async fn srv(&self, name: &str) -> Result<Vec<Srv>, ResolveError> {
+        let r = self.resolver()?;
+        r.srv(name).await
+    }
+
+    async fn addrs(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        let r = self.resolver()?;
+        r.addrs(host).await
+    }
+}
+
+/// Resolves `target` per RFC 3263 for a client of the `supported` transports: the destinations
+/// to try, in order (failover, §4.3). An IP address is answered here without DNS; a name is
+/// looked up on the endpoint's runtime while this thread waits (at most [`RESOLVE_TIMEOUT`]).
+/// May be called from any thread, also from inside a tokio runtime (a multi-thread runtime's
+/// worker hands its other tasks over while it waits) or from the event handler.
+///
+/// Errors: [`ApiError::InvalidArgument`] (empty host, port 0, an unsupported transport),
+/// [`ApiError::Network`] (not found, DNS failure or timeout, a `sips:` target whose domain
+/// offers only plaintext), [`ApiError::Shutdown`] (the runtime is gone).
+pub(super) fn resolve(
+    shared: &Shared,
+    target: &Target,
+    supported: &[Proto],
+) -> Result<Vec<Destination>, ApiError> {
+    let name = target.maddr.as_deref().unwrap_or(&target.host).to_string();
+    let err = |e: ResolveError| match e {
+        ResolveError::InvalidTarget(_) => ApiError::InvalidArgument(e.to_string()),
+        ResolveError::NoSecureTransport(_) => ApiError::Network(format!(
+            "{e}: a sips: address is reached over TLS only, never downgraded (RFC 5630)"
+        )),
+        _ => ApiError::Network(format!("cannot resolve {name}: {e}")),
+    };
+    let mut plan = Plan::with_transports(target, supported).map_err(err)?;
+    if plan.poll_query().is_none() {
+        return plan.finish().map_err(err);
+    }
+    let dns = shared.dns.clone();
+    let (t, supported) = (target.clone(), supported.to_vec());
+    let lookup = async move {
+        let mut rng = StdRng::from_entropy();
+        let r = resolve_with_transports(&*dns, &t, &supported, &mut rng);
+        tokio::time::timeout(RESOLVE_TIMEOUT, r).await
+    };
+    match wait_for(&shared.rt, lookup) {
+        None => Err(ApiError::Shutdown),
+        Some(Err(_)) => Err(ApiError::Network(format!(
+            "cannot resolve {name}: DNS lookups took over {} s",
+            RESOLVE_TIMEOUT.as_secs()
+        ))),
+        Some(Ok(r)) => r.map_err(err),
+    }
+}
+
+/// Runs `fut` on `rt` and blocks this thread until it is done; `None` if the runtime is shut
+/// down. On a multi-thread runtime's worker the wait runs in `block_in_place` (its other tasks
+/// move to another thread); a current-thread runtime (not ours) is simply blocked meanwhile.
+fn wait_for<T: Send + 'static>(
+    rt: &tokio::runtime::Handle,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    let wait = move || rx.recv().ok();
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
 }
 
 /// The local IP the OS would use toward `peer` (connect() on a UDP socket sends nothing).
@@ -317,7 +429,7 @@ mod tests {
 
     #[test]
     fn server_strings_split_into_host_and_port() {
-        use super::{host_of, split_hostport};
+        use super::{server_target, split_hostport};
         assert_eq!(split_hostport("10.0.0.1:5061"), ("10.0.0.1", Some(5061)));
         assert_eq!(split_hostport("[::1]:5061"), ("::1", Some(5061)));
         assert_eq!(split_hostport("::1"), ("::1", None));
@@ -327,7 +439,13 @@ mod tests {
             ("sip.example.com", Some(5080))
         );
         assert_eq!(split_hostport("sip.example.com"), ("sip.example.com", None));
-        assert_eq!(host_of("sips:alice@[::1]:5061"), "::1");
+        let t = server_target("sips:alice@[::1]:5061;transport=tcp").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.transport, t.secure),
+            ("::1", Some(5061), Some(super::Proto::Tcp), true)
+        );
+        let t = server_target("LocalHost:5070").unwrap();
+        assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", Some(5070)));
     }
 
     #[test]
