@@ -4,6 +4,11 @@
 One pjsua2 Endpoint (UDP on 127.0.0.1, null audio device, no STUN/ICE, main-thread polling) with one
 account (default user0003, password "secret", realm "*") registered at --server (401 challenge answered
 by pjsua). It prints "READY registered ..." once the REGISTER got 200.
+With --tls-ca FILE the endpoint has a TLS transport only (no UDP, so no SIP can go in plaintext):
+registrar and outbound proxy are sip:SERVER;transport=tls, the server's certificate is verified against
+the CA file (TlsConfig.CaListFile, verifyServer: a certificate that does not verify fails the REGISTER
+with 503 PJSIP_TLS_ECERTVERIF); the READY line then names the TLS listener PJSIP opened
+("READY registered ... over TLS, listener 127.0.0.1:PORT").
   callee (default): waits for one incoming call (up to --wait seconds), answers it 180 then 200, and
     waits for the caller's BYE (up to --max-call seconds);
   caller (--call URI): calls URI through the server (407 challenge answered by pjsua), holds the
@@ -20,7 +25,7 @@ packet counter was > 0 (and tx > 0). The last line is a summary:
 "PJSIP-PEER OK|FAIL: role=... codec=... rx_pkt=N tx_pkt=N ...: reason".
 The full pjsua log (SIP messages at level 5) goes to --log.
 
-Usage: sdk_pjsip_peer.py [--server 127.0.0.1:5060] [--user user0003] [--tone 1000] [--wav FILE]
+Usage: sdk_pjsip_peer.py [--server 127.0.0.1:5060] [--tls-ca FILE] [--user user0003] [--tone 1000] [--wav FILE]
                          [--record FILE] [--call URI --duration 4]
                          [--log FILE] [--wait 20] [--max-call 20] [--prefer G722/16000/1]
 """
@@ -124,10 +129,12 @@ class Acc(pj.Account):
         self.player = player
         self.recorder = recorder
         self.reg_codes = []
+        self.reg_reason = ""
         self.calls = []
 
     def onRegState(self, prm):
         self.reg_codes.append((prm.code, prm.expiration))
+        self.reg_reason = prm.reason
         note("reg state code=%d reason=%s expires=%d" % (prm.code, prm.reason, prm.expiration))
 
     def onIncomingCall(self, prm):
@@ -150,6 +157,7 @@ class Acc(pj.Account):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", default="127.0.0.1:5060")
+    ap.add_argument("--tls-ca", default=None, help="SIP over TLS only, verifying the server against this CA file")
     ap.add_argument("--domain", default="127.0.0.1")
     ap.add_argument("--user", default="user0003")
     ap.add_argument("--password", default="secret")
@@ -185,7 +193,16 @@ def main():
     tc = pj.TransportConfig()
     tc.port = 0
     tc.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+    if a.tls_ca:
+        tc.tlsConfig.CaListFile = a.tls_ca
+        tc.tlsConfig.verifyServer = True
+        tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tc)
+        via = "%s over TLS, listener %s" % (a.server, ep.transportGetInfo(tid).localName)
+        params = ";transport=tls"
+    else:
+        tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        via = a.server
+        params = ""
     ep.libStart()
 
     def poll_until(cond, timeout):
@@ -210,10 +227,11 @@ def main():
     try:
         ac = pj.AccountConfig()
         ac.idUri = "sip:%s@%s" % (a.user, a.domain)
-        ac.regConfig.registrarUri = "sip:%s" % a.server
+        ac.regConfig.registrarUri = "sip:%s%s" % (a.server, params)
         ac.regConfig.timeoutSec = 300
         ac.regConfig.retryIntervalSec = 0
-        ac.sipConfig.proxies.append("sip:%s;lr" % a.server)
+        ac.sipConfig.proxies.append("sip:%s%s;lr" % (a.server, params))
+        ac.sipConfig.transportId = tid
         ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", a.user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, a.password))
         ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         ac.mediaConfig.transportConfig.port = 0
@@ -230,9 +248,9 @@ def main():
         poll_until(lambda: acc.reg_codes, 10)
         res["reg"] = acc.reg_codes[-1][0] if acc.reg_codes else None
         if res["reg"] != 200:
-            reason = "registration failed: %s" % res["reg"]
+            reason = "registration failed: %s %s" % (res["reg"], acc.reg_reason)
             return 1
-        print("READY registered %s via %s" % (a.user, a.server), flush=True)
+        print("READY registered %s via %s" % (a.user, via), flush=True)
 
         if a.call:
             call = Call(acc, pj.PJSUA_INVALID_ID, player, recorder)
