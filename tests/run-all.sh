@@ -21,6 +21,8 @@ command -v ss >/dev/null || need+=(iproute2)
 # NAT test (tests/integration/nat.sh): masquerading routers in network namespaces, capture
 command -v iptables >/dev/null || need+=(iptables)
 command -v tcpdump >/dev/null || need+=(tcpdump)
+# RFC 3263 tests (tests/dns.rs): a private dnsmasq serving NAPTR/SRV/A records
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # TLS tests (tests/integration/*-tls.sh): the run's test CA and server certificate
 command -v openssl >/dev/null || need+=(openssl)
 command -v pkg-config >/dev/null || need+=(pkg-config)

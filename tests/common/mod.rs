@@ -1,7 +1,10 @@
 //! Shared by the SDK's real-socket test files (`mod common;`): one endpoint's events as they
-//! arrive, with waits for the ones a test expects, and the one-at-a-time guard for real-time media.
+//! arrive, with waits for the ones a test expects, and the one-at-a-time guard for real-time media;
+//! [`dns`]: a private dnsmasq serving a test's NAPTR/SRV/A records.
 
 #![allow(dead_code)]
+
+pub mod dns;
 
 use std::time::{Duration, Instant};
 
