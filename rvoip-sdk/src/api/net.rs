@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::endpoint::{Shared, lock};
 use super::{ApiError, EndpointConfig, Event};
 use crate::driver::Inbound;
-use crate::sip::msg::{Scheme, Uri};
+use crate::sip::msg::Uri;
 use crate::sip::resolve::{
     Destination, DnsResolver, Lookup, Naptr, Plan, Proto, ResolveError, Srv, Target,
     resolve_with_transports,
@@ -122,20 +122,9 @@ pub(crate) fn parse_uri(s: &str) -> Result<Uri, ApiError> {
     Ok(uri)
 }
 
-/// The RFC 3263 target of a SIP or SIPS URI: host (`localhost` as 127.0.0.1), port,
-/// `transport=`, `maddr=` and whether it is `sips:`.
+/// The RFC 3263 target of a SIP or SIPS URI ([`Target::from_uri`]).
 pub(super) fn uri_target(uri: &Uri) -> Target {
-    let param = |n: &str| match uri.param(n) {
-        Some(Some(v)) => Some(v.to_string()),
-        _ => None,
-    };
-    Target {
-        host: loopback_alias(&uri.host),
-        port: uri.port,
-        transport: param("transport").and_then(|t| Proto::from_param(&t)),
-        secure: uri.scheme == Scheme::Sips,
-        maddr: param("maddr"),
-    }
+    Target::from_uri(uri)
 }
 
 /// The RFC 3263 target of an account's server string: a `sip:`/`sips:` URI, or `host[:port]`

@@ -47,21 +47,6 @@ pub(crate) struct Lookups {
     next_id: u64,
 }
 
-/// The RFC 3263 target of a Request-URI.
-fn target_of(uri: &Uri) -> resolve::Target {
-    let param = |n: &str| match uri.param(n) {
-        Some(Some(v)) => Some(v.to_string()),
-        _ => None,
-    };
-    resolve::Target {
-        host: uri.host.to_string(),
-        port: uri.port,
-        transport: param("transport").and_then(|t| Proto::from_param(&t)),
-        secure: uri.scheme == crate::sip::msg::Scheme::Sips,
-        maddr: param("maddr"),
-    }
-}
-
 /// The transport to send with to a destination; `None` for WebSocket, which a server cannot
 /// open (browsers only accept).
 fn transport_of(proto: Proto) -> Option<Transport> {
@@ -103,7 +88,7 @@ impl ServerCore {
         self.lookups.next_id += 1;
         self.lookups.queries.push_back(DnsQuery {
             id,
-            target: target_of(&req.uri),
+            target: resolve::Target::from_uri(&req.uri),
         });
         self.lookups.waiting.insert(
             id,

@@ -71,33 +71,25 @@ pub fn pop_own_routes(local: &LocalIdentity, req: &mut Request) -> bool {
     popped
 }
 
-/// The next-hop address for a URI without DNS (RFC 3263 §4 for IP literals and `localhost`):
-/// `transport=tcp` selects TCP, `transport=tls` and `sips:` TLS (port 5061 by default, the
-/// server's certificate verified). `None` for names that need a DNS lookup, and for a transport
-/// this server cannot open (`ws`, `wss`, `sctp`…) or a `sips:` URI asking for a plaintext one:
-/// such a request is refused, never sent in plaintext.
+/// The next-hop address for a URI without DNS: the RFC 3263 resolution of an IP literal (or
+/// `localhost`) host ([`crate::sip::resolve::resolve_numeric`]): `transport=tcp` selects TCP,
+/// `transport=tls` and `sips:` TLS (port 5061 by default, the server's certificate verified).
+/// `None` for names that need a DNS lookup, and for a transport this server cannot open (`ws`,
+/// `wss`, `sctp`…) or a `sips:` URI asking for a plaintext one: such a request is refused,
+/// never sent in plaintext.
 pub fn resolve(uri: &Uri) -> Option<(SocketAddr, Transport)> {
-    let transport = match (&uri.scheme, crate::sip::ua::build::uri_transport(uri)) {
-        (Scheme::Sip, None) => Transport::Udp,
-        (Scheme::Sip, Some(t @ (Transport::Udp | Transport::Tcp | Transport::Tls))) => t,
-        (Scheme::Sips, None | Some(Transport::Tls)) => Transport::Tls,
-        _ => return None,
-    };
-    if uri.param("transport").is_some() && crate::sip::ua::build::uri_transport(uri).is_none() {
-        return None; // an unknown transport (sctp…)
+    use crate::sip::resolve::{Target, resolve_numeric};
+    if !uri.is_sip() || Target::unknown_transport(uri) {
+        return None;
     }
-    let host = match uri.param("maddr") {
-        Some(Some(m)) => m,
-        _ => uri.host.as_ref(),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::from([127, 0, 0, 1])
-    } else {
-        host.parse().ok()?
-    };
-    let port = uri.port.unwrap_or(transport.default_port());
-    Some((SocketAddr::new(ip, port), transport))
+    let dest = resolve_numeric(&Target::from_uri(uri))?
+        .ok()?
+        .into_iter()
+        .next()?;
+    match Transport::from(dest.proto) {
+        t @ (Transport::Udp | Transport::Tcp | Transport::Tls) => Some((dest.addr, t)),
+        Transport::Ws | Transport::Wss => None,
+    }
 }
 
 /// Whether `uri` may be reached over the plaintext UDP/TCP this server has: a `sip:` URI with

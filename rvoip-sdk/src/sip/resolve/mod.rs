@@ -52,6 +52,58 @@ pub struct Target {
     pub maddr: Option<String>,
 }
 
+impl Target {
+    /// The target of a SIP or SIPS URI (RFC 3263 §4): its host (IPv6 brackets removed;
+    /// `localhost` as 127.0.0.1, which never needs DNS), port, `transport=` (an unknown name
+    /// counts as none: check [`Target::unknown_transport`]), `maddr=`, and whether it is `sips:`.
+    pub fn from_uri(uri: &crate::sip::msg::Uri) -> Target {
+        let param = |n: &str| match uri.param(n) {
+            Some(Some(v)) => Some(v.to_string()),
+            _ => None,
+        };
+        Target {
+            host: loopback_alias(&uri.host),
+            port: uri.port,
+            transport: param("transport").and_then(|t| Proto::from_param(&t)),
+            secure: uri.scheme == crate::sip::msg::Scheme::Sips,
+            maddr: param("maddr").map(|m| loopback_alias(&m)),
+        }
+    }
+
+    /// Whether `uri` names a transport this stack does not know (`transport=sctp`, or an empty
+    /// one): such a URI must not be reached over a default transport instead.
+    pub fn unknown_transport(uri: &crate::sip::msg::Uri) -> bool {
+        match uri.param("transport") {
+            None => false,
+            Some(Some(t)) => Proto::from_param(t).is_none(),
+            Some(None) => true,
+        }
+    }
+}
+
+/// A host without IPv6 brackets; `localhost` as `127.0.0.1`.
+fn loopback_alias(host: &str) -> String {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        std::net::Ipv4Addr::LOCALHOST.to_string()
+    } else {
+        host.to_string()
+    }
+}
+
+/// Resolves a target that needs no DNS (an IP literal host or `maddr`): `Some` with the
+/// destinations (RFC 3263 §4.1–4.2: the URI's transport, else UDP (`sips:` TLS), the URI's
+/// port, else the transport's default), or the error; `None` when a lookup is needed.
+pub fn resolve_numeric(target: &Target) -> Option<Result<Vec<Destination>, ResolveError>> {
+    match Plan::new(target) {
+        Err(e) => Some(Err(e)),
+        Ok(mut plan) => match plan.poll_query() {
+            Some(_) => None,
+            None => Some(plan.finish()),
+        },
+    }
+}
+
 /// One address to try, in list order; on failure the caller moves to the next one (RFC 3263 §4.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {

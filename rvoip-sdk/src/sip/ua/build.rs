@@ -2,7 +2,7 @@
 //! Via with a fresh branch and `rport`, Contact, Max-Forwards, answering digest challenges, and
 //! turning a URI into a next-hop socket address.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
@@ -219,19 +219,16 @@ pub fn is_rejected_credential(req: &Request, resp: &Response) -> bool {
     !stale
 }
 
-/// The next hop for a URI (§8.1.2 without RFC 3263 DNS): an IP literal host, or `localhost`,
-/// with the URI port or 5060. `None` for host names (not resolved here) and non-SIP URIs.
+/// The next hop for a URI without DNS (§8.1.2): the RFC 3263 resolution of an IP literal (or
+/// `localhost`) host, with the URI port or its transport's default (5060, 5061 for TLS).
+/// `None` for host names (not resolved here), unknown transports and non-SIP URIs.
 pub fn uri_addr(uri: &Uri) -> Option<SocketAddr> {
-    if !uri.is_sip() {
+    use crate::sip::resolve::{Target, resolve_numeric};
+    if !uri.is_sip() || Target::unknown_transport(uri) {
         return None;
     }
-    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = if host.eq_ignore_ascii_case("localhost") {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        host.parse().ok()?
-    };
-    Some(SocketAddr::new(ip, uri.port.unwrap_or(5060)))
+    let dests = resolve_numeric(&Target::from_uri(uri))?.ok()?;
+    dests.first().map(|d| d.addr)
 }
 
 /// The transport a URI asks for with `;transport=` (§19.1.1), if any.
