@@ -261,7 +261,8 @@ impl Proxy {
     }
 
     /// The next hop of an in-dialog request that has no Route left: the other party's flow when
-    /// it is behind a NAT (its Contact is unreachable), else its Request-URI. Updates the call
+    /// it is behind a NAT (its Contact is unreachable) or connected over TLS or WebSocket, else
+    /// its Request-URI. Updates the call
     /// record (sender's CSeq and flow, activity). `None` when the URI cannot be used.
     fn in_dialog_next_hop(
         &mut self,
@@ -289,6 +290,14 @@ impl Proxy {
             if let (true, Some((a, t))) = (dst.nat, dst.flow) {
                 io.stats.nat_flows_used += 1;
                 return Some((a, t, true));
+            }
+            // A TLS or WebSocket party is reached down its connection (RFC 5626 flow, RFC 7118
+            // §5.3): such clients usually listen nowhere, whatever their Contact says.
+            if let Some((a, t)) = dst
+                .flow
+                .filter(|(_, t)| t.is_secure() || *t == Transport::Ws)
+            {
+                return Some((a, t, false));
             }
         }
         resolve(&req.uri).map(|(a, t)| (a, t, false))

@@ -191,52 +191,11 @@ fn cancel_while_the_lookup_runs_ends_the_invite_and_the_answer_is_ignored() {
 /// TLS flow (his UDP binding is skipped) and is record-routed with a sips: URI.
 #[test]
 fn sips_over_tls_goes_only_to_tls_bindings() {
-    let mut h = Harness::new(false);
-    // This server listens on TLS too (its Record-Route names the TLS interface).
-    let cfg = ServerConfig {
-        invite_auth: false,
-        digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
-        ..ServerConfig::default()
-    };
-    let local = LocalIdentity::new(
-        &[
-            (Transport::Udp, addr("127.0.0.1:5060")),
-            (Transport::Tls, addr("127.0.0.1:5061")),
-        ],
-        "127.0.0.1",
-        "example.com",
-        &[],
-    );
-    let users = vec![("bob".to_string(), "bpw".to_string())];
-    h.core = ServerCore::new(&cfg, local, &users, h.now, 1_700_000_000);
+    let mut h = tls_harness();
     assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
     let tls_flow = "127.0.0.1:40123";
     // bob also registers over TLS (the REGISTER's connection is his flow).
-    let n = h.next();
-    let reg = |cseq: u32, auth: &str| {
-        format!(
-            "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/TLS {tls_flow};branch=z9hG4bKtreg{n}x{cseq}\nMax-Forwards: 70\n\
-             From: <sip:bob@127.0.0.1>;tag=tr{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: treg{n}@test\nCSeq: {cseq} REGISTER\n\
-             Contact: <sips:bob@{tls_flow}>\n{auth}Expires: 600\nContent-Length: 0\n\n"
-        )
-    };
-    let tls_send = |h: &mut Harness, text: &str| {
-        h.core
-            .handle_datagram(h.now, wire(text), addr(tls_flow), Transport::Tls);
-        h.drain()
-    };
-    let out = tls_send(&mut h, &reg(1, ""));
-    let r401 = resp(&out[0]);
-    let authz = answer(
-        &r401,
-        HeaderName::WwwAuthenticate,
-        "bob",
-        "bpw",
-        "REGISTER",
-        "sip:127.0.0.1",
-    );
-    let out = tls_send(&mut h, &reg(2, &format!("Authorization: {authz}\n")));
-    assert_eq!(resp(&out[0]).status, 200);
+    register_tls(&mut h, tls_flow, &format!("sips:bob@{tls_flow}"));
 
     let sips = invite(h.next(), "bob", "").replace("INVITE sip:bob@", "INVITE sips:bob@");
     let alice_tls = "127.0.0.1:40200";
@@ -253,4 +212,110 @@ fn sips_over_tls_goes_only_to_tls_bindings() {
     let rr: Vec<_> = fwd.headers.get_all(&HeaderName::RecordRoute).collect();
     assert_eq!(rr.len(), 1, "{rr:?}");
     assert!(rr[0].starts_with("<sips:127.0.0.1:5061;"), "{rr:?}");
+}
+
+/// A server listening on UDP 5060 and TLS 5061 (its Record-Route names the TLS interface), no
+/// INVITE authentication, user bob.
+fn tls_harness() -> Harness {
+    let mut h = Harness::new(false);
+    let cfg = ServerConfig {
+        invite_auth: false,
+        digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
+        ..ServerConfig::default()
+    };
+    let local = LocalIdentity::new(
+        &[
+            (Transport::Udp, addr("127.0.0.1:5060")),
+            (Transport::Tls, addr("127.0.0.1:5061")),
+        ],
+        "127.0.0.1",
+        "example.com",
+        &[],
+    );
+    let users = vec![("bob".to_string(), "bpw".to_string())];
+    h.core = ServerCore::new(&cfg, local, &users, h.now, 1_700_000_000);
+    h
+}
+
+/// Feeds `text` as if it came over the TLS connection from `flow`.
+fn tls_send(h: &mut Harness, flow: &str, text: &str) -> Vec<Transmit> {
+    h.core
+        .handle_datagram(h.now, wire(text), addr(flow), Transport::Tls);
+    h.drain()
+}
+
+/// bob registers `contact` over the TLS connection from `flow`, answering the 401.
+fn register_tls(h: &mut Harness, flow: &str, contact: &str) {
+    let n = h.next();
+    let reg = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\nVia: SIP/2.0/TLS {flow};branch=z9hG4bKtreg{n}x{cseq}\nMax-Forwards: 70\n\
+             From: <sip:bob@127.0.0.1>;tag=tr{n}\nTo: <sip:bob@127.0.0.1>\nCall-ID: treg{n}@test\nCSeq: {cseq} REGISTER\n\
+             Contact: <{contact}>\n{auth}Expires: 600\nContent-Length: 0\n\n"
+        )
+    };
+    let out = tls_send(h, flow, &reg(1, ""));
+    let r401 = resp(&out[0]);
+    let authz = answer(
+        &r401,
+        HeaderName::WwwAuthenticate,
+        "bob",
+        "bpw",
+        "REGISTER",
+        "sip:127.0.0.1",
+    );
+    let out = tls_send(h, flow, &reg(2, &format!("Authorization: {authz}\n")));
+    assert_eq!(resp(&out[0]).status, 200);
+}
+
+/// A TLS client that listens nowhere (its Contact names a port without a TLS listener, as the
+/// SDK's does) gets the ACK and BYE of its call down its TLS connection, not at its Contact.
+#[test]
+fn in_dialog_requests_to_a_tls_party_go_down_its_connection() {
+    let mut h = tls_harness();
+    let flow = "127.0.0.1:40300";
+    register_tls(&mut h, flow, "sip:bob@127.0.0.1:5999;transport=tls");
+    let n = h.next();
+    let out = h.send(ALICE, &invite(n, "bob", ""));
+    let inv: Vec<_> = out.iter().filter(|t| t.dest == addr(flow)).collect();
+    assert_eq!(inv.len(), 1, "{out:?}");
+    assert_eq!(inv[0].transport, Transport::Tls);
+    let fwd = req(inv[0]);
+    let out = tls_send(
+        &mut h,
+        flow,
+        std::str::from_utf8(&uas_response(
+            &fwd,
+            200,
+            "b1",
+            "bob@127.0.0.1:5999;transport=tls",
+        ))
+        .unwrap(),
+    );
+    let ok = out
+        .iter()
+        .find(|t| t.dest == addr(ALICE))
+        .map(resp)
+        .expect("the 200 reaches alice");
+    assert_eq!(ok.status, 200);
+    let rr = ok
+        .headers
+        .get(&HeaderName::RecordRoute)
+        .expect("record-routed")
+        .to_string();
+    let to = ok.headers.get(&HeaderName::To).unwrap().to_string();
+    for (method, cseq) in [("ACK", 1), ("BYE", 2)] {
+        let text = format!(
+            "{method} sip:bob@127.0.0.1:5999;transport=tls SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bK{method}{n}\n\
+             Max-Forwards: 70\nRoute: {rr}\nFrom: <sip:alice@127.0.0.1>;tag=a{n}\nTo: {to}\nCall-ID: call{n}@test\n\
+             CSeq: {cseq} {method}\nContent-Length: 0\n\n"
+        );
+        let out = h.send(ALICE, &text);
+        let sent: Vec<_> = out
+            .iter()
+            .filter(|t| t.dest != addr(ALICE))
+            .map(|t| (t.dest, t.transport))
+            .collect();
+        assert_eq!(sent, vec![(addr(flow), Transport::Tls)], "{method}");
+    }
 }
