@@ -428,11 +428,16 @@ mod tests {
             ("sip.example.com", Some(5080))
         );
         assert_eq!(split_hostport("sip.example.com"), ("sip.example.com", None));
-        let t = server_target("sips:alice@[::1]:5061;transport=tcp").unwrap();
+        let t = server_target("sips:alice@[::1]:5061;transport=tls").unwrap();
         assert_eq!(
             (t.host.as_str(), t.port, t.transport, t.secure),
-            ("::1", Some(5061), Some(super::Proto::Tcp), true)
+            ("::1", Some(5061), Some(super::Proto::Tls), true)
         );
+        // A sips: URI asking for a plaintext transport is refused, never downgraded.
+        assert!(matches!(
+            server_target("sips:alice@[::1]:5061;transport=tcp"),
+            Err(super::ApiError::InvalidArgument(_))
+        ));
         let t = server_target("LocalHost:5070").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("127.0.0.1", Some(5070)));
     }
