@@ -30,50 +30,23 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::dns::{Dnsmasq, Record};
-use common::{Party, serial};
+use common::{Party, Ports, serial, start_server};
 use rvoip_sdk::api::{
     Account, AccountOptions, ApiError, CallOptions, EndpointConfig, Event, RegistrationState,
-    Server, ServerConfig, TlsOptions, Transport,
+    Server, TlsOptions, Transport,
 };
-use rvoip_sdk::server::config::ListenSpec;
 
 const LOCALHOST: [u8; 4] = [127, 0, 0, 1];
 
 /// A registrar for `domain` (users alice and bob) on 127.0.0.1 with the given listeners (port
-/// 0); relay off. Returns it with its bound ports by transport.
+/// 0) and certificate; relay off. Returns it with its bound ports by transport.
 fn server(domain: &str, listen: &[&str], tls: Option<(&Path, &Path)>) -> (Server, Ports) {
-    let mut cfg = ServerConfig {
-        listen: listen
-            .iter()
-            .map(|l| l.parse::<ListenSpec>().unwrap())
-            .collect(),
-        domain: Some(domain.into()),
-        relay: "off".parse().unwrap(),
-        ..ServerConfig::default()
-    };
-    cfg.users.insert("alice".into(), "apw".into());
-    cfg.users.insert("bob".into(), "bpw".into());
-    if let Some((cert, key)) = tls {
-        cfg.tls_cert = Some(cert.to_path_buf());
-        cfg.tls_key = Some(key.to_path_buf());
-    }
-    let s = Server::new(cfg);
-    s.start().expect("server starts");
-    let ports = Ports(s.local_addrs());
-    (s, ports)
-}
-
-/// A server's bound sockets.
-struct Ports(Vec<(Transport, SocketAddr)>);
-
-impl Ports {
-    fn port(&self, t: Transport) -> u16 {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == t)
-            .map(|(_, a)| a.port())
-            .unwrap()
-    }
+    start_server(domain, listen, |cfg| {
+        if let Some((cert, key)) = tls {
+            cfg.tls_cert = Some(cert.to_path_buf());
+            cfg.tls_key = Some(key.to_path_buf());
+        }
+    })
 }
 
 /// An endpoint on 127.0.0.1 that asks `dns` for names.

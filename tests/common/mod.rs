@@ -10,7 +10,49 @@ use std::time::{Duration, Instant};
 
 use rvoip_sdk::api::{
     Account, AccountOptions, Call, CallState, Endpoint, EndpointConfig, Event, RegistrationState,
+    Server, ServerConfig, Transport,
 };
+use rvoip_sdk::server::config::ListenSpec;
+
+/// A registrar + proxy for `domain` (users alice/apw and bob/bpw) on the `listen` specs (port 0
+/// picks), relay off, with `tweak` applied to its configuration; started. Returns it with its
+/// bound sockets.
+pub fn start_server(
+    domain: &str,
+    listen: &[&str],
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> (Server, Ports) {
+    let mut cfg = ServerConfig {
+        listen: listen
+            .iter()
+            .map(|l| l.parse::<ListenSpec>().unwrap())
+            .collect(),
+        domain: Some(domain.into()),
+        relay: "off".parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    cfg.users.insert("alice".into(), "apw".into());
+    cfg.users.insert("bob".into(), "bpw".into());
+    tweak(&mut cfg);
+    let s = Server::new(cfg);
+    s.start().expect("server starts");
+    let ports = Ports(s.local_addrs());
+    (s, ports)
+}
+
+/// A server's bound sockets.
+pub struct Ports(pub Vec<(Transport, std::net::SocketAddr)>);
+
+impl Ports {
+    /// The port bound for `t` (panics if none).
+    pub fn port(&self, t: Transport) -> u16 {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == t)
+            .map(|(_, a)| a.port())
+            .unwrap()
+    }
+}
 
 /// How long a test waits for an expected event.
 pub const WAIT: Duration = Duration::from_secs(10);
