@@ -9,7 +9,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm libopus-dev libasound2-dev) + python pjsua2"
+section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
