@@ -5,13 +5,21 @@
  * untouched); *_free(NULL) and *_opts_default(NULL) are no-ops; invalid UTF-8 →
  * INVALID_ARGUMENT; unknown and stale account / call ids → NOT_FOUND; a second hang-up →
  * NOT_FOUND (at once: the header says an ended call's id is stale, and hang-up ends it),
- * except while the CANCEL of an unanswered call is pending (INVALID_STATE, per the header);
+ * except while the CANCEL of an unanswered call is pending (INVALID_STATE, per the header:
+ * checked against a scripted peer, a bare UDP socket that answers only when told, so the
+ * CANCEL cannot complete between the two hang-ups);
  * reject with 200 → INVALID_ARGUMENT; operations in the wrong state → INVALID_STATE;
  * rvoip_result_str never NULL; next_event times out (TIMEOUT) and, once a callback is set,
  * gives INVALID_STATE. Objects handed to a failing call are consumed (valgrind checks that
  * nothing leaks). Uses the pull API (rvoip_endpoint_next_event) for its events.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <strings.h>
+#include <sys/socket.h>
+
 #include "common.h"
 
 static const char BAD_UTF8[] = "\xff\xfe";
@@ -47,6 +55,91 @@ static pulled pull_until(rvoip_endpoint *ep, const char *who, rvoip_event_kind k
         return p;
     }
     FAIL("%s: timed out waiting for event kind %d (state %d)", who, (int)kind, state);
+}
+
+/* ---- A scripted SIP peer: a bare UDP socket on 127.0.0.1 that says only what it is told -- */
+
+typedef struct sip_peer {
+    int fd;
+    uint16_t port;
+    struct sockaddr_in last_from; /* where the last request came from */
+} sip_peer;
+
+static void sip_peer_open(sip_peer *sp) {
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    memset(sp, 0, sizeof *sp);
+    sp->fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (sp->fd < 0) FAIL("socket: %s", strerror(errno));
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(sp->fd, (struct sockaddr *)&a, sizeof a) != 0) FAIL("bind: %s", strerror(errno));
+    if (getsockname(sp->fd, (struct sockaddr *)&a, &len) != 0) FAIL("getsockname: %s", strerror(errno));
+    sp->port = ntohs(a.sin_port);
+}
+
+/* Receives requests until one whose method is `method` (others, e.g. retransmissions or an
+ * ACK, are skipped); copies it NUL-terminated into `buf`. Fails the test after WAIT_MS. */
+static void sip_peer_expect(sip_peer *sp, const char *method, char *buf, size_t cap) {
+    int64_t end = now_ms() + (int64_t)WAIT_MS * time_scale();
+    size_t mlen = strlen(method);
+    while (now_ms() < end) {
+        struct pollfd pfd;
+        struct sockaddr_in from;
+        socklen_t flen = sizeof from;
+        ssize_t n;
+        pfd.fd = sp->fd;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, 100) <= 0) continue;
+        n = recvfrom(sp->fd, buf, cap - 1, 0, (struct sockaddr *)&from, &flen);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        if (strncmp(buf, method, mlen) == 0 && buf[mlen] == ' ') {
+            sp->last_from = from;
+            return;
+        }
+    }
+    FAIL("scripted peer: no %s arrived", method);
+}
+
+/* Whether the header line `line` (of length `len`) is named `name` or its compact form `c`. */
+static int header_is(const char *line, size_t len, const char *name, const char *c) {
+    const char *colon = (const char *)memchr(line, ':', len);
+    size_t n;
+    if (!colon) return 0;
+    n = (size_t)(colon - line);
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t')) n--;
+    return (n == strlen(name) && strncasecmp(line, name, n) == 0) ||
+           (n == strlen(c) && strncasecmp(line, c, n) == 0);
+}
+
+/* Sends the response `status reason` to the request `req` (RFC 3261 §8.2.6.2: its Vias,
+ * From, To (with `to_tag` added when given), Call-ID and CSeq), to where it came from. */
+static void sip_peer_respond(sip_peer *sp, const char *req, int status, const char *reason,
+                             const char *to_tag) {
+    char out[4096];
+    size_t len = 0;
+    const char *line = strstr(req, "\r\n");
+    len += (size_t)snprintf(out + len, sizeof out - len, "SIP/2.0 %d %s\r\n", status, reason);
+    while (line && line[2] != '\r' && line[2] != 0) {
+        const char *start = line + 2, *eol = strstr(start, "\r\n");
+        size_t n = eol ? (size_t)(eol - start) : strlen(start);
+        if (header_is(start, n, "Via", "v") || header_is(start, n, "From", "f") ||
+            header_is(start, n, "Call-ID", "i") || header_is(start, n, "CSeq", "CSeq")) {
+            len += (size_t)snprintf(out + len, sizeof out - len, "%.*s\r\n", (int)n, start);
+        } else if (header_is(start, n, "To", "t")) {
+            len += (size_t)snprintf(out + len, sizeof out - len, "%.*s%s%s\r\n", (int)n, start,
+                                    to_tag ? ";tag=" : "", to_tag ? to_tag : "");
+        }
+        CHECK(len < sizeof out);
+        line = eol;
+    }
+    len += (size_t)snprintf(out + len, sizeof out - len, "Content-Length: 0\r\n\r\n");
+    CHECK(len < sizeof out);
+    if (sendto(sp->fd, out, len, 0, (const struct sockaddr *)&sp->last_from, sizeof sp->last_from) != (ssize_t)len)
+        FAIL("scripted peer: sendto: %s", strerror(errno));
 }
 
 static void never_cb(void *user_data, const rvoip_event *e) {
@@ -342,7 +435,10 @@ static void check_calls(rvoip_endpoint *a, rvoip_endpoint *b) {
     uint64_t ac = 0, bc;
     rvoip_call_opts o;
     rvoip_call_stats st;
+    rvoip_result r;
     pulled p;
+    sip_peer sp;
+    static char invite[4096], cancel[4096];
 
     CHECK_OK(rvoip_endpoint_udp_port(b, &bport));
     snprintf(uri, sizeof uri, "sip:bob@127.0.0.1:%u", (unsigned)bport);
@@ -408,12 +504,15 @@ static void check_calls(rvoip_endpoint *a, rvoip_endpoint *b) {
     check_stale_call(a, ac);
     check_stale_call(b, bc);
 
-    /* Call 3: hung up before an answer (CANCEL); a second hang-up while the CANCEL is pending
-     * is INVALID_STATE (the header), NOT_FOUND once ENDED (487) arrived. */
+    /* Call 3: hung up before an answer (CANCEL): 487 on both sides. b answers the CANCEL at
+     * once, so the call may already be over when a second hang-up follows (NOT_FOUND) or
+     * not yet (INVALID_STATE): either, never OK (call 4 checks INVALID_STATE for certain). */
     o = audio_opts();
     CHECK_OK(rvoip_call_make(a, 0, uri, &o, &ac));
     CHECK_OK(rvoip_call_hangup(a, ac));
-    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_INVALID_STATE);
+    r = rvoip_call_hangup(a, ac);
+    if (r != RVOIP_RESULT_INVALID_STATE && r != RVOIP_RESULT_NOT_FOUND)
+        FAIL("a second hang-up while cancelling gave %d (%s)", (int)r, rvoip_result_str(r));
     p = pull_until(a, "a", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);
     CHECK(p.call_id == ac && p.status == 487);
     CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_NOT_FOUND);
@@ -422,6 +521,30 @@ static void check_calls(rvoip_endpoint *a, rvoip_endpoint *b) {
     p = pull_until(b, "b", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);
     CHECK(p.status == 487);
     check_stale_call(b, p.call_id);
+
+    /* Call 4: hung up before any response, towards the scripted peer. The CANCEL waits for a
+     * provisional response (RFC 3261 §9.1) and nothing can end the call while the peer is
+     * silent, so every hang-up meanwhile is INVALID_STATE (the header) however slow this
+     * thread is. Then the peer sends 100 Trying: the CANCEL goes out, the peer answers it 200
+     * and the INVITE 487, and the call ends with 487: NOT_FOUND from then on. */
+    sip_peer_open(&sp);
+    snprintf(uri, sizeof uri, "sip:silent@127.0.0.1:%u", (unsigned)sp.port);
+    o = audio_opts();
+    CHECK_OK(rvoip_call_make(a, 0, uri, &o, &ac));
+    sip_peer_expect(&sp, "INVITE", invite, sizeof invite);
+    CHECK_OK(rvoip_call_hangup(a, ac));
+    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_INVALID_STATE);
+    sleep_ms(200);
+    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_INVALID_STATE);
+    sip_peer_respond(&sp, invite, 100, "Trying", NULL);
+    sip_peer_expect(&sp, "CANCEL", cancel, sizeof cancel);
+    sip_peer_respond(&sp, cancel, 200, "OK", "scripted1");
+    sip_peer_respond(&sp, invite, 487, "Request Terminated", "scripted1");
+    p = pull_until(a, "a", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);
+    CHECK(p.call_id == ac && p.status == 487);
+    CHECK_RC(rvoip_call_hangup(a, ac), RVOIP_RESULT_NOT_FOUND);
+    check_stale_call(a, ac);
+    close(sp.fd);
 }
 
 static void check_callback_vs_pull(rvoip_endpoint *ep) {
