@@ -38,6 +38,19 @@
 #define RVOIP_TRANSPORT_TLS 2
 
 /**
+ * SIP over WebSocket (RFC 7118), for `rvoip_server_port` of a `ws:` listener. Server
+ * listeners only: an account with it gives INVALID_ARGUMENT from [`rvoip_account_add`].
+ */
+#define RVOIP_TRANSPORT_WS 3
+
+/**
+ * SIP over secure WebSocket (WebSocket over TLS, RFC 7118), for `rvoip_server_port` of a
+ * `wss:` listener. Server listeners only: an account with it gives INVALID_ARGUMENT from
+ * [`rvoip_account_add`].
+ */
+#define RVOIP_TRANSPORT_WSS 4
+
+/**
  * Errors.
  */
 #define RVOIP_LOG_ERROR 1
@@ -309,7 +322,8 @@ typedef struct rvoip_account_opts {
   const char *server;
   /**
    * [`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]. A `sips:`
-   * AOR needs TLS (RFC 5630 §3).
+   * AOR needs TLS (RFC 5630 §3). [`RVOIP_TRANSPORT_WS`] and [`RVOIP_TRANSPORT_WSS`] are for
+   * server listeners only (INVALID_ARGUMENT).
    */
   uint32_t transport;
   /**
@@ -577,8 +591,9 @@ typedef void (*rvoip_log_cb)(void *user_data,
 typedef struct rvoip_server_opts {
   /**
    * Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over
-   * TLS, RFC 3261 §26.2, RFC 5630) (default `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,
-   * tls:0.0.0.0:5061`; port 0 picks a free port).
+   * TLS, RFC 3261 §26.2, RFC 5630) / `ws:IP:PORT` / `wss:IP:PORT` (SIP over WebSocket, plain
+   * or over TLS, RFC 7118; `wss:` uses the TLS certificate too) (default
+   * `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,tls:0.0.0.0:5061`; port 0 picks a free port).
    */
   const char *listen;
   /**
@@ -923,9 +938,10 @@ enum rvoip_result rvoip_server_stop(struct rvoip_server *server);
 
 /**
  * The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
- * [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]), the real one when port 0 was asked
- * for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
- * (not listening on it, or stopped).
+ * [`RVOIP_TRANSPORT_TCP`], [`RVOIP_TRANSPORT_TLS`], or for a `ws:` / `wss:` listener
+ * [`RVOIP_TRANSPORT_WS`] / [`RVOIP_TRANSPORT_WSS`], RFC 7118), the real one when port 0 was
+ * asked for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND (not listening on
+ * it, or stopped).
  */
 enum rvoip_result rvoip_server_port(const struct rvoip_server *server,
                                     uint32_t transport,

@@ -19,6 +19,13 @@ pub enum Transport {
     /// verified against the system roots, plus `AccountOptions.tls_ca_file`, or accepted by
     /// `AccountOptions.tls_pin_sha256`; a connection never falls back to plaintext.
     Tls,
+    /// SIP over WebSocket (RFC 7118): a server's `ws:IP:PORT` listener, e.g. for browser
+    /// clients (`Server.port`, `Server.local_addresses`). Server listeners only: an account with
+    /// it gives `InvalidArgument` from `Endpoint.add_account`.
+    Ws,
+    /// SIP over secure WebSocket (WebSocket over TLS, RFC 7118): a server's `wss:IP:PORT`
+    /// listener, with the server's TLS certificate. Server listeners only, as `Ws`.
+    Wss,
 }
 
 impl From<Transport> for sdk::Transport {
@@ -27,18 +34,21 @@ impl From<Transport> for sdk::Transport {
             Transport::Udp => sdk::Transport::Udp,
             Transport::Tcp => sdk::Transport::Tcp,
             Transport::Tls => sdk::Transport::Tls,
+            Transport::Ws => sdk::Transport::Ws,
+            Transport::Wss => sdk::Transport::Wss,
         }
     }
 }
 
 impl Transport {
-    /// The bindings' transport of an SDK one (WebSocket is not exposed yet: WS and WSS are
-    /// reported as TCP).
+    /// The bindings' transport of an SDK one.
     pub(crate) fn of(t: sdk::Transport) -> Transport {
         match t {
             sdk::Transport::Udp => Transport::Udp,
-            sdk::Transport::Tcp | sdk::Transport::Ws | sdk::Transport::Wss => Transport::Tcp,
+            sdk::Transport::Tcp => Transport::Tcp,
             sdk::Transport::Tls => Transport::Tls,
+            sdk::Transport::Ws => Transport::Ws,
+            sdk::Transport::Wss => Transport::Wss,
         }
     }
 }
@@ -57,6 +67,7 @@ pub struct AccountOptions {
     #[uniffi(default)]
     pub server: Option<String>,
     /// Transport to the server; `None` for UDP. A `sips:` AOR needs `Tls` (RFC 5630 §3).
+    /// `Ws` and `Wss` are for server listeners only (`InvalidArgument`).
     #[uniffi(default)]
     pub transport: Option<Transport>,
     /// Requested registration lifetime in seconds (RFC 3261 §10.2.1).

@@ -14,8 +14,9 @@ use crate::account::Transport;
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ServerOptions {
     /// Sockets as `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over TLS, RFC 3261 §26.2,
-    /// RFC 5630) (port 0 picks a free one); empty for `udp:0.0.0.0:5060`, `tcp:0.0.0.0:5060`
-    /// and `tls:0.0.0.0:5061`.
+    /// RFC 5630) / `ws:IP:PORT` / `wss:IP:PORT` (SIP over WebSocket, plain or over TLS with the
+    /// TLS certificate, RFC 7118) (port 0 picks a free one); empty for `udp:0.0.0.0:5060`,
+    /// `tcp:0.0.0.0:5060` and `tls:0.0.0.0:5061`.
     #[uniffi(default)]
     pub listen: Vec<String>,
     /// The SIP domain served (and digest realm); `None` for the first bound non-wildcard IP,
@@ -52,7 +53,7 @@ pub struct ServerOptions {
 /// A local socket: its transport and `IP:port`.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct LocalAddress {
-    /// UDP, TCP or TLS.
+    /// UDP, TCP, TLS, WS or WSS.
     pub transport: Transport,
     /// `IP:port`.
     pub address: String,
@@ -182,17 +183,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tls_listeners_are_reported_as_tls() {
+    fn every_listener_is_reported_with_its_own_transport() {
         let list = [
             (sdk::Transport::Udp, "127.0.0.1:5060".parse().unwrap()),
             (sdk::Transport::Tcp, "127.0.0.1:5062".parse().unwrap()),
             (sdk::Transport::Tls, "127.0.0.1:5061".parse().unwrap()),
+            (sdk::Transport::Ws, "127.0.0.1:8080".parse().unwrap()),
+            (sdk::Transport::Wss, "127.0.0.1:8443".parse().unwrap()),
         ];
         let kinds: Vec<_> = addresses(&list).iter().map(|a| a.transport).collect();
-        assert_eq!(kinds, [Transport::Udp, Transport::Tcp, Transport::Tls]);
+        assert_eq!(
+            kinds,
+            [
+                Transport::Udp,
+                Transport::Tcp,
+                Transport::Tls,
+                Transport::Ws,
+                Transport::Wss
+            ]
+        );
         assert_eq!(port_of(&list, Transport::Tls), Some(5061));
         assert_eq!(port_of(&list, Transport::Tcp), Some(5062));
+        assert_eq!(port_of(&list, Transport::Ws), Some(8080));
+        assert_eq!(port_of(&list, Transport::Wss), Some(8443));
         assert_eq!(port_of(&list[..2], Transport::Tls), None);
+        assert_eq!(port_of(&list[..3], Transport::Ws), None);
+        for t in sdk::Transport::ALL {
+            assert_eq!(sdk::Transport::from(Transport::of(t)), t);
+        }
     }
 
     #[test]

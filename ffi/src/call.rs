@@ -20,6 +20,13 @@ pub const RVOIP_TRANSPORT_TCP: u32 = 1;
 /// [`rvoip_account_opts::tls_ca_file`], or accepted by [`rvoip_account_opts::tls_pin_sha256`];
 /// a connection never falls back to plaintext.
 pub const RVOIP_TRANSPORT_TLS: u32 = 2;
+/// SIP over WebSocket (RFC 7118), for `rvoip_server_port` of a `ws:` listener. Server
+/// listeners only: an account with it gives INVALID_ARGUMENT from [`rvoip_account_add`].
+pub const RVOIP_TRANSPORT_WS: u32 = 3;
+/// SIP over secure WebSocket (WebSocket over TLS, RFC 7118), for `rvoip_server_port` of a
+/// `wss:` listener. Server listeners only: an account with it gives INVALID_ARGUMENT from
+/// [`rvoip_account_add`].
+pub const RVOIP_TRANSPORT_WSS: u32 = 4;
 
 /// An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
 #[repr(C)]
@@ -34,7 +41,8 @@ pub struct rvoip_account_opts {
     /// Registrar / outbound proxy `host[:port]`; NULL for the AOR's host.
     pub server: *const c_char,
     /// [`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]. A `sips:`
-    /// AOR needs TLS (RFC 5630 §3).
+    /// AOR needs TLS (RFC 5630 §3). [`RVOIP_TRANSPORT_WS`] and [`RVOIP_TRANSPORT_WSS`] are for
+    /// server listeners only (INVALID_ARGUMENT).
     pub transport: u32,
     /// Requested registration lifetime in seconds (default 3600).
     pub expires_s: u32,

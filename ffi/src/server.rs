@@ -5,7 +5,10 @@ use std::ffi::c_char;
 use rvoip_sdk::api::{Server, ServerConfig, Transport};
 use rvoip_sdk::server::config::ListenSpec;
 
-use crate::call::{RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_TLS, RVOIP_TRANSPORT_UDP};
+use crate::call::{
+    RVOIP_TRANSPORT_TCP, RVOIP_TRANSPORT_TLS, RVOIP_TRANSPORT_UDP, RVOIP_TRANSPORT_WS,
+    RVOIP_TRANSPORT_WSS,
+};
 use crate::rvoip_result;
 use crate::util::{boundary, boundary_void, copy_into, opt_str_arg, ref_arg, str_arg, write_out};
 
@@ -23,8 +26,9 @@ pub struct rvoip_server(Server);
 #[derive(Debug, Clone, Copy)]
 pub struct rvoip_server_opts {
     /// Where to listen, comma-separated `udp:IP:PORT` / `tcp:IP:PORT` / `tls:IP:PORT` (SIP over
-    /// TLS, RFC 3261 §26.2, RFC 5630) (default `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,
-    /// tls:0.0.0.0:5061`; port 0 picks a free port).
+    /// TLS, RFC 3261 §26.2, RFC 5630) / `ws:IP:PORT` / `wss:IP:PORT` (SIP over WebSocket, plain
+    /// or over TLS, RFC 7118; `wss:` uses the TLS certificate too) (default
+    /// `udp:0.0.0.0:5060,tcp:0.0.0.0:5060,tls:0.0.0.0:5061`; port 0 picks a free port).
     pub listen: *const c_char,
     /// The domain served (default: the first bound non-wildcard IP, else this host's IP).
     pub domain: *const c_char,
@@ -191,9 +195,10 @@ pub unsafe extern "C" fn rvoip_server_stop(server: *mut rvoip_server) -> rvoip_r
 }
 
 /// The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
-/// [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]), the real one when port 0 was asked
-/// for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND
-/// (not listening on it, or stopped).
+/// [`RVOIP_TRANSPORT_TCP`], [`RVOIP_TRANSPORT_TLS`], or for a `ws:` / `wss:` listener
+/// [`RVOIP_TRANSPORT_WS`] / [`RVOIP_TRANSPORT_WSS`], RFC 7118), the real one when port 0 was
+/// asked for. Errors: NULL_ARGUMENT, INVALID_ARGUMENT (transport), NOT_FOUND (not listening on
+/// it, or stopped).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_server_port(
     server: *const rvoip_server,
@@ -210,6 +215,8 @@ pub unsafe extern "C" fn rvoip_server_port(
             RVOIP_TRANSPORT_UDP => Transport::Udp,
             RVOIP_TRANSPORT_TCP => Transport::Tcp,
             RVOIP_TRANSPORT_TLS => Transport::Tls,
+            RVOIP_TRANSPORT_WS => Transport::Ws,
+            RVOIP_TRANSPORT_WSS => Transport::Wss,
             _ => return Err(bad()),
         };
         let port =

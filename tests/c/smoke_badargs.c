@@ -606,6 +606,8 @@ static void check_server(void) {
     CHECK_RC(rvoip_server_port(s, RVOIP_TRANSPORT_UDP, NULL), RVOIP_RESULT_NULL_ARGUMENT);
     CHECK_RC(rvoip_server_port(s, 5, &port), RVOIP_RESULT_INVALID_ARGUMENT);
     CHECK_RC(rvoip_server_port(s, RVOIP_TRANSPORT_TCP, &port), RVOIP_RESULT_NOT_FOUND); /* udp only */
+    CHECK_RC(rvoip_server_port(s, RVOIP_TRANSPORT_WS, &port), RVOIP_RESULT_NOT_FOUND);
+    CHECK_RC(rvoip_server_port(s, RVOIP_TRANSPORT_WSS, &port), RVOIP_RESULT_NOT_FOUND);
     CHECK(port == 4242);
     CHECK_OK(rvoip_server_port(s, RVOIP_TRANSPORT_UDP, &port));
     CHECK(port != 4242 && port != 0);

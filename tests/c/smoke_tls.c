@@ -178,7 +178,9 @@ int main(void) {
     a.tls_ca_file = "/nonexistent/ca.pem";
     CHECK_RC(rvoip_account_add(nopin.p.ep, &a, &unused), RVOIP_RESULT_INVALID_ARGUMENT);
     a.tls_ca_file = NULL;
-    a.transport = 3;
+    a.transport = RVOIP_TRANSPORT_WS; /* WS and WSS: server listeners only */
+    CHECK_RC(rvoip_account_add(nopin.p.ep, &a, &unused), RVOIP_RESULT_INVALID_ARGUMENT);
+    a.transport = RVOIP_TRANSPORT_WSS;
     CHECK_RC(rvoip_account_add(nopin.p.ep, &a, &unused), RVOIP_RESULT_INVALID_ARGUMENT);
     a.aor = "sips:alice@127.0.0.1";
     a.transport = RVOIP_TRANSPORT_TCP;
