@@ -51,6 +51,12 @@
 #define RVOIP_TRANSPORT_WSS 4
 
 /**
+ * The largest `body_len` [`rvoip_account_send_message`] accepts, in bytes (RFC 3428 §7: a
+ * pager-mode MESSAGE stays well under the path MTU; larger content needs a session).
+ */
+#define RVOIP_MESSAGE_MAX_BODY 1300
+
+/**
  * Errors.
  */
 #define RVOIP_LOG_ERROR 1
@@ -760,6 +766,33 @@ enum rvoip_result rvoip_account_unregister(struct rvoip_endpoint *ep, uint64_t a
  * Errors: NULL_ARGUMENT, NOT_FOUND.
  */
 enum rvoip_result rvoip_account_remove(struct rvoip_endpoint *ep, uint64_t account_id);
+
+/**
+ * Sends an instant message (RFC 3428 MESSAGE in pager mode: outside any dialog) from
+ * `account_id`'s AOR to `to` (a SIP URI, e.g. `sip:bob@example.com`) through the account's
+ * server, answering a digest challenge (401/407) with the account's credentials. The account
+ * need not be registered. `content_type` is the MIME type of the body (`type/subtype`, e.g.
+ * `text/plain;charset=UTF-8`). `body` is `body_len` bytes (any bytes, NULs included; not a C
+ * string), at most [`RVOIP_MESSAGE_MAX_BODY`]; it may be NULL when `body_len` is 0. Everything
+ * is copied before return.
+ *
+ * `*out_message_id` gets the message's id (non-zero, never reused). The outcome arrives later
+ * as one MESSAGE_RESULT event with this `message_id`, the final SIP `status` and its `reason`:
+ * 2xx when delivered; a failure status otherwise, e.g. 404 (no such user), 480 (not
+ * registered), 408 (no answer within Timer F, 32 s) or 503 (transport error).
+ *
+ * Errors: NULL_ARGUMENT (`ep`, `to`, `content_type`, `out_message_id`, or `body` with a
+ * non-zero `body_len`), INVALID_ARGUMENT (not a SIP URI, a content type without `/`, invalid
+ * UTF-8, `body_len` over [`RVOIP_MESSAGE_MAX_BODY`], a `sips:` target from an account without
+ * TLS), NOT_FOUND (no such account), SHUTDOWN.
+ */
+enum rvoip_result rvoip_account_send_message(struct rvoip_endpoint *ep,
+                                             uint64_t account_id,
+                                             const char *to,
+                                             const char *content_type,
+                                             const uint8_t *body,
+                                             size_t body_len,
+                                             uint64_t *out_message_id);
 
 /**
  * Fills `opts` with the defaults (NULL source and sink). NULL is ignored.

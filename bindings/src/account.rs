@@ -150,6 +150,25 @@ impl Account {
     pub fn remove(&self) -> Result<(), RvoipError> {
         Ok(self.inner.remove()?)
     }
+
+    /// Sends an instant message (RFC 3428 MESSAGE in pager mode: outside any dialog) from this
+    /// account's AOR to `to` (a SIP URI, e.g. `sip:bob@example.com`) through its server,
+    /// answering a digest challenge (401/407) with its credentials; it need not be registered.
+    /// `content_type` is the body's MIME type (`type/subtype`, e.g. `text/plain;charset=UTF-8`);
+    /// `body` is any bytes, at most 1300 (RFC 3428 §7). Returns the message id at once
+    /// (non-zero, never reused); the outcome arrives later as one `Event.MessageResult` with
+    /// this id: status 2xx when delivered, else e.g. 404 (no such user), 480 (not registered),
+    /// 408 (no answer within 32 s) or 503 (transport error). Errors: `InvalidArgument` (not a
+    /// SIP URI, a content type without `/`, a body over 1300 bytes, a `sips:` target from an
+    /// account without TLS), `NotFound` (removed), `Shutdown`.
+    pub fn send_message(
+        &self,
+        to: String,
+        content_type: String,
+        body: Vec<u8>,
+    ) -> Result<u64, RvoipError> {
+        Ok(self.inner.send_message(&to, &content_type, &body)?.0)
+    }
 }
 
 fn settle(
@@ -161,5 +180,14 @@ fn settle(
         }
         Ok(s) => Ok(s),
         Err(_) => Err(RvoipError::Shutdown),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_message_size_limit_is_the_sdks() {
+        // `Account.send_message` documents 1300 bytes.
+        assert_eq!(rvoip_sdk::sip::ua::MAX_MESSAGE_BODY, 1300);
     }
 }

@@ -28,6 +28,10 @@ pub const RVOIP_TRANSPORT_WS: u32 = 3;
 /// [`rvoip_account_add`].
 pub const RVOIP_TRANSPORT_WSS: u32 = 4;
 
+/// The largest `body_len` [`rvoip_account_send_message`] accepts, in bytes (RFC 3428 §7: a
+/// pager-mode MESSAGE stays well under the path MTU; larger content needs a session).
+pub const RVOIP_MESSAGE_MAX_BODY: usize = 1300;
+
 /// An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +187,57 @@ pub unsafe extern "C" fn rvoip_account_remove(
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
         Ok(account(ep, account_id)?.remove()?)
+    })
+}
+
+/// Sends an instant message (RFC 3428 MESSAGE in pager mode: outside any dialog) from
+/// `account_id`'s AOR to `to` (a SIP URI, e.g. `sip:bob@example.com`) through the account's
+/// server, answering a digest challenge (401/407) with the account's credentials. The account
+/// need not be registered. `content_type` is the MIME type of the body (`type/subtype`, e.g.
+/// `text/plain;charset=UTF-8`). `body` is `body_len` bytes (any bytes, NULs included; not a C
+/// string), at most [`RVOIP_MESSAGE_MAX_BODY`]; it may be NULL when `body_len` is 0. Everything
+/// is copied before return.
+///
+/// `*out_message_id` gets the message's id (non-zero, never reused). The outcome arrives later
+/// as one MESSAGE_RESULT event with this `message_id`, the final SIP `status` and its `reason`:
+/// 2xx when delivered; a failure status otherwise, e.g. 404 (no such user), 480 (not
+/// registered), 408 (no answer within Timer F, 32 s) or 503 (transport error).
+///
+/// Errors: NULL_ARGUMENT (`ep`, `to`, `content_type`, `out_message_id`, or `body` with a
+/// non-zero `body_len`), INVALID_ARGUMENT (not a SIP URI, a content type without `/`, invalid
+/// UTF-8, `body_len` over [`RVOIP_MESSAGE_MAX_BODY`], a `sips:` target from an account without
+/// TLS), NOT_FOUND (no such account), SHUTDOWN.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_send_message(
+    ep: *mut rvoip_endpoint,
+    account_id: u64,
+    to: *const c_char,
+    content_type: *const c_char,
+    body: *const u8,
+    body_len: usize,
+    out_message_id: *mut u64,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint / valid C strings (caller's contract).
+        let (ep, to, content_type) =
+            unsafe { (ref_arg(ep)?, str_arg(to)?, str_arg(content_type)?) };
+        if out_message_id.is_null() || (body.is_null() && body_len > 0) {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        if body_len > RVOIP_MESSAGE_MAX_BODY {
+            return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
+        }
+        let body: &[u8] = if body_len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL, and the caller gave `body_len` readable bytes (at most
+            // RVOIP_MESSAGE_MAX_BODY, checked above); copied by send_message before return.
+            unsafe { std::slice::from_raw_parts(body, body_len) }
+        };
+        let id = account(ep, account_id)?.send_message(to, content_type, body)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_message_id, id.0) };
+        Ok(())
     })
 }
 
@@ -415,4 +470,14 @@ pub unsafe extern "C" fn rvoip_call_get_stats(
         unsafe { write_out(out, rvoip_call_stats::from_stats(&s)) };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_size_limit_is_the_sdks() {
+        assert_eq!(RVOIP_MESSAGE_MAX_BODY, rvoip_sdk::sip::ua::MAX_MESSAGE_BODY);
+    }
 }
