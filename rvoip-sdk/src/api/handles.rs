@@ -180,7 +180,8 @@ impl Call {
     }
 
     /// Ends the call: CANCEL before an answer, 603 for an unanswered incoming call, BYE once
-    /// up. Errors: [`ApiError::NotFound`] (already ended: a second hang-up).
+    /// up. Errors: [`ApiError::InvalidState`] (a CANCEL or BYE already went and the call has
+    /// not ended yet), [`ApiError::NotFound`] (already ended).
     pub fn hangup(&self) -> Result<(), ApiError> {
         self.with(|_, core| Ok(core.ua.hangup(Instant::now(), self.id)?))
     }

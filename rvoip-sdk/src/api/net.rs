@@ -30,7 +30,9 @@ use crate::sip::ua::build;
 pub(crate) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Binds the UDP socket and TCP listener of `cfg` (TCP on the UDP port when both are asked
-/// for the same address).
+/// for the same address with port 0; if another socket holds that TCP port, both are bound
+/// again on a new port, up to 16 times). Errors: [`ApiError::Network`] (address in use,
+/// permission).
 #[allow(clippy::type_complexity)]
 pub(super) fn bind(
     cfg: &EndpointConfig,
@@ -42,36 +44,66 @@ pub(super) fn bind(
     ),
     ApiError,
 > {
-    let mut bound = Vec::new();
     let net = |what: &str, a: SocketAddr, e: std::io::Error| {
         ApiError::Network(format!("cannot bind {what} {a}: {e}"))
     };
-    let mut udp = None;
-    if let Some(a) = cfg.udp {
-        let s = std::net::UdpSocket::bind(a).map_err(|e| net("udp", a, e))?;
-        s.set_nonblocking(true).map_err(|e| net("udp", a, e))?;
-        let la = s.local_addr().map_err(|e| net("udp", a, e))?;
-        let s = UdpSocket::from_std(s).map_err(|e| net("udp", a, e))?;
-        bound.push((Transport::Udp, la));
-        udp = Some(Arc::new(s));
-    }
-    let mut tcp = None;
-    if let Some(mut a) = cfg.tcp {
-        if a.port() == 0 {
-            if let (Some(u), Some(cu)) = (bound.first(), cfg.udp) {
-                if cu.ip() == a.ip() {
-                    a.set_port(u.1.port());
+    // TCP takes the UDP socket's port when it asks for any port on the same address.
+    let shared_port = matches!((cfg.udp, cfg.tcp), (Some(u), Some(t))
+        if t.port() == 0 && u.ip() == t.ip());
+    let retry = shared_port && cfg.udp.is_some_and(|u| u.port() == 0);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut bound = Vec::new();
+        let mut udp = None;
+        if let Some(a) = cfg.udp {
+            let s = std::net::UdpSocket::bind(a).map_err(|e| net("udp", a, e))?;
+            bound.push((
+                Transport::Udp,
+                s.local_addr().map_err(|e| net("udp", a, e))?,
+            ));
+            udp = Some((s, a));
+        }
+        let mut tcp = None;
+        if let Some(mut a) = cfg.tcp {
+            if let (true, Some((_, la))) = (shared_port, bound.first()) {
+                a.set_port(la.port());
+            }
+            match std::net::TcpListener::bind(a) {
+                Ok(l) => {
+                    bound.push((
+                        Transport::Tcp,
+                        l.local_addr().map_err(|e| net("tcp", a, e))?,
+                    ));
+                    tcp = Some((l, a));
                 }
+                // The UDP port's TCP twin is taken: try another pair.
+                Err(e)
+                    if retry && e.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(net("tcp", a, e)),
             }
         }
-        let l = std::net::TcpListener::bind(a).map_err(|e| net("tcp", a, e))?;
-        l.set_nonblocking(true).map_err(|e| net("tcp", a, e))?;
-        let la = l.local_addr().map_err(|e| net("tcp", a, e))?;
-        let l = TcpListener::from_std(l).map_err(|e| net("tcp", a, e))?;
-        bound.push((Transport::Tcp, la));
-        tcp = Some(l);
+        let udp = match udp {
+            Some((s, a)) => {
+                s.set_nonblocking(true).map_err(|e| net("udp", a, e))?;
+                Some(Arc::new(
+                    UdpSocket::from_std(s).map_err(|e| net("udp", a, e))?,
+                ))
+            }
+            None => None,
+        };
+        let tcp = match tcp {
+            Some((l, a)) => {
+                l.set_nonblocking(true).map_err(|e| net("tcp", a, e))?;
+                Some(TcpListener::from_std(l).map_err(|e| net("tcp", a, e))?)
+            }
+            None => None,
+        };
+        return Ok((udp, tcp, bound));
     }
-    Ok((udp, tcp, bound))
 }
 
 /// Parses a target or AOR; accepts `user@host` without the scheme.
