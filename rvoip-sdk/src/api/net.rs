@@ -78,9 +78,7 @@ pub(super) fn bind(
                     tcp = Some((l, a));
                 }
                 // The UDP port's TCP twin is taken: try another pair.
-                Err(e)
-                    if retry && e.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 =>
-                {
+                Err(e) if retry && e.kind() == std::io::ErrorKind::AddrInUse && attempt < 16 => {
                     continue;
                 }
                 Err(e) => return Err(net("tcp", a, e)),
