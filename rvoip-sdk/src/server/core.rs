@@ -481,13 +481,10 @@ impl ServerCore {
         transport: Transport,
         loop_hash: u64,
     ) {
-        // Another domain: only this server's own users may send there (no open relay), and
-        // when requests are authenticated, every such request is (whatever its method).
+        // Another domain: only this server's own users may send there (no open relay, checked
+        // below), and when requests are authenticated, every such request is (whatever its
+        // method).
         let foreign = self.is_foreign(&req.uri);
-        if foreign && self.local_from_user(&req).is_none() {
-            self.stats.relay_denied += 1;
-            return self.reply(now, tx, &req, 403, vec![]);
-        }
         if self.invite_auth
             && (foreign
                 || matches!(
@@ -562,6 +559,10 @@ impl ServerCore {
             }
         }
         if foreign {
+            if self.local_from_user(&req).is_none() {
+                self.stats.relay_denied += 1;
+                return self.reply(now, tx, &req, 403, vec![]);
+            }
             return self.route_foreign(now, tx, req, source, transport, loop_hash);
         }
         let user = req.uri.user.clone().unwrap_or_default();
