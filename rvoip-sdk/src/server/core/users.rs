@@ -1,0 +1,159 @@
+//! Requests for this server's own domain (RFC 3261 §16.5): authentication of local senders
+//! (407), the media checks a relaying proxy needs (415, 406), the location lookup of the
+//! Request-URI's user (404 unknown, 480 no binding) and the forwarding targets of a user's
+//! bindings (NAT and connection flows, TLS-only contacts); requests for other domains go on to
+//! [`super::outbound`].
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::*;
+
+impl ServerCore {
+    /// Whether the From header names one of our users' domains (Kamailio's `from_uri==myself`).
+    fn local_from_user(&self, req: &Request) -> Option<ByteString> {
+        let from = req.headers.from().ok()?;
+        if from.uri.is_sip() && self.local.is_local_host(&from.uri.host) {
+            Some(from.uri.user.clone().unwrap_or_default())
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn route_to_user(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        mut req: Request,
+        source: SocketAddr,
+        transport: Transport,
+        loop_hash: u64,
+    ) {
+        // Another domain: only this server's own users may send there (no open relay, checked
+        // below), and when requests are authenticated, every such request is (whatever its
+        // method).
+        let foreign = self.is_foreign(&req.uri);
+        if self.invite_auth
+            && (foreign
+                || matches!(
+                    req.method,
+                    Method::Invite | Method::Message | Method::Subscribe
+                ))
+        {
+            if let Some(from_user) = self.local_from_user(&req) {
+                let secs = self.unix_secs(now);
+                let outcome = self.auth.check_request(
+                    secs,
+                    req.method.as_str(),
+                    req.headers.get_all(&HeaderName::ProxyAuthorization),
+                    &from_user,
+                    request_id(&req),
+                );
+                match outcome {
+                    AuthOutcome::Authorized { .. } => {
+                        req.headers.remove_all(&HeaderName::ProxyAuthorization)
+                    }
+                    AuthOutcome::Challenge { stale } => {
+                        self.stats.challenges += 1;
+                        let hdrs = self
+                            .challenges(secs, stale)
+                            .into_iter()
+                            .map(|c| (HeaderName::ProxyAuthenticate, c))
+                            .collect();
+                        return self.reply(now, tx, &req, 407, hdrs);
+                    }
+                }
+            }
+        }
+        if req.method == Method::Invite {
+            // This server anchors media later (relay), so it must understand the session
+            // description: RFC 4475 §3.3.6 (415) and §3.3.15 (406).
+            if !req.body.is_empty() {
+                let ct = req
+                    .headers
+                    .content_type()
+                    .map(|c| c.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if !(ct.starts_with("application/sdp") || ct.starts_with("multipart/")) {
+                    return self.reply(
+                        now,
+                        tx,
+                        &req,
+                        415,
+                        vec![(HeaderName::Accept, "application/sdp".into())],
+                    );
+                }
+            }
+            let accepts: Vec<&ByteString> = req.headers.get_all(&HeaderName::Accept).collect();
+            if !accepts.is_empty() {
+                let ok = accepts.iter().flat_map(|a| a.split(',')).any(|t| {
+                    let t = t
+                        .split(';')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase();
+                    t == "application/sdp" || t == "application/*" || t == "*/*"
+                });
+                if !ok {
+                    return self.reply(
+                        now,
+                        tx,
+                        &req,
+                        406,
+                        vec![(HeaderName::Accept, "application/sdp".into())],
+                    );
+                }
+            }
+        }
+        if foreign {
+            if self.local_from_user(&req).is_none() {
+                self.stats.relay_denied += 1;
+                return self.reply(now, tx, &req, 403, vec![]);
+            }
+            return self.route_foreign(now, tx, req, source, transport, loop_hash);
+        }
+        let user = req.uri.user.clone().unwrap_or_default();
+        let mut targets = self.proxy_targets(now, &user);
+        if req.uri.scheme == Scheme::Sips {
+            // RFC 3261 §26.2.2: only over TLS, i.e. bindings whose flow is TLS or WSS.
+            targets.retain(|t| t.transport.is_secure());
+        }
+        if targets.is_empty() {
+            let known = self.auth.users().get(&user).is_some();
+            return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);
+        }
+        let (proxy, mut io) = self.io();
+        proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);
+    }
+    /// The forwarding targets for a user: its registered contacts, best q first. A binding
+    /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for
+    /// TCP and TLS the connection). One whose contact needs TLS (sips:, transport=tls) is used
+    /// only when it registered over TLS (down that connection), never reached in plaintext.
+    pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
+        self.registrar
+            .location
+            .lookup(user, now)
+            .into_iter()
+            .filter(|b| route::flow_reachable(&b.contact, b.transport))
+            .map(|b| {
+                let (dest, transport) = match b.transport {
+                    Transport::Udp if !b.behind_nat => {
+                        route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
+                    }
+                    Transport::Udp => (b.source, Transport::Udp),
+                    // Stream bindings reuse the connection the REGISTER came on, over the
+                    // same transport.
+                    t => (b.source, t),
+                };
+                Target {
+                    uri: Some(b.contact.clone()),
+                    dest,
+                    transport,
+                    nat: b.behind_nat,
+                    alternates: Vec::new(),
+                }
+            })
+            .collect()
+    }
+}
