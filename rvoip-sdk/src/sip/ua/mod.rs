@@ -18,6 +18,7 @@
 
 pub mod build;
 mod call;
+mod incoming;
 mod message;
 mod register;
 mod types;
@@ -505,113 +506,6 @@ impl UserAgent {
             }
             Owner::Message(id) => self.on_message_response(now, id, &resp),
         }
-    }
-
-    fn on_request(
-        &mut self,
-        now: Instant,
-        tx: Option<ServerTxId>,
-        req: Request,
-        source: SocketAddr,
-        transport: Transport,
-        local: SocketAddr,
-    ) {
-        let Some(tx) = tx else {
-            // ACK for a 2xx: find the dialog.
-            if req.method == Method::Ack {
-                let found = self
-                    .calls
-                    .iter_mut()
-                    .find(|(_, c)| c.owns_request(&req))
-                    .map(|(id, c)| (*id, c.on_ack(now, &mut self.tl, &req)));
-                if let Some((id, (ev, tx))) = found {
-                    if let Some(tx) = tx {
-                        self.owners.insert(tx, Owner::InDialog(id));
-                    }
-                    self.events.extend(ev);
-                }
-            }
-            return;
-        };
-        let to_tag = req
-            .headers
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_string));
-        match req.method {
-            Method::Cancel => {
-                let invite = self.tl.matching_invite(&req);
-                let ok = build::response(&req, 200, None, None);
-                let Some(inv) = invite else {
-                    let resp = build::response(&req, 481, None, None);
-                    self.tl.respond(now, tx, resp);
-                    return;
-                };
-                self.tl.respond(now, tx, ok);
-                if let Some(c) = self.calls.values_mut().find(|c| c.server_tx() == Some(inv)) {
-                    let ev = c.on_cancel(now, &mut self.tl);
-                    self.events.extend(ev);
-                }
-            }
-            _ if to_tag.is_some() => {
-                // In-dialog request (§12.2.2).
-                match self.calls.values_mut().find(|c| c.owns_request(&req)) {
-                    Some(c) => {
-                        let ev = c.on_in_dialog(now, &mut self.tl, tx, &req);
-                        self.events.extend(ev);
-                    }
-                    None => {
-                        let resp = build::response(&req, 481, None, None);
-                        self.tl.respond(now, tx, resp);
-                    }
-                }
-            }
-            Method::Invite => {
-                let account = self.account_for(&req);
-                let id = self.alloc();
-                let (call, ev) = Call::new_incoming(
-                    id,
-                    account,
-                    now,
-                    &mut self.tl,
-                    tx,
-                    req,
-                    source,
-                    transport,
-                    local,
-                    &self.cfg,
-                );
-                self.events.extend(ev);
-                if let Some(call) = call {
-                    self.calls.insert(id, call);
-                }
-            }
-            Method::Options => {
-                let mut resp = build::response(&req, 200, Some(&build::token()), None);
-                resp.headers.push(HeaderName::Allow, build::ALLOW);
-                resp.headers.push(HeaderName::Accept, "application/sdp");
-                self.tl.respond(now, tx, resp);
-            }
-            Method::Message => self.on_message_request(now, tx, &req),
-            Method::Bye => {
-                let resp = build::response(&req, 481, None, None);
-                self.tl.respond(now, tx, resp);
-            }
-            _ => {
-                let mut resp = build::response(&req, 405, Some(&build::token()), None);
-                resp.headers.push(HeaderName::Allow, build::ALLOW);
-                self.tl.respond(now, tx, resp);
-            }
-        }
-    }
-
-    /// The account whose AOR user the Request-URI names.
-    fn account_for(&self, req: &Request) -> Option<u64> {
-        let user = req.uri.user.as_deref()?;
-        self.accounts
-            .iter()
-            .find(|(_, r)| r.cfg.aor.user.as_deref() == Some(user))
-            .map(|(id, _)| *id)
     }
 
     /// Forgets ended calls (after their MediaStop / Ended events went out) and their transactions'
