@@ -386,5 +386,6 @@ for s in rvoip kamailio; do
   echo "$s: ok/total reg_l1 ${R[$s,reg_l1_okn]:-0}/${R[$s,reg_l1_n]:-0}, reg_ln ${R[$s,reg_ln_okn]:-0}/${R[$s,reg_ln_n]:-0}, call_l1 ${R[$s,call_l1_okn]:-0}/${R[$s,call_l1_n]:-0}; idle$st"
 done
 echo "kamailio TLS workers: $KAM_TLS_WORKERS; idle client: $IDLE_CONCURRENCY handshakes at a time"
+echo "rvoip-server: $RVOIP_SERVER (built $(date -u -r "$RVOIP_SERVER" +%Y-%m-%dT%H:%MZ 2>/dev/null), tree at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null))"
 echo "load average at start $LOAD0, at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "total time $(( $(date +%s) - T0 ))s; logs in $OUTDIR"

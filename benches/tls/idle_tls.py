@@ -103,7 +103,7 @@ async def register(i, a, ctx, conns, sem):
                         break
             except Exception as e:  # noqa: BLE001
                 return f"REGISTER {cseq}: {e!r}"
-            if code == 200:
+            if code == 200 or (code == 401 and a.challenge_only):
                 return None
             if code != 401 or cseq == 2:
                 return f"REGISTER {cseq}: {resp.splitlines()[0]}"
@@ -125,6 +125,8 @@ async def main():
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=15.0)
     ap.add_argument("--deadline", type=float, default=600.0)
+    ap.add_argument("--challenge-only", action="store_true",
+                    help="stop at the 401 (no binding is made): the connection's own cost")
     a = ap.parse_args()
     if not a.host.startswith("127.") and a.host not in ("localhost", "::1"):
         sys.exit("loopback only")
@@ -158,7 +160,10 @@ async def main():
     finally:
         for w in conns:
             w.close()
-        print(f"CLOSED {len(conns)}", flush=True)
+        try:
+            print(f"CLOSED {len(conns)}", flush=True)
+        except BrokenPipeError:
+            pass
 
 
 if __name__ == "__main__":
