@@ -35,7 +35,7 @@
 #      the first rung with failures) to find the rates both servers sustain with 0 failures; the
 #      fixed rates default to about a third of what both sustain or less (see BENCHMARKS.md).
 # Everything is bounded (-m, -timeout, timeout(1), the idle client's deadline), killed on exit
-# (trap), and goes only to 127.0.0.1. About 5 minutes with the defaults (7 with LADDER=1).
+# (trap), and goes only to 127.0.0.1. About 4 minutes with the defaults (6 with LADDER=1).
 #
 # SIPp with TLS: Debian bookworm's sip-tester (3.6.1) is built without TLS, and its source archive
 # (apt-get source sip-tester) is not served by the Debian mirror reachable here (the .dsc is, the
