@@ -17,6 +17,9 @@ use super::Inbound;
 use crate::sip::msg::{Frame, Limits, frame};
 use crate::sip::transaction::Transport;
 
+/// Most bytes of queued messages joined into one write (a TLS record holds up to 16 kB).
+const MAX_WRITE_BATCH: usize = 16 * 1024;
+
 /// Accepts connections until the listener fails for good.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
@@ -94,8 +97,25 @@ pub(crate) async fn serve<S>(
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
-        while let Some(b) = rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+        // Messages queued in the same turn of the event loop (the responses to a batch of
+        // requests read together) go out in one write: one TLS record and one `writev` instead
+        // of one per message.
+        let mut batch = BytesMut::new();
+        while let Some(first) = rx.recv().await {
+            let mut data = first;
+            while let Ok(more) = rx.try_recv() {
+                if batch.is_empty() {
+                    batch.extend_from_slice(&data);
+                }
+                batch.extend_from_slice(&more);
+                if batch.len() >= MAX_WRITE_BATCH {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                data = batch.split().freeze();
+            }
+            if wr.write_all(&data).await.is_err() {
                 break;
             }
         }
