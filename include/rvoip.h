@@ -51,6 +51,13 @@
 #define RVOIP_TRANSPORT_WSS 4
 
 /**
+ * The size of a buffer that holds any address from [`rvoip_account_server`], in bytes: the
+ * longest `IP:port` text, `[` + IPv6 address (39) + `%` + scope id (10) + `]:` + port (5),
+ * is 58 characters, plus the terminating NUL, rounded up.
+ */
+#define RVOIP_ADDRESS_SIZE 64
+
+/**
  * The largest `body_len` [`rvoip_account_send_message`] accepts, in bytes (RFC 3428 §7: a
  * pager-mode MESSAGE stays well under the path MTU; larger content needs a session).
  */
@@ -476,6 +483,16 @@ typedef struct rvoip_endpoint_opts {
    * IP to write in SDP and Contact instead of the local address (NAT), or NULL.
    */
   const char *public_ip;
+  /**
+   * The DNS server `IP:PORT` (e.g. `127.0.0.1:53`, `[::1]:5353`) asked, over UDP then TCP,
+   * for the NAPTR, SRV and A/AAAA records that locate account servers and call targets
+   * (RFC 3263); the hosts file is then not read (`localhost` still means 127.0.0.1).
+   * NULL or "" (default): the system configuration (`/etc/resolv.conf` and the hosts
+   * file). Not an `IP:PORT` (a host name, no port): INVALID_ARGUMENT from
+   * [`rvoip_endpoint_new`]. Nothing is asked before the first name that needs a query: IP
+   * addresses never do.
+   */
+  const char *dns_server;
 } rvoip_endpoint_opts;
 
 /**
@@ -768,6 +785,25 @@ enum rvoip_result rvoip_account_unregister(struct rvoip_endpoint *ep, uint64_t a
 enum rvoip_result rvoip_account_remove(struct rvoip_endpoint *ep, uint64_t account_id);
 
 /**
+ * The server destination the account uses now: `*out_transport` gets its transport
+ * ([`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]) and `addr_buf`
+ * its IP address and port as a NUL-terminated string (`192.0.2.1:5060`, `[2001:db8::1]:5061`).
+ * That is the first destination the account's server (or its AOR's host) resolved to when it
+ * was added, per RFC 3263 (NAPTR, SRV, A/AAAA; an IP address is its own destination, with
+ * port 5060, or 5061 for TLS, when none is given), or the one its registration failed over to
+ * after a transport error, a timeout or a 503 (RFC 3263 §4.3). The account's REGISTERs, calls
+ * and messages go there. `len` is the size of `addr_buf` in bytes; [`RVOIP_ADDRESS_SIZE`]
+ * always suffices. Errors: NULL_ARGUMENT (`ep`, `out_transport`, `addr_buf`), NOT_FOUND (no
+ * such account), SHUTDOWN, BUFFER_TOO_SMALL (`len` below the address's length + 1); on an
+ * error nothing is written.
+ */
+enum rvoip_result rvoip_account_server(const struct rvoip_endpoint *ep,
+                                       uint64_t account_id,
+                                       uint32_t *out_transport,
+                                       char *addr_buf,
+                                       size_t len);
+
+/**
  * Sends an instant message (RFC 3428 MESSAGE in pager mode: outside any dialog) from
  * `account_id`'s AOR to `to` (a SIP URI, e.g. `sip:bob@example.com`) through the account's
  * server, answering a digest challenge (401/407) with the account's credentials. The account
@@ -890,8 +926,8 @@ void rvoip_endpoint_opts_default(struct rvoip_endpoint_opts *opts);
 /**
  * Creates an endpoint and binds its transports. `opts` may be NULL for the defaults.
  * On success `*out` is an endpoint to free with [`rvoip_endpoint_free`].
- * Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad address, codec, UTF-8), NETWORK (a
- * socket cannot be bound). Thread-safe.
+ * Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad listen, public IP or DNS server
+ * address, codec, UTF-8), NETWORK (a socket cannot be bound). Thread-safe.
  */
 enum rvoip_result rvoip_endpoint_new(const struct rvoip_endpoint_opts *opts,
                                      struct rvoip_endpoint **out);

@@ -53,6 +53,15 @@ impl Transport {
     }
 }
 
+/// Where an account sends its requests: see `Account.server()`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ServerAddress {
+    /// `Udp`, `Tcp` or `Tls`: the account's transport.
+    pub transport: Transport,
+    /// `IP:port`, e.g. `192.0.2.1:5060` or `[2001:db8::1]:5061`.
+    pub address: String,
+}
+
 /// An account to add with `Endpoint.add_account`.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct AccountOptions {
@@ -144,6 +153,21 @@ impl Account {
     /// The current registration state. Errors: `NotFound` (removed).
     pub fn state(&self) -> Result<RegistrationState, RvoipError> {
         Ok(self.inner.state()?.into())
+    }
+
+    /// The server destination the account uses now: its transport and `IP:port`. That is the
+    /// first destination its server (or its AOR's host) resolved to when it was added, per
+    /// RFC 3263 (NAPTR, SRV, A/AAAA, asking `EndpointOptions.dns_server` or the system's DNS;
+    /// an IP address is its own destination, with port 5060, or 5061 for TLS, when none is
+    /// given), or the one its registration failed over to after a transport error, a timeout
+    /// or a 503 (RFC 3263 §4.3). Its REGISTERs, calls and messages go there.
+    /// Errors: `NotFound` (removed), `Shutdown`.
+    pub fn server(&self) -> Result<ServerAddress, RvoipError> {
+        let (transport, address) = self.inner.server()?;
+        Ok(ServerAddress {
+            transport: Transport::of(transport),
+            address: address.to_string(),
+        })
     }
 
     /// Unregisters (without waiting) and forgets the account. Errors: `NotFound`.

@@ -44,6 +44,14 @@ pub struct EndpointOptions {
     /// Receive loss emulation on every call's RTP in percent (0..=100), for tests.
     #[uniffi(default = 0.0)]
     pub rx_loss_percent: f32,
+    /// The DNS server as `IP:port` (e.g. `127.0.0.1:53`, `[::1]:5353`), asked over UDP then TCP
+    /// for the NAPTR, SRV and A/AAAA records that locate account servers and call targets
+    /// (RFC 3263); the hosts file is then not read (`localhost` still means 127.0.0.1).
+    /// `None` (or empty): the system configuration (`/etc/resolv.conf` and the hosts file).
+    /// Not an `IP:port` (a host name, no port): `InvalidArgument` from `Endpoint.new`. Nothing
+    /// is asked before the first name that needs a query: IP addresses never do.
+    #[uniffi(default)]
+    pub dns_server: Option<String>,
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, RvoipError> {
@@ -112,6 +120,10 @@ impl EndpointOptions {
             )));
         }
         cfg.rx_loss_percent = self.rx_loss_percent;
+        cfg.dns_server = match self.dns_server.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => Some(addr("DNS server", s)?),
+        };
         Ok(cfg)
     }
 }

@@ -8,7 +8,7 @@ use crate::audio::{rvoip_audio_sink, rvoip_audio_source, take_sink, take_source}
 use crate::endpoint::rvoip_endpoint;
 use crate::event::rvoip_call_stats;
 use crate::rvoip_result;
-use crate::util::{boundary, opt_str_arg, ref_arg, str_arg, write_out};
+use crate::util::{boundary, copy_into, opt_str_arg, ref_arg, str_arg, write_out};
 
 /// UDP transport (for [`rvoip_account_opts::transport`]).
 pub const RVOIP_TRANSPORT_UDP: u32 = 0;
@@ -27,6 +27,11 @@ pub const RVOIP_TRANSPORT_WS: u32 = 3;
 /// `wss:` listener. Server listeners only: an account with it gives INVALID_ARGUMENT from
 /// [`rvoip_account_add`].
 pub const RVOIP_TRANSPORT_WSS: u32 = 4;
+
+/// The size of a buffer that holds any address from [`rvoip_account_server`], in bytes: the
+/// longest `IP:port` text, `[` + IPv6 address (39) + `%` + scope id (10) + `]:` + port (5),
+/// is 58 characters, plus the terminating NUL, rounded up.
+pub const RVOIP_ADDRESS_SIZE: usize = 64;
 
 /// The largest `body_len` [`rvoip_account_send_message`] accepts, in bytes (RFC 3428 §7: a
 /// pager-mode MESSAGE stays well under the path MTU; larger content needs a session).
@@ -187,6 +192,56 @@ pub unsafe extern "C" fn rvoip_account_remove(
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
         Ok(account(ep, account_id)?.remove()?)
+    })
+}
+
+/// The `RVOIP_TRANSPORT_*` code of a transport.
+pub(crate) fn transport_code(t: Transport) -> u32 {
+    match t {
+        Transport::Udp => RVOIP_TRANSPORT_UDP,
+        Transport::Tcp => RVOIP_TRANSPORT_TCP,
+        Transport::Tls => RVOIP_TRANSPORT_TLS,
+        Transport::Ws => RVOIP_TRANSPORT_WS,
+        Transport::Wss => RVOIP_TRANSPORT_WSS,
+    }
+}
+
+/// The server destination the account uses now: `*out_transport` gets its transport
+/// ([`RVOIP_TRANSPORT_UDP`], [`RVOIP_TRANSPORT_TCP`] or [`RVOIP_TRANSPORT_TLS`]) and `addr_buf`
+/// its IP address and port as a NUL-terminated string (`192.0.2.1:5060`, `[2001:db8::1]:5061`).
+/// That is the first destination the account's server (or its AOR's host) resolved to when it
+/// was added, per RFC 3263 (NAPTR, SRV, A/AAAA; an IP address is its own destination, with
+/// port 5060, or 5061 for TLS, when none is given), or the one its registration failed over to
+/// after a transport error, a timeout or a 503 (RFC 3263 §4.3). The account's REGISTERs, calls
+/// and messages go there. `len` is the size of `addr_buf` in bytes; [`RVOIP_ADDRESS_SIZE`]
+/// always suffices. Errors: NULL_ARGUMENT (`ep`, `out_transport`, `addr_buf`), NOT_FOUND (no
+/// such account), SHUTDOWN, BUFFER_TOO_SMALL (`len` below the address's length + 1); on an
+/// error nothing is written.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_account_server(
+    ep: *const rvoip_endpoint,
+    account_id: u64,
+    out_transport: *mut u32,
+    addr_buf: *mut c_char,
+    len: usize,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        if out_transport.is_null() || addr_buf.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        let (transport, addr) = account(ep, account_id)?.server()?;
+        let addr = addr.to_string();
+        if addr.len() >= len {
+            return Err(rvoip_result::RVOIP_RESULT_BUFFER_TOO_SMALL);
+        }
+        // SAFETY: addr_buf is non-NULL and the caller gave `len` writable bytes.
+        let dst = unsafe { std::slice::from_raw_parts_mut(addr_buf, len) };
+        copy_into(dst, &addr);
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out_transport, transport_code(transport)) };
+        Ok(())
     })
 }
 
@@ -479,5 +534,19 @@ mod tests {
     #[test]
     fn the_message_size_limit_is_the_sdks() {
         assert_eq!(RVOIP_MESSAGE_MAX_BODY, rvoip_sdk::sip::ua::MAX_MESSAGE_BODY);
+    }
+
+    #[test]
+    fn the_longest_address_fits_rvoip_address_size() {
+        use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+        let widest = SocketAddr::V6(SocketAddrV6::new(
+            Ipv6Addr::from([0xffff; 8]),
+            65535,
+            0,
+            u32::MAX,
+        ));
+        let text = widest.to_string();
+        assert_eq!(text.len(), 58, "{text}");
+        assert!(text.len() < RVOIP_ADDRESS_SIZE);
     }
 }

@@ -46,6 +46,14 @@ pub struct rvoip_endpoint_opts {
     pub rx_loss_percent: f32,
     /// IP to write in SDP and Contact instead of the local address (NAT), or NULL.
     pub public_ip: *const c_char,
+    /// The DNS server `IP:PORT` (e.g. `127.0.0.1:53`, `[::1]:5353`) asked, over UDP then TCP,
+    /// for the NAPTR, SRV and A/AAAA records that locate account servers and call targets
+    /// (RFC 3263); the hosts file is then not read (`localhost` still means 127.0.0.1).
+    /// NULL or "" (default): the system configuration (`/etc/resolv.conf` and the hosts
+    /// file). Not an `IP:PORT` (a host name, no port): INVALID_ARGUMENT from
+    /// [`rvoip_endpoint_new`]. Nothing is asked before the first name that needs a query: IP
+    /// addresses never do.
+    pub dns_server: *const c_char,
 }
 
 /// Fills `opts` with the defaults. NULL is ignored. Thread-safe.
@@ -69,6 +77,7 @@ pub unsafe extern "C" fn rvoip_endpoint_opts_default(opts: *mut rvoip_endpoint_o
                 register_retry_ms: 2000,
                 rx_loss_percent: 0.0,
                 public_ip: std::ptr::null(),
+                dns_server: std::ptr::null(),
             },
         )
     };
@@ -104,8 +113,8 @@ fn parse_listen(
 
 /// Creates an endpoint and binds its transports. `opts` may be NULL for the defaults.
 /// On success `*out` is an endpoint to free with [`rvoip_endpoint_free`].
-/// Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad address, codec, UTF-8), NETWORK (a
-/// socket cannot be bound). Thread-safe.
+/// Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad listen, public IP or DNS server
+/// address, codec, UTF-8), NETWORK (a socket cannot be bound). Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_endpoint_new(
     opts: *const rvoip_endpoint_opts,
@@ -119,12 +128,13 @@ pub unsafe extern "C" fn rvoip_endpoint_new(
         // SAFETY: NULL or a valid opts struct (caller's contract).
         if let Some(o) = unsafe { opts.as_ref() } {
             // SAFETY: the string fields are NULL or valid C strings.
-            let (udp, tcp, codecs, public_ip) = unsafe {
+            let (udp, tcp, codecs, public_ip, dns_server) = unsafe {
                 (
                     opt_str_arg(o.udp_listen)?,
                     opt_str_arg(o.tcp_listen)?,
                     opt_str_arg(o.codecs)?,
                     opt_str_arg(o.public_ip)?,
+                    opt_str_arg(o.dns_server)?,
                 )
             };
             cfg.udp = parse_listen(udp, cfg.udp)?;
@@ -138,6 +148,12 @@ pub unsafe extern "C" fn rvoip_endpoint_new(
             if let Some(ip) = public_ip {
                 cfg.public_ip = Some(
                     ip.parse()
+                        .map_err(|_| rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT)?,
+                );
+            }
+            if let Some(dns) = dns_server {
+                cfg.dns_server = Some(
+                    dns.parse()
                         .map_err(|_| rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT)?,
                 );
             }
