@@ -191,7 +191,13 @@ fn main() -> ExitCode {
             server.domain(),
             if cfg.invite_auth { "on" } else { "off" }
         );
-        server.run(shutdown_signal()).await;
+        // The event loop runs as a task, not as the `block_on` future: a socket task waking it
+        // then just queues it, where waking the `block_on` future makes the current-thread
+        // scheduler poll the I/O driver once more (an extra `epoll_wait`) per wake-up.
+        if let Err(e) = tokio::spawn(server.run(shutdown_signal())).await {
+            eprintln!("rvoip-server: event loop failed: {e}");
+            return ExitCode::FAILURE;
+        }
         println!("rvoip-server: shut down");
         ExitCode::SUCCESS
     })
