@@ -20,6 +20,7 @@ pub mod relay;
 pub mod resample;
 pub mod rtcp;
 pub mod rtp;
+pub mod sdes;
 pub mod session;
 pub mod stats;
 pub mod tone;
