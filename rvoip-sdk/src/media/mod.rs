@@ -22,5 +22,6 @@ pub mod rtcp;
 pub mod rtp;
 pub mod sdes;
 pub mod session;
+pub mod srtp;
 pub mod stats;
 pub mod tone;
