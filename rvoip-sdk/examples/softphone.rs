@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use rvoip_sdk::api::{
     AccountOptions, AudioCodec, AudioSink, AudioSource, CallOptions, CallState, Endpoint,
-    EndpointConfig, Event, RegistrationState, TlsOptions, Transport,
+    EndpointConfig, Event, RegistrationState, SrtpConfig, SrtpKeying, SrtpPolicy, TlsOptions,
+    Transport,
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource, WavSink, WavSource};
 
@@ -62,6 +63,24 @@ struct Args {
     /// prints it); that certificate is accepted whatever signed it.
     #[arg(long, requires = "tls")]
     tls_pin: Option<String>,
+    /// SRTP policy of the calls (RFC 3711): off, optional (default: SRTP when offered) or
+    /// mandatory (SRTP or no call).
+    #[arg(long, default_value = "optional")]
+    srtp: String,
+    /// Key exchange of our SRTP offers: auto (SDES over TLS, else DTLS-SRTP), sdes or dtls.
+    #[arg(long, default_value = "auto")]
+    srtp_keying: String,
+    /// Allow SDES keys (a=crypto) in SDP over unencrypted signalling.
+    #[arg(long)]
+    sdes_insecure: bool,
+    /// Check that the call's media was SRTP keyed this way (sdes, dtls) or plain (none), from
+    /// the statistics before hangup, with no SRTP authentication failure; exit 1 if not.
+    #[arg(long)]
+    expect_srtp: Option<String>,
+    /// Succeed only if the call ends with this SIP status (e.g. 488 for a refused offer) and
+    /// print the reason.
+    #[arg(long)]
+    expect_status: Option<u16>,
     /// Call this URI, e.g. sip:bob@127.0.0.1 (through the account's server when registered).
     #[arg(long, conflicts_with = "auto_answer")]
     call: Option<String>,
@@ -247,11 +266,33 @@ fn main() -> ExitCode {
     }
 }
 
+fn srtp_config(args: &Args) -> Result<SrtpConfig, String> {
+    let policy = match args.srtp.as_str() {
+        "off" => SrtpPolicy::Off,
+        "optional" => SrtpPolicy::Optional,
+        "mandatory" => SrtpPolicy::Mandatory,
+        other => return Err(format!("--srtp {other}: off, optional or mandatory")),
+    };
+    let keying = match args.srtp_keying.as_str() {
+        "auto" => SrtpKeying::Auto,
+        "sdes" => SrtpKeying::Sdes,
+        "dtls" => SrtpKeying::Dtls,
+        other => return Err(format!("--srtp-keying {other}: auto, sdes or dtls")),
+    };
+    Ok(SrtpConfig {
+        policy,
+        keying,
+        sdes_over_insecure: args.sdes_insecure,
+    })
+}
+
 fn run(args: &Args) -> Result<bool, String> {
+    let srtp = srtp_config(args)?;
     let mut cfg = EndpointConfig {
         udp: Some(args.listen),
         tcp: Some(args.listen),
         rx_loss_percent: args.rx_loss,
+        srtp,
         ..EndpointConfig::default()
     };
     if !args.codecs.is_empty() {
@@ -272,6 +313,7 @@ fn run(args: &Args) -> Result<bool, String> {
         Some(aor) => {
             let mut o = AccountOptions::new(aor, &args.password);
             o.server = args.server.clone();
+            o.srtp = srtp;
             if args.tcp {
                 o.transport = Transport::Tcp;
             }
@@ -337,6 +379,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut ok = false;
     let mut last_activity = Instant::now();
     let mut hung_up = false;
+    let mut srtp_ok = args.expect_srtp.is_none();
     loop {
         let ev = ep.next_event(Duration::from_millis(50));
         if let Some(ev) = ev {
@@ -405,9 +448,15 @@ fn run(args: &Args) -> Result<bool, String> {
                         CallState::Connected if connected_at.is_none() => {
                             connected_at = Some(Instant::now())
                         }
-                        CallState::Ended { status, .. } => {
+                        CallState::Ended { status, reason } => {
                             let normal = connected_at.is_some() && status == 200;
-                            ok = ok || normal || (args.reject == Some(status));
+                            ok = match args.expect_status {
+                                Some(want) => {
+                                    say(&format!("call ended: {status} {reason}"));
+                                    status == want
+                                }
+                                None => ok || normal || (args.reject == Some(status)),
+                            };
                             break;
                         }
                         _ => {}
@@ -429,6 +478,20 @@ fn run(args: &Args) -> Result<bool, String> {
             if !hung_up && at.elapsed() >= Duration::from_secs_f64(args.duration) {
                 if let Ok(st) = c.stats() {
                     say(&format!("final statistics: {st:?}"));
+                    if let Some(want) = &args.expect_srtp {
+                        let keying = st.srtp_keying.unwrap_or("none");
+                        let good = keying.eq_ignore_ascii_case(want)
+                            && st.srtp_auth_failures == 0
+                            && st.rx_packets > 0;
+                        say(&format!(
+                            "srtp check: {keying} {} ({} auth failures, {} replays): {}",
+                            st.srtp_suite.unwrap_or("-"),
+                            st.srtp_auth_failures,
+                            st.srtp_replays,
+                            if good { "ok" } else { "FAILED" }
+                        ));
+                        srtp_ok = good;
+                    }
                 }
                 say("hanging up");
                 hung_up = true;
@@ -495,7 +558,7 @@ fn run(args: &Args) -> Result<bool, String> {
             if pass { "ok" } else { "FAILED" },
             whole * 100.0
         ));
-        return Ok(ok && pass);
+        return Ok(ok && pass && srtp_ok);
     }
-    Ok(ok)
+    Ok(ok && srtp_ok)
 }

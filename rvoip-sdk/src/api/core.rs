@@ -9,7 +9,7 @@ use super::{ApiError, Event};
 use crate::driver::media::MediaPorts;
 use crate::media::audio::{AudioSink, AudioSource, NullSink, SilenceSource};
 use crate::media::session::{MediaConfig, MediaEvent};
-use crate::sdp::{Direction, LocalMedia, Negotiated};
+use crate::sdp::{Direction, LocalMedia, Negotiated, SrtpConfig};
 use crate::sip::transaction::Transport;
 use crate::sip::ua::{CallId, CallState, UaEvent};
 
@@ -83,13 +83,25 @@ impl Shared {
         MediaPorts::bind(ip).map_err(|e| ApiError::Network(format!("media ports: {e}")))
     }
 
-    pub(crate) fn local_media(&self, facing: IpAddr, port: u16) -> LocalMedia {
+    /// Our side of a call's media: address, port, codecs, and SRTP by `srtp` (fresh SDES keys
+    /// when `secure_signalling` or allowed, our DTLS fingerprint).
+    pub(crate) fn local_media(
+        &self,
+        facing: IpAddr,
+        port: u16,
+        srtp: &SrtpConfig,
+        secure_signalling: bool,
+    ) -> LocalMedia {
         LocalMedia {
             addr: self.cfg.public_ip.unwrap_or(facing),
             port,
             codecs: self.cfg.codecs.clone(),
             dtmf: self.cfg.dtmf,
             direction: Direction::SendRecv,
+            security: srtp.local(
+                secure_signalling,
+                self.dtls.as_ref().map(|d| d.fingerprint().clone()),
+            ),
         }
     }
 
@@ -127,6 +139,8 @@ impl Shared {
         cfg.direction = n.direction;
         cfg.frame_ms = self.cfg.ptime_ms;
         cfg.rx_loss_percent = self.cfg.rx_loss_percent;
+        cfg.security = n.security.clone();
+        cfg.dtls_identity = self.dtls.clone();
         cfg
     }
 
@@ -168,11 +182,16 @@ impl Shared {
                 let source = m.source.take().unwrap_or_else(|| default_source(cfg.codec));
                 let sink = m.sink.take().unwrap_or_else(|| default_sink(cfg.codec));
                 let events = self.events.lock().ok().and_then(|g| g.clone());
-                let on_event: Box<dyn Fn(MediaEvent) + Send + Sync> = Box::new(move |ev| {
-                    if let (MediaEvent::Dtmf(digit), Some(tx)) = (ev, events.as_ref()) {
-                        let _ = tx.send(Event::DtmfReceived { call, digit });
-                    }
-                });
+                let on_event: Box<dyn Fn(MediaEvent) + Send + Sync> =
+                    Box::new(move |ev| match (ev, events.as_ref()) {
+                        (MediaEvent::Dtmf(digit), Some(tx)) => {
+                            let _ = tx.send(Event::DtmfReceived { call, digit });
+                        }
+                        (MediaEvent::SecurityFailed(reason), Some(tx)) => {
+                            let _ = tx.send(Event::MediaSecurityFailed { call, reason });
+                        }
+                        _ => {}
+                    });
                 let _g = self.rt.enter();
                 match crate::driver::media::spawn(ports, cfg, source, sink, Box::new(on_event)) {
                     Ok(h) => {
@@ -243,6 +262,7 @@ fn media_started(call: CallId, n: &Negotiated) -> Event {
         codec: n.codec.name.to_string(),
         remote: n.remote,
         direction: direction.into(),
+        security: n.security.describe(),
     }
 }
 

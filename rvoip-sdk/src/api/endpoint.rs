@@ -55,6 +55,9 @@ pub(crate) struct Shared {
     pub(crate) rt: tokio::runtime::Handle,
     /// Name lookups (RFC 3263) for account servers and call targets.
     pub(crate) dns: Arc<Dns>,
+    /// Our DTLS-SRTP certificate (self-signed ECDSA P-256, made once per endpoint); `None` if it
+    /// could not be made, which turns DTLS-SRTP off.
+    pub(crate) dtls: Option<crate::media::dtls::DtlsIdentity>,
 }
 
 /// Owner of the runtime; dropping the last [`Endpoint`] shuts everything down.
@@ -114,6 +117,13 @@ impl Endpoint {
             let _g = rt.enter();
             bind(&cfg)?
         };
+        let dtls = match crate::media::dtls::DtlsIdentity::generate() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "no DTLS certificate: DTLS-SRTP is off");
+                None
+            }
+        };
         let ua_cfg = UaConfig {
             timers: cfg.timers,
             limits: Limits::default(),
@@ -122,6 +132,8 @@ impl Endpoint {
             register_retry_min: cfg.register_retry_min,
             register_retry_max: cfg.register_retry_max,
             contact_user: "rvoip".into(),
+            srtp: cfg.srtp,
+            dtls_fingerprint: dtls.as_ref().map(|d| d.fingerprint().clone()),
         };
         let (inbound, inbound_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = std_mpsc::channel();
@@ -145,6 +157,7 @@ impl Endpoint {
             bound,
             rt: rt.clone(),
             dns,
+            dtls,
         });
         if let Some(l) = tcp {
             rt.spawn(crate::driver::tcp::accept_loop(
@@ -320,6 +333,7 @@ impl Endpoint {
             local: first.local,
             expires_s: opts.expires_s.max(1),
             alternates: hops.split_off(1),
+            srtp: opts.srtp,
         };
         let id = lock(&shared.core).ua.add_account(cfg);
         Ok(Account::new(id, Arc::downgrade(&self.inner)))
@@ -381,8 +395,12 @@ impl Endpoint {
         }
         let local = shared.local_for(dest, transport)?;
         let ports = shared.media_ports(local.ip())?;
-        let media = shared.local_media(local.ip(), ports.rtp_port());
         let mut core = lock(&shared.core);
+        let srtp = match account {
+            Some(a) => core.ua.account_config(a.id())?.srtp,
+            None => shared.cfg.srtp,
+        };
+        let media = shared.local_media(local.ip(), ports.rtp_port(), &srtp, transport.is_secure());
         let now = Instant::now();
         let id = core.ua.make_call(
             now,

@@ -158,7 +158,8 @@ impl Call {
         self.with(|shared, core| {
             let (_peer, local) = core.ua.call_signalling_peer(self.id)?;
             let ports = shared.media_ports(local.ip())?;
-            let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port());
+            let (srtp, secure) = core.ua.call_srtp(self.id)?;
+            let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port(), &srtp, secure);
             let m = core.media.entry(self.id).or_default();
             m.ports = Some(ports);
             m.source = opts.source;

@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use crate::driver::tls::ClientTlsOptions as TlsOptions;
 pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;
-pub use crate::sdp::AudioCodec;
+pub use crate::sdp::{AudioCodec, SrtpConfig, SrtpKeying, SrtpPolicy};
 pub use crate::server::config::ServerConfig;
 pub use crate::sip::transaction::{TimerConfig, Transport};
 pub use crate::sip::ua::{AccountId, CallId, CallState, MessageId, RegistrationState};
@@ -132,6 +132,9 @@ pub struct EndpointConfig {
     /// `None` (default): the system configuration (`/etc/resolv.conf`, and the hosts file).
     /// With a server set the hosts file is not read; `localhost` still means 127.0.0.1.
     pub dns_server: Option<SocketAddr>,
+    /// SRTP settings of calls made or received without an account (see
+    /// [`AccountOptions::srtp`]). Default: optional, SDES only over TLS.
+    pub srtp: SrtpConfig,
 }
 
 impl Default for EndpointConfig {
@@ -161,6 +164,7 @@ impl Default for EndpointConfig {
             rx_loss_percent: 0.0,
             worker_threads: 1,
             dns_server: None,
+            srtp: SrtpConfig::default(),
         }
     }
 }
@@ -202,6 +206,11 @@ pub struct AccountOptions {
     pub tls: TlsOptions,
     /// Requested registration lifetime (s). Default 3600.
     pub expires_s: u32,
+    /// SRTP for the account's calls (RFC 3711): the policy (off, optional, mandatory), the key
+    /// exchange of our offers (SDES when the signalling is TLS, else DTLS-SRTP, by default),
+    /// and whether SDES keys may travel over unencrypted signalling (default no). Default:
+    /// optional.
+    pub srtp: SrtpConfig,
 }
 
 impl AccountOptions {
@@ -216,6 +225,7 @@ impl AccountOptions {
             transport: Transport::Udp,
             tls: TlsOptions::default(),
             expires_s: 3600,
+            srtp: SrtpConfig::default(),
         }
     }
 }
@@ -278,6 +288,18 @@ pub enum Event {
         remote: SocketAddr,
         /// Whether we send and receive (`"sendrecv"`, `"sendonly"`, `"recvonly"`, `"inactive"`).
         direction: String,
+        /// Media encryption: `"none"`, `"SDES <suite>"` (e.g. `"SDES AES_CM_128_HMAC_SHA1_80"`)
+        /// or `"DTLS-SRTP"` (keys follow from the handshake on the media path).
+        security: String,
+    },
+    /// The DTLS-SRTP handshake of a call failed (the peer's certificate does not match its SDP
+    /// fingerprint, no common SRTP profile, a fatal alert): its media cannot flow. The call
+    /// stays up; the app usually hangs up.
+    MediaSecurityFailed {
+        /// The call.
+        call: CallId,
+        /// What failed.
+        reason: String,
     },
     /// Audio stopped on a call.
     MediaStopped {

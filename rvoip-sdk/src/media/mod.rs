@@ -10,6 +10,7 @@ pub mod audio;
 pub mod codec;
 #[cfg(feature = "audio-device")]
 pub mod device;
+pub mod dtls;
 pub mod dtmf;
 pub mod g711;
 pub mod g722;

@@ -13,27 +13,29 @@
 
 mod report;
 mod rx;
+mod secure;
 #[cfg(test)]
 mod tests;
 mod tx;
+mod types;
+
+pub use types::{CallStats, MediaConfig, MediaError, MediaEvent, MediaTransmit};
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::media::audio::{AudioSink, AudioSource};
-use crate::media::codec::{self, CodecError, Decoder, Encoder};
+use crate::media::codec::{self, Decoder, Encoder};
 use crate::media::dtmf::{DtmfReceiver, EventPacket};
 use crate::media::jitter::JitterBuffer;
-use crate::media::resample::{FrameResampler, ResampleError};
+use crate::media::resample::FrameResampler;
 use crate::media::rtcp::{self, Rtcp};
 use crate::media::rtp::RtpSender;
 use crate::media::stats::ReceiverStats;
-use crate::sdp::{AudioCodec, Direction};
+use crate::sdp::Direction;
 
 /// The most frames one late [`MediaSession::handle_timeout`] produces before the clock is
 /// re-anchored at `now` (10 frames: 200 ms at 20 ms).
@@ -47,143 +49,6 @@ pub const DTMF_GAP_MS: u32 = 50;
 /// Jitter buffer bounds (ms).
 const JITTER_MIN_MS: u32 = 20;
 const JITTER_MAX_MS: u32 = 200;
-
-/// Media session failures.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MediaError {
-    /// The codec has no encoder/decoder in this build.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    /// A source or sink rate cannot be converted to the codec's.
-    #[error(transparent)]
-    Resample(#[from] ResampleError),
-    /// `frame_ms` outside 10..=120, or another unusable setting.
-    #[error("invalid media configuration: {0}")]
-    Config(String),
-    /// DTMF asked for, but the peer negotiated no telephone-event payload type (RFC 4733).
-    #[error("no telephone-event payload type negotiated")]
-    NoTelephoneEvent,
-    /// DTMF asked for while the direction does not send (sendonly/sendrecv needed).
-    #[error("the stream is not sending")]
-    NotSending,
-    /// A character that is not a DTMF key (`0`–`9`, `*`, `#`, `A`–`D`).
-    #[error("not a DTMF key: {0:?}")]
-    InvalidDigit(char),
-}
-
-/// What a [`MediaSession`] needs from offer/answer (see [`crate::sdp::Negotiated`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct MediaConfig {
-    /// The codec.
-    pub codec: AudioCodec,
-    /// Its payload type in this stream (0..=127).
-    pub payload_type: u8,
-    /// telephone-event payload type (RFC 4733), if negotiated.
-    pub telephone_event_pt: Option<u8>,
-    /// Where to send RTP (from the SDP; replaced by the latched source, RFC 4961).
-    pub remote_rtp: SocketAddr,
-    /// Where to send RTCP (usually the RTP port + 1, RFC 3550 §11).
-    pub remote_rtcp: SocketAddr,
-    /// Our direction (RFC 3264 §6.1).
-    pub direction: Direction,
-    /// Packetization time in ms (20 usually; 10..=120).
-    pub frame_ms: u32,
-    /// Receive loss emulation in percent (0..=100) of RTP packets dropped on arrival with a
-    /// seeded RNG (tests, like pjsua `--rx-drop-pct`). 0 in production.
-    pub rx_loss_percent: f32,
-}
-
-impl MediaConfig {
-    /// Defaults for `codec` to `remote_rtp`: its own payload type, no telephone-event, RTCP on
-    /// the next port, sendrecv, 20 ms, no loss emulation.
-    pub fn new(codec: AudioCodec, remote_rtp: SocketAddr) -> MediaConfig {
-        let mut remote_rtcp = remote_rtp;
-        remote_rtcp.set_port(remote_rtp.port().wrapping_add(1));
-        MediaConfig {
-            codec,
-            payload_type: codec.payload_type,
-            telephone_event_pt: None,
-            remote_rtp,
-            remote_rtcp,
-            direction: Direction::SendRecv,
-            frame_ms: 20,
-            rx_loss_percent: 0.0,
-        }
-    }
-}
-
-/// One datagram to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaTransmit {
-    /// Destination address.
-    pub dest: SocketAddr,
-    /// Whether it goes out of the RTCP socket (else the RTP socket).
-    pub rtcp: bool,
-    /// The datagram.
-    pub bytes: Bytes,
-}
-
-/// What happened on the stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaEvent {
-    /// The first valid RTP packet arrived (media started), from `from`.
-    FirstPacket {
-        /// Its source address.
-        from: SocketAddr,
-    },
-    /// A DTMF key was received (RFC 4733), once per key press, in order.
-    Dtmf(char),
-    /// No RTP for [`RTP_TIMEOUT`] while receiving; raised again only after RTP resumed.
-    RtpTimeout,
-    /// The remote address changed to the packets' source (symmetric RTP, RFC 4961).
-    Latched {
-        /// The new address.
-        addr: SocketAddr,
-        /// Whether it is the RTCP address (else RTP).
-        rtcp: bool,
-    },
-    /// The peer sent an RTCP BYE (RFC 3550 §6.6).
-    Bye,
-}
-
-/// Call statistics (a snapshot, [`MediaSession::stats`]).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct CallStats {
-    /// Codec encoding name (`PCMU`, `opus`, …).
-    pub codec: &'static str,
-    /// RTP packets sent (audio and telephone-events).
-    pub tx_packets: u64,
-    /// RTP payload bytes sent.
-    pub tx_bytes: u64,
-    /// RTP packets received (after loss emulation), from the current source.
-    pub rx_packets: u64,
-    /// RTP payload bytes received.
-    pub rx_bytes: u64,
-    /// Cumulative packets lost (RFC 3550 A.3; negative with duplicates).
-    pub rx_lost: i64,
-    /// Cumulative loss fraction 0.0..=1.0 (lost / expected).
-    pub rx_loss_fraction: f64,
-    /// Interarrival jitter in ms (RFC 3550 A.8).
-    pub jitter_ms: f64,
-    /// Round-trip time from RTCP in ms (RFC 3550 §6.4.1), once measured.
-    pub rtt_ms: Option<f64>,
-    /// MOS estimate 1.0..=4.5 (E-model, one-way delay = rtt/2 + jitter buffer delay).
-    pub mos: f64,
-    /// Jitter buffer target delay in ms.
-    pub jitter_buffer_ms: u32,
-    /// Frames concealed (codec PLC) by the jitter buffer.
-    pub concealed_frames: u64,
-    /// DTMF keys received.
-    pub dtmf_received: u64,
-    /// DTMF keys sent.
-    pub dtmf_sent: u64,
-    /// RTCP reports sent / received.
-    pub rtcp_sent: u64,
-    /// RTCP compound packets received and parsed.
-    pub rtcp_received: u64,
-    /// Where RTP goes now (after latching).
-    pub remote_rtp: Option<SocketAddr>,
-}
 
 /// Per-codec state: rebuilt when the codec or a device rate changes.
 pub(crate) struct CodecState {
@@ -247,6 +112,10 @@ pub struct MediaSession {
     pub(crate) pcm: Vec<i16>,
     pub(crate) pcm2: Vec<i16>,
     pub(crate) payload: Vec<u8>,
+    /// SRTP (or plain).
+    pub(crate) secure: secure::Secure,
+    /// Received packets dropped as not SRTP on a secure stream.
+    pub(crate) srtp_dropped: u64,
 }
 
 impl std::fmt::Debug for MediaSession {
@@ -329,6 +198,7 @@ impl MediaSession {
         let (ssrc, first_seq, ts): (u32, u16, u32) = (rng.r#gen(), rng.r#gen(), rng.r#gen());
         let cname = format!("{:08x}@rvoip", rng.r#gen::<u32>());
         let ntp = rtcp::ntp_from_system_time(SystemTime::now());
+        let secure = secure::Secure::new(&cfg, now)?;
         Ok(MediaSession {
             rtp: RtpSender::new(ssrc, first_seq, ts, cfg.payload_type),
             first_seq,
@@ -368,6 +238,8 @@ impl MediaSession {
             pcm: Vec::new(),
             pcm2: Vec::new(),
             payload: Vec::new(),
+            secure,
+            srtp_dropped: 0,
             cfg,
         })
     }
@@ -388,6 +260,7 @@ impl MediaSession {
     /// statistics. Errors as [`MediaSession::new`]; the session is unchanged then.
     pub fn update(&mut self, cfg: MediaConfig, now: Instant) -> Result<(), MediaError> {
         validate(&cfg)?;
+        self.update_security(&cfg, now)?;
         let codec_changed = cfg.codec != self.cfg.codec || cfg.frame_ms != self.cfg.frame_ms;
         if codec_changed {
             let codec = codec_state(&cfg)?;
@@ -534,12 +407,14 @@ impl MediaSession {
 
     /// When [`MediaSession::handle_timeout`] must run next: the next frame or RTCP report.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(self.next_tick().min(self.rtcp.poll_timeout()))
+        let t = self.next_tick().min(self.rtcp.poll_timeout());
+        Some(self.dtls_timeout().map_or(t, |d| d.min(t)))
     }
 
     /// Runs every frame due at `now` (at most [`MAX_CATCH_UP`]; if more were missed the clock
     /// re-anchors at `now` and the RTP timestamp skips the gap) and a due RTCP report.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.dtls_handle_timeout(now);
         let mut done = 0;
         while self.next_tick() <= now {
             if done == MAX_CATCH_UP {
@@ -577,9 +452,18 @@ impl MediaSession {
         }
     }
 
-    /// The next datagram to send.
+    /// The next datagram to send: DTLS handshake records first, then RTP and RTCP (protected
+    /// when the stream is SRTP; held back while a DTLS handshake is still running).
     pub fn poll_transmit(&mut self) -> Option<MediaTransmit> {
-        self.transmits.pop_front()
+        if let Some(t) = self.dtls_transmit() {
+            return Some(t);
+        }
+        while let Some(t) = self.transmits.pop_front() {
+            if let Some(t) = self.secure_out(t) {
+                return Some(t);
+            }
+        }
+        None
     }
 
     /// The next event.

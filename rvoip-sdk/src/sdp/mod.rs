@@ -4,6 +4,9 @@
 //! The answerer takes the first codec of *its own* preference list that the offer contains
 //! (the preference order is configuration), plus telephone-event (RFC 4733) when both sides
 //! offer it. No common codec: [`SdpError::NoCommonCodec`], which a UAS answers with 488.
+//!
+//! SRTP (the profile and the SDES or DTLS-SRTP attributes) is decided in [`security`] by the
+//! call's [`SrtpPolicy`]: a secure offer is answered securely or refused, never in plaintext.
 
 use std::io::Cursor;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +15,11 @@ use rtc_sdp::description::common::{Address, Attribute, ConnectionInformation};
 use rtc_sdp::description::media::{MediaName, RangedPort};
 use rtc_sdp::description::session::{Origin, TimeDescription, Timing};
 use rtc_sdp::{MediaDescription, SessionDescription};
+
+pub mod security;
+
+pub use security::{LocalSecurity, MediaSecurity, SrtpConfig, SrtpKeying, SrtpPolicy};
+use security::{Profile, RemoteSecurity};
 
 /// An audio codec as SDP names it (RFC 3551 static types and dynamic ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +146,8 @@ pub struct LocalMedia {
     pub dtmf: bool,
     /// The direction we want.
     pub direction: Direction,
+    /// SRTP policy and our keys (SDES attributes, DTLS fingerprint).
+    pub security: LocalSecurity,
 }
 
 /// The outcome of offer/answer: where to send, with which codec and payload types.
@@ -153,6 +163,8 @@ pub struct Negotiated {
     pub telephone_event_pt: Option<u8>,
     /// Our direction after the exchange.
     pub direction: Direction,
+    /// Plain RTP, or SRTP and how it is keyed.
+    pub security: MediaSecurity,
 }
 
 /// Offer/answer failures.
@@ -175,8 +187,36 @@ pub enum SdpError {
     Unspecified,
     /// The audio stream asks for a secure profile (RTP/SAVP, RTP/SAVPF, UDP/TLS/RTP/SAVP…) that
     /// this version cannot provide; answered 488 rather than silently downgraded to RTP/AVP.
-    #[error("secure RTP profile {0} is not supported")]
+    /// Answered 488.
+    #[error("the peer wants SRTP ({0}) and this account's SRTP policy is off")]
     SecureProfile(String),
+    /// An SRTP offer or answer whose crypto suites, keys or key exchange we cannot use (488).
+    #[error("no SRTP crypto suite or key exchange in common")]
+    NoCommonCrypto,
+    /// SRTP is mandatory and the peer offered or answered plain RTP (488).
+    #[error("SRTP is mandatory for this account and the peer offered or answered plain RTP")]
+    SrtpRequired,
+    /// SDES keys (`a=crypto`) would travel over signalling that is not encrypted, which the
+    /// account does not allow (RFC 4568 §8.3); answered 488.
+    #[error("SDES keys may only be exchanged over TLS signalling (sdes_over_insecure is off)")]
+    InsecureKeys,
+    /// SRTP is mandatory but neither SDES (insecure signalling) nor DTLS-SRTP may be offered.
+    #[error(
+        "SRTP is mandatory but no key exchange is possible: SDES needs TLS signalling and DTLS-SRTP is off"
+    )]
+    NoKeyExchange,
+}
+
+impl SdpError {
+    /// The status a UAS answers an offer it cannot take with: 488 Not Acceptable Here for
+    /// codec and SRTP disagreements, 400 for SDP that does not parse.
+    pub fn status(&self) -> u16 {
+        match self {
+            SdpError::Malformed(_) | SdpError::NoAddress => 400,
+            SdpError::Unspecified => 500,
+            _ => 488,
+        }
+    }
 }
 
 fn build(
@@ -186,6 +226,8 @@ fn build(
     formats: &[(u8, String)],
     te: Option<u8>,
     direction: Direction,
+    proto: &str,
+    extra: Vec<(String, String)>,
 ) -> Result<String, SdpError> {
     if local.addr.is_unspecified() {
         return Err(SdpError::Unspecified);
@@ -218,6 +260,10 @@ fn build(
         key: direction.as_str().into(),
         value: None,
     });
+    attributes.extend(extra.into_iter().map(|(key, value)| Attribute {
+        key,
+        value: Some(value),
+    }));
     let media = MediaDescription {
         media_name: MediaName {
             media: "audio".into(),
@@ -225,7 +271,7 @@ fn build(
                 value: local.port as isize,
                 range: None,
             },
-            protos: vec!["RTP".into(), "AVP".into()],
+            protos: proto.split('/').map(str::to_string).collect(),
             formats: pts,
         },
         attributes,
@@ -265,8 +311,11 @@ fn build(
 }
 
 /// Our offer (RFC 3264 §5): every configured codec in preference order, telephone-event if
-/// enabled. Errors: [`SdpError::Unspecified`].
+/// enabled, the profile and SRTP attributes of our policy (`RTP/SAVP` with `a=crypto`,
+/// `UDP/TLS/RTP/SAVP` with `a=fingerprint` and `a=setup:actpass`, or `RTP/AVP`).
+/// Errors: [`SdpError::Unspecified`], [`SdpError::NoKeyExchange`].
 pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> Result<String, SdpError> {
+    let (proto, extra) = security::offer(&local.security)?;
     let formats: Vec<(u8, String)> = local
         .codecs
         .iter()
@@ -279,76 +328,112 @@ pub fn create_offer(local: &LocalMedia, session_id: u64, version: u64) -> Result
         &formats,
         local.dtmf.then_some(TELEPHONE_EVENT_PT),
         local.direction,
+        proto,
+        extra,
     )
 }
 
-/// What the audio section of a remote SDP offers.
+/// What one audio section of a remote SDP offers.
 struct Remote {
     addr: SocketAddr,
     /// (payload type, codec name lower-case, clock rate) in the peer's order.
     formats: Vec<(u8, String, u32)>,
     direction: Direction,
+    /// The transport profile and its protocol as written (`RTP/SAVP`).
+    profile: Profile,
+    proto: String,
+    security: RemoteSecurity,
 }
 
-fn parse_remote(text: &str) -> Result<Remote, SdpError> {
+/// The audio sections of a remote SDP with an RTP profile, in order. Errors:
+/// [`SdpError::Malformed`], [`SdpError::NoAudio`], [`SdpError::NoAddress`].
+fn parse_remote(text: &str) -> Result<Vec<Remote>, SdpError> {
     let sd = SessionDescription::unmarshal(&mut Cursor::new(text.as_bytes()))
         .map_err(|e| SdpError::Malformed(e.to_string()))?;
-    let audio = || {
-        sd.media_descriptions
+    let mut out = Vec::new();
+    let mut no_address = false;
+    for media in sd
+        .media_descriptions
+        .iter()
+        .filter(|m| m.media_name.media.eq_ignore_ascii_case("audio"))
+    {
+        let Some(profile) = Profile::of(&media.media_name.protos) else {
+            continue;
+        };
+        let Ok(port) = u16::try_from(media.media_name.port.value) else {
+            continue;
+        };
+        let conn = media
+            .connection_information
+            .as_ref()
+            .or(sd.connection_information.as_ref());
+        let Some(ip) = conn.and_then(|c| c.address.as_ref()).and_then(|a| {
+            a.address
+                .split('/')
+                .next()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+        }) else {
+            no_address = true;
+            continue;
+        };
+        let codecs = media.codecs();
+        let mut formats = Vec::new();
+        for f in &media.media_name.formats {
+            let Ok(pt) = f.parse::<u8>() else { continue };
+            if let Some(c) = codecs.get(&pt) {
+                formats.push((pt, c.name.to_ascii_lowercase(), c.clock_rate));
+            } else if let Some(s) = AudioCodec::static_type(pt) {
+                formats.push((pt, s.name.to_ascii_lowercase(), s.clock_rate));
+            }
+        }
+        let direction = if media.has_attribute("sendonly") || sd.has_attribute("sendonly") {
+            Direction::SendOnly
+        } else if media.has_attribute("recvonly") || sd.has_attribute("recvonly") {
+            Direction::RecvOnly
+        } else if media.has_attribute("inactive") || sd.has_attribute("inactive") || port == 0 {
+            Direction::Inactive
+        } else {
+            Direction::SendRecv
+        };
+        let attr = |key: &str| {
+            media
+                .attribute(key)
+                .flatten()
+                .or_else(|| sd.attribute(key).map(String::as_str))
+        };
+        let crypto_values: Vec<&str> = media
+            .attributes
             .iter()
-            .filter(|m| m.media_name.media.eq_ignore_ascii_case("audio"))
-    };
-    // Plain RTP/AVP (or AVPF) only: an SRTP profile must never be answered in plaintext.
-    let plain = |m: &&MediaDescription| {
-        let p = &m.media_name.protos;
-        p.len() == 2
-            && p[0].eq_ignore_ascii_case("RTP")
-            && (p[1].eq_ignore_ascii_case("AVP") || p[1].eq_ignore_ascii_case("AVPF"))
-    };
-    let media = match audio().find(plain) {
-        Some(m) => m,
-        None => {
-            return Err(
-                match audio().find(|m| m.media_name.protos.iter().any(|p| p.contains("SAVP"))) {
-                    Some(m) => SdpError::SecureProfile(m.media_name.protos.join("/")),
-                    None => SdpError::NoAudio,
-                },
-            );
-        }
-    };
-    let port = u16::try_from(media.media_name.port.value).map_err(|_| SdpError::NoAudio)?;
-    let conn = media
-        .connection_information
-        .as_ref()
-        .or(sd.connection_information.as_ref());
-    let ip: IpAddr = conn
-        .and_then(|c| c.address.as_ref())
-        .and_then(|a| a.address.split('/').next().and_then(|a| a.parse().ok()))
-        .ok_or(SdpError::NoAddress)?;
-    let codecs = media.codecs();
-    let mut formats = Vec::new();
-    for f in &media.media_name.formats {
-        let Ok(pt) = f.parse::<u8>() else { continue };
-        if let Some(c) = codecs.get(&pt) {
-            formats.push((pt, c.name.to_ascii_lowercase(), c.clock_rate));
-        } else if let Some(s) = AudioCodec::static_type(pt) {
-            formats.push((pt, s.name.to_ascii_lowercase(), s.clock_rate));
-        }
+            .filter(|a| a.key.eq_ignore_ascii_case("crypto"))
+            .filter_map(|a| a.value.as_deref())
+            .collect();
+        let security = RemoteSecurity {
+            crypto: crypto_values
+                .iter()
+                .filter_map(|v| crate::media::sdes::CryptoAttribute::parse(v).ok())
+                .filter(|c| c.is_acceptable())
+                .collect(),
+            crypto_lines: !crypto_values.is_empty(),
+            fingerprint: attr("fingerprint").and_then(crate::media::dtls::Fingerprint::parse),
+            setup: attr("setup").and_then(crate::media::dtls::Setup::parse),
+        };
+        out.push(Remote {
+            addr: SocketAddr::new(ip, port),
+            formats,
+            direction,
+            profile,
+            proto: media.media_name.protos.join("/"),
+            security,
+        });
     }
-    let direction = if media.has_attribute("sendonly") || sd.has_attribute("sendonly") {
-        Direction::SendOnly
-    } else if media.has_attribute("recvonly") || sd.has_attribute("recvonly") {
-        Direction::RecvOnly
-    } else if media.has_attribute("inactive") || sd.has_attribute("inactive") || port == 0 {
-        Direction::Inactive
-    } else {
-        Direction::SendRecv
-    };
-    Ok(Remote {
-        addr: SocketAddr::new(ip, port),
-        formats,
-        direction,
-    })
+    if out.is_empty() {
+        return Err(if no_address {
+            SdpError::NoAddress
+        } else {
+            SdpError::NoAudio
+        });
+    }
+    Ok(out)
 }
 
 fn find(remote: &Remote, codec: &AudioCodec) -> Option<u8> {
@@ -372,22 +457,48 @@ fn telephone_event_pt(remote: &Remote, local: &LocalMedia) -> Option<u8> {
 }
 
 /// Answers a remote offer (RFC 3264 §6): the first of our codecs the offer has, in the
-/// offerer's payload numbering, telephone-event if both support it, and the direction of §6.1.
-/// Errors: [`SdpError::Malformed`], [`SdpError::NoAudio`], [`SdpError::NoAddress`],
-/// [`SdpError::NoCommonCodec`] (488), [`SdpError::Unspecified`].
+/// offerer's payload numbering, telephone-event if both support it, the direction of §6.1, and
+/// the offer's profile with SRTP as our policy allows ([`security`]). With several audio
+/// sections, the first one we can serve is answered. Errors: [`SdpError::Malformed`],
+/// [`SdpError::NoAudio`], [`SdpError::NoAddress`], [`SdpError::NoCommonCodec`] (488),
+/// [`SdpError::Unspecified`], and the SRTP refusals (488): [`SdpError::SecureProfile`],
+/// [`SdpError::NoCommonCrypto`], [`SdpError::SrtpRequired`], [`SdpError::InsecureKeys`].
 pub fn answer(
     offer: &str,
     local: &LocalMedia,
     session_id: u64,
     version: u64,
 ) -> Result<(String, Negotiated), SdpError> {
-    let remote = parse_remote(offer)?;
+    let mut first_error = None;
+    for remote in parse_remote(offer)? {
+        match answer_one(&remote, local, session_id, version) {
+            Ok(r) => return Ok(r),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(SdpError::NoAudio))
+}
+
+fn answer_one(
+    remote: &Remote,
+    local: &LocalMedia,
+    session_id: u64,
+    version: u64,
+) -> Result<(String, Negotiated), SdpError> {
     let (codec, pt) = local
         .codecs
         .iter()
-        .find_map(|c| find(&remote, c).map(|pt| (*c, pt)))
+        .find_map(|c| find(remote, c).map(|pt| (*c, pt)))
         .ok_or(SdpError::NoCommonCodec)?;
-    let te = telephone_event_pt(&remote, local);
+    let (security, extra) = security::answer(
+        remote.profile,
+        &remote.proto,
+        &remote.security,
+        &local.security,
+    )?;
+    let te = telephone_event_pt(remote, local);
     let direction = remote.direction.answer_to(local.direction);
     let text = build(
         local,
@@ -396,6 +507,8 @@ pub fn answer(
         &[(pt, codec.rtpmap(pt))],
         te,
         direction,
+        &remote.proto,
+        extra,
     )?;
     Ok((
         text,
@@ -405,14 +518,21 @@ pub fn answer(
             payload_type: pt,
             telephone_event_pt: te,
             direction,
+            security,
         },
     ))
 }
 
-/// Reads the answer to our offer (RFC 3264 §7): the codec it chose (must be one we offered).
-/// Errors as [`answer`]; [`SdpError::NoCommonCodec`] if it picked nothing we offered.
+/// Reads the answer to our offer (RFC 3264 §7): the codec it chose (must be one we offered)
+/// and the SRTP it agreed on. Errors as [`answer`]; [`SdpError::NoCommonCodec`] if it picked
+/// nothing we offered; [`SdpError::SrtpRequired`] for a plain answer when SRTP is mandatory.
 pub fn process_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, SdpError> {
-    let remote = parse_remote(answer)?;
+    let remotes = parse_remote(answer)?;
+    let remote = remotes
+        .iter()
+        .find(|r| r.addr.port() != 0)
+        .or(remotes.first())
+        .ok_or(SdpError::NoAudio)?;
     let (codec, pt) = remote
         .formats
         .iter()
@@ -424,7 +544,8 @@ pub fn process_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, Sd
                 .map(|c| (*c, *pt))
         })
         .ok_or(SdpError::NoCommonCodec)?;
-    let te = telephone_event_pt(&remote, local);
+    let security = security::process_answer(remote.profile, &remote.security, &local.security)?;
+    let te = telephone_event_pt(remote, local);
     let direction = remote.direction.answer_to(local.direction);
     Ok(Negotiated {
         remote: remote.addr,
@@ -432,6 +553,7 @@ pub fn process_answer(answer: &str, local: &LocalMedia) -> Result<Negotiated, Sd
         payload_type: pt,
         telephone_event_pt: te,
         direction,
+        security,
     })
 }
 

@@ -139,7 +139,7 @@ impl Relay {
             self.counters.dropped_no_destination += 1;
             return None;
         };
-        if kind == Kind::Rtp && self.cfg.rewrite_ssrc {
+        if kind == Kind::Rtp && self.cfg.rewrite_ssrc && !rx.secure && !tx.secure {
             rx.rewriter.apply(packet);
         }
         self.counters.forwarded += 1;

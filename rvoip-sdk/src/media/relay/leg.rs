@@ -195,6 +195,8 @@ pub(super) struct Leg {
     rtcp_mux: bool,
     /// RTP clock rate of the party's stream, in Hz.
     clock_rate: u32,
+    /// The party's stream is SRTP: forwarded untouched even with `rewrite_ssrc`.
+    pub(super) secure: bool,
     /// Where the party's RTP (and multiplexed RTCP) really comes from.
     pub(super) rtp_latch: Latch,
     /// Where the party's RTCP on the RTCP port really comes from.
@@ -228,6 +230,7 @@ impl Leg {
             sdp_rtcp: None,
             rtcp_mux: false,
             clock_rate: DEFAULT_CLOCK_RATE,
+            secure: false,
             rtp_latch: Latch::default(),
             rtcp_latch: Latch::default(),
             rewriter: Rewriter::default(),

@@ -287,6 +287,15 @@ impl Relay {
         Ok(())
     }
 
+    /// Marks `side`'s stream as SRTP (from its SDP: RFC 3711 profiles, `a=crypto`,
+    /// `a=fingerprint`): its packets are forwarded byte for byte, never SSRC-rewritten (that
+    /// would break their authentication tag). Errors: [`RelayError::NotFound`].
+    pub fn set_secure(&mut self, id: MediaId, side: Side, secure: bool) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        ctx.legs[side.index()].secure = secure;
+        Ok(())
+    }
+
     /// The call was answered: arms the media timeout of context `id` (`media_timeout` after
     /// the later of `now` and its last packet). Unknown ids are ignored.
     pub fn confirm(&mut self, now: Instant, id: MediaId) {

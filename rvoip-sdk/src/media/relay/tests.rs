@@ -467,6 +467,29 @@ fn rewrite_ssrc_keeps_one_stream_continuous() {
 }
 
 #[test]
+fn srtp_streams_are_never_rewritten() {
+    let (mut r, id, cp, _, t0) = setup(RelayConfig {
+        rewrite_ssrc: true,
+        ..cfg()
+    });
+    r.set_secure(id, Side::Caller, true).unwrap();
+    let mut p = rtp(100, 1000, 0xaa);
+    assert!(r.handle_datagram(t0, cp, a(CALLER_NAT), &mut p).is_some());
+    // The SSRC changes: a plain stream would be rewritten (the test above), SRTP is not.
+    let mut p = rtp(7000, 99_999, 0xcc);
+    let before = p.clone();
+    assert!(
+        r.handle_datagram(t0 + ms(20), cp, a(CALLER_NAT), &mut p)
+            .is_some()
+    );
+    assert_eq!(p, before);
+    assert_eq!(
+        r.set_secure(MediaId(9999), Side::Caller, true),
+        Err(RelayError::NotFound)
+    );
+}
+
+#[test]
 fn packets_pass_unmodified_by_default() {
     let (mut r, _, cp, _, t0) = setup(cfg());
     let mut p = rtp(100, 1000, 0xaa);

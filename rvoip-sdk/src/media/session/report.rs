@@ -45,6 +45,7 @@ impl MediaSession {
             "opus" => CodecImpairment::OPUS,
             _ => CodecImpairment::G711_PLC,
         };
+        let srtp = self.secure.counters();
         let one_way = rtt_ms.unwrap_or(0.0) / 2.0 + f64::from(jb_ms);
         CallStats {
             codec: self.cfg.codec.name,
@@ -64,6 +65,11 @@ impl MediaSession {
             rtcp_sent: self.rtcp.reports_sent,
             rtcp_received: self.rtcp.reports_received,
             remote_rtp: Some(self.cfg.remote_rtp),
+            srtp_keying: self.secure.keying(),
+            srtp_suite: self.secure.suite(),
+            srtp_auth_failures: srtp.auth_failures,
+            srtp_replays: srtp.replays,
+            srtp_dropped: self.srtp_dropped + srtp.malformed,
         }
     }
 }

@@ -18,9 +18,14 @@ const SSRC_STALE: Duration = Duration::from_millis(500);
 
 impl MediaSession {
     /// Handles one datagram received at `now` from `from`, on the RTCP socket when `rtcp` (RTCP
-    /// on the RTP socket is recognized too, RFC 5761 §4). Malformed input, unknown payload types
-    /// and packets of an unexpected SSRC are dropped quietly.
+    /// on the RTP socket is recognized too, RFC 5761 §4). On an SRTP stream the packet is
+    /// unprotected first (DTLS records go to the handshake); one that fails authentication or
+    /// is replayed is dropped and counted ([`super::CallStats::srtp_auth_failures`]). Malformed
+    /// input, unknown payload types and packets of an unexpected SSRC are dropped quietly.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: Bytes, rtcp: bool) {
+        let Some(data) = self.secure_in(now, from, data, rtcp) else {
+            return;
+        };
         if rtcp || rtp::is_rtcp(&data) {
             self.handle_rtcp(now, from, &data);
             return;

@@ -9,6 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::sdp::AudioCodec;
 use crate::media::audio::{AudioError, MemorySink, ToneSource};
 use crate::media::rtp;
 use crate::media::tone::tone_fraction_blocks;
@@ -493,3 +494,5 @@ fn garbage_datagrams_do_not_panic_or_stop_the_stream() {
         "the real stream still plays"
     );
 }
+
+mod secure;

@@ -87,7 +87,8 @@ impl RelayControl for Relay {
         side: Side,
         s: &super::rewrite::Stream,
     ) -> Result<(), RelayError> {
-        Relay::set_remote(self, id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)
+        Relay::set_remote(self, id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)?;
+        Relay::set_secure(self, id, side, s.secure)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         Relay::confirm(self, now, id)

@@ -23,6 +23,9 @@ pub struct Stream {
     pub rtcp_mux: bool,
     /// The clock rate of the first payload format, in Hz (8000 when unknown).
     pub clock_rate: u32,
+    /// SRTP (RFC 3711): a secure profile (`RTP/SAVP`, `UDP/TLS/RTP/SAVP`…) or SDES/DTLS
+    /// attributes. The relay then never rewrites a byte of the stream (the tag covers it).
+    pub secure: bool,
 }
 
 /// A parsed SDP body and its RTP streams.
@@ -108,6 +111,11 @@ impl Sdp {
                 rtcp,
                 rtcp_mux: m.attributes.iter().any(|a| a.key == "rtcp-mux"),
                 clock_rate,
+                secure: m.media_name.protos.iter().any(|p| p.contains("SAVP"))
+                    || m.attributes
+                        .iter()
+                        .any(|a| a.key == "crypto" || a.key == "fingerprint")
+                    || sd.attributes.iter().any(|a| a.key == "fingerprint"),
             });
         }
         Ok(Sdp { sd, streams })
@@ -183,6 +191,7 @@ mod tests {
                     rtcp: Some("10.0.1.2:4001".parse().unwrap()),
                     rtcp_mux: false,
                     clock_rate: 8000,
+                    secure: false,
                 },
                 Stream {
                     index: 2,
@@ -190,6 +199,7 @@ mod tests {
                     rtcp: None,
                     rtcp_mux: true,
                     clock_rate: 48000,
+                    secure: false,
                 },
             ]
         );
@@ -229,6 +239,11 @@ mod tests {
         );
         // It parses back.
         let back = Sdp::parse(out.as_bytes()).unwrap();
-        assert_eq!(back.streams[0].rtp, "198.51.100.7:30000".parse().unwrap());
+        assert_eq!(
+            back.streams[0].rtp,
+            "198.51.100.7:30000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+        );
     }
 }

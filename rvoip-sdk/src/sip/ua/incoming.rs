@@ -69,6 +69,9 @@ impl UserAgent {
             }
             Method::Invite => {
                 let account = self.account_for(&req);
+                let srtp = account
+                    .and_then(|a| self.accounts.get(&a))
+                    .map_or(self.cfg.srtp, |r| r.cfg.srtp);
                 let id = self.alloc();
                 let (call, ev) = Call::new_incoming(
                     id,
@@ -81,6 +84,7 @@ impl UserAgent {
                     transport,
                     local,
                     &self.cfg,
+                    srtp,
                 );
                 self.events.extend(ev);
                 if let Some(call) = call {

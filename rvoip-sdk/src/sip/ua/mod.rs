@@ -286,6 +286,13 @@ impl UserAgent {
         self.live(call).map(|c| (c.dest, c.local))
     }
 
+    /// The SRTP settings of a call's account and whether its signalling is encrypted (TLS or
+    /// WSS), for building the [`crate::sdp::LocalMedia`] of an answer. Errors:
+    /// [`UaError::NotFound`].
+    pub fn call_srtp(&self, call: CallId) -> Result<(crate::sdp::SrtpConfig, bool), UaError> {
+        self.live(call).map(|c| (c.srtp, c.transport_is_secure()))
+    }
+
     /// Number of calls not yet ended.
     pub fn call_count(&self) -> usize {
         self.calls

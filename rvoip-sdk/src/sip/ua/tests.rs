@@ -47,6 +47,7 @@ fn local_media(port: u16) -> LocalMedia {
         codecs: vec![AudioCodec::PCMU, AudioCodec::PCMA],
         dtmf: true,
         direction: Direction::SendRecv,
+        security: crate::sdp::LocalSecurity::plain(),
     }
 }
 
@@ -101,6 +102,7 @@ impl Net {
             local,
             expires_s: 120,
             alternates: Vec::new(),
+            srtp: Default::default(),
         })
     }
 

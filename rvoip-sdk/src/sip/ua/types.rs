@@ -6,7 +6,7 @@ use bytes::Bytes;
 use std::time::Duration;
 
 use super::build::Credentials;
-use crate::sdp::{AudioCodec, Negotiated};
+use crate::sdp::{AudioCodec, Negotiated, SrtpConfig};
 use crate::sip::msg::Limits;
 use crate::sip::transaction::{TimerConfig, Transport};
 
@@ -39,6 +39,11 @@ pub struct UaConfig {
     pub register_retry_max: Duration,
     /// The user part of our Contact for calls without an account (e.g. `"rvoip"`).
     pub contact_user: String,
+    /// SRTP policy of calls without an account (incoming calls to no account's user).
+    pub srtp: SrtpConfig,
+    /// Our DTLS certificate's fingerprint (RFC 8122), when DTLS-SRTP may be offered or
+    /// accepted; `None` turns DTLS-SRTP off.
+    pub dtls_fingerprint: Option<crate::media::dtls::Fingerprint>,
 }
 
 impl Default for UaConfig {
@@ -51,6 +56,8 @@ impl Default for UaConfig {
             register_retry_min: Duration::from_secs(2),
             register_retry_max: Duration::from_secs(300),
             contact_user: "rvoip".into(),
+            srtp: SrtpConfig::default(),
+            dtls_fingerprint: None,
         }
     }
 }
@@ -79,6 +86,8 @@ pub struct AccountConfig {
     /// which then becomes `server`/`transport`/`local`; past the last, the failure is reported
     /// with the usual backoff and the retry starts again from the first. Empty: no failover.
     pub alternates: Vec<NextHop>,
+    /// SRTP policy of the account's calls, both ways.
+    pub srtp: SrtpConfig,
 }
 
 /// One destination of an account's server (an entry of the RFC 3263 §4.3 failover list).

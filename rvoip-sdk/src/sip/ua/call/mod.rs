@@ -10,7 +10,7 @@ mod uas;
 
 use super::build::{self, Credentials};
 use super::{CallState, UaConfig, UaError, UaEvent};
-use crate::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::sdp::{self, Direction, LocalMedia, Negotiated, SrtpConfig};
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{HeaderName, Method, Request, Response, Uri};
 use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, Transport};
@@ -83,6 +83,8 @@ pub(in crate::sip::ua) struct Call {
     bye_after_ack: bool,
     /// A re-INVITE refused with 491 (glare), to send again at this instant (§14.1).
     reinvite_retry: Option<(Instant, bool)>,
+    /// The SRTP settings of the call's account (incoming calls: for the answer).
+    pub(in crate::sip::ua) srtp: SrtpConfig,
 }
 
 impl Call {
@@ -156,7 +158,13 @@ impl Call {
             remote_hold: false,
             bye_after_ack: false,
             reinvite_retry: None,
+            srtp: SrtpConfig::default(),
         }
+    }
+
+    /// Whether the call's signalling is encrypted (TLS, WSS).
+    pub(in crate::sip::ua) fn transport_is_secure(&self) -> bool {
+        self.transport.is_secure()
     }
 
     fn contact(&self) -> String {
@@ -216,6 +224,7 @@ impl Call {
         transport: Transport,
         local: SocketAddr,
         cfg: &UaConfig,
+        srtp: SrtpConfig,
     ) -> (Option<Call>, Vec<UaEvent>) {
         if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
             let mut resp = build::response(&req, 420, Some(&build::token()), None);
@@ -231,6 +240,7 @@ impl Call {
                 codecs: cfg.codecs.clone(),
                 dtmf: cfg.dtmf,
                 direction: Direction::SendRecv,
+                security: srtp.local(transport.is_secure(), cfg.dtls_fingerprint.clone()),
             };
             let probe = if probe.addr.is_unspecified() {
                 LocalMedia {
@@ -241,11 +251,17 @@ impl Call {
                 probe
             };
             if let Err(e) = sdp::answer(offer, &probe, 1, 1) {
-                let status = match e {
-                    SdpError::NoCommonCodec | SdpError::NoAudio | SdpError::SecureProfile(_) => 488,
+                let status = match e.status() {
+                    488 => 488,
                     _ => 400,
                 };
-                let resp = build::response(&req, status, Some(&build::token()), None);
+                tracing::info!(status, reason = %e, "incoming INVITE refused");
+                let mut resp = build::response(&req, status, Some(&build::token()), None);
+                // RFC 3261 §20.43: 305 Incompatible media format, with the reason as text.
+                resp.headers.push(
+                    HeaderName::Warning,
+                    format!("305 rvoip \"{}\"", e.to_string().replace('"', "'")),
+                );
                 tl.respond(now, tx, resp);
                 return (None, Vec::new());
             }
@@ -278,6 +294,7 @@ impl Call {
             offerless: offer.is_none(),
             t1: t.t1,
             t2: t.t2,
+            srtp,
             ..Call::blank(
                 id,
                 user,

@@ -155,19 +155,24 @@ impl Call {
             }
             let answer = build::sdp_body(&resp.headers, &resp.body);
             let negotiated = match (answer, self.media.as_ref()) {
-                (Some(a), Some(m)) => sdp::process_answer(a, m).ok(),
-                _ => None,
+                (Some(a), Some(m)) => sdp::process_answer(a, m).map_err(|e| e.to_string()),
+                _ => self
+                    .negotiated
+                    .clone()
+                    .ok_or_else(|| "no SDP answer".to_string()),
             };
-            match negotiated.or_else(|| self.negotiated.clone()) {
-                Some(n) => {
+            match negotiated {
+                Ok(n) => {
                     ev.extend(self.media_event(n));
                     let st = self.up_state();
                     ev.extend(self.set_state(st));
                     (ev, None)
                 }
-                None => {
+                Err(why) => {
+                    tracing::info!(call = self.id, reason = %why, "unacceptable SDP answer: BYE");
                     let tx = self.send_bye(now, tl);
-                    ev.extend(self.end(488, "no acceptable SDP answer", Phase::Terminating));
+                    let reason = format!("no acceptable SDP answer: {why}");
+                    ev.extend(self.end(488, &reason, Phase::Terminating));
                     if tx.is_none() {
                         self.phase = Phase::Done;
                     }
@@ -184,11 +189,20 @@ impl Call {
                     return (ev, Some(tx));
                 }
             }
-            let reason = if resp.reason.is_empty() {
+            let mut reason = if resp.reason.is_empty() {
                 reason_phrase(status).to_string()
             } else {
                 resp.reason.to_string()
             };
+            let srtp_mandatory = self
+                .media
+                .as_ref()
+                .is_some_and(|m| m.security.policy == sdp::SrtpPolicy::Mandatory);
+            if status == 488 && srtp_mandatory {
+                reason.push_str(
+                    " (the peer refused our SRTP offer; this account's SRTP policy is mandatory)",
+                );
+            }
             ev.extend(self.end(status, &reason, Phase::Done));
             (ev, None)
         }

@@ -34,6 +34,7 @@ fn account(net: &mut Net, hops: &[NextHop]) -> AccountId {
         local: hops[0].local,
         expires_s: 120,
         alternates: hops[1..].to_vec(),
+        srtp: Default::default(),
     })
 }
 
