@@ -379,11 +379,15 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut ok = false;
     let mut last_activity = Instant::now();
     let mut hung_up = false;
-    let mut srtp_ok = args.expect_srtp.is_none();
+    // The call's statistics: the periodic and final `Statistics` events, or before our hangup.
+    let mut last_stats: Option<rvoip_sdk::api::CallStats> = None;
     loop {
         let ev = ep.next_event(Duration::from_millis(50));
         if let Some(ev) = ev {
             last_activity = Instant::now();
+            if let Event::Statistics { stats, .. } = &ev {
+                last_stats = Some(stats.clone());
+            }
             match &ev {
                 Event::Statistics { stats, .. } => say(&format!(
                     "statistics: codec {} tx {} pkts/{} B, rx {} pkts/{} B, lost {} ({:.1} %), \
@@ -478,20 +482,7 @@ fn run(args: &Args) -> Result<bool, String> {
             if !hung_up && at.elapsed() >= Duration::from_secs_f64(args.duration) {
                 if let Ok(st) = c.stats() {
                     say(&format!("final statistics: {st:?}"));
-                    if let Some(want) = &args.expect_srtp {
-                        let keying = st.srtp_keying.unwrap_or("none");
-                        let good = keying.eq_ignore_ascii_case(want)
-                            && st.srtp_auth_failures == 0
-                            && st.rx_packets > 0;
-                        say(&format!(
-                            "srtp check: {keying} {} ({} auth failures, {} replays): {}",
-                            st.srtp_suite.unwrap_or("-"),
-                            st.srtp_auth_failures,
-                            st.srtp_replays,
-                            if good { "ok" } else { "FAILED" }
-                        ));
-                        srtp_ok = good;
-                    }
+                    last_stats = Some(st);
                 }
                 say("hanging up");
                 hung_up = true;
@@ -529,6 +520,21 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     ep.shutdown();
+    let mut srtp_ok = true;
+    if let Some(want) = &args.expect_srtp {
+        let st = last_stats.unwrap_or_default();
+        let keying = st.srtp_keying.unwrap_or("none");
+        srtp_ok =
+            keying.eq_ignore_ascii_case(want) && st.srtp_auth_failures == 0 && st.rx_packets > 0;
+        say(&format!(
+            "srtp check: {keying} {} ({} rx packets, {} auth failures, {} replays): {}",
+            st.srtp_suite.unwrap_or("-"),
+            st.rx_packets,
+            st.srtp_auth_failures,
+            st.srtp_replays,
+            if srtp_ok { "ok" } else { "FAILED" }
+        ));
+    }
     if let Some(hz) = args.expect_tone {
         let samples = capture.samples();
         if let Some(path) = &args.record {

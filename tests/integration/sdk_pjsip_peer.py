@@ -170,6 +170,12 @@ def main():
     ap.add_argument("--wait", type=float, default=20.0, help="seconds to wait for the incoming call")
     ap.add_argument("--max-call", type=float, default=20.0, help="seconds to wait for the remote BYE")
     ap.add_argument("--prefer", default="G722/16000/1", help="codec id given the highest priority ('' = none)")
+    ap.add_argument("--srtp", choices=["off", "optional", "mandatory"], default="off",
+                    help="pjsua SRTP use (PJMEDIA_SRTP_DISABLED/OPTIONAL/MANDATORY)")
+    ap.add_argument("--srtp-keying", choices=["sdes", "dtls"], default="sdes",
+                    help="the only SRTP keying offered and accepted (PJMEDIA_SRTP_KEYING_SDES/DTLS_SRTP)")
+    ap.add_argument("--expect-status", type=int, default=None,
+                    help="caller: the call must fail with this final status (e.g. 488) and nothing else")
     a = ap.parse_args()
 
     write_tone_wav(a.wav, a.tone)
@@ -235,6 +241,14 @@ def main():
         ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", a.user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, a.password))
         ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
         ac.mediaConfig.transportConfig.port = 0
+        if a.srtp != "off":
+            ac.mediaConfig.srtpUse = {"optional": pj.PJMEDIA_SRTP_OPTIONAL,
+                                      "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[a.srtp]
+            # SDES keys go over the TLS signalling; PJSIP's default (1) also demands sips: URIs.
+            ac.mediaConfig.srtpSecureSignaling = 0
+            keyings = pj.IntVector()
+            keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES if a.srtp_keying == "sdes" else pj.PJMEDIA_SRTP_KEYING_DTLS_SRTP)
+            ac.mediaConfig.srtpOpt.keyings = keyings
         ac.natConfig.iceEnabled = False
         ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
@@ -261,6 +275,16 @@ def main():
             reason = "no incoming call within %.0f s" % a.wait
             return 1
         call = acc.calls[0]
+        if a.expect_status is not None:
+            poll_until(lambda: call.disconnected(), 10)
+            res["status"] = call.last_code
+            if call.confirmed() or call.last_code != a.expect_status:
+                reason = "want the call refused with %d, got states %s, last %s" % (
+                    a.expect_status, call.states, call.last_code)
+                return 1
+            ok = True
+            reason = "call refused with %d as expected" % call.last_code
+            return 0
         if not poll_until(lambda: call.confirmed() or call.disconnected(), 10) or not call.confirmed():
             reason = "call not CONFIRMED (states %s, last %s)" % (call.states, call.last_code)
             return 1
@@ -274,6 +298,10 @@ def main():
                 res["rx_bytes"] = st.rtcp.rxStat.bytes
                 si = call.getStreamInfo(0)
                 res["codec"] = "%s/%d" % (si.codecName, si.codecClockRate)
+                if a.srtp != "off" and not res.get("srtp"):
+                    for line in call.dump(True, "").splitlines():
+                        if "SRTP" in line:
+                            res["srtp"] = " ".join(line.split())
             except pj.Error:
                 pass
             ep.libHandleEvents(50)
@@ -308,6 +336,11 @@ def main():
         if res["tx"] <= 0:
             reason = "PJSIP sent no RTP (txStat.pkt=%d)" % res["tx"]
             return 1
+        if a.srtp != "off":
+            note("srtp: %s" % res.get("srtp"))
+            if not res.get("srtp") or "Active" not in res["srtp"]:
+                reason = "SRTP not active in PJSIP's call dump: %s" % res.get("srtp")
+                return 1
         n0 = len(acc.reg_codes)
         acc.setRegistration(False)
         poll_until(lambda: len(acc.reg_codes) > n0, 5)
@@ -336,9 +369,9 @@ def main():
         ep.libDestroy()
         del ep
         log.close()
-        print("PJSIP-PEER %s: role=%s codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d reg=%s bye=%s unreg=%s: %s" % (
+        print("PJSIP-PEER %s: role=%s codec=%s rx_pkt=%d rx_bytes=%d tx_pkt=%d reg=%s bye=%s unreg=%s srtp=[%s]: %s" % (
             "OK" if ok else "FAIL", role, res["codec"], res["rx"], res["rx_bytes"], res["tx"], res["reg"],
-            res["bye"], res["unreg"], reason), flush=True)
+            res["bye"], res["unreg"], res.get("srtp", "-"), reason), flush=True)
 
 
 if __name__ == "__main__":

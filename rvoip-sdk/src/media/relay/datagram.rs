@@ -18,8 +18,13 @@ enum Kind {
     MuxRtcp,
     /// Anything on an RTCP port (RTP port + 1), taken as RTCP (RFC 3550 §6.4).
     Rtcp,
+    /// A DTLS record on an RTP port (RFC 7983: first byte 20–63), the DTLS-SRTP handshake of
+    /// the parties (RFC 5764 §5.1.2): forwarded like RTP, never counted as media.
+    Dtls,
 }
 
+/// Smallest DTLS record: its header, in bytes (RFC 6347 §4.1).
+const DTLS_MIN_LEN: usize = 13;
 /// Smallest RTP packet: the fixed header, in bytes (RFC 3550 §5.1).
 const RTP_MIN_LEN: usize = 12;
 /// Smallest RTCP packet: header and sender SSRC, in bytes (RFC 3550 §6.4).
@@ -30,6 +35,14 @@ const RTCP_MIN_LEN: usize = 8;
 #[inline]
 fn classify(p: &[u8], on_rtcp_port: bool) -> Option<Kind> {
     let &first = p.first()?;
+    if (20..=63).contains(&first) {
+        // DTLS record header: type, version, epoch, sequence number, length (13 bytes).
+        return (p.len() >= DTLS_MIN_LEN).then_some(if on_rtcp_port {
+            Kind::Rtcp
+        } else {
+            Kind::Dtls
+        });
+    }
     if first >> 6 != 2 {
         return None;
     }
@@ -111,7 +124,7 @@ impl Relay {
         }
         let (latch, ssrc) = match kind {
             Kind::Rtp => (&mut rx.rtp_latch, Some(be32(packet, 8))),
-            Kind::MuxRtcp => (&mut rx.rtp_latch, None),
+            Kind::MuxRtcp | Kind::Dtls => (&mut rx.rtp_latch, None),
             Kind::Rtcp => (&mut rx.rtcp_latch, None),
         };
         if !latch.admit(now, source, ssrc, self.rules) {
@@ -122,6 +135,8 @@ impl Relay {
         ctx.last_activity = now;
         let dest = if kind == Kind::Rtp {
             rx.count_rtp(now, packet);
+            tx.rtp_dest().map(|a| (a, tx.rtp_port))
+        } else if kind == Kind::Dtls {
             tx.rtp_dest().map(|a| (a, tx.rtp_port))
         } else {
             rx.count_rtcp();

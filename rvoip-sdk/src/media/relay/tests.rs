@@ -490,6 +490,24 @@ fn srtp_streams_are_never_rewritten() {
 }
 
 #[test]
+fn dtls_handshake_records_pass_between_the_rtp_ports() {
+    let (mut r, _, cp, ep, t0) = setup(cfg());
+    // A ClientHello-like record (content type 22, DTLS 1.2) from the callee to the caller.
+    let mut hello = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0];
+    let before = hello.clone();
+    let f = r
+        .handle_datagram(t0, ep, a(CALLEE_SDP), &mut hello)
+        .expect("forwarded");
+    assert_eq!((f.from_port, f.dest), (cp, a(CALLER_SDP)));
+    assert_eq!(hello, before);
+    // Too short for a record header: dropped as malformed.
+    let mut short = vec![22, 0xfe, 0xfd];
+    assert!(r.handle_datagram(t0, ep, a(CALLEE_SDP), &mut short).is_none());
+    // Not counted as media.
+    assert_eq!(r.stats().dropped_malformed, 1);
+}
+
+#[test]
 fn packets_pass_unmodified_by_default() {
     let (mut r, _, cp, _, t0) = setup(cfg());
     let mut p = rtp(100, 1000, 0xaa);

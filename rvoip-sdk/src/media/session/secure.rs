@@ -23,11 +23,17 @@ pub(crate) enum Secure {
     Plain,
     /// Keyed by SDES.
     Sdes(SrtpSession),
-    /// Keyed by DTLS: the handshake, then the session it produced.
+    /// Keyed by DTLS: the handshake of the RTP component, then the session it produced, and
+    /// the separate handshake of the RTCP component on the RTCP ports (RFC 5764 §4.1: without
+    /// rtcp-mux each component has its own DTLS session), whose keys protect SRTCP.
     Dtls {
         dtls: Box<DtlsSrtp>,
         srtp: Option<SrtpSession>,
         failed: bool,
+        /// The RTCP component's handshake; dropped when the peer runs none (it fails), and
+        /// SRTCP then uses the RTP component's keys.
+        rtcp: Option<Box<DtlsSrtp>>,
+        srtcp: Option<SrtpSession>,
     },
 }
 
@@ -44,22 +50,43 @@ impl Secure {
                 let identity: &DtlsIdentity = cfg.dtls_identity.as_ref().ok_or_else(|| {
                     MediaError::Security("DTLS-SRTP agreed but no certificate".into())
                 })?;
-                let dtls = DtlsSrtp::new(identity, *role, remote.clone(), now)
-                    .map_err(|e| MediaError::Security(e.to_string()))?;
+                let make = || {
+                    DtlsSrtp::new(identity, *role, remote.clone(), now)
+                        .map(Box::new)
+                        .map_err(|e| MediaError::Security(e.to_string()))
+                };
                 Ok(Secure::Dtls {
-                    dtls: Box::new(dtls),
+                    dtls: make()?,
                     srtp: None,
                     failed: false,
+                    rtcp: Some(make()?),
+                    srtcp: None,
                 })
             }
         }
     }
 
+    /// The session for RTP (and RTCP multiplexed on the RTP port).
     fn session(&mut self) -> Option<&mut SrtpSession> {
         match self {
             Secure::Plain => None,
             Secure::Sdes(s) => Some(s),
             Secure::Dtls { srtp, .. } => srtp.as_mut(),
+        }
+    }
+
+    /// The session for RTCP on the RTCP port: the RTCP component's keys once agreed; none while
+    /// its handshake still runs; the RTP component's when the peer runs no RTCP handshake.
+    fn rtcp_session(&mut self) -> Option<&mut SrtpSession> {
+        match self {
+            Secure::Dtls {
+                srtp, rtcp, srtcp, ..
+            } => match (srtcp, rtcp) {
+                (Some(s), _) => Some(s),
+                (None, Some(_)) => None,
+                (None, None) => srtp.as_mut(),
+            },
+            other => other.session(),
         }
     }
 
@@ -85,8 +112,23 @@ impl Secure {
     pub(crate) fn counters(&self) -> SrtpCounters {
         match self {
             Secure::Sdes(s) => s.counters(),
-            Secure::Dtls { srtp: Some(s), .. } => s.counters(),
-            _ => SrtpCounters::default(),
+            Secure::Dtls { srtp, srtcp, .. } => {
+                let (a, b) = (
+                    srtp.as_ref().map(SrtpSession::counters).unwrap_or_default(),
+                    srtcp
+                        .as_ref()
+                        .map(SrtpSession::counters)
+                        .unwrap_or_default(),
+                );
+                SrtpCounters {
+                    protected: a.protected + b.protected,
+                    unprotected: a.unprotected + b.unprotected,
+                    auth_failures: a.auth_failures + b.auth_failures,
+                    replays: a.replays + b.replays,
+                    malformed: a.malformed + b.malformed,
+                }
+            }
+            Secure::Plain => SrtpCounters::default(),
         }
     }
 }
@@ -101,13 +143,27 @@ impl MediaSession {
         data: Bytes,
         rtcp: bool,
     ) -> Option<Bytes> {
-        if let Secure::Dtls { dtls, .. } = &mut self.secure {
+        if let Secure::Dtls {
+            dtls,
+            rtcp: rtcp_dtls,
+            ..
+        } = &mut self.secure
+        {
             if dtls::is_dtls(&data) {
-                if !self.latched_rtp && from != self.cfg.remote_rtp {
-                    // Answer the handshake where it comes from (the peer may be behind NAT).
-                    self.cfg.remote_rtp = from;
+                // Answer each handshake where it comes from (the peer may be behind NAT).
+                if rtcp {
+                    if !self.latched_rtcp && from != self.cfg.remote_rtcp {
+                        self.cfg.remote_rtcp = from;
+                    }
+                    if let Some(d) = rtcp_dtls {
+                        d.handle_datagram(now, &data);
+                    }
+                } else {
+                    if !self.latched_rtp && from != self.cfg.remote_rtp {
+                        self.cfg.remote_rtp = from;
+                    }
+                    dtls.handle_datagram(now, &data);
                 }
-                dtls.handle_datagram(now, &data);
                 self.dtls_progress();
                 return None;
             }
@@ -120,7 +176,12 @@ impl MediaSession {
             self.srtp_dropped += 1;
             return None;
         }
-        let Some(s) = self.secure.session() else {
+        let session = if rtcp {
+            self.secure.rtcp_session()
+        } else {
+            self.secure.session()
+        };
+        let Some(s) = session else {
             // DTLS not finished: nothing can be unprotected yet.
             self.srtp_dropped += 1;
             return None;
@@ -145,7 +206,11 @@ impl MediaSession {
         if matches!(self.secure, Secure::Plain) {
             return Some(t);
         }
-        let s = self.secure.session()?;
+        let s = if t.rtcp {
+            self.secure.rtcp_session()?
+        } else {
+            self.secure.session()?
+        };
         let r = if t.rtcp || rtp::is_rtcp(&t.bytes) {
             s.protect_rtcp(&t.bytes)
         } else {
@@ -163,47 +228,101 @@ impl MediaSession {
         }
     }
 
-    /// The next DTLS record to send, to the peer's RTP address.
+    /// The next DTLS record to send: the RTP component's to the peer's RTP address, the RTCP
+    /// component's to its RTCP address.
     pub(super) fn dtls_transmit(&mut self) -> Option<MediaTransmit> {
-        let Secure::Dtls { dtls, .. } = &mut self.secure else {
+        let Secure::Dtls { dtls, rtcp, .. } = &mut self.secure else {
             return None;
         };
-        let bytes = dtls.poll_transmit()?;
+        if let Some(bytes) = dtls.poll_transmit() {
+            return Some(MediaTransmit {
+                dest: self.cfg.remote_rtp,
+                rtcp: false,
+                bytes,
+            });
+        }
+        let bytes = rtcp.as_mut()?.poll_transmit()?;
         Some(MediaTransmit {
-            dest: self.cfg.remote_rtp,
-            rtcp: false,
+            dest: self.cfg.remote_rtcp,
+            rtcp: true,
             bytes,
         })
     }
 
-    /// When the DTLS handshake needs a timer.
+    /// When a DTLS handshake needs a timer.
     pub(super) fn dtls_timeout(&self) -> Option<Instant> {
-        match &self.secure {
-            Secure::Dtls {
-                dtls, srtp: None, ..
-            } => dtls.poll_timeout(),
-            _ => None,
+        let Secure::Dtls {
+            dtls,
+            srtp,
+            rtcp,
+            srtcp,
+            ..
+        } = &self.secure
+        else {
+            return None;
+        };
+        let a = srtp.is_none().then(|| dtls.poll_timeout()).flatten();
+        let b = rtcp
+            .as_ref()
+            .filter(|_| srtcp.is_none())
+            .and_then(|d| d.poll_timeout());
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Runs the DTLS retransmission timer.
+    /// Runs the DTLS retransmission timers.
     pub(super) fn dtls_handle_timeout(&mut self, now: Instant) {
-        if let Secure::Dtls {
-            dtls, srtp: None, ..
+        let Secure::Dtls {
+            dtls,
+            srtp,
+            rtcp,
+            srtcp,
+            ..
         } = &mut self.secure
-        {
-            if dtls.poll_timeout().is_some_and(|t| t <= now) {
-                dtls.handle_timeout(now);
-                self.dtls_progress();
-            }
-        }
-    }
-
-    /// Picks up the SRTP keys when the handshake completes; reports a failure once.
-    fn dtls_progress(&mut self) {
-        let Secure::Dtls { dtls, srtp, failed } = &mut self.secure else {
+        else {
             return;
         };
+        let mut ran = false;
+        if srtp.is_none() && dtls.poll_timeout().is_some_and(|t| t <= now) {
+            dtls.handle_timeout(now);
+            ran = true;
+        }
+        if let Some(d) = rtcp.as_mut().filter(|_| srtcp.is_none()) {
+            if d.poll_timeout().is_some_and(|t| t <= now) {
+                d.handle_timeout(now);
+                ran = true;
+            }
+        }
+        if ran {
+            self.dtls_progress();
+        }
+    }
+
+    /// Picks up the SRTP keys when a handshake completes; reports a failure of the RTP
+    /// component once (a failed RTCP component only means SRTCP uses the RTP keys).
+    fn dtls_progress(&mut self) {
+        let Secure::Dtls {
+            dtls,
+            srtp,
+            failed,
+            rtcp,
+            srtcp,
+        } = &mut self.secure
+        else {
+            return;
+        };
+        if let Some(d) = rtcp.as_mut() {
+            match d.state() {
+                DtlsState::Connected if srtcp.is_none() => *srtcp = d.take_srtp(),
+                DtlsState::Failed(reason) => {
+                    tracing::debug!(%reason, "no DTLS on the RTCP component: SRTCP uses the RTP keys");
+                    *rtcp = None;
+                }
+                _ => {}
+            }
+        }
         match dtls.state() {
             DtlsState::Connected if srtp.is_none() => {
                 if let Some(s) = dtls.take_srtp() {
