@@ -44,7 +44,7 @@ fn tail(sink: &SharedSink, hz: f64, ms: usize) -> f64 {
 }
 
 struct Up {
-    alice: Party,
+    _alice: Party,
     bob: Party,
     a_call: Call,
     b_call: Call,
@@ -87,7 +87,7 @@ fn call(a: SrtpConfig, b: SrtpConfig) -> Up {
     });
     alice.state(&a_call, "alice connected", |s| *s == CallState::Connected);
     Up {
-        alice,
+        _alice: alice,
         bob,
         a_call,
         b_call,
@@ -141,10 +141,17 @@ fn sdes_over_udp_only_when_both_allow_it() {
     let mut alice = party(allow);
     let mut bob = party(SrtpConfig::default());
     let target = format!("sip:bob@{}", bob.ep.udp_addr().unwrap());
-    let c = alice.ep.make_call(None, &target, CallOptions::default()).unwrap();
+    let c = alice
+        .ep
+        .make_call(None, &target, CallOptions::default())
+        .unwrap();
     let reason = alice.wait("refused", |e| match e {
         Event::CallState {
-            state: CallState::Ended { status: 488, reason },
+            state:
+                CallState::Ended {
+                    status: 488,
+                    reason,
+                },
             ..
         } => Some(reason.clone()),
         _ => None,
@@ -170,7 +177,7 @@ fn mandatory_and_off_never_agree_on_plaintext() {
         ),
     ] {
         let mut alice = party(a);
-        let mut bob = party(b);
+        let bob = party(b);
         let target = format!("sip:bob@{}", bob.ep.udp_addr().unwrap());
         alice
             .ep
@@ -217,10 +224,7 @@ fn forged_and_replayed_packets_at_the_socket_are_dropped_and_counted() {
     std::thread::sleep(Duration::from_millis(1000));
     let st = up.b_call.stats().unwrap();
     assert!(st.srtp_auth_failures >= 200, "{st:?}");
-    assert!(
-        tail(&up.b_sink, 440.0, 600) >= 0.9,
-        "bob still hears alice"
-    );
+    assert!(tail(&up.b_sink, 440.0, 600) >= 0.9, "bob still hears alice");
     assert!(tail(&up.a_sink, 1000.0, 600) >= 0.9);
     hang_up(up);
 }

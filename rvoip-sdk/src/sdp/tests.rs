@@ -59,7 +59,10 @@ fn answer_takes_our_first_common_codec_in_the_offerers_numbering() {
     );
     let back = process_answer(&text, &ol).unwrap();
     assert_eq!(back.codec, AudioCodec::PCMA);
-    assert_eq!(back.remote, "192.0.2.10:40000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        back.remote,
+        "192.0.2.10:40000".parse::<SocketAddr>().unwrap()
+    );
 }
 
 #[test]

@@ -502,7 +502,10 @@ fn dtls_handshake_records_pass_between_the_rtp_ports() {
     assert_eq!(hello, before);
     // Too short for a record header: dropped as malformed.
     let mut short = vec![22, 0xfe, 0xfd];
-    assert!(r.handle_datagram(t0, ep, a(CALLEE_SDP), &mut short).is_none());
+    assert!(
+        r.handle_datagram(t0, ep, a(CALLEE_SDP), &mut short)
+            .is_none()
+    );
     // Not counted as media.
     assert_eq!(r.stats().dropped_malformed, 1);
 }

@@ -9,10 +9,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::sdp::AudioCodec;
 use crate::media::audio::{AudioError, MemorySink, ToneSource};
 use crate::media::rtp;
 use crate::media::tone::tone_fraction_blocks;
+use crate::sdp::AudioCodec;
 
 /// A sink whose samples the test can read while the session owns it.
 #[derive(Clone)]
