@@ -103,5 +103,50 @@ fn opus(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// SRTP (RFC 3711) per 20 ms PCMU packet (12-byte header + 160 bytes): the plaintext path
+/// (RtpSender packetizes, `rtp::parse` reads it back) against the same with protect and
+/// unprotect of each suite in between (issue 12). Sequence numbers advance every packet, as
+/// replay protection requires.
+fn srtp(c: &mut Criterion) {
+    use rvoip_sdk::media::rtp::{self, RtpSender};
+    use rvoip_sdk::media::sdes::{CryptoAttribute, CryptoSuite};
+    use rvoip_sdk::media::srtp::SrtpSession;
+    let payload = Bytes::from(vec![0xd5u8; 160]);
+    let mut g = c.benchmark_group("RTP packet 20 ms PCMU: packetize+parse, with SRTP");
+    g.throughput(Throughput::Elements(1));
+    let mut tx = RtpSender::new(0x1234, 1, 0, 0);
+    g.bench_function("plain RTP", |b| {
+        b.iter(|| {
+            let p = tx.frame(payload.clone(), 160).unwrap();
+            black_box(rtp::parse(&p).unwrap().payload.len());
+        })
+    });
+    for suite in CryptoSuite::ALL {
+        let (ka, kb) = (
+            CryptoAttribute::generate(1, suite),
+            CryptoAttribute::generate(1, suite),
+        );
+        let mut alice = SrtpSession::from_sdes(&ka, &kb).unwrap();
+        let mut bob = SrtpSession::from_sdes(&kb, &ka).unwrap();
+        let mut tx = RtpSender::new(0x1234, 1, 0, 0);
+        g.bench_function(format!("{} protect+unprotect", suite.name()), |b| {
+            b.iter(|| {
+                let p = tx.frame(payload.clone(), 160).unwrap();
+                let s = alice.protect_rtp(&p).unwrap();
+                let back = bob.unprotect_rtp(&s).unwrap();
+                black_box(rtp::parse(&back).unwrap().payload.len());
+            })
+        });
+        let mut tx = RtpSender::new(0x1234, 1, 0, 0);
+        g.bench_function(format!("{} protect only", suite.name()), |b| {
+            b.iter(|| {
+                let p = tx.frame(payload.clone(), 160).unwrap();
+                black_box(alice.protect_rtp(&p).unwrap().len());
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, srtp);
 criterion_main!(benches);

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rvoip_sdk::api::{
-    AudioCodec, Call, CallId, CallOptions, CallState, Endpoint, EndpointConfig, Event,
+    AudioCodec, Call, CallId, CallOptions, CallState, Endpoint, EndpointConfig, Event, SrtpConfig,
+    SrtpKeying, SrtpPolicy,
 };
 use rvoip_sdk::media::audio::{AudioSource, NullSink, ToneSource};
 use rvoip_sdk::media::tone::ToneGenerator;
@@ -43,6 +44,9 @@ struct Args {
     /// `tone`: the SDK's `ToneSource` (a sine computed per sample); `loop`: one second of the
     /// same tone rendered once and played from memory, as a capture device's buffer would be.
     source: String,
+    /// `off` (plain RTP), `sdes` (SRTP keyed by SDES, allowed over the bench's UDP signalling)
+    /// or `dtls` (SRTP keyed by DTLS-SRTP): every call's media in that mode (issue 12).
+    srtp: String,
 }
 
 fn args() -> Args {
@@ -52,6 +56,7 @@ fn args() -> Args {
         setup: 200,
         warmup: 3.0,
         source: "tone".into(),
+        srtp: "off".into(),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -67,6 +72,7 @@ fn args() -> Args {
             "--setup" => a.setup = num(val) as usize,
             "--warmup" => a.warmup = num(val),
             "--source" => a.source = val.unwrap_or_default().to_string(),
+            "--srtp" => a.srtp = val.unwrap_or_default().to_string(),
             _ => {
                 i += 1; // `--bench` and other harness flags from cargo
                 continue;
@@ -82,13 +88,21 @@ fn args() -> Args {
         a.source == "tone" || a.source == "loop",
         "--source tone|loop"
     );
+    assert!(
+        ["off", "sdes", "dtls"].contains(&a.srtp.as_str()),
+        "--srtp off|sdes|dtls"
+    );
     a
 }
+
+/// The SRTP settings of both endpoints (`--srtp`).
+static SRTP: std::sync::OnceLock<SrtpConfig> = std::sync::OnceLock::new();
 
 fn config() -> EndpointConfig {
     EndpointConfig {
         codecs: vec![AudioCodec::PCMU],
         stats_interval: None,
+        srtp: SRTP.get().copied().unwrap_or_default(),
         ..EndpointConfig::loopback()
     }
 }
@@ -238,6 +252,23 @@ impl Alice {
 
 fn main() {
     let a = args();
+    let srtp = match a.srtp.as_str() {
+        "sdes" => SrtpConfig {
+            policy: SrtpPolicy::Mandatory,
+            keying: SrtpKeying::Sdes,
+            sdes_over_insecure: true,
+        },
+        "dtls" => SrtpConfig {
+            policy: SrtpPolicy::Mandatory,
+            keying: SrtpKeying::Dtls,
+            sdes_over_insecure: false,
+        },
+        _ => SrtpConfig {
+            policy: SrtpPolicy::Off,
+            ..SrtpConfig::default()
+        },
+    };
+    let _ = SRTP.set(srtp);
     USE_LOOP.store(a.source == "loop", std::sync::atomic::Ordering::Relaxed);
     let mut alice = Alice {
         ep: Endpoint::new(config()).expect("alice endpoint"),
@@ -366,15 +397,26 @@ fn main() {
     };
     sleep_pumping(&mut alice, Duration::from_secs_f64(a.warmup));
 
-    let rx_total = |calls: &[Call], bob_calls: &Mutex<Vec<Call>>| -> (u64, u64, u64) {
+    // The legs whose media is in the `--srtp` mode (keying `SDES`, `DTLS` or none).
+    let want_keying = match a.srtp.as_str() {
+        "sdes" => Some("SDES"),
+        "dtls" => Some("DTLS"),
+        _ => None,
+    };
+    let mut srtp_legs = 0usize;
+    let mut rx_total = |calls: &[Call], bob_calls: &Mutex<Vec<Call>>| -> (u64, u64, u64) {
         let mut rx = 0;
         let mut tx = 0;
         let mut concealed = 0;
+        srtp_legs = 0;
         for c in calls.iter().chain(bob_calls.lock().unwrap().iter()) {
             if let Ok(s) = c.stats() {
                 rx += s.rx_packets;
                 tx += s.tx_packets;
                 concealed += s.concealed_frames;
+                if s.srtp_keying == want_keying {
+                    srtp_legs += 1;
+                }
             }
         }
         (rx, tx, concealed)
@@ -399,7 +441,8 @@ fn main() {
     let concealed_rate = (conc1 - conc0) as f64 / wall / legs as f64;
     let kb_per_call = (rss_loaded as f64 - rss_idle as f64) / n as f64;
     let kb_per_call_setup = (rss_loaded as f64 - rss_after_setup as f64) / n as f64;
-    let media_ok = rx_rate > 45.0 && tx_rate > 45.0;
+    let media_ok = rx_rate > 45.0 && tx_rate > 45.0 && srtp_legs == legs;
+    println!("  SRTP {}: {srtp_legs} of {legs} legs in that mode", a.srtp);
 
     println!("steady state over {wall:.1} s with {n} calls ({legs} legs):");
     println!(
@@ -444,7 +487,8 @@ fn main() {
     bob.shutdown();
 
     println!(
-        "ua_load source={} calls={n} seconds={wall:.1} cpu_pct_total={cpu_pct:.2} cpu_pct_per_call={per_call:.4} cpu_pct_per_leg={:.4} rss_idle_kb={rss_idle} rss_loaded_kb={rss_loaded} vmhwm_kb={hwm} kb_per_call={kb_per_call:.1} kb_per_leg={:.1} rx_pps_per_leg={rx_rate:.1} tx_pps_per_leg={tx_rate:.1} setup_calls={} setup_p50_ms={sp50:.2} setup_p90_ms={sp90:.2} setup_p99_ms={sp99:.2} setup_max_ms={smax:.2} media_ok={media_ok}",
+        "ua_load srtp={} source={} calls={n} seconds={wall:.1} cpu_pct_total={cpu_pct:.2} cpu_pct_per_call={per_call:.4} cpu_pct_per_leg={:.4} rss_idle_kb={rss_idle} rss_loaded_kb={rss_loaded} vmhwm_kb={hwm} kb_per_call={kb_per_call:.1} kb_per_leg={:.1} rx_pps_per_leg={rx_rate:.1} tx_pps_per_leg={tx_rate:.1} setup_calls={} setup_p50_ms={sp50:.2} setup_p90_ms={sp90:.2} setup_p99_ms={sp99:.2} setup_max_ms={smax:.2} media_ok={media_ok}",
+        a.srtp,
         a.source,
         per_call / 2.0,
         kb_per_call / 2.0,

@@ -342,6 +342,16 @@ int main(int argc, char **argv) {
             printf("message %llu: %u %s\n", (unsigned long long)ev.message_id, (unsigned)ev.status,
                    ev.reason);
             break;
+        case RVOIP_EVENT_MEDIA_SECURITY_FAILED:
+            /* DTLS-SRTP failed: no media can flow on this call, so end it. */
+            fprintf(stderr, "softphone: media security failed: %s\n", ev.reason);
+            if (ev.call_id == call && !hung_up) {
+                rvoip_call_hangup(ep, call);
+                hung_up = 1;
+                give_up_at = now_s() + 5;
+                exit_code = 1;
+            }
+            break;
         }
     }
     if ((o.call || o.auto_answer) && !connected && !g_stop) exit_code = 1;

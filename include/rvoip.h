@@ -51,6 +51,42 @@
 #define RVOIP_TRANSPORT_WSS 4
 
 /**
+ * SRTP when the peer offers it (the default, 0): an SRTP offer is answered with SRTP; our
+ * offers are `RTP/AVP`, carrying `a=crypto` keys (SDES, RFC 4568) when SDES may be used.
+ */
+#define RVOIP_SRTP_OPTIONAL 0
+
+/**
+ * Plain RTP only: an SRTP offer is refused with 488 (never answered in plaintext).
+ */
+#define RVOIP_SRTP_OFF 1
+
+/**
+ * SRTP or no call: our offers use a secure profile (`RTP/SAVP` with SDES, RFC 4568;
+ * `UDP/TLS/RTP/SAVP` with DTLS-SRTP, RFC 5764); a plain offer is refused with 488, and a
+ * plain answer ends the call (CALL_STATE ENDED, status 488, a `reason` saying why).
+ */
+#define RVOIP_SRTP_MANDATORY 2
+
+/**
+ * SDES (RFC 4568) when the signalling is encrypted (TLS) or `srtp_sdes_over_insecure` allows
+ * it, else DTLS-SRTP (RFC 5763/5764). The default (0).
+ */
+#define RVOIP_SRTP_KEYING_AUTO 0
+
+/**
+ * SDES only: the keys travel in the SDP's `a=crypto` lines (RFC 4568). A mandatory offer on
+ * unencrypted signalling fails unless `srtp_sdes_over_insecure` is set.
+ */
+#define RVOIP_SRTP_KEYING_SDES 1
+
+/**
+ * DTLS-SRTP only: the keys come from a DTLS handshake on the media path, checked against the
+ * SDP's `a=fingerprint` (RFC 5763, RFC 5764).
+ */
+#define RVOIP_SRTP_KEYING_DTLS 2
+
+/**
  * The size of a buffer that holds any address from [`rvoip_account_server`], in bytes: the
  * longest `IP:port` text, `[` + IPv6 address (39) + `%` + scope id (10) + `]:` + port (5),
  * is 58 characters, plus the terminating NUL, rounded up.
@@ -168,7 +204,7 @@ typedef enum rvoip_event_kind {
    */
   RVOIP_EVENT_CALL_STATE = 2,
   /**
-   * Audio started or changed on `call_id`: `codec`, `remote_addr`, `direction`.
+   * Audio started or changed on `call_id`: `codec`, `remote_addr`, `direction`, `security`.
    */
   RVOIP_EVENT_MEDIA_STARTED = 3,
   /**
@@ -193,6 +229,12 @@ typedef enum rvoip_event_kind {
    * 408 on timeout, 503 on a transport error) and `reason`.
    */
   RVOIP_EVENT_MESSAGE_RESULT = 8,
+  /**
+   * The DTLS-SRTP handshake of `call_id` failed (RFC 5764: the peer's certificate does not
+   * match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
+   * media cannot flow: `reason` says what failed. The call stays up; apps usually hang up.
+   */
+  RVOIP_EVENT_MEDIA_SECURITY_FAILED = 9,
 } rvoip_event_kind;
 
 /**
@@ -314,6 +356,23 @@ typedef struct rvoip_audio_device {
 } rvoip_audio_device;
 
 /**
+ * Whether a call's media must, may or must not be SRTP (RFC 3711), for
+ * [`rvoip_account_opts::srtp_policy`] and `rvoip_endpoint_opts::srtp_policy`: one of
+ * [`RVOIP_SRTP_OPTIONAL`] (0, the default, so a zero-filled options struct means optional),
+ * [`RVOIP_SRTP_OFF`] or [`RVOIP_SRTP_MANDATORY`]. A plain integer rather than a C enum so that
+ * any value a caller stores is defined behaviour: other values give INVALID_ARGUMENT.
+ */
+typedef uint32_t rvoip_srtp_policy;
+
+/**
+ * Which SRTP key exchange our offers use, for [`rvoip_account_opts::srtp_keying`] and
+ * `rvoip_endpoint_opts::srtp_keying`: one of [`RVOIP_SRTP_KEYING_AUTO`] (0, the default),
+ * [`RVOIP_SRTP_KEYING_SDES`] or [`RVOIP_SRTP_KEYING_DTLS`]. Answers accept either kind the
+ * offer uses. A plain integer, as [`rvoip_srtp_policy`]: other values give INVALID_ARGUMENT.
+ */
+typedef uint32_t rvoip_srtp_keying;
+
+/**
  * An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
  */
 typedef struct rvoip_account_opts {
@@ -361,6 +420,25 @@ typedef struct rvoip_account_opts {
    * [`rvoip_account_add`]. Ignored with UDP and TCP.
    */
   const char *tls_pin_sha256;
+  /**
+   * SRTP (RFC 3711) for the account's calls, made and received: [`RVOIP_SRTP_OPTIONAL`]
+   * (0, default), [`RVOIP_SRTP_OFF`] or [`RVOIP_SRTP_MANDATORY`]. A mandatory call the peer
+   * cannot secure ends with status 488 and a `reason` naming the cause. Any other value
+   * gives INVALID_ARGUMENT from [`rvoip_account_add`].
+   */
+  rvoip_srtp_policy srtp_policy;
+  /**
+   * The key exchange of the account's SRTP offers: [`RVOIP_SRTP_KEYING_AUTO`] (0, default:
+   * SDES, RFC 4568, over TLS; DTLS-SRTP, RFC 5764, otherwise), [`RVOIP_SRTP_KEYING_SDES`] or
+   * [`RVOIP_SRTP_KEYING_DTLS`]. Answers accept either kind. Any other value gives
+   * INVALID_ARGUMENT from [`rvoip_account_add`].
+   */
+  rvoip_srtp_keying srtp_keying;
+  /**
+   * Allow SDES keys (`a=crypto`, RFC 4568) in SDP carried over UDP or TCP, where anyone on
+   * the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
+   */
+  bool srtp_sdes_over_insecure;
 } rvoip_account_opts;
 
 /**
@@ -439,6 +517,31 @@ typedef struct rvoip_call_stats {
    * DTMF keys sent.
    */
   uint64_t dtmf_sent;
+  /**
+   * SRTP key exchange, NUL-terminated: `SDES` (RFC 4568) or `DTLS` (DTLS-SRTP, RFC 5764);
+   * empty for plain RTP.
+   */
+  char srtp_keying[16];
+  /**
+   * SRTP crypto suite in use, NUL-terminated (RFC 4568 §6.2, RFC 7714 §12):
+   * `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32` or `AEAD_AES_128_GCM`; empty for
+   * plain RTP and until a DTLS-SRTP handshake has completed.
+   */
+  char srtp_suite[32];
+  /**
+   * Received SRTP/SRTCP packets dropped because their authentication tag was wrong
+   * (RFC 3711 §3.4).
+   */
+  uint64_t srtp_auth_failures;
+  /**
+   * Received SRTP/SRTCP packets dropped as replays (RFC 3711 §3.3.2).
+   */
+  uint64_t srtp_replays;
+  /**
+   * Received packets dropped on an SRTP call as not SRTP at all (plain RTP, malformed, or
+   * arrived before the keys).
+   */
+  uint64_t srtp_dropped;
 } rvoip_call_stats;
 
 /**
@@ -493,6 +596,25 @@ typedef struct rvoip_endpoint_opts {
    * addresses never do.
    */
   const char *dns_server;
+  /**
+   * SRTP (RFC 3711) for calls made or received without an account (an account has its
+   * own, `rvoip_account_opts::srtp_policy`): `RVOIP_SRTP_OPTIONAL` (0, default),
+   * `RVOIP_SRTP_OFF` or `RVOIP_SRTP_MANDATORY`. Any other value gives INVALID_ARGUMENT from
+   * [`rvoip_endpoint_new`].
+   */
+  rvoip_srtp_policy srtp_policy;
+  /**
+   * The key exchange of those calls' SRTP offers: `RVOIP_SRTP_KEYING_AUTO` (0, default:
+   * SDES, RFC 4568, over TLS; DTLS-SRTP, RFC 5764, otherwise), `RVOIP_SRTP_KEYING_SDES` or
+   * `RVOIP_SRTP_KEYING_DTLS`. Any other value gives INVALID_ARGUMENT from
+   * [`rvoip_endpoint_new`].
+   */
+  rvoip_srtp_keying srtp_keying;
+  /**
+   * Allow SDES keys (`a=crypto`, RFC 4568) for those calls in SDP carried over UDP or TCP,
+   * where anyone on the path can read them (default false: over TLS only, RFC 4568 §8.3).
+   */
+  bool srtp_sdes_over_insecure;
 } rvoip_endpoint_opts;
 
 /**
@@ -543,7 +665,7 @@ typedef struct rvoip_event {
    */
   uint16_t status;
   /**
-   * Reason text of `status`.
+   * Reason text of `status`; MEDIA_SECURITY_FAILED: what failed.
    */
   const char *reason;
   /**
@@ -591,6 +713,13 @@ typedef struct rvoip_event {
    * MESSAGE_RECEIVED: the content's length in bytes.
    */
   size_t body_len;
+  /**
+   * MEDIA_STARTED: the media encryption, `none` (plain RTP), `SDES <suite>` (SRTP keyed by
+   * SDP `a=crypto`, RFC 4568; e.g. `SDES AES_CM_128_HMAC_SHA1_80`) or `DTLS-SRTP` (keyed by a
+   * handshake on the media path, RFC 5764; the suite is in the statistics' `srtp_suite` once
+   * it completes).
+   */
+  const char *security;
 } rvoip_event;
 
 /**
@@ -748,8 +877,8 @@ enum rvoip_result rvoip_audio_source_device_new(const char *id, struct rvoip_aud
 enum rvoip_result rvoip_audio_sink_device_new(const char *id, struct rvoip_audio_sink **out);
 
 /**
- * Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin).
- * NULL is ignored.
+ * Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin,
+ * SRTP optional with automatic keying and no SDES over UDP/TCP). NULL is ignored.
  */
 void rvoip_account_opts_default(struct rvoip_account_opts *opts);
 
@@ -760,7 +889,8 @@ void rvoip_account_opts_default(struct rvoip_account_opts *opts);
  * later that fails verification ends the REGISTER with a REGISTRATION_STATE event FAILED,
  * status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
  * `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
- * without TLS, unreadable CA file, malformed pin), NETWORK (unresolvable server).
+ * without TLS, unreadable CA file, malformed pin, an SRTP policy or keying that is none of
+ * the `RVOIP_SRTP_*` values), NETWORK (unresolvable server).
  */
 enum rvoip_result rvoip_account_add(struct rvoip_endpoint *ep,
                                     const struct rvoip_account_opts *opts,
@@ -927,7 +1057,8 @@ void rvoip_endpoint_opts_default(struct rvoip_endpoint_opts *opts);
  * Creates an endpoint and binds its transports. `opts` may be NULL for the defaults.
  * On success `*out` is an endpoint to free with [`rvoip_endpoint_free`].
  * Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad listen, public IP or DNS server
- * address, codec, UTF-8), NETWORK (a socket cannot be bound). Thread-safe.
+ * address, codec, UTF-8, an SRTP policy or keying that is none of the `RVOIP_SRTP_*` values),
+ * NETWORK (a socket cannot be bound). Thread-safe.
  */
 enum rvoip_result rvoip_endpoint_new(const struct rvoip_endpoint_opts *opts,
                                      struct rvoip_endpoint **out);

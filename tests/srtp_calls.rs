@@ -6,8 +6,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use rvoip_sdk::api::{
-    AudioCodec, Call, CallOptions, CallState, EndpointConfig, Event, SrtpConfig, SrtpKeying,
-    SrtpPolicy,
+    AccountOptions, AudioCodec, Call, CallOptions, CallState, EndpointConfig, Event, SrtpConfig,
+    SrtpKeying, SrtpPolicy,
 };
 use rvoip_sdk::media::audio::{SharedSink, ToneSource};
 use rvoip_sdk::media::tone::tone_fraction_blocks;
@@ -227,4 +227,67 @@ fn forged_and_replayed_packets_at_the_socket_are_dropped_and_counted() {
     assert!(tail(&up.b_sink, 440.0, 600) >= 0.9, "bob still hears alice");
     assert!(tail(&up.a_sink, 1000.0, 600) >= 0.9);
     hang_up(up);
+}
+
+#[test]
+fn dtls_and_sdes_through_the_server_and_its_relay() {
+    let _s = serial();
+    for (keying, name) in [(SrtpKeying::Dtls, "DTLS"), (SrtpKeying::Sdes, "SDES")] {
+        let (_srv, ports) = common::start_server("127.0.0.1", &["udp:127.0.0.1:0"], |c| {
+            c.relay = "always".parse().unwrap();
+            c.relay_ports = "41000-41099".parse().unwrap();
+        });
+        let server = format!("127.0.0.1:{}", ports.port(rvoip_sdk::api::Transport::Udp));
+        let srtp = policy(SrtpPolicy::Mandatory, keying, true);
+        let (mut alice, mut bob) = (party(SrtpConfig::default()), party(SrtpConfig::default()));
+        // The policy is the accounts' (EndpointConfig::srtp covers calls without one).
+        let account = |user: &str, pw: &str| {
+            let mut o = AccountOptions::new(&format!("sip:{user}@127.0.0.1"), pw);
+            o.server = Some(server.clone());
+            o.srtp = srtp;
+            o
+        };
+        let a_acc = alice.register_with(account("alice", "apw"));
+        bob.register_with(account("bob", "bpw"));
+        let (a_sink, b_sink) = (SharedSink::new(8000), SharedSink::new(8000));
+        let a_call = alice
+            .ep
+            .make_call(
+                Some(&a_acc),
+                "sip:bob@127.0.0.1",
+                CallOptions {
+                    source: tone(440.0),
+                    sink: Some(Box::new(a_sink.clone())),
+                },
+            )
+            .unwrap();
+        let b_call = bob.incoming();
+        b_call
+            .answer(CallOptions {
+                source: tone(1000.0),
+                sink: Some(Box::new(b_sink.clone())),
+            })
+            .unwrap();
+        let remote = alice.wait("alice's media", |e| match e {
+            Event::MediaStarted { remote, .. } => Some(*remote),
+            _ => None,
+        });
+        assert!(
+            (41000..41100).contains(&remote.port()),
+            "{name}: via the relay: {remote}"
+        );
+        alice.state(&a_call, "connected", |s| *s == CallState::Connected);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(tail(&b_sink, 440.0, 600) >= 0.9, "{name}: bob hears alice");
+        assert!(tail(&a_sink, 1000.0, 600) >= 0.9, "{name}: alice hears bob");
+        for c in [&a_call, &b_call] {
+            let st = c.stats().unwrap();
+            assert_eq!(st.srtp_keying, Some(name), "{st:?}");
+            assert_eq!(st.srtp_auth_failures, 0, "{st:?}");
+        }
+        a_call.hangup().unwrap();
+        bob.state(&b_call, "bob ended", |s| {
+            matches!(s, CallState::Ended { status: 200, .. })
+        });
+    }
 }

@@ -53,6 +53,72 @@ impl Transport {
     }
 }
 
+/// Whether a call's media must, may or must not be SRTP (RFC 3711): see
+/// `AccountOptions.srtp_policy` and `EndpointOptions.srtp_policy` (`None` there means
+/// `Optional`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SrtpPolicy {
+    /// Plain RTP only: an SRTP offer is refused with 488 (never answered in plaintext).
+    Off,
+    /// SRTP when the peer offers it (the default): SRTP offers are answered with SRTP; our
+    /// offers are `RTP/AVP`, carrying `a=crypto` keys (SDES, RFC 4568) when SDES may be used.
+    Optional,
+    /// SRTP or no call: our offers use a secure profile (`RTP/SAVP` with SDES, RFC 4568;
+    /// `UDP/TLS/RTP/SAVP` with DTLS-SRTP, RFC 5764); a plain offer is refused with 488, and a
+    /// plain answer ends the call (`CallState.Ended` with status 488 and a reason saying why).
+    Mandatory,
+}
+
+impl From<SrtpPolicy> for sdk::SrtpPolicy {
+    fn from(p: SrtpPolicy) -> Self {
+        match p {
+            SrtpPolicy::Off => sdk::SrtpPolicy::Off,
+            SrtpPolicy::Optional => sdk::SrtpPolicy::Optional,
+            SrtpPolicy::Mandatory => sdk::SrtpPolicy::Mandatory,
+        }
+    }
+}
+
+/// Which SRTP key exchange our offers use: see `AccountOptions.srtp_keying` and
+/// `EndpointOptions.srtp_keying` (`None` there means `Auto`). Answers accept either kind the
+/// offer uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum SrtpKeying {
+    /// SDES (RFC 4568) when the signalling is encrypted (TLS) or `srtp_sdes_over_insecure`
+    /// allows it, else DTLS-SRTP (RFC 5763, RFC 5764). The default.
+    Auto,
+    /// SDES only: the keys travel in the SDP's `a=crypto` lines (RFC 4568). A mandatory offer
+    /// on unencrypted signalling fails unless `srtp_sdes_over_insecure` is set.
+    Sdes,
+    /// DTLS-SRTP only: the keys come from a DTLS handshake on the media path, checked against
+    /// the SDP's `a=fingerprint` (RFC 5763, RFC 5764).
+    Dtls,
+}
+
+impl From<SrtpKeying> for sdk::SrtpKeying {
+    fn from(k: SrtpKeying) -> Self {
+        match k {
+            SrtpKeying::Auto => sdk::SrtpKeying::Auto,
+            SrtpKeying::Sdes => sdk::SrtpKeying::Sdes,
+            SrtpKeying::Dtls => sdk::SrtpKeying::Dtls,
+        }
+    }
+}
+
+/// The SDK's SRTP settings from the bindings' optional fields (`None`: the SDK's default).
+pub(crate) fn srtp_config(
+    policy: Option<SrtpPolicy>,
+    keying: Option<SrtpKeying>,
+    sdes_over_insecure: bool,
+) -> sdk::SrtpConfig {
+    let d = sdk::SrtpConfig::default();
+    sdk::SrtpConfig {
+        policy: policy.map_or(d.policy, Into::into),
+        keying: keying.map_or(d.keying, Into::into),
+        sdes_over_insecure,
+    }
+}
+
 /// Where an account sends its requests: see `Account.server()`.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ServerAddress {
@@ -96,6 +162,19 @@ pub struct AccountOptions {
     /// Ignored with UDP and TCP.
     #[uniffi(default)]
     pub tls_pin_sha256: Option<String>,
+    /// SRTP (RFC 3711) for the account's calls, made and received: `Off`, `Optional` or
+    /// `Mandatory`; `None` for `Optional`. A mandatory call the peer cannot secure ends with
+    /// status 488 and a reason naming the cause.
+    #[uniffi(default)]
+    pub srtp_policy: Option<SrtpPolicy>,
+    /// The key exchange of the account's SRTP offers; `None` for `Auto` (SDES, RFC 4568, over
+    /// TLS; DTLS-SRTP, RFC 5764, otherwise).
+    #[uniffi(default)]
+    pub srtp_keying: Option<SrtpKeying>,
+    /// Allow SDES keys (`a=crypto`, RFC 4568) in SDP carried over UDP or TCP, where anyone on
+    /// the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
+    #[uniffi(default = false)]
+    pub srtp_sdes_over_insecure: bool,
 }
 
 impl From<AccountOptions> for sdk::AccountOptions {
@@ -107,6 +186,7 @@ impl From<AccountOptions> for sdk::AccountOptions {
         a.expires_s = o.expires_s;
         a.tls.ca_file = o.tls_ca_file.filter(|s| !s.is_empty()).map(Into::into);
         a.tls.pin_sha256 = o.tls_pin_sha256.filter(|s| !s.is_empty());
+        a.srtp = srtp_config(o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure);
         a
     }
 }
@@ -209,9 +289,52 @@ fn settle(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_documented_message_size_limit_is_the_sdks() {
         // `Account.send_message` documents 1300 bytes.
         assert_eq!(rvoip_sdk::sip::ua::MAX_MESSAGE_BODY, 1300);
+    }
+
+    #[test]
+    fn srtp_options_reach_the_sdk_and_none_is_its_default() {
+        assert_eq!(srtp_config(None, None, false), sdk::SrtpConfig::default());
+        let o = AccountOptions {
+            aor: "sip:alice@127.0.0.1".into(),
+            password: "apw".into(),
+            username: String::new(),
+            server: None,
+            transport: None,
+            expires_s: 3600,
+            tls_ca_file: None,
+            tls_pin_sha256: None,
+            srtp_policy: Some(SrtpPolicy::Mandatory),
+            srtp_keying: Some(SrtpKeying::Dtls),
+            srtp_sdes_over_insecure: true,
+        };
+        let a = sdk::AccountOptions::from(o);
+        assert_eq!(
+            a.srtp,
+            sdk::SrtpConfig {
+                policy: sdk::SrtpPolicy::Mandatory,
+                keying: sdk::SrtpKeying::Dtls,
+                sdes_over_insecure: true,
+            }
+        );
+        for (p, want) in [
+            (SrtpPolicy::Off, sdk::SrtpPolicy::Off),
+            (SrtpPolicy::Optional, sdk::SrtpPolicy::Optional),
+            (SrtpPolicy::Mandatory, sdk::SrtpPolicy::Mandatory),
+        ] {
+            assert_eq!(sdk::SrtpPolicy::from(p), want);
+        }
+        for (k, want) in [
+            (SrtpKeying::Auto, sdk::SrtpKeying::Auto),
+            (SrtpKeying::Sdes, sdk::SrtpKeying::Sdes),
+            (SrtpKeying::Dtls, sdk::SrtpKeying::Dtls),
+        ] {
+            assert_eq!(sdk::SrtpKeying::from(k), want);
+        }
     }
 }

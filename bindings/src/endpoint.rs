@@ -8,7 +8,7 @@ use std::time::Duration;
 use rvoip_sdk::api as sdk;
 
 use crate::RvoipError;
-use crate::account::{Account, AccountOptions, Transport};
+use crate::account::{Account, AccountOptions, SrtpKeying, SrtpPolicy, Transport, srtp_config};
 use crate::call::{Call, CallOptions};
 use crate::listener::{Dispatcher, EndpointListener, Subscription};
 use crate::server::{LocalAddress, addresses, port_of};
@@ -52,6 +52,19 @@ pub struct EndpointOptions {
     /// is asked before the first name that needs a query: IP addresses never do.
     #[uniffi(default)]
     pub dns_server: Option<String>,
+    /// SRTP (RFC 3711) for calls made or received without an account (an account has its
+    /// own, `AccountOptions.srtp_policy`): `Off`, `Optional` or `Mandatory`; `None` for
+    /// `Optional`.
+    #[uniffi(default)]
+    pub srtp_policy: Option<SrtpPolicy>,
+    /// The key exchange of those calls' SRTP offers; `None` for `Auto` (SDES, RFC 4568, over
+    /// TLS; DTLS-SRTP, RFC 5764, otherwise).
+    #[uniffi(default)]
+    pub srtp_keying: Option<SrtpKeying>,
+    /// Allow SDES keys (`a=crypto`, RFC 4568) for those calls in SDP carried over UDP or TCP,
+    /// where anyone on the path can read them (default false: over TLS only, RFC 4568 §8.3).
+    #[uniffi(default = false)]
+    pub srtp_sdes_over_insecure: bool,
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr, RvoipError> {
@@ -124,6 +137,11 @@ impl EndpointOptions {
             None | Some("") => None,
             Some(s) => Some(addr("DNS server", s)?),
         };
+        cfg.srtp = srtp_config(
+            self.srtp_policy,
+            self.srtp_keying,
+            self.srtp_sdes_over_insecure,
+        );
         Ok(cfg)
     }
 }

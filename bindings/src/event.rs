@@ -126,6 +126,21 @@ pub struct CallStats {
     pub rtcp_received: u64,
     /// Where our RTP goes now (`IP:port`, after latching), if known.
     pub remote_rtp: Option<String>,
+    /// The SRTP key exchange, `SDES` (RFC 4568) or `DTLS` (DTLS-SRTP, RFC 5764); `None` for
+    /// plain RTP.
+    pub srtp_keying: Option<String>,
+    /// The SRTP crypto suite in use (RFC 4568 §6.2, RFC 7714 §12): `AES_CM_128_HMAC_SHA1_80`,
+    /// `AES_CM_128_HMAC_SHA1_32` or `AEAD_AES_128_GCM`; `None` for plain RTP and until a
+    /// DTLS-SRTP handshake has completed.
+    pub srtp_suite: Option<String>,
+    /// Received SRTP/SRTCP packets dropped because their authentication tag was wrong
+    /// (RFC 3711 §3.4).
+    pub srtp_auth_failures: u64,
+    /// Received SRTP/SRTCP packets dropped as replays (RFC 3711 §3.3.2).
+    pub srtp_replays: u64,
+    /// Received packets dropped on an SRTP call as not SRTP at all (plain RTP, malformed, or
+    /// arrived before the keys).
+    pub srtp_dropped: u64,
 }
 
 impl From<sdk::CallStats> for CallStats {
@@ -148,6 +163,11 @@ impl From<sdk::CallStats> for CallStats {
             rtcp_sent: s.rtcp_sent,
             rtcp_received: s.rtcp_received,
             remote_rtp: s.remote_rtp.map(|a| a.to_string()),
+            srtp_keying: s.srtp_keying.map(str::to_string),
+            srtp_suite: s.srtp_suite.map(str::to_string),
+            srtp_auth_failures: s.srtp_auth_failures,
+            srtp_replays: s.srtp_replays,
+            srtp_dropped: s.srtp_dropped,
         }
     }
 }
@@ -191,6 +211,11 @@ pub enum Event {
         remote: String,
         /// `"sendrecv"`, `"sendonly"`, `"recvonly"` or `"inactive"`.
         direction: String,
+        /// The media encryption: `"none"` (plain RTP), `"SDES <suite>"` (SRTP keyed by SDP
+        /// `a=crypto`, RFC 4568; e.g. `"SDES AES_CM_128_HMAC_SHA1_80"`) or `"DTLS-SRTP"` (keyed
+        /// by a handshake on the media path, RFC 5764; the suite is in
+        /// `CallStats.srtp_suite` once it completes).
+        security: String,
     },
     /// Audio stopped on a call.
     MediaStopped {
@@ -235,6 +260,15 @@ pub enum Event {
         /// Its reason phrase.
         reason: String,
     },
+    /// The DTLS-SRTP handshake of a call failed (RFC 5764: the peer's certificate does not
+    /// match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
+    /// media cannot flow. The call stays up; apps usually hang up.
+    MediaSecurityFailed {
+        /// The call.
+        call_id: u64,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl From<sdk::Event> for Event {
@@ -264,11 +298,17 @@ impl From<sdk::Event> for Event {
                 codec,
                 remote,
                 direction,
+                security,
             } => Event::MediaStarted {
                 call_id: call.0,
                 codec,
                 remote: remote.to_string(),
                 direction,
+                security,
+            },
+            sdk::Event::MediaSecurityFailed { call, reason } => Event::MediaSecurityFailed {
+                call_id: call.0,
+                reason,
             },
             sdk::Event::MediaStopped { call } => Event::MediaStopped { call_id: call.0 },
             sdk::Event::DtmfReceived { call, digit } => Event::DtmfReceived {
@@ -302,5 +342,52 @@ impl From<sdk::Event> for Event {
                 reason,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_security_and_srtp_statistics_reach_the_bindings() {
+        let remote = "192.0.2.7:4000".parse().unwrap();
+        let e = Event::from(sdk::Event::MediaStarted {
+            call: sdk::CallId(5),
+            codec: "PCMU".into(),
+            remote,
+            direction: "sendrecv".into(),
+            security: "DTLS-SRTP".into(),
+        });
+        assert!(
+            matches!(e, Event::MediaStarted { call_id: 5, ref security, .. } if security == "DTLS-SRTP")
+        );
+        let e = Event::from(sdk::Event::MediaSecurityFailed {
+            call: sdk::CallId(6),
+            reason: "fingerprint mismatch".into(),
+        });
+        assert_eq!(
+            e,
+            Event::MediaSecurityFailed {
+                call_id: 6,
+                reason: "fingerprint mismatch".into()
+            }
+        );
+        let s = CallStats::from(sdk::CallStats {
+            srtp_keying: Some("SDES"),
+            srtp_suite: Some("AES_CM_128_HMAC_SHA1_80"),
+            srtp_auth_failures: 3,
+            srtp_replays: 2,
+            srtp_dropped: 1,
+            ..sdk::CallStats::default()
+        });
+        assert_eq!(s.srtp_keying.as_deref(), Some("SDES"));
+        assert_eq!(s.srtp_suite.as_deref(), Some("AES_CM_128_HMAC_SHA1_80"));
+        assert_eq!(
+            (s.srtp_auth_failures, s.srtp_replays, s.srtp_dropped),
+            (3, 2, 1)
+        );
+        let plain = CallStats::from(sdk::CallStats::default());
+        assert_eq!((plain.srtp_keying, plain.srtp_suite), (None, None));
     }
 }

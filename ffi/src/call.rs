@@ -2,7 +2,9 @@
 
 use std::ffi::c_char;
 
-use rvoip_sdk::api::{AccountId, AccountOptions, CallId, CallOptions, Transport};
+use rvoip_sdk::api::{
+    AccountId, AccountOptions, CallId, CallOptions, SrtpConfig, SrtpKeying, SrtpPolicy, Transport,
+};
 
 use crate::audio::{rvoip_audio_sink, rvoip_audio_source, take_sink, take_source};
 use crate::endpoint::rvoip_endpoint;
@@ -27,6 +29,79 @@ pub const RVOIP_TRANSPORT_WS: u32 = 3;
 /// `wss:` listener. Server listeners only: an account with it gives INVALID_ARGUMENT from
 /// [`rvoip_account_add`].
 pub const RVOIP_TRANSPORT_WSS: u32 = 4;
+
+/// Whether a call's media must, may or must not be SRTP (RFC 3711), for
+/// [`rvoip_account_opts::srtp_policy`] and `rvoip_endpoint_opts::srtp_policy`: one of
+/// [`RVOIP_SRTP_OPTIONAL`] (0, the default, so a zero-filled options struct means optional),
+/// [`RVOIP_SRTP_OFF`] or [`RVOIP_SRTP_MANDATORY`]. A plain integer rather than a C enum so that
+/// any value a caller stores is defined behaviour: other values give INVALID_ARGUMENT.
+pub type rvoip_srtp_policy = u32;
+/// SRTP when the peer offers it (the default, 0): an SRTP offer is answered with SRTP; our
+/// offers are `RTP/AVP`, carrying `a=crypto` keys (SDES, RFC 4568) when SDES may be used.
+pub const RVOIP_SRTP_OPTIONAL: u32 = 0;
+/// Plain RTP only: an SRTP offer is refused with 488 (never answered in plaintext).
+pub const RVOIP_SRTP_OFF: u32 = 1;
+/// SRTP or no call: our offers use a secure profile (`RTP/SAVP` with SDES, RFC 4568;
+/// `UDP/TLS/RTP/SAVP` with DTLS-SRTP, RFC 5764); a plain offer is refused with 488, and a
+/// plain answer ends the call (CALL_STATE ENDED, status 488, a `reason` saying why).
+pub const RVOIP_SRTP_MANDATORY: u32 = 2;
+
+/// Which SRTP key exchange our offers use, for [`rvoip_account_opts::srtp_keying`] and
+/// `rvoip_endpoint_opts::srtp_keying`: one of [`RVOIP_SRTP_KEYING_AUTO`] (0, the default),
+/// [`RVOIP_SRTP_KEYING_SDES`] or [`RVOIP_SRTP_KEYING_DTLS`]. Answers accept either kind the
+/// offer uses. A plain integer, as [`rvoip_srtp_policy`]: other values give INVALID_ARGUMENT.
+pub type rvoip_srtp_keying = u32;
+/// SDES (RFC 4568) when the signalling is encrypted (TLS) or `srtp_sdes_over_insecure` allows
+/// it, else DTLS-SRTP (RFC 5763/5764). The default (0).
+pub const RVOIP_SRTP_KEYING_AUTO: u32 = 0;
+/// SDES only: the keys travel in the SDP's `a=crypto` lines (RFC 4568). A mandatory offer on
+/// unencrypted signalling fails unless `srtp_sdes_over_insecure` is set.
+pub const RVOIP_SRTP_KEYING_SDES: u32 = 1;
+/// DTLS-SRTP only: the keys come from a DTLS handshake on the media path, checked against the
+/// SDP's `a=fingerprint` (RFC 5763, RFC 5764).
+pub const RVOIP_SRTP_KEYING_DTLS: u32 = 2;
+
+/// The SDK's SRTP settings from the C fields; INVALID_ARGUMENT for a value that is none of
+/// the `RVOIP_SRTP_*` constants.
+pub(crate) fn srtp_config(
+    policy: rvoip_srtp_policy,
+    keying: rvoip_srtp_keying,
+    sdes_over_insecure: bool,
+) -> Result<SrtpConfig, rvoip_result> {
+    Ok(SrtpConfig {
+        policy: match policy {
+            RVOIP_SRTP_OPTIONAL => SrtpPolicy::Optional,
+            RVOIP_SRTP_OFF => SrtpPolicy::Off,
+            RVOIP_SRTP_MANDATORY => SrtpPolicy::Mandatory,
+            _ => return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
+        },
+        keying: match keying {
+            RVOIP_SRTP_KEYING_AUTO => SrtpKeying::Auto,
+            RVOIP_SRTP_KEYING_SDES => SrtpKeying::Sdes,
+            RVOIP_SRTP_KEYING_DTLS => SrtpKeying::Dtls,
+            _ => return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
+        },
+        sdes_over_insecure,
+    })
+}
+
+/// The `RVOIP_SRTP_*` policy code of an SDK policy.
+pub(crate) fn srtp_policy_code(p: SrtpPolicy) -> rvoip_srtp_policy {
+    match p {
+        SrtpPolicy::Optional => RVOIP_SRTP_OPTIONAL,
+        SrtpPolicy::Off => RVOIP_SRTP_OFF,
+        SrtpPolicy::Mandatory => RVOIP_SRTP_MANDATORY,
+    }
+}
+
+/// The `RVOIP_SRTP_KEYING_*` code of an SDK key exchange.
+pub(crate) fn srtp_keying_code(k: SrtpKeying) -> rvoip_srtp_keying {
+    match k {
+        SrtpKeying::Auto => RVOIP_SRTP_KEYING_AUTO,
+        SrtpKeying::Sdes => RVOIP_SRTP_KEYING_SDES,
+        SrtpKeying::Dtls => RVOIP_SRTP_KEYING_DTLS,
+    }
+}
 
 /// The size of a buffer that holds any address from [`rvoip_account_server`], in bytes: the
 /// longest `IP:port` text, `[` + IPv6 address (39) + `%` + scope id (10) + `]:` + port (5),
@@ -69,15 +144,29 @@ pub struct rvoip_account_opts {
     /// usual. NULL or "" for no pin (default); a malformed one gives INVALID_ARGUMENT from
     /// [`rvoip_account_add`]. Ignored with UDP and TCP.
     pub tls_pin_sha256: *const c_char,
+    /// SRTP (RFC 3711) for the account's calls, made and received: [`RVOIP_SRTP_OPTIONAL`]
+    /// (0, default), [`RVOIP_SRTP_OFF`] or [`RVOIP_SRTP_MANDATORY`]. A mandatory call the peer
+    /// cannot secure ends with status 488 and a `reason` naming the cause. Any other value
+    /// gives INVALID_ARGUMENT from [`rvoip_account_add`].
+    pub srtp_policy: rvoip_srtp_policy,
+    /// The key exchange of the account's SRTP offers: [`RVOIP_SRTP_KEYING_AUTO`] (0, default:
+    /// SDES, RFC 4568, over TLS; DTLS-SRTP, RFC 5764, otherwise), [`RVOIP_SRTP_KEYING_SDES`] or
+    /// [`RVOIP_SRTP_KEYING_DTLS`]. Answers accept either kind. Any other value gives
+    /// INVALID_ARGUMENT from [`rvoip_account_add`].
+    pub srtp_keying: rvoip_srtp_keying,
+    /// Allow SDES keys (`a=crypto`, RFC 4568) in SDP carried over UDP or TCP, where anyone on
+    /// the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
+    pub srtp_sdes_over_insecure: bool,
 }
 
-/// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin).
-/// NULL is ignored.
+/// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin,
+/// SRTP optional with automatic keying and no SDES over UDP/TCP). NULL is ignored.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opts) {
     if opts.is_null() {
         return;
     }
+    let srtp = SrtpConfig::default();
     // SAFETY: non-NULL writable struct (caller's contract).
     unsafe {
         write_out(
@@ -91,6 +180,9 @@ pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opt
                 expires_s: 3600,
                 tls_ca_file: std::ptr::null(),
                 tls_pin_sha256: std::ptr::null(),
+                srtp_policy: srtp_policy_code(srtp.policy),
+                srtp_keying: srtp_keying_code(srtp.keying),
+                srtp_sdes_over_insecure: srtp.sdes_over_insecure,
             },
         )
     };
@@ -102,7 +194,8 @@ pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opt
 /// later that fails verification ends the REGISTER with a REGISTRATION_STATE event FAILED,
 /// status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
 /// `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
-/// without TLS, unreadable CA file, malformed pin), NETWORK (unresolvable server).
+/// without TLS, unreadable CA file, malformed pin, an SRTP policy or keying that is none of
+/// the `RVOIP_SRTP_*` values), NETWORK (unresolvable server).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_add(
     ep: *mut rvoip_endpoint,
@@ -137,6 +230,7 @@ pub unsafe extern "C" fn rvoip_account_add(
         };
         a.tls.ca_file = ca_file.map(Into::into);
         a.tls.pin_sha256 = pin.map(str::to_string);
+        a.srtp = srtp_config(o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure)?;
         a.expires_s = if o.expires_s == 0 { 3600 } else { o.expires_s };
         let acc = ep.ep.add_account(a)?;
         // SAFETY: checked non-NULL.
@@ -548,5 +642,102 @@ mod tests {
         let text = widest.to_string();
         assert_eq!(text.len(), 58, "{text}");
         assert!(text.len() < RVOIP_ADDRESS_SIZE);
+    }
+
+    #[test]
+    fn zero_srtp_fields_are_the_sdks_defaults_and_the_codes_round_trip() {
+        assert_eq!(srtp_config(0, 0, false), Ok(SrtpConfig::default()));
+        for p in [SrtpPolicy::Off, SrtpPolicy::Optional, SrtpPolicy::Mandatory] {
+            for k in [SrtpKeying::Auto, SrtpKeying::Sdes, SrtpKeying::Dtls] {
+                for insecure in [false, true] {
+                    let want = SrtpConfig {
+                        policy: p,
+                        keying: k,
+                        sdes_over_insecure: insecure,
+                    };
+                    let got = srtp_config(srtp_policy_code(p), srtp_keying_code(k), insecure);
+                    assert_eq!(got, Ok(want));
+                }
+            }
+        }
+        let mut a = std::mem::MaybeUninit::<rvoip_account_opts>::uninit();
+        // SAFETY: a writable struct; rvoip_account_opts_default fills every field.
+        let a = unsafe {
+            rvoip_account_opts_default(a.as_mut_ptr());
+            a.assume_init()
+        };
+        assert_eq!(
+            (a.srtp_policy, a.srtp_keying, a.srtp_sdes_over_insecure),
+            (RVOIP_SRTP_OPTIONAL, RVOIP_SRTP_KEYING_AUTO, false)
+        );
+    }
+
+    #[test]
+    fn srtp_values_outside_the_constants_are_invalid_arguments() {
+        let bad = rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT;
+        for v in [3, 4, 255, u32::MAX] {
+            assert_eq!(srtp_config(v, RVOIP_SRTP_KEYING_AUTO, false), Err(bad));
+            assert_eq!(srtp_config(RVOIP_SRTP_OPTIONAL, v, false), Err(bad));
+        }
+    }
+
+    #[test]
+    fn account_and_endpoint_refuse_unknown_srtp_values() {
+        use crate::endpoint::{rvoip_endpoint_free, rvoip_endpoint_new, rvoip_endpoint_opts};
+        use crate::rvoip_endpoint_opts_default;
+        let mut eo = std::mem::MaybeUninit::<rvoip_endpoint_opts>::uninit();
+        // SAFETY: a writable struct; the filler writes every field.
+        let mut eo = unsafe {
+            rvoip_endpoint_opts_default(eo.as_mut_ptr());
+            eo.assume_init()
+        };
+        assert_eq!(eo.srtp_policy, RVOIP_SRTP_OPTIONAL);
+        assert_eq!(eo.srtp_keying, RVOIP_SRTP_KEYING_AUTO);
+        assert!(!eo.srtp_sdes_over_insecure);
+        eo.udp_listen = c"127.0.0.1:0".as_ptr();
+        eo.tcp_listen = c"none".as_ptr();
+        let mut ep: *mut rvoip_endpoint = std::ptr::null_mut();
+        eo.srtp_policy = 3;
+        // SAFETY: valid options and out-pointer.
+        let r = unsafe { rvoip_endpoint_new(&eo, &mut ep) };
+        assert_eq!(r, rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
+        assert!(ep.is_null());
+        eo.srtp_policy = RVOIP_SRTP_MANDATORY;
+        eo.srtp_keying = 9;
+        // SAFETY: as above.
+        let r = unsafe { rvoip_endpoint_new(&eo, &mut ep) };
+        assert_eq!(r, rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
+        eo.srtp_keying = RVOIP_SRTP_KEYING_DTLS;
+        // SAFETY: as above.
+        let r = unsafe { rvoip_endpoint_new(&eo, &mut ep) };
+        assert_eq!(r, rvoip_result::RVOIP_RESULT_OK);
+        assert!(!ep.is_null());
+
+        let mut a = std::mem::MaybeUninit::<rvoip_account_opts>::uninit();
+        // SAFETY: a writable struct; the filler writes every field.
+        let mut a = unsafe {
+            rvoip_account_opts_default(a.as_mut_ptr());
+            a.assume_init()
+        };
+        a.aor = c"sip:carol@127.0.0.1".as_ptr();
+        a.server = c"127.0.0.1:9".as_ptr();
+        let mut id = 0u64;
+        for (policy, keying) in [(7, RVOIP_SRTP_KEYING_AUTO), (RVOIP_SRTP_MANDATORY, 3)] {
+            a.srtp_policy = policy;
+            a.srtp_keying = keying;
+            // SAFETY: a live endpoint, valid options and out-pointer.
+            let r = unsafe { rvoip_account_add(ep, &a, &mut id) };
+            assert_eq!(r, rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
+            assert_eq!(id, 0);
+        }
+        a.srtp_policy = RVOIP_SRTP_MANDATORY;
+        a.srtp_keying = RVOIP_SRTP_KEYING_SDES;
+        a.srtp_sdes_over_insecure = true;
+        // SAFETY: as above.
+        let r = unsafe { rvoip_account_add(ep, &a, &mut id) };
+        assert_eq!(r, rvoip_result::RVOIP_RESULT_OK);
+        assert_ne!(id, 0);
+        // SAFETY: from rvoip_endpoint_new, freed once.
+        unsafe { rvoip_endpoint_free(ep) };
     }
 }

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use rvoip_sdk::api::{AudioCodec, Endpoint, EndpointConfig};
 
+use crate::call::{
+    rvoip_srtp_keying, rvoip_srtp_policy, srtp_config, srtp_keying_code, srtp_policy_code,
+};
 use crate::event::{OwnedEvent, rvoip_event};
 use crate::rvoip_result;
 use crate::util::{boundary, boundary_void, opt_str_arg, ref_arg, write_out};
@@ -54,6 +57,19 @@ pub struct rvoip_endpoint_opts {
     /// [`rvoip_endpoint_new`]. Nothing is asked before the first name that needs a query: IP
     /// addresses never do.
     pub dns_server: *const c_char,
+    /// SRTP (RFC 3711) for calls made or received without an account (an account has its
+    /// own, `rvoip_account_opts::srtp_policy`): `RVOIP_SRTP_OPTIONAL` (0, default),
+    /// `RVOIP_SRTP_OFF` or `RVOIP_SRTP_MANDATORY`. Any other value gives INVALID_ARGUMENT from
+    /// [`rvoip_endpoint_new`].
+    pub srtp_policy: rvoip_srtp_policy,
+    /// The key exchange of those calls' SRTP offers: `RVOIP_SRTP_KEYING_AUTO` (0, default:
+    /// SDES, RFC 4568, over TLS; DTLS-SRTP, RFC 5764, otherwise), `RVOIP_SRTP_KEYING_SDES` or
+    /// `RVOIP_SRTP_KEYING_DTLS`. Any other value gives INVALID_ARGUMENT from
+    /// [`rvoip_endpoint_new`].
+    pub srtp_keying: rvoip_srtp_keying,
+    /// Allow SDES keys (`a=crypto`, RFC 4568) for those calls in SDP carried over UDP or TCP,
+    /// where anyone on the path can read them (default false: over TLS only, RFC 4568 §8.3).
+    pub srtp_sdes_over_insecure: bool,
 }
 
 /// Fills `opts` with the defaults. NULL is ignored. Thread-safe.
@@ -78,6 +94,9 @@ pub unsafe extern "C" fn rvoip_endpoint_opts_default(opts: *mut rvoip_endpoint_o
                 rx_loss_percent: 0.0,
                 public_ip: std::ptr::null(),
                 dns_server: std::ptr::null(),
+                srtp_policy: srtp_policy_code(d.srtp.policy),
+                srtp_keying: srtp_keying_code(d.srtp.keying),
+                srtp_sdes_over_insecure: d.srtp.sdes_over_insecure,
             },
         )
     };
@@ -114,7 +133,8 @@ fn parse_listen(
 /// Creates an endpoint and binds its transports. `opts` may be NULL for the defaults.
 /// On success `*out` is an endpoint to free with [`rvoip_endpoint_free`].
 /// Errors: NULL_ARGUMENT (`out`), INVALID_ARGUMENT (bad listen, public IP or DNS server
-/// address, codec, UTF-8), NETWORK (a socket cannot be bound). Thread-safe.
+/// address, codec, UTF-8, an SRTP policy or keying that is none of the `RVOIP_SRTP_*` values),
+/// NETWORK (a socket cannot be bound). Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_endpoint_new(
     opts: *const rvoip_endpoint_opts,
@@ -166,6 +186,7 @@ pub unsafe extern "C" fn rvoip_endpoint_new(
                 return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
             }
             cfg.rx_loss_percent = o.rx_loss_percent;
+            cfg.srtp = srtp_config(o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure)?;
         }
         let ep = Endpoint::new(cfg)?;
         let boxed = Box::new(rvoip_endpoint {

@@ -18,7 +18,7 @@ pub enum rvoip_event_kind {
     /// `call_id`'s state changed: `call_state`; held calls set `held_local`/`held_remote`;
     /// ENDED carries `status` (SIP status, 200 for a normal hang-up) and `reason`.
     RVOIP_EVENT_CALL_STATE = 2,
-    /// Audio started or changed on `call_id`: `codec`, `remote_addr`, `direction`.
+    /// Audio started or changed on `call_id`: `codec`, `remote_addr`, `direction`, `security`.
     RVOIP_EVENT_MEDIA_STARTED = 3,
     /// Audio stopped on `call_id`.
     RVOIP_EVENT_MEDIA_STOPPED = 4,
@@ -32,6 +32,10 @@ pub enum rvoip_event_kind {
     /// The final result of a message we sent: `message_id`, `status` (2xx: delivered; e.g. 404,
     /// 408 on timeout, 503 on a transport error) and `reason`.
     RVOIP_EVENT_MESSAGE_RESULT = 8,
+    /// The DTLS-SRTP handshake of `call_id` failed (RFC 5764: the peer's certificate does not
+    /// match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
+    /// media cannot flow: `reason` says what failed. The call stays up; apps usually hang up.
+    RVOIP_EVENT_MEDIA_SECURITY_FAILED = 9,
 }
 
 /// Registration states (RFC 3261 §10).
@@ -98,6 +102,21 @@ pub struct rvoip_call_stats {
     pub dtmf_received: u64,
     /// DTMF keys sent.
     pub dtmf_sent: u64,
+    /// SRTP key exchange, NUL-terminated: `SDES` (RFC 4568) or `DTLS` (DTLS-SRTP, RFC 5764);
+    /// empty for plain RTP.
+    pub srtp_keying: [c_char; 16],
+    /// SRTP crypto suite in use, NUL-terminated (RFC 4568 §6.2, RFC 7714 §12):
+    /// `AES_CM_128_HMAC_SHA1_80`, `AES_CM_128_HMAC_SHA1_32` or `AEAD_AES_128_GCM`; empty for
+    /// plain RTP and until a DTLS-SRTP handshake has completed.
+    pub srtp_suite: [c_char; 32],
+    /// Received SRTP/SRTCP packets dropped because their authentication tag was wrong
+    /// (RFC 3711 §3.4).
+    pub srtp_auth_failures: u64,
+    /// Received SRTP/SRTCP packets dropped as replays (RFC 3711 §3.3.2).
+    pub srtp_replays: u64,
+    /// Received packets dropped on an SRTP call as not SRTP at all (plain RTP, malformed, or
+    /// arrived before the keys).
+    pub srtp_dropped: u64,
 }
 
 impl rvoip_call_stats {
@@ -117,8 +136,15 @@ impl rvoip_call_stats {
             concealed_frames: s.concealed_frames,
             dtmf_received: s.dtmf_received,
             dtmf_sent: s.dtmf_sent,
+            srtp_keying: [0; 16],
+            srtp_suite: [0; 32],
+            srtp_auth_failures: s.srtp_auth_failures,
+            srtp_replays: s.srtp_replays,
+            srtp_dropped: s.srtp_dropped,
         };
         copy_into(&mut out.codec, s.codec);
+        copy_into(&mut out.srtp_keying, s.srtp_keying.unwrap_or(""));
+        copy_into(&mut out.srtp_suite, s.srtp_suite.unwrap_or(""));
         out
     }
 }
@@ -150,7 +176,7 @@ pub struct rvoip_event {
     pub held_remote: bool,
     /// SIP status: CALL_STATE ENDED (e.g. 486, 487, 200) or REGISTRATION FAILED (e.g. 401).
     pub status: u16,
-    /// Reason text of `status`.
+    /// Reason text of `status`; MEDIA_SECURITY_FAILED: what failed.
     pub reason: *const c_char,
     /// INCOMING_CALL: the From header value.
     pub from: *const c_char,
@@ -175,6 +201,11 @@ pub struct rvoip_event {
     pub body: *const u8,
     /// MESSAGE_RECEIVED: the content's length in bytes.
     pub body_len: usize,
+    /// MEDIA_STARTED: the media encryption, `none` (plain RTP), `SDES <suite>` (SRTP keyed by
+    /// SDP `a=crypto`, RFC 4568; e.g. `SDES AES_CM_128_HMAC_SHA1_80`) or `DTLS-SRTP` (keyed by a
+    /// handshake on the media path, RFC 5764; the suite is in the statistics' `srtp_suite` once
+    /// it completes).
+    pub security: *const c_char,
 }
 
 /// An event with the strings it points into (kept alive as long as the C view is used).
@@ -223,6 +254,7 @@ impl OwnedEvent {
             content_type: empty,
             body: std::ptr::NonNull::<u8>::dangling().as_ptr(),
             body_len: 0,
+            security: empty,
         };
         match e {
             Event::RegistrationState { account, state } => {
@@ -288,12 +320,19 @@ impl OwnedEvent {
                 codec,
                 remote,
                 direction,
+                security,
             } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_MEDIA_STARTED;
                 ev.call_id = call.0;
                 ev.codec = put(codec);
                 ev.remote_addr = put(&remote.to_string());
                 ev.direction = put(direction);
+                ev.security = put(security);
+            }
+            Event::MediaSecurityFailed { call, reason } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_MEDIA_SECURITY_FAILED;
+                ev.call_id = call.0;
+                ev.reason = put(reason);
             }
             Event::MediaStopped { call } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_MEDIA_STOPPED;
@@ -347,5 +386,87 @@ impl OwnedEvent {
             _strings: strings,
             _body: body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CStr;
+    use std::net::SocketAddr;
+
+    use rvoip_sdk::api::CallId;
+    use rvoip_sdk::media::sdes::CryptoSuite;
+
+    use super::*;
+
+    fn text(p: *const c_char) -> String {
+        // SAFETY: a non-NULL string owned by the OwnedEvent still alive in the caller.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+
+    fn field(chars: &[c_char]) -> String {
+        // SAFETY: copy_into always NUL-terminates inside the array.
+        unsafe { CStr::from_ptr(chars.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn every_srtp_name_fits_the_statistics_fields() {
+        let mut s = CallStats {
+            srtp_keying: Some("DTLS"),
+            srtp_auth_failures: 3,
+            srtp_replays: 2,
+            srtp_dropped: 1,
+            ..CallStats::default()
+        };
+        for suite in CryptoSuite::ALL {
+            s.srtp_suite = Some(suite.name());
+            let c = rvoip_call_stats::from_stats(&s);
+            assert_eq!(field(&c.srtp_suite), suite.name());
+            assert_eq!(field(&c.srtp_keying), "DTLS");
+            assert_eq!(
+                (c.srtp_auth_failures, c.srtp_replays, c.srtp_dropped),
+                (3, 2, 1)
+            );
+        }
+        for keying in ["SDES", "DTLS"] {
+            s.srtp_keying = Some(keying);
+            assert_eq!(field(&rvoip_call_stats::from_stats(&s).srtp_keying), keying);
+        }
+        let plain = rvoip_call_stats::from_stats(&CallStats::default());
+        assert_eq!(
+            (field(&plain.srtp_keying), field(&plain.srtp_suite)),
+            ("".into(), "".into())
+        );
+    }
+
+    #[test]
+    fn media_security_reaches_c() {
+        let remote: SocketAddr = "192.0.2.7:4000".parse().unwrap();
+        let started = OwnedEvent::new(&Event::MediaStarted {
+            call: CallId(5),
+            codec: "PCMU".into(),
+            remote,
+            direction: "sendrecv".into(),
+            security: "SDES AES_CM_128_HMAC_SHA1_80".into(),
+        });
+        assert_eq!(started.ev.kind, rvoip_event_kind::RVOIP_EVENT_MEDIA_STARTED);
+        assert_eq!(started.ev.call_id, 5);
+        assert_eq!(text(started.ev.security), "SDES AES_CM_128_HMAC_SHA1_80");
+        assert_eq!(text(started.ev.reason), "");
+
+        let failed = OwnedEvent::new(&Event::MediaSecurityFailed {
+            call: CallId(6),
+            reason: "fingerprint mismatch".into(),
+        });
+        assert_eq!(
+            failed.ev.kind,
+            rvoip_event_kind::RVOIP_EVENT_MEDIA_SECURITY_FAILED
+        );
+        assert_eq!(failed.ev.kind as u32, 9);
+        assert_eq!(failed.ev.call_id, 6);
+        assert_eq!(text(failed.ev.reason), "fingerprint mismatch");
+        assert_eq!(text(failed.ev.security), "");
     }
 }

@@ -45,7 +45,11 @@ static pulled pull_until(rvoip_endpoint *ep, const char *who, rvoip_event_kind k
         if (r == RVOIP_RESULT_TIMEOUT) continue;
         CHECK_OK(r);
         CHECK(ev.reason != NULL && ev.from != NULL && ev.to != NULL && ev.codec != NULL &&
-              ev.remote_addr != NULL && ev.direction != NULL);
+              ev.remote_addr != NULL && ev.direction != NULL && ev.security != NULL);
+        /* The default SRTP policy (optional) over UDP signalling: plain RTP, no SDES keys
+         * in the SDP (RFC 4568 §8.3) and no DTLS-SRTP offer. */
+        if (ev.kind == RVOIP_EVENT_MEDIA_STARTED && strcmp(ev.security, "none") != 0)
+            FAIL("%s: media security \"%s\", want none", who, ev.security);
         if (ev.kind != kind) continue;
         if (kind == RVOIP_EVENT_CALL_STATE && (int)ev.call_state != state) continue;
         p.kind = ev.kind;
@@ -269,6 +273,9 @@ static void check_endpoint_new(uint16_t taken_port) {
     BAD_EP(public_ip, "999.1.2.3", RVOIP_RESULT_INVALID_ARGUMENT);
     BAD_EP(ptime_ms, 5, RVOIP_RESULT_INVALID_ARGUMENT);
     BAD_EP(rx_loss_percent, 200.0f, RVOIP_RESULT_INVALID_ARGUMENT);
+    BAD_EP(srtp_policy, 3, RVOIP_RESULT_INVALID_ARGUMENT); /* not an RVOIP_SRTP_* value */
+    BAD_EP(srtp_policy, 0xffffffffu, RVOIP_RESULT_INVALID_ARGUMENT);
+    BAD_EP(srtp_keying, 3, RVOIP_RESULT_INVALID_ARGUMENT);
     /* UDP only is fine. */
     rvoip_endpoint_opts_default(&o);
     o.udp_listen = "127.0.0.1:0";
@@ -319,6 +326,10 @@ static void check_accounts(rvoip_endpoint *ep) {
 
     rvoip_account_opts_default(&a);
     CHECK(a.aor == NULL && a.password == NULL && a.transport == RVOIP_TRANSPORT_UDP && a.expires_s == 3600);
+    /* SRTP defaults (RFC 3711): optional, automatic keying, no SDES over UDP/TCP; zero. */
+    CHECK(a.srtp_policy == RVOIP_SRTP_OPTIONAL && a.srtp_policy == 0);
+    CHECK(a.srtp_keying == RVOIP_SRTP_KEYING_AUTO && a.srtp_keying == 0);
+    CHECK(!a.srtp_sdes_over_insecure);
     CHECK_RC(rvoip_account_add(ep, &a, &id), RVOIP_RESULT_NULL_ARGUMENT); /* aor NULL */
     a.aor = "sip:carol@127.0.0.1";
     a.server = "127.0.0.1:9";
@@ -341,8 +352,25 @@ static void check_accounts(rvoip_endpoint *ep) {
     a.server = "127.0.0.1:9";
     a.transport = 7;
     CHECK_RC(rvoip_account_add(ep, &a, &id), RVOIP_RESULT_INVALID_ARGUMENT);
-    CHECK(id == SENTINEL_ID);
     a.transport = RVOIP_TRANSPORT_UDP;
+    /* SRTP policy and keying outside the RVOIP_SRTP_* values. */
+    a.srtp_policy = 3;
+    CHECK_RC(rvoip_account_add(ep, &a, &id), RVOIP_RESULT_INVALID_ARGUMENT);
+    a.srtp_policy = RVOIP_SRTP_MANDATORY;
+    a.srtp_keying = 42;
+    CHECK_RC(rvoip_account_add(ep, &a, &id), RVOIP_RESULT_INVALID_ARGUMENT);
+    CHECK(id == SENTINEL_ID);
+    /* SRTP mandatory with each key exchange is a valid account. */
+    a.srtp_keying = RVOIP_SRTP_KEYING_DTLS;
+    CHECK_OK(rvoip_account_add(ep, &a, &good));
+    CHECK_OK(rvoip_account_remove(ep, good));
+    a.srtp_keying = RVOIP_SRTP_KEYING_SDES;
+    a.srtp_sdes_over_insecure = true;
+    CHECK_OK(rvoip_account_add(ep, &a, &good));
+    CHECK_OK(rvoip_account_remove(ep, good));
+    a.srtp_policy = RVOIP_SRTP_OFF;
+    a.srtp_keying = RVOIP_SRTP_KEYING_AUTO;
+    a.srtp_sdes_over_insecure = false;
     CHECK_OK(rvoip_account_add(ep, &a, &good));
     CHECK(good != 0);
 
@@ -464,6 +492,8 @@ static void check_calls(rvoip_endpoint *a, rvoip_endpoint *b) {
     CHECK_RC(rvoip_call_reject(b, bc, 0), RVOIP_RESULT_INVALID_ARGUMENT);
     CHECK_OK(rvoip_call_get_stats(a, ac, &st)); /* zeros before media */
     CHECK(st.tx_packets == 0 && st.rx_packets == 0);
+    CHECK(st.srtp_keying[0] == 0 && st.srtp_suite[0] == 0);
+    CHECK(st.srtp_auth_failures == 0 && st.srtp_replays == 0 && st.srtp_dropped == 0);
     CHECK_OK(rvoip_call_reject(b, bc, 486));
     CHECK_RC(rvoip_call_reject(b, bc, 486), RVOIP_RESULT_NOT_FOUND);
     p = pull_until(a, "a", RVOIP_EVENT_CALL_STATE, RVOIP_CALL_ENDED);

@@ -7,6 +7,10 @@
  * received audio must have >= 90 % of its energy at 440 Hz (Goertzel per 20 ms block over the
  * last second); DTMF "1234#" from alice arrives at bob in order; alice holds and resumes (HELD,
  * then CONNECTED on both sides); alice hangs up; the event sequence of each party is asserted.
+ * Both accounts make SRTP mandatory (RFC 3711) with SDES keys (RFC 4568), allowed over this
+ * UDP signalling (srtp_sdes_over_insecure), so all of the above runs over SRTP: MEDIA_STARTED
+ * says "SDES <suite>", and the statistics name the key exchange and suite and count no
+ * authentication failures or replays.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
@@ -16,6 +20,7 @@ typedef struct bob_ctx {
     pcm_buf rx;
     rvoip_result answer_rc;
     int answered; /* 1 once the callback answered */
+    char security[64]; /* `security` of the first MEDIA_STARTED */
 } bob_ctx;
 
 /* Bob's callback: record, and answer an incoming call right here on the event thread. */
@@ -29,8 +34,44 @@ static void bob_cb(void *user_data, const rvoip_event *e) {
         b->answer_rc = rvoip_call_answer(b->p.ep, e->call_id, &o);
         b->answered = 1;
     }
+    if (e->kind == RVOIP_EVENT_MEDIA_STARTED && !b->security[0])
+        copy_text(b->security, sizeof b->security, e->security);
     /* Recorded after acting, so a waiter that sees the event also sees answer_rc. */
     party_record(&b->p, e);
+}
+
+/* As add_account (common.h), with SRTP mandatory, keyed by SDES even over UDP. */
+static uint64_t add_srtp_account(rvoip_endpoint *ep, const char *user, const char *pw, uint16_t port) {
+    rvoip_account_opts a;
+    char aor[64], server[32];
+    uint64_t id = 0;
+    snprintf(aor, sizeof aor, "sip:%s@127.0.0.1", user);
+    snprintf(server, sizeof server, "127.0.0.1:%u", (unsigned)port);
+    rvoip_account_opts_default(&a);
+    CHECK(a.srtp_policy == RVOIP_SRTP_OPTIONAL && a.srtp_keying == RVOIP_SRTP_KEYING_AUTO);
+    CHECK(!a.srtp_sdes_over_insecure);
+    a.aor = aor;
+    a.password = pw;
+    a.server = server;
+    a.expires_s = 300;
+    a.srtp_policy = RVOIP_SRTP_MANDATORY;
+    a.srtp_keying = RVOIP_SRTP_KEYING_SDES;
+    a.srtp_sdes_over_insecure = true;
+    CHECK_OK(rvoip_account_add(ep, &a, &id));
+    CHECK(id != 0);
+    CHECK_OK(rvoip_account_register(ep, id));
+    return id;
+}
+
+/* The SRTP fields of a call's statistics after some media: SDES with `suite`, no packet
+ * failed authentication or was a replay (RFC 3711 §3.3.2, §3.4). */
+static void check_srtp_stats(const char *who, const rvoip_call_stats *s, const char *suite) {
+    printf("%s: SRTP %s %s, auth failures %llu, replays %llu, dropped %llu\n", who,
+           s->srtp_keying, s->srtp_suite, (unsigned long long)s->srtp_auth_failures,
+           (unsigned long long)s->srtp_replays, (unsigned long long)s->srtp_dropped);
+    if (strcmp(s->srtp_keying, "SDES") != 0) FAIL("%s: srtp_keying \"%s\", want SDES", who, s->srtp_keying);
+    if (strcmp(s->srtp_suite, suite) != 0) FAIL("%s: srtp_suite \"%s\", want %s", who, s->srtp_suite, suite);
+    CHECK(s->srtp_auth_failures == 0 && s->srtp_replays == 0);
 }
 
 static void wait_state(party *p, int *cursor, int state, const char *what) {
@@ -76,8 +117,8 @@ int main(void) {
     CHECK_OK(rvoip_endpoint_set_event_callback(bob.p.ep, bob_cb, &bob));
 
     /* Both register. */
-    a_acc = add_account(alice.ep, "alice", "apw", port);
-    b_acc = add_account(bob.p.ep, "bob", "bpw", port);
+    a_acc = add_srtp_account(alice.ep, "alice", "apw", port);
+    b_acc = add_srtp_account(bob.p.ep, "bob", "bpw", port);
     st = RVOIP_REGISTRATION_REGISTERED;
     if (party_wait(&alice, &ac, is_reg_state, &st, WAIT_MS) < 0) FAIL("alice did not register");
     if (party_wait(&bob.p, &bc, is_reg_state, &st, WAIT_MS) < 0) FAIL("bob did not register");
@@ -117,6 +158,14 @@ int main(void) {
     CHECK_OK(rvoip_call_get_stats(alice.ep, a_call, &stats));
     CHECK(stats.tx_packets > 40);
     CHECK(strcmp(stats.codec, "PCMU") == 0);
+    /* SRTP with SDES keys: MEDIA_STARTED says "SDES <suite>"; both sides use that suite. */
+    printf("bob: media security \"%s\"\n", bob.security);
+    if (strncmp(bob.security, "SDES ", 5) != 0 || !bob.security[5])
+        FAIL("bob: media security \"%s\", want SDES <suite>", bob.security);
+    check_srtp_stats("alice", &stats, bob.security + 5);
+    CHECK_OK(rvoip_call_get_stats(bob.p.ep, b_call, &stats));
+    CHECK(stats.rx_packets > 40);
+    check_srtp_stats("bob", &stats, bob.security + 5);
 
     /* DTMF 1234# arrives at bob in order. */
     CHECK_OK(rvoip_call_send_dtmf(alice.ep, a_call, "1234#"));

@@ -2,6 +2,7 @@
 and hang up, with the listener's events checked in order."""
 
 import asyncio
+import inspect
 import math
 import threading
 import time
@@ -102,7 +103,10 @@ def test_register_call_dtmf_hangup(alice, bob):
     assert call.state().is_connected()
     assert "bob" in call.peer()
 
-    bob.rec.wait("MediaStarted", lambda e: e.is_media_started())
+    media = bob.rec.wait("MediaStarted", lambda e: e.is_media_started())
+    # The parties' SRTP policy is the default (optional) and the signalling UDP: no SDES keys
+    # in the SDP (RFC 4568 §8.3) and no DTLS-SRTP offer, so the media is plain RTP.
+    assert media.security == "none"
     # Bob heard Alice's 440 Hz tone before any DTMF (skip the first 200 ms of
     # jitter-buffer fill, take the last 0.5 s of the first 1.5 s).
     deadline = time.monotonic() + WAIT_S
@@ -123,6 +127,8 @@ def test_register_call_dtmf_hangup(alice, bob):
         time.sleep(0.02)
     stats = call.stats()
     assert stats.tx_packets > 20 and stats.dtmf_sent == 4
+    assert (stats.srtp_keying, stats.srtp_suite) == (None, None)
+    assert (stats.srtp_auth_failures, stats.srtp_replays, stats.srtp_dropped) == (0, 0, 0)
     assert bob_call.stats().dtmf_received == 4
 
     call.hangup()
@@ -140,6 +146,34 @@ def test_register_call_dtmf_hangup(alice, bob):
         "reg:registering", "reg:registered", "incoming", "call:ringing", codec,
         "call:connected", "dtmf:1", "dtmf:2", "dtmf:3", "dtmf:#", "stats", "media:stopped", "call:ended"]
     assert alice.ep.call_count() == 0
+
+
+def test_srtp_options_default_to_the_engines(server):
+    # RFC 3711 SRTP settings: None means the engine's default (optional policy, automatic
+    # keying: SDES over TLS, DTLS-SRTP otherwise), and SDES keys never go over UDP/TCP unless
+    # allowed.
+    assert {p.name for p in rvoip.SrtpPolicy} == {"OFF", "OPTIONAL", "MANDATORY"}
+    assert {k.name for k in rvoip.SrtpKeying} == {"AUTO", "SDES", "DTLS"}
+    for o in (rvoip.EndpointOptions(),
+              rvoip.AccountOptions(aor="sip:alice@127.0.0.1", password="apw")):
+        assert (o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure) == (None, None, False)
+    ep = rvoip.Endpoint(rvoip.EndpointOptions(
+        udp="127.0.0.1:0", enable_tcp=False, srtp_policy=rvoip.SrtpPolicy.MANDATORY,
+        srtp_keying=rvoip.SrtpKeying.DTLS))
+    try:
+        acc = ep.add_account(rvoip.AccountOptions(
+            aor="sip:alice@127.0.0.1", password="apw",
+            server=f"127.0.0.1:{server.port(rvoip.Transport.UDP)}",
+            srtp_policy=rvoip.SrtpPolicy.MANDATORY, srtp_keying=rvoip.SrtpKeying.SDES,
+            srtp_sdes_over_insecure=True))
+        assert acc.id() > 0
+    finally:
+        ep.shutdown()
+    # The new event and the statistics' SRTP fields are part of the API.
+    assert hasattr(rvoip.Event, "MEDIA_SECURITY_FAILED")
+    fields = inspect.signature(rvoip.CallStats).parameters
+    assert {"srtp_keying", "srtp_suite", "srtp_auth_failures", "srtp_replays",
+            "srtp_dropped"} <= set(fields)
 
 
 def test_reject_busy(alice, bob):

@@ -65,8 +65,8 @@ final class Printer: EndpointListener, @unchecked Sendable {
         case let .callStateChanged(callId, state):
             print("call \(callId): \(state)")
             if case .ended = state { _ = locked { ended.insert(callId) } }
-        case let .mediaStarted(callId, codec, remote, direction):
-            print("call \(callId): \(codec) to \(remote) (\(direction))")
+        case let .mediaStarted(callId, codec, remote, direction, security):
+            print("call \(callId): \(codec) to \(remote) (\(direction), security \(security))")
         case let .dtmfReceived(callId, digit):
             print("call \(callId): DTMF \(digit)")
         case let .statistics(callId, stats):
@@ -77,6 +77,8 @@ final class Printer: EndpointListener, @unchecked Sendable {
             print("message from \(sender) (\(contentType)): \(String(decoding: body, as: UTF8.self))")
         case let .messageResult(messageId, status, reason):
             print("message \(messageId): \(status) \(reason)")
+        case let .mediaSecurityFailed(callId, reason):
+            print("call \(callId): media security failed: \(reason)")
         }
     }
 

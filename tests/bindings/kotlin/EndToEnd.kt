@@ -66,6 +66,7 @@ fun main() = runBlocking {
             is Event.Statistics -> "stats"
             is Event.MessageReceived -> "message"
             is Event.MessageResult -> "message:" + it.status
+            is Event.MediaSecurityFailed -> "media:insecure"
         }
     }
     val want = listOf("reg:Registering", "reg:Registered", "incoming", "call:Ringing", "media",

@@ -1,4 +1,5 @@
 use super::*;
+use sha2::Digest;
 
 /// A 12-byte RTP header (V=2, PT 0, `seq`, timestamp, SSRC `ssrc`) and 160 bytes of payload.
 fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
