@@ -191,7 +191,8 @@ mod tests {
                     rtcp: Some("10.0.1.2:4001".parse().unwrap()),
                     rtcp_mux: false,
                     clock_rate: 8000,
-                    secure: false,
+                    // Best-effort SDES (a=crypto in RTP/AVP) is SRTP too.
+                    secure: true,
                 },
                 Stream {
                     index: 2,
