@@ -152,6 +152,13 @@ fn dtls_srtp_keys_the_stream_on_the_media_path() {
     assert_eq!(st.srtp_keying, Some("DTLS"));
     assert!(st.srtp_suite.is_some());
     assert!(plaintext_tone_share(&p.a_sent) < 0.2);
+    // The RTCP component's own handshake (RFC 5764 §4.1) keys SRTCP: reports arrive both ways.
+    p.run(Duration::from_secs(10));
+    for s in [&p.a, &p.b] {
+        let st = s.stats(p.now);
+        assert!(st.rtcp_received >= 1 && st.rtcp_sent >= 1, "{st:?}");
+        assert_eq!(st.srtp_auth_failures, 0, "{st:?}");
+    }
 }
 
 #[test]
