@@ -2,12 +2,14 @@
 # SRTP's CPU cost per call in the SDK (issue 12): benches/ua_load.rs with plain RTP (the reference)
 # and with SRTP keyed by SDES and by DTLS-SRTP, in one invocation: per round the three run side by
 # side (three processes started together), ROUNDS rounds.
-#   benches/srtp_load.sh [CALLS=100] [SECONDS=10] [ROUNDS=3]
+#   benches/srtp_load.sh [CALLS=100] [SECONDS=10] [ROUNDS=3] [WARMUP=20]
+# WARMUP seconds pass after all calls are up before the window: past DTLS_LINGER (15 s), when a
+# DTLS-SRTP call has dropped its handshake state, so the window is the steady state.
 # Prints each run's ua_load line, then per mode the median CPU % per call and the median over the
 # rounds of its ratio to plain in the same round (target: SRTP adds <= 15 %, i.e. ratio <= 1.15). Every run must report media_ok=true, which
 # with --srtp sdes|dtls also means every leg's statistics say that keying.
 set -eu
-CALLS=${1:-100} SECONDS_=${2:-10} ROUNDS=${3:-3}
+CALLS=${1:-100} SECONDS_=${2:-10} ROUNDS=${3:-3} WARMUP=${4:-20}
 cd "$(dirname "$0")/.."
 BIN=$(cargo bench -p rvoip-sdk --bench ua_load --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
@@ -23,7 +25,7 @@ OUT=$(mktemp)
 for r in $(seq "$ROUNDS"); do
   pids=
   for mode in off sdes dtls; do
-    "$BIN" --calls "$CALLS" --seconds "$SECONDS_" --setup 20 --srtp "$mode" >"$OUT.$mode" 2>&1 &
+    "$BIN" --calls "$CALLS" --seconds "$SECONDS_" --warmup "$WARMUP" --setup 20 --srtp "$mode" >"$OUT.$mode" 2>&1 &
     pids="$pids $!"
   done
   for p in $pids; do wait "$p" || true; done

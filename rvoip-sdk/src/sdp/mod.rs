@@ -219,6 +219,7 @@ impl SdpError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     local: &LocalMedia,
     session_id: u64,

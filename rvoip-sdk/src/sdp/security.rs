@@ -15,6 +15,9 @@ use crate::media::sdes::{CryptoAttribute, CryptoSuite};
 
 use super::SdpError;
 
+/// SDP attributes to add to an `m=` section, as (name, value).
+pub(super) type Attributes = Vec<(String, String)>;
+
 /// Whether a call's media must, may or must not be SRTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SrtpPolicy {
@@ -198,9 +201,7 @@ pub(super) struct RemoteSecurity {
 
 /// The profile, attributes and agreed security of our offer. Errors:
 /// [`SdpError::NoKeyExchange`] (mandatory, but neither SDES nor DTLS-SRTP may be used here).
-pub(super) fn offer(
-    local: &LocalSecurity,
-) -> Result<(&'static str, Vec<(String, String)>), SdpError> {
+pub(super) fn offer(local: &LocalSecurity) -> Result<(&'static str, Attributes), SdpError> {
     let crypto_attrs = || {
         local
             .crypto
@@ -251,7 +252,7 @@ pub(super) fn answer(
     proto: &str,
     remote: &RemoteSecurity,
     local: &LocalSecurity,
-) -> Result<(MediaSecurity, Vec<(String, String)>), SdpError> {
+) -> Result<(MediaSecurity, Attributes), SdpError> {
     let sdes_answer = |(ours, theirs): (CryptoAttribute, CryptoAttribute)| {
         let attrs = vec![("crypto".to_string(), ours.to_string())];
         (

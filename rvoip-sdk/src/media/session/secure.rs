@@ -17,7 +17,9 @@ use crate::media::rtp;
 use crate::media::srtp::{SrtpCounters, SrtpSession};
 use crate::sdp::MediaSecurity;
 
-/// The SRTP state of a stream.
+/// The SRTP state of a stream (one per call, never moved once built: the size gap between
+/// the variants costs nothing).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Secure {
     /// Plain RTP.
     Plain,
@@ -27,15 +29,25 @@ pub(crate) enum Secure {
     /// the separate handshake of the RTCP component on the RTCP ports (RFC 5764 §4.1: without
     /// rtcp-mux each component has its own DTLS session), whose keys protect SRTCP.
     Dtls {
-        dtls: Box<DtlsSrtp>,
+        /// The RTP component's handshake; dropped [`DTLS_LINGER`] after both components are
+        /// keyed (the keys live on in `srtp`/`srtcp`).
+        dtls: Option<Box<DtlsSrtp>>,
         srtp: Option<SrtpSession>,
         failed: bool,
         /// The RTCP component's handshake; dropped when the peer runs none (it fails), and
         /// SRTCP then uses the RTP component's keys.
         rtcp: Option<Box<DtlsSrtp>>,
         srtcp: Option<SrtpSession>,
+        /// When both components were keyed.
+        keyed_at: Option<Instant>,
     },
 }
+
+/// How long the DTLS state stays after both components are keyed, to answer a peer that
+/// retransmits its last flight because ours was lost (RFC 6347 §4.2.4: its timer doubles from
+/// 1 s; `rtc-dtls` retries 7 times 1 s apart). Then it is dropped: the SRTP keys are all a call
+/// needs, and the handshake state is half of a DTLS call's memory.
+pub(crate) const DTLS_LINGER: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Secure {
     /// The state for `cfg`'s agreed security at `now`. Errors: [`MediaError::Security`] (keys
@@ -56,11 +68,12 @@ impl Secure {
                         .map_err(|e| MediaError::Security(e.to_string()))
                 };
                 Ok(Secure::Dtls {
-                    dtls: make()?,
+                    dtls: Some(make()?),
                     srtp: None,
                     failed: false,
                     rtcp: Some(make()?),
                     srtcp: None,
+                    keyed_at: None,
                 })
             }
         }
@@ -162,9 +175,11 @@ impl MediaSession {
                     if !self.latched_rtp && from != self.cfg.remote_rtp {
                         self.cfg.remote_rtp = from;
                     }
-                    dtls.handle_datagram(now, &data);
+                    if let Some(d) = dtls {
+                        d.handle_datagram(now, &data);
+                    }
                 }
-                self.dtls_progress();
+                self.dtls_progress(now);
                 return None;
             }
         }
@@ -234,7 +249,7 @@ impl MediaSession {
         let Secure::Dtls { dtls, rtcp, .. } = &mut self.secure else {
             return None;
         };
-        if let Some(bytes) = dtls.poll_transmit() {
+        if let Some(bytes) = dtls.as_mut().and_then(|d| d.poll_transmit()) {
             return Some(MediaTransmit {
                 dest: self.cfg.remote_rtp,
                 rtcp: false,
@@ -261,7 +276,10 @@ impl MediaSession {
         else {
             return None;
         };
-        let a = srtp.is_none().then(|| dtls.poll_timeout()).flatten();
+        let a = dtls
+            .as_ref()
+            .filter(|_| srtp.is_none())
+            .and_then(|d| d.poll_timeout());
         let b = rtcp
             .as_ref()
             .filter(|_| srtcp.is_none())
@@ -272,22 +290,36 @@ impl MediaSession {
         }
     }
 
-    /// Runs the DTLS retransmission timers.
+    /// Runs the DTLS retransmission timers, and drops the handshake state [`DTLS_LINGER`]
+    /// after both components are keyed.
     pub(super) fn dtls_handle_timeout(&mut self, now: Instant) {
         let Secure::Dtls {
             dtls,
             srtp,
             rtcp,
             srtcp,
+            keyed_at,
             ..
         } = &mut self.secure
         else {
             return;
         };
+        if let Some(at) = *keyed_at {
+            if now.saturating_duration_since(at) >= DTLS_LINGER
+                && (dtls.is_some() || rtcp.is_some())
+            {
+                *dtls = None;
+                *rtcp = None;
+                tracing::trace!("DTLS state dropped; the SRTP keys stay");
+            }
+            return;
+        }
         let mut ran = false;
-        if srtp.is_none() && dtls.poll_timeout().is_some_and(|t| t <= now) {
-            dtls.handle_timeout(now);
-            ran = true;
+        if let Some(d) = dtls.as_mut().filter(|_| srtp.is_none()) {
+            if d.poll_timeout().is_some_and(|t| t <= now) {
+                d.handle_timeout(now);
+                ran = true;
+            }
         }
         if let Some(d) = rtcp.as_mut().filter(|_| srtcp.is_none()) {
             if d.poll_timeout().is_some_and(|t| t <= now) {
@@ -296,19 +328,20 @@ impl MediaSession {
             }
         }
         if ran {
-            self.dtls_progress();
+            self.dtls_progress(now);
         }
     }
 
     /// Picks up the SRTP keys when a handshake completes; reports a failure of the RTP
     /// component once (a failed RTCP component only means SRTCP uses the RTP keys).
-    fn dtls_progress(&mut self) {
+    fn dtls_progress(&mut self, now: Instant) {
         let Secure::Dtls {
             dtls,
             srtp,
             failed,
             rtcp,
             srtcp,
+            keyed_at,
         } = &mut self.secure
         else {
             return;
@@ -323,25 +356,30 @@ impl MediaSession {
                 _ => {}
             }
         }
-        match dtls.state() {
-            DtlsState::Connected if srtp.is_none() => {
-                if let Some(s) = dtls.take_srtp() {
-                    let suite = s.suite().name();
-                    *srtp = Some(s);
-                    tracing::debug!(suite, "DTLS-SRTP keys agreed");
-                    self.events.push_back(MediaEvent::Secured {
-                        keying: "DTLS",
-                        suite,
-                    });
+        if let Some(d) = dtls.as_mut() {
+            match d.state() {
+                DtlsState::Connected if srtp.is_none() => {
+                    if let Some(s) = d.take_srtp() {
+                        let suite = s.suite().name();
+                        *srtp = Some(s);
+                        tracing::debug!(suite, "DTLS-SRTP keys agreed");
+                        self.events.push_back(MediaEvent::Secured {
+                            keying: "DTLS",
+                            suite,
+                        });
+                    }
                 }
+                DtlsState::Failed(reason) if !*failed => {
+                    *failed = true;
+                    tracing::warn!(%reason, "DTLS-SRTP handshake failed");
+                    self.events
+                        .push_back(MediaEvent::SecurityFailed(reason.to_string()));
+                }
+                _ => {}
             }
-            DtlsState::Failed(reason) if !*failed => {
-                *failed = true;
-                tracing::warn!(%reason, "DTLS-SRTP handshake failed");
-                self.events
-                    .push_back(MediaEvent::SecurityFailed(reason.to_string()));
-            }
-            _ => {}
+        }
+        if keyed_at.is_none() && srtp.is_some() && (srtcp.is_some() || rtcp.is_none()) {
+            *keyed_at = Some(now);
         }
     }
 

@@ -159,6 +159,25 @@ fn dtls_srtp_keys_the_stream_on_the_media_path() {
         assert!(st.rtcp_received >= 1 && st.rtcp_sent >= 1, "{st:?}");
         assert_eq!(st.srtp_auth_failures, 0, "{st:?}");
     }
+    // DTLS_LINGER after keying the handshake state is dropped; the media goes on.
+    p.run(crate::media::session::secure::DTLS_LINGER);
+    for s in [&p.a, &p.b] {
+        assert!(
+            matches!(
+                s.secure,
+                crate::media::session::secure::Secure::Dtls {
+                    dtls: None,
+                    rtcp: None,
+                    ..
+                }
+            ),
+            "the handshakes are gone"
+        );
+    }
+    let before = p.b.stats(p.now).rx_packets;
+    p.run(Duration::from_secs(1));
+    assert!(p.b.stats(p.now).rx_packets >= before + 45);
+    assert!(tone_share(&sink, 8000) >= 0.85);
 }
 
 #[test]

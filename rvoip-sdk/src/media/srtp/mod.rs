@@ -6,6 +6,8 @@
 //! A packet that fails authentication, is a replay, or is too short is dropped and counted
 //! ([`SrtpCounters`]); nothing here panics on input from the network.
 
+mod gcm;
+
 use bytes::Bytes;
 use rtc_srtp::context::Context;
 use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
@@ -74,6 +76,8 @@ pub struct SrtpSession {
     suite: CryptoSuite,
     tx: Context,
     rx: Context,
+    /// AEAD_AES_128_GCM's RTP path ([`gcm`]), in place of `tx`/`rx` for RTP; they keep SRTCP.
+    gcm: Option<(gcm::GcmRtp, gcm::GcmRtp)>,
     counters: SrtpCounters,
 }
 
@@ -113,10 +117,21 @@ impl SrtpSession {
             )
             .map_err(|e| SrtpError::Keys(e.to_string()))
         };
+        let gcm = if suite == CryptoSuite::AeadAes128Gcm {
+            let provider =
+                rtc_srtp::crypto::default_provider().map_err(|e| SrtpError::Keys(e.to_string()))?;
+            Some((
+                gcm::GcmRtp::new(provider.crypto(), local)?,
+                gcm::GcmRtp::new(provider.crypto(), remote)?,
+            ))
+        } else {
+            None
+        };
         Ok(SrtpSession {
             suite,
             tx: make(local)?,
             rx: make(remote)?,
+            gcm,
             counters: SrtpCounters::default(),
         })
     }
@@ -156,16 +171,26 @@ impl SrtpSession {
 
     /// Protects one RTP packet (RFC 3711 §3.3). Errors: [`SrtpError::Malformed`] (not RTP).
     pub fn protect_rtp(&mut self, rtp: &[u8]) -> Result<Bytes, SrtpError> {
-        let out = self.tx.encrypt_rtp(rtp).map_err(classify)?;
+        let out = match &mut self.gcm {
+            Some((tx, _)) => Bytes::from(tx.protect(rtp)?),
+            None => self.tx.encrypt_rtp(rtp).map_err(classify)?.freeze(),
+        };
         self.counters.protected += 1;
-        Ok(out.freeze())
+        Ok(out)
     }
 
     /// Unprotects one received SRTP packet; a failure is counted and the packet must be
     /// dropped. Errors: [`SrtpError::Authentication`], [`SrtpError::Replay`],
     /// [`SrtpError::Malformed`].
     pub fn unprotect_rtp(&mut self, srtp: &[u8]) -> Result<Bytes, SrtpError> {
-        let r = self.rx.decrypt_rtp(srtp).map_err(classify);
+        let r = match &mut self.gcm {
+            Some((_, rx)) => rx.unprotect(srtp).map(Bytes::from),
+            None => self
+                .rx
+                .decrypt_rtp(srtp)
+                .map(|b| b.freeze())
+                .map_err(classify),
+        };
         self.count(r)
     }
 
@@ -178,15 +203,19 @@ impl SrtpSession {
 
     /// Unprotects one received SRTCP packet, as [`SrtpSession::unprotect_rtp`].
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        let r = self.rx.decrypt_rtcp(srtcp).map_err(classify);
+        let r = self
+            .rx
+            .decrypt_rtcp(srtcp)
+            .map(|b| b.freeze())
+            .map_err(classify);
         self.count(r)
     }
 
-    fn count(&mut self, r: Result<bytes::BytesMut, SrtpError>) -> Result<Bytes, SrtpError> {
+    fn count(&mut self, r: Result<Bytes, SrtpError>) -> Result<Bytes, SrtpError> {
         match r {
             Ok(b) => {
                 self.counters.unprotected += 1;
-                Ok(b.freeze())
+                Ok(b)
             }
             Err(e) => {
                 match e {
