@@ -210,20 +210,37 @@ fn forged_and_replayed_packets_at_the_socket_are_dropped_and_counted() {
     std::thread::sleep(Duration::from_millis(500));
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     // Plain RTP of bob's payload type, SRTP-looking packets with random tags, and garbage.
-    for i in 0..200u32 {
-        let mut p = vec![0x80, 0x00];
-        p.extend_from_slice(&(i as u16).to_be_bytes());
-        p.extend_from_slice(&(i * 160).to_be_bytes());
-        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-        p.extend((0..170).map(|j| (i as u8).wrapping_mul(31).wrapping_add(j as u8)));
-        attacker.send_to(&p, up.bob_rtp).unwrap();
-        attacker
-            .send_to(&p[..(i as usize % 40)], up.bob_rtp)
-            .unwrap();
+    // In batches of 40 datagrams, each one accounted for before the next batch goes: the
+    // receive buffer never holds more than a batch, so the kernel drops none of them.
+    let counted = |c: &Call| {
+        let st = c.stats().unwrap();
+        st.srtp_auth_failures + st.srtp_replays + st.srtp_dropped
+    };
+    let before = counted(&up.b_call);
+    let before_auth = up.b_call.stats().unwrap().srtp_auth_failures;
+    for batch in 0..10u32 {
+        for i in batch * 20..batch * 20 + 20 {
+            let mut p = vec![0x80, 0x00];
+            p.extend_from_slice(&(i as u16).to_be_bytes());
+            p.extend_from_slice(&(i * 160).to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.extend((0..170).map(|j| (i as u8).wrapping_mul(31).wrapping_add(j as u8)));
+            attacker.send_to(&p, up.bob_rtp).unwrap();
+            attacker
+                .send_to(&p[..(i as usize % 40)], up.bob_rtp)
+                .unwrap();
+        }
+        let want = before + u64::from(batch + 1) * 40;
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while counted(&up.b_call) < want && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
-    std::thread::sleep(Duration::from_millis(1000));
     let st = up.b_call.stats().unwrap();
-    assert!(st.srtp_auth_failures >= 200, "{st:?}");
+    // Every datagram was dropped and counted once; the 200 full-size ones failed authentication.
+    assert_eq!(counted(&up.b_call) - before, 400, "{st:?}");
+    assert!(st.srtp_auth_failures - before_auth >= 200, "{st:?}");
+    std::thread::sleep(Duration::from_millis(700));
     assert!(tail(&up.b_sink, 440.0, 600) >= 0.9, "bob still hears alice");
     assert!(tail(&up.a_sink, 1000.0, 600) >= 0.9);
     hang_up(up);
