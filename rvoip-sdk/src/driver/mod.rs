@@ -9,10 +9,13 @@
 
 pub mod media;
 pub mod relay;
+mod setup;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
 pub mod ws;
+
+use setup::{Dns, start_relay, tls_identity};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,11 +25,10 @@ use bytes::Bytes;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::media::relay::RelayConfig;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::core::ServerCore;
 use crate::server::local::{LocalIdentity, primary_ipv4};
-use crate::server::proxy::anchor::{RelayAnchor, RelayMode};
+use crate::server::proxy::anchor::RelayAnchor;
 use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
 use transport::Transports;
@@ -406,96 +408,6 @@ impl BoundServer {
 /// How often the status line is logged (when a counter moved).
 const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Starts the media relay unless `relay = "off"`: its thread, the address written into SDP
-/// (`relay_advertise`, else the first non-wildcard listen address, else `advertise`) and the
-/// address its ports bind to. Errors: [`DriverError::Relay`].
-fn start_relay(
-    cfg: &ServerConfig,
-    bound: &[(Transport, SocketAddr)],
-    advertise: &str,
-) -> Result<Option<(relay::RelayDriver, std::net::IpAddr)>, DriverError> {
-    if cfg.relay == RelayMode::Off {
-        return Ok(None);
-    }
-    let listen_ip = bound
-        .iter()
-        .map(|(_, a)| a.ip())
-        .find(|ip| !ip.is_unspecified());
-    let sdp_ip = cfg
-        .relay_advertise
-        .or(listen_ip)
-        .or_else(|| {
-            advertise
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse()
-                .ok()
-        })
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let bind_ip = cfg
-        .relay_bind
-        .or(listen_ip)
-        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let rc = RelayConfig {
-        port_min: cfg.relay_ports.min,
-        port_max: cfg.relay_ports.max,
-        media_timeout: std::time::Duration::from_secs(cfg.relay_timeout_s.max(1)),
-        strict_source: cfg.relay_strict_source,
-        rewrite_ssrc: cfg.relay_rewrite_ssrc,
-        ..RelayConfig::default()
-    };
-    let driver = relay::RelayDriver::start(rc, bind_ip).map_err(DriverError::Relay)?;
-    tracing::info!(mode = ?cfg.relay, ports = ?cfg.relay_ports, %sdp_ip, %bind_ip, "media relay started");
-    Ok(Some((driver, sdp_ip)))
-}
-
-/// The TLS listeners' certificate: `tls_cert`/`tls_key`, else the self-signed one in the data
-/// directory (made on first use for `localhost`, the domain, the advertised host and every
-/// listen address). Returns the configuration and the certificate's SHA-256 fingerprint.
-/// Errors: [`DriverError::Tls`].
-fn tls_identity(
-    cfg: &ServerConfig,
-    bound: &[(Transport, SocketAddr)],
-    advertise: &str,
-    domain: &str,
-) -> Result<(Arc<rustls::ServerConfig>, String), DriverError> {
-    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
-        // Half a configuration is a mistake, not a request for the self-signed certificate.
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(DriverError::Config(ConfigError::Invalid(
-                "tls_cert and tls_key go together: set both or neither".into(),
-            )));
-        }
-        (None, None) => {
-            let dir = cfg.data_dir.clone().unwrap_or_else(tls::default_data_dir);
-            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-            for n in [
-                domain,
-                advertise.trim_start_matches('[').trim_end_matches(']'),
-            ] {
-                names.push(n.to_string());
-            }
-            names.push(primary_ipv4().to_string());
-            names.extend(
-                bound
-                    .iter()
-                    .map(|(_, a)| a.ip())
-                    .filter(|ip| !ip.is_unspecified())
-                    .map(|ip| ip.to_string()),
-            );
-            names.sort();
-            names.dedup();
-            let (c, k) = tls::self_signed(&dir, &names)?;
-            tracing::info!(cert = %c.display(), "TLS: self-signed certificate (zero-config)");
-            (c, k)
-        }
-    };
-    let config = tls::server_config(&cert, &key)?;
-    let fingerprint = tls::file_fingerprint(&cert)?;
-    Ok((config, fingerprint))
-}
-
 /// Hands one [`Inbound`] to the core or to the send path.
 fn handle_inbound(
     out: &mut Transports,
@@ -531,50 +443,5 @@ fn handle_inbound(
             }
             core.dns_resolved(now, id, result);
         }
-    }
-}
-
-/// The RFC 3263 lookups of the server: one resolver (made at the first query), each lookup in
-/// its own task, answers back through the event channel.
-struct Dns {
-    server: Option<SocketAddr>,
-    resolver: Option<Arc<crate::sip::resolve::DnsResolver>>,
-}
-
-impl Dns {
-    fn new(server: Option<SocketAddr>) -> Dns {
-        Dns {
-            server,
-            resolver: None,
-        }
-    }
-
-    /// Starts the lookup of `q`; a resolver that cannot be made answers it at once with the
-    /// error.
-    fn spawn(
-        &mut self,
-        q: crate::server::core::DnsQuery,
-        tx: &mpsc::Sender<Inbound>,
-        core: &mut ServerCore,
-        now: std::time::Instant,
-    ) {
-        use crate::sip::resolve::DnsResolver;
-        let resolver = match (&self.resolver, self.server) {
-            (Some(r), _) => r.clone(),
-            (None, Some(s)) => Arc::new(DnsResolver::with_nameserver(s)),
-            (None, None) => match DnsResolver::from_system() {
-                Ok(r) => Arc::new(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "no DNS resolver");
-                    return core.dns_resolved(now, q.id, Err(e));
-                }
-            },
-        };
-        self.resolver = Some(resolver.clone());
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let result = resolver.resolve(&q.target).await;
-            let _ = tx.send(Inbound::Resolved { id: q.id, result }).await;
-        });
     }
 }

@@ -20,8 +20,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+mod auth;
 mod outbound;
 mod users;
+use auth::request_id;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
 
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
@@ -409,70 +411,6 @@ impl ServerCore {
         let hash = route::loop_hash(req);
         (!self.proxy.is_loop(&self.local, req, hash)).then_some(hash)
     }
-
-    /// The digest challenges to send (RFC 8760 §2.4: one per configured algorithm, in order).
-    fn challenges(&self, secs: u64, stale: bool) -> Vec<String> {
-        let [sha256, md5] = self.auth.challenges(secs, stale);
-        self.digest_algorithms
-            .iter()
-            .map(|a| match a {
-                Algorithm::Sha256 => sha256.clone(),
-                Algorithm::Md5 => md5.clone(),
-            })
-            .collect()
-    }
-
-    fn register(
-        &mut self,
-        now: Instant,
-        tx: ServerTxId,
-        mut req: Request,
-        source: SocketAddr,
-        transport: Transport,
-    ) {
-        let aor_user = match req.headers.to() {
-            Ok(to) => to.uri.user.clone().unwrap_or_default(),
-            Err(_) => return self.reply(now, tx, &req, 400, vec![]),
-        };
-        let secs = self.unix_secs(now);
-        let outcome = self.auth.check_request(
-            secs,
-            req.method.as_str(),
-            req.headers.get_all(&HeaderName::Authorization),
-            &aor_user,
-            request_id(&req),
-        );
-        match outcome {
-            AuthOutcome::Authorized { .. } => {
-                req.headers.remove_all(&HeaderName::Authorization);
-                let resp = self.registrar.handle_register(now, &req, source, transport);
-                if resp.status == 200 {
-                    self.stats.registrations += 1;
-                }
-                self.send_local_response(now, tx, resp);
-            }
-            AuthOutcome::Challenge { stale } => {
-                self.stats.challenges += 1;
-                let hdrs = self
-                    .challenges(secs, stale)
-                    .into_iter()
-                    .map(|c| (HeaderName::WwwAuthenticate, c))
-                    .collect();
-                self.reply(now, tx, &req, 401, hdrs);
-            }
-        }
-    }
-}
-
-/// Identifies one request across its retransmissions (top Via, Call-ID, CSeq), for the digest
-/// nonce-count check ([`Authenticator::check_request`]).
-fn request_id(req: &Request) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for name in [HeaderName::Via, HeaderName::CallId, HeaderName::CSeq] {
-        req.headers.get(&name).map(|v| v.as_bytes()).hash(&mut h);
-    }
-    h.finish()
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, or

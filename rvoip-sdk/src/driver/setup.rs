@@ -1,0 +1,150 @@
+//! Starting the server: the media relay, the TLS listeners' certificate, and the RFC 3263
+//! resolver of the event loop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::{DriverError, Inbound, relay, tls};
+use crate::media::relay::RelayConfig;
+use crate::server::config::{ConfigError, ServerConfig};
+use crate::server::core::ServerCore;
+use crate::server::local::primary_ipv4;
+use crate::server::proxy::anchor::RelayMode;
+use crate::sip::transaction::Transport;
+
+/// Starts the media relay unless `relay = "off"`: its thread, the address written into SDP
+/// (`relay_advertise`, else the first non-wildcard listen address, else `advertise`) and the
+/// address its ports bind to. Errors: [`DriverError::Relay`].
+pub(super) fn start_relay(
+    cfg: &ServerConfig,
+    bound: &[(Transport, SocketAddr)],
+    advertise: &str,
+) -> Result<Option<(relay::RelayDriver, std::net::IpAddr)>, DriverError> {
+    if cfg.relay == RelayMode::Off {
+        return Ok(None);
+    }
+    let listen_ip = bound
+        .iter()
+        .map(|(_, a)| a.ip())
+        .find(|ip| !ip.is_unspecified());
+    let sdp_ip = cfg
+        .relay_advertise
+        .or(listen_ip)
+        .or_else(|| {
+            advertise
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let bind_ip = cfg
+        .relay_bind
+        .or(listen_ip)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let rc = RelayConfig {
+        port_min: cfg.relay_ports.min,
+        port_max: cfg.relay_ports.max,
+        media_timeout: std::time::Duration::from_secs(cfg.relay_timeout_s.max(1)),
+        strict_source: cfg.relay_strict_source,
+        rewrite_ssrc: cfg.relay_rewrite_ssrc,
+        ..RelayConfig::default()
+    };
+    let driver = relay::RelayDriver::start(rc, bind_ip).map_err(DriverError::Relay)?;
+    tracing::info!(mode = ?cfg.relay, ports = ?cfg.relay_ports, %sdp_ip, %bind_ip, "media relay started");
+    Ok(Some((driver, sdp_ip)))
+}
+
+/// The TLS listeners' certificate: `tls_cert`/`tls_key`, else the self-signed one in the data
+/// directory (made on first use for `localhost`, the domain, the advertised host and every
+/// listen address). Returns the configuration and the certificate's SHA-256 fingerprint.
+/// Errors: [`DriverError::Tls`].
+pub(super) fn tls_identity(
+    cfg: &ServerConfig,
+    bound: &[(Transport, SocketAddr)],
+    advertise: &str,
+    domain: &str,
+) -> Result<(Arc<rustls::ServerConfig>, String), DriverError> {
+    let (cert, key) = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        // Half a configuration is a mistake, not a request for the self-signed certificate.
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(DriverError::Config(ConfigError::Invalid(
+                "tls_cert and tls_key go together: set both or neither".into(),
+            )));
+        }
+        (None, None) => {
+            let dir = cfg.data_dir.clone().unwrap_or_else(tls::default_data_dir);
+            let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+            for n in [
+                domain,
+                advertise.trim_start_matches('[').trim_end_matches(']'),
+            ] {
+                names.push(n.to_string());
+            }
+            names.push(primary_ipv4().to_string());
+            names.extend(
+                bound
+                    .iter()
+                    .map(|(_, a)| a.ip())
+                    .filter(|ip| !ip.is_unspecified())
+                    .map(|ip| ip.to_string()),
+            );
+            names.sort();
+            names.dedup();
+            let (c, k) = tls::self_signed(&dir, &names)?;
+            tracing::info!(cert = %c.display(), "TLS: self-signed certificate (zero-config)");
+            (c, k)
+        }
+    };
+    let config = tls::server_config(&cert, &key)?;
+    let fingerprint = tls::file_fingerprint(&cert)?;
+    Ok((config, fingerprint))
+}
+
+/// The RFC 3263 lookups of the server: one resolver (made at the first query), each lookup in
+/// its own task, answers back through the event channel.
+pub(super) struct Dns {
+    server: Option<SocketAddr>,
+    resolver: Option<Arc<crate::sip::resolve::DnsResolver>>,
+}
+
+impl Dns {
+    pub(super) fn new(server: Option<SocketAddr>) -> Dns {
+        Dns {
+            server,
+            resolver: None,
+        }
+    }
+
+    /// Starts the lookup of `q`; a resolver that cannot be made answers it at once with the
+    /// error.
+    pub(super) fn spawn(
+        &mut self,
+        q: crate::server::core::DnsQuery,
+        tx: &mpsc::Sender<Inbound>,
+        core: &mut ServerCore,
+        now: std::time::Instant,
+    ) {
+        use crate::sip::resolve::DnsResolver;
+        let resolver = match (&self.resolver, self.server) {
+            (Some(r), _) => r.clone(),
+            (None, Some(s)) => Arc::new(DnsResolver::with_nameserver(s)),
+            (None, None) => match DnsResolver::from_system() {
+                Ok(r) => Arc::new(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no DNS resolver");
+                    return core.dns_resolved(now, q.id, Err(e));
+                }
+            },
+        };
+        self.resolver = Some(resolver.clone());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let result = resolver.resolve(&q.target).await;
+            let _ = tx.send(Inbound::Resolved { id: q.id, result }).await;
+        });
+    }
+}
