@@ -434,6 +434,14 @@ pub enum AuthOutcome {
         /// nonce-count was already used), so the client may retry without asking the user.
         stale: bool,
     },
+    /// Credentials for our realm with a valid nonce that are wrong: an unknown user, a wrong
+    /// password, or (unless lax) a username that is not the AOR's. Answer exactly as
+    /// `Challenge { stale: false }`, so that the sender cannot tell these cases apart (no user
+    /// enumeration), and count a failed attempt for `user` (brute-force defence).
+    Failed {
+        /// The digest username that was tried.
+        user: String,
+    },
 }
 
 /// Server-side digest verifier for one realm.
@@ -566,9 +574,10 @@ impl Authenticator {
     ///
     /// The first `Digest` value whose realm is ours is used; other schemes and realms are ignored
     /// (no usable value: a fresh challenge). `qop=auth`, `cnonce` and `nc` are required; the
-    /// digest-uri is the `uri` auth-param (RFC 7616 §3.4.1). An unknown user, a wrong password, a
-    /// forged nonce and a username that does not match the AOR all give `Challenge { stale: false }`;
-    /// the response is compared in constant time and an unknown user still costs one digest.
+    /// digest-uri is the `uri` auth-param (RFC 7616 §3.4.1). A missing or forged nonce gives
+    /// `Challenge { stale: false }`; an unknown user, a wrong password and a username that does
+    /// not match the AOR give [`AuthOutcome::Failed`] (to be answered the same way); the
+    /// response is compared in constant time and an unknown user still costs one digest.
     /// A correct digest with an expired nonce, or a nonce-count not above the highest seen for that
     /// nonce (replay), gives `Challenge { stale: true }`. The nonce-count is recorded only on success.
     pub fn check<'a>(
@@ -684,11 +693,10 @@ impl Authenticator {
         let expected = response_from_ha1(algorithm, ha1_hex, method, uri, nonce, nc_str, cnonce);
         let given = response.to_ascii_lowercase();
         let digest_ok = ct_eq(expected.as_bytes(), given.as_bytes()) & creds.is_some();
-        if !digest_ok {
-            return fresh;
-        }
-        if !self.lax && username != aor_user {
-            return fresh;
+        if !digest_ok || (!self.lax && username != aor_user) {
+            return AuthOutcome::Failed {
+                user: username.to_owned(),
+            };
         }
         if nonce_status == NonceStatus::Stale {
             return AuthOutcome::Challenge { stale: true };

@@ -46,6 +46,10 @@ fn authorized(u: &str) -> AuthOutcome {
     AuthOutcome::Authorized { user: u.to_owned() }
 }
 
+fn failed(u: &str) -> AuthOutcome {
+    AuthOutcome::Failed { user: u.to_owned() }
+}
+
 const FRESH: AuthOutcome = AuthOutcome::Challenge { stale: false };
 const STALE: AuthOutcome = AuthOutcome::Challenge { stale: true };
 
@@ -194,7 +198,7 @@ fn stale_nonce_asks_for_retry() {
     assert_eq!(check(&mut a, T0 + 301, &v, "alice"), STALE);
     // A stale nonce with a wrong password is not reported as stale.
     let bad = answer(&a, T0, 0, "alice", "wrong", 1);
-    assert_eq!(check(&mut a, T0 + 301, &bad, "alice"), FRESH);
+    assert_eq!(check(&mut a, T0 + 301, &bad, "alice"), failed("alice"));
     // A shorter lifetime.
     a.nonce_lifetime = 10;
     let v = answer(&a, T0, 0, "alice", "secret", 1);
@@ -258,26 +262,32 @@ fn unknown_user_and_wrong_password_are_indistinguishable() {
     let unknown = answer(&a, T0, 0, "mallory", "nope", 1);
     let r1 = check(&mut a, T0, &wrong_pw, "alice");
     let r2 = check(&mut a, T0, &unknown, "mallory");
-    assert_eq!(r1, FRESH);
-    assert_eq!(r1, r2);
+    // Both are a failed attempt (answered like a fresh challenge), told apart only by the
+    // name that was tried, which the sender knows anyway.
+    assert_eq!(r1, failed("alice"));
+    assert_eq!(r2, failed("mallory"));
     // Same with MD5, and neither consumed a nonce-count slot.
     let wrong_pw = answer(&a, T0, 1, "alice", "nope", 1);
     let unknown = answer(&a, T0, 1, "mallory", "nope", 1);
-    assert_eq!(
-        check(&mut a, T0, &wrong_pw, "alice"),
-        check(&mut a, T0, &unknown, "mallory")
-    );
+    assert_eq!(check(&mut a, T0, &wrong_pw, "alice"), failed("alice"));
+    assert_eq!(check(&mut a, T0, &unknown, "mallory"), failed("mallory"));
     assert_eq!(a.tracked_nonces(), 0);
     // Even after expiry the two stay identical (never stale=true for a bad digest).
-    assert_eq!(check(&mut a, T0 + 1000, &wrong_pw, "alice"), FRESH);
-    assert_eq!(check(&mut a, T0 + 1000, &unknown, "mallory"), FRESH);
+    assert_eq!(
+        check(&mut a, T0 + 1000, &wrong_pw, "alice"),
+        failed("alice")
+    );
+    assert_eq!(
+        check(&mut a, T0 + 1000, &unknown, "mallory"),
+        failed("mallory")
+    );
 }
 
 #[test]
 fn strict_mode_requires_username_equal_to_aor_user() {
     let mut strict = authn(false);
     let v = answer(&strict, T0, 0, "alice", "secret", 1);
-    assert_eq!(check(&mut strict, T0, &v, "bob"), FRESH);
+    assert_eq!(check(&mut strict, T0, &v, "bob"), failed("alice"));
     // The failed attempt did not burn nc=1.
     assert_eq!(check(&mut strict, T0, &v, "alice"), authorized("alice"));
     let mut lax = authn(true);
@@ -318,10 +328,10 @@ fn unknown_scheme_other_realm_and_missing_params_challenge() {
             "{broken}"
         );
     }
-    // Wrong method: HA2 differs.
+    // Wrong method: HA2 differs (a failed attempt).
     assert_eq!(
         a.check(T0, "INVITE", std::iter::once(&ours), "alice"),
-        FRESH
+        failed("alice")
     );
     assert_eq!(check(&mut a, T0, &ours, "alice"), authorized("alice"));
     // Upper-case hex response is accepted.

@@ -364,8 +364,9 @@ impl BoundServer {
             if now >= next_status {
                 next_status = now + STATUS_INTERVAL;
                 let line = format!(
-                    "{:?} relay={:?} tls={:?} ws={:?}",
+                    "{:?} {:?} relay={:?} tls={:?} ws={:?}",
                     core.stats,
+                    core.guard.stats,
                     relay.as_ref().map(|r| r.handle().stats()),
                     tls_counters,
                     ws_counters
@@ -375,6 +376,7 @@ impl BoundServer {
                         bindings = core.registrar.location.len(),
                         calls = core.proxy.dialogs().len(),
                         stats = ?core.stats,
+                        guard = ?core.guard.stats,
                         relay = ?relay.as_ref().map(|r| r.handle().stats()),
                         tls = ?tls_counters,
                         ws = ?ws_counters,

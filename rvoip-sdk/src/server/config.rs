@@ -174,7 +174,8 @@ pub struct ServerConfig {
     pub default_expires_s: u32,
     /// Registrar: most bindings kept for one AOR. Default 10.
     pub max_bindings_per_aor: usize,
-    /// Largest accepted SIP message in bytes (larger: 513 or dropped). Default 65535.
+    /// Largest accepted SIP message in bytes (larger: 513, over TCP then the connection is
+    /// closed; an oversized UDP datagram is dropped). Default 65535.
     pub max_message_bytes: usize,
     /// Most header fields accepted in one message. Default 128.
     pub max_headers: usize,
@@ -219,6 +220,51 @@ pub struct ServerConfig {
     /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
     /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
     pub dns_server: Option<std::net::SocketAddr>,
+    /// Flood defence (Kamailio's pike): most messages one source IP may send per
+    /// `flood_window_ms`, counted before parsing; past it the source's messages are dropped
+    /// for `flood_ban_s`. 0 switches it off. Default 1000.
+    pub flood_limit: u32,
+    /// The flood counting window in ms. Default 1000.
+    pub flood_window_ms: u64,
+    /// How long a flooding source is ignored, in seconds. Default 10.
+    pub flood_ban_s: u64,
+    /// Brute-force defence: failed digest attempts (a wrong password, an unknown user) from
+    /// one source IP within `auth_fail_window_s` that get the source banned (its messages
+    /// dropped) for `auth_ban_s`. 0 switches it off. Default 10.
+    pub auth_fail_limit: u32,
+    /// The window in seconds over which failed digest attempts are counted. Default 60.
+    pub auth_fail_window_s: u64,
+    /// Failed digest attempts on one user name, from any source, within the window, past
+    /// which each source is banned at its first failure on that user (a distributed attack).
+    /// The user's own correct credentials keep working. 0 switches it off. Default 20.
+    pub auth_user_fail_limit: u32,
+    /// How long a source is banned after failed digest attempts, in seconds. Default 300.
+    pub auth_ban_s: u64,
+    /// Source networks exempt from the flood limit and from bans (e.g. a trunk or an SBC),
+    /// written as IP addresses or CIDRs: `["10.0.0.0/8", "192.0.2.7"]`. Default none.
+    pub trusted_sources: Vec<ipnet::IpNet>,
+    /// Most server transactions in progress from one source IP; beyond it a request the
+    /// proxy would hold gets 503 with Retry-After. Default 1000.
+    pub max_transactions_per_source: usize,
+    /// Most bytes of requests held by transactions in progress (server and client), in
+    /// total; a request that the proxy would hold past it gets 503. Default 64 MiB.
+    pub max_held_bytes: usize,
+    /// Most bytes of requests from one source IP held by server transactions in progress;
+    /// past it 503. Default 8 MiB.
+    pub max_held_bytes_per_source: usize,
+    /// Largest body of a request the proxy forwards, in bytes; larger gets 513. Default 16384.
+    pub max_forward_body_bytes: usize,
+    /// Most open TCP, TLS and WebSocket connections accepted in total; more are closed at
+    /// once. Default 10000.
+    pub max_connections: usize,
+    /// Most open connections accepted from one source IP. Default 256.
+    pub max_connections_per_source: usize,
+    /// A connection that received no message for this long, in seconds, is closed, unless a
+    /// live registration uses it. Default 120.
+    pub connection_idle_timeout_s: u64,
+    /// A message on a connection must arrive complete within this many seconds of its first
+    /// byte (slowloris); else the connection is closed. Default 10.
+    pub message_timeout_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -272,6 +318,22 @@ impl Default for ServerConfig {
             tls_key: None,
             data_dir: None,
             dns_server: None,
+            flood_limit: 1000,
+            flood_window_ms: 1000,
+            flood_ban_s: 10,
+            auth_fail_limit: 10,
+            auth_fail_window_s: 60,
+            auth_user_fail_limit: 20,
+            auth_ban_s: 300,
+            trusted_sources: Vec::new(),
+            max_transactions_per_source: 1000,
+            max_held_bytes: 64 << 20,
+            max_held_bytes_per_source: 8 << 20,
+            max_forward_body_bytes: 16_384,
+            max_connections: 10_000,
+            max_connections_per_source: 256,
+            connection_idle_timeout_s: 120,
+            message_timeout_s: 10,
         }
     }
 }

@@ -28,11 +28,12 @@ pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
 
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
 use crate::server::config::ServerConfig;
+use crate::server::guard::{Admit, Guard, GuardConfig};
 use crate::server::local::LocalIdentity;
 use crate::server::location::Location;
 use crate::server::proxy::{Io, MediaHook, Proxy, Target, route};
 use crate::server::registrar::Registrar;
-use crate::server::reply::{Replier, send_local_response};
+use crate::server::reply::{self, Replier, send_local_response};
 use crate::sip::msg::{
     ByteString, HeaderName, Limits, Message, Method, Request, Response, Scheme, error_response,
     validate_request,
@@ -54,6 +55,13 @@ pub struct ServerCore {
     digest_algorithms: Vec<Algorithm>,
     pub(crate) proxy: Proxy,
     max_transactions: usize,
+    /// Limits on what one source may make the proxy hold (see [`ServerConfig`]).
+    max_transactions_per_source: usize,
+    max_held_bytes: usize,
+    max_held_bytes_per_source: usize,
+    max_forward_body_bytes: usize,
+    /// Flood and brute-force defence.
+    pub guard: Guard,
     epoch: (Instant, u64),
     next_sweep: Instant,
     replier: Replier,
@@ -111,6 +119,11 @@ impl ServerCore {
             },
             proxy: Proxy::default(),
             max_transactions: cfg.max_transactions,
+            max_transactions_per_source: cfg.max_transactions_per_source,
+            max_held_bytes: cfg.max_held_bytes,
+            max_held_bytes_per_source: cfg.max_held_bytes_per_source,
+            max_forward_body_bytes: cfg.max_forward_body_bytes,
+            guard: Guard::new(GuardConfig::from_server(cfg)),
             epoch: (now, now_unix_secs),
             next_sweep: now + SWEEP_INTERVAL,
             replier: Replier::new(),
@@ -138,7 +151,9 @@ impl ServerCore {
     }
 
     /// Feeds one datagram (UDP) or one framed message (TCP) received from `source`.
-    /// Malformed requests get 400/505/413 when a response can be formed, else are dropped.
+    /// A source over its flood limit or banned ([`Guard`]) is dropped before parsing.
+    /// Malformed requests get 400/505/513 when a response can be formed (over UDP only when
+    /// it is no larger than the request), else are dropped.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -146,22 +161,67 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
+        if self.guard.admit(now, source.ip()) != Admit::Yes {
+            return;
+        }
+        let wire_len = data.len();
         match Message::parse(data.clone(), &self.limits) {
             Ok(mut msg) => {
                 if let Message::Request(req) = &mut msg {
                     stamp_received(req, source);
                 }
-                self.tl.handle_message(now, msg, source, transport);
+                self.tl
+                    .handle_received(now, msg, source, transport, wire_len);
                 self.drain_events(now);
             }
             Err(err) => {
                 self.stats.parse_errors += 1;
                 tracing::debug!(%source, ?err, "unparsable message");
-                if let Some(resp) = error_response(&data, &err) {
-                    self.tl.send_stateless(source, transport, resp.to_bytes());
+                let Some(resp) = error_response(&data, &err) else {
+                    return;
+                };
+                let budget = (transport == Transport::Udp).then_some(wire_len);
+                if let Some(bytes) = reply::fit_budget(resp, budget, &mut self.stats) {
+                    self.tl.send_stateless(source, transport, bytes);
                 }
             }
         }
+    }
+
+    /// Whether the proxy may hold `req` (from `source`) while it forwards it: its body is
+    /// within `max_forward_body_bytes` (else 513), its source has fewer than
+    /// `max_transactions_per_source` transactions in progress and holds less than
+    /// `max_held_bytes_per_source`, and all transactions hold less than `max_held_bytes`
+    /// (else 503 with Retry-After). Answers the request itself when it may not.
+    pub(crate) fn admit_held(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Request,
+        source: SocketAddr,
+    ) -> bool {
+        if req.body.len() > self.max_forward_body_bytes {
+            self.stats.body_too_large += 1;
+            self.reply(now, tx, req, 513, vec![]);
+            return false;
+        }
+        let (count, bytes) = self.tl.source_load(source.ip());
+        let trusted = self.guard.is_trusted(source.ip());
+        let over_source = !trusted
+            && (count > self.max_transactions_per_source || bytes > self.max_held_bytes_per_source);
+        if over_source || self.tl.held_bytes() > self.max_held_bytes {
+            self.stats.overloaded += 1;
+            tracing::debug!(%source, count, bytes, total = self.tl.held_bytes(), "503: held-request limit");
+            self.reply(
+                now,
+                tx,
+                req,
+                503,
+                vec![(HeaderName::RetryAfter, "5".into())],
+            );
+            return false;
+        }
+        true
     }
 
     /// Runs expired timers (transactions, binding expiry).
@@ -188,6 +248,7 @@ impl ServerCore {
         proxy.handle_timeout(&mut io, now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
+            self.guard.sweep(now);
             if n > 0 {
                 tracing::debug!(expired = n, "swept bindings");
             }
@@ -297,7 +358,7 @@ impl ServerCore {
     }
 
     fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
-        send_local_response(&mut self.tl, now, tx, resp);
+        send_local_response(&mut self.tl, &mut self.stats, now, tx, resp);
     }
 
     fn on_request(
@@ -378,6 +439,9 @@ impl ServerCore {
             let Some(loop_hash) = self.loop_free_hash(&req) else {
                 return self.reply(now, tx, &req, 482, vec![]);
             };
+            if !self.admit_held(now, tx, &req, source) {
+                return;
+            }
             let (proxy, mut io) = self.io();
             return proxy.forward_routed(&mut io, now, tx, req, transport, source, loop_hash);
         }

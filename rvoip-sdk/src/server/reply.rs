@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use crate::sip::msg::{HeaderName, Method, Request, Response};
 use crate::sip::transaction::{ServerTxId, TransactionLayer};
 
@@ -33,6 +35,16 @@ pub struct Stats {
     /// Requests for another domain refused because the sender is not an authenticated user of
     /// this server (403: no open relay).
     pub relay_denied: u64,
+    /// Requests refused with 513 because their body is over `max_forward_body_bytes`.
+    pub body_too_large: u64,
+    /// Requests refused with 503 because their source, or all sources, hold too many
+    /// transactions or bytes (`max_transactions_per_source`, `max_held_bytes*`).
+    pub overloaded: u64,
+    /// Replies to UDP requests cut down to the top Via so as not to be larger than the request.
+    pub replies_trimmed: u64,
+    /// Replies to UDP requests not sent because even cut down they were larger than the
+    /// request (no reflection amplification).
+    pub replies_dropped: u64,
 }
 
 /// Builds and sends the responses the server makes itself; owns the To-tag generator.
@@ -87,7 +99,89 @@ impl Replier {
         if status >= 300 {
             stats.rejected += u64::from(status != 401 && status != 407);
         }
-        send_local_response(tl, now, tx, resp);
+        send_local_response(tl, stats, now, tx, resp);
+    }
+}
+
+/// What a reply may add to the size of the UDP request it answers: the fields SIP makes every
+/// reply add (the To tag, §8.2.6.2; `received` and `rport` in the top Via, §18.2.1, RFC 3581).
+pub const REPLY_ALLOWANCE: usize = 64;
+
+/// Most Vias a reply keeps when it must be cut down (a request that crossed more proxies
+/// than this is treated as an attack: its reply keeps the top Via only).
+const MAX_REPLY_VIAS: usize = 8;
+
+/// Makes `resp` fit the size of the UDP request it answers (`budget` bytes), so that the
+/// server reflects no more than it received (a 17 KB reply to a request with 300 Vias was
+/// the old reflection).
+/// 1. A reply within `budget` + [`REPLY_ALLOWANCE`] + its digest challenge lines goes as is:
+///    without the allowance a phone's first REGISTER (a few bytes shorter than its 401) could
+///    not register over UDP at all.
+/// 2. Else it loses its optional headers (Allow, Accept, Supported, Server) and, past
+///    `MAX_REPLY_VIAS` Vias, all Vias but the top one (a hop-by-hop error needs no more to
+///    reach the sender), and is sent if it is then within the same bound and no larger than
+///    the request when cut to one Via.
+/// 3. Else `None`: the request goes unanswered.
+///
+/// Counted in `stats`.
+pub(crate) fn fit_response(resp: Response, budget: usize, stats: &mut Stats) -> Option<Response> {
+    let challenge: usize = resp
+        .headers
+        .0
+        .iter()
+        .filter(|h| {
+            h.name == HeaderName::WwwAuthenticate || h.name == HeaderName::ProxyAuthenticate
+        })
+        .map(|h| h.name.as_str().len() + h.value.len() + 4)
+        .sum();
+    let vias = resp
+        .headers
+        .0
+        .iter()
+        .filter(|h| h.name == HeaderName::Via)
+        .count();
+    let loose = budget + REPLY_ALLOWANCE + challenge;
+    if vias <= MAX_REPLY_VIAS && resp.to_bytes().len() <= loose {
+        return Some(resp);
+    }
+    let mut resp = resp;
+    resp.headers.0.retain(|h| {
+        !matches!(
+            h.name,
+            HeaderName::Allow | HeaderName::Accept | HeaderName::Supported
+        ) && !h.name.as_str().eq_ignore_ascii_case("server")
+    });
+    let bound = if vias > MAX_REPLY_VIAS {
+        let mut seen_via = false;
+        resp.headers.0.retain(|h| {
+            if h.name != HeaderName::Via {
+                return true;
+            }
+            let keep = !seen_via;
+            seen_via = true;
+            keep
+        });
+        budget
+    } else {
+        loose
+    };
+    if resp.to_bytes().len() <= bound {
+        stats.replies_trimmed += 1;
+        return Some(resp);
+    }
+    stats.replies_dropped += 1;
+    None
+}
+
+/// The bytes of `resp`, fitted to `budget` when there is one (see [`fit_response`]).
+pub(crate) fn fit_budget(
+    resp: Response,
+    budget: Option<usize>,
+    stats: &mut Stats,
+) -> Option<Bytes> {
+    match budget {
+        None => Some(resp.to_bytes()),
+        Some(b) => fit_response(resp, b, stats).map(|r| r.to_bytes()),
     }
 }
 
@@ -97,12 +191,25 @@ impl Replier {
 /// of Timer J, and the client's own retransmissions (Timer E) get a fresh answer. INVITE
 /// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
 /// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
+/// Over UDP the response is fitted to the request's size ([`fit_response`]); one that does
+/// not fit is not sent and the transaction is forgotten.
 pub(crate) fn send_local_response(
     tl: &mut TransactionLayer,
+    stats: &mut Stats,
     now: Instant,
     tx: ServerTxId,
     resp: Response,
 ) {
+    let resp = match tl.reply_budget(tx) {
+        Some(budget) if resp.status >= 200 => match fit_response(resp, budget, stats) {
+            Some(r) => r,
+            None => {
+                tl.discard(tx);
+                return;
+            }
+        },
+        _ => resp,
+    };
     let invite = resp
         .headers
         .cseq()

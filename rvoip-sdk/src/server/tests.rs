@@ -409,12 +409,14 @@ fn ack_and_bye_follow_the_record_route() {
 }
 
 #[test]
-fn unknown_user_404_registered_user_without_binding_480() {
+fn unknown_user_and_user_without_binding_look_the_same_480() {
+    // No user enumeration (svwar): to a sender that did not authenticate, an unknown user
+    // and a known user with no binding both get 480 (before: 404 and 480).
     let mut h = Harness::new(false);
     let out = h.send(ALICE, &invite(1, "nobody", ""));
     assert_eq!(
         out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
-        vec![100, 404]
+        vec![100, 480]
     );
     let out = h.send(ALICE, &invite(2, "carol", ""));
     assert_eq!(
@@ -726,3 +728,5 @@ fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
 }
 
 mod outbound;
+
+mod guard;

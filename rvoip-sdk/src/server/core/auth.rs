@@ -19,6 +19,47 @@ impl ServerCore {
             .collect()
     }
 
+    /// Answers `req` with a 401 or 407 `status` carrying the challenges.
+    pub(super) fn challenge(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &Request,
+        secs: u64,
+        stale: bool,
+        status: u16,
+    ) {
+        self.stats.challenges += 1;
+        let name = if status == 407 {
+            HeaderName::ProxyAuthenticate
+        } else {
+            HeaderName::WwwAuthenticate
+        };
+        let hdrs = self
+            .challenges(secs, stale)
+            .into_iter()
+            .map(|c| (name.clone(), c))
+            .collect();
+        self.reply(now, tx, req, status, hdrs);
+    }
+
+    /// A failed digest attempt for `user` from `source`: counted by the guard. Returns true
+    /// when the request is to be answered like any challenge; false when this failure got the
+    /// source banned: the request is then dropped unanswered, as everything from it will be.
+    pub(super) fn auth_failed(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        source: SocketAddr,
+        user: &str,
+    ) -> bool {
+        if self.guard.auth_failed(now, source.ip(), user).is_none() {
+            return true;
+        }
+        self.tl.discard(tx);
+        false
+    }
+
     pub(super) fn register(
         &mut self,
         now: Instant,
@@ -48,14 +89,11 @@ impl ServerCore {
                 }
                 self.send_local_response(now, tx, resp);
             }
-            AuthOutcome::Challenge { stale } => {
-                self.stats.challenges += 1;
-                let hdrs = self
-                    .challenges(secs, stale)
-                    .into_iter()
-                    .map(|c| (HeaderName::WwwAuthenticate, c))
-                    .collect();
-                self.reply(now, tx, &req, 401, hdrs);
+            AuthOutcome::Challenge { stale } => self.challenge(now, tx, &req, secs, stale, 401),
+            AuthOutcome::Failed { user } => {
+                if self.auth_failed(now, tx, source, &user) {
+                    self.challenge(now, tx, &req, secs, false, 401);
+                }
             }
         }
     }

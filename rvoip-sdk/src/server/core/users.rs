@@ -33,6 +33,7 @@ impl ServerCore {
         // below), and when requests are authenticated, every such request is (whatever its
         // method).
         let foreign = self.is_foreign(&req.uri);
+        let mut authenticated = false;
         if self.invite_auth
             && (foreign
                 || matches!(
@@ -51,16 +52,17 @@ impl ServerCore {
                 );
                 match outcome {
                     AuthOutcome::Authorized { .. } => {
+                        authenticated = true;
                         req.headers.remove_all(&HeaderName::ProxyAuthorization)
                     }
                     AuthOutcome::Challenge { stale } => {
-                        self.stats.challenges += 1;
-                        let hdrs = self
-                            .challenges(secs, stale)
-                            .into_iter()
-                            .map(|c| (HeaderName::ProxyAuthenticate, c))
-                            .collect();
-                        return self.reply(now, tx, &req, 407, hdrs);
+                        return self.challenge(now, tx, &req, secs, stale, 407);
+                    }
+                    AuthOutcome::Failed { user } => {
+                        if self.auth_failed(now, tx, source, &user) {
+                            self.challenge(now, tx, &req, secs, false, 407);
+                        }
+                        return;
                     }
                 }
             }
@@ -106,6 +108,9 @@ impl ServerCore {
                 }
             }
         }
+        if !self.admit_held(now, tx, &req, source) {
+            return;
+        }
         if foreign {
             if self.local_from_user(&req).is_none() {
                 self.stats.relay_denied += 1;
@@ -120,8 +125,12 @@ impl ServerCore {
             targets.retain(|t| t.transport.is_secure());
         }
         if targets.is_empty() {
+            // No user enumeration: to a sender that has not authenticated, an unknown user and
+            // a known user with no binding look the same (480). An authenticated local user
+            // learns which it is (404 or 480).
             let known = self.auth.users().get(&user).is_some();
-            return self.reply(now, tx, &req, if known { 480 } else { 404 }, vec![]);
+            let status = if known || !authenticated { 480 } else { 404 };
+            return self.reply(now, tx, &req, status, vec![]);
         }
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);

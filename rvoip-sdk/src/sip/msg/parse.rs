@@ -10,7 +10,7 @@ use bytes::Bytes;
 /// Parser limits (DESIGN.md: explicit and configurable).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Maximum message size in bytes (start line + headers + body). Larger: `TooLarge` (413/513).
+    /// Maximum message size in bytes (start line + headers + body). Larger: `TooLarge` (513).
     pub max_message_bytes: usize,
     /// Maximum number of header entries after list splitting. More: `TooManyHeaders`.
     pub max_headers: usize,

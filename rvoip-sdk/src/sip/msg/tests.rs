@@ -598,7 +598,7 @@ To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n";
     let e = ParseError::new(ParseErrorKind::StartLine, "x");
     assert_eq!(error_response(text.as_bytes(), &e).unwrap().status, 400);
     let e = ParseError::new(ParseErrorKind::TooLarge, "x");
-    assert_eq!(error_response(text.as_bytes(), &e).unwrap().status, 413);
+    assert_eq!(error_response(text.as_bytes(), &e).unwrap().status, 513);
     assert!(error_response(OK200.as_bytes(), &e).is_none());
     assert!(error_response(b"garbage", &e).is_none());
     assert!(error_response(b"", &e).is_none());

@@ -112,12 +112,12 @@ pub fn validate_request(req: &Request) -> Result<(), Rejection> {
 
 /// For a buffer that failed to parse: if it looks like a request and the Via, From, To, Call-ID
 /// and CSeq lines can be found leniently, the error response (400; 505 for
-/// [`ParseErrorKind::Version`]; 413 for [`ParseErrorKind::TooLarge`]) copying them (§8.2.6).
+/// [`ParseErrorKind::Version`]; 513 Message Too Large (§21.5.14) for [`ParseErrorKind::TooLarge`]) copying them (§8.2.6).
 /// `None` for responses and hopeless input: the server then drops the message silently.
 pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
     let status = match err.kind {
         ParseErrorKind::Version => 505,
-        ParseErrorKind::TooLarge => 413,
+        ParseErrorKind::TooLarge => 513,
         _ => 400,
     };
     let start = buf.iter().position(|&c| c != b'\r' && c != b'\n')?;

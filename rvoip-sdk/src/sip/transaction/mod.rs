@@ -25,7 +25,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -207,6 +207,9 @@ struct ServerTx {
     state: ServerState,
     /// The request; dropped once a final response went out (memory).
     request: Option<Box<Request>>,
+    /// Bytes of the received request on the wire (0: not known), for the byte accounting and
+    /// the reply budget of UDP requests.
+    wire_len: usize,
     key: Option<ServerKey>,
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
@@ -234,6 +237,13 @@ pub struct TransactionLayer {
     timers: BinaryHeap<Reverse<(Instant, u64, Slot)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
+    /// Wire length of the message being handed in by [`TransactionLayer::handle_received`].
+    incoming_len: usize,
+    /// Bytes held by live transactions: received requests of server transactions, sent
+    /// requests of client transactions.
+    held_bytes: usize,
+    /// Per source IP: live server transactions and the bytes of their requests.
+    per_source: HashMap<IpAddr, (u32, usize)>,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -330,6 +340,9 @@ impl TransactionLayer {
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            incoming_len: 0,
+            held_bytes: 0,
+            per_source: HashMap::new(),
         }
     }
 
@@ -356,6 +369,22 @@ impl TransactionLayer {
         source: SocketAddr,
         transport: Transport,
     ) {
+        self.handle_received(now, msg, source, transport, 0)
+    }
+
+    /// [`TransactionLayer::handle_message`] for a message that was `wire_len` bytes on the
+    /// wire: a new server transaction counts them in [`TransactionLayer::held_bytes`] and its
+    /// source's [`TransactionLayer::source_load`], and over UDP they are the budget of
+    /// [`TransactionLayer::reply_budget`].
+    pub fn handle_received(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: SocketAddr,
+        transport: Transport,
+        wire_len: usize,
+    ) {
+        self.incoming_len = wire_len;
         match msg {
             Message::Request(req) => self.on_request(now, req, source, transport),
             Message::Response(resp) => self.on_response(now, resp, source, transport),
@@ -458,6 +487,7 @@ impl TransactionLayer {
             invite,
             state: ServerState::Trying,
             request: Some(Box::new(req.clone())),
+            wire_len: self.incoming_len,
             key: key.map(|k| k.detached()),
             legacy: legacy.map(Box::new),
             dest,
@@ -474,6 +504,10 @@ impl TransactionLayer {
             tx.last_resp = Some(trying);
             tx.state = ServerState::Proceeding;
         }
+        self.held_bytes += tx.wire_len;
+        let load = self.per_source.entry(tx.dest.ip()).or_default();
+        load.0 += 1;
+        load.1 += tx.wire_len;
         self.servers.insert(id, tx);
         self.events.push_back(TxEvent::Request {
             tx: Some(ServerTxId(id)),
@@ -726,6 +760,7 @@ impl TransactionLayer {
         }
         let at = now + self.cfg.t64();
         arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
+        self.held_bytes += tx.bytes.len();
         self.clients.insert(id, tx);
         ClientTxId(id)
     }
@@ -946,6 +981,7 @@ impl TransactionLayer {
         let Some(tx) = self.clients.remove(&id) else {
             return;
         };
+        self.held_bytes = self.held_bytes.saturating_sub(tx.bytes.len());
         if let Some(k) = tx.key {
             if self.client_index.get(&k) == Some(&id) {
                 self.client_index.remove(&k);
@@ -957,6 +993,15 @@ impl TransactionLayer {
         let Some(tx) = self.servers.remove(&id) else {
             return;
         };
+        self.held_bytes = self.held_bytes.saturating_sub(tx.wire_len);
+        let ip = tx.dest.ip();
+        if let Some(load) = self.per_source.get_mut(&ip) {
+            load.0 = load.0.saturating_sub(1);
+            load.1 = load.1.saturating_sub(tx.wire_len);
+            if load.0 == 0 {
+                self.per_source.remove(&ip);
+            }
+        }
         if let Some(k) = tx.key {
             if self.server_index.get(&k) == Some(&id) {
                 self.server_index.remove(&k);
@@ -990,6 +1035,36 @@ impl TransactionLayer {
     /// Counts of live client and server transactions (for stats and tests).
     pub fn len(&self) -> (usize, usize) {
         (self.clients.len(), self.servers.len())
+    }
+
+    /// Bytes held by live transactions: the received requests of server transactions (as
+    /// given to [`TransactionLayer::handle_received`]) and the sent requests of client
+    /// transactions.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// Live server transactions whose requests came from `ip`, and their bytes.
+    pub fn source_load(&self, ip: IpAddr) -> (usize, usize) {
+        self.per_source
+            .get(&ip)
+            .map_or((0, 0), |&(n, b)| (n as usize, b))
+    }
+
+    /// For a server transaction whose request arrived over UDP with a known size: that size in
+    /// bytes, which a reply the element makes itself should not exceed (no reflection
+    /// amplification). `None` for stream transports and unknown transactions.
+    pub fn reply_budget(&self, tx: ServerTxId) -> Option<usize> {
+        let t = self.servers.get(&tx.0)?;
+        (t.transport == Transport::Udp && t.wire_len > 0).then_some(t.wire_len)
+    }
+
+    /// Forgets a server transaction without answering it (a request dropped on purpose).
+    /// Returns false if it is unknown.
+    pub fn discard(&mut self, tx: ServerTxId) -> bool {
+        let known = self.servers.contains_key(&tx.0);
+        self.remove_server(tx.0);
+        known
     }
 
     /// Whether there are no live transactions.
