@@ -138,6 +138,12 @@ impl Endpoint {
         let (inbound, inbound_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = std_mpsc::channel();
         let dns = Arc::new(Dns::new(cfg.dns_server));
+        // The endpoint's own listener serves one app's peers: framing limits, no connection
+        // limits (those protect the server).
+        let conns = crate::driver::conn::Conns::new(
+            Limits::default(),
+            crate::driver::conn::ConnPolicy::UNLIMITED,
+        );
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
                 ua: UserAgent::new(ua_cfg),
@@ -145,7 +151,7 @@ impl Endpoint {
                 transports: Transports::new(
                     udp.iter().cloned().collect(),
                     inbound.clone(),
-                    Limits::default(),
+                    conns.clone(),
                     rt.clone(),
                 ),
                 facing: HashMap::new(),
@@ -160,11 +166,7 @@ impl Endpoint {
             dtls,
         });
         if let Some(l) = tcp {
-            rt.spawn(crate::driver::tcp::accept_loop(
-                l,
-                inbound,
-                Limits::default(),
-            ));
+            rt.spawn(crate::driver::tcp::accept_loop(l, inbound, conns));
         }
         rt.spawn(run(shared.clone(), udp, inbound_rx));
         Ok(Endpoint {

@@ -12,6 +12,11 @@ use rvoip_sdk::driver::BoundServer;
 use rvoip_sdk::server::config::{DEMO_USERS, ListenSpec, PortRange, ServerConfig};
 use rvoip_sdk::server::proxy::anchor::RelayMode;
 
+/// mimalloc returns freed memory to the OS shortly after a burst (a flood, thousands of
+/// closed connections); glibc malloc keeps the process at its peak RSS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060,
 /// TLS on 0.0.0.0:5061.
 #[derive(Debug, Parser)]

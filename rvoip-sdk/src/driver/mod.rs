@@ -7,6 +7,7 @@
 //! to a TCP binding uses the connection the REGISTER came on). TLS ([`tls`]) and WebSocket
 //! ([`ws`], RFC 7118) are more connection kinds feeding the same channel.
 
+pub mod conn;
 pub mod media;
 pub mod relay;
 mod setup;
@@ -100,6 +101,8 @@ pub struct BoundServer {
     tls_config: Option<(Arc<rustls::ServerConfig>, String)>,
     bound: Vec<(Transport, SocketAddr)>,
     limits: Limits,
+    /// Stream connection limits, timeouts and counters.
+    conns: Arc<conn::Conns>,
     users: usize,
     relay: Option<relay::RelayDriver>,
     tls_counters: Arc<tls::TlsCounters>,
@@ -190,6 +193,17 @@ impl BoundServer {
             tls_config,
             bound,
             limits,
+            conns: conn::Conns::new(
+                limits,
+                conn::ConnPolicy {
+                    max_connections: cfg.max_connections,
+                    max_connections_per_source: cfg.max_connections_per_source,
+                    idle_timeout: (cfg.connection_idle_timeout_s > 0)
+                        .then(|| std::time::Duration::from_secs(cfg.connection_idle_timeout_s)),
+                    message_timeout: (cfg.message_timeout_s > 0)
+                        .then(|| std::time::Duration::from_secs(cfg.message_timeout_s)),
+                },
+            ),
             users: users.len(),
             relay,
             tls_counters: Arc::default(),
@@ -206,6 +220,12 @@ impl BoundServer {
     /// The TLS listeners' counters (handshakes accepted, failed, timed out).
     pub fn tls_counters(&self) -> Arc<tls::TlsCounters> {
         self.tls_counters.clone()
+    }
+
+    /// The stream connections' counters (open, accepted, refused by the limits, closed idle,
+    /// slow, oversized or unframable).
+    pub fn conn_counters(&self) -> Arc<conn::ConnCounters> {
+        self.conns.counters.clone()
     }
 
     /// The WebSocket listeners' counters (upgrades, refusals, protocol errors).
@@ -245,6 +265,7 @@ impl BoundServer {
             ws,
             tls_config,
             limits,
+            conns,
             relay,
             tls_counters,
             ws_counters,
@@ -255,7 +276,7 @@ impl BoundServer {
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
         for l in tcp {
-            tasks.spawn(tcp::accept_loop(l, tx.clone(), limits));
+            tasks.spawn(tcp::accept_loop(l, tx.clone(), conns.clone()));
         }
         if let Some((config, _)) = &tls_config {
             for l in tls {
@@ -263,7 +284,7 @@ impl BoundServer {
                     l,
                     config.clone(),
                     tx.clone(),
-                    limits,
+                    conns.clone(),
                     tls_counters.clone(),
                 ));
             }
@@ -278,14 +299,14 @@ impl BoundServer {
                 t,
                 tls,
                 tx.clone(),
-                limits,
+                conns.clone(),
                 ws_counters.clone(),
             ));
         }
         let mut out = Transports::new(
             udp.clone(),
             tx.clone(),
-            limits,
+            conns.clone(),
             tokio::runtime::Handle::current(),
         );
         // One reusable receive buffer; each datagram is copied out at its exact size, so a message
@@ -299,6 +320,7 @@ impl BoundServer {
         // The status line: the server's and the relay's counters, once a minute when they moved.
         let mut next_status = std::time::Instant::now() + STATUS_INTERVAL;
         let mut last_status = String::new();
+        let mut next_pin = std::time::Instant::now();
         loop {
             // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
             // is readable, then drain it without blocking.
@@ -361,12 +383,22 @@ impl BoundServer {
             while let Some(t) = core.poll_transmit() {
                 out.send(t);
             }
+            // Connections that carry a live registration are never closed as idle: new ones
+            // at once, and the whole set (expired ones dropped) now and then.
+            for flow in core.take_new_flows() {
+                conns.pin(flow);
+            }
+            if now >= next_pin {
+                next_pin = now + PIN_INTERVAL;
+                conns.set_pinned(core.registrar.location.stream_flows(now));
+            }
             if now >= next_status {
                 next_status = now + STATUS_INTERVAL;
                 let line = format!(
-                    "{:?} {:?} relay={:?} tls={:?} ws={:?}",
+                    "{:?} {:?} {:?} relay={:?} tls={:?} ws={:?}",
                     core.stats,
                     core.guard.stats,
+                    conns.counters,
                     relay.as_ref().map(|r| r.handle().stats()),
                     tls_counters,
                     ws_counters
@@ -377,6 +409,7 @@ impl BoundServer {
                         calls = core.proxy.dialogs().len(),
                         stats = ?core.stats,
                         guard = ?core.guard.stats,
+                        connections = ?conns.counters,
                         relay = ?relay.as_ref().map(|r| r.handle().stats()),
                         tls = ?tls_counters,
                         ws = ?ws_counters,
@@ -406,6 +439,9 @@ impl BoundServer {
         drop(relay);
     }
 }
+
+/// How often the flows of live stream registrations are handed to the connection tasks.
+const PIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often the status line is logged (when a counter moved).
 const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -7,28 +7,42 @@
 //! Content-Length, so it gets its own reader feeding the same [`Inbound`] channel.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::Inbound;
-use crate::sip::msg::{Frame, Limits, frame};
+use super::conn::{ConnSlot, Conns};
+use crate::sip::msg::{Frame, ParseErrorKind, error_response, frame};
 use crate::sip::transaction::Transport;
 
 /// Most bytes of queued messages joined into one write (a TLS record holds up to 16 kB).
 const MAX_WRITE_BATCH: usize = 16 * 1024;
 
-/// Accepts connections until the listener fails for good.
+/// How long the writer gets to send the last words (a 400 or 513) before the close.
+const LAST_WORDS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Accepts connections until the listener fails for good. A connection over the total or
+/// per-source limit of `conns` is closed at once.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = conns.admit(peer) else {
+                    tracing::debug!(%peer, "tcp connection refused: connection limit");
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let (tx, rx) = mpsc::unbounded_channel();
                 if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_err() {
@@ -40,7 +54,8 @@ pub(crate) async fn accept_loop(
                     Transport::Tcp,
                     rx,
                     inbound.clone(),
-                    limits,
+                    conns.clone(),
+                    Some(slot),
                 ));
             }
             Err(e) => {
@@ -56,14 +71,14 @@ pub(crate) async fn connect(
     peer: SocketAddr,
     rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
 ) {
     let connect =
         tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(peer)).await;
     match connect {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            serve(stream, peer, Transport::Tcp, rx, inbound, limits).await
+            serve(stream, peer, Transport::Tcp, rx, inbound, conns, None).await
         }
         r => {
             let reason = match r {
@@ -82,26 +97,60 @@ pub(crate) async fn connect(
     }
 }
 
+/// The answer sent before closing a connection whose stream cannot be framed (RFC 3261
+/// §18.3): 513 for a message over the size limit, 400 otherwise, copying Via, From, To,
+/// Call-ID and CSeq when they can be found; a bare status line when they cannot.
+fn framing_error_answer(buf: &[u8], err: &crate::sip::msg::ParseError) -> Bytes {
+    match error_response(buf, err) {
+        Some(resp) => resp.to_bytes(),
+        None if err.kind == ParseErrorKind::TooLarge => {
+            Bytes::from_static(b"SIP/2.0 513 Message Too Large\r\nContent-Length: 0\r\n\r\n")
+        }
+        None => Bytes::from_static(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+    }
+}
+
 /// Reads framed messages from a connected stream (TCP, or TLS over it: `transport`) into the
 /// event task and writes queued messages to it, until either side ends; then reports the
-/// connection closed.
+/// connection closed. Under the policy of `conns`: a connection with no message for the idle
+/// timeout is closed unless it carries a live registration; a message not complete within
+/// the message timeout of its first byte closes it; a message over the size limit is answered
+/// 513 and one that cannot be framed 400, then the connection is closed. `slot` is the
+/// accepted connection's place in the connection count, freed when it ends.
 pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
+    slot: Option<ConnSlot>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let writer = tokio::spawn(async move {
+    let (last_tx, mut last_rx) = oneshot::channel::<Bytes>();
+    let mut writer = tokio::spawn(async move {
         // Messages queued in the same turn of the event loop (the responses to a batch of
         // requests read together) go out in one write: one TLS record and one `writev` instead
         // of one per message.
         let mut batch = BytesMut::new();
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                biased;
+                last = &mut last_rx => {
+                    if let Ok(b) = last {
+                        let _ = wr.write_all(&b).await;
+                        let _ = wr.flush().await;
+                    }
+                    let _ = wr.shutdown().await;
+                    return;
+                }
+                m = rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
             let mut data = first;
             while let Ok(more) = rx.try_recv() {
                 if batch.is_empty() {
@@ -116,20 +165,59 @@ pub(crate) async fn serve<S>(
                 data = batch.split().freeze();
             }
             if wr.write_all(&data).await.is_err() {
-                break;
+                return;
             }
         }
     });
+    let limits = conns.limits;
+    let policy = conns.policy;
+    let counters = conns.counters.clone();
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut last_activity = Instant::now();
+    // When the first byte of the message now in `buf` arrived.
+    let mut partial_since: Option<Instant> = None;
+    let mut last_words = None;
     'read: loop {
-        match rd.read_buf(&mut buf).await {
+        let deadline = match partial_since {
+            Some(t) => policy.message_timeout.map(|d| t + d),
+            None => policy.idle_timeout.map(|d| last_activity + d),
+        };
+        let read = rd.read_buf(&mut buf);
+        let r = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, read).await {
+                Ok(r) => r,
+                Err(_) if partial_since.is_some() => {
+                    counters.slow_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "message not complete within the message timeout, closing");
+                    break;
+                }
+                Err(_) if conns.is_pinned(peer) => {
+                    last_activity = Instant::now();
+                    continue;
+                }
+                Err(_) => {
+                    counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "idle connection, closing");
+                    break;
+                }
+            },
+            None => read.await,
+        };
+        match r {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
+        let now = Instant::now();
+        let mut framed = false;
         loop {
             match frame(&buf, &limits) {
-                Ok(Some(Frame::Keepalive(n))) => buf.advance(n),
+                Ok(Some(Frame::Keepalive(n))) => {
+                    buf.advance(n);
+                    last_activity = now;
+                }
                 Ok(Some(Frame::Message(n))) => {
+                    last_activity = now;
+                    framed = true;
                     let data = Bytes::copy_from_slice(&buf.split_to(n));
                     if inbound
                         .send(Inbound::Msg {
@@ -145,16 +233,40 @@ pub(crate) async fn serve<S>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    // A stream that cannot be framed cannot be resynchronised (§18.3): close it.
+                    // A stream that cannot be framed cannot be resynchronised (§18.3): answer,
+                    // then close.
                     tracing::debug!(%peer, error = %e, "tcp framing error, closing");
+                    if e.kind == ParseErrorKind::TooLarge {
+                        counters.too_large_closed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.bad_framing_closed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    last_words = Some(framing_error_answer(&buf, &e));
                     break 'read;
                 }
             }
+        }
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() || framed {
+            partial_since = Some(now);
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
     }
-    writer.abort();
+    match last_words {
+        Some(b) => {
+            let _ = last_tx.send(b);
+            if tokio::time::timeout(LAST_WORDS_TIMEOUT, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+        }
+        None => writer.abort(),
+    }
+    drop(slot);
     let _ = inbound.send(Inbound::TcpClosed { peer }).await;
 }

@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::conn::Conns;
 use super::{Inbound, tcp};
-use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
 
 /// How long a TLS handshake may take before the connection is dropped (a peer that stalls
@@ -331,13 +331,19 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
     counters: Arc<TlsCounters>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = conns.admit(peer) else {
+                    tracing::debug!(%peer, "tls connection refused: connection limit");
+                    drop(stream);
+                    continue;
+                };
+                let conns = conns.clone();
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let inbound = inbound.clone();
@@ -348,7 +354,16 @@ pub(crate) async fn accept_loop(
                             counters.accepted.fetch_add(1, Ordering::Relaxed);
                             let (tx, rx) = mpsc::unbounded_channel();
                             if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_ok() {
-                                tcp::serve(tls, peer, Transport::Tls, rx, inbound, limits).await;
+                                tcp::serve(
+                                    tls,
+                                    peer,
+                                    Transport::Tls,
+                                    rx,
+                                    inbound,
+                                    conns,
+                                    Some(slot),
+                                )
+                                .await;
                             }
                         }
                         Ok(Err(e)) => {
@@ -379,7 +394,7 @@ pub(crate) async fn connect(
     config: Arc<ClientConfig>,
     rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
 ) {
     let attempt = async {
         let tcp = TcpStream::connect(peer)
@@ -395,7 +410,7 @@ pub(crate) async fn connect(
         .await
         .unwrap_or_else(|_| Err(format!("TLS handshake with {peer} timed out")));
     match r {
-        Ok(tls) => tcp::serve(tls, peer, Transport::Tls, rx, inbound, limits).await,
+        Ok(tls) => tcp::serve(tls, peer, Transport::Tls, rx, inbound, conns, None).await,
         Err(reason) => {
             tracing::warn!(%peer, %reason, "tls connection failed");
             let _ = inbound

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
+use super::conn::Conns;
 use super::{Inbound, tcp, tls};
-use crate::sip::msg::Limits;
 use crate::sip::transaction::{Transmit, Transport};
 
 /// The sockets and connections a core sends through.
@@ -34,8 +34,8 @@ pub(crate) struct Transports {
     conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
     /// Where connection tasks report messages and their opening and closing.
     inbound: mpsc::Sender<Inbound>,
-    /// Framing limits of connections opened here.
-    limits: Limits,
+    /// Framing limits and timeouts of connections opened here.
+    policy: Arc<Conns>,
     /// The runtime connection and retry tasks run on.
     rt: tokio::runtime::Handle,
     /// How to verify the TLS server at a destination: the name its certificate must carry and
@@ -51,7 +51,7 @@ impl Transports {
     pub(crate) fn new(
         udp: Vec<Arc<UdpSocket>>,
         inbound: mpsc::Sender<Inbound>,
-        limits: Limits,
+        policy: Arc<Conns>,
         rt: tokio::runtime::Handle,
     ) -> Transports {
         let udp = udp
@@ -65,7 +65,7 @@ impl Transports {
             udp,
             conns: HashMap::new(),
             inbound,
-            limits,
+            policy,
             rt,
             tls_peers: HashMap::new(),
             default_tls: None,
@@ -172,8 +172,12 @@ impl Transports {
             }
             Transport::Tcp => {
                 if let Some(rx) = self.queue(t.dest, t.bytes) {
-                    self.rt
-                        .spawn(tcp::connect(t.dest, rx, self.inbound.clone(), self.limits));
+                    self.rt.spawn(tcp::connect(
+                        t.dest,
+                        rx,
+                        self.inbound.clone(),
+                        self.policy.clone(),
+                    ));
                 }
             }
             Transport::Tls => {
@@ -183,8 +187,14 @@ impl Transports {
                 let inbound = self.inbound.clone();
                 match self.tls_peer(t.dest) {
                     Ok((name, config)) => {
-                        self.rt
-                            .spawn(tls::connect(t.dest, name, config, rx, inbound, self.limits));
+                        self.rt.spawn(tls::connect(
+                            t.dest,
+                            name,
+                            config,
+                            rx,
+                            inbound,
+                            self.policy.clone(),
+                        ));
                     }
                     // Reported like a failed connect: the queue entry goes, requests fail.
                     Err(reason) => {

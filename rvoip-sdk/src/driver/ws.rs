@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::Inbound;
+use super::conn::{ConnSlot, Conns};
 use super::tls::HANDSHAKE_TIMEOUT;
 use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
@@ -95,13 +96,19 @@ pub(crate) async fn accept_loop(
     transport: Transport,
     tls: Option<Arc<rustls::ServerConfig>>,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
     counters: Arc<WsCounters>,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = conns.admit(peer) else {
+                    tracing::debug!(%peer, "websocket connection refused: connection limit");
+                    drop(stream);
+                    continue;
+                };
+                let conns = conns.clone();
                 let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let inbound = inbound.clone();
@@ -109,7 +116,8 @@ pub(crate) async fn accept_loop(
                 tokio::spawn(async move {
                     match acceptor {
                         Some(a) => {
-                            accept_wss(a, stream, peer, transport, inbound, limits, counters).await
+                            accept_wss(a, stream, peer, transport, inbound, conns, slot, counters)
+                                .await
                         }
                         None => {
                             upgrade_and_serve(
@@ -117,7 +125,8 @@ pub(crate) async fn accept_loop(
                                 peer,
                                 transport,
                                 inbound,
-                                limits,
+                                conns,
+                                slot,
                                 counters,
                                 tokio::time::Instant::now() + HANDSHAKE_TIMEOUT,
                             )
@@ -141,13 +150,17 @@ async fn accept_wss(
     peer: SocketAddr,
     transport: Transport,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
+    slot: ConnSlot,
     counters: Arc<WsCounters>,
 ) {
     let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => {
-            upgrade_and_serve(tls, peer, transport, inbound, limits, counters, deadline).await
+            upgrade_and_serve(
+                tls, peer, transport, inbound, conns, slot, counters, deadline,
+            )
+            .await
         }
         Ok(Err(e)) => {
             counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
@@ -166,7 +179,8 @@ async fn upgrade_and_serve<S>(
     peer: SocketAddr,
     transport: Transport,
     inbound: mpsc::Sender<Inbound>,
-    limits: Limits,
+    conns: Arc<Conns>,
+    slot: ConnSlot,
     counters: Arc<WsCounters>,
     deadline: tokio::time::Instant,
 ) where
@@ -179,14 +193,18 @@ async fn upgrade_and_serve<S>(
         refused = r.is_err();
         r
     };
-    let upgrade =
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(&limits)));
+    let upgrade = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config(&conns.limits)),
+    );
     match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => {
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::unbounded_channel();
             if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_ok() {
-                serve(ws, peer, transport, rx, inbound, &counters).await;
+                serve(ws, peer, transport, rx, inbound, &counters, &conns).await;
+                drop(slot);
             }
         }
         Ok(Err(e)) => {
@@ -222,13 +240,27 @@ async fn serve<S>(
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     inbound: mpsc::Sender<Inbound>,
     counters: &WsCounters,
+    conns: &Conns,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut stream) = ws.split();
+    let idle = conns.policy.idle_timeout;
+    let far = std::time::Duration::from_secs(86_400 * 365);
+    let mut idle_at = tokio::time::Instant::now() + idle.unwrap_or(far);
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(idle_at) => {
+                if conns.is_pinned(peer) {
+                    idle_at = tokio::time::Instant::now() + idle.unwrap_or(far);
+                    continue;
+                }
+                conns.counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "idle websocket connection, closing");
+                break;
+            }
             m = stream.next() => {
+                idle_at = tokio::time::Instant::now() + idle.unwrap_or(far);
                 let data: Bytes = match m {
                     Some(Ok(Message::Text(t))) => Bytes::from(t),
                     Some(Ok(Message::Binary(b))) => b,

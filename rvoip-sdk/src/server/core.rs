@@ -62,6 +62,8 @@ pub struct ServerCore {
     max_forward_body_bytes: usize,
     /// Flood and brute-force defence.
     pub guard: Guard,
+    /// Stream flows that just got a registration (for the driver's idle-connection policy).
+    new_flows: Vec<SocketAddr>,
     epoch: (Instant, u64),
     next_sweep: Instant,
     replier: Replier,
@@ -70,6 +72,9 @@ pub struct ServerCore {
     /// Counters.
     pub stats: Stats,
 }
+
+/// Most flows kept for [`ServerCore::take_new_flows`] between two calls.
+const MAX_NEW_FLOWS: usize = 4096;
 
 /// How often expired bindings are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -124,6 +129,7 @@ impl ServerCore {
             max_held_bytes_per_source: cfg.max_held_bytes_per_source,
             max_forward_body_bytes: cfg.max_forward_body_bytes,
             guard: Guard::new(GuardConfig::from_server(cfg)),
+            new_flows: Vec::new(),
             epoch: (now, now_unix_secs),
             next_sweep: now + SWEEP_INTERVAL,
             replier: Replier::new(),
@@ -143,6 +149,13 @@ impl ServerCore {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0)
+    }
+
+    /// The stream flows (connection peers) whose REGISTER succeeded since the last call: the
+    /// driver keeps those connections open while idle. The full set is
+    /// [`crate::server::location::Location::stream_flows`].
+    pub fn take_new_flows(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.new_flows)
     }
 
     /// The server's identity (bound interfaces, domain).

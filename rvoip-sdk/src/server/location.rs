@@ -109,6 +109,17 @@ impl Default for Location {
 }
 
 impl Location {
+    /// The flows (source addresses) of live bindings registered over a stream transport (TCP,
+    /// TLS, WS, WSS): the connections the proxy reaches those users through.
+    pub fn stream_flows(&self, now: Instant) -> std::collections::HashSet<SocketAddr> {
+        self.aors
+            .values()
+            .flatten()
+            .filter(|b| b.transport.is_reliable() && b.is_live(now))
+            .map(|b| b.source)
+            .collect()
+    }
+
     /// An empty location service.
     pub fn new() -> Location {
         Location {

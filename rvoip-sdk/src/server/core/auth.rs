@@ -86,6 +86,9 @@ impl ServerCore {
                 let resp = self.registrar.handle_register(now, &req, source, transport);
                 if resp.status == 200 {
                     self.stats.registrations += 1;
+                    if transport.is_reliable() && self.new_flows.len() < MAX_NEW_FLOWS {
+                        self.new_flows.push(source);
+                    }
                 }
                 self.send_local_response(now, tx, resp);
             }
