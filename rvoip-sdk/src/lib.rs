@@ -20,6 +20,8 @@
 pub mod api;
 pub mod auth;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod sdp;
 pub mod server;
