@@ -105,11 +105,12 @@ impl Shared {
         }
     }
 
-    pub(crate) fn emit(&self, ev: Event) {
-        if let Ok(g) = self.events.lock() {
-            if let Some(tx) = g.as_ref() {
-                let _ = tx.send(ev);
-            }
+    /// Queues an event for the app. Returns false when it was dropped (the queue is full or
+    /// gone).
+    pub(crate) fn emit(&self, ev: Event) -> bool {
+        match self.events.lock() {
+            Ok(g) => g.as_ref().is_some_and(|tx| tx.send(ev)),
+            Err(_) => false,
         }
     }
 
@@ -147,7 +148,7 @@ impl Shared {
     fn on_ua_event(&self, core: &mut Core, ev: UaEvent) {
         match ev {
             UaEvent::Registration { account, state } => {
-                self.emit(Event::RegistrationState { account, state })
+                self.emit(Event::RegistrationState { account, state });
             }
             UaEvent::IncomingCall {
                 call,
@@ -156,12 +157,18 @@ impl Shared {
                 to,
             } => {
                 core.media.insert(call, CallMedia::default());
-                self.emit(Event::IncomingCall {
+                let announced = self.emit(Event::IncomingCall {
                     call,
                     account,
                     from,
                     to,
                 });
+                if !announced {
+                    // The app would never hear of this call: refuse it rather than let it ring
+                    // unanswered (the app is not reading its events).
+                    core.media.remove(&call);
+                    let _ = core.ua.reject(std::time::Instant::now(), call, 503);
+                }
             }
             UaEvent::CallState { call, state } => {
                 if matches!(state, CallState::Ended { .. }) {
@@ -185,10 +192,10 @@ impl Shared {
                 let on_event: Box<dyn Fn(MediaEvent) + Send + Sync> =
                     Box::new(move |ev| match (ev, events.as_ref()) {
                         (MediaEvent::Dtmf(digit), Some(tx)) => {
-                            let _ = tx.send(Event::DtmfReceived { call, digit });
+                            tx.send(Event::DtmfReceived { call, digit });
                         }
                         (MediaEvent::SecurityFailed(reason), Some(tx)) => {
-                            let _ = tx.send(Event::MediaSecurityFailed { call, reason });
+                            tx.send(Event::MediaSecurityFailed { call, reason });
                         }
                         _ => {}
                     });
@@ -230,22 +237,26 @@ impl Shared {
                 to,
                 content_type,
                 body,
-            } => self.emit(Event::MessageReceived {
-                account,
-                from,
-                to,
-                content_type,
-                body: body.to_vec(),
-            }),
+            } => {
+                self.emit(Event::MessageReceived {
+                    account,
+                    from,
+                    to,
+                    content_type,
+                    body: body.to_vec(),
+                });
+            }
             UaEvent::MessageResult {
                 message,
                 status,
                 reason,
-            } => self.emit(Event::MessageResult {
-                message,
-                status,
-                reason,
-            }),
+            } => {
+                self.emit(Event::MessageResult {
+                    message,
+                    status,
+                    reason,
+                });
+            }
         }
     }
 }

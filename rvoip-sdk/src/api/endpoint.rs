@@ -44,12 +44,41 @@ pub(crate) struct Core {
     pub(crate) facing: HashMap<IpAddr, IpAddr>,
 }
 
+/// The sending end of the app's event queue, bounded by `max_pending_events`.
+#[derive(Clone)]
+pub(crate) struct EventSender {
+    tx: std_mpsc::SyncSender<Event>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventSender {
+    /// Queues `ev` without blocking. Returns false (and counts it) when the queue is full; a
+    /// queue whose reader is gone takes nothing either.
+    pub(crate) fn send(&self, ev: Event) -> bool {
+        match self.tx.try_send(ev) {
+            Ok(()) => true,
+            Err(std_mpsc::TrySendError::Full(ev)) => {
+                let n = self
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n.is_power_of_two() || n == 0 {
+                    tracing::warn!(dropped = n + 1, event = ?ev, "event queue full: the app is not reading events; event dropped");
+                }
+                false
+            }
+            Err(std_mpsc::TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
 /// Shared between the API and the driver task.
 pub(crate) struct Shared {
     pub(crate) core: Mutex<Core>,
     pub(crate) wake: Notify,
     pub(crate) stop: Notify,
-    pub(crate) events: Mutex<Option<std_mpsc::Sender<Event>>>,
+    pub(crate) events: Mutex<Option<EventSender>>,
+    /// Events dropped because the app had `max_pending_events` unread.
+    pub(crate) dropped_events: Arc<std::sync::atomic::AtomicU64>,
     pub(crate) cfg: EndpointConfig,
     pub(crate) bound: Vec<(Transport, SocketAddr)>,
     pub(crate) rt: tokio::runtime::Handle,
@@ -136,7 +165,8 @@ impl Endpoint {
             dtls_fingerprint: dtls.as_ref().map(|d| d.fingerprint().clone()),
         };
         let (inbound, inbound_rx) = mpsc::channel(4096);
-        let (ev_tx, ev_rx) = std_mpsc::channel();
+        let (ev_tx, ev_rx) = std_mpsc::sync_channel(cfg.max_pending_events.max(1));
+        let dropped_events = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let dns = Arc::new(Dns::new(cfg.dns_server));
         // The endpoint's own listener serves one app's peers: framing limits, no connection
         // limits (those protect the server).
@@ -158,7 +188,11 @@ impl Endpoint {
             }),
             wake: Notify::new(),
             stop: Notify::new(),
-            events: Mutex::new(Some(ev_tx)),
+            events: Mutex::new(Some(EventSender {
+                tx: ev_tx,
+                dropped: dropped_events.clone(),
+            })),
+            dropped_events,
             cfg,
             bound,
             rt: rt.clone(),
@@ -192,6 +226,15 @@ impl Endpoint {
             .iter()
             .find(|(t, _)| *t == Transport::Udp)
             .map(|(_, a)| *a)
+    }
+
+    /// Events dropped so far because `max_pending_events` were waiting unread (see
+    /// [`super::EndpointConfig::max_pending_events`]).
+    pub fn dropped_events(&self) -> u64 {
+        self.inner
+            .shared
+            .dropped_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits up to `timeout` for the next event (the pull API for hosts with their own loop).

@@ -135,6 +135,12 @@ pub struct EndpointConfig {
     /// SRTP settings of calls made or received without an account (see
     /// [`AccountOptions::srtp`]). Default: optional, SDES only over TLS.
     pub srtp: SrtpConfig,
+    /// Most events waiting for the app to read them ([`Endpoint::next_event`] or the event
+    /// handler). Past it new events are dropped and counted
+    /// ([`Endpoint::dropped_events`]), and an incoming call that cannot be announced is
+    /// refused with 503, so that an app that stops reading cannot make the SDK grow without
+    /// bound under a flood. Default 10000.
+    pub max_pending_events: usize,
 }
 
 impl Default for EndpointConfig {
@@ -165,6 +171,7 @@ impl Default for EndpointConfig {
             worker_threads: 1,
             dns_server: None,
             srtp: SrtpConfig::default(),
+            max_pending_events: 10_000,
         }
     }
 }
