@@ -605,6 +605,21 @@ To: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n";
     assert!(error_response(b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n", &e).is_none());
 }
 
+/// Regression (fuzz/artifacts/sip_message/crash-error-response-bare-cr): a header line with a
+/// bare CR inside made `error_response` echo it, and the 400 it built did not parse.
+#[test]
+fn error_response_never_echoes_a_bare_cr() {
+    let e = ParseError::new(ParseErrorKind::Header, "x");
+    let text = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\n\
+To: <sip:c@d>\r\nCall-ID: x\r\u{14}Evil: 1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+    assert!(parse(text).is_err());
+    assert!(error_response(text.as_bytes(), &e).is_none());
+    // Trailing CRs are line ends, not content: still answered, and the answer parses.
+    let text = text.replace("x\r\u{14}Evil: 1", "x\r");
+    let r = error_response(text.as_bytes(), &e).expect("answered");
+    assert!(Message::parse(r.to_bytes(), &Limits::default()).is_ok());
+}
+
 // ---------------------------------------------------------------------------------------------
 // RFC 4475 corpus
 

@@ -181,6 +181,11 @@ pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Response> {
     {
         return None;
     }
+    // A value with a bare CR (the line split above is on LF) cannot be sent back: the
+    // response would not parse (and the CR could start a header of the sender's choosing).
+    if found.iter().any(|(_, v)| v.contains('\r')) {
+        return None;
+    }
     let mut headers = Headers::with_capacity(found.len() + 2);
     for (name, value) in found {
         let value = ByteString::from(trim_lws(&value).to_owned());
