@@ -58,11 +58,18 @@ fn req(t: &Transmit) -> Request {
 
 impl Harness {
     fn new(invite_auth: bool) -> Harness {
+        Harness::with_config(ServerConfig {
+            invite_auth,
+            ..ServerConfig::default()
+        })
+    }
+
+    /// A harness on `cfg` (both digest algorithms offered, MD5 first).
+    fn with_config(cfg: ServerConfig) -> Harness {
         let now = Instant::now();
         let cfg = ServerConfig {
-            invite_auth,
             digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
-            ..ServerConfig::default()
+            ..cfg
         };
         let local = LocalIdentity::new(
             &[(Transport::Udp, addr("127.0.0.1:5060"))],

@@ -212,3 +212,35 @@ fn replies_to_udp_requests_are_no_larger_than_the_request() {
     // Ordinary small requests still get their full answers (tag, received/rport, challenge).
     assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
 }
+
+#[test]
+fn transactions_in_progress_are_capped_per_source_and_in_total() {
+    let mut h = Harness::with_config(ServerConfig {
+        max_transactions_per_source: 5,
+        max_transactions: 8,
+        ..ServerConfig::default()
+    });
+    assert_eq!(h.register("carol", "cpw", BOB2).status, 200);
+    let mut count = |h: &mut Harness, from: &str, base: u32, n: u32| {
+        let (mut fwd, mut busy) = (0, 0);
+        for i in 0..n {
+            for t in h.send(from, &foreign_request(base + i, "MESSAGE", "carol", "hi")) {
+                if t.dest == addr(BOB2) {
+                    fwd += 1;
+                } else if resp(&t).status == 503 {
+                    busy += 1;
+                }
+            }
+        }
+        (fwd, busy)
+    };
+    // Per source: 5 in progress, then 503.
+    assert_eq!(count(&mut h, ALICE, 0, 8), (5, 3));
+    // In total (max_transactions = 8, the global cap that existed before): another source
+    // gets 3 more, then 503.
+    assert_eq!(count(&mut h, OTHER1, 100, 6), (3, 3));
+    // When they end (Timer F), both sources are served again.
+    h.advance(Duration::from_secs(40));
+    h.advance(Duration::from_secs(40));
+    assert_eq!(count(&mut h, ALICE, 200, 1), (1, 0));
+}
