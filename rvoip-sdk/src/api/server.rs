@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::ApiError;
 use crate::driver::BoundServer;
+use crate::driver::conn::ConnCounters;
 use crate::driver::tls::TlsCounters;
 use crate::driver::ws::WsCounters;
 use crate::server::config::ServerConfig;
@@ -21,6 +22,7 @@ struct Running {
     relay: Option<crate::driver::relay::RelayHandle>,
     tls_counters: Arc<TlsCounters>,
     ws_counters: Arc<WsCounters>,
+    conn_counters: Arc<ConnCounters>,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -86,6 +88,7 @@ impl Server {
         let tls_fingerprint = server.tls_fingerprint().map(str::to_string);
         let relay = server.relay();
         let (tls_counters, ws_counters) = (server.tls_counters(), server.ws_counters());
+        let conn_counters = server.conn_counters();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -99,6 +102,7 @@ impl Server {
             relay,
             tls_counters,
             ws_counters,
+            conn_counters,
         });
         Ok(())
     }
@@ -166,6 +170,15 @@ impl Server {
             .lock()
             .ok()
             .and_then(|r| r.as_ref().map(|r| r.ws_counters.clone()))
+    }
+
+    /// The stream connections' counters (open, accepted, refused by `max_connections*`, closed
+    /// idle, slow, oversized or unframable) while running.
+    pub fn conn_counters(&self) -> Option<Arc<ConnCounters>> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.conn_counters.clone()))
     }
 
     /// The media relay's counters while running with `relay` other than `"off"`: contexts and
