@@ -14,6 +14,21 @@ use std::time::Duration;
 
 use crate::sip::msg::Limits;
 
+/// Most messages queued for one connection's writer. A peer that does not read what it is
+/// sent fills the queue; past it the connection's queue is dropped (its writer ends) rather
+/// than letting it hold memory without bound.
+pub(crate) const MAX_QUEUED: usize = 1024;
+
+/// The sending end of a connection's write queue.
+pub(crate) type ConnTx = tokio::sync::mpsc::Sender<bytes::Bytes>;
+/// The receiving end of a connection's write queue (its writer task).
+pub(crate) type ConnRx = tokio::sync::mpsc::Receiver<bytes::Bytes>;
+
+/// A new write queue of [`MAX_QUEUED`] messages.
+pub(crate) fn write_queue() -> (ConnTx, ConnRx) {
+    tokio::sync::mpsc::channel(MAX_QUEUED)
+}
+
 /// The connection policy (see the `max_connections*`, `connection_idle_timeout_s` and
 /// `message_timeout_s` keys of [`crate::server::config::ServerConfig`]).
 #[derive(Debug, Clone, Copy)]

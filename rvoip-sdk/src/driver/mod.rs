@@ -68,10 +68,7 @@ pub(crate) enum Inbound {
         transport: Transport,
     },
     /// A TCP connection is up; messages for `peer` go to `tx`.
-    TcpOpened {
-        peer: SocketAddr,
-        tx: mpsc::UnboundedSender<Bytes>,
-    },
+    TcpOpened { peer: SocketAddr, tx: conn::ConnTx },
     /// A TCP connection is gone.
     TcpClosed { peer: SocketAddr },
     /// A connection to `peer` could not be opened: the requests waiting on it fail at once

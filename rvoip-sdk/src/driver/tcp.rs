@@ -44,7 +44,7 @@ pub(crate) async fn accept_loop(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let (tx, rx) = mpsc::unbounded_channel();
+                let (tx, rx) = super::conn::write_queue();
                 if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_err() {
                     return;
                 }
@@ -69,7 +69,7 @@ pub(crate) async fn accept_loop(
 /// Opens a connection to `peer` and serves it; messages queued in `rx` are written once connected.
 pub(crate) async fn connect(
     peer: SocketAddr,
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: super::conn::ConnRx,
     inbound: mpsc::Sender<Inbound>,
     conns: Arc<Conns>,
 ) {
@@ -121,7 +121,7 @@ pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: super::conn::ConnRx,
     inbound: mpsc::Sender<Inbound>,
     conns: Arc<Conns>,
     slot: Option<ConnSlot>,

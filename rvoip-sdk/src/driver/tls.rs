@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -352,7 +351,7 @@ pub(crate) async fn accept_loop(
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             counters.accepted.fetch_add(1, Ordering::Relaxed);
-                            let (tx, rx) = mpsc::unbounded_channel();
+                            let (tx, rx) = super::conn::write_queue();
                             if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_ok() {
                                 tcp::serve(
                                     tls,
@@ -392,7 +391,7 @@ pub(crate) async fn connect(
     peer: SocketAddr,
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
-    rx: mpsc::UnboundedReceiver<Bytes>,
+    rx: super::conn::ConnRx,
     inbound: mpsc::Sender<Inbound>,
     conns: Arc<Conns>,
 ) {

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
-use super::conn::Conns;
+use super::conn::{ConnRx, ConnTx, Conns, write_queue};
 use super::{Inbound, tcp, tls};
 use crate::sip::transaction::{Transmit, Transport};
 
@@ -31,7 +31,7 @@ pub(crate) struct Transports {
     /// The bound UDP sockets, each with whether it is IPv4.
     udp: Vec<(Arc<UdpSocket>, bool)>,
     /// Open (or opening) stream connections by peer address: the writer task's queue.
-    conns: HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>,
+    conns: HashMap<SocketAddr, ConnTx>,
     /// Where connection tasks report messages and their opening and closing.
     inbound: mpsc::Sender<Inbound>,
     /// Framing limits and timeouts of connections opened here.
@@ -43,7 +43,13 @@ pub(crate) struct Transports {
     tls_peers: HashMap<SocketAddr, (ServerName<'static>, Arc<ClientConfig>)>,
     /// System roots only, made at the first TLS connection to a destination not configured.
     default_tls: Option<Arc<ClientConfig>>,
+    /// UDP datagrams waiting in tasks for a full socket buffer to drain.
+    udp_backlog: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Most UDP datagrams waiting for a full socket buffer; past it more are dropped (UDP may lose
+/// them anyway), so that a flood of replies cannot pile up memory in tasks.
+const MAX_UDP_BACKLOG: usize = 4096;
 
 impl Transports {
     /// Sends through `udp` (any number of sockets, IPv4 and IPv6) and connections opened on
@@ -69,6 +75,7 @@ impl Transports {
             rt,
             tls_peers: HashMap::new(),
             default_tls: None,
+            udp_backlog: Arc::default(),
         }
     }
 
@@ -120,7 +127,7 @@ impl Transports {
     }
 
     /// A connection to `peer` is up: messages for it go to `tx`.
-    pub(crate) fn opened(&mut self, peer: SocketAddr, tx: mpsc::UnboundedSender<Bytes>) {
+    pub(crate) fn opened(&mut self, peer: SocketAddr, tx: ConnTx) {
         self.conns.insert(peer, tx);
     }
 
@@ -131,16 +138,23 @@ impl Transports {
 
     /// Queues `bytes` on the open connection to `dest`; if there is none (or it is gone), makes
     /// a new queue holding them and returns its receiving end for the connection task to open.
-    fn queue(&mut self, dest: SocketAddr, bytes: Bytes) -> Option<mpsc::UnboundedReceiver<Bytes>> {
+    /// A connection whose queue is full (its peer does not read) loses the message and its
+    /// queue: its writer ends, and the next message opens a new connection.
+    fn queue(&mut self, dest: SocketAddr, bytes: Bytes) -> Option<ConnRx> {
         let bytes = match self.conns.get(&dest) {
-            Some(c) => match c.send(bytes) {
+            Some(c) => match c.try_send(bytes) {
                 Ok(()) => return None,
-                Err(e) => e.0,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(%dest, "connection write queue full (the peer is not reading): dropped");
+                    self.conns.remove(&dest);
+                    return None;
+                }
+                Err(mpsc::error::TrySendError::Closed(b)) => b,
             },
             None => bytes,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(bytes);
+        let (tx, rx) = write_queue();
+        let _ = tx.try_send(bytes);
         self.conns.insert(dest, tx);
         Some(rx)
     }
@@ -162,9 +176,16 @@ impl Transports {
                 match sock.try_send_to(&t.bytes, t.dest) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        let sock = sock.clone();
+                        use std::sync::atomic::Ordering::Relaxed;
+                        if self.udp_backlog.fetch_add(1, Relaxed) >= MAX_UDP_BACKLOG {
+                            self.udp_backlog.fetch_sub(1, Relaxed);
+                            tracing::debug!(dest = %t.dest, "udp send backlog full: datagram dropped");
+                            return;
+                        }
+                        let (sock, backlog) = (sock.clone(), self.udp_backlog.clone());
                         self.rt.spawn(async move {
                             let _ = sock.send_to(&t.bytes, t.dest).await;
+                            backlog.fetch_sub(1, Relaxed);
                         });
                     }
                     Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
@@ -216,7 +237,7 @@ impl Transports {
             // another transport (no silent downgrade).
             Transport::Ws | Transport::Wss => {
                 if let Some(c) = self.conns.get(&t.dest) {
-                    if c.send(t.bytes).is_ok() {
+                    if c.try_send(t.bytes).is_ok() {
                         return;
                     }
                     self.conns.remove(&t.dest);

@@ -201,7 +201,7 @@ async fn upgrade_and_serve<S>(
     match tokio::time::timeout_at(deadline, upgrade).await {
         Ok(Ok(ws)) => {
             counters.accepted.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (tx, rx) = super::conn::write_queue();
             if inbound.send(Inbound::TcpOpened { peer, tx }).await.is_ok() {
                 serve(ws, peer, transport, rx, inbound, &counters, &conns).await;
                 drop(slot);
@@ -237,7 +237,7 @@ async fn serve<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     peer: SocketAddr,
     transport: Transport,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: super::conn::ConnRx,
     inbound: mpsc::Sender<Inbound>,
     counters: &WsCounters,
     conns: &Conns,

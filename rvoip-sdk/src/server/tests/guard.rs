@@ -221,7 +221,7 @@ fn transactions_in_progress_are_capped_per_source_and_in_total() {
         ..ServerConfig::default()
     });
     assert_eq!(h.register("carol", "cpw", BOB2).status, 200);
-    let mut count = |h: &mut Harness, from: &str, base: u32, n: u32| {
+    let count = |h: &mut Harness, from: &str, base: u32, n: u32| {
         let (mut fwd, mut busy) = (0, 0);
         for i in 0..n {
             for t in h.send(from, &foreign_request(base + i, "MESSAGE", "carol", "hi")) {
