@@ -71,6 +71,20 @@ fn classify(e: rtc_shared::error::Error) -> SrtpError {
     }
 }
 
+/// Whether `rtp` is an RTP version 2 packet whose header `rtc-rtp` parses and writes back at
+/// exactly its length on the wire (so the payload `rtc-srtp` encrypts is the real one).
+fn rtp_header_round_trips(rtp: &[u8]) -> bool {
+    use rtc_shared::marshal::{MarshalSize, Unmarshal};
+    if rtp.first().is_none_or(|b| b >> 6 != 2) {
+        return false;
+    }
+    let mut rest = rtp;
+    match rtc_rtp::header::Header::unmarshal(&mut rest) {
+        Ok(h) => h.marshal_size() == rtp.len() - rest.len(),
+        Err(_) => false,
+    }
+}
+
 /// SRTCP authentication tag length of the AES-CM suites in bytes (RFC 3711 §4.2: 80 bits for
 /// both, RFC 4568 §6.2.1).
 const SRTCP_AES_CM_TAG_LEN: usize = 10;
@@ -184,11 +198,19 @@ impl SrtpSession {
         self.counters
     }
 
-    /// Protects one RTP packet (RFC 3711 §3.3). Errors: [`SrtpError::Malformed`] (not RTP).
+    /// Protects one RTP packet (RFC 3711 §3.3). Errors: [`SrtpError::Malformed`] (not RTP
+    /// version 2, or a header that `rtc-rtp` does not write back at its own length).
     pub fn protect_rtp(&mut self, rtp: &[u8]) -> Result<Bytes, SrtpError> {
         let out = match &mut self.gcm {
             Some((tx, _)) => Bytes::from(tx.protect(rtp)?),
-            None => self.tx.encrypt_rtp(rtp).map_err(classify)?.freeze(),
+            None => {
+                // rtc-srtp 0.21 encrypts from the header's re-marshalled size on, and slices out
+                // of bounds (a panic) when that exceeds the packet.
+                if !rtp_header_round_trips(rtp) {
+                    return Err(SrtpError::Malformed("not an RTP packet".into()));
+                }
+                self.tx.encrypt_rtp(rtp).map_err(classify)?.freeze()
+            }
         };
         self.counters.protected += 1;
         Ok(out)
@@ -314,6 +336,32 @@ mod tests {
                 "{suite:?}: E flag not checked"
             );
             assert_eq!(&b.unprotect_rtcp(&p).unwrap()[..], &rtcp()[..], "{suite:?}");
+        }
+    }
+
+    /// Regression (fuzz/artifacts/srtp/crash-protect-rtp-header-size): protecting an RTP packet
+    /// whose header `rtc-rtp` re-marshals longer than the packet panicked inside `rtc-srtp`
+    /// (version 3, 14 CSRCs, extension and padding bits); now it is refused as malformed.
+    #[test]
+    fn protecting_a_packet_with_an_impossible_header_fails_cleanly() {
+        let bad = hex::decode(
+            "fe000102030405060708ff0a0b0c0d070f10111213050a00208000030a0b0c0d0000cafe0b000000\
+             04050886070900000000000000000000000000000000000000000008100000160000000000000405\
+             088607090000000000000000000000000000000405060708ff0a0b0c0d070f10111213050a002080\
+             00030a0b0c0d0000cafe0b0000000405088607090000000000000000000008090a0b270d0e00caff\
+             fffffe",
+        )
+        .unwrap();
+        for suite in CryptoSuite::ALL {
+            let (mut a, mut b) = pair(suite);
+            assert!(a.protect_rtp(&bad).is_err(), "{suite:?}");
+            let mut v2 = bad.clone();
+            v2[0] = 0xbe; // version 2, same flags
+            let _ = a.protect_rtp(&v2);
+            assert!(b.unprotect_rtp(&v2).is_err(), "{suite:?}");
+            // Ordinary packets still go through.
+            let p = a.protect_rtp(&rtp(7)).unwrap();
+            assert_eq!(&b.unprotect_rtp(&p).unwrap()[..], &rtp(7)[..], "{suite:?}");
         }
     }
 
