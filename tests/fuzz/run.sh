@@ -10,7 +10,8 @@
 # input in fuzz/artifacts/<target>/ and makes the script exit non-zero; replay it with
 #   fuzz/target/x86_64-unknown-linux-gnu/release/<target> fuzz/artifacts/<target>/crash-...
 # or under `cargo test -p rvoip-sdk --test fuzz_replay` once it is committed there.
-# Environment: FUZZ_SANITIZER=address for an ASan build (needs RUSTC_BOOTSTRAP=1 on stable).
+# Environment: FUZZ_SANITIZER=address for an ASan build (needs RUSTC_BOOTSTRAP=1 on stable);
+# FUZZ_NO_BUILD=1 runs the binaries built before (fuzz/target) without rebuilding.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT/fuzz"
@@ -42,14 +43,20 @@ max_len() {
   esac
 }
 
-echo "building fuzz targets (sanitizer: $SAN)"
-if ! cargo fuzz build -s "$SAN" >build.log 2>&1; then
-  tail -40 build.log
-  echo "FAIL: cargo fuzz build"
-  exit 2
+if [ "${FUZZ_NO_BUILD:-0}" = 1 ]; then
+  echo "using the fuzz targets built before (FUZZ_NO_BUILD=1)"
+else
+  echo "building fuzz targets (sanitizer: $SAN)"
+  if ! cargo fuzz build -s "$SAN" >build.log 2>&1; then
+    tail -40 build.log
+    echo "FAIL: cargo fuzz build"
+    exit 2
+  fi
 fi
 BIN="$ROOT/fuzz/target/x86_64-unknown-linux-gnu/release"
 
+# One fuzzing process per target, in the foreground (one worker: libFuzzer's -jobs=1 would
+# fork a child that logs to ./fuzz-0.log instead, clobbered by concurrent runs).
 failed=()
 printf '\n%-12s %12s %8s %8s %8s %s\n' target execs cov ft corpus result
 for t in "${TARGETS[@]}"; do
@@ -57,7 +64,7 @@ for t in "${TARGETS[@]}"; do
   log="corpus/$t.log"
   "$BIN/$t" "corpus/$t" "seeds/$t" \
     -max_total_time="$SECS" -rss_limit_mb=2048 -max_len="$(max_len "$t")" -timeout=10 \
-    -jobs=1 -workers=1 -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
+    -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$log" 2>&1
   rc=$?
   # libFuzzer's last status line: "#N  DONE  cov: C ft: F corp: K/..." (or the last pulse).
   last=$(grep -E '^#[0-9]+' "$log" | tail -1)
