@@ -9,7 +9,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2"
+section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -58,6 +58,13 @@ if python3 -c 'import pjsua2' 2>/dev/null; then
 else
   echo "missing: python module pjsua2"
   python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
+fi
+# sipvicious (svwar, svcrack) for the attack tests (tests/integration/sipvicious.sh)
+if python3 -c 'import sipvicious' 2>/dev/null; then
+  echo "python sipvicious present"
+else
+  echo "missing: python module sipvicious"
+  python3 -m pip install sipvicious || FAILED+=("pip install sipvicious")
 fi
 
 section "2/6 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"

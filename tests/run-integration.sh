@@ -24,7 +24,7 @@ RVOIP_SERVER=${RVOIP_SERVER:-$ROOT/target/release/rvoip-server}
 OUTROOT=$ROOT/tests/out
 mkdir -p "$OUTROOT"
 
-ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs"
+ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile"
 TESTS=${*:-$ALL_TESTS}
 
 for t in sipp python3 ss; do command -v $t >/dev/null || { echo "missing tool: $t (run tests/run-all.sh, which installs it)"; exit 2; }; done

@@ -191,8 +191,8 @@ pub(crate) fn fit_budget(
 /// of Timer J, and the client's own retransmissions (Timer E) get a fresh answer. INVITE
 /// finals stay stateful: after our 100 Trying the client stops retransmitting, so only Timer G
 /// can recover a lost 407/4xx (the state is small and ends 5 s after the ACK).
-/// Over UDP the response is fitted to the request's size ([`fit_response`]); one that does
-/// not fit is not sent and the transaction is forgotten.
+/// Over UDP a response to an unauthenticated request is fitted to the request's size
+/// ([`fit_response`]); one that does not fit is not sent and the transaction is forgotten.
 pub(crate) fn send_local_response(
     tl: &mut TransactionLayer,
     stats: &mut Stats,
@@ -200,7 +200,32 @@ pub(crate) fn send_local_response(
     tx: ServerTxId,
     resp: Response,
 ) {
-    let resp = match tl.reply_budget(tx) {
+    send_response(tl, stats, now, tx, resp, true)
+}
+
+/// [`send_local_response`] for a request whose sender authenticated (its digest was right):
+/// no size budget, since the sender is no spoofed victim (a 200 to REGISTER lists every
+/// binding of the AOR, which can outgrow the request).
+pub(crate) fn send_authenticated_response(
+    tl: &mut TransactionLayer,
+    stats: &mut Stats,
+    now: Instant,
+    tx: ServerTxId,
+    resp: Response,
+) {
+    send_response(tl, stats, now, tx, resp, false)
+}
+
+fn send_response(
+    tl: &mut TransactionLayer,
+    stats: &mut Stats,
+    now: Instant,
+    tx: ServerTxId,
+    resp: Response,
+    budgeted: bool,
+) {
+    let budget = if budgeted { tl.reply_budget(tx) } else { None };
+    let resp = match budget {
         Some(budget) if resp.status >= 200 => match fit_response(resp, budget, stats) {
             Some(r) => r,
             None => {

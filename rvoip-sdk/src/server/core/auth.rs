@@ -90,7 +90,7 @@ impl ServerCore {
                         self.new_flows.push(source);
                     }
                 }
-                self.send_local_response(now, tx, resp);
+                reply::send_authenticated_response(&mut self.tl, &mut self.stats, now, tx, resp);
             }
             AuthOutcome::Challenge { stale } => self.challenge(now, tx, &req, secs, stale, 401),
             AuthOutcome::Failed { user } => {

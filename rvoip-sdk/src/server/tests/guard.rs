@@ -244,3 +244,16 @@ fn transactions_in_progress_are_capped_per_source_and_in_total() {
     h.advance(Duration::from_secs(40));
     assert_eq!(count(&mut h, ALICE, 200, 1), (1, 0));
 }
+
+#[test]
+fn a_200_listing_many_bindings_is_sent_whatever_its_size() {
+    // The reply budget is for unauthenticated requests: an authenticated REGISTER gets its 200
+    // with every binding of the AOR, larger than the request (was dropped at 8 bindings).
+    let mut h = Harness::new(true);
+    for i in 0..10 {
+        let ok = h.register("bob", "bpw", &format!("192.0.2.{}:5060", 100 + i));
+        assert_eq!(ok.status, 200, "binding {i}");
+        assert_eq!(ok.headers.get_all(&HeaderName::Contact).count(), i + 1);
+    }
+    assert_eq!(h.core.stats.replies_dropped, 0);
+}
