@@ -78,7 +78,7 @@ start_server() {
     "$SHARED/peers/kamailio.sh" start -A WITH_LAX_AUTHUSER -A WITH_INVITE_AUTH >/dev/null || return 1
     SPID=$(cat /tmp/peers/kam/kamailio.pid)
   else
-    RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
+    RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user --trusted-source 127.0.0.1/32 --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
       --users "$USERS_FILE" --domain 127.0.0.1 >"$OUTDIR/rvoip-server.log" 2>&1 &
     SPID=$!
     sleep 1

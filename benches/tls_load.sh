@@ -204,7 +204,7 @@ start_server() {
     sleep 2
     kill -0 $SPID 2>/dev/null || { echo "kamailio exited: $(grep -E 'ERROR|CRITICAL' "$OUTDIR/kamailio-$NSTART.log" | head -3)"; return 1; }
   else
-    SSL_CERT_FILE=$PKI/ca.pem RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user \
+    SSL_CERT_FILE=$PKI/ca.pem RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user --trusted-source 127.0.0.1/32 \
       --listen tls:127.0.0.1:5061 --listen udp:127.0.0.1:5060 --tls-cert "$CERT" --tls-key "$KEY" \
       --users "$USERS_FILE" --domain 127.0.0.1 --data-dir "$OUTDIR/rvoip-data" >"$OUTDIR/rvoip-server-$NSTART.log" 2>&1 &
     SPID=$!

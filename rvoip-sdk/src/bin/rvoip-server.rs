@@ -74,6 +74,10 @@ struct Args {
     /// Default: the system's resolver configuration.
     #[arg(long, value_name = "IP:PORT")]
     dns_server: Option<std::net::SocketAddr>,
+    /// A source network never rate-limited or banned (a trunk, an SBC, a test driver), as an
+    /// IP address or a CIDR; repeatable. Adds to `trusted_sources` of the config file.
+    #[arg(long = "trusted-source", value_name = "IP/LEN")]
+    trusted_sources: Vec<ipnet::IpNet>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -143,6 +147,8 @@ fn main() -> ExitCode {
     if args.dns_server.is_some() {
         cfg.dns_server = args.dns_server;
     }
+    cfg.trusted_sources
+        .extend(args.trusted_sources.iter().copied());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

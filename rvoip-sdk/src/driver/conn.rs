@@ -31,7 +31,7 @@ pub(crate) fn write_queue() -> (ConnTx, ConnRx) {
 
 /// The connection policy (see the `max_connections*`, `connection_idle_timeout_s` and
 /// `message_timeout_s` keys of [`crate::server::config::ServerConfig`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnPolicy {
     /// Most accepted connections open at once (more are closed at once).
     pub max_connections: usize,
@@ -43,6 +43,8 @@ pub struct ConnPolicy {
     /// A message must arrive complete within this long of its first byte, else the connection
     /// is closed (slowloris). `None`: no deadline.
     pub message_timeout: Option<Duration>,
+    /// Sources exempt from `max_connections_per_source` (`trusted_sources`).
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 impl ConnPolicy {
@@ -52,6 +54,7 @@ impl ConnPolicy {
         max_connections_per_source: usize::MAX,
         idle_timeout: None,
         message_timeout: None,
+        trusted: Vec::new(),
     };
 }
 
@@ -137,7 +140,8 @@ impl Conns {
             return None;
         }
         let n = m.entry(ip).or_insert(0);
-        if *n >= self.policy.max_connections_per_source {
+        let trusted = self.policy.trusted.iter().any(|t| t.contains(&ip));
+        if *n >= self.policy.max_connections_per_source && !trusted {
             self.counters
                 .refused_per_source
                 .fetch_add(1, Ordering::Relaxed);

@@ -199,6 +199,7 @@ impl BoundServer {
                         .then(|| std::time::Duration::from_secs(cfg.connection_idle_timeout_s)),
                     message_timeout: (cfg.message_timeout_s > 0)
                         .then(|| std::time::Duration::from_secs(cfg.message_timeout_s)),
+                    trusted: cfg.trusted_sources.clone(),
                 },
             ),
             users: users.len(),

@@ -170,7 +170,7 @@ pub(crate) async fn serve<S>(
         }
     });
     let limits = conns.limits;
-    let policy = conns.policy;
+    let policy = conns.policy.clone();
     let counters = conns.counters.clone();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut last_activity = Instant::now();

@@ -240,7 +240,8 @@ pub struct ServerConfig {
     pub auth_user_fail_limit: u32,
     /// How long a source is banned after failed digest attempts, in seconds. Default 300.
     pub auth_ban_s: u64,
-    /// Source networks exempt from the flood limit and from bans (e.g. a trunk or an SBC),
+    /// Source networks exempt from the flood limit, from bans and from the per-source limits
+    /// on transactions, held bytes and connections (e.g. a trunk or an SBC),
     /// written as IP addresses or CIDRs: `["10.0.0.0/8", "192.0.2.7"]`. Default none.
     pub trusted_sources: Vec<ipnet::IpNet>,
     /// Most server transactions in progress from one source IP; beyond it a request the
