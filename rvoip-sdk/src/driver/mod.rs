@@ -16,7 +16,7 @@ pub mod tls;
 pub(crate) mod transport;
 pub mod ws;
 
-use setup::{Dns, start_relay, tls_identity};
+use setup::{Dns, release_free_memory, start_relay, tls_identity};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -319,6 +319,7 @@ impl BoundServer {
         let mut next_status = std::time::Instant::now() + STATUS_INTERVAL;
         let mut last_status = String::new();
         let mut next_pin = std::time::Instant::now();
+        let mut next_collect = std::time::Instant::now() + COLLECT_INTERVAL;
         loop {
             // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
             // is readable, then drain it without blocking.
@@ -386,6 +387,10 @@ impl BoundServer {
             for flow in core.take_new_flows() {
                 conns.pin(flow);
             }
+            if now >= next_collect {
+                next_collect = now + COLLECT_INTERVAL;
+                release_free_memory();
+            }
             if now >= next_pin {
                 next_pin = now + PIN_INTERVAL;
                 conns.set_pinned(core.registrar.location.stream_flows(now));
@@ -440,6 +445,9 @@ impl BoundServer {
 
 /// How often the flows of live stream registrations are handed to the connection tasks.
 const PIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often freed memory is handed back to the OS.
+const COLLECT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the status line is logged (when a counter moved).
 const STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
