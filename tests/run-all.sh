@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # THE test command (README): system packages, unit/integration tests of the workspace, release build of
 # rvoip-server, the real-peer integration suite (tests/run-integration.sh), the C ABI checks
-# (tests/c/run.sh) and the UniFFI bindings checks (tests/bindings/run.sh).
+# (tests/c/run.sh), the UniFFI bindings checks (tests/bindings/run.sh) and a bounded fuzzing run
+# of every cargo-fuzz target (tests/fuzz/run.sh).
 # Exits non-zero if any step fails.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,7 +10,7 @@ cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
 
-section "1/6 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
+section "1/7 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
@@ -67,24 +68,28 @@ else
   python3 -m pip install sipvicious || FAILED+=("pip install sipvicious")
 fi
 
-section "2/6 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
+section "2/7 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
 if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
-section "3/6 cargo build --release: rvoip-server and the softphone example"
+section "3/7 cargo build --release: rvoip-server and the softphone example"
 if cargo build --release -p rvoip-sdk --features opus --bin rvoip-server --example softphone; then echo "build: OK"; else FAILED+=("cargo build rvoip-server + softphone example"); fi
 
-section "4/6 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
+section "4/7 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
 if [ -x target/release/rvoip-server ]; then
   if RVOIP_SERVER=$ROOT/target/release/rvoip-server tests/run-integration.sh; then :; else FAILED+=("integration tests"); fi
 else
   FAILED+=("integration tests (no rvoip-server binary)")
 fi
 
-section "5/6 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
+section "5/7 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
 if tests/c/run.sh; then echo "C ABI: OK"; else FAILED+=("C ABI smoke tests (tests/c/run.sh)"); fi
 
-section "6/6 UniFFI bindings: Swift/Kotlin generation, Python package + pytest (tests/bindings/run.sh)"
+section "6/7 UniFFI bindings: Swift/Kotlin generation, Python package + pytest (tests/bindings/run.sh)"
 if tests/bindings/run.sh; then echo "bindings: OK"; else FAILED+=("UniFFI bindings (tests/bindings/run.sh)"); fi
+
+section "7/7 fuzzing: every cargo-fuzz target for a bounded time (tests/fuzz/run.sh ${FUZZ_SECS:-30})"
+# The corpus replay (seeds and past crashers) already ran in step 2 (tests/fuzz_replay.rs).
+if CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} tests/fuzz/run.sh "${FUZZ_SECS:-30}"; then echo "fuzz: OK"; else FAILED+=("fuzzing (tests/fuzz/run.sh)"); fi
 
 section "summary"
 if [ ${#FAILED[@]} -eq 0 ]; then echo "ALL OK"; exit 0; fi
