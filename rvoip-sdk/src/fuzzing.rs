@@ -741,8 +741,9 @@ fn identity() -> &'static DtlsIdentity {
 /// - mode 0: arbitrary datagrams (a hostile peer) into a fresh client or server, with its timers
 ///   run: never panics, and never reaches `Connected` (no key, no certificate of ours);
 /// - mode 1: a real client–server handshake whose datagrams the input drops, duplicates,
-///   corrupts, reorders or replaces in flight: never panics, and when both ends connect they
-///   agree on the SRTP suite and their keys work (one protects, the other unprotects).
+///   corrupts, truncates or replaces in flight (no script: a clean handshake): never panics,
+///   and when both ends connect they agree on the SRTP suite and their keys work (one
+///   protects, the other unprotects).
 pub fn dtls(data: &[u8]) {
     let mut input = Cursor::new(data);
     let mode = input.u8();
@@ -796,8 +797,10 @@ pub fn dtls(data: &[u8]) {
             for pkt in queue.drain(..) {
                 let op = input.u8();
                 let mut p = pkt.to_vec();
+                // 0 (and the end of the input) delivers as sent: an empty script is a clean
+                // handshake.
                 match op % 8 {
-                    0 => continue, // dropped
+                    5 => continue, // dropped
                     1 if !p.is_empty() => {
                         let i = usize::from(input.u16()) % p.len();
                         p[i] ^= input.u8() | 1;
@@ -950,7 +953,7 @@ pub fn server_core(data: &[u8]) {
                     {
                         to.value = ByteString::from(format!("{};tag=fz{tag}", to.value));
                     }
-                    if status >= 200 && status < 300 || status == 183 || status == 180 {
+                    if (200..300).contains(&status) || status == 183 || status == 180 {
                         resp.headers
                             .push(HeaderName::Contact, format!("<sip:bob@{}>", t.dest));
                     }
