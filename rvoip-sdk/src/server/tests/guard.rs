@@ -257,3 +257,27 @@ fn a_200_listing_many_bindings_is_sent_whatever_its_size() {
     }
     assert_eq!(h.core.stats.replies_dropped, 0);
 }
+
+#[test]
+fn answered_requests_leave_the_held_bytes_at_once() {
+    // A transaction that got its final response keeps no request: its bytes leave the
+    // accounting then, not when its Timer J/K ends (else a busy server crept up to
+    // max_held_bytes and answered 503 to everything: found by the soak).
+    let mut h = Harness::new(true);
+    assert_eq!(h.register("carol", "cpw", BOB2).status, 200);
+    for n in 0..50 {
+        let out = h.send(ALICE, &foreign_request(n, "MESSAGE", "carol", "hello"));
+        let fwd = out
+            .iter()
+            .find(|t| t.dest == addr(BOB2))
+            .map(req)
+            .expect("forwarded");
+        assert!(h.core.tl.held_bytes() > 0);
+        let back = h.send_bytes(BOB2, uas_response(&fwd, 200, "t", BOB2));
+        assert_eq!(statuses(&back), vec![200]);
+        assert_eq!(h.core.tl.held_bytes(), 0, "after the 200 of request {n}");
+    }
+    // In Timer J they are no longer in progress: they count against no per-source limit.
+    assert_eq!(h.core.tl.source_load(addr(ALICE).ip()), (0, 0));
+    assert_eq!(h.core.tl.len().1, 50);
+}

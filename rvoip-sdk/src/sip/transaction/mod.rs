@@ -210,6 +210,9 @@ struct ServerTx {
     /// Bytes of the received request on the wire (0: not known), for the byte accounting and
     /// the reply budget of UDP requests.
     wire_len: usize,
+    /// Whether the transaction counts in its source's [`TransactionLayer::source_load`]: from
+    /// its creation until its final response (or its end).
+    in_progress: bool,
     key: Option<ServerKey>,
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
@@ -488,6 +491,7 @@ impl TransactionLayer {
             state: ServerState::Trying,
             request: Some(Box::new(req.clone())),
             wire_len: self.incoming_len,
+            in_progress: true,
             key: key.map(|k| k.detached()),
             legacy: legacy.map(Box::new),
             dest,
@@ -554,7 +558,9 @@ impl TransactionLayer {
                 } else if status < 300 {
                     tx.state = ClientState::Accepted;
                     tx.request = None;
-                    tx.bytes = Bytes::new();
+                    self.held_bytes = self
+                        .held_bytes
+                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
                     let at = now + self.cfg.t64();
                     arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
                 } else {
@@ -563,7 +569,9 @@ impl TransactionLayer {
                         push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
                         tx.ack = Some(ack);
                     }
-                    tx.bytes = Bytes::new();
+                    self.held_bytes = self
+                        .held_bytes
+                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
                     tx.state = ClientState::Completed;
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
@@ -600,7 +608,9 @@ impl TransactionLayer {
                     tx.state = ClientState::Completed;
                     tx.retx_at = None;
                     tx.request = None;
-                    tx.bytes = Bytes::new();
+                    self.held_bytes = self
+                        .held_bytes
+                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
                         self.remove_client(id);
@@ -640,6 +650,7 @@ impl TransactionLayer {
                     tx.resp_to_tag = resp.headers.to().ok().and_then(|n| tag_of(&n));
                 }
                 tx.request = None;
+                settle(&mut self.held_bytes, &mut self.per_source, tx);
                 if (200..300).contains(&status) {
                     tx.state = ServerState::Accepted;
                     tx.last_resp = None;
@@ -673,6 +684,7 @@ impl TransactionLayer {
                 } else {
                     tx.state = ServerState::Completed;
                     tx.request = None;
+                    settle(&mut self.held_bytes, &mut self.per_source, tx);
                     if reliable {
                         self.remove_server(id);
                     } else {
@@ -993,15 +1005,8 @@ impl TransactionLayer {
         let Some(tx) = self.servers.remove(&id) else {
             return;
         };
-        self.held_bytes = self.held_bytes.saturating_sub(tx.wire_len);
-        let ip = tx.dest.ip();
-        if let Some(load) = self.per_source.get_mut(&ip) {
-            load.0 = load.0.saturating_sub(1);
-            load.1 = load.1.saturating_sub(tx.wire_len);
-            if load.0 == 0 {
-                self.per_source.remove(&ip);
-            }
-        }
+        let mut tx = tx;
+        settle(&mut self.held_bytes, &mut self.per_source, &mut tx);
         if let Some(k) = tx.key {
             if self.server_index.get(&k) == Some(&id) {
                 self.server_index.remove(&k);
@@ -1044,7 +1049,8 @@ impl TransactionLayer {
         self.held_bytes
     }
 
-    /// Live server transactions whose requests came from `ip`, and their bytes.
+    /// Server transactions in progress (not yet answered finally) whose requests came from
+    /// `ip`, and their bytes.
     pub fn source_load(&self, ip: IpAddr) -> (usize, usize) {
         self.per_source
             .get(&ip)
@@ -1092,3 +1098,22 @@ mod keys;
 
 #[cfg(test)]
 mod tests;
+
+/// A server transaction is no longer in progress (it was answered finally, or it ended): it
+/// leaves its source's count, and its request's bytes leave the held-bytes accounting (total
+/// and per source). Idempotent.
+fn settle(held: &mut usize, per_source: &mut HashMap<IpAddr, (u32, usize)>, tx: &mut ServerTx) {
+    if !std::mem::take(&mut tx.in_progress) {
+        return;
+    }
+    let freed = std::mem::take(&mut tx.wire_len);
+    *held = held.saturating_sub(freed);
+    let ip = tx.dest.ip();
+    if let Some(load) = per_source.get_mut(&ip) {
+        load.0 = load.0.saturating_sub(1);
+        load.1 = load.1.saturating_sub(freed);
+        if load.0 == 0 {
+            per_source.remove(&ip);
+        }
+    }
+}
