@@ -85,20 +85,6 @@ fn rtp_header_round_trips(rtp: &[u8]) -> bool {
     }
 }
 
-/// SRTCP authentication tag length of the AES-CM suites in bytes (RFC 3711 §4.2: 80 bits for
-/// both, RFC 4568 §6.2.1).
-const SRTCP_AES_CM_TAG_LEN: usize = 10;
-
-/// Whether an AES-CM SRTCP packet has its E flag (the top bit of the SRTCP index word before
-/// the tag, RFC 3711 §3.4) set; false for a packet too short to have one.
-fn srtcp_encrypted_flag(srtcp: &[u8]) -> bool {
-    srtcp
-        .len()
-        .checked_sub(SRTCP_AES_CM_TAG_LEN + 4)
-        .and_then(|i| srtcp.get(i))
-        .is_some_and(|&b| b & 0x80 != 0)
-}
-
 /// The SRTP state of one stream: our sending context and the peer's receiving one.
 pub struct SrtpSession {
     suite: CryptoSuite,
@@ -238,21 +224,12 @@ impl SrtpSession {
     }
 
     /// Unprotects one received SRTCP packet, as [`SrtpSession::unprotect_rtp`].
-    ///
-    /// With the AES-CM suites a packet whose E flag (RFC 3711 §3.4) is clear is refused as an
-    /// authentication failure: we never agree to `UNENCRYPTED_SRTCP`
-    /// ([`CryptoAttribute::is_acceptable`]), and `rtc-srtp` 0.21 returns such a packet without
-    /// checking its authentication tag, which would let anyone on the path inject RTCP (a BYE,
-    /// forged reports) into a secured call.
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        let r = if self.gcm.is_none() && !srtcp_encrypted_flag(srtcp) {
-            Err(SrtpError::Authentication)
-        } else {
-            self.rx
-                .decrypt_rtcp(srtcp)
-                .map(|b| b.freeze())
-                .map_err(classify)
-        };
+        let r = self
+            .rx
+            .decrypt_rtcp(srtcp)
+            .map(|b| b.freeze())
+            .map_err(classify);
         self.count(r)
     }
 
@@ -293,29 +270,6 @@ mod tests {
         let mut p = vec![0x80, 201, 0x00, 0x01];
         p.extend_from_slice(&0x1234u32.to_be_bytes());
         p
-    }
-
-    /// Regression (fuzz/artifacts/srtp/crash-unauthenticated-srtcp): an SRTCP packet with the
-    /// E flag clear is refused without a valid tag; `rtc-srtp` 0.21 returned it unchecked.
-    #[test]
-    fn srtcp_with_the_e_flag_clear_is_not_taken_unauthenticated() {
-        for suite in CryptoSuite::ALL {
-            let (mut a, mut b) = pair(suite);
-            // A plain RTCP RR, an SRTCP index word with E = 0 and a made-up 80-bit tag.
-            let mut forged = rtcp();
-            forged.extend_from_slice(&[0x00, 0x00, 0x00, 0x01]);
-            forged.extend_from_slice(&[0xAB; 10]);
-            assert!(
-                b.unprotect_rtcp(&forged).is_err(),
-                "{suite:?}: forged SRTCP taken"
-            );
-            if suite != CryptoSuite::AeadAes128Gcm {
-                assert_eq!(b.counters().auth_failures, 1, "{suite:?}");
-            }
-            // Genuine SRTCP still passes.
-            let p = a.protect_rtcp(&rtcp()).unwrap();
-            assert_eq!(&b.unprotect_rtcp(&p).unwrap()[..], &rtcp()[..], "{suite:?}");
-        }
     }
 
     /// Regression (fuzz/artifacts/srtp/crash-protect-rtp-header-size): protecting an RTP packet
