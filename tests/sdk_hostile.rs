@@ -160,7 +160,10 @@ fn unread_events_are_bounded_and_an_unannounced_call_is_refused() {
     while ep.next_event(Duration::from_millis(100)).is_some() {
         read += 1;
     }
-    assert!((8..=9).contains(&read), "read {read}: the queue was not bounded");
+    assert!(
+        (8..=9).contains(&read),
+        "read {read}: the queue was not bounded"
+    );
     sock.send_to(&request("INVITE", addr, 101, sdp), addr)
         .unwrap();
     let t0 = Instant::now();
