@@ -9,6 +9,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 FAILED=()
 section() { printf '\n==================== %s ====================\n' "$*"; }
+# Disk: a cold run builds the workspace in debug (tests), release (server, C ABI) and the fuzz
+# targets. Line tables are enough for backtraces and valgrind, and incremental state is useless
+# on a one-shot machine; together they keep target/ to a few GB. Free space is printed per step
+# so that a full disk shows as such.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
+disk() { df -h "$ROOT" | awk 'NR==2 {print "disk: " $4 " free of " $2}'; }
+disk
 
 section "1/7 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
 need=()
@@ -71,9 +79,11 @@ fi
 section "2/7 cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device"
 if cargo test --workspace --all-targets --features rvoip-sdk/opus,rvoip-sdk/audio-device; then echo "cargo test: OK"; else FAILED+=("cargo test"); fi
 
+disk
 section "3/7 cargo build --release: rvoip-server and the softphone example"
 if cargo build --release -p rvoip-sdk --features opus --bin rvoip-server --example softphone; then echo "build: OK"; else FAILED+=("cargo build rvoip-server + softphone example"); fi
 
+disk
 section "4/7 integration tests (tests/run-integration.sh) against target/release/rvoip-server"
 if [ -x target/release/rvoip-server ]; then
   if RVOIP_SERVER=$ROOT/target/release/rvoip-server tests/run-integration.sh; then :; else FAILED+=("integration tests"); fi
@@ -81,16 +91,20 @@ else
   FAILED+=("integration tests (no rvoip-server binary)")
 fi
 
+disk
 section "5/7 C ABI: smoke tests, sanitizers, examples (tests/c/run.sh)"
 if tests/c/run.sh; then echo "C ABI: OK"; else FAILED+=("C ABI smoke tests (tests/c/run.sh)"); fi
 
+disk
 section "6/7 UniFFI bindings: Swift/Kotlin generation, Python package + pytest (tests/bindings/run.sh)"
 if tests/bindings/run.sh; then echo "bindings: OK"; else FAILED+=("UniFFI bindings (tests/bindings/run.sh)"); fi
 
+disk
 section "7/7 fuzzing: every cargo-fuzz target for a bounded time (tests/fuzz/run.sh ${FUZZ_SECS:-30})"
 # The corpus replay (seeds and past crashers) already ran in step 2 (tests/fuzz_replay.rs).
 if CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2} tests/fuzz/run.sh "${FUZZ_SECS:-30}"; then echo "fuzz: OK"; else FAILED+=("fuzzing (tests/fuzz/run.sh)"); fi
 
+disk
 section "summary"
 if [ ${#FAILED[@]} -eq 0 ]; then echo "ALL OK"; exit 0; fi
 printf 'FAILED: %s\n' "${FAILED[@]}"
