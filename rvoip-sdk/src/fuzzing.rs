@@ -665,16 +665,7 @@ pub fn srtp(data: &[u8]) {
         let pkt = input.chunk();
         match ctl % 4 {
             0 => assert!(b.unprotect_rtp(pkt).is_err(), "forged SRTP accepted"),
-            1 => {
-                // Known upstream hole, left open for interop (baresip's SRTCP failed our
-                // check): rtc-srtp 0.21 returns an AES-CM SRTCP packet whose E flag is clear
-                // without checking its tag. Every other forgery must be refused.
-                let e_clear = suite != CryptoSuite::AeadAes128Gcm
-                    && pkt.len() >= 14
-                    && pkt[pkt.len() - 14] & 0x80 == 0;
-                let r = b.unprotect_rtcp(pkt);
-                assert!(e_clear || r.is_err(), "forged SRTCP accepted");
-            }
+            1 => assert!(b.unprotect_rtcp(pkt).is_err(), "forged SRTCP accepted"),
             2 | 3 => {
                 let rtcp = ctl % 4 == 3;
                 let protected = if rtcp {
@@ -696,18 +687,8 @@ pub fn srtp(data: &[u8]) {
                     let bit = usize::from(ctl >> 2) * 7 + usize::from(input.u8());
                     let i = (bit / 8) % bad.len();
                     bad[i] ^= 1 << (bit % 8);
-                    // The SRTCP E flag is the known upstream hole left open for interop (see
-                    // above): AES-CM takes E = 0 unauthenticated, AES-GCM does not authenticate
-                    // the flag. Any other flipped bit must be refused.
-                    let e_flag = if suite == CryptoSuite::AeadAes128Gcm {
-                        4
-                    } else {
-                        14
-                    };
-                    let e_flip =
-                        rtcp && bad.len() >= e_flag && i == bad.len() - e_flag && bit % 8 == 7;
                     assert!(
-                        e_flip || unprotect(&mut b, &bad).is_err(),
+                        unprotect(&mut b, &bad).is_err(),
                         "tampered packet accepted (byte {i})"
                     );
                 }

@@ -85,6 +85,36 @@ fn rtp_header_round_trips(rtp: &[u8]) -> bool {
     }
 }
 
+/// SRTCP authentication tag length of the AES-CM suites in bytes (RFC 3711 §4.2: 80 bits for
+/// both, RFC 4568 §6.2.1).
+const SRTCP_AES_CM_TAG_LEN: usize = 10;
+/// AEAD_AES_128_GCM tag length in bytes (RFC 7714 §6).
+const SRTCP_GCM_TAG_LEN: usize = 16;
+/// The first RTCP header and SSRC, sent in the clear (RFC 3711 §3.4), in bytes.
+const RTCP_CLEAR_LEN: usize = 8;
+/// The E flag and SRTCP index word, in bytes (RFC 3711 §3.4).
+const SRTCP_INDEX_LEN: usize = 4;
+
+/// What the E flag (the top bit of the SRTCP index word, RFC 3711 §3.4, RFC 7714 §9) of a
+/// received SRTCP packet says, checked before `rtc-srtp` sees it. With AES-CM the index word is
+/// followed by the 80-bit tag; with AES-GCM, `rtc-srtp`'s layout ends with it.
+fn check_srtcp_e_flag(srtcp: &[u8], gcm: bool) -> Result<(), SrtpError> {
+    let (tag, after_index) = if gcm {
+        (SRTCP_GCM_TAG_LEN, 0)
+    } else {
+        (SRTCP_AES_CM_TAG_LEN, SRTCP_AES_CM_TAG_LEN)
+    };
+    // Too short to be SRTCP at all (a plaintext RTCP packet sent before keying, say): malformed,
+    // as `rtc-srtp` would say, not a failed authentication.
+    if srtcp.len() < RTCP_CLEAR_LEN + SRTCP_INDEX_LEN + tag {
+        return Err(SrtpError::Malformed("too short for SRTCP".into()));
+    }
+    match srtcp.get(srtcp.len() - after_index - SRTCP_INDEX_LEN) {
+        Some(b) if b & 0x80 != 0 => Ok(()),
+        _ => Err(SrtpError::Authentication),
+    }
+}
+
 /// The SRTP state of one stream: our sending context and the peer's receiving one.
 pub struct SrtpSession {
     suite: CryptoSuite,
@@ -224,12 +254,21 @@ impl SrtpSession {
     }
 
     /// Unprotects one received SRTCP packet, as [`SrtpSession::unprotect_rtp`].
+    ///
+    /// A packet whose E flag (RFC 3711 §3.4, RFC 7714 §9) is clear is refused as an
+    /// authentication failure: we never agree to `UNENCRYPTED_SRTCP`
+    /// ([`CryptoAttribute::is_acceptable`]). `rtc-srtp` 0.21 returns such an AES-CM packet
+    /// without checking its authentication tag (anyone on the path could inject RTCP, a BYE or
+    /// forged reports, into a secured call), and with AES-GCM it leaves the flag out of the
+    /// authenticated data (forced to 1), so a flipped flag would go unnoticed. A packet too
+    /// short to carry the index word and tag is [`SrtpError::Malformed`].
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
-        let r = self
-            .rx
-            .decrypt_rtcp(srtcp)
-            .map(|b| b.freeze())
-            .map_err(classify);
+        let r = check_srtcp_e_flag(srtcp, self.gcm.is_some()).and_then(|()| {
+            self.rx
+                .decrypt_rtcp(srtcp)
+                .map(|b| b.freeze())
+                .map_err(classify)
+        });
         self.count(r)
     }
 
@@ -270,6 +309,55 @@ mod tests {
         let mut p = vec![0x80, 201, 0x00, 0x01];
         p.extend_from_slice(&0x1234u32.to_be_bytes());
         p
+    }
+
+    /// Regression (fuzz/artifacts/srtp/crash-unauthenticated-srtcp, crash-gcm-srtcp-e-flag): an
+    /// SRTCP packet with the E flag clear is refused: `rtc-srtp` 0.21 returned an AES-CM one
+    /// without checking its tag and did not authenticate the flag with AES-GCM.
+    #[test]
+    fn srtcp_with_the_e_flag_clear_is_not_taken_unauthenticated() {
+        for suite in CryptoSuite::ALL {
+            let (mut a, mut b) = pair(suite);
+            // A plain RTCP RR, an SRTCP index word with E = 0 and a made-up 80-bit tag.
+            let mut forged = rtcp();
+            forged.extend_from_slice(&[0x00, 0x00, 0x00, 0x01]);
+            forged.extend_from_slice(&[0xAB; 10]);
+            assert!(
+                b.unprotect_rtcp(&forged).is_err(),
+                "{suite:?}: forged SRTCP taken"
+            );
+            if suite != CryptoSuite::AeadAes128Gcm {
+                assert_eq!(b.counters().auth_failures, 1, "{suite:?}");
+            }
+            // A plaintext RTCP packet too short for SRTCP (baresip sends a 16-byte APP
+            // before its keys are set) is malformed, not a failed authentication.
+            let before = b.counters();
+            let app = hex::decode("80cc0003953b31d550494e47504f4e47").unwrap();
+            assert!(matches!(
+                b.unprotect_rtcp(&app),
+                Err(SrtpError::Malformed(_))
+            ));
+            assert_eq!(
+                b.counters().auth_failures,
+                before.auth_failures,
+                "{suite:?}"
+            );
+            // Genuine SRTCP still passes, and not once its E flag is flipped (AES-GCM left
+            // the flag out of the authenticated data).
+            let p = a.protect_rtcp(&rtcp()).unwrap();
+            let mut flipped = p.to_vec();
+            let e = if suite == CryptoSuite::AeadAes128Gcm {
+                flipped.len() - 4
+            } else {
+                flipped.len() - 14
+            };
+            flipped[e] ^= 0x80;
+            assert!(
+                b.unprotect_rtcp(&flipped).is_err(),
+                "{suite:?}: E flag not checked"
+            );
+            assert_eq!(&b.unprotect_rtcp(&p).unwrap()[..], &rtcp()[..], "{suite:?}");
+        }
     }
 
     /// Regression (fuzz/artifacts/srtp/crash-protect-rtp-header-size): protecting an RTP packet
