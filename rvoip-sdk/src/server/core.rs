@@ -23,7 +23,6 @@ use bytes::Bytes;
 mod auth;
 mod outbound;
 mod users;
-use auth::request_id;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
 
 use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
@@ -78,6 +77,9 @@ const MAX_NEW_FLOWS: usize = 4096;
 
 /// How often expired bindings are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Seconds a client is asked to wait (`Retry-After`) after a 503 for overload.
+const OVERLOAD_RETRY_AFTER_S: u32 = 5;
 
 impl ServerCore {
     /// Builds the core from the configuration, the bound interfaces (`local`), the user accounts
@@ -225,13 +227,7 @@ impl ServerCore {
         if over_source || self.tl.held_bytes() > self.max_held_bytes {
             self.stats.overloaded += 1;
             tracing::debug!(%source, count, bytes, total = self.tl.held_bytes(), "503: held-request limit");
-            self.reply(
-                now,
-                tx,
-                req,
-                503,
-                vec![(HeaderName::RetryAfter, "5".into())],
-            );
+            self.reply_overloaded(now, tx, req);
             return false;
         }
         true
@@ -370,6 +366,18 @@ impl ServerCore {
             .reply(&mut self.tl, &mut self.stats, now, tx, req, status, extra);
     }
 
+    /// Answers `req` with 503 and `Retry-After: 5` (RFC 3261 §21.5.4, §20.33): a limit on
+    /// what the proxy holds, or on DNS lookups in progress, was reached.
+    pub(crate) fn reply_overloaded(&mut self, now: Instant, tx: ServerTxId, req: &Request) {
+        self.reply(
+            now,
+            tx,
+            req,
+            503,
+            vec![(HeaderName::RetryAfter, OVERLOAD_RETRY_AFTER_S.to_string())],
+        );
+    }
+
     fn send_local_response(&mut self, now: Instant, tx: ServerTxId, resp: Response) {
         send_local_response(&mut self.tl, &mut self.stats, now, tx, resp);
     }
@@ -391,13 +399,7 @@ impl ServerCore {
             return;
         }
         if self.tl.len().1 > self.max_transactions {
-            self.reply(
-                now,
-                tx,
-                &req,
-                503,
-                vec![(HeaderName::RetryAfter, "5".into())],
-            );
+            self.reply_overloaded(now, tx, &req);
             return;
         }
         let max_forwards = match req.headers.max_forwards() {

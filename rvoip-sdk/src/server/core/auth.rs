@@ -60,6 +60,49 @@ impl ServerCore {
         false
     }
 
+    /// Checks the digest credentials of `req` for `user` (RFC 3261 §22.2 with `status` 401 and
+    /// `Authorization`, §22.3 with 407 and `Proxy-Authorization`). Returns true when they are
+    /// valid: the credentials are removed from `req`, which goes on. Otherwise answers it
+    /// itself and returns false: a fresh challenge (stale when the nonce expired), the same
+    /// challenge after a failed attempt (counted by the guard, so an attacker cannot tell an
+    /// unknown user from a wrong password), or nothing when that failure banned the source.
+    pub(super) fn authenticate(
+        &mut self,
+        now: Instant,
+        tx: ServerTxId,
+        req: &mut Request,
+        source: SocketAddr,
+        user: &str,
+        status: u16,
+    ) -> bool {
+        let header = if status == 407 {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
+        let secs = self.unix_secs(now);
+        let outcome = self.auth.check_request(
+            secs,
+            req.method.as_str(),
+            req.headers.get_all(&header),
+            user,
+            request_id(req),
+        );
+        match outcome {
+            AuthOutcome::Authorized { .. } => {
+                req.headers.remove_all(&header);
+                return true;
+            }
+            AuthOutcome::Challenge { stale } => self.challenge(now, tx, req, secs, stale, status),
+            AuthOutcome::Failed { user } => {
+                if self.auth_failed(now, tx, source, &user) {
+                    self.challenge(now, tx, req, secs, false, status);
+                }
+            }
+        }
+        false
+    }
+
     pub(super) fn register(
         &mut self,
         now: Instant,
@@ -72,39 +115,23 @@ impl ServerCore {
             Ok(to) => to.uri.user.clone().unwrap_or_default(),
             Err(_) => return self.reply(now, tx, &req, 400, vec![]),
         };
-        let secs = self.unix_secs(now);
-        let outcome = self.auth.check_request(
-            secs,
-            req.method.as_str(),
-            req.headers.get_all(&HeaderName::Authorization),
-            &aor_user,
-            request_id(&req),
-        );
-        match outcome {
-            AuthOutcome::Authorized { .. } => {
-                req.headers.remove_all(&HeaderName::Authorization);
-                let resp = self.registrar.handle_register(now, &req, source, transport);
-                if resp.status == 200 {
-                    self.stats.registrations += 1;
-                    if transport.is_reliable() && self.new_flows.len() < MAX_NEW_FLOWS {
-                        self.new_flows.push(source);
-                    }
-                }
-                reply::send_authenticated_response(&mut self.tl, &mut self.stats, now, tx, resp);
-            }
-            AuthOutcome::Challenge { stale } => self.challenge(now, tx, &req, secs, stale, 401),
-            AuthOutcome::Failed { user } => {
-                if self.auth_failed(now, tx, source, &user) {
-                    self.challenge(now, tx, &req, secs, false, 401);
-                }
+        if !self.authenticate(now, tx, &mut req, source, &aor_user, 401) {
+            return;
+        }
+        let resp = self.registrar.handle_register(now, &req, source, transport);
+        if resp.status == 200 {
+            self.stats.registrations += 1;
+            if transport.is_reliable() && self.new_flows.len() < MAX_NEW_FLOWS {
+                self.new_flows.push(source);
             }
         }
+        reply::send_authenticated_response(&mut self.tl, &mut self.stats, now, tx, resp);
     }
 }
 
 /// Identifies one request across its retransmissions (top Via, Call-ID, CSeq), for the digest
 /// nonce-count check ([`Authenticator::check_request`]).
-pub(super) fn request_id(req: &Request) -> u64 {
+fn request_id(req: &Request) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for name in [HeaderName::Via, HeaderName::CallId, HeaderName::CSeq] {

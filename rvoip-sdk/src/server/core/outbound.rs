@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::ServerCore;
 use crate::server::proxy::Target;
-use crate::sip::msg::{HeaderName, Request, Uri};
+use crate::sip::msg::{Request, Uri};
 use crate::sip::resolve::{self, Destination, Proto, ResolveError};
 use crate::sip::transaction::{ServerTxId, Transport};
 
@@ -76,13 +76,7 @@ impl ServerCore {
         loop_hash: u64,
     ) {
         if self.lookups.waiting.len() >= MAX_PENDING_LOOKUPS {
-            return self.reply(
-                now,
-                tx,
-                &req,
-                503,
-                vec![(HeaderName::RetryAfter, "5".into())],
-            );
+            return self.reply_overloaded(now, tx, &req);
         }
         let id = self.lookups.next_id;
         self.lookups.next_id += 1;

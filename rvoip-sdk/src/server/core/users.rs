@@ -42,29 +42,10 @@ impl ServerCore {
                 ))
         {
             if let Some(from_user) = self.local_from_user(&req) {
-                let secs = self.unix_secs(now);
-                let outcome = self.auth.check_request(
-                    secs,
-                    req.method.as_str(),
-                    req.headers.get_all(&HeaderName::ProxyAuthorization),
-                    &from_user,
-                    request_id(&req),
-                );
-                match outcome {
-                    AuthOutcome::Authorized { .. } => {
-                        authenticated = true;
-                        req.headers.remove_all(&HeaderName::ProxyAuthorization)
-                    }
-                    AuthOutcome::Challenge { stale } => {
-                        return self.challenge(now, tx, &req, secs, stale, 407);
-                    }
-                    AuthOutcome::Failed { user } => {
-                        if self.auth_failed(now, tx, source, &user) {
-                            self.challenge(now, tx, &req, secs, false, 407);
-                        }
-                        return;
-                    }
+                if !self.authenticate(now, tx, &mut req, source, &from_user, 407) {
+                    return;
                 }
+                authenticated = true;
             }
         }
         if req.method == Method::Invite {
