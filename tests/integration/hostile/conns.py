@@ -47,13 +47,32 @@ def rss_kb(pid):
     return -1
 
 
-def connect(src, server, timeout=15.0):
+def connect(src, server, timeout=15.0, blocking=False):
+    """A TCP connection from src to server; non-blocking unless asked (then with timeout)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((src, 0))
     s.settimeout(timeout)
     s.connect(server)
-    s.setblocking(False)
+    if not blocking:
+        s.setblocking(False)
     return s
+
+
+def udp_sockets(spec, rcvbuf_force=0):
+    """One UDP socket bound to each address of the range spec, with a 4 MiB send buffer (and a
+    forced receive buffer of rcvbuf_force bytes, where the kernel allows it)."""
+    socks = []
+    for ip in ip_range(spec):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        if rcvbuf_force:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, 33, rcvbuf_force)  # SO_RCVBUFFORCE
+            except OSError:
+                pass
+        s.bind((ip, 0))
+        socks.append(s)
+    return socks
 
 
 def peer_closed(s):
@@ -125,10 +144,7 @@ def phase_a(a):
 
 def phase_b(a):
     errs = []
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((a.b_src, 0))
-    s.settimeout(10)
-    s.connect(a.server)
+    s = connect(a.b_src, a.server, timeout=10, blocking=True)
     port = s.getsockname()[1]
     req = ("OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP %s:%d;branch=z9hG4bK-%s\r\nMax-Forwards: 70\r\n"
            "From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: %s@cl\r\nCSeq: 1 OPTIONS\r\n"
@@ -141,10 +157,7 @@ def phase_b(a):
     if not data.startswith(b"SIP/2.0 400") or not closed:
         errs.append("bad Content-Length over TCP: got %r, %s (want SIP/2.0 400, then close)"
                     % (line, "closed" if closed else "not closed"))
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((a.b_src, 0))
-    s.settimeout(10)
-    s.connect(a.server)
+    s = connect(a.b_src, a.server, timeout=10, blocking=True)
     port = s.getsockname()[1]
     req = ("MESSAGE sip:legit@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP %s:%d;branch=z9hG4bK-%s\r\nMax-Forwards: 70\r\n"
            "From: <sip:probe@127.0.0.1>;tag=1\r\nTo: <sip:legit@127.0.0.1>\r\nCall-ID: %s@big\r\nCSeq: 1 MESSAGE\r\n"

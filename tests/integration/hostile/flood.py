@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sipclient import SipClient, hostport  # noqa: E402
-from conns import ip_range, rss_kb  # noqa: E402
+from conns import rss_kb, udp_sockets  # noqa: E402
 
 R = random.Random(13)
 
@@ -123,13 +123,9 @@ def main():
     time.sleep(2)
     rss_before = rss_kb(a.pid)
 
-    socks = []
-    for ip in ip_range(a.sources):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        s.bind((ip, 0))
+    socks = udp_sockets(a.sources)
+    for s in socks:
         s.setblocking(False)
-        socks.append(s)
     done = threading.Event()
     stats = {"replies": 0, "reply_bytes": 0, "peak": rss_before, "legit": []}
 

@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sipclient import SipClient, hostport, rand_token  # noqa: E402
-from conns import ip_range, rss_kb  # noqa: E402
+from conns import rss_kb, udp_sockets  # noqa: E402
 
 
 class Sink:
@@ -132,16 +132,7 @@ def main():
         return 1
     time.sleep(1)
     rss0 = rss_kb(a.pid)
-    socks = []
-    for ip in ip_range(a.sources):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)
-        except OSError:
-            pass
-        s.bind((ip, 0))
-        socks.append(s)
+    socks = udp_sockets(a.sources, rcvbuf_force=16 << 20)
     codes = collections.Counter()
     answered = set()
     done = threading.Event()
