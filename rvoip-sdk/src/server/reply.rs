@@ -141,7 +141,7 @@ pub(crate) fn fit_response(resp: Response, budget: usize, stats: &mut Stats) -> 
         .filter(|h| h.name == HeaderName::Via)
         .count();
     let loose = budget + REPLY_ALLOWANCE + challenge;
-    if vias <= MAX_REPLY_VIAS && resp.to_bytes().len() <= loose {
+    if vias <= MAX_REPLY_VIAS && resp.wire_len() <= loose {
         return Some(resp);
     }
     let mut resp = resp;
@@ -165,7 +165,7 @@ pub(crate) fn fit_response(resp: Response, budget: usize, stats: &mut Stats) -> 
     } else {
         loose
     };
-    if resp.to_bytes().len() <= bound {
+    if resp.wire_len() <= bound {
         stats.replies_trimmed += 1;
         return Some(resp);
     }

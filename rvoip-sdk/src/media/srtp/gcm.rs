@@ -231,7 +231,7 @@ fn estimate_index(highest: u64, seq: u16) -> u64 {
 /// The RTP header length of `p` in bytes (fixed header, CSRCs, extension; RFC 3550 §5.1, §5.3.1).
 /// Errors: [`SrtpError::Malformed`].
 pub(super) fn header_len(p: &[u8]) -> Result<usize, SrtpError> {
-    let bad = |w: &str| SrtpError::Malformed(w.to_string());
+    let bad = |w: &'static str| SrtpError::Malformed(w.into());
     if p.len() < 12 || p[0] >> 6 != 2 {
         return Err(bad("not RTP version 2"));
     }

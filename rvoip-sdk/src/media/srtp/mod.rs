@@ -27,9 +27,10 @@ pub enum SrtpError {
     /// The packet's index was already received or is older than the replay window.
     #[error("SRTP replay")]
     Replay,
-    /// Not a parsable (S)RTP/(S)RTCP packet, or too short for its tag.
+    /// Not a parsable (S)RTP/(S)RTCP packet, or too short for its tag. The text says why (a
+    /// static string on the per-packet paths: a hostile stream costs no allocation).
     #[error("malformed SRTP packet: {0}")]
-    Malformed(String),
+    Malformed(std::borrow::Cow<'static, str>),
     /// The keys cannot make a context (wrong length).
     #[error("SRTP keys: {0}")]
     Keys(String),
@@ -67,7 +68,7 @@ fn classify(e: rtc_shared::error::Error) -> SrtpError {
         | E::RtcpFailedToVerifyAuthTag
         | E::ErrFailedToVerifyAuthTag => SrtpError::Authentication,
         E::SrtpSsrcDuplicated(..) | E::SrtcpSsrcDuplicated(..) => SrtpError::Replay,
-        other => SrtpError::Malformed(other.to_string()),
+        other => SrtpError::Malformed(other.to_string().into()),
     }
 }
 

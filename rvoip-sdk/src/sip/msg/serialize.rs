@@ -47,6 +47,24 @@ fn put_uri(out: &mut BytesMut, uri: &Uri) {
     uri.pieces(|s| out.put_slice(s.as_bytes()));
 }
 
+/// Bytes of the header lines [`put_headers_and_body`] writes, the computed Content-Length line
+/// and the blank line included.
+fn exact_headers_len(h: &Headers, body: &Bytes) -> usize {
+    let mut digits = 1;
+    let mut n = body.len();
+    while n >= 10 {
+        n /= 10;
+        digits += 1;
+    }
+    h.0.iter()
+        .filter(|h| h.name != HeaderName::ContentLength)
+        .map(|h| h.name.as_str().len() + h.value.len() + 4)
+        .sum::<usize>()
+        + "Content-Length: ".len()
+        + digits
+        + 4
+}
+
 fn headers_len(h: &Headers) -> usize {
     h.0.iter()
         .map(|h| h.name.as_str().len() + h.value.len() + 4)
@@ -127,6 +145,15 @@ impl Response {
         let mut out = BytesMut::with_capacity(self.encoded_len());
         self.write(&mut out);
         out.freeze()
+    }
+
+    /// The length in bytes of [`Response::to_bytes`], computed without serializing: status
+    /// line, header lines (Content-Length recomputed), blank line and body (RFC 3261 §7.2).
+    pub fn wire_len(&self) -> usize {
+        "SIP/2.0 200 \r\n".len()
+            + self.reason.len()
+            + exact_headers_len(&self.headers, &self.body)
+            + self.body.len()
     }
 
     /// A response to `req` (§8.2.6.2): copies all Via, From, To, Call-ID and CSeq values in order,

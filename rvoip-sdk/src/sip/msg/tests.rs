@@ -970,3 +970,24 @@ fn corpus_byte_flips_never_panic() {
         }
     }
 }
+
+#[test]
+fn response_wire_len_is_the_serialized_length() {
+    for (_, data) in corpus() {
+        let Ok(Message::Request(req)) = Message::parse(Bytes::from(data), &Limits::default())
+        else {
+            continue;
+        };
+        for (status, body_len) in [(100, 0), (200, 9), (401, 10), (486, 1234)] {
+            let mut resp = Response::for_request(&req, status);
+            resp.headers
+                .push(HeaderName::ContentLength, ByteString::from_static("99"));
+            resp.body = Bytes::from(vec![b'x'; body_len]);
+            assert_eq!(
+                resp.wire_len(),
+                resp.to_bytes().len(),
+                "{status} {body_len}"
+            );
+        }
+    }
+}
