@@ -14,6 +14,34 @@ use crate::server::local::primary_ipv4;
 use crate::server::proxy::anchor::RelayMode;
 use crate::sip::transaction::Transport;
 
+/// Asks for a receive buffer of `bytes` on a UDP listening socket (`udp_receive_buffer_bytes`):
+/// `SO_RCVBUF`, then, where the kernel capped it at `net.core.rmem_max`, `SO_RCVBUFFORCE`
+/// (Linux, needs CAP_NET_ADMIN). Returns the size the kernel reports (Linux reports twice the
+/// usable size); logs a warning with the sysctl to raise when it stays below `bytes`. Never
+/// fails: a socket keeps whatever buffer it got. `bytes == 0` leaves the socket alone.
+pub(super) fn set_udp_receive_buffer(sock: &tokio::net::UdpSocket, bytes: usize) -> usize {
+    use rustix::net::sockopt;
+    let got = || sockopt::socket_recv_buffer_size(sock).unwrap_or(0);
+    if bytes == 0 {
+        return got();
+    }
+    let _ = sockopt::set_socket_recv_buffer_size(sock, bytes);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if got() < bytes {
+        let _ = sockopt::set_socket_recv_buffer_size_force(sock, bytes);
+    }
+    let size = got();
+    if size < bytes {
+        tracing::warn!(
+            asked = bytes,
+            got = size,
+            "UDP receive buffer capped by the kernel: raise net.core.rmem_max (sysctl) or run \
+             with CAP_NET_ADMIN, else bursts are dropped"
+        );
+    }
+    size
+}
+
 /// Gives freed memory back to the OS (RSS falls after a flood or a burst of connections):
 /// `mi_collect(force)` on the calling thread's mimalloc heap and the shared segment caches.
 /// With another global allocator (an app embedding the server) it does next to nothing.
@@ -154,5 +182,48 @@ impl Dns {
             let result = resolver.resolve(&q.target).await;
             let _ = tx.send(Inbound::Resolved { id: q.id, result }).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_udp_receive_buffer;
+
+    fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Uid:"))?.to_owned();
+                Some(line.split_whitespace().nth(2) == Some("0"))
+            })
+            .unwrap_or(false)
+    }
+
+    #[tokio::test]
+    async fn udp_receive_buffer_is_raised_past_the_system_default() {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let default = set_udp_receive_buffer(&sock, 0);
+        let asked = 4 << 20;
+        assert!(
+            default < asked,
+            "system default {default} already >= {asked}"
+        );
+        let got = set_udp_receive_buffer(&sock, asked);
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(
+            got >= asked.min(2 * rmem_max),
+            "got {got}, rmem_max {rmem_max}"
+        );
+        if is_root() {
+            assert!(
+                got >= asked,
+                "as root SO_RCVBUFFORCE gives {asked}: got {got}"
+            );
+        }
     }
 }
