@@ -49,18 +49,27 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; }
 trap cleanup EXIT INT TERM
 
-RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --config soak.toml >server.log 2>&1 &
+# info for the driver: the status line each minute, with the slowest event-loop step
+RUST_LOG=${RUST_LOG:-warn,rvoip_sdk::driver=info} "$RVOIP_SERVER" --config soak.toml >server.log 2>&1 &
 SPID=$!; PIDS+=("$SPID")
 sleep 1
 kill -0 "$SPID" 2>/dev/null || { echo "rvoip-server exited: $(tail -3 server.log)"; exit 1; }
 rss() { awk '/^VmRSS:/{print $2}' "/proc/$SPID/status" 2>/dev/null; }
+# Per sample, beside the RSS: UDP datagrams dropped for a full receive buffer (this namespace's
+# /proc/net/snmp), the server's CPU seconds, and the machine's steal ticks (a stalled VM).
+udp_drops() { awk '/^Udp:/{if (!h) {for (i=1;i<=NF;i++) if ($i=="RcvbufErrors") c=i; h=1} else print $c}' /proc/net/snmp; }
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$SPID/stat" 2>/dev/null; }
+steal() { awk '/^cpu /{print $9}' /proc/stat; }
 
 RUN_SECS=$((DURATION_SECS + 30))
 # "uas" registers first (from the port the UAS then listens on; Expires 3600 covers the run)
 timeout 20 sipp 127.0.0.1:5060 -sf "$SC/register_auth.xml" -inf uas.inf -au uas -ap secret -i 127.0.0.1 -p 5070 \
   -m 1 -nostdin -timeout 10s -timeout_error >/dev/null 2>&1 || { echo "could not register uas"; exit 1; }
 
-timeout $((RUN_SECS + 60)) sipp -sf "$SC/uas_proxy.xml" -i 127.0.0.1 -p 5070 -nostdin -timeout "${RUN_SECS}s" \
+# The UAS keeps each ended call 32 s, as RFC 3261 §17.2.2 (Timer J) keeps a UAS's BYE transaction,
+# so a 200 OK to BYE that was lost is sent again when the BYE is retransmitted.
+sed 's/timewait milliseconds="2000"/timewait milliseconds="32000"/' "$SC/uas_proxy.xml" >uas_soak.xml
+timeout $((RUN_SECS + 60)) sipp -sf uas_soak.xml -i 127.0.0.1 -p 5070 -nostdin -timeout "${RUN_SECS}s" \
   -default_behaviors all,-abortunexp -trace_err -error_file uas.err -trace_stat -stf uas_stat.csv -fd 30 >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 0.5
@@ -78,12 +87,12 @@ timeout $((RUN_SECS + 60)) sipp 127.0.0.1:5060 -sf "$SC/uac_proxy_auth.xml" -s u
 CALLPID=$!; PIDS+=("$CALLPID")
 
 echo "soak: REGISTER ${REG_RATE}/s + calls ${CALL_RATE}/s (held ${CALL_HOLD_MS} ms) for ${DURATION_SECS}s; RSS every ${SAMPLE_SECS}s"
-echo "t_s rss_kB" >rss.txt
+echo "t_s rss_kB udp_rcvbuf_drops server_cpu_s steal_ticks" >rss.txt
 T0=$(date +%s)
 while :; do
   t=$(( $(date +%s) - T0 ))
   kill -0 "$SPID" 2>/dev/null || { echo "rvoip-server died at ${t}s"; break; }
-  echo "$t $(rss)" | tee -a rss.txt
+  echo "$t $(rss) $(udp_drops) $(cpu_s) $(steal)" | tee -a rss.txt
   kill -0 "$REGPID" 2>/dev/null || kill -0 "$CALLPID" 2>/dev/null || break
   [ "$t" -ge $((DURATION_SECS + 120)) ] && break
   sleep "$SAMPLE_SECS"
@@ -101,3 +110,6 @@ awk -v w="$WARMUP_SECS" -v d="$DURATION_SECS" 'NR>1 && $1>=w && base=="" {base=$
   END { if (base=="") { print "no sample after the warm-up"; exit }
         printf "RSS after warm-up (t=%ss): %s kB; at t=%ss: %s kB; growth %.2f %%\n", bt, base, lt, last, (last-base)*100/base }' rss.txt
 echo "server status lines: $(grep -c status server.log) (log: $OUTDIR/server.log)"
+echo "UDP receive-buffer drops: $(awk 'NR==2{a=$3} NR>1{b=$3} END{print b-a}' rss.txt)"
+echo "slowest event-loop step per minute (ms): $(sed 's/\x1b\[[0-9;]*m//g' server.log | grep -o 'slowest_step_ms=[0-9.]*' | cut -d= -f2 | sort -g | tail -3 | tr '\n' ' ')"
+echo "event-loop steps over 125 ms: $(grep -c 'event loop step took' server.log)"

@@ -85,7 +85,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Colours only on a terminal: a log file or journald gets plain text.
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

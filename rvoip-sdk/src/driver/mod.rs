@@ -8,6 +8,7 @@
 //! ([`ws`], RFC 7118) are more connection kinds feeding the same channel.
 
 pub mod conn;
+mod lag;
 pub mod media;
 pub mod relay;
 mod setup;
@@ -16,7 +17,8 @@ pub mod tls;
 pub(crate) mod transport;
 pub mod ws;
 
-use setup::{Dns, release_free_memory, start_relay, tls_identity};
+use lag::{LoopLag, Step};
+use setup::{Dns, release_free_memory, set_udp_receive_buffer, start_relay, tls_identity};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -129,6 +131,8 @@ impl BoundServer {
             match spec.transport {
                 Transport::Udp => {
                     let s = UdpSocket::bind(spec.addr).await.map_err(err)?;
+                    let size = set_udp_receive_buffer(&s, cfg.udp_receive_buffer_bytes);
+                    tracing::debug!(addr = %spec.addr, receive_buffer = size, "udp socket");
                     bound.push((Transport::Udp, s.local_addr().map_err(err)?));
                     udp.push(Arc::new(s));
                 }
@@ -320,6 +324,7 @@ impl BoundServer {
         let mut last_status = String::new();
         let mut next_pin = std::time::Instant::now();
         let mut next_collect = std::time::Instant::now() + COLLECT_INTERVAL;
+        let mut lag = LoopLag::default();
         loop {
             // UDP sockets are read by this task itself (no hand-off per datagram): wait until one
             // is readable, then drain it without blocking.
@@ -353,6 +358,7 @@ impl BoundServer {
                             }
                         }
                     }
+                    lag.record(Step::Udp, now);
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { break };
@@ -364,10 +370,13 @@ impl BoundServer {
                             Err(_) => break,
                         }
                     }
+                    lag.record(Step::Inbound, now);
                 }
                 _ = &mut sleep => {
                     deadline = None;
-                    core.handle_timeout(std::time::Instant::now());
+                    let now = std::time::Instant::now();
+                    core.handle_timeout(now);
+                    lag.record(Step::Timers, now);
                 }
             }
             // Under sustained traffic a receive branch is always ready: run due timers here too,
@@ -375,13 +384,16 @@ impl BoundServer {
             let now = std::time::Instant::now();
             if core.poll_timeout().is_some_and(|t| t <= now) {
                 core.handle_timeout(now);
+                lag.record(Step::Timers, now);
             }
             while let Some(q) = core.poll_dns_query() {
                 dns.spawn(q, &tx, &mut core, now);
             }
+            let sending = std::time::Instant::now();
             while let Some(t) = core.poll_transmit() {
                 out.send(t);
             }
+            lag.record(Step::Transmit, sending);
             // Connections that carry a live registration are never closed as idle: new ones
             // at once, and the whole set (expired ones dropped) now and then.
             for flow in core.take_new_flows() {
@@ -389,14 +401,19 @@ impl BoundServer {
             }
             if now >= next_collect {
                 next_collect = now + COLLECT_INTERVAL;
+                let start = std::time::Instant::now();
                 release_free_memory();
+                lag.record(Step::Collect, start);
             }
             if now >= next_pin {
                 next_pin = now + PIN_INTERVAL;
+                let start = std::time::Instant::now();
                 conns.set_pinned(core.registrar.location.stream_flows(now));
+                lag.record(Step::Pin, start);
             }
             if now >= next_status {
                 next_status = now + STATUS_INTERVAL;
+                let (slowest, slowest_us) = lag.take();
                 let line = format!(
                     "{:?} {:?} {:?} relay={:?} tls={:?} ws={:?}",
                     core.stats,
@@ -407,15 +424,22 @@ impl BoundServer {
                     ws_counters
                 );
                 if line != last_status {
+                    let (client_tx, server_tx) = core.tl.len();
                     tracing::info!(
                         bindings = core.registrar.location.len(),
                         calls = core.proxy.dialogs().len(),
+                        client_tx,
+                        server_tx,
+                        proxy_contexts = core.proxy.len(),
+                        held_bytes = core.tl.held_bytes(),
                         stats = ?core.stats,
                         guard = ?core.guard.stats,
                         connections = ?conns.counters,
                         relay = ?relay.as_ref().map(|r| r.handle().stats()),
                         tls = ?tls_counters,
                         ws = ?ws_counters,
+                        slowest_step = ?slowest,
+                        slowest_step_ms = slowest_us as f64 / 1000.0,
                         "status"
                     );
                     last_status = line;
