@@ -50,12 +50,7 @@ fn put_uri(out: &mut BytesMut, uri: &Uri) {
 /// Bytes of the header lines [`put_headers_and_body`] writes, the computed Content-Length line
 /// and the blank line included.
 fn exact_headers_len(h: &Headers, body: &Bytes) -> usize {
-    let mut digits = 1;
-    let mut n = body.len();
-    while n >= 10 {
-        n /= 10;
-        digits += 1;
-    }
+    let digits = body.len().checked_ilog10().map_or(1, |d| d as usize + 1);
     h.0.iter()
         .filter(|h| h.name != HeaderName::ContentLength)
         .map(|h| h.name.as_str().len() + h.value.len() + 4)
