@@ -84,6 +84,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before the runtime's threads and arenas exist: RSS in 4 KiB pages, not 2 MiB ones.
+    rvoip_sdk::driver::disable_transparent_huge_pages();
     let args = Args::parse();
     // Colours only on a terminal: a log file or journald gets plain text.
     tracing_subscriber::fmt()

@@ -18,6 +18,7 @@ pub(crate) mod transport;
 pub mod ws;
 
 use lag::{LoopLag, Step};
+pub use setup::disable_transparent_huge_pages;
 use setup::{Dns, release_free_memory, set_udp_receive_buffer, start_relay, tls_identity};
 
 use std::future::Future;
