@@ -19,7 +19,9 @@ pub mod ws;
 
 use lag::{LoopLag, Step};
 pub use setup::disable_transparent_huge_pages;
-use setup::{Dns, release_free_memory, set_udp_receive_buffer, start_relay, tls_identity};
+use setup::{
+    Dns, listen_tcp, release_free_memory, set_udp_receive_buffer, start_relay, tls_identity,
+};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -138,17 +140,17 @@ impl BoundServer {
                     udp.push(Arc::new(s));
                 }
                 Transport::Tcp => {
-                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    let l = listen_tcp(spec.addr).map_err(err)?;
                     bound.push((Transport::Tcp, l.local_addr().map_err(err)?));
                     tcp.push(l);
                 }
                 Transport::Tls => {
-                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    let l = listen_tcp(spec.addr).map_err(err)?;
                     bound.push((Transport::Tls, l.local_addr().map_err(err)?));
                     tls.push(l);
                 }
                 t @ (Transport::Ws | Transport::Wss) => {
-                    let l = TcpListener::bind(spec.addr).await.map_err(err)?;
+                    let l = listen_tcp(spec.addr).map_err(err)?;
                     bound.push((t, l.local_addr().map_err(err)?));
                     ws.push((t, l));
                 }

@@ -42,6 +42,25 @@ pub(super) fn set_udp_receive_buffer(sock: &tokio::net::UdpSocket, bytes: usize)
     size
 }
 
+/// Connections the kernel queues for a listening socket before `accept` (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default). std and tokio use 128: a burst of phones
+/// reconnecting after a network outage overflowed it, and the overflowing SYNs are dropped
+/// and retried only after 1 s, 3 s, 7 s.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A TCP listener on `addr` (TCP, TLS and WebSocket transports) with SO_REUSEADDR and a
+/// backlog of [`LISTEN_BACKLOG`]. Errors: those of socket(2), bind(2) and listen(2).
+pub(super) fn listen_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(LISTEN_BACKLOG)
+}
+
 /// Gives freed memory back to the OS (RSS falls after a flood or a burst of connections):
 /// `mi_collect(force)` on the calling thread's mimalloc heap and the shared segment caches.
 /// With another global allocator (an app embedding the server) it does next to nothing.
@@ -239,5 +258,49 @@ mod tests {
                 "as root SO_RCVBUFFORCE gives {asked}: got {got}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    use super::listen_tcp;
+
+    /// Completed handshakes of `n` simultaneous connects to `addr` within 1 s (the first SYN
+    /// retry comes after 1 s, so a SYN dropped for a full accept queue does not complete).
+    async fn completed_connects(addr: std::net::SocketAddr, n: usize) -> usize {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            set.spawn(async move {
+                let c = tokio::net::TcpStream::connect(addr);
+                tokio::time::timeout(std::time::Duration::from_millis(900), c)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            });
+        }
+        let mut streams = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(Some(s)) = r {
+                streams.push(s);
+            }
+        }
+        streams.len()
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_connects_fits_the_listen_backlog() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        assert!(somaxconn >= 512, "net.core.somaxconn {somaxconn} < 512");
+        // Nobody accepts: every handshake must wait in the kernel's accept queue.
+        let ours = listen_tcp("127.0.0.1:0".parse().unwrap()).expect("listen");
+        let n = completed_connects(ours.local_addr().unwrap(), 400).await;
+        assert_eq!(n, 400, "{n} of 400 connects completed with our backlog");
+        // Control: std's listener (backlog 128) drops the SYNs past its queue.
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let n = completed_connects(std_listener.local_addr().unwrap(), 400).await;
+        assert!(n < 400, "{n} of 400 connects completed with std's backlog");
     }
 }
