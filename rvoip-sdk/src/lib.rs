@@ -46,3 +46,52 @@ pub(crate) fn realtime_test_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// The global allocator of this crate's unit tests: the system allocator, counting the bytes
+/// each thread has live, so a test can check a memory accounting against the real heap
+/// ([`test_heap::live_bytes`]). Counts requested sizes (no allocator rounding).
+#[cfg(test)]
+pub(crate) mod test_heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn add(delta: isize) {
+        // During thread teardown the counter may be gone: nothing to count then.
+        let _ = LIVE.try_with(|c| c.set(c.get() + delta));
+    }
+
+    struct Counting;
+
+    // SAFETY: every call forwards to `System` with the caller's arguments unchanged.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as isize);
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            add(layout.size() as isize);
+            unsafe { System.alloc_zeroed(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            add(-(layout.size() as isize));
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(new_size as isize - layout.size() as isize);
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    /// Bytes allocated and not yet freed by the calling thread (frees of blocks that other
+    /// threads allocated count against it too).
+    pub(crate) fn live_bytes() -> isize {
+        LIVE.with(Cell::get)
+    }
+}

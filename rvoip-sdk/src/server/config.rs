@@ -248,10 +248,12 @@ pub struct ServerConfig {
     /// proxy would hold gets 503 with Retry-After. Default 1000.
     pub max_transactions_per_source: usize,
     /// Most bytes of requests held by transactions in progress (server and client), in
-    /// total; a request that the proxy would hold past it gets 503. Default 64 MiB.
+    /// total; a request that the proxy would hold past it gets 503. Each held request counts
+    /// as the heap it costs ([`crate::sip::transaction::held_cost`]: its allocator block plus
+    /// its transaction's state), so RSS growth stays under it. Default 64 MiB.
     pub max_held_bytes: usize,
-    /// Most bytes of requests from one source IP held by server transactions in progress;
-    /// past it 503. Default 8 MiB.
+    /// Most bytes of requests from one source IP held by server transactions in progress,
+    /// counted as for `max_held_bytes`; past it 503. Default 8 MiB.
     pub max_held_bytes_per_source: usize,
     /// Largest body of a request the proxy forwards, in bytes; larger gets 513. Default 16384.
     pub max_forward_body_bytes: usize,

@@ -3,7 +3,8 @@
 here that reads and never answers; then COUNT unauthenticated OPTIONS From sip:x@attacker.example
 with BODY-byte bodies go to sip:sink@DOMAIN from the --sources addresses (round-robin, paced well
 under the flood limit). Each forwarded one is held by the proxy until its timer F; the server's
-max_held_bytes (--held-cap) must stop that: server RSS stays under before + --max-rss-growth-mb,
+max_held_bytes (--held-cap) must stop that: server RSS grows by no more than the cap (or
+--max-rss-growth-mb MiB),
 what reaches the sink is at most about held-cap / request size, and the rest is answered 503.
 With --body-cap-check instead: one such OPTIONS must get 513 (max_forward_body_bytes) and a small one
 is forwarded.
@@ -117,13 +118,16 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--body", type=int, default=61440)
     ap.add_argument("--held-cap", type=int, default=33554432)
-    ap.add_argument("--max-rss-growth-mb", type=float, default=48)
+    ap.add_argument("--max-rss-growth-mb", type=float, default=None,
+                    help="MiB; default: the held-bytes cap")
     ap.add_argument("--sources", default="127.0.0.40-47")
     ap.add_argument("--rate", type=float, default=400.0)
     ap.add_argument("--body-cap-check", action="store_true")
     a = ap.parse_args()
     if a.body_cap_check:
         return body_cap_check(a)
+    if a.max_rss_growth_mb is None:
+        a.max_rss_growth_mb = a.held_cap / (1 << 20)
 
     sink = Sink()
     r = register_sink(a, sink)
@@ -191,11 +195,12 @@ def main():
     print("replies by status: %s; reached the sink: %d distinct (%d datagrams with retransmissions); "
           "held-bytes cap %d B = %d requests" % (dict(sorted(codes.items())), fwd, sink.datagrams, a.held_cap, cap_n))
     growth_mb = (max(peak[0], rss1) - rss0) / 1024
-    print("server RSS: before %d kB, peak %d kB, after %d kB (peak growth %.1f MB)" % (rss0, peak[0], rss1, growth_mb))
+    print("server RSS: before %d kB, peak %d kB, after %d kB (peak growth %.1f MiB, limit %.1f MiB)"
+          % (rss0, peak[0], rss1, growth_mb, a.max_rss_growth_mb))
     sink.stop = True
     errs = []
     if growth_mb > a.max_rss_growth_mb:
-        errs.append("RSS grew %.1f MB holding bodies for a silent contact (limit %.0f MB)" % (growth_mb, a.max_rss_growth_mb))
+        errs.append("RSS grew %.1f MiB holding bodies for a silent contact (limit %.1f MiB)" % (growth_mb, a.max_rss_growth_mb))
     if codes[503] == 0:
         errs.append("no 503 for the requests over max_held_bytes")
     if fwd > cap_n + 16:
@@ -205,7 +210,7 @@ def main():
     if errs:
         print("; ".join(errs))
         return 1
-    print("held bytes: %d forwarded and held, %d answered 503, RSS +%.1f MB" % (fwd, codes[503], growth_mb))
+    print("held bytes: %d forwarded and held, %d answered 503, RSS +%.1f MiB" % (fwd, codes[503], growth_mb))
     return 0
 
 

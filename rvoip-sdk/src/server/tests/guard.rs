@@ -150,13 +150,16 @@ fn bodies_and_bytes_held_for_a_silent_contact_are_capped() {
             }
         }
     }
+    // Each counts as its heap block and its transaction's state (about 14 KB).
+    let one = crate::sip::transaction::held_cost(8_300);
     let held = h.core.tl.source_load(addr(ALICE).ip()).1;
-    assert!(held <= (8 << 20) + 10_000, "held {held}");
+    assert!(held <= (8 << 20) + one, "held {held}");
+    let expected = (8 << 20) / one;
     assert!(
-        forwarded > 900 && refused > 300,
-        "{forwarded} forwarded, {refused} refused"
+        forwarded >= expected - 2 && forwarded <= expected + 2 && refused > 800,
+        "{forwarded} forwarded (expected {expected}), {refused} refused"
     );
-    assert!(h.core.tl.held_bytes() <= 2 * ((8 << 20) + 10_000));
+    assert!(h.core.tl.held_bytes() <= 2 * ((8 << 20) + one));
     // Another source is still served.
     let out = h.send(OTHER1, &foreign_request(5000, "MESSAGE", "carol", "hi"));
     assert!(out.iter().any(|t| t.dest == addr(BOB2)));
@@ -280,4 +283,53 @@ fn answered_requests_leave_the_held_bytes_at_once() {
     // In Timer J they are no longer in progress: they count against no per-source limit.
     assert_eq!(h.core.tl.source_load(addr(ALICE).ip()), (0, 0));
     assert_eq!(h.core.tl.len().1, 50);
+}
+
+/// Proxies `count` unauthenticated MESSAGEs with `body_len`-byte bodies to a contact that never
+/// answers, from four sources in turn, 500 per second. Returns the growth of the live heap
+/// and of [`crate::sip::transaction::TransactionLayer::held_bytes`], per request.
+fn heap_and_held_per_request(body_len: usize, count: u32) -> (usize, usize) {
+    let mut h = Harness::new(true);
+    assert_eq!(h.register("carol", "cpw", BOB2).status, 200);
+    let body = "y".repeat(body_len);
+    let (heap0, held0) = (crate::test_heap::live_bytes(), h.core.tl.held_bytes());
+    // Exact-size datagrams, as the driver copies them out of its receive buffer.
+    let datagrams: Vec<(SocketAddr, Bytes)> = (0..count)
+        .map(|n| {
+            let from = SocketAddr::from(([198, 51, 100, 1 + (n % 4) as u8], 5060));
+            let text = wire(&foreign_request(100 + n, "MESSAGE", "carol", &body));
+            (from, Bytes::copy_from_slice(&text))
+        })
+        .collect();
+    for (from, datagram) in datagrams {
+        h.advance(Duration::from_millis(2));
+        h.core
+            .handle_datagram(h.now, datagram, from, Transport::Udp);
+        let out = h.drain();
+        assert!(out.iter().any(|t| t.dest == addr(BOB2)), "not forwarded");
+    }
+    let heap = crate::test_heap::live_bytes() - heap0;
+    let held = h.core.tl.held_bytes() - held0;
+    let n = count as usize;
+    (heap.max(0) as usize / n, held / n)
+}
+
+#[test]
+fn held_bytes_cover_the_heap() {
+    // What RSS follows is the heap: the accounting behind max_held_bytes must not count less
+    // than a held request really costs (else RSS outgrows the cap), nor grossly more.
+    for (body_len, count) in [(0, 2000), (1000, 1000), (16_000, 300)] {
+        let (heap, held) = heap_and_held_per_request(body_len, count);
+        eprintln!("{body_len}-byte bodies: heap {heap} B, held {held} B per request");
+        assert!(
+            held >= heap,
+            "{body_len}-byte bodies: held {held} < heap {heap} per request"
+        );
+        if body_len >= 16_000 {
+            assert!(
+                held * 2 <= heap * 3,
+                "{body_len}: held {held} > 1.5 x heap {heap}"
+            );
+        }
+    }
 }

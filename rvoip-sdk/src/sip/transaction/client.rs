@@ -4,6 +4,7 @@
 
 #![allow(clippy::collapsible_if)]
 
+use super::load::{held_cost, release_request};
 use super::*;
 
 impl TransactionLayer {
@@ -44,9 +45,7 @@ impl TransactionLayer {
                 } else if status < 300 {
                     tx.state = ClientState::Accepted;
                     tx.request = None;
-                    self.held_bytes = self
-                        .held_bytes
-                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
+                    release_request(&mut self.held_bytes, &mut tx.bytes);
                     let at = now + self.cfg.t64();
                     arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
                 } else {
@@ -55,9 +54,7 @@ impl TransactionLayer {
                         push_transmit(&mut self.transmits, tx.dest, tx.transport, ack.clone());
                         tx.ack = Some(ack);
                     }
-                    self.held_bytes = self
-                        .held_bytes
-                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
+                    release_request(&mut self.held_bytes, &mut tx.bytes);
                     tx.state = ClientState::Completed;
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
@@ -94,9 +91,7 @@ impl TransactionLayer {
                     tx.state = ClientState::Completed;
                     tx.retx_at = None;
                     tx.request = None;
-                    self.held_bytes = self
-                        .held_bytes
-                        .saturating_sub(std::mem::take(&mut tx.bytes).len());
+                    release_request(&mut self.held_bytes, &mut tx.bytes);
                     if reliable {
                         self.events.push_back(TxEvent::Response { tx: txid, resp });
                         self.remove_client(id);
@@ -166,7 +161,7 @@ impl TransactionLayer {
         }
         let at = now + self.cfg.t64();
         arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
-        self.held_bytes += tx.bytes.len();
+        self.held_bytes += held_cost(tx.bytes.len());
         self.clients.insert(id, tx);
         ClientTxId(id)
     }
@@ -246,10 +241,10 @@ impl TransactionLayer {
     }
 
     pub(super) fn remove_client(&mut self, id: u64) {
-        let Some(tx) = self.clients.remove(&id) else {
+        let Some(mut tx) = self.clients.remove(&id) else {
             return;
         };
-        self.held_bytes = self.held_bytes.saturating_sub(tx.bytes.len());
+        release_request(&mut self.held_bytes, &mut tx.bytes);
         if let Some(k) = tx.key {
             if self.client_index.get(&k) == Some(&id) {
                 self.client_index.remove(&k);

@@ -349,6 +349,21 @@ impl TransactionLayer {
         self.prune();
     }
 
+    /// The server transaction a request belongs to (§17.2.3): by its RFC 3261 key, else by
+    /// the RFC 2543 rules (`legacy`, matched as `how`).
+    fn find_server(
+        &self,
+        key: Option<&ServerKey>,
+        legacy: Option<&LegacyKey>,
+        how: LegacyMatch,
+    ) -> Option<u64> {
+        match (key, legacy) {
+            (Some(k), _) => self.server_index.get(k).copied(),
+            (None, Some(l)) => self.find_legacy(l, how),
+            (None, None) => None,
+        }
+    }
+
     fn find_legacy(&self, key: &LegacyKey, how: LegacyMatch) -> Option<u64> {
         let ids = self.legacy_index.get(&key.call_id)?;
         ids.iter().copied().find(|id| {
@@ -515,6 +530,7 @@ pub fn new_branch() -> String {
 mod client;
 mod keys;
 mod load;
+pub use load::{TX_STATE_BYTES, allocation_size, held_cost};
 mod server;
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 #![allow(clippy::collapsible_if)]
 
-use super::load::settle;
+use super::load::{held_cost, settle};
 use super::*;
 
 impl TransactionLayer {
@@ -24,11 +24,7 @@ impl TransactionLayer {
         };
 
         if req.method == Method::Ack {
-            let id = match (&key, &legacy) {
-                (Some(k), _) => self.server_index.get(k).copied(),
-                (None, Some(l)) => self.find_legacy(l, LegacyMatch::Ack),
-                (None, None) => None,
-            };
+            let id = self.find_server(key.as_ref(), legacy.as_ref(), LegacyMatch::Ack);
             if let Some(id) = id {
                 if let Some(tx) = self.servers.get_mut(&id) {
                     if tx.invite {
@@ -60,11 +56,7 @@ impl TransactionLayer {
             return;
         }
 
-        let existing = match (&key, &legacy) {
-            (Some(k), _) => self.server_index.get(k).copied(),
-            (None, Some(l)) => self.find_legacy(l, LegacyMatch::Same),
-            (None, None) => None,
-        };
+        let existing = self.find_server(key.as_ref(), legacy.as_ref(), LegacyMatch::Same);
         if let Some(id) = existing {
             if let Some(tx) = self.servers.get(&id) {
                 // A retransmission (§17.2.1, §17.2.2): re-send the last response, if any.
@@ -116,10 +108,11 @@ impl TransactionLayer {
             tx.last_resp = Some(trying);
             tx.state = ServerState::Proceeding;
         }
-        self.held_bytes += tx.wire_len;
+        let cost = held_cost(tx.wire_len);
+        self.held_bytes += cost;
         let load = self.per_source.entry(tx.dest.ip()).or_default();
         load.0 += 1;
-        load.1 += tx.wire_len;
+        load.1 += cost;
         self.servers.insert(id, tx);
         self.events.push_back(TxEvent::Request {
             tx: Some(ServerTxId(id)),
