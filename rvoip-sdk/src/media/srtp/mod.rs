@@ -1,16 +1,18 @@
 //! SRTP and SRTCP for one call's stream (RFC 3711, RFC 7714), over the sans-IO `rtc-srtp`
 //! contexts on the ring backend: one context protects what we send with our master key, one
 //! unprotects what we receive with the peer's, with replay protection on (a 64-packet window
-//! for SRTP, 64 for SRTCP, RFC 3711 §3.3.2).
+//! for SRTP, 64 for SRTCP, RFC 3711 §3.3.2) that starts at the first authenticated packet
+//! ([`replay`]).
 //!
 //! A packet that fails authentication, is a replay, or is too short is dropped and counted
 //! ([`SrtpCounters`]); nothing here panics on input from the network.
 
 mod gcm;
+mod replay;
 
 use bytes::Bytes;
+use replay::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::context::Context;
-use rtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use rtc_srtp::protection_profile::ProtectionProfile;
 
 use super::sdes::{CryptoAttribute, CryptoSuite};
@@ -114,6 +116,22 @@ fn check_srtcp_e_flag(srtcp: &[u8], gcm: bool) -> Result<(), SrtpError> {
         Some(b) if b & 0x80 != 0 => Ok(()),
         _ => Err(SrtpError::Authentication),
     }
+}
+
+/// Whether `p` is a whole plain RTCP compound packet (RFC 3550 §6.1): a chain of RTCP headers
+/// (version 2, packet type 192–223 as RFC 5761 §4 reserves them) whose lengths end exactly at
+/// its last byte, with no SRTCP index or tag after them. Asked only of a packet that failed
+/// SRTCP authentication, to tell a peer that sends RTCP unprotected (baresip 1.0 sends its
+/// APP and BYE packets in the clear on SRTP calls) from a forgery; both are dropped.
+fn is_plain_rtcp(p: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(h) = p.get(at..at + 4) {
+        if h[0] >> 6 != 2 || !(192..=223).contains(&h[1]) {
+            return false;
+        }
+        at += (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;
+    }
+    at == p.len() && !p.is_empty()
 }
 
 /// The SRTP state of one stream: our sending context and the peer's receiving one.
@@ -262,7 +280,9 @@ impl SrtpSession {
     /// without checking its authentication tag (anyone on the path could inject RTCP, a BYE or
     /// forged reports, into a secured call), and with AES-GCM it leaves the flag out of the
     /// authenticated data (forced to 1), so a flipped flag would go unnoticed. A packet too
-    /// short to carry the index word and tag is [`SrtpError::Malformed`].
+    /// short to carry the index word and tag is [`SrtpError::Malformed`], and so is a plain
+    /// RTCP compound packet that fails authentication (the peer sent RTCP unprotected): it is
+    /// dropped all the same, but counted as not SRTP rather than as a forgery.
     pub fn unprotect_rtcp(&mut self, srtcp: &[u8]) -> Result<Bytes, SrtpError> {
         let r = check_srtcp_e_flag(srtcp, self.gcm.is_some()).and_then(|()| {
             self.rx
@@ -270,6 +290,12 @@ impl SrtpSession {
                 .map(|b| b.freeze())
                 .map_err(classify)
         });
+        let r = match r {
+            Err(SrtpError::Authentication) if is_plain_rtcp(srtcp) => {
+                Err(SrtpError::Malformed("plain RTCP on an SRTP session".into()))
+            }
+            r => r,
+        };
         self.count(r)
     }
 
@@ -359,6 +385,101 @@ mod tests {
             );
             assert_eq!(&b.unprotect_rtcp(&p).unwrap()[..], &rtcp()[..], "{suite:?}");
         }
+    }
+
+    /// A forged packet that arrives before the peer's first genuine one must not decide where
+    /// the replay window starts. `rtc-srtp` 0.21's window took its start from the first index
+    /// it was asked about, before authentication: one forged RTP packet with a sequence number
+    /// ahead made every genuine packet behind it a "replay" (up to 32,768 packets, 11 minutes
+    /// of audio at 50 packets/s), and one forged SRTCP packet all RTCP of the call.
+    #[test]
+    fn a_forgery_before_the_first_packet_does_not_poison_the_replay_window() {
+        for suite in CryptoSuite::ALL {
+            let (mut a, mut b) = pair(suite);
+            // Forged RTP from the peer's SSRC, sequence number 20000, a made-up tag.
+            let mut forged = rtp(20_000);
+            forged.extend_from_slice(&[0xAB; 16]);
+            assert!(b.unprotect_rtp(&forged).is_err(), "{suite:?}");
+            // Forged SRTCP from the same SSRC, index 1,000,000 (E flag set), made-up tag.
+            let mut forged = rtcp();
+            let index = (1_000_000u32 | 0x8000_0000).to_be_bytes();
+            if suite == CryptoSuite::AeadAes128Gcm {
+                forged.extend_from_slice(&[0xAB; 16]);
+                forged.extend_from_slice(&index);
+            } else {
+                forged.extend_from_slice(&index);
+                forged.extend_from_slice(&[0xAB; 10]);
+            }
+            assert!(b.unprotect_rtcp(&forged).is_err(), "{suite:?}");
+            // The peer's genuine stream starts at sequence number 1 and SRTCP index 0.
+            for seq in 1..=5u16 {
+                let wire = a.protect_rtp(&rtp(seq)).unwrap();
+                assert_eq!(
+                    &b.unprotect_rtp(&wire).unwrap()[..],
+                    &rtp(seq)[..],
+                    "{suite:?} seq {seq}"
+                );
+            }
+            for _ in 0..3 {
+                let wire = a.protect_rtcp(&rtcp()).unwrap();
+                assert_eq!(
+                    &b.unprotect_rtcp(&wire).unwrap()[..],
+                    &rtcp()[..],
+                    "{suite:?}"
+                );
+            }
+            assert_eq!(b.counters().replays, 0, "{suite:?}");
+        }
+    }
+
+    /// baresip 1.0 sends its RTCP BYE (RR + SDES CNAME + BYE) unprotected at hangup on an
+    /// SRTP call. Its last bytes read as an index word with the E flag either set or clear, so
+    /// it was counted as a failed authentication now and then (a flaky `baresip-srtp` test).
+    /// It is dropped as not SRTP; the same bytes with an SRTCP trailer are still a forgery.
+    #[test]
+    fn plain_rtcp_from_the_peer_is_dropped_as_not_srtp() {
+        // RR (no blocks), SDES with a 30-byte CNAME, BYE.
+        let mut plain = vec![0x80, 201, 0x00, 0x01, 0x95, 0x3b, 0x31, 0xd5];
+        plain.extend_from_slice(&[0x81, 202, 0x00, 0x0a, 0x95, 0x3b, 0x31, 0xd5, 1, 30]);
+        plain.extend((0..30).map(|i| b'a' + i % 26));
+        plain.extend_from_slice(&[0, 0, 0, 0]);
+        plain.extend_from_slice(&[0x81, 203, 0x00, 0x01, 0x95, 0x3b, 0x31, 0xd5]);
+        assert!(is_plain_rtcp(&plain));
+        for e_flag in [0x00, 0x80] {
+            let mut p = plain.clone();
+            // The byte the E flag is read from (AES-CM: 14 bytes from the end).
+            let at = p.len() - 14;
+            p[at] = e_flag | (p[at] & 0x7f);
+            assert!(is_plain_rtcp(&p));
+            for suite in CryptoSuite::ALL {
+                let (_, mut b) = pair(suite);
+                assert!(
+                    matches!(b.unprotect_rtcp(&p), Err(SrtpError::Malformed(_))),
+                    "{suite:?}"
+                );
+                assert_eq!(b.counters().auth_failures, 0, "{suite:?}");
+                assert_eq!(b.counters().malformed, 1, "{suite:?}");
+                // With an index word and a made-up tag after it, it is a forgery.
+                // (AES-CM: index word, then the 80-bit tag; AES-GCM: tag, then index word.)
+                let mut forged = plain.clone();
+                if suite == CryptoSuite::AeadAes128Gcm {
+                    forged.extend_from_slice(&[0xAB; 16]);
+                    forged.extend_from_slice(&[0x80, 0, 0, 1]);
+                } else {
+                    forged.extend_from_slice(&[0x80, 0, 0, 1]);
+                    forged.extend_from_slice(&[0xAB; 10]);
+                }
+                assert!(!is_plain_rtcp(&forged));
+                assert_eq!(
+                    b.unprotect_rtcp(&forged),
+                    Err(SrtpError::Authentication),
+                    "{suite:?} {e_flag}"
+                );
+                assert_eq!(b.counters().auth_failures, 1, "{suite:?}");
+            }
+        }
+        assert!(!is_plain_rtcp(&[]));
+        assert!(!is_plain_rtcp(&plain[..plain.len() - 1]));
     }
 
     /// Regression (fuzz/artifacts/srtp/crash-protect-rtp-header-size): protecting an RTP packet
