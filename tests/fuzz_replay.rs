@@ -17,6 +17,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("srtp", rvoip_sdk::fuzzing::srtp),
     ("dtls", rvoip_sdk::fuzzing::dtls),
     ("server_core", rvoip_sdk::fuzzing::server_core),
+    ("bencode", rvoip_sdk::fuzzing::bencode),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -73,7 +74,16 @@ macro_rules! replay_tests {
     )*};
 }
 
-replay_tests!(sip_message, sdp, rtp_rtcp, digest, srtp, dtls, server_core);
+replay_tests!(
+    sip_message,
+    sdp,
+    rtp_rtcp,
+    digest,
+    srtp,
+    dtls,
+    server_core,
+    bencode
+);
 
 /// Every target listed here has a cargo-fuzz binary and a seed directory (and vice versa).
 #[test]

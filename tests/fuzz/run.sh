@@ -37,6 +37,7 @@ max_len() {
     sip_message) echo 65536 ;;
     sdp) echo 16384 ;;
     digest) echo 4096 ;;
+    bencode) echo 16384 ;;
     rtp_rtcp | srtp | dtls) echo 16384 ;;
     server_core) echo 65536 ;;
     *) echo 65536 ;;

@@ -8,6 +8,7 @@
 //! Not a stable API: hidden from the documentation. One module per target; the input helpers
 //! they share are here.
 
+mod bencode;
 mod digest;
 mod dtls;
 mod rtp_rtcp;
@@ -16,6 +17,7 @@ mod server_core;
 mod sip_message;
 mod srtp;
 
+pub use bencode::bencode;
 pub use digest::digest;
 pub use dtls::dtls;
 pub use rtp_rtcp::rtp_rtcp;

@@ -5,6 +5,7 @@ pub mod core;
 pub mod guard;
 pub mod local;
 pub mod location;
+pub mod ng;
 pub mod proxy;
 pub mod registrar;
 pub mod reply;
