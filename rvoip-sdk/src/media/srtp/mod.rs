@@ -126,7 +126,7 @@ fn check_srtcp_e_flag(srtcp: &[u8], gcm: bool) -> Result<(), SrtpError> {
 fn is_plain_rtcp(p: &[u8]) -> bool {
     let mut at = 0;
     while let Some(h) = p.get(at..at + 4) {
-        if h[0] >> 6 != 2 || !(192..=223).contains(&h[1]) {
+        if h[0] >> 6 != 2 || !super::rtp::is_rtcp(h) {
             return false;
         }
         at += (usize::from(u16::from_be_bytes([h[2], h[3]])) + 1) * 4;

@@ -59,23 +59,21 @@ impl ReplayDetector for AuthenticatedStart {
 /// The SRTP replay protection of a receiving context: a `window`-packet window over the
 /// 16-bit sequence number, started by the first authenticated packet.
 pub(super) fn srtp_replay_protection(window: usize) -> ContextOption {
-    Box::new(move || -> Box<dyn ReplayDetector> {
-        Box::new(AuthenticatedStart {
-            window,
-            max: MAX_SRTP_SEQ,
-            pending: None,
-            inner: None,
-        })
-    })
+    authenticated_start(window, MAX_SRTP_SEQ)
 }
 
 /// The SRTCP replay protection of a receiving context: a `window`-packet window over the
 /// 31-bit SRTCP index, started by the first authenticated packet.
 pub(super) fn srtcp_replay_protection(window: usize) -> ContextOption {
+    authenticated_start(window, MAX_SRTCP_INDEX)
+}
+
+/// A factory of [`AuthenticatedStart`] detectors (one per SSRC) over indexes up to `max`.
+fn authenticated_start(window: usize, max: u64) -> ContextOption {
     Box::new(move || -> Box<dyn ReplayDetector> {
         Box::new(AuthenticatedStart {
             window,
-            max: MAX_SRTCP_INDEX,
+            max,
             pending: None,
             inner: None,
         })
