@@ -295,8 +295,8 @@ fn hostile_datagrams_to_relay_ports_are_dropped_and_counted() {
     use rand::{Rng, SeedableRng};
     use rvoip_sdk::driver::relay::RelayDriver;
     use rvoip_sdk::media::relay::{RelayConfig, Side};
-    use rvoip_sdk::server::proxy::anchor::RelayControl;
-    use rvoip_sdk::server::proxy::rewrite::Stream;
+    use rvoip_sdk::server::relay::RelayControl;
+    use rvoip_sdk::server::relay::sdp::Stream;
     use std::net::UdpSocket;
 
     let _s = serial();

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use rvoip_sdk::driver::relay::{RelayDriver, RelayHandle};
 use rvoip_sdk::media::relay::{RelayConfig, Side};
-use rvoip_sdk::server::proxy::anchor::RelayControl;
-use rvoip_sdk::server::proxy::rewrite::Stream;
+use rvoip_sdk::server::relay::RelayControl;
+use rvoip_sdk::server::relay::sdp::Stream;
 
 use crate::LOCALHOST;
 

@@ -31,8 +31,8 @@ use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 use crate::media::relay::{
     MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
 };
-use crate::server::proxy::anchor::RelayControl;
-use crate::server::proxy::rewrite::Stream;
+use crate::server::relay::RelayControl;
+use crate::server::relay::sdp::Stream;
 
 /// Datagrams read per `recvmmsg`.
 const BATCH: usize = 8;

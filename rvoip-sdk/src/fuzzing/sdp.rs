@@ -79,7 +79,7 @@ fn local_security(sel: u8) -> LocalSecurity {
 ///   panics; an answer it makes is SDP that we read back ([`sdp::process_answer`]) with the
 ///   same codec, payload type and our address;
 /// - [`sdp::process_answer`] of arbitrary text as the answer to an offer of ours never panics;
-/// - the proxy's [`crate::server::proxy::rewrite::Sdp`]: parsing never panics, and an anchored
+/// - the relay's [`crate::server::relay::sdp::Sdp`]: parsing never panics, and an anchored
 ///   description parses again with every anchored stream at the relay's address and port.
 pub fn sdp(data: &[u8]) {
     let mut input = Cursor::new(data);
@@ -127,7 +127,7 @@ pub fn sdp(data: &[u8]) {
     }
 
     // The relay's rewriting (RFC 4566 structures via rtc-sdp).
-    use crate::server::proxy::rewrite::Sdp;
+    use crate::server::relay::sdp::Sdp;
     if let Ok(parsed) = Sdp::parse(text.as_bytes()) {
         let _ = parsed.version();
         let relay_ip = if sel & 1 == 0 {

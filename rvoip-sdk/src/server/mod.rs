@@ -8,6 +8,7 @@ pub mod location;
 pub mod ng;
 pub mod proxy;
 pub mod registrar;
+pub mod relay;
 pub mod reply;
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ pub mod dialogs;
 mod forward;
 pub mod media;
 mod responses;
-pub mod rewrite;
 pub mod route;
 mod timers;
 

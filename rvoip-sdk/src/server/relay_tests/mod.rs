@@ -24,8 +24,9 @@ use crate::media::relay::{
 use crate::server::config::ServerConfig;
 use crate::server::core::ServerCore;
 use crate::server::local::LocalIdentity;
-use crate::server::proxy::anchor::{RelayAnchor, RelayControl, RelayMode};
-use crate::server::proxy::rewrite::Stream;
+use crate::server::proxy::anchor::{RelayAnchor, RelayMode};
+use crate::server::relay::RelayControl;
+use crate::server::relay::sdp::Stream;
 use crate::sip::msg::{HeaderName, Message, Method, Request, Response};
 use crate::sip::transaction::{Transmit, Transport};
 use wire::*;

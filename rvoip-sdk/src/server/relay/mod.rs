@@ -1,0 +1,67 @@
+//! What the SIP side needs from the media relay, shared by the two controllers that put calls
+//! through it: the proxy's anchor (`server::proxy::anchor`, SDP seen in passing SIP messages)
+//! and the ng control protocol (`server::ng`, SDP handed over by Kamailio or OpenSIPS).
+//! [`sdp`] reads each party's streams from a session description and writes the relay's
+//! address and ports into it.
+
+pub mod sdp;
+
+use std::time::Instant;
+
+use crate::media::relay::{MediaId, MediaStats, Relay, RelayError, RelayEvent, Side};
+use sdp::Stream;
+
+/// What the anchor needs from a relay: the sans-IO [`Relay`] itself (tests on simulated time)
+/// or the driver's handle to the relay thread (`driver::relay::RelayHandle`), which also binds
+/// the sockets of the ports it hands out.
+pub trait RelayControl: Send {
+    /// A new context with two RTP/RTCP port pairs. Errors: [`RelayError::PoolExhausted`].
+    fn create(&mut self, now: Instant) -> Result<MediaId, RelayError>;
+    /// The RTP port of the leg facing `side` (RTCP is + 1).
+    fn local_port(&self, id: MediaId, side: Side) -> Option<u16>;
+    /// Where `side` receives media, from its SDP. Errors: [`RelayError::NotFound`].
+    fn set_remote(&mut self, id: MediaId, side: Side, stream: &Stream) -> Result<(), RelayError>;
+    /// The call was answered: the media timeout runs.
+    fn confirm(&mut self, now: Instant, id: MediaId);
+    /// Frees the context's ports; its final statistics.
+    fn release(&mut self, id: MediaId) -> Option<MediaStats>;
+    /// The next relay event (media timeouts).
+    fn poll_event(&mut self) -> Option<RelayEvent>;
+    /// Ports currently held by live contexts (for the logs and status counters).
+    fn ports_in_use(&self) -> usize;
+    /// When [`RelayControl::handle_timeout`] must run (`None` when the relay runs its own timers).
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Runs the relay's timers (a no-op when the relay runs its own).
+    fn handle_timeout(&mut self, now: Instant);
+}
+
+impl RelayControl for Relay {
+    fn create(&mut self, now: Instant) -> Result<MediaId, RelayError> {
+        Relay::create(self, now)
+    }
+    fn local_port(&self, id: MediaId, side: Side) -> Option<u16> {
+        Relay::local_port(self, id, side)
+    }
+    fn set_remote(&mut self, id: MediaId, side: Side, s: &Stream) -> Result<(), RelayError> {
+        Relay::set_remote(self, id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)?;
+        Relay::set_secure(self, id, side, s.secure)
+    }
+    fn confirm(&mut self, now: Instant, id: MediaId) {
+        Relay::confirm(self, now, id)
+    }
+    fn release(&mut self, id: MediaId) -> Option<MediaStats> {
+        Relay::release(self, id)
+    }
+    fn poll_event(&mut self) -> Option<RelayEvent> {
+        Relay::poll_event(self)
+    }
+    fn ports_in_use(&self) -> usize {
+        Relay::ports_in_use(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Relay::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Relay::handle_timeout(self, now)
+    }
+}
