@@ -18,11 +18,15 @@ export CARGO_PROFILE_DEV_DEBUG=${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}
 disk() { df -h "$ROOT" | awk 'NR==2 {print "disk: " $4 " free of " $2}'; }
 disk
 
-section "1/7 system packages (sip-tester baresip tshark tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
+section "1/7 system packages (sip-tester baresip tshark rtpengine-daemon kamailio tcpdump iptables sox bc python3 nodejs npm openssl dnsmasq-base libopus-dev libasound2-dev) + python pjsua2, sipvicious"
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip)
 command -v tshark >/dev/null || need+=(tshark)
+# ng control tests (tests/integration/ng-compare.sh, kamailio-ng.sh): the reference rtpengine, Kamailio 5.6
+# with its rtpengine module
+command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
+command -v kamailio >/dev/null || need+=(kamailio)
 command -v sox >/dev/null || need+=(sox)
 command -v bc >/dev/null || need+=(bc)
 command -v python3 >/dev/null || need+=(python3)

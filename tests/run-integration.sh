@@ -7,6 +7,11 @@
 #   TARGET=kamailio tests/run-integration.sh    # reference run against /work/shared/peers Kamailio
 #   TARGET=external tests/run-integration.sh    # use a server already running on 127.0.0.1:5060
 #                                               # (same users/flags as below; not started/stopped here)
+#   NG_TARGET=rtpengine                         # ng tests (ng-compare, kamailio-ng) against the reference
+#                                               # rtpengine only (default with TARGET=kamailio); needs no
+#                                               # rvoip-server when only those tests run
+# NO_SERVER_TESTS start (and stop) their own servers: the framework starts none for them, waits for
+# nothing and probes nothing afterwards; they check their own servers' health.
 # Prints "PASS name" / "FAIL name: reason" per test, then "N passed, M failed".
 # Logs: tests/out/<test>/ (server.log, SIPp *.csv/*.err/*.msg/*.log).
 set -u
@@ -24,12 +29,22 @@ RVOIP_SERVER=${RVOIP_SERVER:-$ROOT/target/release/rvoip-server}
 OUTROOT=$ROOT/tests/out
 mkdir -p "$OUTROOT"
 
-ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile"
+ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile ng-compare kamailio-ng"
+# tests that start their own servers (rtpengine ng relay, Kamailio): no framework server around them
+NO_SERVER_TESTS="ng-compare kamailio-ng"
 TESTS=${*:-$ALL_TESTS}
+no_server() { case " $NO_SERVER_TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
+# the ng tests' relay: ours (rvoip-server --relay-only) or the reference rtpengine
+[ "$TARGET" = kamailio ] && : "${NG_TARGET:=rtpengine}"
+[ -n "${NG_TARGET:-}" ] && export NG_TARGET
+export RVOIP_SERVER
+# rvoip-server is needed unless every selected test is a NO_SERVER test run against rtpengine
+NEED_SERVER_BIN=0
+for t in $TESTS; do no_server "$t" && [ "${NG_TARGET:-}" = rtpengine ] || NEED_SERVER_BIN=1; done
 
 for t in sipp python3 ss; do command -v $t >/dev/null || { echo "missing tool: $t (run tests/run-all.sh, which installs it)"; exit 2; }; done
 case $TARGET in rvoip|kamailio|external) ;; *) echo "TARGET must be rvoip, kamailio or external"; exit 2 ;; esac
-if [ "$TARGET" = rvoip ] && [ ! -x "$RVOIP_SERVER" ]; then
+if [ "$TARGET" = rvoip ] && [ $NEED_SERVER_BIN = 1 ] && [ ! -x "$RVOIP_SERVER" ]; then
   echo "rvoip-server not found at $RVOIP_SERVER (cargo build --release --bin rvoip-server)"; exit 2
 fi
 
@@ -134,6 +149,19 @@ for t in $TESTS; do
   export OUT=$OUTROOT/$t
   rm -rf "$OUT"; mkdir -p "$OUT"
   if [ ! -f "$script" ]; then echo "FAIL $t: no such test ($script)"; FAILN=$((FAILN+1)); continue; fi
+  if no_server "$t"; then
+    # the test starts, checks and stops its own servers (bounded the same way)
+    timeout -k 5 300 bash "$script" >"$OUT/test.out" 2>&1
+    rc=$?
+    if [ $rc = 0 ]; then echo "PASS $t"; PASS=$((PASS+1)); continue; fi
+    if [ $rc = 124 ] || [ $rc = 137 ]; then reason="test timed out"; else reason=$(tail -1 "$OUT/test.out"); fi
+    echo "FAIL $t: $reason"; FAILN=$((FAILN+1))
+    echo "    --- tail $OUT/test.out"; tail -15 "$OUT/test.out" | sed 's/^/    | /'
+    for f in "$OUT"/*.log; do
+      [ -s "$f" ] || continue; echo "    --- tail $f"; tail -8 "$f" | cut -c1-300 | sed 's/^/    | /'
+    done
+    continue
+  fi
   if ! start_server "$OUT/server.log"; then
     echo "FAIL $t: server did not start / answer OPTIONS"; tail -20 "$OUT/server.log" | sed 's/^/    | /'
     stop_server "$OUT/server.log"; FAILN=$((FAILN+1)); continue
