@@ -29,7 +29,7 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 
 use crate::media::relay::{
-    MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
+    Latching, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
 };
 use crate::server::relay::RelayControl;
 use crate::server::relay::sdp::Stream;
@@ -286,9 +286,20 @@ impl RelayControl for RelayHandle {
     }
 
     fn set_remote(&mut self, id: MediaId, side: Side, s: &Stream) -> Result<(), RelayError> {
-        lock(&self.shared)
-            .core
-            .set_remote(id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)
+        RelayControl::set_remote(&mut lock(&self.shared).core, id, side, s)
+    }
+
+    fn set_latching(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        latching: Latching,
+    ) -> Result<(), RelayError> {
+        lock(&self.shared).core.set_latching(id, side, latching)
+    }
+
+    fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
+        lock(&self.shared).core.media_stats(id)
     }
 
     fn confirm(&mut self, now: Instant, id: MediaId) {

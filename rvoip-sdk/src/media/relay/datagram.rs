@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use crate::media::rtp;
 
+use super::leg::LatchRules;
 use super::leg::be32;
-use super::{Forward, Relay};
+use super::{Forward, Latching, Relay};
 
 /// What a datagram is, from the port it arrived on and its first two bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +76,8 @@ impl Relay {
     /// packets from third addresses, unless (not `strict_source`) a new SSRC arrives from the
     /// latched source's IP (a NAT rebinding, a restarted stream) or the latched source was
     /// silent for `relatch_after`. A new SSRC from another IP is dropped while the latched
-    /// source is active: no hijack by a fresh SSRC.
+    /// source is active: no hijack by a fresh SSRC. A leg set to [`Latching::Fixed`] never
+    /// re-latches; one set to [`Latching::Asymmetric`] accepts every source and never latches.
     ///
     /// Never panics, whatever the bytes, length or port. O(1) and allocation-free.
     pub fn handle_datagram(
@@ -113,24 +115,29 @@ impl Relay {
         } else {
             (callee, caller)
         };
-        // RTCP on its own port only from the host whose RTP the leg latched: a third host cannot
-        // claim the RTCP port just by being first there.
-        let rtcp_foreign =
-            kind == Kind::Rtcp && rx.rtp_latch.addr.is_some_and(|a| a.ip() != source.ip());
-        if rtcp_foreign {
-            rx.count_foreign();
-            self.counters.dropped_foreign += 1;
-            return None;
-        }
-        let (latch, ssrc) = match kind {
-            Kind::Rtp => (&mut rx.rtp_latch, Some(be32(packet, 8))),
-            Kind::MuxRtcp | Kind::Dtls => (&mut rx.rtp_latch, None),
-            Kind::Rtcp => (&mut rx.rtcp_latch, None),
+        let rules = match rx.latching {
+            Latching::Symmetric => Some(self.rules),
+            Latching::Fixed => Some(LatchRules {
+                strict: true,
+                ..self.rules
+            }),
+            Latching::Asymmetric => None,
         };
-        if !latch.admit(now, source, ssrc, self.rules) {
-            rx.count_foreign();
-            self.counters.dropped_foreign += 1;
-            return None;
+        if let Some(rules) = rules {
+            // RTCP on its own port only from the host whose RTP the leg latched: a third host
+            // cannot claim the RTCP port just by being first there.
+            let rtcp_foreign =
+                kind == Kind::Rtcp && rx.rtp_latch.addr.is_some_and(|a| a.ip() != source.ip());
+            let (latch, ssrc) = match kind {
+                Kind::Rtp => (&mut rx.rtp_latch, Some(be32(packet, 8))),
+                Kind::MuxRtcp | Kind::Dtls => (&mut rx.rtp_latch, None),
+                Kind::Rtcp => (&mut rx.rtcp_latch, None),
+            };
+            if rtcp_foreign || !latch.admit(now, source, ssrc, rules) {
+                rx.count_foreign();
+                self.counters.dropped_foreign += 1;
+                return None;
+            }
         }
         ctx.last_activity = now;
         let dest = if kind == Kind::Rtp {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::media::stats::ReceiverStats;
 
+use super::Latching;
 use super::stats::LegStats;
 
 /// RTP timestamp step assumed before any was observed: 20 ms at 8 kHz, in clock units.
@@ -197,6 +198,8 @@ pub(super) struct Leg {
     clock_rate: u32,
     /// The party's stream is SRTP: forwarded untouched even with `rewrite_ssrc`.
     pub(super) secure: bool,
+    /// How the party's source is learned.
+    pub(super) latching: Latching,
     /// Where the party's RTP (and multiplexed RTCP) really comes from.
     pub(super) rtp_latch: Latch,
     /// Where the party's RTCP on the RTCP port really comes from.
@@ -231,6 +234,7 @@ impl Leg {
             rtcp_mux: false,
             clock_rate: DEFAULT_CLOCK_RATE,
             secure: false,
+            latching: Latching::Symmetric,
             rtp_latch: Latch::default(),
             rtcp_latch: Latch::default(),
             rewriter: Rewriter::default(),

@@ -103,6 +103,22 @@ impl Side {
     }
 }
 
+/// How a leg learns where its party's packets come from (rtpengine's `symmetric`,
+/// `port-latching`/`strict-source` and `asymmetric` flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Latching {
+    /// RFC 4961 symmetric RTP: latch the first source, re-latch as `RelayConfig` allows (a new
+    /// SSRC from the same IP, or after `relatch_after` of silence; never with `strict_source`).
+    #[default]
+    Symmetric,
+    /// Latch the first source and keep it for the life of the context: packets from any other
+    /// address are dropped (rtpengine's `port-latching` and `strict-source`).
+    Fixed,
+    /// Never latch: packets from any source are accepted, and the party is sent media at its
+    /// SDP address only (a party that sends from another port than it receives on).
+    Asymmetric,
+}
+
 /// One media context (one RTP session relayed between two parties: two legs, four ports).
 /// Ids of released contexts stay invalid for a long time (a 16-bit generation per slot).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -293,6 +309,20 @@ impl Relay {
     pub fn set_secure(&mut self, id: MediaId, side: Side, secure: bool) -> Result<(), RelayError> {
         let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
         ctx.legs[side.index()].secure = secure;
+        Ok(())
+    }
+
+    /// Sets how the leg facing `side` admits sources ([`Latching`]; default
+    /// [`Latching::Symmetric`]). Takes effect with the next packet; a source already latched
+    /// stays latched. Errors: [`RelayError::NotFound`].
+    pub fn set_latching(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        latching: Latching,
+    ) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        ctx.legs[side.index()].latching = latching;
         Ok(())
     }
 

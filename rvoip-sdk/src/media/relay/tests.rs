@@ -226,6 +226,62 @@ fn strict_source_never_relatches() {
 }
 
 #[test]
+fn fixed_latching_on_one_leg_never_relatches_there_only() {
+    let (mut r, id, cp, ep, t0) = setup(cfg());
+    r.set_latching(id, Side::Caller, Latching::Fixed)
+        .expect("latching");
+    assert!(send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)).is_some());
+    // Neither a new SSRC from the same IP nor an hour of silence re-latches the fixed leg.
+    let hour = t0 + Duration::from_secs(3600);
+    assert!(send(&mut r, t0 + ms(20), cp, CALLER_NAT_REBOUND, rtp(1, 0, 0xbb)).is_none());
+    assert!(send(&mut r, hour, cp, FOREIGN, rtp(2, 160, 0xaa)).is_none());
+    // The other leg stays symmetric: silence lets a new source take over there.
+    assert!(send(&mut r, t0, ep, CALLEE_SDP, rtp(1, 0, 0xcc)).is_some());
+    assert!(send(&mut r, hour, ep, FOREIGN, rtp(2, 160, 0xcc)).is_some());
+    let s = r.media_stats(id).expect("stats");
+    assert_eq!(
+        (s.caller.latched, s.caller.dropped_foreign),
+        (Some(a(CALLER_NAT)), 2)
+    );
+    assert_eq!(s.callee.latched, Some(a(FOREIGN)));
+    assert_eq!(
+        r.set_latching(MediaId(0xdead), Side::Caller, Latching::Fixed),
+        Err(RelayError::NotFound)
+    );
+}
+
+#[test]
+fn asymmetric_latching_accepts_any_source_and_sends_to_the_sdp_address() {
+    let (mut r, id, cp, ep, t0) = setup(cfg());
+    r.set_latching(id, Side::Caller, Latching::Asymmetric)
+        .expect("latching");
+    // Packets from two sources both pass; nothing latches.
+    assert_eq!(
+        send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)),
+        to(ep, CALLEE_SDP)
+    );
+    assert_eq!(
+        send(&mut r, t0 + ms(20), cp, FOREIGN, rtp(2, 160, 0xaa)),
+        to(ep, CALLEE_SDP)
+    );
+    assert!(send(&mut r, t0 + ms(20), cp + 1, FOREIGN, rtcp(200)).is_some());
+    // Media for the caller goes to its SDP address, not to where its packets came from.
+    assert_eq!(
+        send(&mut r, t0 + ms(40), ep, CALLEE_SDP, rtp(1, 0, 0xcc)),
+        to(cp, CALLER_SDP)
+    );
+    let s = r.media_stats(id).expect("stats");
+    assert_eq!(
+        (s.caller.latched, s.caller.dropped_foreign, s.caller.packets),
+        (None, 0, 2)
+    );
+    // Symmetric (the default) on the same flow would have latched and dropped the second.
+    let (mut r, _, cp, _, t0) = setup(cfg());
+    assert!(send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)).is_some());
+    assert!(send(&mut r, t0 + ms(20), cp, FOREIGN, rtp(2, 160, 0xaa)).is_none());
+}
+
+#[test]
 fn a_changed_sdp_address_resets_the_latch() {
     let (mut r, id, cp, ep, t0) = setup(cfg());
     assert!(send(&mut r, t0, cp, CALLER_NAT, rtp(1, 0, 0xaa)).is_some());

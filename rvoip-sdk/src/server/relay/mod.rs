@@ -8,7 +8,7 @@ pub mod sdp;
 
 use std::time::Instant;
 
-use crate::media::relay::{MediaId, MediaStats, Relay, RelayError, RelayEvent, Side};
+use crate::media::relay::{Latching, MediaId, MediaStats, Relay, RelayError, RelayEvent, Side};
 use sdp::Stream;
 
 /// What the anchor needs from a relay: the sans-IO [`Relay`] itself (tests on simulated time)
@@ -21,6 +21,15 @@ pub trait RelayControl: Send {
     fn local_port(&self, id: MediaId, side: Side) -> Option<u16>;
     /// Where `side` receives media, from its SDP. Errors: [`RelayError::NotFound`].
     fn set_remote(&mut self, id: MediaId, side: Side, stream: &Stream) -> Result<(), RelayError>;
+    /// How the leg facing `side` admits sources ([`Latching`]). Errors: [`RelayError::NotFound`].
+    fn set_latching(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        latching: Latching,
+    ) -> Result<(), RelayError>;
+    /// Statistics of both directions of the context so far; `None` for unknown ids.
+    fn media_stats(&self, id: MediaId) -> Option<MediaStats>;
     /// The call was answered: the media timeout runs.
     fn confirm(&mut self, now: Instant, id: MediaId);
     /// Frees the context's ports; its final statistics.
@@ -45,6 +54,17 @@ impl RelayControl for Relay {
     fn set_remote(&mut self, id: MediaId, side: Side, s: &Stream) -> Result<(), RelayError> {
         Relay::set_remote(self, id, side, s.rtp, s.rtcp, s.rtcp_mux, s.clock_rate)?;
         Relay::set_secure(self, id, side, s.secure)
+    }
+    fn set_latching(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        latching: Latching,
+    ) -> Result<(), RelayError> {
+        Relay::set_latching(self, id, side, latching)
+    }
+    fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
+        Relay::media_stats(self, id)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         Relay::confirm(self, now, id)

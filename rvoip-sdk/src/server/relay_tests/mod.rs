@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::media::relay::{
-    Forward, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, Side,
+    Forward, Latching, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, Side,
 };
 use crate::server::config::ServerConfig;
 use crate::server::core::ServerCore;
@@ -101,6 +101,17 @@ impl RelayControl for SharedRelay {
     }
     fn set_remote(&mut self, id: MediaId, side: Side, s: &Stream) -> Result<(), RelayError> {
         RelayControl::set_remote(&mut *self.lock(), id, side, s)
+    }
+    fn set_latching(
+        &mut self,
+        id: MediaId,
+        side: Side,
+        latching: Latching,
+    ) -> Result<(), RelayError> {
+        self.lock().set_latching(id, side, latching)
+    }
+    fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
+        self.lock().media_stats(id)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         self.lock().confirm(now, id)
