@@ -146,7 +146,7 @@ impl Relay {
         } else if kind == Kind::Dtls {
             tx.rtp_dest().map(|a| (a, tx.rtp_port))
         } else {
-            rx.count_rtcp();
+            rx.count_rtcp(len);
             tx.rtcp_dest().map(|(a, via_rtp)| {
                 let port = if via_rtp {
                     tx.rtp_port

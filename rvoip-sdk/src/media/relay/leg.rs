@@ -215,6 +215,7 @@ struct RxStats {
     packets: u64,
     bytes: u64,
     rtcp_packets: u64,
+    rtcp_bytes: u64,
     dropped_foreign: u64,
     /// SSRC the sequence statistics follow.
     ssrc: Option<u32>,
@@ -242,6 +243,7 @@ impl Leg {
                 packets: 0,
                 bytes: 0,
                 rtcp_packets: 0,
+                rtcp_bytes: 0,
                 dropped_foreign: 0,
                 ssrc: None,
                 seq: ReceiverStats::new(DEFAULT_CLOCK_RATE),
@@ -311,10 +313,11 @@ impl Leg {
         self.rx.dropped_foreign += 1;
     }
 
-    /// Counts an accepted RTCP packet.
+    /// Counts an accepted RTCP packet of `len` bytes.
     #[inline]
-    pub(super) fn count_rtcp(&mut self) {
+    pub(super) fn count_rtcp(&mut self, len: usize) {
         self.rx.rtcp_packets += 1;
+        self.rx.rtcp_bytes += len as u64;
     }
 
     /// Accounts an accepted RTP packet `p` (≥ 12 bytes) that arrived at `now` (RFC 3550 A.1,
@@ -345,6 +348,7 @@ impl Leg {
             packets: self.rx.packets,
             bytes: self.rx.bytes,
             rtcp_packets: self.rx.rtcp_packets,
+            rtcp_bytes: self.rx.rtcp_bytes,
             lost: self.rx.lost_before.saturating_add(self.rx.seq.lost()),
             jitter_ms: self.rx.seq.jitter_ms(),
             latched: self.rtp_latch.addr,

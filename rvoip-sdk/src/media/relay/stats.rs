@@ -13,6 +13,8 @@ pub struct LegStats {
     pub bytes: u64,
     /// RTCP packets accepted, on the RTCP port or multiplexed on the RTP port (RFC 5761).
     pub rtcp_packets: u64,
+    /// Bytes of those RTCP packets (UDP payloads), in bytes.
+    pub rtcp_bytes: u64,
     /// Cumulative packets lost (RFC 3550 A.3: extended highest sequence number − base + 1 −
     /// received, never negative), summed over every SSRC the party used. The first packet of
     /// each SSRC is its probation packet (RFC 3550 A.1) and is not part of the count.

@@ -23,6 +23,9 @@ pub struct Stream {
     pub rtcp_mux: bool,
     /// The clock rate of the first payload format, in Hz (8000 when unknown).
     pub clock_rate: u32,
+    /// The transport protocol of the `m=` line (RFC 4566 §5.14), e.g. `RTP/AVP`, `RTP/SAVP`,
+    /// `UDP/TLS/RTP/SAVPF`.
+    pub proto: String,
     /// SRTP (RFC 3711): a secure profile (`RTP/SAVP`, `UDP/TLS/RTP/SAVP`…) or SDES/DTLS
     /// attributes. The relay then never rewrites a byte of the stream (the tag covers it).
     pub secure: bool,
@@ -111,6 +114,7 @@ impl Sdp {
                 rtcp,
                 rtcp_mux: m.attributes.iter().any(|a| a.key == "rtcp-mux"),
                 clock_rate,
+                proto: m.media_name.protos.join("/"),
                 secure: m.media_name.protos.iter().any(|p| p.contains("SAVP"))
                     || m.attributes
                         .iter()
@@ -129,7 +133,19 @@ impl Sdp {
     /// Writes the relay's `ip` and ports into the description: every `c=` line, the `m=` port of
     /// each listed stream (`(m-line index, RTP port)`, RTCP on port + 1 in `a=rtcp`), the `o=`
     /// address and `version`; removes ICE attributes. Returns the new body.
-    pub fn anchor(mut self, ip: IpAddr, ports: &[(usize, u16)], version: u64) -> String {
+    pub fn anchor(self, ip: IpAddr, ports: &[(usize, u16)], version: u64) -> String {
+        self.rewrite(ip, ports, Some(version))
+    }
+
+    /// As [`Sdp::anchor`], with the `o=` line replaced (address and `version`) only when
+    /// `origin_version` is given, else left as the party wrote it (rtpengine without its
+    /// `replace-origin` flag).
+    pub fn rewrite(
+        mut self,
+        ip: IpAddr,
+        ports: &[(usize, u16)],
+        origin_version: Option<u64>,
+    ) -> String {
         let addr_type = if ip.is_ipv4() { "IP4" } else { "IP6" };
         let conn = || ConnectionInformation {
             network_type: "IN".into(),
@@ -140,9 +156,11 @@ impl Sdp {
                 range: None,
             }),
         };
-        self.sd.origin.unicast_address = ip.to_string();
-        self.sd.origin.address_type = addr_type.into();
-        self.sd.origin.session_version = version;
+        if let Some(version) = origin_version {
+            self.sd.origin.unicast_address = ip.to_string();
+            self.sd.origin.address_type = addr_type.into();
+            self.sd.origin.session_version = version;
+        }
         if self.sd.connection_information.is_some() {
             self.sd.connection_information = Some(conn());
         }
@@ -191,6 +209,7 @@ mod tests {
                     rtcp: Some("10.0.1.2:4001".parse().unwrap()),
                     rtcp_mux: false,
                     clock_rate: 8000,
+                    proto: "RTP/AVP".into(),
                     // Best-effort SDES (a=crypto in RTP/AVP) is SRTP too.
                     secure: true,
                 },
@@ -200,6 +219,7 @@ mod tests {
                     rtcp: None,
                     rtcp_mux: true,
                     clock_rate: 48000,
+                    proto: "RTP/AVP".into(),
                     secure: false,
                 },
             ]
