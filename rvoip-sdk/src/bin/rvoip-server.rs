@@ -78,6 +78,14 @@ struct Args {
     /// IP address or a CIDR; repeatable. Adds to `trusted_sources` of the config file.
     #[arg(long = "trusted-source", value_name = "IP/LEN")]
     trusted_sources: Vec<ipnet::IpNet>,
+    /// Run the media relay alone, controlled over rtpengine's ng protocol (`--ng`) by
+    /// Kamailio's or OpenSIPS's `rtpengine` module: no SIP listener.
+    #[arg(long, requires = "ng")]
+    relay_only: bool,
+    /// The ng control socket of `--relay-only`, `udp:IP:PORT` (rtpengine's `--listen-ng`;
+    /// Kamailio's `rtpengine_sock "udp:IP:PORT"`).
+    #[arg(long, value_name = "udp:IP:PORT", requires = "relay_only")]
+    ng: Option<ListenSpec>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -163,6 +171,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(ng) = &args.ng {
+        return rt.block_on(run_relay_only(&cfg, ng));
+    }
     rt.block_on(async move {
         let server = match BoundServer::bind(&cfg).await {
             Ok(s) => s,
@@ -216,6 +227,33 @@ fn main() -> ExitCode {
         println!("rvoip-server: shut down");
         ExitCode::SUCCESS
     })
+}
+
+/// `--relay-only --ng udp:IP:PORT`: the relay under the ng control until SIGINT/SIGTERM.
+async fn run_relay_only(cfg: &ServerConfig, ng: &ListenSpec) -> ExitCode {
+    if ng.transport != rvoip_sdk::sip::transaction::Transport::Udp {
+        eprintln!("rvoip-server: --ng takes udp:IP:PORT (the ng protocol runs over UDP), not {ng}");
+        return ExitCode::from(2);
+    }
+    let server = match rvoip_sdk::driver::ng::NgServer::bind(cfg, ng.addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rvoip-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let at = server.local_addr().unwrap_or(ng.addr);
+    println!("ng control listening on udp:{at}");
+    println!(
+        "media relay: UDP ports {}-{} (relay only, no SIP)",
+        cfg.relay_ports.min, cfg.relay_ports.max
+    );
+    let stats = server.run(shutdown_signal()).await;
+    println!(
+        "rvoip-server: shut down ({} ng requests, {} errors, {} retransmissions answered from the cache)",
+        stats.requests, stats.errors, stats.replayed
+    );
+    ExitCode::SUCCESS
 }
 
 /// Completes on SIGINT or SIGTERM.

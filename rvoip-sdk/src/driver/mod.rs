@@ -10,6 +10,7 @@
 pub mod conn;
 mod lag;
 pub mod media;
+pub mod ng;
 pub mod relay;
 mod setup;
 pub(crate) mod tcp;
