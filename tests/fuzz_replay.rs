@@ -18,6 +18,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("dtls", rvoip_sdk::fuzzing::dtls),
     ("server_core", rvoip_sdk::fuzzing::server_core),
     ("bencode", rvoip_sdk::fuzzing::bencode),
+    ("ng", rvoip_sdk::fuzzing::ng),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -82,7 +83,8 @@ replay_tests!(
     srtp,
     dtls,
     server_core,
-    bencode
+    bencode,
+    ng
 );
 
 /// Every target listed here has a cargo-fuzz binary and a seed directory (and vice versa).

@@ -95,7 +95,7 @@ def main():
     # ---- sdp: two selector bytes (codecs/direction, SRTP policy) then the text
     sdps = set()
     for f in [os.path.join(ROOT, "rvoip-sdk", "src", "sdp", "tests.rs"),
-              os.path.join(ROOT, "rvoip-sdk", "src", "server", "proxy", "rewrite.rs")]:
+              os.path.join(ROOT, "rvoip-sdk", "src", "server", "relay", "sdp.rs")]:
         for s in rust_literals(f):
             if s.startswith("v=0"):
                 sdps.add(s)

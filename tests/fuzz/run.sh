@@ -38,6 +38,7 @@ max_len() {
     sdp) echo 16384 ;;
     digest) echo 4096 ;;
     bencode) echo 16384 ;;
+    ng) echo 65536 ;;
     rtp_rtcp | srtp | dtls) echo 16384 ;;
     server_core) echo 65536 ;;
     *) echo 65536 ;;

@@ -11,6 +11,7 @@
 mod bencode;
 mod digest;
 mod dtls;
+mod ng;
 mod rtp_rtcp;
 mod sdp;
 mod server_core;
@@ -20,6 +21,7 @@ mod srtp;
 pub use bencode::bencode;
 pub use digest::digest;
 pub use dtls::dtls;
+pub use ng::ng;
 pub use rtp_rtcp::rtp_rtcp;
 pub use sdp::sdp;
 pub use server_core::server_core;
