@@ -82,24 +82,7 @@ export USERS_CSV=$OUTROOT/users.csv USERS_FILE=$OUTROOT/users.txt
 port_busy() { ss -lun 2>/dev/null | grep -q ':5060 ' || ss -ltn 2>/dev/null | grep -qE ":(5060|$TLS_PORT) "; }
 
 # probe: OPTIONS to the server itself must get a 200 within ~0.5 s
-probe() {
-  python3 - <<'PY'
-import socket, sys, random
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.settimeout(0.5)
-p = s.getsockname()[1]; b = "z9hG4bK-probe%d" % random.randint(0, 1 << 30)
-m = ("OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport\r\n"
-     "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\n"
-     "Call-ID: %s@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n") % (p, b, b)
-s.sendto(m.encode(), ("127.0.0.1", 5060))
-try:
-    while True:
-        d = s.recv(65535).decode("utf-8", "replace")
-        if d.startswith("SIP/2.0 1"): continue
-        sys.exit(0 if d.startswith("SIP/2.0 200") else 1)
-except socket.timeout:
-    sys.exit(1)
-PY
-}
+probe() { python3 "$ROOT/tests/integration/options_probe.py" 127.0.0.1:5060; }
 
 SERVER_PID=
 PORT_WAIT=120   # half-seconds to wait for 5060 to become free

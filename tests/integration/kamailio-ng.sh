@@ -47,8 +47,8 @@ stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
 }
 cleanup() {
   local p
-  for p in $AP $BP $WATCH_PID $TSP $KAM_PID $RELAY_PID; do stop_pid "$p"; done
-  AP= BP= WATCH_PID= TSP= KAM_PID= RELAY_PID=
+  for p in $AP $BP $WATCH_PID $TSP $KAM_PID $RELAY_PID $NG_RELAY_PID; do stop_pid "$p"; done
+  AP= BP= WATCH_PID= TSP= KAM_PID= RELAY_PID= NG_RELAY_PID=
 }
 trap cleanup EXIT INT TERM
 
@@ -66,24 +66,7 @@ done
 [ -z "$busy" ] || fail "ports held by other processes after 60 s:$busy ($(ss -lntup 2>/dev/null | grep -E ':(5060|5081|5091|'$NG_PORT') ' | tr -s ' ' | cut -c1-200 | tr '\n' ';'))"
 
 # sip_ok: OPTIONS to 127.0.0.1:5060 answered 200 within 0.5 s
-sip_ok() {
-  python3 - <<'PY'
-import socket, sys, random
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); s.settimeout(0.5)
-p = s.getsockname()[1]; b = "z9hG4bK-kngprobe%d" % random.randint(0, 1 << 30)
-m = ("OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport\r\n"
-     "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\n"
-     "Call-ID: %s@probe\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n") % (p, b, b)
-s.sendto(m.encode(), ("127.0.0.1", 5060))
-try:
-    while True:
-        d = s.recv(65535).decode("utf-8", "replace")
-        if d.startswith("SIP/2.0 1"): continue
-        sys.exit(0 if d.startswith("SIP/2.0 200") else 1)
-except socket.timeout:
-    sys.exit(1)
-PY
-}
+sip_ok() { python3 "$INTEG_DIR/options_probe.py" 127.0.0.1:5060; }
 
 # ---- capture first: the ng ping Kamailio sends at start-up is in it too
 B=$OUT/baresip; mkdir -p "$B"
@@ -95,18 +78,8 @@ grep -q "Capturing on" "$OUT/tshark.log" || fail "tshark did not start capturing
 
 # ---- the relay on udp:127.0.0.1:2223
 if [ "$NG_TARGET" = rvoip ]; then
-  [ -x "$RVOIP_SERVER" ] || fail "rvoip-server not found at $RVOIP_SERVER"
-  RUST_LOG=${RUST_LOG:-info} timeout -k 5 280 "$RVOIP_SERVER" --relay-only --ng udp:127.0.0.1:$NG_PORT \
-    --relay-ports $NG_RELAY_PORTS --relay-advertise 127.0.0.1 >"$OUT/relay.log" 2>&1 &
-  RELAY_PID=$!
-  ready=0
-  for i in $(seq 100); do
-    if sed 's/\x1b\[[0-9;]*m//g' "$OUT/relay.log" | grep -q "ng control listening on udp:127.0.0.1:$NG_PORT"; then ready=1; break; fi
-    kill -0 "$RELAY_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ $ready = 1 ] || kill -0 "$RELAY_PID" 2>/dev/null || { RELAY_PID=; fail "rvoip-server --relay-only exited at start-up: $(grep -v "^ *$" "$OUT/relay.log" | head -1) (see $OUT/relay.log)"; }
-  [ $ready = 1 ] || { tail -5 "$OUT/relay.log"; fail "rvoip-server --relay-only did not print 'ng control listening on udp:127.0.0.1:$NG_PORT' within 10 s (see $OUT/relay.log)"; }
+  start_relay_only "$OUT/relay.log" $NG_PORT $NG_RELAY_PORTS
+  RELAY_PID=$NG_RELAY_PID
   RELAY_NAME="rvoip-server --relay-only"
 else
   command -v rtpengine >/dev/null || fail "rtpengine not installed (apt-get install -y rtpengine-daemon)"

@@ -123,3 +123,23 @@ cleanup_bg() {
   BG_PIDS=
 }
 trap cleanup_bg EXIT
+
+# start_relay_only LOG NG_PORT RELAY_PORTS: starts $RVOIP_SERVER --relay-only --ng
+# udp:127.0.0.1:NG_PORT (media ports RELAY_PORTS, SDP address 127.0.0.1) in the background, its
+# pid in NG_RELAY_PID (stop it in the caller's cleanup), and waits up to 10 s for its
+# "ng control listening" line; fails otherwise.
+NG_RELAY_PID=
+start_relay_only() {
+  local log=$1 port=$2 ports=$3 i ready=0
+  [ -x "$RVOIP_SERVER" ] || fail "rvoip-server not found at $RVOIP_SERVER"
+  RUST_LOG=${RUST_LOG:-info} timeout -k 5 280 "$RVOIP_SERVER" --relay-only --ng udp:127.0.0.1:$port \
+    --relay-ports $ports --relay-advertise 127.0.0.1 >"$log" 2>&1 &
+  NG_RELAY_PID=$!
+  for i in $(seq 100); do
+    if sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -q "ng control listening on udp:127.0.0.1:$port"; then ready=1; break; fi
+    kill -0 "$NG_RELAY_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ $ready = 1 ] || kill -0 "$NG_RELAY_PID" 2>/dev/null || { NG_RELAY_PID=; fail "rvoip-server --relay-only exited at start-up: $(grep -v "^ *$" "$log" | head -1) (see $log)"; }
+  [ $ready = 1 ] || { tail -5 "$log"; fail "rvoip-server --relay-only did not print 'ng control listening on udp:127.0.0.1:$port' within 10 s (see $log)"; }
+}

@@ -33,7 +33,7 @@ stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
   kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
   return 0
 }
-cleanup() { stop_pid "$OURS_PID"; stop_pid "$REF_PID"; OURS_PID= REF_PID=; }
+cleanup() { stop_pid "$OURS_PID"; stop_pid "$NG_RELAY_PID"; stop_pid "$REF_PID"; OURS_PID= NG_RELAY_PID= REF_PID=; }
 trap cleanup EXIT INT TERM
 
 # udp_free PORT: wait up to ~10 s for nothing to hold UDP 127.0.0.1:PORT (or *:PORT)
@@ -60,19 +60,9 @@ if want_ref; then
   echo "reference: rtpengine $(rtpengine --version 2>&1 | awk '{print $2}') pid $REF_PID, ng 127.0.0.1:$REF_NG_PORT, ports $REF_PORTS"
 fi
 if want_ours; then
-  [ -x "$RVOIP_SERVER" ] || fail "rvoip-server not found at $RVOIP_SERVER"
   udp_free $OURS_NG_PORT || fail "UDP 127.0.0.1:$OURS_NG_PORT (our ng port) is held by another process: $(ss -lunp | grep ":$OURS_NG_PORT ")"
-  RUST_LOG=${RUST_LOG:-info} timeout -k 5 280 "$RVOIP_SERVER" --relay-only --ng udp:127.0.0.1:$OURS_NG_PORT \
-    --relay-ports $OURS_PORTS --relay-advertise 127.0.0.1 >"$OUT/rvoip-ng.log" 2>&1 &
-  OURS_PID=$!
-  ready=0
-  for i in $(seq 100); do
-    if sed 's/\x1b\[[0-9;]*m//g' "$OUT/rvoip-ng.log" | grep -q "ng control listening on udp:127.0.0.1:$OURS_NG_PORT"; then ready=1; break; fi
-    kill -0 "$OURS_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ $ready = 1 ] || kill -0 "$OURS_PID" 2>/dev/null || { OURS_PID=; fail "rvoip-server --relay-only exited at start-up: $(grep -v "^ *$" "$OUT/rvoip-ng.log" | head -1) (see $OUT/rvoip-ng.log)"; }
-  [ $ready = 1 ] || { tail -5 "$OUT/rvoip-ng.log"; fail "rvoip-server --relay-only did not print 'ng control listening on udp:127.0.0.1:$OURS_NG_PORT' within 10 s (see $OUT/rvoip-ng.log)"; }
+  start_relay_only "$OUT/rvoip-ng.log" $OURS_NG_PORT $OURS_PORTS
+  OURS_PID=$NG_RELAY_PID
   python3 "$NGC" --server 127.0.0.1:$OURS_NG_PORT wait --timeout 5 >"$OUT/rvoip-ready.txt" 2>&1 \
     || fail "rvoip-server printed its ng line but did not answer ng ping within 5 s"
   echo "ours: $RVOIP_SERVER pid $OURS_PID, ng 127.0.0.1:$OURS_NG_PORT, ports $OURS_PORTS"

@@ -101,6 +101,27 @@ impl Fixture {
         (cookie, r)
     }
 
+    /// Offer from the caller (`ft`, at 10.0.0.2:4000) and answer from the callee (`tt`, at
+    /// 10.0.0.3:5000), each with its flags; both must succeed. Returns the relay ports handed to
+    /// the callee (in the offer) and to the caller (in the answer).
+    fn setup(&mut self, call: &str, offer_flags: &[&str], answer_flags: &[&str]) -> (u16, u16) {
+        let offer = sdp("10.0.0.2", 4000, "RTP/AVP");
+        let r = self.call(&kamailio("offer", call, "ft", None, &offer, offer_flags));
+        assert_eq!(s(&r, "result"), "ok", "{r:?}");
+        let for_callee = m_port(s(&r, "sdp"));
+        let answer = sdp("10.0.0.3", 5000, "RTP/AVP");
+        let r = self.call(&kamailio(
+            "answer",
+            call,
+            "ft",
+            Some("tt"),
+            &answer,
+            answer_flags,
+        ));
+        assert_eq!(s(&r, "result"), "ok", "{r:?}");
+        (for_callee, m_port(s(&r, "sdp")))
+    }
+
     /// Sends `msg`; returns the reply dictionary.
     fn call(&mut self, msg: &Value) -> Value {
         let (cookie, r) = self.raw(&msg.encode());
@@ -244,31 +265,14 @@ fn offer_answer_media_query_list_delete() {
 #[test]
 fn without_trust_address_the_received_from_address_is_used() {
     let mut f = Fixture::new();
-    let r = f.call(&kamailio(
-        "offer",
-        "c2",
-        "ft",
-        None,
-        &sdp("10.0.0.2", 4000, "RTP/AVP"),
-        &[],
-    ));
-    let for_callee = m_port(s(&r, "sdp"));
-    let r = f.call(&kamailio(
-        "answer",
-        "c2",
-        "ft",
-        Some("tt"),
-        &sdp("10.0.0.3", 5000, "RTP/AVP"),
-        &["trust-address"],
-    ));
-    let for_caller = m_port(s(&r, "sdp"));
+    let (for_callee, for_caller) = f.setup("c2", &[], &["trust-address"]);
     // The callee's packet goes to the caller at received-from (192.0.2.9), SDP port.
     let now = f.now;
     let fwd =
         f.ng.relay()
             .handle_datagram(now, for_callee, a("10.0.0.3:5000"), &mut rtp(1));
     assert_eq!(fwd.map(|x| x.dest), Some(a("192.0.2.9:4000")));
-    let _ = for_caller;
+    assert_ne!(for_caller, for_callee);
 }
 
 #[test]
@@ -423,24 +427,8 @@ fn without_replace_origin_the_origin_line_is_kept() {
 #[test]
 fn asymmetric_flag_sets_the_senders_leg() {
     let mut f = Fixture::new();
-    let r = f.call(&kamailio(
-        "offer",
-        "c7",
-        "ft",
-        None,
-        &sdp("10.0.0.2", 4000, "RTP/AVP"),
-        &["trust-address", "asymmetric"],
-    ));
-    let for_callee = m_port(s(&r, "sdp"));
-    let r = f.call(&kamailio(
-        "answer",
-        "c7",
-        "ft",
-        Some("tt"),
-        &sdp("10.0.0.3", 5000, "RTP/AVP"),
-        &["trust-address"],
-    ));
-    let for_caller = m_port(s(&r, "sdp"));
+    let (for_callee, for_caller) =
+        f.setup("c7", &["trust-address", "asymmetric"], &["trust-address"]);
     let now = f.now;
     // The caller sends from two sources; both pass (asymmetric), nothing latches.
     for src in ["10.0.0.2:7000", "10.0.0.2:7002"] {
@@ -466,23 +454,7 @@ fn asymmetric_flag_sets_the_senders_leg() {
 #[test]
 fn a_reoffer_from_the_callee_updates_the_callee_side() {
     let mut f = Fixture::new();
-    f.call(&kamailio(
-        "offer",
-        "c8",
-        "ft",
-        None,
-        &sdp("10.0.0.2", 4000, "RTP/AVP"),
-        &["trust-address"],
-    ));
-    let r = f.call(&kamailio(
-        "answer",
-        "c8",
-        "ft",
-        Some("tt"),
-        &sdp("10.0.0.3", 5000, "RTP/AVP"),
-        &["trust-address"],
-    ));
-    let for_caller = m_port(s(&r, "sdp"));
+    let (_, for_caller) = f.setup("c8", &["trust-address"], &["trust-address"]);
     // The callee re-INVITEs from a new port: its From tag is tt.
     let r = f.call(&kamailio(
         "offer",
@@ -508,22 +480,7 @@ fn a_reoffer_from_the_callee_updates_the_callee_side() {
 #[test]
 fn a_call_without_media_is_deleted_after_the_media_timeout() {
     let mut f = Fixture::new();
-    f.call(&kamailio(
-        "offer",
-        "c9",
-        "ft",
-        None,
-        &sdp("10.0.0.2", 4000, "RTP/AVP"),
-        &[],
-    ));
-    f.call(&kamailio(
-        "answer",
-        "c9",
-        "ft",
-        Some("tt"),
-        &sdp("10.0.0.3", 5000, "RTP/AVP"),
-        &[],
-    ));
+    f.setup("c9", &[], &[]);
     let at = f.ng.poll_timeout().expect("armed");
     assert_eq!(f.ng.handle_timeout(at), vec!["c9".to_string()]);
     assert_eq!((f.ng.calls(), f.ng.relay().ports_in_use()), (0, 0));
