@@ -326,6 +326,7 @@ fn hostile_datagrams_to_relay_ports_are_dropped_and_counted() {
         rtcp: None,
         rtcp_mux: false,
         clock_rate: 8000,
+        proto: "RTP/AVP".into(),
         secure: false,
     };
     h.set_remote(id, Side::Caller, &stream(a.local_addr().unwrap()))

@@ -37,6 +37,7 @@ pub fn rvoip_call(h: &mut RelayHandle, pa: SocketAddr, pb: SocketAddr) -> (Socke
         rtcp: None,
         rtcp_mux: false,
         clock_rate: 8000,
+        proto: "RTP/AVP".into(),
         secure: false,
     };
     h.set_remote(id, Side::Caller, &st(pa)).expect("set_remote");
