@@ -41,10 +41,15 @@
 //! --pid rtpengine=PID --target rvoip=127.0.0.1:2223 --pid rvoip=PID [--calls 20000]
 //! [--window 64] [--rounds 2] [--warmup 500]` (`benches/ng_load.sh` starts both relays and runs it).
 
+#[path = "relay_load/sys.rs"]
+#[allow(dead_code)]
+mod sys;
+
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+use sys::{load1, machine_idle_ns};
 
 /// Time without a reply after which a request is sent again (same cookie).
 const RETRANSMIT_AFTER: Duration = Duration::from_secs(2);
@@ -164,49 +169,12 @@ fn args() -> Args {
 // ---------------------------------------------------------------------------------------------
 // /proc readers
 
-/// Summed on-CPU time in ns of every thread of `pid` (`"self"` allowed): field 1 of
-/// `/proc/PID/task/*/schedstat`. `None` when the process is gone.
+/// Summed on-CPU time in ns of every thread of `pid` (`"self"` allowed), from
+/// `/proc/PID/task/*/schedstat`; `None` when the process is gone.
 fn cpu_ns(pid: &str) -> Option<u64> {
-    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut sum = 0;
-    for e in dir.flatten() {
-        let s = std::fs::read_to_string(e.path().join("schedstat")).unwrap_or_default();
-        sum += s
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Some(sum)
-}
-
-/// Idle time of all CPUs in ns (`/proc/stat` idle + iowait, USER_HZ 100) and the CPU count.
-fn machine_idle_ns() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpus = s
-        .lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .count() as u64;
-    let f: Vec<u64> = s
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let pick = |i: usize| f.get(i).copied().unwrap_or(0);
-    ((pick(3) + pick(4)) * 10_000_000, cpus)
-}
-
-/// The 1-minute load average, as text.
-fn load1() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .next()
-        .unwrap_or("?")
-        .to_string()
+    std::path::Path::new(&format!("/proc/{pid}/task"))
+        .exists()
+        .then(|| sys::cpu_ns(pid, None))
 }
 
 // ---------------------------------------------------------------------------------------------
