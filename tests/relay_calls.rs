@@ -394,3 +394,102 @@ fn hostile_datagrams_to_relay_ports_are_dropped_and_counted() {
     assert!(h.release(id).is_some());
     assert_eq!(h.ports_in_use(), 0);
 }
+
+/// Through the relay thread (`RelayHandle`, not the sans-IO core), a stream whose SDP says SRTP
+/// is forwarded byte for byte even with `rewrite_ssrc` on: rewriting its SSRC or sequence number
+/// would break its authentication tag (RFC 3711 §3.4). The plain stream of the same context is
+/// rewritten (the control: a new SSRC comes out as the first one), so the test fails when the
+/// handle forgets to mark the secure leg.
+#[test]
+fn the_relay_thread_never_rewrites_an_srtp_stream() {
+    use rvoip_sdk::driver::relay::RelayDriver;
+    use rvoip_sdk::media::relay::{RelayConfig, Side};
+    use rvoip_sdk::server::relay::RelayControl;
+    use rvoip_sdk::server::relay::sdp::Stream;
+    use std::net::UdpSocket;
+
+    let _s = serial();
+    let driver = RelayDriver::start(
+        RelayConfig {
+            port_min: 41_500,
+            port_max: 41_599,
+            rewrite_ssrc: true,
+            ..RelayConfig::default()
+        },
+        "127.0.0.1".parse().unwrap(),
+    )
+    .expect("relay");
+    let mut h = driver.handle();
+    let now = Instant::now();
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&a, &b] {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+    }
+    let rtp = |ssrc: u32, seq: u16| {
+        let mut p = vec![0u8; 182];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+        p
+    };
+    // The SSRC of what comes out of the relay when alice's stream changes SSRC from 0xA to 0xC.
+    let mut ssrc_after_change = |secure: bool| -> u32 {
+        let id = h.create(now).expect("context");
+        let (proto, secure_caller) = if secure {
+            ("RTP/SAVP", true)
+        } else {
+            ("RTP/AVP", false)
+        };
+        let stream = |addr: SocketAddr, secure: bool| Stream {
+            index: 0,
+            rtp: addr,
+            rtcp: None,
+            rtcp_mux: false,
+            clock_rate: 8000,
+            proto: proto.into(),
+            secure,
+        };
+        h.set_remote(
+            id,
+            Side::Caller,
+            &stream(a.local_addr().unwrap(), secure_caller),
+        )
+        .unwrap();
+        h.set_remote(
+            id,
+            Side::Callee,
+            &stream(b.local_addr().unwrap(), secure_caller),
+        )
+        .unwrap();
+        let to_a_leg: SocketAddr = ([127, 0, 0, 1], h.local_port(id, Side::Caller).unwrap()).into();
+        let mut buf = [0u8; 2048];
+        a.send_to(&rtp(0xA, 1), to_a_leg).unwrap();
+        let (n, _) = b.recv_from(&mut buf).expect("first packet relayed");
+        assert_eq!(
+            buf[..n],
+            rtp(0xA, 1)[..],
+            "the first packet passes unchanged"
+        );
+        let sent = rtp(0xC, 500);
+        a.send_to(&sent, to_a_leg).unwrap();
+        let (n, _) = b.recv_from(&mut buf).expect("second packet relayed");
+        if secure {
+            assert_eq!(
+                buf[..n],
+                sent[..],
+                "an SRTP packet was modified by the relay"
+            );
+        }
+        h.release(id);
+        u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])
+    };
+    assert_eq!(
+        ssrc_after_change(false),
+        0xA,
+        "control: plain RTP is rewritten"
+    );
+    assert_eq!(ssrc_after_change(true), 0xC, "SRTP passes untouched");
+}
