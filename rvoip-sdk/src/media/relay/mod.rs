@@ -111,8 +111,9 @@ pub enum Latching {
     /// SSRC from the same IP, or after `relatch_after` of silence; never with `strict_source`).
     #[default]
     Symmetric,
-    /// Latch the first source and keep it for the life of the context: packets from any other
-    /// address are dropped (rtpengine's `port-latching` and `strict-source`).
+    /// Latch the first source and keep it, whatever its silence or SSRC changes, until the
+    /// party's SDP address changes: packets from any other address are dropped (rtpengine's
+    /// `port-latching` and `strict-source`).
     Fixed,
     /// Never latch: packets from any source are accepted, and the party is sent media at its
     /// SDP address only (a party that sends from another port than it receives on).
@@ -314,7 +315,8 @@ impl Relay {
 
     /// Sets how the leg facing `side` admits sources ([`Latching`]; default
     /// [`Latching::Symmetric`]). Takes effect with the next packet; a source already latched
-    /// stays latched. Errors: [`RelayError::NotFound`].
+    /// stays latched, except that [`Latching::Asymmetric`] forgets it (media then goes to the
+    /// SDP address only). Errors: [`RelayError::NotFound`].
     pub fn set_latching(
         &mut self,
         id: MediaId,
@@ -322,7 +324,12 @@ impl Relay {
         latching: Latching,
     ) -> Result<(), RelayError> {
         let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
-        ctx.legs[side.index()].latching = latching;
+        let leg = &mut ctx.legs[side.index()];
+        if latching == Latching::Asymmetric && leg.latching != Latching::Asymmetric {
+            leg.rtp_latch.reset();
+            leg.rtcp_latch.reset();
+        }
+        leg.latching = latching;
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! The reply cache of the ng control: a client that did not get a reply retransmits the same
 //! datagram with the same cookie, and must get the same reply, not a second call (rtpengine's
-//! cookie cache). Keyed by client address and cookie, bounded in entries and bytes, entries
-//! expire after a TTL.
+//! cookie cache). Keyed by client address and cookie, and replayed only for the same request
+//! body (a restarted client reusing a cookie gets a fresh answer); bounded in entries and
+//! bytes; entries expire after a TTL.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,8 +16,8 @@ pub struct ReplyCache {
     max_entries: usize,
     max_bytes: usize,
     bytes: usize,
-    /// Key → (insertion number, reply).
-    map: HashMap<(SocketAddr, Vec<u8>), (u64, Vec<u8>)>,
+    /// Key → (insertion number, hash of the request body, reply).
+    map: HashMap<(SocketAddr, Vec<u8>), (u64, u64, Vec<u8>)>,
     /// Insertion order with insertion time and number, for expiry and eviction.
     order: VecDeque<(Instant, u64, SocketAddr, Vec<u8>)>,
     next: u64,
@@ -36,16 +38,32 @@ impl ReplyCache {
         }
     }
 
-    /// The reply already sent to `from` for `cookie`, if still cached at `now`.
-    pub fn get(&mut self, now: Instant, from: SocketAddr, cookie: &[u8]) -> Option<&[u8]> {
+    /// The reply already sent to `from` for `cookie` and this same request `body`, if still
+    /// cached at `now`.
+    pub fn get(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        cookie: &[u8],
+        body: &[u8],
+    ) -> Option<&[u8]> {
         self.expire(now);
+        let h = body_hash(body);
         self.map
             .get(&(from, cookie.to_vec()))
-            .map(|(_, r)| r.as_slice())
+            .filter(|(_, bh, _)| *bh == h)
+            .map(|(_, _, r)| r.as_slice())
     }
 
-    /// Remembers `reply` for (`from`, `cookie`) at `now`.
-    pub fn insert(&mut self, now: Instant, from: SocketAddr, cookie: &[u8], reply: &[u8]) {
+    /// Remembers `reply` to the request `body` for (`from`, `cookie`) at `now`.
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        cookie: &[u8],
+        body: &[u8],
+        reply: &[u8],
+    ) {
         self.expire(now);
         let cost = cookie.len() + reply.len();
         if self.max_entries == 0 || cost > self.max_bytes {
@@ -54,7 +72,7 @@ impl ReplyCache {
         let key = (from, cookie.to_vec());
         let n = self.next;
         self.next += 1;
-        if let Some((_, old)) = self.map.insert(key, (n, reply.to_vec())) {
+        if let Some((_, _, old)) = self.map.insert(key, (n, body_hash(body), reply.to_vec())) {
             // A new request reusing a cookie: the old entry's order slot is skipped later.
             self.bytes = self.bytes.saturating_sub(cookie.len() + old.len());
         }
@@ -92,13 +110,19 @@ impl ReplyCache {
         };
         let key = (from, cookie);
         // Only the entry this slot inserted, not a later one under the same key.
-        if self.map.get(&key).is_some_and(|(m, _)| *m == n)
-            && let Some((_, r)) = self.map.remove(&key)
+        if self.map.get(&key).is_some_and(|(m, _, _)| *m == n)
+            && let Some((_, _, r)) = self.map.remove(&key)
         {
             self.bytes = self.bytes.saturating_sub(key.1.len() + r.len());
         }
         true
     }
+}
+
+fn body_hash(body: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
 }
 
 #[cfg(test)]
@@ -113,15 +137,17 @@ mod tests {
     fn replies_are_kept_per_client_and_cookie_until_the_ttl() {
         let t0 = Instant::now();
         let mut c = ReplyCache::new(Duration::from_secs(30), 100, 1 << 20);
-        c.insert(t0, a("127.0.0.1:5060"), b"1_2_3", b"d6:result2:oke");
+        c.insert(t0, a("127.0.0.1:5060"), b"1_2_3", b"req", b"d6:result2:oke");
         assert_eq!(
-            c.get(t0, a("127.0.0.1:5060"), b"1_2_3"),
+            c.get(t0, a("127.0.0.1:5060"), b"1_2_3", b"req"),
             Some(&b"d6:result2:oke"[..])
         );
-        assert_eq!(c.get(t0, a("127.0.0.1:5061"), b"1_2_3"), None);
-        assert_eq!(c.get(t0, a("127.0.0.1:5060"), b"1_2_4"), None);
+        assert_eq!(c.get(t0, a("127.0.0.1:5061"), b"1_2_3", b"req"), None);
+        // The same cookie with another request body: not a retransmission.
+        assert_eq!(c.get(t0, a("127.0.0.1:5060"), b"1_2_3", b"other"), None);
+        assert_eq!(c.get(t0, a("127.0.0.1:5060"), b"1_2_4", b"req"), None);
         let later = t0 + Duration::from_secs(30);
-        assert_eq!(c.get(later, a("127.0.0.1:5060"), b"1_2_3"), None);
+        assert_eq!(c.get(later, a("127.0.0.1:5060"), b"1_2_3", b"req"), None);
         assert!(c.is_empty());
     }
 
@@ -131,18 +157,18 @@ mod tests {
         let from = a("127.0.0.1:5060");
         let mut c = ReplyCache::new(Duration::from_secs(30), 3, 1 << 20);
         for i in 0..10u8 {
-            c.insert(t0, from, &[b'c', i], b"reply");
+            c.insert(t0, from, &[b'c', i], b"", b"reply");
         }
         assert_eq!(c.len(), 3);
-        assert!(c.get(t0, from, &[b'c', 9]).is_some());
-        assert!(c.get(t0, from, &[b'c', 6]).is_none());
+        assert!(c.get(t0, from, &[b'c', 9], b"").is_some());
+        assert!(c.get(t0, from, &[b'c', 6], b"").is_none());
         let mut c = ReplyCache::new(Duration::from_secs(30), 100, 100);
         for i in 0..10u8 {
-            c.insert(t0, from, &[b'c', i], &[0; 40]);
+            c.insert(t0, from, &[b'c', i], b"", &[0; 40]);
         }
         assert_eq!(c.len(), 2, "two entries of 42 bytes fit in 100");
         // A reply larger than the whole budget is not cached.
-        c.insert(t0, from, b"big", &[0; 200]);
-        assert!(c.get(t0, from, b"big").is_none());
+        c.insert(t0, from, b"big", b"", &[0; 200]);
+        assert!(c.get(t0, from, b"big", b"").is_none());
     }
 }

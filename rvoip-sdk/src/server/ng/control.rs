@@ -30,6 +30,10 @@ pub struct NgConfig {
     /// Most live calls (a call may hold no port, e.g. an offer without RTP streams). Default
     /// 100 000.
     pub max_calls: usize,
+    /// A call offered but not answered this long after its last offer is deleted (its delete
+    /// was lost, or never sent): longer than any ringing (RFC 3261 Timer C is > 3 min).
+    /// Default 300 s.
+    pub setup_timeout: Duration,
     /// Bounds on the bencode decoder (nesting depth, values per message).
     pub limits: Limits,
 }
@@ -43,6 +47,7 @@ impl NgConfig {
             reply_cache_entries: 8192,
             reply_cache_bytes: 16 << 20,
             max_calls: 100_000,
+            setup_timeout: Duration::from_secs(300),
             limits: Limits::default(),
         }
     }
@@ -61,6 +66,8 @@ pub struct NgStats {
     pub unanswerable: u64,
     /// Calls deleted because no media flowed (the relay's media timeout).
     pub media_timeouts: u64,
+    /// Calls deleted because they were never answered within `setup_timeout`.
+    pub setup_timeouts: u64,
 }
 
 /// One call as the ng control knows it.
@@ -70,6 +77,12 @@ struct NgCall {
     created_us: u64,
     /// Unix time of the last offer/answer, in s.
     last_signal: u64,
+    /// The last offer/answer, monotonic (for `setup_timeout`).
+    last_signal_at: Instant,
+    /// An answer was seen.
+    answered: bool,
+    /// Contexts whose media timed out; the call ends when all have.
+    timed_out: Vec<MediaId>,
     /// The tag of the party that sent the first offer ([`Side::Caller`]) and of the answerer.
     tags: [String; 2],
     /// (m-line index, context).
@@ -96,6 +109,9 @@ fn index(side: Side) -> usize {
         Side::Callee => 1,
     }
 }
+
+/// Most bytes of call-ids in a `list` reply (a UDP datagram carries at most 65 507).
+const MAX_LIST_BYTES: usize = 60_000;
 
 fn dict(items: Vec<(&str, Value)>) -> Value {
     Value::Dict(
@@ -156,7 +172,7 @@ impl<R: RelayControl> NgControl<R> {
             self.stats.unanswerable += 1;
             return None;
         };
-        if let Some(cached) = self.cache.get(now, from, cookie) {
+        if let Some(cached) = self.cache.get(now, from, cookie, body) {
             self.stats.replayed += 1;
             return Some(cached.to_vec());
         }
@@ -174,7 +190,7 @@ impl<R: RelayControl> NgControl<R> {
         out.extend_from_slice(cookie);
         out.push(b' ');
         value.encode_into(&mut out);
-        self.cache.insert(now, from, cookie, &out);
+        self.cache.insert(now, from, cookie, body, &out);
         Some(out)
     }
 
@@ -204,10 +220,16 @@ impl<R: RelayControl> NgControl<R> {
                 Ok(self.call_report(call, &stats))
             }
             Command::List => {
+                // At most `limit` call-ids, and no more than fit in one UDP reply.
+                let mut size = 0;
                 let calls = self
                     .calls
                     .keys()
                     .take(req.limit)
+                    .take_while(|c| {
+                        size += c.len() + 8;
+                        size <= MAX_LIST_BYTES
+                    })
                     .map(|c| Value::text(c))
                     .collect();
                 Ok(dict(vec![
@@ -269,6 +291,9 @@ impl<R: RelayControl> NgControl<R> {
                 NgCall {
                     created_us: u64::try_from(t.as_micros()).unwrap_or(u64::MAX),
                     last_signal: t.as_secs(),
+                    last_signal_at: now,
+                    answered: false,
+                    timed_out: Vec::new(),
                     tags: [from_tag.clone(), String::new()],
                     streams: Vec::new(),
                     protos: [Vec::new(), Vec::new()],
@@ -320,6 +345,7 @@ impl<R: RelayControl> NgControl<R> {
             self.by_media.insert(id, call_id.clone());
         }
         call.last_signal = t.as_secs();
+        call.last_signal_at = now;
         match (req.command, sender) {
             (Command::Answer, Side::Callee) => {
                 call.tags[1] = req.to_tag.clone().unwrap_or_default();
@@ -335,6 +361,7 @@ impl<R: RelayControl> NgControl<R> {
             .map(|s| (s.index, s.proto.clone()))
             .collect();
         if req.command == Command::Answer {
+            call.answered = true;
             for (_, id) in &call.streams {
                 self.relay.confirm(now, *id);
             }
@@ -355,8 +382,8 @@ impl<R: RelayControl> NgControl<R> {
         ]))
     }
 
-    /// The stream as the relay must use it: without `trust-address`, at the `received-from`
-    /// address (the SIP source), as rtpengine does for parties behind NAT.
+    /// The stream as the relay must use it: with `SIP-source-address`, at the `received-from`
+    /// address (the SIP source) instead of the SDP's.
     fn effective_stream(
         &self,
         s: &Stream,
@@ -364,7 +391,7 @@ impl<R: RelayControl> NgControl<R> {
         received_from: Option<IpAddr>,
     ) -> Stream {
         let mut s = s.clone();
-        if !flags.trust_address
+        if flags.sip_source_address
             && let Some(ip) = received_from
             && !ip.is_unspecified()
         {
@@ -394,7 +421,7 @@ impl<R: RelayControl> NgControl<R> {
         let mut tags = Vec::new();
         for side in [Side::Caller, Side::Callee] {
             let tag = &call.tags[index(side)];
-            if tag.is_empty() {
+            if tag.is_empty() || (side == Side::Callee && *tag == call.tags[0]) {
                 continue;
             }
             let medias = call
@@ -488,9 +515,10 @@ impl<R: RelayControl> NgControl<R> {
         self.relay.poll_timeout()
     }
 
-    /// Runs the relay's timers and deletes every call whose media timed out (no packet in
-    /// either direction for the relay's `media_timeout` after the answer), as rtpengine does.
-    /// Returns the call-ids deleted.
+    /// Runs the relay's timers and deletes, as rtpengine does, every call whose streams all
+    /// timed out (no packet in either direction for the relay's `media_timeout` after the
+    /// answer), and every call not answered within `setup_timeout` of its last offer. Returns
+    /// the call-ids deleted. The driver calls it about once a second.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<String> {
         self.relay.handle_timeout(now);
         let mut ended = Vec::new();
@@ -499,17 +527,45 @@ impl<R: RelayControl> NgControl<R> {
             let Some(call_id) = self.by_media.get(&id).cloned() else {
                 continue;
             };
-            if let Some(call) = self.calls.remove(&call_id) {
-                for (_, id) in &call.streams {
-                    self.by_media.remove(id);
-                    self.relay.release(*id);
+            let all_silent = self.calls.get_mut(&call_id).is_some_and(|c| {
+                if !c.timed_out.contains(&id) {
+                    c.timed_out.push(id);
                 }
+                c.streams.iter().all(|(_, s)| c.timed_out.contains(s))
+            });
+            if all_silent {
                 self.stats.media_timeouts += 1;
                 tracing::info!(%call_id, "ng: call deleted after its media timed out");
+                self.remove_call(&call_id);
                 ended.push(call_id);
             }
         }
+        let limit = self.cfg.setup_timeout;
+        let stale: Vec<String> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                !c.answered && now.saturating_duration_since(c.last_signal_at) >= limit
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for call_id in stale {
+            self.stats.setup_timeouts += 1;
+            tracing::info!(%call_id, "ng: call deleted: offered but never answered");
+            self.remove_call(&call_id);
+            ended.push(call_id);
+        }
         ended
+    }
+
+    /// Forgets `call_id` and frees its relay contexts.
+    fn remove_call(&mut self, call_id: &str) {
+        if let Some(call) = self.calls.remove(call_id) {
+            for (_, id) in &call.streams {
+                self.by_media.remove(id);
+                self.relay.release(*id);
+            }
+        }
     }
 
     /// Live calls.

@@ -92,9 +92,10 @@ pub enum Command {
 /// Options of an offer or answer, from `flags`, `replace`, `ICE` and `transport-protocol`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MediaFlags {
-    /// `trust-address`: use the SDP's addresses; without it the SDP's IP is replaced by the
-    /// `received-from` address (the SIP source), as rtpengine does.
-    pub trust_address: bool,
+    /// `SIP-source-address`: replace the SDP's IP by the `received-from` address (the SIP
+    /// source), rtpengine's behaviour before 3.8. By default (and with `trust-address`) the
+    /// SDP's addresses are used, as today's rtpengine does; latching then follows NATs.
+    pub sip_source_address: bool,
     /// `replace: [origin]` (or flag `replace-origin`): rewrite the `o=` address too.
     pub replace_origin: bool,
     /// How the sending party's leg latches: `symmetric` (default), `port-latching` or
@@ -141,7 +142,8 @@ pub fn split_cookie(datagram: &[u8]) -> Option<(&[u8], &[u8])> {
 
 fn text(v: &Value, key: &'static str) -> Result<String, NgError> {
     match v.as_str() {
-        Some(s) if s.len() <= MAX_ID => Ok(s.to_string()),
+        // An empty tag or call-id would match a party not yet known.
+        Some(s) if !s.is_empty() && s.len() <= MAX_ID => Ok(s.to_string()),
         _ => Err(NgError::BadValue(key)),
     }
 }
@@ -170,7 +172,8 @@ impl MediaFlags {
         let mut f = MediaFlags::default();
         for w in words(d.get("flags")) {
             match w.to_ascii_lowercase().as_str() {
-                "trust-address" => f.trust_address = true,
+                "trust-address" => f.sip_source_address = false,
+                "sip-source-address" => f.sip_source_address = true,
                 "symmetric" => f.latching = Latching::Symmetric,
                 "asymmetric" => f.latching = Latching::Asymmetric,
                 "port-latching" | "strict-source" => f.latching = Latching::Fixed,

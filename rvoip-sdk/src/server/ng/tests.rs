@@ -263,16 +263,31 @@ fn offer_answer_media_query_list_delete() {
 }
 
 #[test]
-fn without_trust_address_the_received_from_address_is_used() {
+fn the_sdp_address_is_trusted_unless_sip_source_address_is_asked() {
     let mut f = Fixture::new();
-    let (for_callee, for_caller) = f.setup("c2", &[], &["trust-address"]);
-    // The callee's packet goes to the caller at received-from (192.0.2.9), SDP port.
+    // With SIP-source-address the caller is reached at received-from (192.0.2.9), SDP port.
+    let (for_callee, _) = f.setup("c2", &["SIP-source-address"], &[]);
     let now = f.now;
     let fwd =
         f.ng.relay()
             .handle_datagram(now, for_callee, a("10.0.0.3:5000"), &mut rtp(1));
     assert_eq!(fwd.map(|x| x.dest), Some(a("192.0.2.9:4000")));
-    assert_ne!(for_caller, for_callee);
+    // By default (no flag, as Kamailio sends), the SDP's address.
+    let (for_callee, _) = f.setup("c2b", &[], &[]);
+    let fwd =
+        f.ng.relay()
+            .handle_datagram(now, for_callee, a("10.0.0.3:5000"), &mut rtp(1));
+    assert_eq!(fwd.map(|x| x.dest), Some(a("10.0.0.2:4000")));
+    // Empty tags are refused: they would match a party not yet known.
+    let r = f.call(&kamailio(
+        "answer",
+        "c2b",
+        "",
+        Some("tt"),
+        &sdp("10.0.0.3", 5000, "RTP/AVP"),
+        &[],
+    ));
+    assert_eq!(s(&r, "result"), "error");
 }
 
 #[test]
@@ -515,4 +530,78 @@ fn the_port_pool_bounds_calls_with_an_error_reply() {
         ("error", "Ran out of ports")
     );
     assert_eq!(f.ng.calls(), 25);
+}
+
+#[test]
+fn an_unanswered_call_is_deleted_after_the_setup_timeout() {
+    let mut f = Fixture::new();
+    let r = f.call(&kamailio(
+        "offer",
+        "u1",
+        "ft",
+        None,
+        &sdp("10.0.0.2", 4000, "RTP/AVP"),
+        &[],
+    ));
+    assert_eq!(s(&r, "result"), "ok");
+    let t0 = f.now;
+    assert!(
+        f.ng.handle_timeout(t0 + Duration::from_secs(299))
+            .is_empty()
+    );
+    assert_eq!(
+        f.ng.handle_timeout(t0 + Duration::from_secs(300)),
+        vec!["u1".to_string()]
+    );
+    assert_eq!((f.ng.calls(), f.ng.relay().ports_in_use()), (0, 0));
+    assert_eq!(f.ng.stats().setup_timeouts, 1);
+}
+
+#[test]
+fn one_silent_stream_does_not_end_a_call_whose_other_stream_flows() {
+    let mut f = Fixture::new();
+    let two = |ip: &str, port: u16| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\nm=audio {} RTP/AVP 0\r\n",
+            port + 2
+        )
+    };
+    let r = f.call(&kamailio(
+        "offer",
+        "m1",
+        "ft",
+        None,
+        &two("10.0.0.2", 4000),
+        &[],
+    ));
+    assert_eq!(s(&r, "result"), "ok");
+    let r = f.call(&kamailio(
+        "answer",
+        "m1",
+        "ft",
+        Some("tt"),
+        &two("10.0.0.3", 5000),
+        &[],
+    ));
+    let for_caller = m_port(s(&r, "sdp"));
+    assert_eq!(f.ng.relay().ports_in_use(), 8);
+    // The first stream flows at +5 s; the second never does.
+    let t0 = f.now;
+    let mid = t0 + Duration::from_secs(5);
+    assert!(
+        f.ng.relay()
+            .handle_datagram(mid, for_caller, a("10.0.0.2:4000"), &mut rtp(1))
+            .is_some()
+    );
+    assert!(
+        f.ng.handle_timeout(t0 + Duration::from_secs(10)).is_empty(),
+        "one stream still flows"
+    );
+    assert_eq!(f.ng.calls(), 1);
+    assert_eq!(
+        f.ng.handle_timeout(t0 + Duration::from_secs(15)),
+        vec!["m1".to_string()]
+    );
+    assert_eq!((f.ng.calls(), f.ng.relay().ports_in_use()), (0, 0));
 }
