@@ -37,14 +37,6 @@ for t in kamailio baresip tshark sox; do command -v $t >/dev/null || fail "$t no
 [ -f /usr/lib/baresip/modules/sndfile.so ] || fail "baresip sndfile module missing (/usr/lib/baresip/modules/sndfile.so)"
 
 RELAY_PID= KAM_PID= TSP= AP= BP= WATCH_PID=
-stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
-  local p=$1 i
-  [ -n "$p" ] || return 0
-  kill "$p" 2>/dev/null
-  for i in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  return 0
-}
 cleanup() {
   local p
   for p in $AP $BP $WATCH_PID $TSP $KAM_PID $RELAY_PID $NG_RELAY_PID; do stop_pid "$p"; done

@@ -143,3 +143,13 @@ start_relay_only() {
   [ $ready = 1 ] || kill -0 "$NG_RELAY_PID" 2>/dev/null || { NG_RELAY_PID=; fail "rvoip-server --relay-only exited at start-up: $(grep -v "^ *$" "$log" | head -1) (see $log)"; }
   [ $ready = 1 ] || { tail -5 "$log"; fail "rvoip-server --relay-only did not print 'ng control listening on udp:127.0.0.1:$port' within 10 s (see $log)"; }
 }
+
+# stop_pid PID: TERM, then KILL after ~3 s (a no-op for an empty PID)
+stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
+  local p=$1 i
+  [ -n "$p" ] || return 0
+  kill "$p" 2>/dev/null
+  for i in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  return 0
+}

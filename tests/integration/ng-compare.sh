@@ -25,14 +25,6 @@ want_ref() { [ "$NG_TARGET" != rvoip ]; }
 want_ours() { [ "$NG_TARGET" != rtpengine ]; }
 
 REF_PID= OURS_PID=
-stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
-  local p=$1 i
-  [ -n "$p" ] || return 0
-  kill "$p" 2>/dev/null
-  for i in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
-  return 0
-}
 cleanup() { stop_pid "$OURS_PID"; stop_pid "$NG_RELAY_PID"; stop_pid "$REF_PID"; OURS_PID= NG_RELAY_PID= REF_PID=; }
 trap cleanup EXIT INT TERM
 
