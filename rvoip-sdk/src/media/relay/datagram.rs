@@ -140,6 +140,20 @@ impl Relay {
             }
         }
         ctx.last_activity = now;
+        if let Some(t) = ctx.transcoder.as_mut() {
+            if kind == Kind::Rtp {
+                rx.count_rtp(now, packet);
+            } else if kind != Kind::Dtls {
+                rx.count_rtcp(len);
+            }
+            // A transcoded stream is plain RTP (SRTP is never transcoded): DTLS has no business.
+            if kind != Kind::Dtls {
+                t.receive(now, owner.side, source, packet, kind == Kind::Rtcp);
+            }
+            self.counters.transcoded += 1;
+            Self::collect_transmits(ctx, &mut self.transmits, &mut self.counters);
+            return None;
+        }
         let dest = if kind == Kind::Rtp {
             rx.count_rtp(now, packet);
             tx.rtp_dest().map(|a| (a, tx.rtp_port))

@@ -26,16 +26,24 @@ mod pool;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod transcode;
+#[cfg(test)]
+mod transcode_tests;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use leg::{LatchRules, Leg};
 use pool::PortPool;
+use transcode::Transcoder;
 
+pub use crate::media::session::MediaError;
 pub use stats::{LegStats, MediaStats, RelayStats};
+pub use transcode::TranscodeSpec;
 
 /// Relay limits and policies. Build with `RelayConfig { port_min: 40000, ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +152,9 @@ pub enum RelayError {
     /// No live media context has this id (never created, or released).
     #[error("no such media context")]
     NotFound,
+    /// A transcoder could not be built (a codec not built in, a bad packetization time).
+    #[error("cannot transcode between these codecs")]
+    Transcoding,
 }
 
 /// A forward decision: send the (possibly rewritten) packet out of local UDP port `from_port`
@@ -154,6 +165,18 @@ pub struct Forward {
     pub from_port: u16,
     /// The other party's address.
     pub dest: SocketAddr,
+}
+
+/// A datagram the relay itself originates (a transcoded stream's RTP and RTCP): send `bytes`
+/// out of local UDP port `from_port` to `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The local port (RTP or RTCP port of the leg facing the receiving party).
+    pub from_port: u16,
+    /// The party's address (latched source, else its SDP address).
+    pub dest: SocketAddr,
+    /// The datagram.
+    pub bytes: Bytes,
 }
 
 /// Something the SIP layer should know about.
@@ -179,6 +202,10 @@ struct Context {
     armed: bool,
     /// Last accepted packet (or creation / confirmation).
     last_activity: Instant,
+    /// Set when the parties share no codec: their streams end in two media sessions here.
+    transcoder: Option<Box<Transcoder>>,
+    /// The transcoder's deadline that has an entry in `Relay::ticks`.
+    tick_at: Option<Instant>,
 }
 
 /// A context slot; the generation makes ids of released contexts stale.
@@ -209,6 +236,10 @@ pub struct Relay {
     /// Media-timeout deadlines; entries of released or re-armed contexts are skipped lazily.
     timers: BinaryHeap<Reverse<(Instant, MediaId)>>,
     events: VecDeque<RelayEvent>,
+    /// Transcoder deadlines (frames, RTCP reports); stale entries are skipped lazily.
+    ticks: BinaryHeap<Reverse<(Instant, MediaId)>>,
+    /// Datagrams transcoders originated, oldest first.
+    transmits: VecDeque<Transmit>,
     /// `contexts` and `ports_in_use` are filled in by [`Relay::stats`].
     counters: RelayStats,
 }
@@ -229,6 +260,8 @@ impl Relay {
             live: 0,
             timers: BinaryHeap::new(),
             events: VecDeque::new(),
+            ticks: BinaryHeap::new(),
+            transmits: VecDeque::new(),
             counters: RelayStats::default(),
         }
     }
@@ -270,6 +303,8 @@ impl Relay {
             timed_out: false,
             armed: false,
             last_activity: now,
+            transcoder: None,
+            tick_at: None,
         });
         self.live += 1;
         tracing::debug!(id = id.0, "relay: media context created");
@@ -333,6 +368,102 @@ impl Relay {
         Ok(())
     }
 
+    /// Switches context `id` to transcoding (`Some([caller's, callee's])`, for parties that
+    /// share no codec) or back to plain forwarding (`None`). While transcoding, each party's
+    /// RTP and RTCP end in a media session of its codec here (jitter buffer, PLC, RFC 3550
+    /// reports) and the relay sends each party a stream of its own codec, with telephone-events
+    /// (RFC 4733) carried across; see [`Relay::poll_transmit`]. The same specs again keep the
+    /// running transcoder. Errors: [`RelayError::NotFound`], [`RelayError::Transcoding`] (a
+    /// codec not built in, a bad ptime); the context is unchanged then.
+    pub fn set_transcoding(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        specs: Option<[TranscodeSpec; 2]>,
+    ) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        let Some(specs) = specs else {
+            ctx.transcoder = None;
+            ctx.tick_at = None;
+            return Ok(());
+        };
+        if ctx.transcoder.as_ref().is_some_and(|t| t.specs() == specs) {
+            return Ok(());
+        }
+        let t = Transcoder::new(now, specs).map_err(|e| {
+            tracing::warn!(id = id.0, error = %e, "relay: cannot transcode");
+            RelayError::Transcoding
+        })?;
+        let due = t.poll_timeout();
+        ctx.transcoder = Some(Box::new(t));
+        ctx.tick_at = due;
+        if let Some(due) = due {
+            self.ticks.push(Reverse((due, id)));
+        }
+        tracing::debug!(
+            id = id.0,
+            caller = specs[0].codec.name,
+            callee = specs[1].codec.name,
+            "relay: transcoding"
+        );
+        Ok(())
+    }
+
+    /// Whether context `id` transcodes.
+    pub fn is_transcoding(&self, id: MediaId) -> bool {
+        self.slots
+            .get(id.slot())
+            .and_then(|s| s.ctx.as_ref())
+            .is_some_and(|c| c.id == id && c.transcoder.is_some())
+    }
+
+    /// The next datagram a transcoder originated, to send as it says.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Moves what context `slot`'s transcoder wants to send into `self.transmits`, addressed
+    /// through its legs.
+    fn collect_transmits(
+        ctx: &mut Context,
+        transmits: &mut VecDeque<Transmit>,
+        counters: &mut RelayStats,
+    ) {
+        let Some(t) = ctx.transcoder.as_mut() else {
+            return;
+        };
+        while let Some(out) = t.poll_transmit() {
+            let Some(leg) = ctx.legs.get(out.side) else {
+                continue;
+            };
+            let dest = if out.rtcp {
+                leg.rtcp_dest().map(|(a, via_rtp)| {
+                    (
+                        a,
+                        if via_rtp {
+                            leg.rtp_port
+                        } else {
+                            leg.rtp_port.wrapping_add(1)
+                        },
+                    )
+                })
+            } else {
+                leg.rtp_dest().map(|a| (a, leg.rtp_port))
+            };
+            match dest {
+                Some((dest, from_port)) => {
+                    counters.transcoded_sent += 1;
+                    transmits.push_back(Transmit {
+                        from_port,
+                        dest,
+                        bytes: out.bytes,
+                    });
+                }
+                None => counters.dropped_no_destination += 1,
+            }
+        }
+    }
+
     /// The call was answered: arms the media timeout of context `id` (`media_timeout` after
     /// the later of `now` and its last packet). Unknown ids are ignored.
     pub fn confirm(&mut self, now: Instant, id: MediaId) {
@@ -380,9 +511,32 @@ impl Relay {
         self.pool.mark_unusable(port);
     }
 
-    /// Raises [`RelayEvent::MediaTimeout`] for every confirmed context silent for
-    /// `media_timeout` at `now`; re-arms the others from their last packet.
+    /// Runs the transcoders' frames and reports due at `now` (their datagrams then wait in
+    /// [`Relay::poll_transmit`]), and raises [`RelayEvent::MediaTimeout`] for every confirmed
+    /// context silent for `media_timeout` at `now`; re-arms the others from their last packet.
     pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&Reverse((due, id))) = self.ticks.peek() {
+            if due > now {
+                break;
+            }
+            self.ticks.pop();
+            let Some(ctx) = ctx_mut(&mut self.slots, id) else {
+                continue; // released
+            };
+            if ctx.tick_at != Some(due) {
+                continue; // superseded
+            }
+            let Some(t) = ctx.transcoder.as_mut() else {
+                continue;
+            };
+            t.handle_timeout(now);
+            let next = t.poll_timeout();
+            ctx.tick_at = next;
+            if let Some(next) = next {
+                self.ticks.push(Reverse((next, id)));
+            }
+            Self::collect_transmits(ctx, &mut self.transmits, &mut self.counters);
+        }
         while let Some(&Reverse((deadline, id))) = self.timers.peek() {
             if deadline > now {
                 break;
@@ -414,7 +568,12 @@ impl Relay {
     /// The earliest instant [`Relay::handle_timeout`] has work to do (it may find nothing to
     /// do there: deadlines are re-checked lazily), or `None`.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((deadline, _))| *deadline)
+        let media = self.timers.peek().map(|Reverse((deadline, _))| *deadline);
+        let ticks = self.ticks.peek().map(|Reverse((deadline, _))| *deadline);
+        match (media, ticks) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The next event, oldest first.

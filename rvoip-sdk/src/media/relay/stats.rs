@@ -37,8 +37,8 @@ pub struct MediaStats {
     pub callee: LegStats,
 }
 
-/// Relay-wide counters. Every `handle_datagram` call adds exactly one to `forwarded` or to one
-/// of the `dropped_*` counters.
+/// Relay-wide counters. Every `handle_datagram` call adds exactly one to `forwarded`,
+/// `transcoded` or one of the `dropped_*` counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RelayStats {
     /// Live media contexts.
@@ -61,4 +61,8 @@ pub struct RelayStats {
     pub dropped_no_destination: u64,
     /// `RelayEvent::MediaTimeout` events emitted.
     pub media_timeouts: u64,
+    /// Datagrams taken in by a transcoder (RTP and RTCP of a transcoded context).
+    pub transcoded: u64,
+    /// Datagrams transcoders originated ([`super::Relay::poll_transmit`]).
+    pub transcoded_sent: u64,
 }
