@@ -30,6 +30,7 @@ use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 
 use crate::media::relay::{
     Latching, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
+    TranscodeSpec,
 };
 use crate::server::relay::RelayControl;
 use crate::server::relay::sdp::Stream;
@@ -302,6 +303,18 @@ impl RelayControl for RelayHandle {
         lock(&self.shared).core.media_stats(id)
     }
 
+    fn set_transcoding(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        specs: Option<[TranscodeSpec; 2]>,
+    ) -> Result<(), RelayError> {
+        lock(&self.shared).core.set_transcoding(now, id, specs)?;
+        // The transcoder's first frame is due now: let the thread re-read its deadline.
+        self.shared.wake();
+        Ok(())
+    }
+
     fn confirm(&mut self, now: Instant, id: MediaId) {
         lock(&self.shared).core.confirm(now, id);
         // The thread's poll timeout may be far away: let it re-read the deadline.
@@ -387,10 +400,27 @@ fn run(shared: Arc<Shared>) {
             if st.core.poll_timeout().is_some_and(|t| t <= now) {
                 st.core.handle_timeout(now);
             }
+            send_transmits(st);
         }
         round = round.wrapping_add(1).max(1);
         if (COALESCE_FROM..COALESCE_BELOW).contains(&read) {
             std::thread::sleep(COALESCE);
+        }
+    }
+}
+
+/// Sends what the core originated (transcoded streams) out of the ports it names.
+fn send_transmits(st: &mut State) {
+    let min = st.core.config().port_min;
+    while let Some(t) = st.core.poll_transmit() {
+        let out = t
+            .from_port
+            .checked_sub(min)
+            .and_then(|i| st.sockets.get(usize::from(i)))
+            .and_then(|s| s.as_ref());
+        match out {
+            Some(o) if o.sock.send_to(&t.bytes, t.dest).is_ok() => {}
+            _ => st.send_errors += 1,
         }
     }
 }

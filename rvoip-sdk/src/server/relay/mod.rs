@@ -4,11 +4,14 @@
 //! [`sdp`] reads each party's streams from a session description and writes the relay's
 //! address and ports into it.
 
+pub mod codecs;
 pub mod sdp;
 
 use std::time::Instant;
 
-use crate::media::relay::{Latching, MediaId, MediaStats, Relay, RelayError, RelayEvent, Side};
+use crate::media::relay::{
+    Latching, MediaId, MediaStats, Relay, RelayError, RelayEvent, Side, TranscodeSpec,
+};
 use sdp::Stream;
 
 /// What the anchor needs from a relay: the sans-IO [`Relay`] itself (tests on simulated time)
@@ -30,6 +33,15 @@ pub trait RelayControl: Send {
     ) -> Result<(), RelayError>;
     /// Statistics of both directions of the context so far; `None` for unknown ids.
     fn media_stats(&self, id: MediaId) -> Option<MediaStats>;
+    /// Transcodes between the caller's and the callee's codecs (`Some([caller, callee])`), or
+    /// forwards packets as they are (`None`). Errors: [`RelayError::NotFound`],
+    /// [`RelayError::Transcoding`].
+    fn set_transcoding(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        specs: Option<[TranscodeSpec; 2]>,
+    ) -> Result<(), RelayError>;
     /// The call was answered: the media timeout runs.
     fn confirm(&mut self, now: Instant, id: MediaId);
     /// Frees the context's ports; its final statistics.
@@ -65,6 +77,14 @@ impl RelayControl for Relay {
     }
     fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
         Relay::media_stats(self, id)
+    }
+    fn set_transcoding(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        specs: Option<[TranscodeSpec; 2]>,
+    ) -> Result<(), RelayError> {
+        Relay::set_transcoding(self, now, id, specs)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         Relay::confirm(self, now, id)

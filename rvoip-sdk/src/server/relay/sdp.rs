@@ -34,7 +34,7 @@ pub struct Stream {
 /// A parsed SDP body and its RTP streams.
 #[derive(Debug)]
 pub struct Sdp {
-    sd: SessionDescription,
+    pub(super) sd: SessionDescription,
     /// The RTP streams with a non-zero port.
     pub streams: Vec<Stream>,
 }

@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use crate::media::relay::{
     Forward, Latching, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, Side,
+    TranscodeSpec,
 };
 use crate::server::config::ServerConfig;
 use crate::server::core::ServerCore;
@@ -112,6 +113,14 @@ impl RelayControl for SharedRelay {
     }
     fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
         self.lock().media_stats(id)
+    }
+    fn set_transcoding(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        specs: Option<[TranscodeSpec; 2]>,
+    ) -> Result<(), RelayError> {
+        self.lock().set_transcoding(now, id, specs)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         self.lock().confirm(now, id)
