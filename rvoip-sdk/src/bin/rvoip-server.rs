@@ -57,6 +57,9 @@ struct Args {
     /// Rewrite SSRC/sequence/timestamp so each relayed direction stays one continuous stream.
     #[arg(long)]
     relay_rewrite_ssrc: bool,
+    /// Never transcode: parties with no codec in common get the callee's 488.
+    #[arg(long)]
+    no_transcode: bool,
     /// The address written into relayed SDP (default: the listen address, else the advertised).
     #[arg(long, value_name = "IP")]
     relay_advertise: Option<std::net::IpAddr>,
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
     }
     cfg.relay_strict_source |= args.relay_strict_source;
     cfg.relay_rewrite_ssrc |= args.relay_rewrite_ssrc;
+    cfg.relay_transcode &= !args.no_transcode;
     if args.relay_advertise.is_some() {
         cfg.relay_advertise = args.relay_advertise;
     }

@@ -182,7 +182,10 @@ impl BoundServer {
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
         let relay = start_relay(cfg, &bound, &advertise)?;
         if let Some((driver, ip)) = &relay {
-            core.set_media_hook(Box::new(RelayAnchor::new(driver.handle(), cfg.relay, *ip)));
+            core.set_media_hook(Box::new(
+                RelayAnchor::new(driver.handle(), cfg.relay, *ip)
+                    .with_transcoding(cfg.relay_transcode),
+            ));
         }
         let relay = relay.map(|(d, _)| d);
         let limits = Limits {

@@ -203,6 +203,11 @@ pub struct ServerConfig {
     /// Rewrite SSRC, sequence numbers and timestamps so each direction stays one continuous
     /// stream across re-INVITEs and re-latching. Default false.
     pub relay_rewrite_ssrc: bool,
+    /// Transcode between parties that share no codec (default true): an offer the callee
+    /// refuses with 488 is sent again with the codecs the relay converts added (PCMU, PCMA,
+    /// G.722, Opus), and the relay converts the streams of such calls frame by frame. Calls
+    /// with a codec in common are forwarded as they are, never decoded.
+    pub relay_transcode: bool,
     /// The address written into relayed SDP. Default: the first non-wildcard listen address,
     /// else `advertise`.
     pub relay_advertise: Option<std::net::IpAddr>,
@@ -321,6 +326,7 @@ impl Default for ServerConfig {
             relay_timeout_s: 60,
             relay_strict_source: false,
             relay_rewrite_ssrc: false,
+            relay_transcode: true,
             relay_advertise: None,
             relay_bind: None,
             tls_cert: None,

@@ -17,6 +17,7 @@ use super::media::{EndReason, MediaHook, Party, SdpPassage};
 use super::route::is_private;
 use crate::media::relay::{MediaId, RelayEvent, Side};
 use crate::server::relay::RelayControl;
+use crate::server::relay::codecs::{Format, spec_of};
 use crate::server::relay::sdp::Sdp;
 
 /// When rvoip-server anchors media (TOML `relay`, flag `--relay`).
@@ -58,6 +59,11 @@ fn side(p: Party) -> Side {
 struct BranchMedia {
     /// (m-line index, context).
     streams: Vec<(usize, MediaId)>,
+    /// The caller's payload formats of each plain-RTP audio stream of its initial offer
+    /// (m-line index, formats): what an answer must be written back into when transcoding.
+    offered: Vec<(usize, Vec<Format>)>,
+    /// The offer was widened with transcodable codecs after a 488.
+    widened: bool,
     /// Last `o=` version received from each party and the version we wrote toward the other.
     versions: [Option<(u64, u64)>; 2],
 }
@@ -80,6 +86,10 @@ pub struct AnchorStats {
     pub pool_exhausted: u64,
     /// Calls ended because no media flowed.
     pub media_timeouts: u64,
+    /// Offers widened with transcodable codecs after a 488.
+    pub offers_widened: u64,
+    /// Streams transcoded (the answer picked a codec the caller did not offer).
+    pub streams_transcoded: u64,
     /// Totals over released contexts: packets and bytes forwarded, lost (RFC 3550 A.3).
     pub packets: u64,
     /// Bytes forwarded by released contexts.
@@ -92,6 +102,8 @@ pub struct AnchorStats {
 pub struct RelayAnchor<R: RelayControl> {
     relay: R,
     mode: RelayMode,
+    /// Whether offers refused with 488 are widened with transcodable codecs.
+    transcode: bool,
     /// The address written into SDP (`c=`, `o=`, `a=rtcp`).
     advertise: IpAddr,
     calls: HashMap<String, Call>,
@@ -113,6 +125,7 @@ impl<R: RelayControl> RelayAnchor<R> {
         RelayAnchor {
             relay,
             mode,
+            transcode: true,
             advertise,
             calls: HashMap::new(),
             direct: HashMap::new(),
@@ -120,6 +133,88 @@ impl<R: RelayControl> RelayAnchor<R> {
             timeouts: Vec::new(),
             next_poll: None,
             stats: AnchorStats::default(),
+        }
+    }
+
+    /// Turns transcoding on (the default) or off: with it on, an initial offer the callee
+    /// refuses with 488 is sent again with the codecs the relay can convert added (PCMU, PCMA,
+    /// G.722, Opus), and a stream whose answer picks one of those is transcoded.
+    pub fn with_transcoding(mut self, on: bool) -> Self {
+        self.transcode = on;
+        self
+    }
+
+    /// Decides, for each stream of the callee's answer `sdp` on a widened branch, between
+    /// plain forwarding (the callee picked a codec the caller offered) and transcoding; for
+    /// the latter the answer is written back into the caller's formats.
+    fn transcode_answer(&mut self, now: Instant, call_id: &str, branch: u32, sdp: &mut Sdp) {
+        let Some(b) = self
+            .calls
+            .get(call_id)
+            .and_then(|c| c.branches.get(&branch))
+        else {
+            return;
+        };
+        if !b.widened {
+            return;
+        }
+        let mut plan = Vec::new();
+        for s in &sdp.streams {
+            let Some((_, offered)) = b.offered.iter().find(|(i, _)| *i == s.index) else {
+                continue;
+            };
+            let Some(&(_, id)) = b.streams.iter().find(|(i, _)| *i == s.index) else {
+                continue;
+            };
+            let answer = sdp.formats(s.index);
+            let Some(chosen) = answer.iter().find(|f| !f.is_telephone_event()) else {
+                continue;
+            };
+            if offered.iter().any(|f| f.same_codec(chosen)) {
+                plan.push((id, s.index, None));
+                continue;
+            }
+            let callee = spec_of(std::slice::from_ref(chosen)).map(|mut spec| {
+                spec.telephone_event = answer.iter().find(|f| f.is_telephone_event()).map(|f| f.pt);
+                spec
+            });
+            let caller = spec_of(offered);
+            if let (Some(caller), Some(callee)) = (caller, callee) {
+                let mut keep: Vec<Format> = offered
+                    .iter()
+                    .filter(|f| f.pt == caller.payload_type)
+                    .cloned()
+                    .collect();
+                if callee.telephone_event.is_some() {
+                    keep.extend(
+                        offered
+                            .iter()
+                            .filter(|f| Some(f.pt) == caller.telephone_event)
+                            .cloned(),
+                    );
+                }
+                plan.push((id, s.index, Some(([caller, callee], keep))));
+            }
+        }
+        for (id, index, t) in plan {
+            match t {
+                None => {
+                    let _ = self.relay.set_transcoding(now, id, None);
+                }
+                Some((specs, keep)) => match self.relay.set_transcoding(now, id, Some(specs)) {
+                    Ok(()) => {
+                        self.stats.streams_transcoded += 1;
+                        tracing::info!(
+                            %call_id,
+                            caller = specs[0].codec.name,
+                            callee = specs[1].codec.name,
+                            "relay: transcoding"
+                        );
+                        sdp.set_formats(index, &keep);
+                    }
+                    Err(e) => tracing::warn!(%call_id, error = %e, "relay: cannot transcode"),
+                },
+            }
         }
     }
 
@@ -175,7 +270,7 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
         if self.mode == RelayMode::Off || self.direct.contains_key(p.call_id) {
             return Ok(());
         }
-        let sdp = match Sdp::parse(body) {
+        let mut sdp = match Sdp::parse(body) {
             Ok(s) => s,
             // An unreadable offer cannot be anchored: 488 rather than media around the relay.
             Err(_) if p.status.is_none() => return Err(488),
@@ -252,6 +347,25 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
             branch.streams.push((i, id));
             self.by_media.insert(id, call_id.clone());
         }
+        if self.transcode && p.initial && p.status.is_none() && from == Side::Caller {
+            branch.offered = sdp
+                .streams
+                .iter()
+                .filter(|s| !s.secure && sdp.is_audio(s.index))
+                .map(|s| (s.index, sdp.formats(s.index)))
+                .collect();
+        }
+        let widened = branch.widened;
+        if widened && from == Side::Callee {
+            self.transcode_answer(now, &call_id, p.branch, &mut sdp);
+        }
+        let Some(branch) = self
+            .calls
+            .get_mut(&call_id)
+            .and_then(|c| c.branches.get_mut(&p.branch))
+        else {
+            return Ok(());
+        };
         // o= version toward the receiver: bumped whenever the sender's version changes (RFC 3264
         // §8: a changed description carries a higher version).
         let in_version = sdp.version();
@@ -353,5 +467,37 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
 
     fn poll_media_timeout(&mut self) -> Option<String> {
         self.timeouts.pop()
+    }
+
+    fn may_widen(&self) -> bool {
+        self.transcode && self.mode != RelayMode::Off
+    }
+
+    fn widen_offer(&mut self, _now: Instant, call_id: &str, branch: u32, body: &mut Bytes) -> bool {
+        let Some(b) = self
+            .calls
+            .get_mut(call_id)
+            .and_then(|c| c.branches.get_mut(&branch))
+        else {
+            return false;
+        };
+        if b.widened || b.offered.is_empty() {
+            return false;
+        }
+        let Ok(mut sdp) = Sdp::parse(body) else {
+            return false;
+        };
+        let mut added = 0;
+        for (index, _) in &b.offered {
+            added += sdp.widen(*index).len();
+        }
+        if added == 0 {
+            return false;
+        }
+        b.widened = true;
+        self.stats.offers_widened += 1;
+        tracing::debug!(%call_id, branch, added, "relay: offer widened for transcoding");
+        *body = Bytes::from(sdp.rewrite(self.advertise, &[], None));
+        true
     }
 }

@@ -175,8 +175,12 @@ impl Proxy {
             head: response_head(&req),
         };
         for (index, t, mut copy) in copies {
-            let retry = (!t.alternates.is_empty()).then(|| {
+            // A copy is kept for RFC 3263 failover, and for an initial offer the media hook
+            // could widen for transcoding should the callee refuse it with 488.
+            let widenable = initial && with_sdp && self.media.may_widen();
+            let retry = (!t.alternates.is_empty() || widenable).then(|| {
                 Box::new(Retry {
+                    widened: false,
                     alternates: t.alternates.iter().copied().collect(),
                     request: copy.clone(),
                     in_t,
@@ -251,6 +255,54 @@ impl Proxy {
             }
         }
         io.stats.failovers += 1;
+        true
+    }
+
+    /// Branch `bi` of an initial INVITE was refused with 488 (RFC 3261 §21.4.26: no common
+    /// codec): when the media hook can widen its offer with codecs the relay transcodes, sends
+    /// the widened request to the same destination as a new client transaction, once per
+    /// branch (what Kamailio does with rtpengine's transcoding flags in a failure route).
+    /// Returns whether it did (the branch then goes on).
+    pub(super) fn try_widened_offer(
+        &mut self,
+        io: &mut Io<'_>,
+        now: Instant,
+        stx: ServerTxId,
+        bi: usize,
+    ) -> bool {
+        let Some(ctx) = self.contexts.get_mut(&stx) else {
+            return false;
+        };
+        if ctx.cancelled || ctx.final_sent || !ctx.initial {
+            return false;
+        }
+        let Some(b) = ctx.branches.get_mut(bi) else {
+            return false;
+        };
+        let Some(retry) = b.retry.as_mut() else {
+            return false;
+        };
+        if retry.widened {
+            return false;
+        }
+        retry.widened = true;
+        let mut body = retry.request.body.clone();
+        if !self
+            .media
+            .widen_offer(now, &ctx.call_id, b.index, &mut body)
+        {
+            return false;
+        }
+        retry.request.body = body;
+        let mut copy = retry.request.clone();
+        let (in_t, rr, hash) = (retry.in_t, retry.record_route, retry.hash);
+        Self::prepare_forward(io, &mut copy, in_t, b.transport, rr, hash);
+        let ctid = io.tl.send_request(now, copy, b.dest, b.transport);
+        tracing::debug!(call_id = %ctx.call_id, dest = %b.dest, "488: offer widened for transcoding");
+        self.branch_owner.remove(&b.tx);
+        self.branch_owner.insert(ctid, stx);
+        b.tx = ctid;
+        b.provisional = false;
         true
     }
 

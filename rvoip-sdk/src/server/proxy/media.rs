@@ -96,6 +96,23 @@ pub trait MediaHook: Send {
     fn poll_media_timeout(&mut self) -> Option<String> {
         None
     }
+    /// Whether [`MediaHook::widen_offer`] can ever succeed (the proxy then keeps a copy of
+    /// each initial INVITE with SDP for a second try).
+    fn may_widen(&self) -> bool {
+        false
+    }
+    /// The callee refused the (anchored) offer `body` of `branch` with 488: adds the codecs
+    /// the relay can convert, so that parties with no codec in common still connect. Returns
+    /// whether the body was widened (the proxy then sends it again; once per branch).
+    fn widen_offer(
+        &mut self,
+        _now: Instant,
+        _call_id: &str,
+        _branch: u32,
+        _body: &mut Bytes,
+    ) -> bool {
+        false
+    }
 }
 
 /// Signalling only: bodies pass untouched.

@@ -100,6 +100,8 @@ struct Branch {
 #[derive(Debug)]
 struct Retry {
     alternates: std::collections::VecDeque<(SocketAddr, Transport)>,
+    /// The media hook already widened this branch's offer for transcoding (after a 488).
+    widened: bool,
     request: Request,
     in_t: Transport,
     record_route: bool,

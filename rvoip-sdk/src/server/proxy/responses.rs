@@ -147,6 +147,9 @@ impl Proxy {
         if status == 503 && self.try_next_destination(io, now, stx, bi) {
             return;
         }
+        if status == 488 && self.try_widened_offer(io, now, stx, bi) {
+            return;
+        }
         let Some(ctx) = self.contexts.get_mut(&stx) else {
             return;
         };

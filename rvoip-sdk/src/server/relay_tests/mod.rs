@@ -11,6 +11,7 @@
 mod lifecycle;
 mod nat;
 mod sdp;
+mod transcode;
 mod wire;
 
 use std::sync::{Arc, Mutex, MutexGuard};
