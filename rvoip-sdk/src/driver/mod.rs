@@ -11,6 +11,7 @@ pub mod conn;
 mod lag;
 pub mod media;
 pub mod ng;
+pub mod record;
 pub mod relay;
 mod setup;
 pub(crate) mod tcp;

@@ -17,6 +17,7 @@ pub mod g722;
 pub mod jitter;
 #[cfg(feature = "opus")]
 pub mod opus;
+pub mod record;
 pub mod relay;
 pub mod resample;
 pub mod rtcp;
