@@ -140,7 +140,7 @@ impl Relay {
             }
         }
         ctx.last_activity = now;
-        if let Some(t) = ctx.transcoder.as_mut() {
+        if let Some(t) = ctx.engine.as_mut() {
             if kind == Kind::Rtp {
                 rx.count_rtp(now, packet);
             } else if kind != Kind::Dtls {

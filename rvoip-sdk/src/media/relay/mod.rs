@@ -21,7 +21,9 @@
 #![warn(missing_docs)]
 
 mod datagram;
+mod engine;
 mod leg;
+mod pipe;
 mod pool;
 mod stats;
 #[cfg(test)]
@@ -37,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use engine::Engine;
 use leg::{LatchRules, Leg};
 use pool::PortPool;
 use transcode::Transcoder;
@@ -202,9 +205,10 @@ struct Context {
     armed: bool,
     /// Last accepted packet (or creation / confirmation).
     last_activity: Instant,
-    /// Set when the parties share no codec: their streams end in two media sessions here.
-    transcoder: Option<Box<Transcoder>>,
-    /// The transcoder's deadline that has an entry in `Relay::ticks`.
+    /// Set when the relay terminates the context's streams (transcoding, conference): they
+    /// end in media sessions here.
+    engine: Option<Box<Engine>>,
+    /// The engine's deadline that has an entry in `Relay::ticks`.
     tick_at: Option<Instant>,
 }
 
@@ -303,7 +307,7 @@ impl Relay {
             timed_out: false,
             armed: false,
             last_activity: now,
-            transcoder: None,
+            engine: None,
             tick_at: None,
         });
         self.live += 1;
@@ -383,11 +387,11 @@ impl Relay {
     ) -> Result<(), RelayError> {
         let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
         let Some(specs) = specs else {
-            ctx.transcoder = None;
+            ctx.engine = None;
             ctx.tick_at = None;
             return Ok(());
         };
-        if ctx.transcoder.as_ref().is_some_and(|t| t.specs() == specs) {
+        if matches!(ctx.engine.as_deref(), Some(Engine::Transcode(t)) if t.specs() == specs) {
             return Ok(());
         }
         let t = Transcoder::new(now, specs).map_err(|e| {
@@ -395,7 +399,7 @@ impl Relay {
             RelayError::Transcoding
         })?;
         let due = t.poll_timeout();
-        ctx.transcoder = Some(Box::new(t));
+        ctx.engine = Some(Box::new(Engine::Transcode(t)));
         ctx.tick_at = due;
         if let Some(due) = due {
             self.ticks.push(Reverse((due, id)));
@@ -414,7 +418,9 @@ impl Relay {
         self.slots
             .get(id.slot())
             .and_then(|s| s.ctx.as_ref())
-            .is_some_and(|c| c.id == id && c.transcoder.is_some())
+            .is_some_and(|c| {
+                c.id == id && matches!(c.engine.as_deref(), Some(Engine::Transcode(_)))
+            })
     }
 
     /// The next datagram a transcoder originated, to send as it says.
@@ -429,7 +435,7 @@ impl Relay {
         transmits: &mut VecDeque<Transmit>,
         counters: &mut RelayStats,
     ) {
-        let Some(t) = ctx.transcoder.as_mut() else {
+        let Some(t) = ctx.engine.as_mut() else {
             return;
         };
         while let Some(out) = t.poll_transmit() {
@@ -526,7 +532,7 @@ impl Relay {
             if ctx.tick_at != Some(due) {
                 continue; // superseded
             }
-            let Some(t) = ctx.transcoder.as_mut() else {
+            let Some(t) = ctx.engine.as_mut() else {
                 continue;
             };
             t.handle_timeout(now);

@@ -10,21 +10,15 @@
 //! DTMF received as telephone-events from one party is sent to the other as telephone-events of
 //! its own payload type and clock (RFC 4733 §2.5: timestamps re-based on the outgoing stream).
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::media::audio::{AudioError, AudioSink, AudioSource};
+use super::pipe::{PipeSink, PipeSource, SharedPipe, new_pipe};
 use crate::media::codec;
 use crate::media::session::{MediaConfig, MediaError, MediaEvent, MediaSession};
 use crate::sdp::AudioCodec;
-
-/// The most audio a pipe holds, in ms: older samples are dropped (a party whose clock runs
-/// fast must not build up delay).
-const PIPE_MAX_MS: u32 = 120;
 
 /// What one party's stream carries, from offer/answer (RFC 3264): the codec, its payload type
 /// in this party's SDP, its telephone-event payload type (RFC 4733) if any, and its
@@ -50,68 +44,6 @@ impl TranscodeSpec {
             telephone_event: None,
             ptime_ms: 20,
         }
-    }
-}
-
-/// Mono samples flowing from one session's sink to the other session's source.
-#[derive(Debug, Default)]
-struct Pipe {
-    samples: VecDeque<i16>,
-    /// Samples kept at most.
-    max: usize,
-}
-
-type SharedPipe = Arc<Mutex<Pipe>>;
-
-fn new_pipe(rate_hz: u32) -> SharedPipe {
-    let max = (u64::from(rate_hz) * u64::from(PIPE_MAX_MS) / 1000) as usize;
-    Arc::new(Mutex::new(Pipe {
-        samples: VecDeque::with_capacity(max),
-        max,
-    }))
-}
-
-/// The writing end of a pipe (a session's sink).
-struct PipeSink {
-    rate: u32,
-    pipe: SharedPipe,
-}
-
-impl AudioSink for PipeSink {
-    fn sample_rate(&self) -> u32 {
-        self.rate
-    }
-    fn write(&mut self, samples: &[i16]) -> Result<(), AudioError> {
-        if let Ok(mut p) = self.pipe.lock() {
-            p.samples.extend(samples.iter().copied());
-            let excess = p.samples.len().saturating_sub(p.max);
-            p.samples.drain(..excess);
-        }
-        Ok(())
-    }
-}
-
-/// The reading end of a pipe (a session's source): silence when it runs dry.
-struct PipeSource {
-    rate: u32,
-    pipe: SharedPipe,
-}
-
-impl AudioSource for PipeSource {
-    fn sample_rate(&self) -> u32 {
-        self.rate
-    }
-    fn read(&mut self, out: &mut [i16]) -> usize {
-        let mut n = 0;
-        if let Ok(mut p) = self.pipe.lock() {
-            let take = out.len().min(p.samples.len());
-            for (o, s) in out.iter_mut().zip(p.samples.drain(..take)) {
-                *o = s;
-                n += 1;
-            }
-        }
-        out.iter_mut().skip(n).for_each(|o| *o = 0);
-        out.len()
     }
 }
 
@@ -160,14 +92,8 @@ impl Transcoder {
             cfg.frame_ms = spec.ptime_ms;
             MediaSession::new(
                 cfg,
-                Box::new(PipeSource {
-                    rate: src.0,
-                    pipe: src.1.clone(),
-                }),
-                Box::new(PipeSink {
-                    rate: sink.0,
-                    pipe: sink.1.clone(),
-                }),
+                Box::new(PipeSource::new(src.0, src.1)),
+                Box::new(PipeSink::new(sink.0, sink.1)),
                 now,
             )
         };

@@ -1,0 +1,53 @@
+//! What a media context runs when the relay terminates its streams instead of forwarding
+//! them: a transcoder (two parties, no common codec) or a conference member (one party, the
+//! room's mix). Both are media sessions on the relay's clock; the relay feeds them the
+//! datagrams its legs accept and sends what they originate.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::transcode::{Outgoing, Transcoder};
+
+/// The engine of a context that terminates its streams.
+#[derive(Debug)]
+pub(super) enum Engine {
+    /// Two media sessions back to back.
+    Transcode(Transcoder),
+}
+
+impl Engine {
+    /// A datagram from the party on `side` (RTP, or RTCP when `rtcp`), accepted by the leg.
+    pub(super) fn receive(
+        &mut self,
+        now: Instant,
+        side: usize,
+        from: SocketAddr,
+        packet: &[u8],
+        rtcp: bool,
+    ) {
+        match self {
+            Engine::Transcode(t) => t.receive(now, side, from, packet, rtcp),
+        }
+    }
+
+    /// When [`Engine::handle_timeout`] must run.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Engine::Transcode(t) => t.poll_timeout(),
+        }
+    }
+
+    /// Runs what is due at `now`.
+    pub(super) fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Engine::Transcode(t) => t.handle_timeout(now),
+        }
+    }
+
+    /// The next datagram to send.
+    pub(super) fn poll_transmit(&mut self) -> Option<Outgoing> {
+        match self {
+            Engine::Transcode(t) => t.poll_transmit(),
+        }
+    }
+}
