@@ -60,6 +60,15 @@ struct Args {
     /// Never transcode: parties with no codec in common get the callee's 488.
     #[arg(long)]
     no_transcode: bool,
+    /// Record every relayed call: one stereo WAV per call (caller left, callee right).
+    #[arg(long)]
+    record_calls: bool,
+    /// Record the calls of this user (as caller or callee); repeatable.
+    #[arg(long = "record-user", value_name = "USER")]
+    record_users: Vec<String>,
+    /// Where recordings go (default: recordings/ in the data directory).
+    #[arg(long, value_name = "DIR")]
+    recording_dir: Option<std::path::PathBuf>,
     /// The address written into relayed SDP (default: the listen address, else the advertised).
     #[arg(long, value_name = "IP")]
     relay_advertise: Option<std::net::IpAddr>,
@@ -150,6 +159,11 @@ fn main() -> ExitCode {
     cfg.relay_strict_source |= args.relay_strict_source;
     cfg.relay_rewrite_ssrc |= args.relay_rewrite_ssrc;
     cfg.relay_transcode &= !args.no_transcode;
+    cfg.record_calls |= args.record_calls;
+    cfg.record_users.extend(args.record_users.iter().cloned());
+    if args.recording_dir.is_some() {
+        cfg.recording_dir = args.recording_dir.clone();
+    }
     if args.relay_advertise.is_some() {
         cfg.relay_advertise = args.relay_advertise;
     }

@@ -64,6 +64,14 @@ pub enum DriverError {
     /// The TLS certificate or key could not be loaded or made.
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    /// The recording directory could not be created (`recording_dir`).
+    #[error("cannot start call recording in {dir}: {source}")]
+    Recording {
+        /// The directory.
+        dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// What socket tasks tell the event task.
@@ -109,6 +117,8 @@ pub struct BoundServer {
     conns: Arc<conn::Conns>,
     users: usize,
     relay: Option<relay::RelayDriver>,
+    /// The call recorder's thread (`record_calls`, `record_users`).
+    recorder: Option<record::Recorder>,
     tls_counters: Arc<tls::TlsCounters>,
     ws_counters: Arc<ws::WsCounters>,
     /// The DNS server for RFC 3263 lookups (`None`: the system's configuration).
@@ -182,11 +192,30 @@ impl BoundServer {
         let now = std::time::Instant::now();
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
         let relay = start_relay(cfg, &bound, &advertise)?;
+        let mut recorder = None;
         if let Some((driver, ip)) = &relay {
-            core.set_media_hook(Box::new(
-                RelayAnchor::new(driver.handle(), cfg.relay, *ip)
-                    .with_transcoding(cfg.relay_transcode),
-            ));
+            let mut anchor = RelayAnchor::new(driver.handle(), cfg.relay, *ip)
+                .with_transcoding(cfg.relay_transcode);
+            if cfg.record_calls || !cfg.record_users.is_empty() {
+                let dir = cfg.recording_dir.clone().unwrap_or_else(|| {
+                    cfg.data_dir
+                        .clone()
+                        .unwrap_or_else(|| std::path::PathBuf::from("."))
+                        .join("recordings")
+                });
+                let r = record::Recorder::start(record::RecorderConfig::new(dir.clone())).map_err(
+                    |source| DriverError::Recording {
+                        dir: dir.display().to_string(),
+                        source,
+                    },
+                )?;
+                driver.handle().set_tap(Box::new(r.handle()));
+                anchor = anchor.with_recorder(Box::new(r.handle()));
+                tracing::info!(dir = %dir.display(), all = cfg.record_calls,
+                    users = ?cfg.record_users, "call recording on");
+                recorder = Some(r);
+            }
+            core.set_media_hook(Box::new(anchor));
         }
         let relay = relay.map(|(d, _)| d);
         let limits = Limits {
@@ -216,6 +245,7 @@ impl BoundServer {
             ),
             users: users.len(),
             relay,
+            recorder,
             tls_counters: Arc::default(),
             ws_counters: Arc::default(),
             dns_server: cfg.dns_server,
@@ -277,6 +307,7 @@ impl BoundServer {
             limits,
             conns,
             relay,
+            recorder,
             tls_counters,
             ws_counters,
             dns_server,
@@ -472,6 +503,8 @@ impl BoundServer {
             "server state at shutdown"
         );
         drop(relay);
+        // Open recordings are completed (their WAV headers written) before the process ends.
+        drop(recorder);
     }
 }
 

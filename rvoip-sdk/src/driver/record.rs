@@ -778,3 +778,21 @@ fn write(rec: &mut Recording, samples: &[i16]) -> Result<(), Stop> {
     }
     Ok(())
 }
+
+impl crate::media::relay::MediaTap for RecorderHandle {
+    fn packet(&mut self, recording: u64, side: Side, arrival: Instant, rtp: &[u8]) {
+        RecorderHandle::packet(self, RecordingId(recording), side, arrival, rtp);
+    }
+}
+
+impl crate::server::relay::CallRecorder for RecorderHandle {
+    fn open(&mut self, call_id: &str, now: Instant) -> u64 {
+        RecorderHandle::open(self, call_id, SystemTime::now(), now).0
+    }
+    fn set_codecs(&mut self, recording: u64, side: Side, codecs: Vec<(u8, AudioCodec)>) {
+        RecorderHandle::set_codecs(self, RecordingId(recording), side, codecs);
+    }
+    fn close(&mut self, recording: u64, now: Instant) {
+        RecorderHandle::close(self, RecordingId(recording), now);
+    }
+}

@@ -29,8 +29,8 @@ use quinn_udp::{RecvMeta, UdpSockRef, UdpSocketState};
 use rustix::event::{EventfdFlags, Timespec, epoll, eventfd};
 
 use crate::media::relay::{
-    Latching, MediaId, MediaStats, Relay, RelayConfig, RelayError, RelayEvent, RelayStats, Side,
-    TranscodeSpec,
+    Latching, MediaId, MediaStats, MediaTap, Relay, RelayConfig, RelayError, RelayEvent,
+    RelayStats, Side, TranscodeSpec,
 };
 use crate::server::relay::RelayControl;
 use crate::server::relay::sdp::Stream;
@@ -185,6 +185,11 @@ impl RelayHandle {
         lock(&self.shared).send_errors
     }
 
+    /// Installs where recorded packets go (the recorder's handle, `driver::record`).
+    pub fn set_tap(&self, tap: Box<dyn MediaTap>) {
+        lock(&self.shared).core.set_tap(tap);
+    }
+
     /// Runs `f` on the sans-IO core (tests and benchmarks: statistics of one context).
     pub fn with_core<T>(&self, f: impl FnOnce(&mut Relay) -> T) -> T {
         f(&mut lock(&self.shared).core)
@@ -301,6 +306,10 @@ impl RelayControl for RelayHandle {
 
     fn media_stats(&self, id: MediaId) -> Option<MediaStats> {
         lock(&self.shared).core.media_stats(id)
+    }
+
+    fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
+        lock(&self.shared).core.set_recording(id, recording)
     }
 
     fn set_transcoding(

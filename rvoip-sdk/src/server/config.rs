@@ -208,6 +208,15 @@ pub struct ServerConfig {
     /// G.722, Opus), and the relay converts the streams of such calls frame by frame. Calls
     /// with a codec in common are forwarded as they are, never decoded.
     pub relay_transcode: bool,
+    /// Record every call the relay anchors (default false): one stereo WAV per answered call
+    /// in `recording_dir`, caller left, callee right.
+    pub record_calls: bool,
+    /// Record the calls of these users only (as caller or callee; user parts, e.g. `"alice"`),
+    /// when `record_calls` is false. Default empty.
+    pub record_users: Vec<String>,
+    /// Where recordings go (created if missing). Default: `recordings` in `data_dir`, else
+    /// `./recordings`.
+    pub recording_dir: Option<PathBuf>,
     /// The address written into relayed SDP. Default: the first non-wildcard listen address,
     /// else `advertise`.
     pub relay_advertise: Option<std::net::IpAddr>,
@@ -327,6 +336,9 @@ impl Default for ServerConfig {
             relay_strict_source: false,
             relay_rewrite_ssrc: false,
             relay_transcode: true,
+            record_calls: false,
+            record_users: Vec::new(),
+            recording_dir: None,
             relay_advertise: None,
             relay_bind: None,
             tls_cert: None,

@@ -66,6 +66,9 @@ pub struct ServerCore {
     epoch: (Instant, u64),
     next_sweep: Instant,
     replier: Replier,
+    /// Record every call (`record_calls`), else the calls of these users (`record_users`).
+    record_all: bool,
+    record_users: std::collections::HashSet<String>,
     /// Requests for other domains waiting for their DNS answer.
     lookups: outbound::Lookups,
     /// Counters.
@@ -135,6 +138,8 @@ impl ServerCore {
             epoch: (now, now_unix_secs),
             next_sweep: now + SWEEP_INTERVAL,
             replier: Replier::new(),
+            record_all: cfg.record_calls,
+            record_users: cfg.record_users.iter().cloned().collect(),
             lookups: outbound::Lookups::default(),
             stats: Stats::default(),
         }

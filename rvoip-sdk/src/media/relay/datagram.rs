@@ -8,7 +8,7 @@ use crate::media::rtp;
 
 use super::leg::LatchRules;
 use super::leg::be32;
-use super::{Forward, Latching, Relay};
+use super::{Forward, Latching, Relay, Side};
 
 /// What a datagram is, from the port it arrived on and its first two bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,16 @@ impl Relay {
             }
         }
         ctx.last_activity = now;
+        if kind == Kind::Rtp
+            && let (Some(rec), Some(tap)) = (ctx.recording, self.tap.as_mut())
+        {
+            let side = if owner.side == 0 {
+                Side::Caller
+            } else {
+                Side::Callee
+            };
+            tap.packet(rec, side, now, packet);
+        }
         if let Some(t) = ctx.engine.as_mut() {
             if kind == Kind::Rtp {
                 rx.count_rtp(now, packet);

@@ -106,7 +106,8 @@ impl Side {
         }
     }
 
-    fn index(self) -> usize {
+    /// 0 for the caller, 1 for the callee (array indexes of per-party state).
+    pub fn index(self) -> usize {
         match self {
             Side::Caller => 0,
             Side::Callee => 1,
@@ -182,6 +183,22 @@ pub struct Transmit {
     pub bytes: Bytes,
 }
 
+/// Where the relay hands copies of recorded packets (call recording): every RTP packet a
+/// recorded context's legs accept, forwarded or transcoded, with the recording's id, the
+/// party that sent it and its arrival time. Called on the packet path: it must not block
+/// (the driver's recorder queues a copy and returns).
+pub trait MediaTap: Send {
+    /// One accepted RTP packet (RFC 3550 §5.1, at least 12 bytes) of recording `recording`,
+    /// sent by the party on `side`, received at `arrival`.
+    fn packet(&mut self, recording: u64, side: Side, arrival: Instant, rtp: &[u8]);
+}
+
+impl std::fmt::Debug for dyn MediaTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MediaTap")
+    }
+}
+
 /// Something the SIP layer should know about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayEvent {
@@ -208,6 +225,8 @@ struct Context {
     /// Set when the relay terminates the context's streams (transcoding, conference): they
     /// end in media sessions here.
     engine: Option<Box<Engine>>,
+    /// The recording this context's RTP is copied to ([`Relay::set_recording`]).
+    recording: Option<u64>,
     /// The engine's deadline that has an entry in `Relay::ticks`.
     tick_at: Option<Instant>,
 }
@@ -244,6 +263,8 @@ pub struct Relay {
     ticks: BinaryHeap<Reverse<(Instant, MediaId)>>,
     /// Datagrams transcoders originated, oldest first.
     transmits: VecDeque<Transmit>,
+    /// Where recorded contexts' packets go.
+    tap: Option<Box<dyn MediaTap>>,
     /// `contexts` and `ports_in_use` are filled in by [`Relay::stats`].
     counters: RelayStats,
 }
@@ -266,6 +287,7 @@ impl Relay {
             events: VecDeque::new(),
             ticks: BinaryHeap::new(),
             transmits: VecDeque::new(),
+            tap: None,
             counters: RelayStats::default(),
         }
     }
@@ -308,6 +330,7 @@ impl Relay {
             armed: false,
             last_activity: now,
             engine: None,
+            recording: None,
             tick_at: None,
         });
         self.live += 1;
@@ -410,6 +433,19 @@ impl Relay {
             callee = specs[1].codec.name,
             "relay: transcoding"
         );
+        Ok(())
+    }
+
+    /// Installs the receiver of recorded packets (the driver's recorder).
+    pub fn set_tap(&mut self, tap: Box<dyn MediaTap>) {
+        self.tap = Some(tap);
+    }
+
+    /// Copies every RTP packet of context `id` that its legs accept to the [`MediaTap`] as
+    /// recording `recording` (`None` stops). Errors: [`RelayError::NotFound`].
+    pub fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        ctx.recording = recording;
         Ok(())
     }
 

@@ -113,8 +113,29 @@ impl ServerCore {
             let status = if known || !authenticated { 480 } else { 404 };
             return self.reply(now, tx, &req, status, vec![]);
         }
+        if req.method == Method::Invite && self.records(&req, &user) {
+            if let Some(call_id) = req.headers.get(&HeaderName::CallId) {
+                let call_id = call_id.to_string();
+                self.proxy.record_call(&call_id);
+            }
+        }
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);
+    }
+
+    /// The recording policy: every call (`record_calls`), or the calls of the users listed in
+    /// `record_users`, as caller (a local From) or callee (`callee`, the Request-URI user).
+    fn records(&self, req: &Request, callee: &str) -> bool {
+        if self.record_all {
+            return true;
+        }
+        if self.record_users.is_empty() {
+            return false;
+        }
+        self.record_users.contains(callee)
+            || self
+                .local_from_user(req)
+                .is_some_and(|u| self.record_users.contains(u.as_ref() as &str))
     }
     /// The forwarding targets for a user: its registered contacts, best q first. A binding
     /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for

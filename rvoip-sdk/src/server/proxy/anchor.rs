@@ -7,7 +7,7 @@
 //! or a timeout release the ports. Modes ([`RelayMode`]): always, only when a NAT is involved,
 //! or off.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,9 @@ use bytes::Bytes;
 use super::media::{EndReason, MediaHook, Party, SdpPassage};
 use super::route::is_private;
 use crate::media::relay::{MediaId, RelayEvent, Side};
-use crate::server::relay::RelayControl;
 use crate::server::relay::codecs::{Format, spec_of};
 use crate::server::relay::sdp::Sdp;
+use crate::server::relay::{CallRecorder, RelayControl};
 
 /// When rvoip-server anchors media (TOML `relay`, flag `--relay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -64,6 +64,9 @@ struct BranchMedia {
     offered: Vec<(usize, Vec<Format>)>,
     /// The offer was widened with transcodable codecs after a 488.
     widened: bool,
+    /// Each party's payload formats of the first audio stream as it sends them (caller,
+    /// callee): what a recording decodes.
+    sent_formats: [Vec<Format>; 2],
     /// Last `o=` version received from each party and the version we wrote toward the other.
     versions: [Option<(u64, u64)>; 2],
 }
@@ -73,6 +76,8 @@ struct BranchMedia {
 struct Call {
     branches: HashMap<u32, BranchMedia>,
     answered: Option<u32>,
+    /// The call's recording, once answered (see [`MediaHook::record_call`]).
+    recording: Option<u64>,
 }
 
 /// Counters of the anchor (the server's status counters).
@@ -107,6 +112,10 @@ pub struct RelayAnchor<R: RelayControl> {
     /// The address written into SDP (`c=`, `o=`, `a=rtcp`).
     advertise: IpAddr,
     calls: HashMap<String, Call>,
+    /// Where recorded calls go; `None`: no recording.
+    recorder: Option<Box<dyn CallRecorder>>,
+    /// Calls to record once answered.
+    to_record: HashSet<String>,
     /// Calls decided not to be anchored (mode nat), so later SDP passes untouched.
     direct: HashMap<String, ()>,
     by_media: HashMap<MediaId, String>,
@@ -126,6 +135,8 @@ impl<R: RelayControl> RelayAnchor<R> {
             relay,
             mode,
             transcode: true,
+            recorder: None,
+            to_record: HashSet::new(),
             advertise,
             calls: HashMap::new(),
             direct: HashMap::new(),
@@ -142,6 +153,22 @@ impl<R: RelayControl> RelayAnchor<R> {
     pub fn with_transcoding(mut self, on: bool) -> Self {
         self.transcode = on;
         self
+    }
+
+    /// Records the calls [`MediaHook::record_call`] names into `recorder`: one stereo
+    /// recording per answered call (its first audio stream), caller left, callee right.
+    pub fn with_recorder(mut self, recorder: Box<dyn CallRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Tells the recorder the codecs `side` sends with (its formats the relay can decode).
+    fn record_codecs(recorder: &mut dyn CallRecorder, rec: u64, side: Side, formats: &[Format]) {
+        let codecs = formats
+            .iter()
+            .filter_map(|f| f.codec().map(|c| (f.pt, c)))
+            .collect();
+        recorder.set_codecs(rec, side, codecs);
     }
 
     /// Decides, for each stream of the callee's answer `sdp` on a widened branch, between
@@ -355,6 +382,13 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
                 .map(|s| (s.index, sdp.formats(s.index)))
                 .collect();
         }
+        if let Some(first) = sdp.streams.iter().find(|s| sdp.is_audio(s.index)) {
+            let formats = sdp.formats(first.index);
+            if let (Some(rec), Some(recorder)) = (call.recording, self.recorder.as_mut()) {
+                Self::record_codecs(recorder.as_mut(), rec, from, &formats);
+            }
+            branch.sent_formats[from.index()] = formats;
+        }
         let widened = branch.widened;
         if widened && from == Side::Callee {
             self.transcode_answer(now, &call_id, p.branch, &mut sdp);
@@ -407,6 +441,24 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
             for (_, id) in &m.streams {
                 self.relay.confirm(now, *id);
             }
+            if let (true, Some(recorder), Some(&(_, id))) = (
+                self.to_record.remove(call_id),
+                self.recorder.as_mut(),
+                m.streams.first(),
+            ) {
+                let rec = recorder.open(call_id, now);
+                for side in [Side::Caller, Side::Callee] {
+                    Self::record_codecs(
+                        recorder.as_mut(),
+                        rec,
+                        side,
+                        &m.sent_formats[side.index()],
+                    );
+                }
+                let _ = self.relay.set_recording(id, Some(rec));
+                call.recording = Some(rec);
+                tracing::info!(%call_id, recording = rec, "relay: recording the call");
+            }
         }
         for m in freed {
             self.release_branch(call_id, m);
@@ -429,9 +481,13 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
         }
     }
 
-    fn on_call_end(&mut self, _now: Instant, call_id: &str, why: EndReason) {
+    fn on_call_end(&mut self, now: Instant, call_id: &str, why: EndReason) {
         self.direct.remove(call_id);
+        self.to_record.remove(call_id);
         if let Some(call) = self.calls.remove(call_id) {
+            if let (Some(rec), Some(recorder)) = (call.recording, self.recorder.as_mut()) {
+                recorder.close(rec, now);
+            }
             tracing::debug!(%call_id, ?why, "relay: call ended");
             for (_, m) in call.branches {
                 self.release_branch(call_id, m);
@@ -467,6 +523,12 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
 
     fn poll_media_timeout(&mut self) -> Option<String> {
         self.timeouts.pop()
+    }
+
+    fn record_call(&mut self, call_id: &str) {
+        if self.recorder.is_some() && self.mode != RelayMode::Off {
+            self.to_record.insert(call_id.to_string());
+        }
     }
 
     fn may_widen(&self) -> bool {

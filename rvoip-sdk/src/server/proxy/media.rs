@@ -96,6 +96,9 @@ pub trait MediaHook: Send {
     fn poll_media_timeout(&mut self) -> Option<String> {
         None
     }
+    /// Records call `call_id` (the server's recording policy chose it, before its INVITE is
+    /// forwarded): once answered, its media is recorded. Default: no recording.
+    fn record_call(&mut self, _call_id: &str) {}
     /// Whether [`MediaHook::widen_offer`] can ever succeed (the proxy then keeps a copy of
     /// each initial INVITE with SDP for a second try).
     fn may_widen(&self) -> bool {

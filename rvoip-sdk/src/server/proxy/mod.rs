@@ -208,6 +208,12 @@ fn from_tag(req: &Request) -> Option<String> {
 }
 
 impl Proxy {
+    /// Asks the media hook to record call `call_id` once answered (the server's recording
+    /// policy).
+    pub(crate) fn record_call(&mut self, call_id: &str) {
+        self.media.record_call(call_id);
+    }
+
     /// A proxy whose SDP hook points call `media`.
     pub fn new(media: Box<dyn MediaHook>) -> Proxy {
         Proxy {

@@ -33,6 +33,9 @@ pub trait RelayControl: Send {
     ) -> Result<(), RelayError>;
     /// Statistics of both directions of the context so far; `None` for unknown ids.
     fn media_stats(&self, id: MediaId) -> Option<MediaStats>;
+    /// Copies the accepted RTP of context `id` to the relay's recorder as recording
+    /// `recording` (`None` stops). Errors: [`RelayError::NotFound`].
+    fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError>;
     /// Transcodes between the caller's and the callee's codecs (`Some([caller, callee])`), or
     /// forwards packets as they are (`None`). Errors: [`RelayError::NotFound`],
     /// [`RelayError::Transcoding`].
@@ -86,6 +89,9 @@ impl RelayControl for Relay {
     ) -> Result<(), RelayError> {
         Relay::set_transcoding(self, now, id, specs)
     }
+    fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
+        Relay::set_recording(self, id, recording)
+    }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         Relay::confirm(self, now, id)
     }
@@ -104,4 +110,16 @@ impl RelayControl for Relay {
     fn handle_timeout(&mut self, now: Instant) {
         Relay::handle_timeout(self, now)
     }
+}
+
+/// Where recorded calls go (the driver's recorder thread, `driver::record`): one stereo
+/// recording per call, caller left and callee right, fed by the relay's tap.
+pub trait CallRecorder: Send {
+    /// Starts the recording of `call_id` (RFC 3261 Call-ID) at `now`; its id for the relay's
+    /// tap ([`RelayControl::set_recording`]).
+    fn open(&mut self, call_id: &str, now: Instant) -> u64;
+    /// The payload types of `side`'s packets: (payload type, codec). Others are ignored.
+    fn set_codecs(&mut self, recording: u64, side: Side, codecs: Vec<(u8, crate::sdp::AudioCodec)>);
+    /// Ends the recording at `now` (the file is completed off the packet path).
+    fn close(&mut self, recording: u64, now: Instant);
 }

@@ -10,6 +10,7 @@
 
 mod lifecycle;
 mod nat;
+mod record;
 mod sdp;
 mod transcode;
 mod wire;
@@ -123,6 +124,9 @@ impl RelayControl for SharedRelay {
     ) -> Result<(), RelayError> {
         self.lock().set_transcoding(now, id, specs)
     }
+    fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
+        self.lock().set_recording(id, recording)
+    }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         self.lock().confirm(now, id)
     }
@@ -140,6 +144,55 @@ impl RelayControl for SharedRelay {
     }
     fn handle_timeout(&mut self, now: Instant) {
         self.lock().handle_timeout(now)
+    }
+}
+
+/// What the anchor and the relay's tap told the recorder.
+#[derive(Debug, Default)]
+struct Recorded {
+    /// (recording, Call-ID) per open.
+    opened: Vec<(u64, String)>,
+    /// (recording, side, codecs) per set_codecs.
+    codecs: Vec<(u64, Side, Vec<(u8, crate::sdp::AudioCodec)>)>,
+    /// (recording, side, RTP sequence number) per tapped packet.
+    packets: Vec<(u64, Side, u16)>,
+    closed: Vec<u64>,
+}
+
+/// A recorder that keeps what it is told (the relay's tap and the anchor's recorder).
+#[derive(Clone, Default)]
+struct FakeRecorder(Arc<Mutex<Recorded>>);
+
+impl FakeRecorder {
+    fn get(&self) -> MutexGuard<'_, Recorded> {
+        self.0.lock().expect("recorder lock")
+    }
+}
+
+impl crate::media::relay::MediaTap for FakeRecorder {
+    fn packet(&mut self, recording: u64, side: Side, _arrival: Instant, rtp: &[u8]) {
+        let seq = u16::from_be_bytes([rtp[2], rtp[3]]);
+        self.get().packets.push((recording, side, seq));
+    }
+}
+
+impl crate::server::relay::CallRecorder for FakeRecorder {
+    fn open(&mut self, call_id: &str, _now: Instant) -> u64 {
+        let mut r = self.get();
+        let id = r.opened.len() as u64 + 7;
+        r.opened.push((id, call_id.to_string()));
+        id
+    }
+    fn set_codecs(
+        &mut self,
+        recording: u64,
+        side: Side,
+        codecs: Vec<(u8, crate::sdp::AudioCodec)>,
+    ) {
+        self.get().codecs.push((recording, side, codecs));
+    }
+    fn close(&mut self, recording: u64, _now: Instant) {
+        self.get().closed.push(recording);
     }
 }
 
@@ -257,11 +310,28 @@ impl Harness {
     }
 
     fn with_ports(mode: RelayMode, port_max: u16) -> Harness {
+        Harness::build(mode, port_max, ServerConfig::default(), None)
+    }
+
+    /// A harness whose anchor records into `recorder` under `cfg`'s recording policy (and
+    /// whose relay taps into it), bob registered.
+    fn recording(cfg: ServerConfig, recorder: &FakeRecorder) -> Harness {
+        let mut h = Harness::build(RelayMode::Always, PORT_MAX, cfg, Some(recorder));
+        assert_eq!(h.register("bob", "bpw", BOB).status, 200);
+        h
+    }
+
+    fn build(
+        mode: RelayMode,
+        port_max: u16,
+        base: ServerConfig,
+        recorder: Option<&FakeRecorder>,
+    ) -> Harness {
         let now = Instant::now();
         let cfg = ServerConfig {
             invite_auth: false,
             digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
-            ..ServerConfig::default()
+            ..base
         };
         let local = LocalIdentity::new(
             &[(Transport::Udp, addr("127.0.0.1:5060"))],
@@ -281,11 +351,13 @@ impl Harness {
             media_timeout: Duration::from_secs(60),
             ..RelayConfig::default()
         }))));
-        core.set_media_hook(Box::new(RelayAnchor::new(
-            relay.clone(),
-            mode,
-            ADVERTISE.parse().expect("advertise"),
-        )));
+        let mut anchor =
+            RelayAnchor::new(relay.clone(), mode, ADVERTISE.parse().expect("advertise"));
+        if let Some(r) = recorder {
+            relay.lock().set_tap(Box::new(r.clone()));
+            anchor = anchor.with_recorder(Box::new(r.clone()));
+        }
+        core.set_media_hook(Box::new(anchor));
         Harness {
             core,
             relay,
