@@ -29,7 +29,7 @@ RVOIP_SERVER=${RVOIP_SERVER:-$ROOT/target/release/rvoip-server}
 OUTROOT=$ROOT/tests/out
 mkdir -p "$OUTROOT"
 
-ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode ng-compare kamailio-ng"
+ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode record ng-compare kamailio-ng"
 # tests that start their own servers (rtpengine ng relay, Kamailio): no framework server around them
 NO_SERVER_TESTS="ng-compare kamailio-ng"
 TESTS=${*:-$ALL_TESTS}
@@ -106,7 +106,8 @@ start_server() {  # $1 = log file
     RUST_LOG=${RUST_LOG:-info} "$RVOIP_SERVER" --lax-auth-user --trusted-source 127.0.0.1/32 \
       --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
       --listen "tls:$TLS_PROXY" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" \
-      --users "$USERS_FILE" --domain 127.0.0.1 >"$log" 2>&1 &
+      --users "$USERS_FILE" --domain 127.0.0.1 --record-user user0009 --recording-dir "$OUTROOT/recordings" \
+      >"$log" 2>&1 &
     SERVER_PID=$!
   fi
   for i in $(seq 50); do probe && return 0; sleep 0.1; done

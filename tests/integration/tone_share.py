@@ -7,9 +7,11 @@ pure tone's power equals its energy, |X(f)|^2 / (N/2)) is summed, and the sum is
 energy of the same blocks. An energy-weighted mean of the per-block shares: silent blocks weigh
 nothing, a phase jump (jitter buffer, concealed frame) only costs the blocks that straddle it.
 
-Multi-channel WAVs are mixed down to mono (mean of the channels). 16-bit PCM only.
+Multi-channel WAVs are mixed down to mono (mean of the channels), or one channel is taken with
+--channel N (0 = left). 16-bit PCM only.
 
-Usage: tone_share.py WAV FREQ [--min 0.9] [--min-seconds 1.0] [--skip 0] [--label NAME]
+Usage: tone_share.py WAV FREQ [--min 0.9] [--min-seconds 1.0] [--skip 0] [--label NAME] [--channel N]
+                    [--max-also SHARE]
 Prints one line: "NAME: 99.87 % of the energy at FREQ Hz per 20 ms block (... s with signal, ...)"
 and exits 0 if the share is >= --min and at least --min-seconds of blocks carry signal, else 1.
 """
@@ -20,7 +22,7 @@ import sys
 import wave
 
 
-def read_mono(path):
+def read_mono(path, channel=None):
     w = wave.open(path, "rb")
     ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
     raw = w.readframes(n)
@@ -30,6 +32,10 @@ def read_mono(path):
     vals = struct.unpack("<%dh" % (len(raw) // 2), raw[: len(raw) // 2 * 2])
     if ch == 1:
         return list(vals), rate
+    if channel is not None:
+        if not 0 <= channel < ch:
+            raise SystemExit("%s: no channel %d (%d channels)" % (path, channel, ch))
+        return list(vals[channel::ch]), rate
     return [sum(vals[i : i + ch]) / ch for i in range(0, len(vals) - ch + 1, ch)], rate
 
 
@@ -72,14 +78,21 @@ def main():
     ap.add_argument("--skip", type=float, default=0.0, help="seconds left out at the start")
     ap.add_argument("--label", default=None)
     ap.add_argument("--also", type=float, action="append", default=[], help="also report the share at this Hz")
+    ap.add_argument("--channel", type=int, default=None, help="take this channel (0 = left) instead of the mix")
+    ap.add_argument("--max-also", type=float, default=None,
+                    help="fail when the share at an --also tone exceeds this (0..1)")
     a = ap.parse_args()
-    samples, rate = read_mono(a.wav)
+    samples, rate = read_mono(a.wav, a.channel)
     samples = samples[int(a.skip * rate) :]
     block = rate // 50
     share, live = block_share(samples, a.freq, rate, block)
     secs = live * block / rate
-    extra = "".join(", %.1f %% at %g Hz" % (100 * block_share(samples, f, rate, block)[0], f) for f in a.also)
+    also = [(f, block_share(samples, f, rate, block)[0]) for f in a.also]
+    extra = "".join(", %.1f %% at %g Hz" % (100 * s, f) for f, s in also)
     ok = share >= a.min and secs >= a.min_seconds
+    if a.max_also is not None and any(s > a.max_also for _, s in also):
+        ok = False
+        extra += " (FAILED: over %.0f %% at another tone)" % (100 * a.max_also)
     print("%s: %.2f %% of the energy at %g Hz per 20 ms block (%s; %.2f s with signal of %.2f s at %d Hz%s)" % (
         a.label or a.wav, 100 * share, a.freq, "ok" if ok else "FAILED, want >= %.0f %% and >= %.1f s" % (
             100 * a.min, a.min_seconds), secs, len(samples) / rate, rate, extra))
