@@ -22,7 +22,8 @@ pub mod ws;
 use lag::{LoopLag, Step};
 pub use setup::disable_transparent_huge_pages;
 use setup::{
-    Dns, listen_tcp, release_free_memory, set_udp_receive_buffer, start_relay, tls_identity,
+    Dns, listen_tcp, release_free_memory, set_udp_receive_buffer, start_recorder, start_relay,
+    tls_identity,
 };
 
 use std::future::Future;
@@ -197,22 +198,9 @@ impl BoundServer {
             let mut anchor = RelayAnchor::new(driver.handle(), cfg.relay, *ip)
                 .with_transcoding(cfg.relay_transcode);
             if cfg.record_calls || !cfg.record_users.is_empty() {
-                let dir = cfg.recording_dir.clone().unwrap_or_else(|| {
-                    cfg.data_dir
-                        .clone()
-                        .unwrap_or_else(|| std::path::PathBuf::from("."))
-                        .join("recordings")
-                });
-                let r = record::Recorder::start(record::RecorderConfig::new(dir.clone())).map_err(
-                    |source| DriverError::Recording {
-                        dir: dir.display().to_string(),
-                        source,
-                    },
-                )?;
-                driver.handle().set_tap(Box::new(r.handle()));
+                let r = start_recorder(cfg, driver)?;
                 anchor = anchor.with_recorder(Box::new(r.handle()));
-                tracing::info!(dir = %dir.display(), all = cfg.record_calls,
-                    users = ?cfg.record_users, "call recording on");
+                tracing::info!(all = cfg.record_calls, users = ?cfg.record_users, "recording policy");
                 recorder = Some(r);
             }
             core.set_media_hook(Box::new(anchor));

@@ -12,7 +12,7 @@ use tokio::net::UdpSocket;
 
 use super::DriverError;
 use super::relay::{RelayDriver, RelayHandle};
-use super::setup::start_relay;
+use super::setup::{start_recorder, start_relay};
 use crate::server::config::ServerConfig;
 use crate::server::ng::{NgConfig, NgControl, NgStats};
 use crate::server::proxy::anchor::RelayMode;
@@ -29,6 +29,8 @@ pub struct NgServer {
     ng: NgControl<RelayHandle>,
     /// Keeps the relay thread and its sockets alive.
     _relay: RelayDriver,
+    /// The recorder of `record-call` calls (with `recording_dir` or `record_calls`).
+    _recorder: Option<super::record::Recorder>,
 }
 
 impl NgServer {
@@ -36,7 +38,8 @@ impl NgServer {
     /// (`relay_ports`, `relay_timeout_s`, `relay_strict_source`, `relay_rewrite_ssrc`,
     /// `relay_bind`), writing `relay_advertise` (else `addr`'s IP when it is not a wildcard,
     /// else 127.0.0.1) into SDP. The relay runs whatever `cfg.relay` says (the control decides
-    /// which calls it carries). Errors: [`DriverError::Bind`] for the socket,
+    /// which calls it carries). With `recording_dir` (or `record_calls`) set, calls flagged
+    /// `record-call` are recorded there. Errors: [`DriverError::Bind`] for the socket,
     /// [`DriverError::Relay`] for the relay thread.
     pub async fn bind(cfg: &ServerConfig, addr: SocketAddr) -> Result<NgServer, DriverError> {
         let socket = UdpSocket::bind(addr)
@@ -53,11 +56,19 @@ impl NgServer {
         rcfg.relay = RelayMode::Always;
         let (relay, sdp_ip) =
             start_relay(&rcfg, &[(Transport::Udp, local)], "")?.ok_or(DriverError::NoListen)?;
-        let ng = NgControl::new(relay.handle(), NgConfig::new(sdp_ip));
+        let mut ng = NgControl::new(relay.handle(), NgConfig::new(sdp_ip));
+        let recorder = if cfg.recording_dir.is_some() || cfg.record_calls {
+            let r = start_recorder(cfg, &relay)?;
+            ng = ng.with_recorder(Box::new(r.handle()));
+            Some(r)
+        } else {
+            None
+        };
         Ok(NgServer {
             socket,
             ng,
             _relay: relay,
+            _recorder: recorder,
         })
     }
 

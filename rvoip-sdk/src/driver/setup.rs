@@ -304,3 +304,26 @@ mod backlog_tests {
         assert!(n < 400, "{n} of 400 connects completed with std's backlog");
     }
 }
+
+/// Starts the call recorder in `cfg.recording_dir` (default `recordings` in `data_dir`, else
+/// in the working directory) and points `relay`'s tap at it. Errors:
+/// [`DriverError::Recording`] when the directory cannot be created.
+pub(super) fn start_recorder(
+    cfg: &ServerConfig,
+    relay: &relay::RelayDriver,
+) -> Result<super::record::Recorder, DriverError> {
+    let dir = cfg.recording_dir.clone().unwrap_or_else(|| {
+        cfg.data_dir
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("."))
+            .join("recordings")
+    });
+    let r = super::record::Recorder::start(super::record::RecorderConfig::new(dir.clone()))
+        .map_err(|source| DriverError::Recording {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+    relay.handle().set_tap(Box::new(r.handle()));
+    tracing::info!(dir = %dir.display(), "call recording on");
+    Ok(r)
+}

@@ -13,8 +13,9 @@ use super::bencode::{Limits, Value};
 use super::cache::ReplyCache;
 use super::request::{Command, MediaFlags, NgError, Request, split_cookie};
 use crate::media::relay::{LegStats, MediaId, MediaStats, RelayEvent, Side};
-use crate::server::relay::RelayControl;
+use crate::server::relay::codecs::Format;
 use crate::server::relay::sdp::{Sdp, Stream};
+use crate::server::relay::{CallRecorder, RelayControl};
 
 /// Limits and addresses of the ng control. Build with `NgConfig::new(advertise)`.
 #[derive(Debug, Clone)]
@@ -91,6 +92,12 @@ struct NgCall {
     protos: [Vec<(usize, String)>; 2],
     /// Last `o=` version received from each party and the version written toward the other.
     versions: [Option<(u64, u64)>; 2],
+    /// `record-call` was asked for.
+    record: bool,
+    /// The call's recording, once answered.
+    recording: Option<u64>,
+    /// Each party's payload formats of the first audio stream (what a recording decodes).
+    formats: [Vec<Format>; 2],
 }
 
 /// The ng control core over a relay `R`.
@@ -101,6 +108,8 @@ pub struct NgControl<R: RelayControl> {
     by_media: HashMap<MediaId, String>,
     cache: ReplyCache,
     stats: NgStats,
+    /// Where `record-call` calls are recorded; `None`: recording off.
+    recorder: Option<Box<dyn CallRecorder>>,
 }
 
 fn index(side: Side) -> usize {
@@ -152,6 +161,46 @@ impl<R: RelayControl> NgControl<R> {
             calls: HashMap::new(),
             by_media: HashMap::new(),
             stats: NgStats::default(),
+            recorder: None,
+        }
+    }
+
+    /// Records the calls whose offer or answer carries the `record-call` flag into `recorder`
+    /// (one stereo recording per call, its first audio stream: caller left, callee right; from
+    /// the answer until `delete` or the call's end). Without a recorder the flag is logged only.
+    pub fn with_recorder(mut self, recorder: Box<dyn CallRecorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Starts or updates the recording of `call_id` (see [`NgControl::with_recorder`]).
+    fn update_recording(&mut self, now: Instant, call_id: &str) {
+        let (Some(call), Some(recorder)) = (self.calls.get_mut(call_id), self.recorder.as_mut())
+        else {
+            return;
+        };
+        if !call.record || !call.answered {
+            return;
+        }
+        let Some(&(_, id)) = call.streams.first() else {
+            return;
+        };
+        let rec = match call.recording {
+            Some(rec) => rec,
+            None => {
+                let rec = recorder.open(call_id, now);
+                let _ = self.relay.set_recording(id, Some(rec));
+                call.recording = Some(rec);
+                tracing::info!(%call_id, recording = rec, "ng: recording the call");
+                rec
+            }
+        };
+        for side in [Side::Caller, Side::Callee] {
+            let codecs = call.formats[index(side)]
+                .iter()
+                .filter_map(|f| f.codec().map(|c| (f.pt, c)))
+                .collect();
+            recorder.set_codecs(rec, side, codecs);
         }
     }
 
@@ -201,6 +250,9 @@ impl<R: RelayControl> NgControl<R> {
             Command::Delete => {
                 let call_id = req.call_id.as_deref().unwrap_or_default();
                 let call = self.calls.remove(call_id).ok_or(NgError::UnknownCall)?;
+                if let (Some(rec), Some(recorder)) = (call.recording, self.recorder.as_mut()) {
+                    recorder.close(rec, now);
+                }
                 let mut stats = Vec::with_capacity(call.streams.len());
                 for (_, id) in &call.streams {
                     self.by_media.remove(id);
@@ -278,8 +330,8 @@ impl<R: RelayControl> NgControl<R> {
                 }
             }
         }
-        if req.flags.record_call {
-            tracing::info!(%call_id, "ng: record-call asked; recording is not done by this relay");
+        if req.flags.record_call && self.recorder.is_none() {
+            tracing::info!(%call_id, "ng: record-call asked, but recording is off (--recording-dir)");
         }
         let fresh = !self.calls.contains_key(&call_id);
         if fresh {
@@ -298,6 +350,9 @@ impl<R: RelayControl> NgControl<R> {
                     streams: Vec::new(),
                     protos: [Vec::new(), Vec::new()],
                     versions: [None, None],
+                    record: false,
+                    recording: None,
+                    formats: [Vec::new(), Vec::new()],
                 },
             );
         }
@@ -366,6 +421,10 @@ impl<R: RelayControl> NgControl<R> {
                 self.relay.confirm(now, *id);
             }
         }
+        call.record |= req.flags.record_call;
+        if let Some(first) = sdp.streams.iter().find(|s| sdp.is_audio(s.index)) {
+            call.formats[index(sender)] = sdp.formats(first.index);
+        }
         let in_version = sdp.version();
         let slot = &mut call.versions[index(sender)];
         let out_version = match *slot {
@@ -376,6 +435,7 @@ impl<R: RelayControl> NgControl<R> {
         *slot = Some((in_version, out_version));
         let origin = req.flags.replace_origin.then_some(out_version);
         let out = sdp.rewrite(self.cfg.advertise, &ports, origin);
+        self.update_recording(now, &call_id);
         Ok(dict(vec![
             ("result", Value::text("ok")),
             ("sdp", Value::Bytes(Bytes::from(out))),
@@ -561,6 +621,9 @@ impl<R: RelayControl> NgControl<R> {
     /// Forgets `call_id` and frees its relay contexts.
     fn remove_call(&mut self, call_id: &str) {
         if let Some(call) = self.calls.remove(call_id) {
+            if let (Some(rec), Some(recorder)) = (call.recording, self.recorder.as_mut()) {
+                recorder.close(rec, call.last_signal_at);
+            }
             for (_, id) in &call.streams {
                 self.by_media.remove(id);
                 self.relay.release(*id);

@@ -104,7 +104,8 @@ pub struct MediaFlags {
     /// `transport-protocol` (or a profile flag such as `RTP/AVP`): the protocol the other party
     /// must see. Only the offered protocol itself (passthrough) is accepted.
     pub transport_protocol: Option<String>,
-    /// `record-call`: accepted (recording is not done by this relay yet; logged).
+    /// `record-call` (flag, or the key `record-call: yes`): the call is recorded when the relay
+    /// has a recorder (`NgControl::with_recorder`); else logged.
     pub record_call: bool,
 }
 

@@ -605,3 +605,66 @@ fn one_silent_stream_does_not_end_a_call_whose_other_stream_flows() {
     );
     assert_eq!((f.ng.calls(), f.ng.relay().ports_in_use()), (0, 0));
 }
+
+/// What the control told the recorder: (opened Call-IDs, codecs per side of the last update,
+/// closed recordings).
+type Told = std::sync::Arc<std::sync::Mutex<(Vec<String>, Vec<(bool, usize)>, Vec<u64>)>>;
+
+struct Recorder(Told);
+
+impl crate::server::relay::CallRecorder for Recorder {
+    fn open(&mut self, call_id: &str, _now: Instant) -> u64 {
+        let mut t = self.0.lock().expect("lock");
+        t.0.push(call_id.to_string());
+        t.0.len() as u64
+    }
+    fn set_codecs(
+        &mut self,
+        _recording: u64,
+        side: crate::media::relay::Side,
+        codecs: Vec<(u8, crate::sdp::AudioCodec)>,
+    ) {
+        let caller = side == crate::media::relay::Side::Caller;
+        self.0.lock().expect("lock").1.push((caller, codecs.len()));
+    }
+    fn close(&mut self, recording: u64, _now: Instant) {
+        self.0.lock().expect("lock").2.push(recording);
+    }
+}
+
+#[test]
+fn record_call_records_from_the_answer_to_the_delete() {
+    let told = Told::default();
+    let mut f = Fixture::new();
+    f.ng = std::mem::replace(
+        &mut f.ng,
+        NgControl::new(
+            Relay::new(RelayConfig::default()),
+            NgConfig::new("203.0.113.5".parse().expect("ip")),
+        ),
+    )
+    .with_recorder(Box::new(Recorder(told.clone())));
+    // A call without the flag is not recorded.
+    f.setup("plain", &[], &[]);
+    assert!(told.lock().expect("lock").0.is_empty());
+    let (for_callee, for_caller) = f.setup("rec", &["record-call"], &[]);
+    {
+        let t = told.lock().expect("lock");
+        assert_eq!(t.0, ["rec"]);
+        // Both sides' codecs: PCMU and PCMA (telephone-event is not decoded).
+        assert!(
+            t.1.contains(&(true, 2)) && t.1.contains(&(false, 2)),
+            "{:?}",
+            t.1
+        );
+    }
+    // The relay copies the call's RTP to its tap (tested in media::relay); the delete closes.
+    assert_ne!(for_callee, for_caller);
+    let r = f.call(&d(vec![
+        ("call-id", t("rec")),
+        ("from-tag", t("ft")),
+        ("command", t("delete")),
+    ]));
+    assert_eq!(s(&r, "result"), "ok", "{r:?}");
+    assert_eq!(told.lock().expect("lock").2, [1]);
+}
