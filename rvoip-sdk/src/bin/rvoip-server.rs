@@ -60,6 +60,12 @@ struct Args {
     /// Never transcode: parties with no codec in common get the callee's 488.
     #[arg(long)]
     no_transcode: bool,
+    /// The user-part prefix of conference room URIs (default conf-; "" turns rooms off).
+    #[arg(long, value_name = "PREFIX")]
+    conference_prefix: Option<String>,
+    /// Members per conference room at most (default 30).
+    #[arg(long, value_name = "N")]
+    conference_max_members: Option<usize>,
     /// Record every relayed call: one stereo WAV per call (caller left, callee right).
     #[arg(long)]
     record_calls: bool,
@@ -160,6 +166,12 @@ fn main() -> ExitCode {
     cfg.relay_rewrite_ssrc |= args.relay_rewrite_ssrc;
     cfg.relay_transcode &= !args.no_transcode;
     cfg.record_calls |= args.record_calls;
+    if let Some(p) = &args.conference_prefix {
+        cfg.conference_prefix = p.clone();
+    }
+    if let Some(n) = args.conference_max_members {
+        cfg.conference_max_members = n;
+    }
     cfg.record_users.extend(args.record_users.iter().cloned());
     if args.recording_dir.is_some() {
         cfg.recording_dir = args.recording_dir.clone();

@@ -312,6 +312,19 @@ impl RelayControl for RelayHandle {
         lock(&self.shared).core.set_recording(id, recording)
     }
 
+    fn join_room(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        room: u32,
+        spec: TranscodeSpec,
+    ) -> Result<(), RelayError> {
+        lock(&self.shared).core.join_room(now, id, room, spec)?;
+        // The member's first frame and the room's mix are due now.
+        self.shared.wake();
+        Ok(())
+    }
+
     fn set_transcoding(
         &mut self,
         now: Instant,

@@ -208,6 +208,12 @@ pub struct ServerConfig {
     /// G.722, Opus), and the relay converts the streams of such calls frame by frame. Calls
     /// with a codec in common are forwarded as they are, never decoded.
     pub relay_transcode: bool,
+    /// The user-part prefix of conference room URIs: a call to `sip:<prefix><name>@<domain>`
+    /// joins room `<name>`, a mixing bridge on the server's relay. Default `"conf-"`; empty
+    /// turns rooms off.
+    pub conference_prefix: String,
+    /// Members per room at most; more get 486 Busy Here. Default 30.
+    pub conference_max_members: usize,
     /// Record every call the relay anchors (default false): one stereo WAV per answered call
     /// in `recording_dir`, caller left, callee right.
     pub record_calls: bool,
@@ -336,6 +342,8 @@ impl Default for ServerConfig {
             relay_strict_source: false,
             relay_rewrite_ssrc: false,
             relay_transcode: true,
+            conference_prefix: "conf-".into(),
+            conference_max_members: 30,
             record_calls: false,
             record_users: Vec::new(),
             recording_dir: None,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 mod auth;
+mod conference;
 mod outbound;
 mod users;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
@@ -71,6 +72,8 @@ pub struct ServerCore {
     record_users: std::collections::HashSet<String>,
     /// Requests for other domains waiting for their DNS answer.
     lookups: outbound::Lookups,
+    /// Conference rooms' member dialogs (the server as UAS).
+    conferences: conference::Conferences,
     /// Counters.
     pub stats: Stats,
 }
@@ -141,6 +144,7 @@ impl ServerCore {
             record_all: cfg.record_calls,
             record_users: cfg.record_users.iter().cloned().collect(),
             lookups: outbound::Lookups::default(),
+            conferences: conference::Conferences::new(cfg),
             stats: Stats::default(),
         }
     }
@@ -260,6 +264,7 @@ impl ServerCore {
         self.tl.handle_timeout(now);
         let (proxy, mut io) = self.io();
         proxy.handle_timeout(&mut io, now);
+        self.conference_timeout(now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             self.guard.sweep(now);
@@ -274,9 +279,13 @@ impl ServerCore {
     /// The next instant at which [`ServerCore::handle_timeout`] must run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.next_sweep;
-        for other in [self.tl.poll_timeout(), self.proxy.poll_timeout()]
-            .into_iter()
-            .flatten()
+        for other in [
+            self.tl.poll_timeout(),
+            self.proxy.poll_timeout(),
+            self.conference_poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
         {
             t = t.min(other);
         }
@@ -303,6 +312,9 @@ impl ServerCore {
                     source,
                     transport,
                 } => {
+                    if self.conference_in_dialog(now, None, &req) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     proxy.ack(&mut io, now, req, source, transport)
                 }
@@ -445,6 +457,9 @@ impl ServerCore {
             }
             let (proxy, mut io) = self.io();
             return proxy.cancel(&mut io, now, tx, req);
+        }
+        if self.conference_in_dialog(now, Some(tx), &req) {
+            return;
         }
         let routed = route::pop_own_routes(&self.local, &mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);

@@ -161,7 +161,12 @@ impl Relay {
                 t.receive(now, owner.side, source, packet, kind == Kind::Rtcp);
             }
             self.counters.transcoded += 1;
-            Self::collect_transmits(ctx, &mut self.transmits, &mut self.counters);
+            Self::collect_transmits(
+                ctx,
+                &mut self.transmits,
+                &mut self.events,
+                &mut self.counters,
+            );
             return None;
         }
         let dest = if kind == Kind::Rtp {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::conference::Member;
 use super::transcode::{Outgoing, Transcoder};
 
 /// The engine of a context that terminates its streams.
@@ -13,6 +14,8 @@ use super::transcode::{Outgoing, Transcoder};
 pub(super) enum Engine {
     /// Two media sessions back to back.
     Transcode(Transcoder),
+    /// A conference room member (the caller-facing leg only).
+    Member(Member),
 }
 
 impl Engine {
@@ -27,6 +30,9 @@ impl Engine {
     ) {
         match self {
             Engine::Transcode(t) => t.receive(now, side, from, packet, rtcp),
+            // The callee-facing leg of a member context faces nobody.
+            Engine::Member(m) if side == 0 => m.receive(now, from, packet, rtcp),
+            Engine::Member(_) => {}
         }
     }
 
@@ -34,6 +40,7 @@ impl Engine {
     pub(super) fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Engine::Transcode(t) => t.poll_timeout(),
+            Engine::Member(m) => m.poll_timeout(),
         }
     }
 
@@ -41,6 +48,7 @@ impl Engine {
     pub(super) fn handle_timeout(&mut self, now: Instant) {
         match self {
             Engine::Transcode(t) => t.handle_timeout(now),
+            Engine::Member(m) => m.handle_timeout(now),
         }
     }
 
@@ -48,6 +56,7 @@ impl Engine {
     pub(super) fn poll_transmit(&mut self) -> Option<Outgoing> {
         match self {
             Engine::Transcode(t) => t.poll_transmit(),
+            Engine::Member(m) => m.poll_transmit(),
         }
     }
 }

@@ -20,6 +20,9 @@
 
 #![warn(missing_docs)]
 
+mod conference;
+#[cfg(test)]
+mod conference_tests;
 mod datagram;
 mod engine;
 mod leg;
@@ -39,12 +42,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use conference::{Member, Room};
 use engine::Engine;
 use leg::{LatchRules, Leg};
 use pool::PortPool;
 use transcode::Transcoder;
 
 pub use crate::media::session::MediaError;
+pub use conference::MIX_RATE;
 pub use stats::{LegStats, MediaStats, RelayStats};
 pub use transcode::TranscodeSpec;
 
@@ -156,6 +161,9 @@ pub enum RelayError {
     /// No live media context has this id (never created, or released).
     #[error("no such media context")]
     NotFound,
+    /// The context already transcodes or belongs to a room.
+    #[error("the media context is busy")]
+    Busy,
     /// A transcoder could not be built (a codec not built in, a bad packetization time).
     #[error("cannot transcode between these codecs")]
     Transcoding,
@@ -207,6 +215,13 @@ pub enum RelayEvent {
     MediaTimeout {
         /// The silent context.
         id: MediaId,
+    },
+    /// A conference member muted or unmuted itself (DTMF `*6`).
+    MemberMuted {
+        /// The member's context.
+        id: MediaId,
+        /// Whether it is muted now.
+        muted: bool,
     },
 }
 
@@ -265,6 +280,8 @@ pub struct Relay {
     transmits: VecDeque<Transmit>,
     /// Where recorded contexts' packets go.
     tap: Option<Box<dyn MediaTap>>,
+    /// Conference rooms by number, each with at least one member.
+    rooms: std::collections::BTreeMap<u32, Room>,
     /// `contexts` and `ports_in_use` are filled in by [`Relay::stats`].
     counters: RelayStats,
 }
@@ -288,6 +305,7 @@ impl Relay {
             ticks: BinaryHeap::new(),
             transmits: VecDeque::new(),
             tap: None,
+            rooms: std::collections::BTreeMap::new(),
             counters: RelayStats::default(),
         }
     }
@@ -449,6 +467,84 @@ impl Relay {
         Ok(())
     }
 
+    /// Makes context `id` a member of conference room `room` (created on its first member):
+    /// the party facing its caller leg (the SDP set with `set_remote(id, Side::Caller, …)`)
+    /// sends and receives in `spec`'s codec, and hears the mix of the other members (N−1, at
+    /// [`MIX_RATE`]); DTMF `*6` mutes and unmutes it ([`RelayEvent::MemberMuted`]). The callee
+    /// leg is unused. Errors: [`RelayError::NotFound`], [`RelayError::Busy`] (it transcodes or
+    /// is a member already), [`RelayError::Transcoding`] (a codec not built in).
+    pub fn join_room(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        room: u32,
+        spec: TranscodeSpec,
+    ) -> Result<(), RelayError> {
+        let ctx = ctx_mut(&mut self.slots, id).ok_or(RelayError::NotFound)?;
+        if ctx.engine.is_some() {
+            return Err(RelayError::Busy);
+        }
+        let (member, input, output) = Member::new(now, room, spec).map_err(|e| {
+            tracing::warn!(id = id.0, error = %e, "relay: cannot join the room");
+            RelayError::Transcoding
+        })?;
+        let due = member.poll_timeout();
+        ctx.engine = Some(Box::new(Engine::Member(member)));
+        ctx.tick_at = due;
+        if let Some(due) = due {
+            self.ticks.push(Reverse((due, id)));
+        }
+        self.rooms
+            .entry(room)
+            .or_insert_with(|| Room::new(now))
+            .add(id, input, output);
+        Ok(())
+    }
+
+    /// Takes context `id` out of its room (the room goes when empty); its engine stops.
+    /// Whether it was a member.
+    pub fn leave_room(&mut self, id: MediaId) -> bool {
+        let Some(ctx) = ctx_mut(&mut self.slots, id) else {
+            return false;
+        };
+        let Some(Engine::Member(m)) = ctx.engine.as_deref() else {
+            return false;
+        };
+        let room = m.room;
+        ctx.engine = None;
+        ctx.tick_at = None;
+        if self.rooms.get_mut(&room).is_some_and(|r| r.remove(id)) {
+            self.rooms.remove(&room);
+        }
+        true
+    }
+
+    /// Members of room `room` (0 when it does not exist).
+    pub fn room_size(&self, room: u32) -> usize {
+        self.rooms.get(&room).map_or(0, Room::len)
+    }
+
+    /// Whether member `id` is muted; `None` when it is no member.
+    pub fn is_muted(&self, id: MediaId) -> Option<bool> {
+        let ctx = self.slots.get(id.slot())?.ctx.as_ref()?;
+        match ctx.engine.as_deref() {
+            Some(Engine::Member(m)) if ctx.id == id => Some(m.muted()),
+            _ => None,
+        }
+    }
+
+    /// Mutes or unmutes member `id` (as its `*6` does). Errors: [`RelayError::NotFound`] (no
+    /// such member).
+    pub fn set_muted(&mut self, id: MediaId, muted: bool) -> Result<(), RelayError> {
+        match ctx_mut(&mut self.slots, id).and_then(|c| c.engine.as_deref_mut()) {
+            Some(Engine::Member(m)) => {
+                m.set_muted(muted);
+                Ok(())
+            }
+            _ => Err(RelayError::NotFound),
+        }
+    }
+
     /// Whether context `id` transcodes.
     pub fn is_transcoding(&self, id: MediaId) -> bool {
         self.slots
@@ -469,11 +565,23 @@ impl Relay {
     fn collect_transmits(
         ctx: &mut Context,
         transmits: &mut VecDeque<Transmit>,
+        events: &mut VecDeque<RelayEvent>,
         counters: &mut RelayStats,
     ) {
         let Some(t) = ctx.engine.as_mut() else {
             return;
         };
+        if let Engine::Member(m) = t.as_mut() {
+            for muted in m.mute_changes.drain(..) {
+                tracing::info!(
+                    id = ctx.id.0,
+                    room = m.room,
+                    muted,
+                    "relay: conference member mute"
+                );
+                events.push_back(RelayEvent::MemberMuted { id: ctx.id, muted });
+            }
+        }
         while let Some(out) = t.poll_transmit() {
             let Some(leg) = ctx.legs.get(out.side) else {
                 continue;
@@ -526,6 +634,7 @@ impl Relay {
     /// Ends context `id`: its four ports go back to the end of the free list (usable at once,
     /// unless marked unusable) and its final statistics are returned. `None` for unknown ids.
     pub fn release(&mut self, id: MediaId) -> Option<MediaStats> {
+        self.leave_room(id);
         let slot = self.slots.get_mut(id.slot())?;
         if slot.ctx.as_ref()?.id != id {
             return None;
@@ -557,6 +666,9 @@ impl Relay {
     /// [`Relay::poll_transmit`]), and raises [`RelayEvent::MediaTimeout`] for every confirmed
     /// context silent for `media_timeout` at `now`; re-arms the others from their last packet.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for room in self.rooms.values_mut() {
+            room.mix_due(now);
+        }
         while let Some(&Reverse((due, id))) = self.ticks.peek() {
             if due > now {
                 break;
@@ -577,7 +689,12 @@ impl Relay {
             if let Some(next) = next {
                 self.ticks.push(Reverse((next, id)));
             }
-            Self::collect_transmits(ctx, &mut self.transmits, &mut self.counters);
+            Self::collect_transmits(
+                ctx,
+                &mut self.transmits,
+                &mut self.events,
+                &mut self.counters,
+            );
         }
         while let Some(&Reverse((deadline, id))) = self.timers.peek() {
             if deadline > now {
@@ -612,10 +729,8 @@ impl Relay {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let media = self.timers.peek().map(|Reverse((deadline, _))| *deadline);
         let ticks = self.ticks.peek().map(|Reverse((deadline, _))| *deadline);
-        match (media, ticks) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let mix = self.rooms.values().map(Room::next_mix).min();
+        [media, ticks, mix].into_iter().flatten().min()
     }
 
     /// The next event, oldest first.

@@ -18,6 +18,8 @@ pub(super) struct Pipe {
     samples: VecDeque<i16>,
     /// Samples kept at most.
     max: usize,
+    /// The writer is muted: a reader that honours it (the conference mixer) takes silence.
+    pub(super) muted: bool,
 }
 
 pub(super) type SharedPipe = Arc<Mutex<Pipe>>;
@@ -27,6 +29,7 @@ pub(super) fn new_pipe(rate_hz: u32) -> SharedPipe {
     Arc::new(Mutex::new(Pipe {
         samples: VecDeque::with_capacity(max),
         max,
+        muted: false,
     }))
 }
 

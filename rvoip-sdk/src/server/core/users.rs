@@ -99,6 +99,9 @@ impl ServerCore {
             }
             return self.route_foreign(now, tx, req, source, transport, loop_hash);
         }
+        if let Some(room) = self.conference_room(&req) {
+            return self.conference_request(now, tx, req, source, transport, room);
+        }
         let user = req.uri.user.clone().unwrap_or_default();
         let mut targets = self.proxy_targets(now, &user);
         if req.uri.scheme == Scheme::Sips {

@@ -583,7 +583,9 @@ impl<R: RelayControl> NgControl<R> {
         self.relay.handle_timeout(now);
         let mut ended = Vec::new();
         while let Some(ev) = self.relay.poll_event() {
-            let RelayEvent::MediaTimeout { id } = ev;
+            let RelayEvent::MediaTimeout { id } = ev else {
+                continue;
+            };
             let Some(call_id) = self.by_media.get(&id).cloned() else {
                 continue;
             };

@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::media::{EndReason, MediaHook, Party, SdpPassage};
+use super::media::{ConferenceEvent, EndReason, MediaHook, Party, SdpPassage};
 use super::route::is_private;
 use crate::media::relay::{MediaId, RelayEvent, Side};
 use crate::server::relay::codecs::{Format, spec_of};
+use crate::server::relay::conference::ConferenceMedia;
 use crate::server::relay::sdp::Sdp;
 use crate::server::relay::{CallRecorder, RelayControl};
 
@@ -112,6 +113,9 @@ pub struct RelayAnchor<R: RelayControl> {
     /// The address written into SDP (`c=`, `o=`, `a=rtcp`).
     advertise: IpAddr,
     calls: HashMap<String, Call>,
+    /// Conference room members.
+    conference: ConferenceMedia,
+    conference_events: std::collections::VecDeque<ConferenceEvent>,
     /// Where recorded calls go; `None`: no recording.
     recorder: Option<Box<dyn CallRecorder>>,
     /// Calls to record once answered.
@@ -137,6 +141,8 @@ impl<R: RelayControl> RelayAnchor<R> {
             transcode: true,
             recorder: None,
             to_record: HashSet::new(),
+            conference: ConferenceMedia::default(),
+            conference_events: std::collections::VecDeque::new(),
             advertise,
             calls: HashMap::new(),
             direct: HashMap::new(),
@@ -506,6 +512,19 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
         self.relay.handle_timeout(now);
         while let Some(ev) = self.relay.poll_event() {
             match ev {
+                RelayEvent::MediaTimeout { id } if self.conference.member(id).is_some() => {
+                    let call_id = self.conference.member(id).unwrap_or_default().to_string();
+                    self.conference_events
+                        .push_back(ConferenceEvent::MediaTimeout(call_id));
+                }
+                RelayEvent::MemberMuted { id, muted } => {
+                    if let Some(call_id) = self.conference.member(id) {
+                        self.conference_events.push_back(ConferenceEvent::Muted {
+                            call_id: call_id.to_string(),
+                            muted,
+                        });
+                    }
+                }
                 RelayEvent::MediaTimeout { id } => {
                     if let Some(call_id) = self.by_media.get(&id) {
                         if !self.timeouts.contains(call_id) {
@@ -517,12 +536,40 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
             }
         }
         if self.next_poll.is_some_and(|t| t <= now) {
-            self.next_poll = (!self.calls.is_empty()).then(|| now + EVENT_POLL);
+            let busy = !self.calls.is_empty() || self.conference.rooms() > 0;
+            self.next_poll = busy.then(|| now + EVENT_POLL);
         }
     }
 
     fn poll_media_timeout(&mut self) -> Option<String> {
         self.timeouts.pop()
+    }
+
+    fn conference_join(
+        &mut self,
+        now: Instant,
+        call_id: &str,
+        room: &str,
+        offer: &[u8],
+    ) -> Result<Bytes, u16> {
+        if self.mode == RelayMode::Off {
+            return Err(503);
+        }
+        let answer =
+            self.conference
+                .join(&mut self.relay, self.advertise, now, call_id, room, offer)?;
+        if self.next_poll.is_none() {
+            self.next_poll = Some(now + EVENT_POLL);
+        }
+        Ok(Bytes::from(answer))
+    }
+
+    fn conference_leave(&mut self, _now: Instant, call_id: &str) -> Option<(String, usize)> {
+        self.conference.leave(&mut self.relay, call_id)
+    }
+
+    fn poll_conference_event(&mut self) -> Option<ConferenceEvent> {
+        self.conference_events.pop_front()
     }
 
     fn record_call(&mut self, call_id: &str) {

@@ -96,6 +96,27 @@ pub trait MediaHook: Send {
     fn poll_media_timeout(&mut self) -> Option<String> {
         None
     }
+    /// Joins call `call_id` to conference room `room` with the member's SDP `offer`; the
+    /// answer for its 200. Errors: the status to refuse the INVITE with (488 no codec the room
+    /// mixes, 400 unreadable SDP, 503 no relay or no ports). Default: 503 (no media relay).
+    fn conference_join(
+        &mut self,
+        _now: Instant,
+        _call_id: &str,
+        _room: &str,
+        _offer: &[u8],
+    ) -> Result<Bytes, u16> {
+        Err(503)
+    }
+    /// Takes call `call_id` out of its room: the room and the members it has left (0: the
+    /// room ended); `None` when it was no member.
+    fn conference_leave(&mut self, _now: Instant, _call_id: &str) -> Option<(String, usize)> {
+        None
+    }
+    /// The next thing a conference member did or suffered in the media.
+    fn poll_conference_event(&mut self) -> Option<ConferenceEvent> {
+        None
+    }
     /// Records call `call_id` (the server's recording policy chose it, before its INVITE is
     /// forwarded): once answered, its media is recorded. Default: no recording.
     fn record_call(&mut self, _call_id: &str) {}
@@ -116,6 +137,20 @@ pub trait MediaHook: Send {
     ) -> bool {
         false
     }
+}
+
+/// What happened to a conference member in the media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConferenceEvent {
+    /// No media from the member for the relay's media timeout: the server ends its call.
+    MediaTimeout(String),
+    /// The member muted or unmuted itself with DTMF `*6`.
+    Muted {
+        /// Its Call-ID.
+        call_id: String,
+        /// Whether it is muted now.
+        muted: bool,
+    },
 }
 
 /// Signalling only: bodies pass untouched.

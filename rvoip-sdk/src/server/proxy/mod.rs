@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use self::dialogs::BranchInfo;
 pub use self::dialogs::{CallRecord, Dialogs, PartyInfo};
-pub use self::media::{EndReason, MediaHook, NoMedia, Party, SdpPassage};
+pub use self::media::{ConferenceEvent, EndReason, MediaHook, NoMedia, Party, SdpPassage};
 use self::route::{fnv, pop_own_routes, rank, transport_token, via_destination};
 pub use self::route::{is_private, loop_hash, plaintext_reachable, resolve, sender_behind_nat};
 use crate::server::local::LocalIdentity;
@@ -208,6 +208,11 @@ fn from_tag(req: &Request) -> Option<String> {
 }
 
 impl Proxy {
+    /// The media hook (conference rooms use it directly).
+    pub(crate) fn media_mut(&mut self) -> &mut dyn MediaHook {
+        self.media.as_mut()
+    }
+
     /// Asks the media hook to record call `call_id` once answered (the server's recording
     /// policy).
     pub(crate) fn record_call(&mut self, call_id: &str) {

@@ -5,6 +5,7 @@
 //! address and ports into it.
 
 pub mod codecs;
+pub mod conference;
 pub mod sdp;
 
 use std::time::Instant;
@@ -33,6 +34,16 @@ pub trait RelayControl: Send {
     ) -> Result<(), RelayError>;
     /// Statistics of both directions of the context so far; `None` for unknown ids.
     fn media_stats(&self, id: MediaId) -> Option<MediaStats>;
+    /// Makes context `id` a member of conference room `room` in `spec`'s codec (its caller
+    /// leg faces the member; it hears the others' mix). Leaves with [`RelayControl::release`].
+    /// Errors: [`RelayError::NotFound`], [`RelayError::Busy`], [`RelayError::Transcoding`].
+    fn join_room(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        room: u32,
+        spec: TranscodeSpec,
+    ) -> Result<(), RelayError>;
     /// Copies the accepted RTP of context `id` to the relay's recorder as recording
     /// `recording` (`None` stops). Errors: [`RelayError::NotFound`].
     fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError>;
@@ -91,6 +102,15 @@ impl RelayControl for Relay {
     }
     fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
         Relay::set_recording(self, id, recording)
+    }
+    fn join_room(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        room: u32,
+        spec: TranscodeSpec,
+    ) -> Result<(), RelayError> {
+        Relay::join_room(self, now, id, room, spec)
     }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         Relay::confirm(self, now, id)

@@ -127,6 +127,15 @@ impl RelayControl for SharedRelay {
     fn set_recording(&mut self, id: MediaId, recording: Option<u64>) -> Result<(), RelayError> {
         self.lock().set_recording(id, recording)
     }
+    fn join_room(
+        &mut self,
+        now: Instant,
+        id: MediaId,
+        room: u32,
+        spec: TranscodeSpec,
+    ) -> Result<(), RelayError> {
+        self.lock().join_room(now, id, room, spec)
+    }
     fn confirm(&mut self, now: Instant, id: MediaId) {
         self.lock().confirm(now, id)
     }
