@@ -10,6 +10,7 @@
 
 mod lifecycle;
 mod nat;
+mod conference;
 mod record;
 mod sdp;
 mod transcode;
