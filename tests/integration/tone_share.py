@@ -10,7 +10,7 @@ nothing, a phase jump (jitter buffer, concealed frame) only costs the blocks tha
 Multi-channel WAVs are mixed down to mono (mean of the channels), or one channel is taken with
 --channel N (0 = left). 16-bit PCM only.
 
-Usage: tone_share.py WAV FREQ [--min 0.9] [--min-seconds 1.0] [--skip 0] [--label NAME] [--channel N]
+Usage: tone_share.py WAV FREQ [--min 0.9] [--min-seconds 1.0] [--skip 0] [--until S] [--label NAME] [--channel N]
                     [--max-also SHARE]
 Prints one line: "NAME: 99.87 % of the energy at FREQ Hz per 20 ms block (... s with signal, ...)"
 and exits 0 if the share is >= --min and at least --min-seconds of blocks carry signal, else 1.
@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--min", type=float, default=0.9, help="minimum share (0..1)")
     ap.add_argument("--min-seconds", type=float, default=1.0, help="minimum seconds of blocks with signal")
     ap.add_argument("--skip", type=float, default=0.0, help="seconds left out at the start")
+    ap.add_argument("--until", type=float, default=None, help="seconds from the start where the measure ends")
     ap.add_argument("--label", default=None)
     ap.add_argument("--also", type=float, action="append", default=[], help="also report the share at this Hz")
     ap.add_argument("--channel", type=int, default=None, help="take this channel (0 = left) instead of the mix")
@@ -83,6 +84,8 @@ def main():
                     help="fail when the share at an --also tone exceeds this (0..1)")
     a = ap.parse_args()
     samples, rate = read_mono(a.wav, a.channel)
+    if a.until is not None:
+        samples = samples[: int(a.until * rate)]
     samples = samples[int(a.skip * rate) :]
     block = rate // 50
     share, live = block_share(samples, a.freq, rate, block)
