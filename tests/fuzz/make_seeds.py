@@ -201,6 +201,20 @@ def main():
     put("server_core", script(0x18, *full_call[:6], msg(1, cancel), bytes([4]) + struct.pack("!H", 387)))
     put("server_core", script(1, msg(0, reg.format(n=1, auth="")), msg(2, inv.format(n=1, auth="", len=0, body="")
         .replace("sip:alice@example.com SIP", "sip:carol@other.example.net SIP")), bytes([6, 1]), bytes([5, 0, 200]), bytes([7])))
+    # Transcoding: the callee refuses with 488, the widened offer is answered in Opus.
+    opus_answer = ("v=0\r\no=alice 2 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n"
+                   "m=audio 6002 RTP/AVP 96 101\r\na=rtpmap:96 opus/48000/2\r\n"
+                   "a=rtpmap:101 telephone-event/8000\r\n")
+    put("server_core", script(0, *full_call[:4], bytes([4]) + struct.pack("!H", 388),
+                              bytes([4]) + struct.pack("!H", 100) + opus_answer.encode(), bytes([5, 0, 10])))
+    # Conference rooms: join (authenticated), ACK, re-INVITE, BYE, and time for the 2xx retransmits.
+    conf = lambda t: t.replace("sip:alice@example.com SIP", "sip:conf-room@example.com SIP").replace(
+        "To: <sip:alice@example.com>", "To: <sip:conf-room@example.com>")
+    conf_inv = conf(inv.format(n=2, auth="Proxy-Authorization: @AUTH@\r\n", len=len(sdp_body), body=sdp_body)
+                    .replace("<sip:bob@example.com>", "<sip:alice@example.com>"))
+    put("server_core", script(0, *full_call[:2], msg(1, conf(inv.format(n=1, auth="", len=len(sdp_body), body=sdp_body)
+                    .replace("<sip:bob@example.com>", "<sip:alice@example.com>"))), msg(1, conf_inv),
+                              bytes([5, 0, 60]), msg(1, conf(ack)), msg(1, conf(bye)), bytes([5, 1, 0])))
     for m in sipp:
         put("server_core", script(1, msg(0, m), msg(0, m.replace("@AUTH@", "")), bytes([5, 0, 50])))
     for f in ["rfc4475-" + n for n in ("wsinv", "intmeth", "unreason", "dblreq", "mcl01", "scalar02", "insuf")]:
