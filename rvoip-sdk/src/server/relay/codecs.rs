@@ -76,15 +76,28 @@ pub fn transcodable() -> Vec<AudioCodec> {
     .collect()
 }
 
-/// The static payload type of RFC 3551 table 4 for the audio formats this relay knows.
-fn static_format(pt: u8) -> Option<(&'static str, u32)> {
-    match pt {
-        0 => Some(("PCMU", 8000)),
-        8 => Some(("PCMA", 8000)),
-        9 => Some(("G722", 8000)),
-        18 => Some(("G729", 8000)),
-        _ => None,
-    }
+/// The static audio payload types of RFC 3551 table 4: name, clock rate, channels (when not 1).
+fn static_format(pt: u8) -> Option<(&'static str, u32, Option<&'static str>)> {
+    Some(match pt {
+        0 => ("PCMU", 8000, None),
+        3 => ("GSM", 8000, None),
+        4 => ("G723", 8000, None),
+        5 => ("DVI4", 8000, None),
+        6 => ("DVI4", 16000, None),
+        7 => ("LPC", 8000, None),
+        8 => ("PCMA", 8000, None),
+        9 => ("G722", 8000, None),
+        10 => ("L16", 44100, Some("2")),
+        11 => ("L16", 44100, None),
+        12 => ("QCELP", 8000, None),
+        13 => ("CN", 8000, None),
+        14 => ("MPA", 90000, None),
+        15 => ("G728", 8000, None),
+        16 => ("DVI4", 11025, None),
+        17 => ("DVI4", 22050, None),
+        18 => ("G729", 8000, None),
+        _ => return None,
+    })
 }
 
 /// What the transcoder needs for one party, from its formats: the first codec the relay can
@@ -135,7 +148,7 @@ impl Sdp {
                         (name, rate, it.next().map(str::to_string))
                     }
                     None => match static_format(pt) {
-                        Some((n, r)) => (n.to_string(), r, None),
+                        Some((n, r, c)) => (n.to_string(), r, c.map(str::to_string)),
                         None => (String::new(), 8000, None),
                     },
                 };
@@ -159,7 +172,8 @@ impl Sdp {
     }
 
     /// Replaces the formats of `m=` line `index` with `formats`: the `m=` list, and one
-    /// `a=rtpmap` (and `a=fmtp` when given) per format where the old ones stood. Other
+    /// `a=rtpmap` (and `a=fmtp` when given) per format where the old ones stood; a format
+    /// with no known name (a dynamic type the SDP did not map) gets no `a=rtpmap`. Other
     /// attributes (direction, ptime, crypto, rtcp) stay.
     pub fn set_formats(&mut self, index: usize, formats: &[Format]) {
         let Some(m) = self.sd.media_descriptions.get_mut(index) else {
@@ -175,10 +189,12 @@ impl Sdp {
         let at = at.min(m.attributes.len());
         let mut new = Vec::with_capacity(formats.len() * 2);
         for f in formats {
-            new.push(Attribute {
-                key: "rtpmap".into(),
-                value: Some(f.rtpmap()),
-            });
+            if !f.name.is_empty() {
+                new.push(Attribute {
+                    key: "rtpmap".into(),
+                    value: Some(f.rtpmap()),
+                });
+            }
             if let Some(p) = &f.fmtp {
                 new.push(Attribute {
                     key: "fmtp".into(),
@@ -286,6 +302,21 @@ mod tests {
         let text = back.rewrite("192.0.2.1".parse().unwrap(), &[], None);
         assert!(text.contains("m=audio 30000 RTP/AVP 0 101\r\n"), "{text}");
         assert!(!text.contains("PCMA") && !text.contains("opus"), "{text}");
+    }
+
+    #[test]
+    fn static_types_without_rtpmap_keep_their_names_and_unknown_ones_get_none() {
+        // CN (13) is in most phones' offers, with no rtpmap; 98 is a dynamic type left unmapped.
+        let cn = PCMU_ONLY.replace("RTP/AVP 0 101", "RTP/AVP 0 101 13 98");
+        let mut sdp = Sdp::parse(cn.as_bytes()).unwrap();
+        let f = sdp.formats(0);
+        assert_eq!((f[2].name.as_str(), f[2].clock_rate), ("CN", 8000));
+        assert!(f[3].name.is_empty());
+        assert!(!sdp.widen(0).is_empty());
+        let text = sdp.rewrite("192.0.2.1".parse().unwrap(), &[], None);
+        assert!(text.contains("a=rtpmap:13 CN/8000"), "{text}");
+        assert!(!text.contains("a=rtpmap:98") && !text.contains(" /8000"), "{text}");
+        assert!(text.contains(" 0 101 13 98 8 9"), "{text}");
     }
 
     #[test]
