@@ -15,8 +15,9 @@ use bytes::Bytes;
 
 use super::media::{ConferenceEvent, EndReason, MediaHook, Party, SdpPassage};
 use super::route::is_private;
+use super::transcoding::{self, Decision};
 use crate::media::relay::{MediaId, RelayEvent, Side};
-use crate::server::relay::codecs::{Format, spec_of};
+use crate::server::relay::codecs::Format;
 use crate::server::relay::conference::ConferenceMedia;
 use crate::server::relay::sdp::Sdp;
 use crate::server::relay::{CallRecorder, RelayControl};
@@ -63,8 +64,17 @@ struct BranchMedia {
     /// The caller's payload formats of each plain-RTP audio stream of its initial offer
     /// (m-line index, formats): what an answer must be written back into when transcoding.
     offered: Vec<(usize, Vec<Format>)>,
-    /// The offer was widened with transcodable codecs after a 488.
+    /// The offer was widened with transcodable codecs after a 488: the formats it added, per
+    /// m-line index.
     widened: bool,
+    added: Vec<(usize, Vec<Format>)>,
+    /// The callee's first answer to the widened offer was decided on.
+    decided: bool,
+    /// Streams transcoded, with the formats each party (caller, callee) must see in every SDP
+    /// it receives.
+    transcoded: Vec<(usize, [Vec<Format>; 2])>,
+    /// Scratch for `transcode_answer`: answer formats trimmed to the caller's.
+    trimmed: Vec<(usize, Vec<Format>)>,
     /// Each party's payload formats of the first audio stream as it sends them (caller,
     /// callee): what a recording decodes.
     sent_formats: [Vec<Format>; 2],
@@ -177,21 +187,19 @@ impl<R: RelayControl> RelayAnchor<R> {
         recorder.set_codecs(rec, side, codecs);
     }
 
-    /// Decides, for each stream of the callee's answer `sdp` on a widened branch, between
-    /// plain forwarding (the callee picked a codec the caller offered) and transcoding; for
-    /// the latter the answer is written back into the caller's formats.
+    /// Decides, for each stream of the callee's first answer on a widened branch, between
+    /// plain forwarding (the callee picked a codec the caller offered: the answer is trimmed
+    /// to the caller's formats) and transcoding ([`transcoding::decide`]); remembers what
+    /// each party must see from then on.
     fn transcode_answer(&mut self, now: Instant, call_id: &str, branch: u32, sdp: &mut Sdp) {
         let Some(b) = self
             .calls
-            .get(call_id)
-            .and_then(|c| c.branches.get(&branch))
+            .get_mut(call_id)
+            .and_then(|c| c.branches.get_mut(&branch))
         else {
             return;
         };
-        if !b.widened {
-            return;
-        }
-        let mut plan = Vec::new();
+        b.decided = true;
         for s in &sdp.streams {
             let Some((_, offered)) = b.offered.iter().find(|(i, _)| *i == s.index) else {
                 continue;
@@ -199,55 +207,39 @@ impl<R: RelayControl> RelayAnchor<R> {
             let Some(&(_, id)) = b.streams.iter().find(|(i, _)| *i == s.index) else {
                 continue;
             };
-            let answer = sdp.formats(s.index);
-            let Some(chosen) = answer.iter().find(|f| !f.is_telephone_event()) else {
-                continue;
-            };
-            if offered.iter().any(|f| f.same_codec(chosen)) {
-                plan.push((id, s.index, None));
-                continue;
-            }
-            let callee = spec_of(std::slice::from_ref(chosen)).map(|mut spec| {
-                spec.telephone_event = answer.iter().find(|f| f.is_telephone_event()).map(|f| f.pt);
-                spec
-            });
-            let caller = spec_of(offered);
-            if let (Some(caller), Some(callee)) = (caller, callee) {
-                let mut keep: Vec<Format> = offered
-                    .iter()
-                    .filter(|f| f.pt == caller.payload_type)
-                    .cloned()
-                    .collect();
-                if callee.telephone_event.is_some() {
-                    keep.extend(
-                        offered
-                            .iter()
-                            .filter(|f| Some(f.pt) == caller.telephone_event)
-                            .cloned(),
-                    );
+            let added = b
+                .added
+                .iter()
+                .find(|(i, _)| *i == s.index)
+                .map_or(&[][..], |(_, a)| a.as_slice());
+            match transcoding::decide(offered, added, &sdp.formats(s.index)) {
+                None => {}
+                Some(Decision::Forward { formats }) => {
+                    let _ = self.relay.set_transcoding(now, id, None);
+                    b.trimmed.push((s.index, formats));
                 }
-                plan.push((id, s.index, Some(([caller, callee], keep))));
+                Some(Decision::Refuse(why)) => {
+                    tracing::warn!(%call_id, why, "relay: cannot transcode this answer");
+                }
+                Some(Decision::Transcode { specs, formats }) => {
+                    match self.relay.set_transcoding(now, id, Some(specs)) {
+                        Ok(()) => {
+                            self.stats.streams_transcoded += 1;
+                            tracing::info!(
+                                %call_id,
+                                caller = specs[0].codec.name,
+                                callee = specs[1].codec.name,
+                                "relay: transcoding"
+                            );
+                            b.transcoded.push((s.index, formats));
+                        }
+                        Err(e) => tracing::warn!(%call_id, error = %e, "relay: cannot transcode"),
+                    }
+                }
             }
         }
-        for (id, index, t) in plan {
-            match t {
-                None => {
-                    let _ = self.relay.set_transcoding(now, id, None);
-                }
-                Some((specs, keep)) => match self.relay.set_transcoding(now, id, Some(specs)) {
-                    Ok(()) => {
-                        self.stats.streams_transcoded += 1;
-                        tracing::info!(
-                            %call_id,
-                            caller = specs[0].codec.name,
-                            callee = specs[1].codec.name,
-                            "relay: transcoding"
-                        );
-                        sdp.set_formats(index, &keep);
-                    }
-                    Err(e) => tracing::warn!(%call_id, error = %e, "relay: cannot transcode"),
-                },
-            }
+        for (index, formats) in std::mem::take(&mut b.trimmed) {
+            sdp.set_formats(index, &formats);
         }
     }
 
@@ -395,8 +387,7 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
             }
             branch.sent_formats[from.index()] = formats;
         }
-        let widened = branch.widened;
-        if widened && from == Side::Callee {
+        if branch.widened && !branch.decided && from == Side::Callee {
             self.transcode_answer(now, &call_id, p.branch, &mut sdp);
         }
         let Some(branch) = self
@@ -406,6 +397,11 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
         else {
             return Ok(());
         };
+        // A transcoded stream: every SDP reaches each party in its own codec (a re-INVITE's
+        // offer and answer alike), and the transcoder stays.
+        for (index, formats) in &branch.transcoded {
+            sdp.set_formats(*index, &formats[toward.index()]);
+        }
         // o= version toward the receiver: bumped whenever the sender's version changes (RFC 3264
         // §8: a changed description carries a higher version).
         let in_version = sdp.version();
@@ -598,9 +594,12 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
         };
         let mut added = 0;
         for (index, _) in &b.offered {
-            added += sdp.widen(*index).len();
+            let formats = sdp.widen(*index);
+            added += formats.len();
+            b.added.push((*index, formats));
         }
         if added == 0 {
+            b.added.clear();
             return false;
         }
         b.widened = true;

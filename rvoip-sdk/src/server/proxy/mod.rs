@@ -15,6 +15,7 @@ pub mod media;
 mod responses;
 pub mod route;
 mod timers;
+mod transcoding;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -133,3 +133,63 @@ fn a_second_488_reaches_the_caller() {
     assert_eq!(finals(&out, ALICE.source), [488], "{}", dump(&out));
     assert_eq!(h.ports(), 0, "the relay ports are freed");
 }
+
+#[test]
+fn a_re_invite_of_a_transcoded_call_reaches_each_party_in_its_own_codec() {
+    let mut h = Harness::with_bob();
+    let (n, inv) = refuse_then_widened(&mut h);
+    let g722 = sdp("bob", 1, "127.0.0.1", 6000, &[]).replace("RTP/AVP 0 101", "RTP/AVP 9 101");
+    let out = h.send(BOB1, reply(&inv, 200, &format!("b{n}"), BOB1, Some(&g722)));
+    let ok = one_response(&out, ALICE.source, 200);
+    let mut call = Call::from_ok(n, ALICE, BOB, &ok);
+    let out = h.send(ALICE.source, call.alice_sends("ACK", None));
+    one_request(&out, BOB1, Method::Ack);
+    // alice puts bob on hold with her PCMU offer: bob gets it in G.722.
+    let hold = sdp("alice", 2, "10.0.1.2", 4000, &["a=sendonly"]);
+    let out = h.send(ALICE.source, call.alice_sends("INVITE", Some(&hold)));
+    let reinv = one_request(&out, BOB1, Method::Invite);
+    let body = text(&reinv.body);
+    assert!(m_line(&body).ends_with(" RTP/AVP 9 101"), "{body}");
+    assert!(
+        body.contains("a=rtpmap:9 G722/8000") && !body.contains("PCMU"),
+        "{body}"
+    );
+    assert!(body.contains("a=sendonly"), "{body}");
+    // bob's G.722 answer reaches alice in PCMU; the transcoder stays.
+    let answer = g722.replace("o=bob 100 1", "o=bob 100 2") + "a=recvonly\r\n";
+    let out = h.send(
+        BOB1,
+        reply(&reinv, 200, &format!("b{n}"), BOB1, Some(&answer)),
+    );
+    let ok = one_response(&out, ALICE.source, 200);
+    let body = text(&ok.body);
+    assert!(m_line(&body).ends_with(" RTP/AVP 0 101"), "{body}");
+    assert!(!body.contains("G722"), "{body}");
+    let alice_port = m_port(&body);
+    let mut p = rtp_packet(1, 0x1234);
+    let fwd = h
+        .relay
+        .lock()
+        .handle_datagram(h.now, alice_port, addr("10.0.1.2:4000"), &mut p);
+    assert_eq!(fwd, None, "still transcoded");
+}
+
+#[test]
+fn an_answer_listing_a_shared_codec_first_is_forwarded_and_trimmed_to_the_caller_s() {
+    let mut h = Harness::with_bob();
+    let (n, inv) = refuse_then_widened(&mut h);
+    let both = sdp("bob", 1, "127.0.0.1", 6000, &["a=rtpmap:9 G722/8000"])
+        .replace("RTP/AVP 0 101", "RTP/AVP 0 9 101");
+    let out = h.send(BOB1, reply(&inv, 200, &format!("b{n}"), BOB1, Some(&both)));
+    let ok = one_response(&out, ALICE.source, 200);
+    let body = text(&ok.body);
+    assert!(m_line(&body).ends_with(" RTP/AVP 0 101"), "{body}");
+    assert!(!body.contains("G722"), "{body}");
+    let alice_port = m_port(&body);
+    let mut p = rtp_packet(1, 0x1234);
+    let fwd = h
+        .relay
+        .lock()
+        .handle_datagram(h.now, alice_port, addr("10.0.1.2:4000"), &mut p);
+    assert!(fwd.is_some(), "plain forwarding");
+}
