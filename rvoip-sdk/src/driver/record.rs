@@ -213,7 +213,7 @@ impl RecorderHandle {
         });
     }
 
-    /// Records one RTP packet (RFC 3550 §5.1, SRTP already removed) from `side`, received at
+    /// Records one plain RTP packet (RFC 3550 §5.1; the relay never taps SRTP) from `side`, received at
     /// `arrival`. For the packet path: never blocks, allocates only the packet's copy; a full
     /// queue drops the packet (counted in [`RecorderStats::dropped`]).
     pub fn packet(&self, id: RecordingId, side: Side, arrival: Instant, rtp: &[u8]) {

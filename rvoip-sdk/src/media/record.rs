@@ -369,7 +369,7 @@ impl StereoRecorder {
         ch.codecs = codecs;
     }
 
-    /// Takes one whole RTP packet (RFC 3550 §5.1, as received, SRTP already removed) from `side`,
+    /// Takes one whole plain RTP packet (RFC 3550 §5.1, as received; SRTP is never recorded) from `side`,
     /// received at `arrival`. Decodes it and places its audio on the side's channel (see the
     /// module documentation). Anything that is not an RTP packet with a mapped payload type is
     /// ignored (counted in [`ChannelStats::ignored`]); never panics.

@@ -141,6 +141,8 @@ impl Relay {
         }
         ctx.last_activity = now;
         if kind == Kind::Rtp
+            && !rx.secure
+            && !tx.secure
             && let (Some(rec), Some(tap)) = (ctx.recording, self.tap.as_mut())
         {
             let side = if owner.side == 0 {

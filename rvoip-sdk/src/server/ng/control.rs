@@ -98,6 +98,9 @@ struct NgCall {
     recording: Option<u64>,
     /// Each party's payload formats of the first audio stream (what a recording decodes).
     formats: [Vec<Format>; 2],
+    /// That stream's m-line index, and whether either party made it SRTP (not recorded).
+    audio_index: Option<usize>,
+    secure_audio: bool,
 }
 
 /// The ng control core over a relay `R`.
@@ -182,7 +185,18 @@ impl<R: RelayControl> NgControl<R> {
         if !call.record || !call.answered {
             return;
         }
-        let Some(&(_, id)) = call.streams.first() else {
+        if call.secure_audio {
+            if call.recording.is_none() {
+                tracing::info!(%call_id, "ng: an SRTP call is not recorded (no keys at the relay)");
+                call.record = false;
+            }
+            return;
+        }
+        let Some(&(_, id)) = call
+            .streams
+            .iter()
+            .find(|(i, _)| Some(*i) == call.audio_index)
+        else {
             return;
         };
         let rec = match call.recording {
@@ -353,6 +367,8 @@ impl<R: RelayControl> NgControl<R> {
                     record: false,
                     recording: None,
                     formats: [Vec::new(), Vec::new()],
+                    audio_index: None,
+                    secure_audio: false,
                 },
             );
         }
@@ -424,6 +440,8 @@ impl<R: RelayControl> NgControl<R> {
         call.record |= req.flags.record_call;
         if let Some(first) = sdp.streams.iter().find(|s| sdp.is_audio(s.index)) {
             call.formats[index(sender)] = sdp.formats(first.index);
+            call.audio_index = Some(first.index);
+            call.secure_audio |= first.secure;
         }
         let in_version = sdp.version();
         let slot = &mut call.versions[index(sender)];

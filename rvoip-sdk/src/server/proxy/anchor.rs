@@ -78,6 +78,10 @@ struct BranchMedia {
     /// Each party's payload formats of the first audio stream as it sends them (caller,
     /// callee): what a recording decodes.
     sent_formats: [Vec<Format>; 2],
+    /// The m-line index of that stream, and whether either party made it SRTP (then it is
+    /// not recorded: the relay never holds SRTP keys).
+    audio_index: Option<usize>,
+    secure_audio: bool,
     /// Last `o=` version received from each party and the version we wrote toward the other.
     versions: [Option<(u64, u64)>; 2],
 }
@@ -381,6 +385,8 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
                 .collect();
         }
         if let Some(first) = sdp.streams.iter().find(|s| sdp.is_audio(s.index)) {
+            branch.audio_index = Some(first.index);
+            branch.secure_audio |= first.secure;
             let formats = sdp.formats(first.index);
             if let (Some(rec), Some(recorder)) = (call.recording, self.recorder.as_mut()) {
                 Self::record_codecs(recorder.as_mut(), rec, from, &formats);
@@ -443,11 +449,18 @@ impl<R: RelayControl> MediaHook for RelayAnchor<R> {
             for (_, id) in &m.streams {
                 self.relay.confirm(now, *id);
             }
-            if let (true, Some(recorder), Some(&(_, id))) = (
-                self.to_record.remove(call_id),
-                self.recorder.as_mut(),
-                m.streams.first(),
-            ) {
+            let audio = m
+                .streams
+                .iter()
+                .find(|(i, _)| Some(*i) == m.audio_index)
+                .map(|&(_, id)| id);
+            let wanted = self.to_record.remove(call_id);
+            if wanted && m.secure_audio {
+                tracing::info!(%call_id, "relay: an SRTP call is not recorded (no keys at the relay)");
+            }
+            if let (true, false, Some(recorder), Some(id)) =
+                (wanted, m.secure_audio, self.recorder.as_mut(), audio)
+            {
                 let rec = recorder.open(call_id, now);
                 for side in [Side::Caller, Side::Callee] {
                     Self::record_codecs(

@@ -33,13 +33,20 @@ fn a_member_joins_with_the_relay_s_answer_and_bye_leaves_the_room() {
     let ok = one_response(&out, ALICE.source, 200);
     let to = ok.headers.get(&HeaderName::To).expect("To").to_string();
     assert!(to.contains(";tag=conf"), "{to}");
-    let contact = ok.headers.get(&HeaderName::Contact).expect("Contact").to_string();
+    let contact = ok
+        .headers
+        .get(&HeaderName::Contact)
+        .expect("Contact")
+        .to_string();
     assert_eq!(contact, "<sip:conf-team@127.0.0.1:5060>");
     let body = text(&ok.body);
     let port = m_port(&body);
     assert!((PORT_MIN..=PORT_MAX).contains(&port), "{body}");
     assert!(body.contains(&format!("c=IN IP4 {ADVERTISE}")), "{body}");
-    assert!(body.contains("RTP/AVP 0 101"), "PCMU and telephone-event: {body}");
+    assert!(
+        body.contains("RTP/AVP 0 101"),
+        "PCMU and telephone-event: {body}"
+    );
     assert_eq!(h.ports(), 4);
     // No ACK yet: the 200 again after T1 (500 ms), then after 1 s more.
     let again = h.advance(Duration::from_millis(600));
@@ -47,7 +54,11 @@ fn a_member_joins_with_the_relay_s_answer_and_bye_leaves_the_room() {
     let out = h.send(ALICE.source, in_dialog(ALICE, n, "ACK", 1, &to));
     assert!(out.is_empty(), "{}", dump(&out));
     let later = h.advance(Duration::from_secs(3));
-    assert!(statuses_to(&later, ALICE.source).is_empty(), "{}", dump(&later));
+    assert!(
+        statuses_to(&later, ALICE.source).is_empty(),
+        "{}",
+        dump(&later)
+    );
     // A member's media flows into the room (the relay takes it in, forwards nothing as is).
     assert_eq!(h.rtp(port, "10.0.1.2:4000", 1, 0xa1), None);
     assert_eq!(h.relay.lock().stats().transcoded, 1);

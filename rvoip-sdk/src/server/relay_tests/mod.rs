@@ -8,9 +8,9 @@
 //! `wire` builds and checks the messages and media; the scenarios are grouped by topic in `sdp`,
 //! `nat` and `lifecycle`.
 
+mod conference;
 mod lifecycle;
 mod nat;
-mod conference;
 mod record;
 mod sdp;
 mod transcode;

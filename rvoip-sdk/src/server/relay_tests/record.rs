@@ -66,3 +66,51 @@ fn only_the_listed_users_calls_are_recorded() {
     assert_eq!(rec.get().opened, [(7, call.call_id)]);
     assert_eq!(rec.get().packets.len(), 2);
 }
+
+#[test]
+fn an_srtp_call_is_not_recorded_and_the_audio_stream_is_the_one_tapped() {
+    let rec = FakeRecorder::default();
+    let cfg = ServerConfig {
+        record_calls: true,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::recording(cfg, &rec);
+    let offer = sdp("alice", 1, "10.0.1.2", 4000, &[CRYPTO_A]);
+    let answer = sdp("bob", 1, "127.0.0.1", 6000, &[CRYPTO_B]);
+    let (_call, inv, ok, _) = h.connect(ALICE, Some(&offer), BOB, Some(&answer), None);
+    assert!(rec.get().opened.is_empty(), "an SRTP call was recorded");
+    // Its packets are never tapped either.
+    let (a, b) = (m_port(&text(&ok.body)), m_port(&text(&inv.body)));
+    assert!(h.rtp(a, "10.0.1.2:4000", 1, 0xa1).is_some());
+    assert!(h.rtp(b, BOB_RTP, 2, 0xb0).is_some());
+    assert!(rec.get().packets.is_empty());
+    // A video stream before the audio one: the audio stream is the one recorded.
+    let video_first = |user: &str, ip: &str, port: u16| {
+        sdp(user, 1, ip, port, &[]).replace(
+            "m=audio",
+            &format!(
+                "m=video {} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=audio",
+                port + 100
+            ),
+        )
+    };
+    let (_call, inv, ok, _) = h.connect(
+        ALICE,
+        Some(&video_first("alice", "10.0.1.2", 4000)),
+        BOB,
+        Some(&video_first("bob", "127.0.0.1", 6000)),
+        None,
+    );
+    assert_eq!(rec.get().opened.len(), 1);
+    let audio_port = |body: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split(' ').next()?.parse::<u16>().ok())
+            .expect("m=audio")
+    };
+    let (a, b) = (audio_port(&text(&ok.body)), audio_port(&text(&inv.body)));
+    assert!(h.rtp(a, "10.0.1.2:4000", 5, 0xa1).is_some());
+    assert!(h.rtp(b, BOB_RTP, 6, 0xb0).is_some());
+    let packets = rec.get().packets.clone();
+    assert_eq!(packets.len(), 2, "{packets:?}");
+}
