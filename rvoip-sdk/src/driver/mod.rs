@@ -204,6 +204,10 @@ impl BoundServer {
                 recorder = Some(r);
             }
             core.set_media_hook(Box::new(anchor));
+        } else if cfg.record_calls || !cfg.record_users.is_empty() {
+            tracing::warn!(
+                "record_calls/record_users need the media relay (relay = \"off\"): nothing is recorded"
+            );
         }
         let relay = relay.map(|(d, _)| d);
         let limits = Limits {

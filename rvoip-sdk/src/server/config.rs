@@ -214,6 +214,8 @@ pub struct ServerConfig {
     pub conference_prefix: String,
     /// Members per room at most; more get 486 Busy Here. Default 30.
     pub conference_max_members: usize,
+    /// Rooms open at once at most; a join that would open another gets 486. Default 100.
+    pub conference_max_rooms: usize,
     /// Record every call the relay anchors (default false): one stereo WAV per answered call
     /// in `recording_dir`, caller left, callee right.
     pub record_calls: bool,
@@ -344,6 +346,7 @@ impl Default for ServerConfig {
             relay_transcode: true,
             conference_prefix: "conf-".into(),
             conference_max_members: 30,
+            conference_max_rooms: 100,
             record_calls: false,
             record_users: Vec::new(),
             recording_dir: None,

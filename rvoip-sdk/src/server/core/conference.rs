@@ -24,15 +24,19 @@ struct Leg {
     local_tag: String,
     /// Our 200 to its INVITE (retransmitted until the ACK; its body answers re-INVITEs).
     ok: Response,
-    /// Where our responses and our BYE go: the INVITE's top Via (received/rport).
+    /// Where our responses and our BYE go: over UDP the INVITE's top Via (received/rport),
+    /// over a connection the connection it came on.
     dest: (SocketAddr, Transport),
+    /// The route set (RFC 3261 §12.1.1: the INVITE's Record-Route, in order) for our BYE.
+    route: Vec<String>,
     /// The member's From (our BYE's To) and our To (our BYE's From).
     their_from: String,
     our_to: String,
     /// The member's Contact URI (our BYE's Request-URI).
     contact: String,
-    /// 2xx retransmission: next send, interval, give up at.
-    retransmit: Option<(Instant, Duration, Instant)>,
+    /// Waiting for the ACK of our last 2xx: next retransmission (UDP only), interval, give
+    /// up at (64·T1, on every transport: §13.3.1.4).
+    retransmit: Option<(Option<Instant>, Duration, Instant)>,
 }
 
 /// The server's conference legs and settings.
@@ -42,6 +46,8 @@ pub(crate) struct Conferences {
     prefix: String,
     /// Members per room at most (more get 486).
     max_members: usize,
+    /// Rooms at most (a join that would open another gets 486).
+    max_rooms: usize,
     t1: Duration,
     t2: Duration,
     /// By Call-ID.
@@ -54,6 +60,7 @@ impl Conferences {
         Conferences {
             prefix: cfg.conference_prefix.clone(),
             max_members: cfg.conference_max_members,
+            max_rooms: cfg.conference_max_rooms,
             t1: Duration::from_millis(cfg.t1_ms.max(1)),
             t2: Duration::from_millis(cfg.t2_ms.max(1)),
             legs: HashMap::new(),
@@ -74,21 +81,27 @@ impl Conferences {
         self.legs.values().filter(|l| l.room == room).count()
     }
 
+    fn rooms(&self) -> usize {
+        let mut rooms: Vec<&str> = self.legs.values().map(|l| l.room.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms.len()
+    }
+
     /// The earliest 2xx retransmission due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.legs
             .values()
-            .filter_map(|l| l.retransmit.map(|r| r.0))
+            .filter_map(|l| {
+                l.retransmit
+                    .map(|(next, _, until)| next.map_or(until, |n| n.min(until)))
+            })
             .min()
     }
 }
 
-/// FNV-1a of `s` (32 bits): tags and branches that differ per call without a clock or RNG.
-fn fnv(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
-}
+/// The methods a conference dialog takes (RFC 3261 §20.5).
+const ALLOW: &str = "INVITE, ACK, BYE, OPTIONS, INFO";
 
 fn header(req: &Request, name: HeaderName) -> String {
     req.headers
@@ -105,7 +118,10 @@ impl ServerCore {
     }
 
     /// An out-of-dialog request to room `room`: an INVITE joins it (200 with the relay's
-    /// answer; 486 when full, 488 without a usable offer); OPTIONS gets 200; anything else 405.
+    /// answer; 403 from a sender that did not authenticate as one of our users while INVITEs
+    /// are authenticated; 486 when the room or the server's rooms are full; 488 without a
+    /// usable offer); OPTIONS gets 200, BYE 481, anything else 405.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn conference_request(
         &mut self,
         now: Instant,
@@ -114,18 +130,14 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
         room: String,
+        authenticated: bool,
     ) {
         match req.method {
             Method::Invite => {}
             Method::Options => return self.reply(now, tx, &req, 200, vec![]),
+            Method::Bye => return self.reply(now, tx, &req, 481, vec![]),
             _ => {
-                return self.reply(
-                    now,
-                    tx,
-                    &req,
-                    405,
-                    vec![(HeaderName::Allow, "INVITE, ACK, BYE, OPTIONS, INFO".into())],
-                );
+                return self.reply(now, tx, &req, 405, vec![(HeaderName::Allow, ALLOW.into())]);
             }
         }
         let call_id = header(&req, HeaderName::CallId);
@@ -133,7 +145,16 @@ impl ServerCore {
             // A new INVITE (another branch) of a call already in a room.
             return self.reply(now, tx, &req, 482, vec![]);
         }
-        if self.conferences.members(&room) >= self.conferences.max_members {
+        if self.invite_auth && !authenticated {
+            // Rooms are for this server's users: a From of another domain cannot authenticate.
+            return self.reply(now, tx, &req, 403, vec![]);
+        }
+        let members = self.conferences.members(&room);
+        if members == 0 && self.conferences.rooms() >= self.conferences.max_rooms {
+            tracing::info!(%room, max = self.conferences.max_rooms, "conference: too many rooms");
+            return self.reply(now, tx, &req, 486, vec![]);
+        }
+        if members >= self.conferences.max_members {
             tracing::info!(%room, max = self.conferences.max_members, "conference: room full");
             return self.reply(now, tx, &req, 486, vec![]);
         }
@@ -153,7 +174,7 @@ impl ServerCore {
             }
         };
         self.conferences.next_tag += 1;
-        let tag = format!("conf{:x}{:08x}", self.conferences.next_tag, fnv(&call_id));
+        let tag = format!("conf{:016x}", rand::random::<u64>());
         let mut ok = Response::for_request(&req, 200);
         let to = header(&req, HeaderName::To);
         let our_to = format!("{to};tag={tag}");
@@ -172,27 +193,37 @@ impl ServerCore {
         }
         ok.headers.set(HeaderName::ContentType, "application/sdp");
         ok.body = answer;
-        let dest = req
+        let dest = if transport.is_reliable() {
+            (source, transport)
+        } else {
+            req.headers
+                .top_via()
+                .ok()
+                .and_then(|v| via_destination(&v))
+                .unwrap_or((source, transport))
+        };
+        let route: Vec<String> = req
             .headers
-            .top_via()
-            .ok()
-            .and_then(|v| via_destination(&v))
-            .unwrap_or((source, transport));
+            .get_all(&HeaderName::RecordRoute)
+            .map(|r| r.to_string())
+            .collect();
         let contact = req
             .headers
             .get(&HeaderName::Contact)
             .and_then(|c| crate::sip::msg::NameAddr::parse(c).ok())
             .map(|na| na.uri.to_string())
             .unwrap_or_default();
-        let retransmit = (transport == Transport::Udp).then(|| {
-            (
-                now + self.conferences.t1,
-                self.conferences.t1,
-                now + 64 * self.conferences.t1,
-            )
-        });
+        let retransmit = Some(self.ack_wait(now, transport));
         let from = header(&req, HeaderName::From);
-        self.send_local_response(now, tx, ok.clone());
+        // Not fitted to the INVITE's size: the member authenticated (or the operator opened
+        // rooms with invite_auth off), and the 2xx must reach it whole.
+        crate::server::reply::send_authenticated_response(
+            &mut self.tl,
+            &mut self.stats,
+            now,
+            tx,
+            ok.clone(),
+        );
         self.conferences.legs.insert(
             call_id.clone(),
             Leg {
@@ -200,6 +231,7 @@ impl ServerCore {
                 local_tag: tag,
                 ok,
                 dest,
+                route,
                 their_from: from.clone(),
                 our_to,
                 contact,
@@ -218,25 +250,41 @@ impl ServerCore {
         tx: Option<ServerTxId>,
         req: &Request,
     ) -> bool {
-        if self.conferences.legs.is_empty() {
-            return false;
-        }
-        let Some(call_id) = req.headers.get(&HeaderName::CallId) else {
-            return false;
-        };
-        let call_id: &str = call_id.as_ref();
-        let Some(leg) = self.conferences.legs.get_mut(call_id) else {
-            return false;
-        };
-        let call_id = call_id.to_string();
         let to_tag = req
             .headers
             .to()
             .ok()
             .and_then(|t| t.tag().map(|t| t.to_string()));
-        if to_tag.as_deref() != Some(leg.local_tag.as_str()) {
+        // Only requests in one of our dialogs: a To tag of ours (the hot path of every other
+        // request stops here).
+        if !to_tag.as_deref().is_some_and(|t| t.starts_with("conf")) {
             return false;
         }
+        let call_id = req
+            .headers
+            .get(&HeaderName::CallId)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let known = self
+            .conferences
+            .legs
+            .get(&call_id)
+            .is_some_and(|l| to_tag.as_deref() == Some(l.local_tag.as_str()));
+        if !known {
+            // A request in a room dialog that is over (a retransmitted BYE): 481 (§12.2.2).
+            let ours = req.headers.get(&HeaderName::Route).is_none()
+                && self.local.is_local_uri(&req.uri)
+                && self.conference_room(req).is_some();
+            if let (true, Some(tx)) = (ours, tx) {
+                self.reply(now, tx, req, 481, vec![]);
+            }
+            return ours;
+        }
+        let ack_wait = self.ack_wait(now, Transport::Udp);
+        let ack_wait_reliable = self.ack_wait(now, Transport::Tcp);
+        let Some(leg) = self.conferences.legs.get_mut(&call_id) else {
+            return false;
+        };
         let Some(tx) = tx else {
             // The ACK of our 2xx: stop retransmitting (§13.3.1.4).
             leg.retransmit = None;
@@ -256,18 +304,22 @@ impl ServerCore {
                 }
                 ok.headers.set(HeaderName::ContentType, "application/sdp");
                 ok.body = leg.ok.body.clone();
-                self.send_local_response(now, tx, ok);
+                leg.ok = ok.clone();
+                leg.retransmit = Some(if leg.dest.1.is_reliable() {
+                    ack_wait_reliable
+                } else {
+                    ack_wait
+                });
+                crate::server::reply::send_authenticated_response(
+                    &mut self.tl,
+                    &mut self.stats,
+                    now,
+                    tx,
+                    ok,
+                );
             }
-            Method::Options | Method::Info | Method::Update | Method::Notify => {
-                self.reply(now, tx, req, 200, vec![])
-            }
-            _ => self.reply(
-                now,
-                tx,
-                req,
-                405,
-                vec![(HeaderName::Allow, "INVITE, ACK, BYE, OPTIONS, INFO".into())],
-            ),
+            Method::Options | Method::Info => self.reply(now, tx, req, 200, vec![]),
+            _ => self.reply(now, tx, req, 405, vec![(HeaderName::Allow, ALLOW.into())]),
         }
         true
     }
@@ -298,19 +350,19 @@ impl ServerCore {
             let Some((next, interval, until)) = leg.retransmit else {
                 continue;
             };
-            if next > now {
-                continue;
-            }
             if now >= until {
                 // No ACK in 64·T1: the dialog is confirmed never (§13.3.1.4): end it.
                 leg.retransmit = None;
                 gone.push(call_id.clone());
                 continue;
             }
+            if !next.is_some_and(|n| n <= now) {
+                continue;
+            }
             self.tl
                 .send_stateless(leg.dest.0, leg.dest.1, leg.ok.to_bytes());
             let interval = (interval * 2).min(self.conferences.t2);
-            leg.retransmit = Some((now + interval, interval, until));
+            leg.retransmit = Some((Some(now + interval), interval, until));
         }
         for call_id in gone {
             self.send_conference_bye(now, &call_id);
@@ -340,15 +392,20 @@ impl ServerCore {
         let Some(i) = self.local.interface(transport) else {
             return;
         };
+        let routes: String = leg
+            .route
+            .iter()
+            .map(|r| format!("Route: {r}\r\n"))
+            .collect();
         let text = format!(
-            "BYE {} SIP/2.0\r\nVia: SIP/2.0/{} {}:{};branch=z9hG4bKconfbye{:x}\r\n\
-             Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\nCSeq: 1 BYE\r\n\
-             Content-Length: 0\r\n\r\n",
+            "BYE {} SIP/2.0\r\nVia: SIP/2.0/{} {}:{};branch=z9hG4bKconfbye{:016x}\r\n\
+             {routes}Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
             leg.contact,
             transport.via_name(),
             i.host,
             i.port,
-            fnv(call_id) ^ fnv(&leg.local_tag),
+            rand::random::<u64>(),
             leg.our_to,
             leg.their_from,
         );
@@ -358,6 +415,14 @@ impl ServerCore {
             }
             _ => tracing::warn!(%call_id, "conference: cannot build the BYE"),
         }
+    }
+
+    /// The ACK wait of a 2xx sent at `now` over `transport`: retransmissions from T1 over UDP,
+    /// and the 64·T1 deadline on every transport.
+    fn ack_wait(&self, now: Instant, transport: Transport) -> (Option<Instant>, Duration, Instant) {
+        let t1 = self.conferences.t1;
+        let next = (!transport.is_reliable()).then(|| now + t1);
+        (next, t1, now + t1.saturating_mul(64))
     }
 
     /// The next conference deadline (2xx retransmissions).

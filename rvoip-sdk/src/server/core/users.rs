@@ -92,6 +92,13 @@ impl ServerCore {
         if !self.admit_held(now, tx, &req, source) {
             return;
         }
+        let user = req.uri.user.clone().unwrap_or_default();
+        if req.method == Method::Invite && self.records(&req, &user) {
+            if let Some(call_id) = req.headers.get(&HeaderName::CallId) {
+                let call_id = call_id.to_string();
+                self.proxy.record_call(&call_id);
+            }
+        }
         if foreign {
             if self.local_from_user(&req).is_none() {
                 self.stats.relay_denied += 1;
@@ -100,9 +107,8 @@ impl ServerCore {
             return self.route_foreign(now, tx, req, source, transport, loop_hash);
         }
         if let Some(room) = self.conference_room(&req) {
-            return self.conference_request(now, tx, req, source, transport, room);
+            return self.conference_request(now, tx, req, source, transport, room, authenticated);
         }
-        let user = req.uri.user.clone().unwrap_or_default();
         let mut targets = self.proxy_targets(now, &user);
         if req.uri.scheme == Scheme::Sips {
             // RFC 3261 §26.2.2: only over TLS, i.e. bindings whose flow is TLS or WSS.
@@ -115,12 +121,6 @@ impl ServerCore {
             let known = self.auth.users().get(&user).is_some();
             let status = if known || !authenticated { 480 } else { 404 };
             return self.reply(now, tx, &req, status, vec![]);
-        }
-        if req.method == Method::Invite && self.records(&req, &user) {
-            if let Some(call_id) = req.headers.get(&HeaderName::CallId) {
-                let call_id = call_id.to_string();
-                self.proxy.record_call(&call_id);
-            }
         }
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);

@@ -8,13 +8,24 @@ use super::*;
 fn conference(max: usize) -> Harness {
     let cfg = ServerConfig {
         conference_max_members: max,
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     Harness::build(RelayMode::Always, PORT_MAX, cfg, None)
 }
 
 /// An in-dialog request from `caller` to the room (To carries our tag).
 fn in_dialog(caller: Phone, n: u32, method: &str, cseq: u32, to: &str) -> Bytes {
+    in_dialog_with(caller, n, method, cseq, to, None)
+}
+
+fn in_dialog_with(
+    caller: Phone,
+    n: u32,
+    method: &str,
+    cseq: u32,
+    to: &str,
+    body: Option<&str>,
+) -> Bytes {
     msg(
         &format!(
             "{method} sip:conf-team@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP {};rport;branch=z9hG4bK{method}{n}c{cseq}\n\
@@ -22,7 +33,7 @@ fn in_dialog(caller: Phone, n: u32, method: &str, cseq: u32, to: &str) -> Bytes 
              CSeq: {cseq} {method}",
             caller.via
         ),
-        None,
+        body,
     )
 }
 
@@ -86,10 +97,67 @@ fn a_full_room_answers_486_and_an_offer_it_cannot_mix_488() {
 fn rooms_are_off_with_an_empty_prefix() {
     let cfg = ServerConfig {
         conference_prefix: String::new(),
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     let mut h = Harness::build(RelayMode::Always, PORT_MAX, cfg, None);
     let (_, out) = h.invite(ALICE, "conf-team", Some(&alice_offer()));
     // An ordinary user with no binding.
     assert_eq!(finals(&out, ALICE.source), [480], "{}", dump(&out));
+}
+
+#[test]
+fn a_retransmitted_bye_gets_481_and_a_re_invite_is_answered_with_the_same_session() {
+    let mut h = conference(30);
+    let (n, out) = h.invite(ALICE, "conf-team", Some(&alice_offer()));
+    let ok = one_response(&out, ALICE.source, 200);
+    let to = ok.headers.get(&HeaderName::To).expect("To").to_string();
+    h.send(ALICE.source, in_dialog(ALICE, n, "ACK", 1, &to));
+    // A re-INVITE (hold): 200 with the same answer, retransmitted until its ACK.
+    let hold = sdp("alice", 2, "10.0.1.2", 4000, &["a=sendonly"]);
+    let reinv = in_dialog_with(ALICE, n, "INVITE", 2, &to, Some(&hold));
+    let out = h.send(ALICE.source, reinv);
+    let ok2 = one_response(&out, ALICE.source, 200);
+    assert_eq!(ok2.body, ok.body, "the session stays as it is");
+    let again = h.advance(Duration::from_millis(600));
+    assert_eq!(statuses_to(&again, ALICE.source), [200], "{}", dump(&again));
+    h.send(ALICE.source, in_dialog(ALICE, n, "ACK", 2, &to));
+    assert!(statuses_to(&h.advance(Duration::from_secs(3)), ALICE.source).is_empty());
+    let out = h.send(ALICE.source, in_dialog(ALICE, n, "BYE", 3, &to));
+    assert_eq!(statuses_to(&out, ALICE.source), [200]);
+    // A BYE after the leave (a new transaction, as a UA whose first BYE timed out sends): 481.
+    let out = h.send(ALICE.source, in_dialog(ALICE, n, "BYE", 4, &to));
+    assert_eq!(statuses_to(&out, ALICE.source), [481], "{}", dump(&out));
+}
+
+#[test]
+fn a_member_that_never_acks_is_sent_bye_after_64_t1() {
+    let mut h = conference(30);
+    let (_n, out) = h.invite(ALICE, "conf-team", Some(&alice_offer()));
+    one_response(&out, ALICE.source, 200);
+    let out = h.advance(Duration::from_secs(40));
+    assert!(
+        methods_to(&out, ALICE.source).contains(&Method::Bye),
+        "{}",
+        dump(&out)
+    );
+    assert_eq!(h.ports(), 0, "the member left the room");
+}
+
+#[test]
+fn with_invite_auth_a_sender_of_another_domain_cannot_join() {
+    let cfg = ServerConfig {
+        invite_auth: true,
+        ..ServerConfig::default()
+    };
+    let mut h = Harness::build(RelayMode::Always, PORT_MAX, cfg, None);
+    let n = 77;
+    let text = format!(
+        "INVITE sip:conf-team@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {};rport;branch=z9hG4bKx{n}\n\
+         Max-Forwards: 70\nFrom: <sip:mallory@evil.example>;tag=m{n}\nTo: <sip:conf-team@127.0.0.1>\n\
+         Call-ID: evil{n}@test\nCSeq: 1 INVITE\nContact: <sip:mallory@{}>",
+        ALICE.via, ALICE.contact
+    );
+    let out = h.send(ALICE.source, msg(&text, Some(&alice_offer())));
+    assert_eq!(finals(&out, ALICE.source), [403], "{}", dump(&out));
+    assert_eq!(h.ports(), 0);
 }

@@ -157,6 +157,14 @@ impl RelayControl for SharedRelay {
     }
 }
 
+/// The harness's usual configuration: INVITEs are not challenged.
+fn no_invite_auth() -> ServerConfig {
+    ServerConfig {
+        invite_auth: false,
+        ..ServerConfig::default()
+    }
+}
+
 /// What the anchor and the relay's tap told the recorder.
 #[derive(Debug, Default)]
 struct Recorded {
@@ -320,7 +328,7 @@ impl Harness {
     }
 
     fn with_ports(mode: RelayMode, port_max: u16) -> Harness {
-        Harness::build(mode, port_max, ServerConfig::default(), None)
+        Harness::build(mode, port_max, no_invite_auth(), None)
     }
 
     /// A harness whose anchor records into `recorder` under `cfg`'s recording policy (and
@@ -339,7 +347,6 @@ impl Harness {
     ) -> Harness {
         let now = Instant::now();
         let cfg = ServerConfig {
-            invite_auth: false,
             digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
             ..base
         };

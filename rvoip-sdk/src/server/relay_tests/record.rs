@@ -22,7 +22,7 @@ fn every_call_is_recorded_when_record_calls_is_on() {
     let rec = FakeRecorder::default();
     let cfg = ServerConfig {
         record_calls: true,
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     let mut h = Harness::recording(cfg, &rec);
     let call = call_and_talk(&mut h);
@@ -50,7 +50,7 @@ fn only_the_listed_users_calls_are_recorded() {
     let rec = FakeRecorder::default();
     let cfg = ServerConfig {
         record_users: vec!["carol".into()],
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     let mut h = Harness::recording(cfg, &rec);
     call_and_talk(&mut h);
@@ -59,7 +59,7 @@ fn only_the_listed_users_calls_are_recorded() {
     let rec = FakeRecorder::default();
     let cfg = ServerConfig {
         record_users: vec!["bob".into()],
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     let mut h = Harness::recording(cfg, &rec);
     let call = call_and_talk(&mut h);
@@ -72,7 +72,7 @@ fn an_srtp_call_is_not_recorded_and_the_audio_stream_is_the_one_tapped() {
     let rec = FakeRecorder::default();
     let cfg = ServerConfig {
         record_calls: true,
-        ..ServerConfig::default()
+        ..no_invite_auth()
     };
     let mut h = Harness::recording(cfg, &rec);
     let offer = sdp("alice", 1, "10.0.1.2", 4000, &[CRYPTO_A]);
