@@ -356,7 +356,7 @@ impl ServerCore {
                 gone.push(call_id.clone());
                 continue;
             }
-            if !next.is_some_and(|n| n <= now) {
+            if next.is_none_or(|n| n > now) {
                 continue;
             }
             self.tl

@@ -315,7 +315,10 @@ mod tests {
         assert!(!sdp.widen(0).is_empty());
         let text = sdp.rewrite("192.0.2.1".parse().unwrap(), &[], None);
         assert!(text.contains("a=rtpmap:13 CN/8000"), "{text}");
-        assert!(!text.contains("a=rtpmap:98") && !text.contains(" /8000"), "{text}");
+        assert!(
+            !text.contains("a=rtpmap:98") && !text.contains(" /8000"),
+            "{text}"
+        );
         assert!(text.contains(" 0 101 13 98 8 9"), "{text}");
     }
 

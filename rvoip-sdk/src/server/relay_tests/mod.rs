@@ -165,13 +165,16 @@ fn no_invite_auth() -> ServerConfig {
     }
 }
 
+/// Payload types and codecs, as the recorder is told them.
+type Codecs = Vec<(u8, crate::sdp::AudioCodec)>;
+
 /// What the anchor and the relay's tap told the recorder.
 #[derive(Debug, Default)]
 struct Recorded {
     /// (recording, Call-ID) per open.
     opened: Vec<(u64, String)>,
     /// (recording, side, codecs) per set_codecs.
-    codecs: Vec<(u64, Side, Vec<(u8, crate::sdp::AudioCodec)>)>,
+    codecs: Vec<(u64, Side, Codecs)>,
     /// (recording, side, RTP sequence number) per tapped packet.
     packets: Vec<(u64, Side, u16)>,
     closed: Vec<u64>,
