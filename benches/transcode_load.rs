@@ -48,6 +48,8 @@
 #[path = "relay_load/epoll.rs"]
 #[allow(dead_code)]
 mod epoll;
+#[path = "relay_load/ng.rs"]
+mod ng;
 #[path = "relay_load/sys.rs"]
 #[allow(dead_code)]
 mod sys;
@@ -68,6 +70,7 @@ use rvoip_sdk::sdp::AudioCodec;
 use rvoip_sdk::server::relay::RelayControl;
 use rvoip_sdk::server::relay::sdp::Stream;
 
+use ng::{Ng, Val, benc_get, s};
 use sys::{EPOCH, cpu_ns, load1, machine_idle_ns, now_ns};
 
 /// Issue 14's target for a PCMU↔Opus call, in % of one core.
@@ -478,129 +481,23 @@ fn rvoip_call(
 }
 
 // ---------------------------------------------------------------------------------------------
-// rtpengine over ng (nested dictionaries, which relay_load/targets.rs's client has no need for)
+// rtpengine over ng (the client: relay_load/ng.rs)
 
-/// A bencode value to send.
-enum B {
-    S(String),
-    L(Vec<B>),
-    D(Vec<(&'static str, B)>),
-}
-
-fn bs(v: impl Into<String>) -> B {
-    B::S(v.into())
-}
-
-fn benc(out: &mut Vec<u8>, v: &B) {
-    let put = |out: &mut Vec<u8>, s: &[u8]| {
-        out.extend_from_slice(format!("{}:", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    };
-    match v {
-        B::S(s) => put(out, s.as_bytes()),
-        B::L(l) => {
-            out.push(b'l');
-            l.iter().for_each(|v| benc(out, v));
-            out.push(b'e');
-        }
-        B::D(d) => {
-            out.push(b'd');
-            for (k, v) in d {
-                put(out, k.as_bytes());
-                benc(out, v);
-            }
-            out.push(b'e');
-        }
-    }
-}
-
-/// The string value of top-level key `key` of a bencoded dictionary (the ng reply).
-fn benc_get(b: &[u8], key: &str) -> Option<String> {
-    fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
-        let colon = i + b.get(i..)?.iter().position(|&c| c == b':')?;
-        let n: usize = std::str::from_utf8(&b[i..colon]).ok()?.parse().ok()?;
-        Some((b.get(colon + 1..colon + 1 + n)?, colon + 1 + n))
-    }
-    fn skip(b: &[u8], i: usize) -> Option<usize> {
-        match *b.get(i)? {
-            b'i' => Some(i + b[i..].iter().position(|&c| c == b'e')? + 1),
-            b'l' | b'd' => {
-                let mut j = i + 1;
-                while *b.get(j)? != b'e' {
-                    j = skip(b, j)?;
-                }
-                Some(j + 1)
-            }
-            _ => string(b, i).map(|(_, j)| j),
-        }
-    }
-    if *b.first()? != b'd' {
-        return None;
-    }
-    let mut i = 1;
-    while *b.get(i)? != b'e' {
-        let (k, j) = string(b, i)?;
-        if k == key.as_bytes() {
-            return string(b, j).map(|(v, _)| String::from_utf8_lossy(v).into_owned());
-        }
-        i = skip(b, j)?;
-    }
-    None
-}
-
-struct Ng {
-    sock: UdpSocket,
-    to: SocketAddr,
-    n: u64,
-}
-
-impl Ng {
-    fn new(to: SocketAddr) -> Ng {
-        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("ng socket");
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        Ng { sock, to, n: 0 }
-    }
-
-    /// Sends one command (retransmitted twice), returns the reply's bencoded dictionary.
-    fn cmd(&mut self, items: Vec<(&'static str, B)>) -> Vec<u8> {
-        self.n += 1;
-        let cookie = format!("tc{}_{}", std::process::id(), self.n);
-        let mut msg = format!("{cookie} ").into_bytes();
-        benc(&mut msg, &B::D(items));
-        let mut buf = vec![0u8; 65536];
-        for _ in 0..3 {
-            self.sock.send_to(&msg, self.to).expect("ng send");
-            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
-                let r = &buf[..n];
-                if let Some(sp) = r.iter().position(|&c| c == b' ')
-                    && &r[..sp] == cookie.as_bytes()
-                {
-                    return r[sp + 1..].to_vec();
-                }
-            }
-        }
+/// Sends an offer or answer; the reply's SDP. Exits with rtpengine's reason when the result is
+/// not ok.
+fn sdp_cmd(ng: &mut Ng, items: Vec<(&'static str, Val)>) -> String {
+    let r = ng.cmd(items);
+    if benc_get(&r, "result").as_deref() != Some("ok") {
         eprintln!(
-            "transcode_load: rtpengine at {} does not answer (ng)",
-            self.to
+            "transcode_load: rtpengine refused: {}",
+            String::from_utf8_lossy(&r)
         );
+        std::process::exit(1);
+    }
+    benc_get(&r, "sdp").unwrap_or_else(|| {
+        eprintln!("transcode_load: no sdp in rtpengine's reply");
         std::process::exit(1)
-    }
-
-    /// `cmd`, then the reply's SDP; exits with rtpengine's reason when the result is not ok.
-    fn sdp_cmd(&mut self, items: Vec<(&'static str, B)>) -> String {
-        let r = self.cmd(items);
-        if benc_get(&r, "result").as_deref() != Some("ok") {
-            eprintln!(
-                "transcode_load: rtpengine refused: {}",
-                String::from_utf8_lossy(&r)
-            );
-            std::process::exit(1);
-        }
-        benc_get(&r, "sdp").unwrap_or_else(|| {
-            eprintln!("transcode_load: no sdp in rtpengine's reply");
-            std::process::exit(1)
-        })
-    }
+    })
 }
 
 fn sdp_body(sess: usize, port: u16, m: &str) -> String {
@@ -661,17 +558,17 @@ fn rtpengine_call(
     callee: &AudioCodec,
     transcode: bool,
 ) -> (SocketAddr, SocketAddr, u8) {
-    let common = |cmd: &str, sdp: String| -> Vec<(&'static str, B)> {
+    let common = |cmd: &str, sdp: String| -> Vec<(&'static str, Val)> {
         vec![
-            ("command", bs(cmd)),
-            ("call-id", bs(call_id(c))),
-            ("from-tag", bs(format!("a{c}"))),
-            ("sdp", bs(sdp)),
+            ("command", s(cmd)),
+            ("call-id", s(call_id(c))),
+            ("from-tag", s(format!("a{c}"))),
+            ("sdp", s(sdp)),
             (
                 "replace",
-                B::L(vec![bs("origin"), bs("session-connection")]),
+                Val::L(vec![s("origin"), s("session-connection")]),
             ),
-            ("ICE", bs("remove")),
+            ("ICE", s("remove")),
         ]
     };
     let a_m = format!(
@@ -682,10 +579,10 @@ fn rtpengine_call(
     if transcode {
         offer.push((
             "codec",
-            B::D(vec![("transcode", B::L(vec![bs(callee.name)]))]),
+            Val::D(vec![("transcode", Val::L(vec![s(callee.name)]))]),
         ));
     }
-    let to_b_sdp = ng.sdp_cmd(offer);
+    let to_b_sdp = sdp_cmd(ng, offer);
     let (to_b, fmts) = sdp_audio(&to_b_sdp).expect("m=audio in rtpengine's offer");
     let (name, rate, static_pt) = if transcode {
         (
@@ -708,8 +605,8 @@ fn rtpengine_call(
         format!("m=audio PORT RTP/AVP {b_pt}\r\na=rtpmap:{b_pt} {name}/{rate}\r\n")
     };
     let mut answer = common("answer", sdp_body(2 * c + 2, pb.port(), &b_m));
-    answer.push(("to-tag", bs(format!("b{c}"))));
-    let to_a_sdp = ng.sdp_cmd(answer);
+    answer.push(("to-tag", s(format!("b{c}"))));
+    let to_a_sdp = sdp_cmd(ng, answer);
     let (to_a, a_fmts) = sdp_audio(&to_a_sdp).expect("m=audio in rtpengine's answer");
     if a_fmts.first() != Some(&0) {
         eprintln!(
@@ -726,9 +623,9 @@ fn rtpengine_call(
 
 fn rtpengine_delete(ng: &mut Ng, c: usize) {
     ng.cmd(vec![
-        ("command", bs("delete")),
-        ("call-id", bs(call_id(c))),
-        ("from-tag", bs(format!("a{c}"))),
+        ("command", s("delete")),
+        ("call-id", s(call_id(c))),
+        ("from-tag", s(format!("a{c}"))),
     ]);
 }
 

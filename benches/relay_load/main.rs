@@ -48,6 +48,7 @@
 mod epoll;
 mod generator;
 mod hist;
+mod ng;
 mod sys;
 mod targets;
 
@@ -58,8 +59,8 @@ use rvoip_sdk::driver::relay::RelayHandle;
 
 use generator::{Ep, FRAME, run_phase};
 use hist::Hist;
+use ng::Ng;
 use sys::{EPOCH, cpu_ns, load1, rss_kb, threads};
-use targets::Ng;
 
 /// Targets of issue 10.
 const TARGET_CPU_RATIO: f64 = 0.5;

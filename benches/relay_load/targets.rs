@@ -1,8 +1,8 @@
 //! The relays under test: rvoip's in-process relay (the proxy's `RelayControl` calls, without
 //! SIP) and rtpengine, reached over its ng control protocol (bencode, offer / answer / delete).
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use rvoip_sdk::driver::relay::{RelayDriver, RelayHandle};
 use rvoip_sdk::media::relay::{RelayConfig, Side};
@@ -10,6 +10,7 @@ use rvoip_sdk::server::relay::RelayControl;
 use rvoip_sdk::server::relay::sdp::Stream;
 
 use crate::LOCALHOST;
+use crate::ng::{Ng, Val, benc_get, s};
 
 // ---------------------------------------------------------------- rvoip
 
@@ -49,118 +50,7 @@ pub fn rvoip_call(h: &mut RelayHandle, pa: SocketAddr, pb: SocketAddr) -> (Socke
     )
 }
 
-// ---------------------------------------------------------------- rtpengine ng client
-
-fn benc_str(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(format!("{}:", s.len()).as_bytes());
-    out.extend_from_slice(s);
-}
-
-/// An ng command argument: a string or a list of strings.
-enum Val {
-    S(String),
-    L(Vec<String>),
-}
-
-fn s(v: impl Into<String>) -> Val {
-    Val::S(v.into())
-}
-
-/// A bencoded dictionary (keys sorted, as bencode wants).
-fn benc_dict(items: &mut [(&str, Val)]) -> Vec<u8> {
-    items.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = b"d".to_vec();
-    for (k, v) in items.iter() {
-        benc_str(&mut out, k.as_bytes());
-        match v {
-            Val::S(v) => benc_str(&mut out, v.as_bytes()),
-            Val::L(l) => {
-                out.push(b'l');
-                for v in l {
-                    benc_str(&mut out, v.as_bytes());
-                }
-                out.push(b'e');
-            }
-        }
-    }
-    out.push(b'e');
-    out
-}
-
-/// The string value of top-level key `key` in a bencoded dictionary (enough for ng replies).
-fn benc_get(b: &[u8], key: &str) -> Option<String> {
-    fn skip(b: &[u8], i: usize) -> Option<usize> {
-        match *b.get(i)? {
-            b'i' => Some(i + b[i..].iter().position(|&c| c == b'e')? + 1),
-            b'l' | b'd' => {
-                let mut j = i + 1;
-                while *b.get(j)? != b'e' {
-                    j = skip(b, j)?;
-                }
-                Some(j + 1)
-            }
-            _ => {
-                let colon = i + b[i..].iter().position(|&c| c == b':')?;
-                let n: usize = std::str::from_utf8(&b[i..colon]).ok()?.parse().ok()?;
-                Some(colon + 1 + n)
-            }
-        }
-    }
-    fn string(b: &[u8], i: usize) -> Option<(&[u8], usize)> {
-        let colon = i + b[i..].iter().position(|&c| c == b':')?;
-        let n: usize = std::str::from_utf8(&b[i..colon]).ok()?.parse().ok()?;
-        Some((b.get(colon + 1..colon + 1 + n)?, colon + 1 + n))
-    }
-    if *b.first()? != b'd' {
-        return None;
-    }
-    let mut i = 1;
-    while *b.get(i)? != b'e' {
-        let (k, j) = string(b, i)?;
-        if k == key.as_bytes() {
-            let (v, _) = string(b, j)?;
-            return Some(String::from_utf8_lossy(v).into_owned());
-        }
-        i = skip(b, j)?;
-    }
-    None
-}
-
-pub struct Ng {
-    sock: UdpSocket,
-    to: SocketAddr,
-    n: u64,
-}
-
-impl Ng {
-    pub fn new(to: SocketAddr) -> Ng {
-        let sock = UdpSocket::bind((LOCALHOST, 0)).expect("ng socket");
-        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        Ng { sock, to, n: 0 }
-    }
-
-    /// Sends one command, returns the reply's bencoded dictionary.
-    fn cmd(&mut self, mut items: Vec<(&str, Val)>) -> Vec<u8> {
-        self.n += 1;
-        let cookie = format!("{}_{}", std::process::id(), self.n);
-        let mut msg = format!("{cookie} ").into_bytes();
-        msg.extend(benc_dict(&mut items));
-        let mut buf = vec![0u8; 65536];
-        for _ in 0..3 {
-            self.sock.send_to(&msg, self.to).expect("ng send");
-            // Until the read times out (then send again): the reply with our cookie.
-            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
-                let r = &buf[..n];
-                if let Some(sp) = r.iter().position(|&c| c == b' ')
-                    && &r[..sp] == cookie.as_bytes()
-                {
-                    return r[sp + 1..].to_vec();
-                }
-            }
-        }
-        panic!("rtpengine at {} does not answer (ng)", self.to);
-    }
-}
+// ---------------------------------------------------------------- rtpengine over ng
 
 fn sdp(port: u16, sess: usize) -> String {
     format!(
@@ -206,12 +96,12 @@ pub fn rtpengine_call(
             ("sdp", s(sdp(port, sess))),
             (
                 "replace",
-                Val::L(vec!["origin".into(), "session-connection".into()]),
+                Val::L(vec![s("origin"), s("session-connection")]),
             ),
             ("ICE", s("remove")),
         ]
     };
-    let send = |ng: &mut Ng, items: Vec<(&str, Val)>| {
+    let send = |ng: &mut Ng, items: Vec<(&'static str, Val)>| {
         let r = ng.cmd(items);
         assert_eq!(
             benc_get(&r, "result").as_deref(),
