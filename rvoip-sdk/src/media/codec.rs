@@ -69,6 +69,16 @@ pub fn is_available(codec: &AudioCodec) -> bool {
 
 /// An encoder for `codec`. Errors: [`CodecError::Unavailable`].
 pub fn new_encoder(codec: &AudioCodec) -> Result<Box<dyn Encoder>, CodecError> {
+    new_encoder_with(codec, None)
+}
+
+/// An encoder for `codec`, with Opus at computational complexity `complexity` (0–10; `None`:
+/// 10). Other codecs have no such setting and ignore it. Errors: [`CodecError::Unavailable`]
+/// (also for a complexity above 10).
+pub fn new_encoder_with(
+    codec: &AudioCodec,
+    complexity: Option<u8>,
+) -> Result<Box<dyn Encoder>, CodecError> {
     let name = codec.name;
     if name.eq_ignore_ascii_case("PCMU") {
         return Ok(Box::new(G711Encoder { alaw: false }));
@@ -83,8 +93,13 @@ pub fn new_encoder(codec: &AudioCodec) -> Result<Box<dyn Encoder>, CodecError> {
     // OPUS-ENCODER-ARM
     #[cfg(feature = "opus")]
     if name.eq_ignore_ascii_case("opus") {
-        return Ok(Box::new(crate::media::opus::OpusEncoder::new()?));
+        let mut enc = crate::media::opus::OpusEncoder::new()?;
+        if let Some(c) = complexity {
+            enc.set_complexity(c)?;
+        }
+        return Ok(Box::new(enc));
     }
+    let _ = complexity;
     Err(CodecError::Unavailable(name.to_string()))
 }
 

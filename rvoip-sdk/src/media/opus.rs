@@ -89,6 +89,15 @@ impl OpusEncoder {
         })
     }
 
+    /// Sets the encoder's computational complexity, 0 (cheapest) to 10 (best, libopus's and
+    /// this encoder's default). Errors: [`CodecError::Unavailable`] for a value above 10 or
+    /// when libopus refuses it.
+    pub fn set_complexity(&mut self, complexity: u8) -> Result<(), CodecError> {
+        self.inner
+            .set_complexity(complexity)
+            .map_err(|e| unavailable("complexity", e))
+    }
+
     /// The configured target bitrate in bit/s, as libopus reports it (`None` if it cannot say).
     pub fn bitrate(&self) -> Option<u32> {
         match self.inner.bitrate() {
@@ -286,6 +295,20 @@ mod tests {
             // About 32 kbit/s: 50 frames are one second, 4000 bytes; VBR gives or takes.
             assert!((1000..=6000).contains(&bytes), "{bytes} bytes/s");
         }
+    }
+
+    #[test]
+    fn a_lower_complexity_still_carries_the_tone_and_eleven_is_refused() {
+        let mut enc = OpusEncoder::new().unwrap();
+        assert!(enc.set_complexity(11).is_err());
+        enc.set_complexity(5).unwrap();
+        let mut dec = OpusDecoder::new().unwrap();
+        let mut out = Vec::new();
+        for payload in encode_tone(&mut enc, 440.0, 50) {
+            dec.decode(&payload, &mut out).unwrap();
+        }
+        let kept = tone_energy_fraction(&out[SETTLE..], 440.0, SAMPLE_RATE);
+        assert!(kept >= 0.9, "{kept}");
     }
 
     #[test]

@@ -143,7 +143,7 @@ fn validate(cfg: &MediaConfig) -> Result<(), MediaError> {
 
 fn codec_state(cfg: &MediaConfig) -> Result<CodecState, MediaError> {
     Ok(CodecState {
-        encoder: codec::new_encoder(&cfg.codec)?,
+        encoder: codec::new_encoder_with(&cfg.codec, cfg.encoder_complexity)?,
         decoder: codec::new_decoder(&cfg.codec)?,
         samples: codec::frame_samples(&cfg.codec, cfg.frame_ms),
         units: codec::frame_units(&cfg.codec, cfg.frame_ms),

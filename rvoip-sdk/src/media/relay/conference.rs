@@ -56,6 +56,7 @@ impl Member {
         cfg.payload_type = spec.payload_type;
         cfg.telephone_event_pt = spec.telephone_event;
         cfg.frame_ms = spec.ptime_ms;
+        cfg.encoder_complexity = Some(super::engine::RELAY_OPUS_COMPLEXITY);
         let session = MediaSession::new(
             cfg,
             Box::new(PipeSource::new(MIX_RATE, &output)),

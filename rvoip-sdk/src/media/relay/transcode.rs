@@ -90,6 +90,7 @@ impl Transcoder {
             cfg.payload_type = spec.payload_type;
             cfg.telephone_event_pt = spec.telephone_event;
             cfg.frame_ms = spec.ptime_ms;
+            cfg.encoder_complexity = Some(super::engine::RELAY_OPUS_COMPLEXITY);
             MediaSession::new(
                 cfg,
                 Box::new(PipeSource::new(src.0, src.1)),

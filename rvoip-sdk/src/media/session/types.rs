@@ -61,6 +61,9 @@ pub struct MediaConfig {
     pub security: MediaSecurity,
     /// Our DTLS certificate, needed when `security` is DTLS-SRTP.
     pub dtls_identity: Option<DtlsIdentity>,
+    /// The Opus encoder's computational complexity, 0–10 (`None`: 10, the best). Other codecs
+    /// ignore it. The relay's transcoders and conference members use 5, as PJSIP does.
+    pub encoder_complexity: Option<u8>,
 }
 
 impl MediaConfig {
@@ -80,6 +83,7 @@ impl MediaConfig {
             rx_loss_percent: 0.0,
             security: MediaSecurity::Plain,
             dtls_identity: None,
+            encoder_complexity: None,
         }
     }
 }
