@@ -78,17 +78,25 @@ pub struct RecorderConfig {
     /// The files' sample rate in Hz, both channels (8000..=48000). Default
     /// [`RecorderConfig::DEFAULT_RATE_HZ`].
     pub rate_hz: u32,
+    /// A recording that got no packet for this long is finished, as if closed: its close
+    /// request may have been lost (a queue full of packets) or its call ended unseen. Default
+    /// [`RecorderConfig::DEFAULT_IDLE`].
+    pub idle_timeout: Duration,
 }
 
 impl RecorderConfig {
     /// The default file rate: 16000 Hz, G.722's audio rate (G.711 is upsampled to it).
     pub const DEFAULT_RATE_HZ: u32 = 16_000;
 
-    /// Files in `dir` at the default rate.
+    /// The default idle timeout: 10 minutes without a packet from either party.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
+
+    /// Files in `dir` at the default rate and idle timeout.
     pub fn new(dir: impl Into<PathBuf>) -> RecorderConfig {
         RecorderConfig {
             dir: dir.into(),
             rate_hz: Self::DEFAULT_RATE_HZ,
+            idle_timeout: Self::DEFAULT_IDLE,
         }
     }
 }
@@ -319,6 +327,7 @@ impl Recorder {
         let worker = Worker {
             dir: cfg.dir.clone(),
             rate_hz: cfg.rate_hz,
+            idle_timeout: cfg.idle_timeout,
             create: open,
             recordings: HashMap::new(),
             counters: counters.clone(),
@@ -539,6 +548,8 @@ struct Recording {
     wav: hound::WavWriter<Fuse>,
     file: Arc<FuseState>,
     next_checkpoint: Instant,
+    /// The latest arrival of a packet (or the opening).
+    last_packet: Instant,
 }
 
 /// Why a recording stops early.
@@ -553,6 +564,8 @@ enum Stop {
 struct Worker {
     dir: PathBuf,
     rate_hz: u32,
+    /// See [`RecorderConfig::idle_timeout`].
+    idle_timeout: Duration,
     /// Creates a recording's file.
     create: OpenFile,
     recordings: HashMap<u64, Recording>,
@@ -603,6 +616,7 @@ impl Worker {
                 self.counters.queued.fetch_sub(1, Ordering::Relaxed);
                 if let Some(rec) = self.recordings.get_mut(&id) {
                     rec.core.push_rtp(side, arrival, &rtp);
+                    rec.last_packet = rec.last_packet.max(arrival);
                 }
             }
             Request::Close { id, now } => {
@@ -661,6 +675,7 @@ impl Worker {
                         wav,
                         file,
                         next_checkpoint: now + CHECKPOINT_INTERVAL,
+                        last_packet: now,
                     },
                 );
             }
@@ -692,6 +707,18 @@ impl Worker {
             .collect();
         for id in due {
             self.checkpoint(id, now);
+        }
+        let idle: Vec<u64> = self
+            .recordings
+            .iter()
+            .filter(|(_, r)| now.saturating_duration_since(r.last_packet) >= self.idle_timeout)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            if let Some(rec) = self.recordings.remove(&id) {
+                tracing::info!(path = %rec.path.display(), "recording idle: finishing it");
+                self.finish(rec, now);
+            }
         }
     }
 

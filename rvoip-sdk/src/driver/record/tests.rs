@@ -411,3 +411,39 @@ fn bad_rates_and_directories_are_refused() {
     std::fs::remove_file(&file).unwrap();
     assert_eq!(RecorderConfig::default().rate_hz, 16_000);
 }
+
+/// A recording whose close never comes (lost in a full queue, or a call that ended unseen) is
+/// finished once it got no packet for the idle timeout; one that keeps getting packets is not.
+#[test]
+fn an_idle_recording_is_finished_without_its_close() {
+    let top = temp_dir("idle");
+    let recorder = Recorder::start(RecorderConfig {
+        idle_timeout: ms(300),
+        ..RecorderConfig::new(&top)
+    })
+    .unwrap();
+    let h = recorder.handle();
+    let base = Instant::now();
+    let id = h.open("idle@test", SystemTime::now(), base);
+    feed_call(&h, id, base, 1);
+    // No close: the thread finishes it by itself, within a few drain intervals after 300 ms
+    // without packets (bounded wait, not a timing assertion).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.stats().finished == 0 && Instant::now() < deadline {
+        std::thread::sleep(ms(50));
+        h.sync();
+    }
+    assert_eq!(h.stats().finished, 1, "{:?}", h.stats());
+    // The control: a close after that finds nothing to close, and nothing failed.
+    h.close(id, Instant::now());
+    drop(recorder);
+    assert_eq!(
+        h.stats(),
+        RecorderStats {
+            opened: 1,
+            finished: 1,
+            ..RecorderStats::default()
+        }
+    );
+    std::fs::remove_dir_all(&top).unwrap();
+}
