@@ -60,8 +60,6 @@ pub(super) struct Outgoing {
 pub(super) struct Transcoder {
     sessions: [MediaSession; 2],
     specs: [TranscodeSpec; 2],
-    /// Telephone-events relayed (keys).
-    pub(super) dtmf_relayed: u64,
 }
 
 impl std::fmt::Debug for Transcoder {
@@ -103,7 +101,6 @@ impl Transcoder {
         Ok(Transcoder {
             sessions: [caller, callee],
             specs,
-            dtmf_relayed: 0,
         })
     }
 
@@ -137,7 +134,7 @@ impl Transcoder {
         }
         if let Some(other) = self.sessions.get_mut(1 - side.min(1)) {
             match other.send_dtmf(&keys) {
-                Ok(()) => self.dtmf_relayed += keys.len() as u64,
+                Ok(()) => {}
                 Err(e) => tracing::debug!(error = %e, %keys, "transcoder: DTMF not relayed"),
             }
         }

@@ -52,7 +52,6 @@ pub(crate) struct Conferences {
     t2: Duration,
     /// By Call-ID.
     legs: HashMap<String, Leg>,
-    next_tag: u64,
 }
 
 impl Conferences {
@@ -64,7 +63,6 @@ impl Conferences {
             t1: Duration::from_millis(cfg.t1_ms.max(1)),
             t2: Duration::from_millis(cfg.t2_ms.max(1)),
             legs: HashMap::new(),
-            next_tag: 0,
         }
     }
 
@@ -102,6 +100,17 @@ impl Conferences {
 
 /// The methods a conference dialog takes (RFC 3261 §20.5).
 const ALLOW: &str = "INVITE, ACK, BYE, OPTIONS, INFO";
+
+/// The ACK wait of a 2xx sent at `now` over `transport`: retransmissions from `t1` over UDP,
+/// and the 64·T1 deadline on every transport (RFC 3261 §13.3.1.4).
+fn ack_wait(
+    t1: Duration,
+    now: Instant,
+    transport: Transport,
+) -> (Option<Instant>, Duration, Instant) {
+    let next = (!transport.is_reliable()).then(|| now + t1);
+    (next, t1, now + t1.saturating_mul(64))
+}
 
 fn header(req: &Request, name: HeaderName) -> String {
     req.headers
@@ -173,7 +182,6 @@ impl ServerCore {
                 return self.reply(now, tx, &req, status, vec![]);
             }
         };
-        self.conferences.next_tag += 1;
         let tag = format!("conf{:016x}", rand::random::<u64>());
         let mut ok = Response::for_request(&req, 200);
         let to = header(&req, HeaderName::To);
@@ -213,7 +221,7 @@ impl ServerCore {
             .and_then(|c| crate::sip::msg::NameAddr::parse(c).ok())
             .map(|na| na.uri.to_string())
             .unwrap_or_default();
-        let retransmit = Some(self.ack_wait(now, transport));
+        let retransmit = Some(ack_wait(self.conferences.t1, now, transport));
         let from = header(&req, HeaderName::From);
         // Not fitted to the INVITE's size: the member authenticated (or the operator opened
         // rooms with invite_auth off), and the 2xx must reach it whole.
@@ -280,8 +288,7 @@ impl ServerCore {
             }
             return ours;
         }
-        let ack_wait = self.ack_wait(now, Transport::Udp);
-        let ack_wait_reliable = self.ack_wait(now, Transport::Tcp);
+        let t1 = self.conferences.t1;
         let Some(leg) = self.conferences.legs.get_mut(&call_id) else {
             return false;
         };
@@ -305,11 +312,7 @@ impl ServerCore {
                 ok.headers.set(HeaderName::ContentType, "application/sdp");
                 ok.body = leg.ok.body.clone();
                 leg.ok = ok.clone();
-                leg.retransmit = Some(if leg.dest.1.is_reliable() {
-                    ack_wait_reliable
-                } else {
-                    ack_wait
-                });
+                leg.retransmit = Some(ack_wait(t1, now, leg.dest.1));
                 crate::server::reply::send_authenticated_response(
                     &mut self.tl,
                     &mut self.stats,
@@ -415,14 +418,6 @@ impl ServerCore {
             }
             _ => tracing::warn!(%call_id, "conference: cannot build the BYE"),
         }
-    }
-
-    /// The ACK wait of a 2xx sent at `now` over `transport`: retransmissions from T1 over UDP,
-    /// and the 64·T1 deadline on every transport.
-    fn ack_wait(&self, now: Instant, transport: Transport) -> (Option<Instant>, Duration, Instant) {
-        let t1 = self.conferences.t1;
-        let next = (!transport.is_reliable()).then(|| now + t1);
-        (next, t1, now + t1.saturating_mul(64))
     }
 
     /// The next conference deadline (2xx retransmissions).

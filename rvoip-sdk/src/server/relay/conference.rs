@@ -132,16 +132,6 @@ impl ConferenceMedia {
         self.by_media.get(&id).map(String::as_str)
     }
 
-    /// Members in room `room`.
-    pub fn room_size(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, |r| r.1)
-    }
-
-    /// Whether `call_id` is a member of a room.
-    pub fn is_member(&self, call_id: &str) -> bool {
-        self.members.contains_key(call_id)
-    }
-
     /// Rooms with members.
     pub fn rooms(&self) -> usize {
         self.rooms.len()
