@@ -146,6 +146,14 @@ header_names! {
     Warning => "Warning";
     /// Path (RFC 3327).
     Path => "Path";
+    /// Subscription-State (RFC 6665 §8.2.3).
+    SubscriptionState => "Subscription-State";
+    /// Replaces (RFC 3891).
+    Replaces => "Replaces";
+    /// SIP-ETag (RFC 3903 §11.3.1).
+    SipETag => "SIP-ETag";
+    /// SIP-If-Match (RFC 3903 §11.3.2).
+    SipIfMatch => "SIP-If-Match";
 }
 
 impl HeaderName {

@@ -21,10 +21,9 @@ impl UserAgent {
             // ACK for a 2xx: find the dialog.
             if req.method == Method::Ack {
                 let found = self
-                    .calls
-                    .iter_mut()
-                    .find(|(_, c)| c.owns_request(&req))
-                    .map(|(id, c)| (*id, c.on_ack(now, &mut self.tl, &req)));
+                    .invite_usage(&req)
+                    .and_then(|id| self.calls.get_mut(&id).map(|c| (id, c)))
+                    .map(|(id, c)| (id, c.on_ack(now, cx!(self), &req)));
                 if let Some((id, (ev, tx))) = found {
                     if let Some(tx) = tx {
                         self.owners.insert(tx, Owner::InDialog(id));
@@ -50,15 +49,18 @@ impl UserAgent {
                 };
                 self.tl.respond(now, tx, ok);
                 if let Some(c) = self.calls.values_mut().find(|c| c.server_tx() == Some(inv)) {
-                    let ev = c.on_cancel(now, &mut self.tl);
+                    let ev = c.on_cancel(now, cx!(self));
                     self.events.extend(ev);
                 }
             }
             _ if to_tag.is_some() => {
                 // In-dialog request (§12.2.2).
-                match self.calls.values_mut().find(|c| c.owns_request(&req)) {
+                match self
+                    .invite_usage(&req)
+                    .and_then(|id| self.calls.get_mut(&id))
+                {
                     Some(c) => {
-                        let ev = c.on_in_dialog(now, &mut self.tl, tx, &req);
+                        let ev = c.on_in_dialog(now, cx!(self), tx, &req);
                         self.events.extend(ev);
                     }
                     None => {
@@ -77,7 +79,7 @@ impl UserAgent {
                     id,
                     account,
                     now,
-                    &mut self.tl,
+                    cx!(self),
                     tx,
                     req,
                     source,
@@ -108,6 +110,12 @@ impl UserAgent {
                 self.tl.respond(now, tx, resp);
             }
         }
+    }
+
+    /// The call whose dialog an incoming request belongs to (§12.2.2).
+    fn invite_usage(&self, req: &Request) -> Option<u64> {
+        let key = self.dialogs.find(&req.headers, true)?;
+        self.dialogs.get(Some(key))?.invite
     }
 
     /// The account whose AOR user the Request-URI names.

@@ -18,6 +18,7 @@
 
 pub mod build;
 mod call;
+mod dialogs;
 mod incoming;
 mod message;
 mod register;
@@ -35,7 +36,20 @@ use crate::sip::transaction::{
 };
 
 pub use build::Credentials;
-use call::Call;
+use call::{Call, Cx};
+use dialogs::Dialogs;
+
+/// The [`Cx`] of a user agent: its transaction layer and dialog table, borrowed apart from its
+/// calls.
+macro_rules! cx {
+    ($s:ident) => {
+        &mut Cx {
+            tl: &mut $s.tl,
+            dialogs: &mut $s.dialogs,
+        }
+    };
+}
+pub(crate) use cx;
 pub use message::MAX_MESSAGE_BODY;
 use register::Registration;
 pub use types::{
@@ -60,6 +74,8 @@ pub struct UserAgent {
     tl: TransactionLayer,
     accounts: HashMap<u64, Registration>,
     calls: HashMap<u64, Call>,
+    /// Dialogs and their usages (RFC 5057).
+    dialogs: Dialogs,
     /// MESSAGEs waiting for their final response.
     messages: HashMap<u64, message::Outgoing>,
     owners: HashMap<ClientTxId, Owner>,
@@ -75,6 +91,7 @@ impl UserAgent {
             cfg,
             accounts: HashMap::new(),
             calls: HashMap::new(),
+            dialogs: Dialogs::default(),
             messages: HashMap::new(),
             owners: HashMap::new(),
             next_id: 1,
@@ -197,7 +214,7 @@ impl UserAgent {
             local,
             media,
         );
-        let tx = call.send_invite(now, &mut self.tl, &target, &from)?;
+        let tx = call.send_invite(now, cx!(self), &target, &from)?;
         self.owners.insert(tx, Owner::Invite(id));
         self.calls.insert(id, call);
         self.events.push_back(UaEvent::CallState {
@@ -217,7 +234,7 @@ impl UserAgent {
         media: crate::sdp::LocalMedia,
     ) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
-        let ev = c.answer(now, &mut self.tl, media)?;
+        let ev = c.answer(now, cx!(self), media)?;
         self.events.extend(ev);
         Ok(())
     }
@@ -230,7 +247,7 @@ impl UserAgent {
             return Err(UaError::InvalidStatus(status));
         }
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
-        let ev = c.reject(now, &mut self.tl, status)?;
+        let ev = c.reject(now, cx!(self), status)?;
         self.events.extend(ev);
         self.reap();
         Ok(())
@@ -241,7 +258,7 @@ impl UserAgent {
     /// for an established one (§15). Errors: [`UaError::NotFound`] (unknown or already ended).
     pub fn hangup(&mut self, now: Instant, call: CallId) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
-        let (ev, tx) = c.hangup(now, &mut self.tl)?;
+        let (ev, tx) = c.hangup(now, cx!(self))?;
         if let Some(tx) = tx {
             self.owners.insert(tx, Owner::InDialog(call.0));
         }
@@ -255,7 +272,7 @@ impl UserAgent {
     /// or another re-INVITE is in progress).
     pub fn set_hold(&mut self, now: Instant, call: CallId, hold: bool) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
-        let tx = c.reinvite(now, &mut self.tl, hold)?;
+        let tx = c.reinvite(now, cx!(self), hold)?;
         self.owners.insert(tx, Owner::InDialog(call.0));
         Ok(())
     }
@@ -299,6 +316,12 @@ impl UserAgent {
             .values()
             .filter(|c| !matches!(c.state, CallState::Ended { .. }))
             .count()
+    }
+
+    /// Number of dialogs (RFC 3261 §12) the user agent holds: a call's, and those kept alive by
+    /// a subscription after the call ended (RFC 5057 §5).
+    pub fn dialog_count(&self) -> usize {
+        self.dialogs.len()
     }
 
     /// Feeds one received datagram or stream frame. `local` is our address that faces `source`
@@ -359,7 +382,7 @@ impl UserAgent {
         let ids: Vec<u64> = self.calls.keys().copied().collect();
         for id in ids {
             if let Some(c) = self.calls.get_mut(&id) {
-                let (ev, tx) = c.handle_timeout(now, &mut self.tl);
+                let (ev, tx) = c.handle_timeout(now, cx!(self));
                 if let Some(tx) = tx {
                     self.owners.insert(tx, Owner::InDialog(id));
                 }
@@ -439,8 +462,13 @@ impl UserAgent {
                     // A 2xx retransmission for an INVITE whose transaction is gone: ACK it again
                     // if it belongs to one of our dialogs (§13.2.2.4).
                     if (200..300).contains(&resp.status) {
-                        if let Some(c) = self.calls.values_mut().find(|c| c.owns_response(&resp)) {
-                            c.ack_2xx(now, &mut self.tl, &resp, Some((source, transport)));
+                        let call = self
+                            .dialogs
+                            .find(&resp.headers, false)
+                            .and_then(|k| self.dialogs.get(Some(k)))
+                            .and_then(|e| e.invite);
+                        if let Some(c) = call.and_then(|id| self.calls.get_mut(&id)) {
+                            c.ack_2xx(now, cx!(self), &resp, Some((source, transport)));
                         }
                     }
                 }
@@ -477,7 +505,7 @@ impl UserAgent {
             }
             Owner::Invite(id) | Owner::InDialog(id) => {
                 if let Some(c) = self.calls.get_mut(&id) {
-                    let ev = c.on_timeout(now, &mut self.tl, tx, resp);
+                    let ev = c.on_timeout(now, cx!(self), tx, resp);
                     self.events.extend(ev);
                 }
             }
@@ -504,7 +532,7 @@ impl UserAgent {
             }
             Owner::Invite(id) | Owner::InDialog(id) => {
                 if let Some(c) = self.calls.get_mut(&id) {
-                    let (ev, new_tx) = c.on_response(now, &mut self.tl, tx, &resp);
+                    let (ev, new_tx) = c.on_response(now, cx!(self), tx, &resp);
                     if let Some(t) = new_tx {
                         self.owners.insert(t, owner_for_new(owner, id));
                     }
@@ -528,7 +556,9 @@ impl UserAgent {
             return;
         }
         for id in &ended {
-            self.calls.remove(id);
+            if let Some(c) = self.calls.remove(id) {
+                self.dialogs.drop_invite(c.dialog);
+            }
         }
         self.owners.retain(|_, o| match o {
             Owner::Invite(id) | Owner::InDialog(id) => !ended.contains(id),

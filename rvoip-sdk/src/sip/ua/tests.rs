@@ -529,6 +529,8 @@ fn remote_bye_and_in_dialog_requests() {
             reason: "remote hangup".into()
         })
     );
+    // The dialog went with its last usage (RFC 5057 §5).
+    assert_eq!((net.alice.dialog_count(), net.bob.dialog_count()), (0, 0));
 }
 
 #[test]

@@ -9,11 +9,21 @@ mod uac;
 mod uas;
 
 use super::build::{self, Credentials};
+use super::dialogs::{Dialogs, PeerPath};
 use super::{CallState, UaConfig, UaError, UaEvent};
 use crate::sdp::{self, Direction, LocalMedia, Negotiated, SrtpConfig};
 use crate::sip::dialog::Dialog;
 use crate::sip::msg::{HeaderName, Method, Request, Response, Uri};
 use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, Transport};
+
+/// What a call's methods work on besides the call: the transaction layer and the user agent's
+/// dialog table (the call's dialog lives there, shared with its other usages, RFC 5057).
+pub(in crate::sip::ua) struct Cx<'a> {
+    /// The transaction layer.
+    pub tl: &'a mut TransactionLayer,
+    /// The dialogs.
+    pub dialogs: &'a mut Dialogs,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -53,7 +63,8 @@ pub(in crate::sip::ua) struct Call {
     /// The peer's URI as text.
     pub(in crate::sip::ua) peer: String,
     phase: Phase,
-    dialog: Option<Dialog>,
+    /// The key of the call's dialog in the user agent's table (early or confirmed).
+    pub(in crate::sip::ua) dialog: Option<u64>,
     media: Option<LocalMedia>,
     sdp_id: u64,
     sdp_version: u64,
@@ -175,11 +186,11 @@ impl Call {
     pub(in crate::sip::ua) fn send_invite(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         target: &Uri,
         from: &str,
     ) -> Result<ClientTxId, UaError> {
-        let t = tl.timer_config();
+        let t = cx.tl.timer_config();
         self.t1 = t.t1;
         self.t2 = t.t2;
         let media = self
@@ -204,7 +215,9 @@ impl Call {
         req.headers.push(HeaderName::Allow, build::ALLOW);
         build::set_sdp(&mut req.headers, &mut req.body, &offer);
         build::finish_request(&mut req, self.local, self.transport);
-        let tx = tl.send_request(now, req.clone(), self.dest, self.transport);
+        let tx = cx
+            .tl
+            .send_request(now, req.clone(), self.dest, self.transport);
         self.invite = Some(req);
         self.invite_tx = Some(tx);
         Ok(tx)
@@ -217,7 +230,7 @@ impl Call {
         id: u64,
         account: Option<u64>,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ServerTxId,
         req: Request,
         source: SocketAddr,
@@ -229,7 +242,7 @@ impl Call {
         if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
             let mut resp = build::response(&req, 420, Some(&build::token()), None);
             resp.headers.push(HeaderName::Unsupported, req_ext.clone());
-            tl.respond(now, tx, resp);
+            cx.tl.respond(now, tx, resp);
             return (None, Vec::new());
         }
         let offer = build::sdp_body(&req.headers, &req.body).map(str::to_string);
@@ -262,7 +275,7 @@ impl Call {
                     HeaderName::Warning,
                     format!("305 rvoip \"{}\"", e.to_string().replace('"', "'")),
                 );
-                tl.respond(now, tx, resp);
+                cx.tl.respond(now, tx, resp);
                 return (None, Vec::new());
             }
         }
@@ -271,11 +284,25 @@ impl Call {
             Ok(d) => d,
             Err(_) => {
                 let resp = build::response(&req, 400, Some(&local_tag), None);
-                tl.respond(now, tx, resp);
+                cx.tl.respond(now, tx, resp);
                 return (None, Vec::new());
             }
         };
         let user = req.uri.user.as_deref().unwrap_or("").to_string();
+        let peer = dialog.remote_uri.uri.to_string();
+        let key = cx.dialogs.insert(
+            dialog,
+            PeerPath {
+                dest: source,
+                transport,
+                local,
+                user: user.clone(),
+                creds: None,
+            },
+        );
+        if let Some(e) = cx.dialogs.get_mut(Some(key)) {
+            e.invite = Some(id);
+        }
         let from = req
             .headers
             .get(&HeaderName::From)
@@ -286,10 +313,10 @@ impl Call {
             .get(&HeaderName::To)
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let t = tl.timer_config();
+        let t = cx.tl.timer_config();
         let mut call = Call {
-            peer: dialog.remote_uri.uri.to_string(),
-            dialog: Some(dialog),
+            peer,
+            dialog: Some(key),
             server_tx: Some(tx),
             offerless: offer.is_none(),
             t1: t.t1,
@@ -307,7 +334,7 @@ impl Call {
         };
         let contact = call.contact();
         let ringing = build::response(&req, 180, Some(&local_tag), Some(&contact));
-        tl.respond(now, tx, ringing);
+        cx.tl.respond(now, tx, ringing);
         call.remote_invite = Some(req);
         let ev = vec![
             UaEvent::IncomingCall {
@@ -334,19 +361,6 @@ impl Call {
 
     pub(in crate::sip::ua) fn is_finished(&self) -> bool {
         self.phase == Phase::Done
-    }
-
-    pub(in crate::sip::ua) fn owns_request(&self, req: &Request) -> bool {
-        self.dialog
-            .as_ref()
-            .is_some_and(|d| d.matches(&req.headers, true))
-    }
-
-    pub(in crate::sip::ua) fn owns_response(&self, resp: &Response) -> bool {
-        match (&self.dialog, &self.invite) {
-            (Some(d), Some(_)) => d.matches(&resp.headers, false),
-            _ => false,
-        }
     }
 
     pub(in crate::sip::ua) fn poll_timeout(&self) -> Option<Instant> {
@@ -418,47 +432,41 @@ impl Call {
 
     /// The next hop of an in-dialog request (§12.2.1.1, §8.1.2): the first Route, else the
     /// remote target, else where the INVITE went / came from.
-    fn next_hop(&self) -> SocketAddr {
-        let Some(d) = &self.dialog else {
-            return self.dest;
-        };
-        if let Some(first) = d.route_set.first() {
-            if let Some(addr) = build::route_uri(first).as_ref().and_then(build::uri_addr) {
-                return addr;
-            }
-        }
-        build::uri_addr(&d.remote_target).unwrap_or(self.dest)
+    fn next_hop(&self, cx: &Cx<'_>) -> SocketAddr {
+        cx.dialogs
+            .get(self.dialog)
+            .map_or(self.dest, |e| e.next_hop())
     }
 
     /// Builds an in-dialog request with a new CSeq (or `seq` for ACK), Via, Contact.
-    fn dialog_request(&mut self, method: Method, seq: Option<u32>) -> Option<Request> {
-        let contact = self.contact();
-        let d = self.dialog.as_mut()?;
-        let mut req = match seq {
-            Some(s) => d.request_with_cseq(method.clone(), s),
-            None => d.new_request(method.clone()),
-        };
-        if matches!(method, Method::Invite) {
-            req.headers
-                .push(HeaderName::Contact, format!("<{contact}>"));
-            req.headers.push(HeaderName::Allow, build::ALLOW);
-        }
-        build::finish_request(&mut req, self.local, self.transport);
-        Some(req)
+    fn dialog_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        method: Method,
+        seq: Option<u32>,
+    ) -> Option<Request> {
+        Some(cx.dialogs.get_mut(self.dialog)?.request(method, seq))
+    }
+
+    /// Our tag in the call's dialog.
+    fn local_tag(&self, cx: &Cx<'_>) -> Option<String> {
+        cx.dialogs
+            .get(self.dialog)
+            .map(|e| e.dialog.local_tag.to_string())
     }
 
     /// ACKs a 2xx (§13.2.2.4): in-dialog, CSeq of the INVITE, credentials of the INVITE (§22.1).
     pub(in crate::sip::ua) fn ack_2xx(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         resp: &Response,
         _via: Option<(SocketAddr, Transport)>,
     ) {
         let Ok(cseq) = resp.headers.cseq() else {
             return;
         };
-        let Some(mut ack) = self.dialog_request(Method::Ack, Some(cseq.seq)) else {
+        let Some(mut ack) = self.dialog_request(cx, Method::Ack, Some(cseq.seq)) else {
             return;
         };
         let invite = self
@@ -474,7 +482,7 @@ impl Call {
                 }
             }
         }
-        let hop = self.next_hop();
-        tl.send_request(now, ack, hop, self.transport);
+        let hop = self.next_hop(cx);
+        cx.tl.send_request(now, ack, hop, self.transport);
     }
 }

@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
-use super::{Call, Phase, build};
+use super::{Call, Cx, Phase, build};
 use crate::sdp::{self, Direction};
 use crate::sip::dialog::{Dialog, DialogState};
 use crate::sip::msg::{HeaderName, Method, Response, reason_phrase};
-use crate::sip::transaction::{ClientTxId, TransactionLayer};
+use crate::sip::transaction::ClientTxId;
+use crate::sip::ua::dialogs::PeerPath;
 use crate::sip::ua::{CallState, UaError, UaEvent};
 
 impl Call {
@@ -16,19 +17,19 @@ impl Call {
     pub(in crate::sip::ua) fn on_response(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ClientTxId,
         resp: &Response,
     ) -> (Vec<UaEvent>, Option<ClientTxId>) {
         if Some(tx) == self.invite_tx {
-            return self.on_invite_response(now, tl, resp);
+            return self.on_invite_response(now, cx, resp);
         }
         if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
-            return self.on_reinvite_response(now, tl, resp);
+            return self.on_reinvite_response(now, cx, resp);
         }
         if self.bye.as_ref().is_some_and(|(t, _)| *t == tx) && resp.status >= 200 {
             if let Some(new_tx) =
-                self.retry_with_auth(now, tl, resp, |c| c.bye.as_ref().map(|b| &b.1))
+                self.retry_with_auth(now, cx, resp, |c| c.bye.as_ref().map(|b| &b.1))
             {
                 if let Some(b) = self.bye.as_mut() {
                     b.0 = new_tx.0;
@@ -47,7 +48,7 @@ impl Call {
     fn retry_with_auth(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         resp: &Response,
         pick: impl Fn(&Call) -> Option<&crate::sip::msg::Request>,
     ) -> Option<(ClientTxId, crate::sip::msg::Request)> {
@@ -60,7 +61,7 @@ impl Call {
             return None;
         }
         let mut req = build::authorize(req, resp, &creds, self.local, self.transport)?;
-        if let Some(d) = self.dialog.as_mut() {
+        if let Some(d) = cx.dialogs.get_mut(self.dialog).map(|e| &mut e.dialog) {
             if let Ok(c) = req.headers.cseq() {
                 if req.headers.to().is_ok_and(|t| t.tag().is_some()) {
                     d.local_seq = c.seq;
@@ -74,16 +75,16 @@ impl Call {
         let hop = if self.phase == Phase::Outgoing {
             self.dest
         } else {
-            self.next_hop()
+            self.next_hop(cx)
         };
-        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+        let tx = cx.tl.send_request(now, req.clone(), hop, self.transport);
         Some((tx, req))
     }
 
     fn on_invite_response(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         resp: &Response,
     ) -> (Vec<UaEvent>, Option<ClientTxId>) {
         let mut ev = Vec::new();
@@ -95,15 +96,19 @@ impl Call {
             self.provisional = true;
             if self.cancel_pending {
                 self.cancel_pending = false;
-                self.send_cancel(now, tl);
+                self.send_cancel(now, cx);
             }
             if self.cancelled || status == 100 {
                 return (ev, None);
             }
             let has_tag = resp.headers.to().is_ok_and(|t| t.tag().is_some());
             if has_tag && self.dialog.is_none() {
-                if let Some(inv) = &self.invite {
-                    self.dialog = Dialog::from_uac(inv, resp).ok();
+                if let Some(d) = self
+                    .invite
+                    .as_ref()
+                    .and_then(|i| Dialog::from_uac(i, resp).ok())
+                {
+                    self.attach_dialog(cx, d);
                 }
             }
             if let (Some(answer), Some(media)) = (
@@ -124,7 +129,7 @@ impl Call {
         if (200..300).contains(&status) {
             if self.phase != Phase::Outgoing {
                 // A retransmitted 2xx (or one from another fork): ACK it again (§13.2.2.4).
-                self.ack_2xx(now, tl, resp, None);
+                self.ack_2xx(now, cx, resp, None);
                 return (ev, None);
             }
             let confirmed = match &self.invite {
@@ -137,16 +142,19 @@ impl Call {
                 return (ev, None);
             };
             // Keep the CSeq counter if an early dialog already advanced it.
-            if let Some(early) = &self.dialog {
-                dialog.local_seq = dialog.local_seq.max(early.local_seq);
+            if let Some(early) = cx.dialogs.get(self.dialog) {
+                dialog.local_seq = dialog.local_seq.max(early.dialog.local_seq);
             }
             dialog.state = DialogState::Confirmed;
-            self.dialog = Some(dialog);
+            match self.dialog {
+                Some(key) => cx.dialogs.replace(key, dialog),
+                None => self.attach_dialog(cx, dialog),
+            }
             self.phase = Phase::Established;
-            self.ack_2xx(now, tl, resp, None);
+            self.ack_2xx(now, cx, resp, None);
             if self.cancelled {
                 // The 2xx crossed our CANCEL: end the call with a BYE (§9.1, §15).
-                let tx = self.send_bye(now, tl);
+                let tx = self.send_bye(now, cx);
                 let ev = self.end(487, "Request Terminated", Phase::Terminating);
                 if tx.is_none() {
                     self.phase = Phase::Done;
@@ -170,7 +178,7 @@ impl Call {
                 }
                 Err(why) => {
                     tracing::info!(call = self.id, reason = %why, "unacceptable SDP answer: BYE");
-                    let tx = self.send_bye(now, tl);
+                    let tx = self.send_bye(now, cx);
                     let reason = format!("no acceptable SDP answer: {why}");
                     ev.extend(self.end(488, &reason, Phase::Terminating));
                     if tx.is_none() {
@@ -181,7 +189,7 @@ impl Call {
             }
         } else {
             if !self.cancelled {
-                if let Some((tx, req)) = self.retry_with_auth(now, tl, resp, |c| c.invite.as_ref())
+                if let Some((tx, req)) = self.retry_with_auth(now, cx, resp, |c| c.invite.as_ref())
                 {
                     self.invite = Some(req);
                     self.invite_tx = Some(tx);
@@ -211,7 +219,7 @@ impl Call {
     fn on_reinvite_response(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         resp: &Response,
     ) -> (Vec<UaEvent>, Option<ClientTxId>) {
         let mut ev = Vec::new();
@@ -219,12 +227,12 @@ impl Call {
             return (ev, None);
         }
         if (200..300).contains(&resp.status) {
-            self.ack_2xx(now, tl, resp, None);
+            self.ack_2xx(now, cx, resp, None);
             let Some((_, _, hold)) = self.reinvite.take() else {
                 return (ev, None);
             };
-            if let Some(d) = self.dialog.as_mut() {
-                d.refresh_target(&resp.headers);
+            if let Some(e) = cx.dialogs.get_mut(self.dialog) {
+                e.dialog.refresh_target(&resp.headers);
             }
             let answer = build::sdp_body(&resp.headers, &resp.body);
             if let (Some(a), Some(m)) = (answer, self.media.as_ref()) {
@@ -238,7 +246,7 @@ impl Call {
             return (ev, None);
         }
         if let Some((tx, req)) =
-            self.retry_with_auth(now, tl, resp, |c| c.reinvite.as_ref().map(|r| &r.1))
+            self.retry_with_auth(now, cx, resp, |c| c.reinvite.as_ref().map(|r| &r.1))
         {
             if let Some(r) = self.reinvite.as_mut() {
                 r.0 = tx;
@@ -268,7 +276,7 @@ impl Call {
             };
         }
         if resp.status == 481 || resp.status == 408 {
-            let tx = self.send_bye(now, tl);
+            let tx = self.send_bye(now, cx);
             ev.extend(self.end(resp.status, &resp.reason, Phase::Terminating));
             if tx.is_none() {
                 self.phase = Phase::Done;
@@ -282,7 +290,7 @@ impl Call {
     pub(in crate::sip::ua) fn on_timeout(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ClientTxId,
         resp: Option<Response>,
     ) -> Vec<UaEvent> {
@@ -301,7 +309,7 @@ impl Call {
         }
         if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
             self.reinvite = None;
-            let bye = self.send_bye(now, tl);
+            let bye = self.send_bye(now, cx);
             let ev = self.end(408, "re-INVITE timed out", Phase::Terminating);
             if bye.is_none() {
                 self.phase = Phase::Done;
@@ -315,7 +323,7 @@ impl Call {
         Vec::new()
     }
 
-    fn send_cancel(&mut self, now: Instant, tl: &mut TransactionLayer) {
+    fn send_cancel(&mut self, now: Instant, cx: &mut Cx<'_>) {
         // §9.1: same Request-URI, Call-ID, To, From, CSeq number and top Via as the INVITE.
         let Some(inv) = &self.invite else { return };
         let mut cancel = crate::sip::msg::Request {
@@ -343,18 +351,14 @@ impl Call {
         cancel
             .headers
             .push(HeaderName::UserAgent, build::USER_AGENT);
-        tl.send_request(now, cancel, self.dest, self.transport);
+        cx.tl.send_request(now, cancel, self.dest, self.transport);
         self.cancel_deadline = Some(now + self.t1 * 64);
     }
 
-    pub(super) fn send_bye(
-        &mut self,
-        now: Instant,
-        tl: &mut TransactionLayer,
-    ) -> Option<ClientTxId> {
-        let req = self.dialog_request(Method::Bye, None)?;
-        let hop = self.next_hop();
-        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+    pub(super) fn send_bye(&mut self, now: Instant, cx: &mut Cx<'_>) -> Option<ClientTxId> {
+        let req = self.dialog_request(cx, Method::Bye, None)?;
+        let hop = self.next_hop(cx);
+        let tx = cx.tl.send_request(now, req.clone(), hop, self.transport);
         self.bye = Some((tx, req));
         Some(tx)
     }
@@ -363,7 +367,7 @@ impl Call {
     pub(in crate::sip::ua) fn hangup(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
     ) -> Result<(Vec<UaEvent>, Option<ClientTxId>), UaError> {
         if matches!(self.state, CallState::Ended { .. }) || self.phase == Phase::Done {
             return Err(UaError::NotFound);
@@ -375,7 +379,7 @@ impl Call {
                 }
                 self.cancelled = true;
                 if self.provisional {
-                    self.send_cancel(now, tl);
+                    self.send_cancel(now, cx);
                 } else {
                     self.cancel_pending = true;
                     self.cancel_deadline = Some(now + self.t1 * 64);
@@ -383,7 +387,7 @@ impl Call {
                 Ok((Vec::new(), None))
             }
             Phase::Incoming => {
-                let ev = self.reject(now, tl, 603)?;
+                let ev = self.reject(now, cx, 603)?;
                 Ok((ev, None))
             }
             Phase::WaitAck => {
@@ -395,7 +399,7 @@ impl Call {
                 Ok((ev, None))
             }
             Phase::Established => {
-                let tx = self.send_bye(now, tl);
+                let tx = self.send_bye(now, cx);
                 let ev = self.end(200, "local hangup", Phase::Terminating);
                 if tx.is_none() {
                     self.phase = Phase::Done;
@@ -410,7 +414,7 @@ impl Call {
     pub(in crate::sip::ua) fn reinvite(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         hold: bool,
     ) -> Result<ClientTxId, UaError> {
         if self.phase != Phase::Established {
@@ -432,11 +436,11 @@ impl Call {
         self.sdp_version += 1;
         let offer = sdp::create_offer(media, self.sdp_id, self.sdp_version)?;
         let mut req = self
-            .dialog_request(Method::Invite, None)
+            .dialog_request(cx, Method::Invite, None)
             .ok_or(UaError::InvalidState("no dialog"))?;
         build::set_sdp(&mut req.headers, &mut req.body, &offer);
-        let hop = self.next_hop();
-        let tx = tl.send_request(now, req.clone(), hop, self.transport);
+        let hop = self.next_hop(cx);
+        let tx = cx.tl.send_request(now, req.clone(), hop, self.transport);
         self.reinvite = Some((tx, req, hold));
         Ok(tx)
     }
@@ -446,12 +450,12 @@ impl Call {
     pub(in crate::sip::ua) fn handle_timeout(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
     ) -> (Vec<UaEvent>, Option<ClientTxId>) {
         if let Some((at, hold)) = self.reinvite_retry {
             if at <= now {
                 self.reinvite_retry = None;
-                if let Ok(tx) = self.reinvite(now, tl, hold) {
+                if let Ok(tx) = self.reinvite(now, cx, hold) {
                     return (Vec::new(), Some(tx));
                 }
             }
@@ -468,7 +472,7 @@ impl Call {
             self.ok_retx = None;
             if self.bye_after_ack {
                 self.bye_after_ack = false;
-                let tx = self.send_bye(now, tl);
+                let tx = self.send_bye(now, cx);
                 if tx.is_none() {
                     self.phase = Phase::Done;
                 }
@@ -476,7 +480,7 @@ impl Call {
             }
             if self.phase == Phase::WaitAck {
                 self.phase = Phase::Established;
-                let tx = self.send_bye(now, tl);
+                let tx = self.send_bye(now, cx);
                 let ev = self.end(408, "no ACK for 2xx", Phase::Terminating);
                 if tx.is_none() {
                     self.phase = Phase::Done;
@@ -486,10 +490,28 @@ impl Call {
             return (Vec::new(), None);
         }
         if r.next <= now {
-            tl.respond(now, r.tx, r.resp.clone());
+            cx.tl.respond(now, r.tx, r.resp.clone());
             r.interval = (r.interval * 2).min(self.t2);
             r.next = now + r.interval;
         }
         (Vec::new(), None)
+    }
+
+    /// Puts the call's (first) dialog in the user agent's table as this call's INVITE usage.
+    fn attach_dialog(&mut self, cx: &mut Cx<'_>, dialog: Dialog) {
+        let key = cx.dialogs.insert(
+            dialog,
+            PeerPath {
+                dest: self.dest,
+                transport: self.transport,
+                local: self.local,
+                user: self.user.clone(),
+                creds: self.creds.clone(),
+            },
+        );
+        if let Some(e) = cx.dialogs.get_mut(Some(key)) {
+            e.invite = Some(self.id);
+        }
+        self.dialog = Some(key);
     }
 }

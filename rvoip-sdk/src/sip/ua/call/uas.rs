@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
-use super::{Call, OkRetx, Phase, build};
+use super::{Call, Cx, OkRetx, Phase, build};
 use crate::sdp::{self, Direction, LocalMedia};
 use crate::sip::msg::{HeaderName, Method, Request, reason_phrase};
-use crate::sip::transaction::{ServerTxId, TransactionLayer};
+use crate::sip::transaction::ServerTxId;
 use crate::sip::ua::{CallState, UaError, UaEvent};
 
 impl Call {
@@ -23,17 +23,17 @@ impl Call {
     fn send_2xx(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ServerTxId,
         req: &Request,
         sdp: &str,
     ) {
         let contact = self.contact();
-        let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+        let tag = self.local_tag(cx);
         let mut ok = build::response(req, 200, tag.as_deref(), Some(&contact));
         ok.headers.push(HeaderName::Allow, build::ALLOW);
         build::set_sdp(&mut ok.headers, &mut ok.body, sdp);
-        tl.respond(now, tx, ok.clone());
+        cx.tl.respond(now, tx, ok.clone());
         if !self.transport.is_reliable() {
             self.ok_retx = Some(OkRetx {
                 tx,
@@ -57,7 +57,7 @@ impl Call {
     pub(in crate::sip::ua) fn answer(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         mut media: LocalMedia,
     ) -> Result<Vec<UaEvent>, UaError> {
         if self.phase != Phase::Incoming {
@@ -83,7 +83,7 @@ impl Call {
                 offer
             }
         };
-        self.send_2xx(now, tl, tx, &req, &body);
+        self.send_2xx(now, cx, tx, &req, &body);
         self.phase = Phase::WaitAck;
         Ok(ev)
     }
@@ -92,7 +92,7 @@ impl Call {
     pub(in crate::sip::ua) fn reject(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         status: u16,
     ) -> Result<Vec<UaEvent>, UaError> {
         if self.phase != Phase::Incoming {
@@ -101,25 +101,21 @@ impl Call {
         let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.as_ref()) else {
             return Err(UaError::InvalidState("no INVITE to answer"));
         };
-        let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+        let tag = self.local_tag(cx);
         let resp = build::response(req, status, tag.as_deref(), None);
-        tl.respond(now, tx, resp);
+        cx.tl.respond(now, tx, resp);
         Ok(self.end(status, reason_phrase(status), Phase::Done))
     }
 
     /// The caller cancelled before we answered (§9.2): 487 to the INVITE, the call ends.
-    pub(in crate::sip::ua) fn on_cancel(
-        &mut self,
-        now: Instant,
-        tl: &mut TransactionLayer,
-    ) -> Vec<UaEvent> {
+    pub(in crate::sip::ua) fn on_cancel(&mut self, now: Instant, cx: &mut Cx<'_>) -> Vec<UaEvent> {
         if self.phase != Phase::Incoming {
             return Vec::new();
         }
         if let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.as_ref()) {
-            let tag = self.dialog.as_ref().map(|d| d.local_tag.to_string());
+            let tag = self.local_tag(cx);
             let resp = build::response(req, 487, tag.as_deref(), None);
-            tl.respond(now, tx, resp);
+            cx.tl.respond(now, tx, resp);
         }
         self.end(487, "Request Terminated", Phase::Done)
     }
@@ -128,7 +124,7 @@ impl Call {
     pub(in crate::sip::ua) fn on_ack(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         req: &Request,
     ) -> (Vec<UaEvent>, Option<crate::sip::transaction::ClientTxId>) {
         let mut ev = Vec::new();
@@ -150,7 +146,7 @@ impl Call {
             // We hung up while waiting for this ACK: now the BYE may go (§15).
             self.bye_after_ack = false;
             self.phase = Phase::Established;
-            let tx = self.send_bye(now, tl);
+            let tx = self.send_bye(now, cx);
             self.phase = if tx.is_some() {
                 Phase::Terminating
             } else {
@@ -182,39 +178,39 @@ impl Call {
     pub(in crate::sip::ua) fn on_in_dialog(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ServerTxId,
         req: &Request,
     ) -> Vec<UaEvent> {
-        let seq_ok = match (self.dialog.as_mut(), req.headers.cseq()) {
-            (Some(d), Ok(c)) => d.accept_remote_seq(c.seq),
+        let seq_ok = match (cx.dialogs.get_mut(self.dialog), req.headers.cseq()) {
+            (Some(e), Ok(c)) => e.dialog.accept_remote_seq(c.seq),
             _ => false,
         };
         if !seq_ok {
             let resp = build::response(req, 500, None, None);
-            tl.respond(now, tx, resp);
+            cx.tl.respond(now, tx, resp);
             return Vec::new();
         }
         match req.method {
             Method::Bye => {
                 let resp = build::response(req, 200, None, None);
-                tl.respond(now, tx, resp);
+                cx.tl.respond(now, tx, resp);
                 if matches!(self.state, CallState::Ended { .. }) {
                     return Vec::new();
                 }
                 self.bye = None;
                 self.end(200, "remote hangup", Phase::Done)
             }
-            Method::Invite => self.on_reinvite(now, tl, tx, req),
+            Method::Invite => self.on_reinvite(now, cx, tx, req),
             Method::Options | Method::Info | Method::Notify => {
                 let resp = build::response(req, 200, None, None);
-                tl.respond(now, tx, resp);
+                cx.tl.respond(now, tx, resp);
                 Vec::new()
             }
             _ => {
                 let mut resp = build::response(req, 405, None, None);
                 resp.headers.push(HeaderName::Allow, build::ALLOW);
-                tl.respond(now, tx, resp);
+                cx.tl.respond(now, tx, resp);
                 Vec::new()
             }
         }
@@ -225,22 +221,22 @@ impl Call {
     fn on_reinvite(
         &mut self,
         now: Instant,
-        tl: &mut TransactionLayer,
+        cx: &mut Cx<'_>,
         tx: ServerTxId,
         req: &Request,
     ) -> Vec<UaEvent> {
         let mut ev = Vec::new();
         if self.reinvite.is_some() || self.ok_retx.is_some() || self.phase != Phase::Established {
             let resp = build::response(req, 491, None, None);
-            tl.respond(now, tx, resp);
+            cx.tl.respond(now, tx, resp);
             return ev;
         }
-        if let Some(d) = self.dialog.as_mut() {
-            d.refresh_target(&req.headers);
+        if let Some(e) = cx.dialogs.get_mut(self.dialog) {
+            e.dialog.refresh_target(&req.headers);
         }
         let Some(mut media) = self.media.clone() else {
             let resp = build::response(req, 500, None, None);
-            tl.respond(now, tx, resp);
+            cx.tl.respond(now, tx, resp);
             return ev;
         };
         media.direction = self.wanted_direction();
@@ -249,24 +245,24 @@ impl Call {
             Some(offer) => match sdp::answer(offer, &media, self.sdp_id, self.sdp_version) {
                 Ok((answer, n)) => {
                     self.remote_hold = offer_holds(offer);
-                    self.send_2xx(now, tl, tx, req, &answer);
+                    self.send_2xx(now, cx, tx, req, &answer);
                     ev.extend(self.media_event(n));
                     let st = self.up_state();
                     ev.extend(self.set_state(st));
                 }
                 Err(_) => {
                     let resp = build::response(req, 488, None, None);
-                    tl.respond(now, tx, resp);
+                    cx.tl.respond(now, tx, resp);
                 }
             },
             None => match sdp::create_offer(&media, self.sdp_id, self.sdp_version) {
                 Ok(offer) => {
                     self.offerless = true;
-                    self.send_2xx(now, tl, tx, req, &offer);
+                    self.send_2xx(now, cx, tx, req, &offer);
                 }
                 Err(_) => {
                     let resp = build::response(req, 500, None, None);
-                    tl.respond(now, tx, resp);
+                    cx.tl.respond(now, tx, resp);
                 }
             },
         }
