@@ -469,6 +469,11 @@ impl UserAgent {
                             .and_then(|e| e.invite);
                         if let Some(c) = call.and_then(|id| self.calls.get_mut(&id)) {
                             c.ack_2xx(now, cx!(self), &resp, Some((source, transport)));
+                        } else if let Some(c) =
+                            self.calls.values_mut().find(|c| c.sent_invite_of(&resp))
+                        {
+                            // A 2xx of another fork of one of our INVITEs (§13.2.2.4).
+                            c.ack_and_bye_fork(now, cx!(self), &resp);
                         }
                     }
                 }

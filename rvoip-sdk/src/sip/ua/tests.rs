@@ -779,3 +779,55 @@ fn early_media_from_a_183_with_sdp() {
 
 mod failover;
 mod message;
+
+#[test]
+fn a_second_forks_2xx_is_acked_and_byed_in_its_own_dialog() {
+    let mut net = Net::new(false);
+    let call = net.direct_call();
+    net.settle();
+    let incoming = net.incoming().unwrap();
+    let now = net.now;
+    net.bob.answer(now, incoming, local_media(41000)).unwrap();
+    net.settle();
+    assert_eq!(net.alice.call_state(call).unwrap(), CallState::Connected);
+    // A 2xx of another fork: the same response with another To tag and Contact.
+    let ok = net
+        .wire
+        .iter()
+        .find(|m| m.starts_with("SIP/2.0 200") && m.contains("INVITE"))
+        .unwrap()
+        .clone();
+    let to = ok.lines().find(|l| l.starts_with("To:")).unwrap();
+    let tag = to.split(";tag=").nth(1).unwrap().trim().to_string();
+    let fork = ok
+        .replace(&format!(";tag={tag}"), ";tag=fork2")
+        .replace("127.0.0.1:5080", "127.0.0.1:5090");
+    let seen = net.wire.len();
+    for _ in 0..2 {
+        let now = net.now;
+        net.alice.handle_datagram(
+            now,
+            bytes::Bytes::from(fork.clone()),
+            addr(BOB),
+            Transport::Udp,
+            addr(ALICE),
+        );
+        net.settle();
+    }
+    let sent: Vec<&String> = net.wire[seen..].iter().collect();
+    let acks = sent
+        .iter()
+        .filter(|m| m.starts_with("ACK sip:bob@127.0.0.1:5090") && m.contains("tag=fork2"))
+        .count();
+    let byes = sent
+        .iter()
+        .filter(|m| m.starts_with("BYE sip:bob@127.0.0.1:5090") && m.contains("tag=fork2"))
+        .count();
+    assert!(acks >= 1 && byes >= 1, "{sent:#?}");
+    // Nothing went into the established dialog, and the call is still up.
+    assert!(
+        !sent.iter().any(|m| m.contains(&format!("tag={tag}"))),
+        "{sent:#?}"
+    );
+    assert_eq!(net.alice.call_state(call).unwrap(), CallState::Connected);
+}

@@ -128,8 +128,17 @@ impl Call {
         }
         if (200..300).contains(&status) {
             if self.phase != Phase::Outgoing {
-                // A retransmitted 2xx (or one from another fork): ACK it again (§13.2.2.4).
-                self.ack_2xx(now, cx, resp, None);
+                // A retransmitted 2xx: ACK it again; a 2xx from another fork: ACK and BYE it in
+                // its own dialog (§13.2.2.4).
+                let ours = cx
+                    .dialogs
+                    .get(self.dialog)
+                    .is_some_and(|e| e.dialog.matches(&resp.headers, false));
+                if ours {
+                    self.ack_2xx(now, cx, resp, None);
+                } else {
+                    self.ack_and_bye_fork(now, cx, resp);
+                }
                 return (ev, None);
             }
             let confirmed = match &self.invite {
@@ -497,6 +506,19 @@ impl Call {
         (Vec::new(), None)
     }
 
+    /// Whether `resp` answers our initial INVITE (same Call-ID and From tag), whatever its To tag.
+    pub(in crate::sip::ua) fn sent_invite_of(&self, resp: &Response) -> bool {
+        let Some(inv) = &self.invite else {
+            return false;
+        };
+        let tag =
+            |h: &crate::sip::msg::Headers| h.from().ok().and_then(|f| f.tag().map(str::to_string));
+        inv.headers.call_id().is_some()
+            && inv.headers.call_id() == resp.headers.call_id()
+            && tag(&inv.headers).is_some()
+            && tag(&inv.headers) == tag(&resp.headers)
+    }
+
     /// Puts the call's (first) dialog in the user agent's table as this call's INVITE usage.
     fn attach_dialog(&mut self, cx: &mut Cx<'_>, dialog: Dialog) {
         let key = cx.dialogs.insert(
@@ -513,5 +535,47 @@ impl Call {
             e.invite = Some(self.id);
         }
         self.dialog = Some(key);
+    }
+
+    /// A 2xx from a second fork after the call was answered (§13.2.2.4): it forms its own
+    /// dialog, which we ACK and then end with a BYE; the call stays in the first dialog.
+    pub(in crate::sip::ua) fn ack_and_bye_fork(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        resp: &Response,
+    ) {
+        let Some(invite) = self.invite.as_ref() else {
+            return;
+        };
+        let Ok(dialog) = Dialog::from_uac(invite, resp) else {
+            return;
+        };
+        let Ok(cseq) = resp.headers.cseq() else {
+            return;
+        };
+        tracing::info!(call = self.id, "2xx from a second fork: ACK and BYE");
+        let mut fork = crate::sip::ua::dialogs::DialogEntry {
+            dialog,
+            path: PeerPath {
+                dest: self.dest,
+                transport: self.transport,
+                local: self.local,
+                user: self.user.clone(),
+                creds: None,
+            },
+            invite: None,
+            subs: Vec::new(),
+        };
+        let mut ack = fork.request(Method::Ack, Some(cseq.seq));
+        for h in [HeaderName::Authorization, HeaderName::ProxyAuthorization] {
+            for v in invite.headers.get_all(&h) {
+                ack.headers.push(h.clone(), v.clone());
+            }
+        }
+        let hop = fork.next_hop();
+        cx.tl.send_request(now, ack, hop, self.transport);
+        let bye = fork.request(Method::Bye, None);
+        cx.tl.send_request(now, bye, hop, self.transport);
     }
 }
