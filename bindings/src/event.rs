@@ -193,6 +193,9 @@ pub enum Event {
         caller: String,
         /// The callee: the To header value.
         callee: String,
+        /// The call this one replaces (an INVITE with `Replaces`, RFC 3891: the last step of
+        /// an attended transfer); it ends once this one is up.
+        replaces_call_id: Option<u64>,
     },
     /// A call's state changed.
     CallStateChanged {
@@ -260,6 +263,40 @@ pub enum Event {
         /// Its reason phrase.
         reason: String,
     },
+    /// The peer asks to transfer a call (RFC 3515 REFER): accept with
+    /// `Endpoint::accept_transfer` or refuse with `Endpoint::reject_transfer` within 8 s.
+    TransferRequested {
+        /// The call to transfer.
+        call_id: u64,
+        /// The request's id.
+        transfer_id: u64,
+        /// The Refer-To URI (with `?Replaces=…` for an attended transfer).
+        target: String,
+        /// The Referred-By value (RFC 3892), if any.
+        referred_by: Option<String>,
+    },
+    /// Progress of a transfer this app asked for (`Call::transfer`,
+    /// `Call::transfer_to_call`): the new call's status at the transferee (100, 180, 200, or a
+    /// failure), or the REFER's own failure; `is_final` on the last one.
+    TransferStatus {
+        /// The transferred call.
+        call_id: u64,
+        /// SIP status.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+        /// Whether this is the last status.
+        is_final: bool,
+    },
+    /// An outgoing call was redirected (3xx, RFC 3261 §8.1.3.4) and now tries `target`.
+    CallRedirected {
+        /// The call.
+        call_id: u64,
+        /// The 3xx status.
+        status: u16,
+        /// The new target URI.
+        target: String,
+    },
     /// The DTLS-SRTP handshake of a call failed (RFC 5764: the peer's certificate does not
     /// match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
     /// media cannot flow. The call stays up; apps usually hang up.
@@ -283,11 +320,13 @@ impl From<sdk::Event> for Event {
                 account,
                 from,
                 to,
+                replaces,
             } => Event::IncomingCall {
                 call_id: call.0,
                 account_id: account.map(|a| a.0),
                 caller: from,
                 callee: to,
+                replaces_call_id: replaces.map(|c| c.0),
             },
             sdk::Event::CallState { call, state } => Event::CallStateChanged {
                 call_id: call.0,
@@ -340,6 +379,37 @@ impl From<sdk::Event> for Event {
                 message_id: message.0,
                 status,
                 reason,
+            },
+            sdk::Event::TransferRequested {
+                call,
+                transfer,
+                target,
+                referred_by,
+            } => Event::TransferRequested {
+                call_id: call.0,
+                transfer_id: transfer.0,
+                target,
+                referred_by,
+            },
+            sdk::Event::TransferStatus {
+                call,
+                status,
+                reason,
+                is_final,
+            } => Event::TransferStatus {
+                call_id: call.0,
+                status,
+                reason,
+                is_final,
+            },
+            sdk::Event::CallRedirected {
+                call,
+                status,
+                target,
+            } => Event::CallRedirected {
+                call_id: call.0,
+                status,
+                target,
             },
         }
     }

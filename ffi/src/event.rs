@@ -288,6 +288,7 @@ impl OwnedEvent {
                 account,
                 from,
                 to,
+                replaces: _,
             } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_INCOMING_CALL;
                 ev.call_id = call.0;
@@ -380,6 +381,10 @@ impl OwnedEvent {
                 ev.status = *status;
                 ev.reason = put(reason);
             }
+            // Not in the C API yet.
+            Event::TransferRequested { .. }
+            | Event::TransferStatus { .. }
+            | Event::CallRedirected { .. } => {}
         }
         OwnedEvent {
             ev,

@@ -155,6 +155,7 @@ impl Shared {
                 account,
                 from,
                 to,
+                replaces,
             } => {
                 core.media.insert(call, CallMedia::default());
                 let announced = self.emit(Event::IncomingCall {
@@ -162,6 +163,7 @@ impl Shared {
                     account,
                     from,
                     to,
+                    replaces,
                 });
                 if !announced {
                     // The app would never hear of this call: refuse it rather than let it ring
@@ -256,6 +258,52 @@ impl Shared {
                     status,
                     reason,
                 });
+            }
+            UaEvent::TransferRequested {
+                call,
+                transfer,
+                target,
+                referred_by,
+                replaces: _,
+            } => {
+                let announced = self.emit(Event::TransferRequested {
+                    call,
+                    transfer,
+                    target,
+                    referred_by,
+                });
+                if !announced {
+                    let _ = core
+                        .ua
+                        .reject_transfer(std::time::Instant::now(), transfer, 603);
+                }
+            }
+            UaEvent::TransferStatus {
+                call,
+                status,
+                reason,
+                is_final,
+            } => {
+                self.emit(Event::TransferStatus {
+                    call,
+                    status,
+                    reason,
+                    is_final,
+                });
+            }
+            UaEvent::CallRedirected {
+                call,
+                status,
+                target,
+            } => {
+                self.emit(Event::CallRedirected {
+                    call,
+                    status,
+                    target,
+                });
+            }
+            UaEvent::DtmfInfo { call, digit, .. } => {
+                self.emit(Event::DtmfReceived { call, digit });
             }
         }
     }

@@ -379,6 +379,7 @@ impl Endpoint {
             expires_s: opts.expires_s.max(1),
             alternates: hops.split_off(1),
             srtp: opts.srtp,
+            dtmf_mode: opts.dtmf_mode,
         };
         let id = lock(&shared.core).ua.add_account(cfg);
         Ok(Account::new(id, Arc::downgrade(&self.inner)))
@@ -403,15 +404,42 @@ impl Endpoint {
         target: &str,
         opts: CallOptions,
     ) -> Result<Call, ApiError> {
+        let target = parse_uri(target)?;
+        let account = account.map(|a| a.id());
+        let t = target.clone();
+        self.place_call(
+            account,
+            &target,
+            opts,
+            move |ua, dest, transport, local, media| {
+                ua.make_call(Instant::now(), account, t, dest, transport, local, media)
+            },
+        )
+    }
+
+    /// Places a call to `target` the way [`Endpoint::make_call`] does (route, media ports, SRTP
+    /// settings), with `start` sending the INVITE.
+    pub(crate) fn place_call(
+        &self,
+        account: Option<AccountId>,
+        target: &crate::sip::msg::Uri,
+        opts: CallOptions,
+        start: impl FnOnce(
+            &mut crate::sip::ua::UserAgent,
+            SocketAddr,
+            Transport,
+            SocketAddr,
+            crate::sdp::LocalMedia,
+        ) -> Result<CallId, crate::sip::ua::UaError>,
+    ) -> Result<Call, ApiError> {
         if self.inner.is_shut_down() {
             return Err(ApiError::Shutdown);
         }
-        let target = parse_uri(target)?;
         let shared = &self.inner.shared;
         let (dest, transport) = match account {
             Some(a) => {
                 let core = lock(&shared.core);
-                let c = core.ua.account_config(a.id())?;
+                let c = core.ua.account_config(a)?;
                 (c.server, c.transport)
             }
             None => {
@@ -421,7 +449,7 @@ impl Endpoint {
                 } else {
                     &[Proto::Tcp, Proto::Tls]
                 };
-                let dests = resolve(shared, &uri_target(&target), supported)?;
+                let dests = resolve(shared, &uri_target(target), supported)?;
                 let Some(d) = dests.into_iter().next() else {
                     return Err(ApiError::Network(format!("no address for {}", target.host)));
                 };
@@ -442,20 +470,11 @@ impl Endpoint {
         let ports = shared.media_ports(local.ip())?;
         let mut core = lock(&shared.core);
         let srtp = match account {
-            Some(a) => core.ua.account_config(a.id())?.srtp,
+            Some(a) => core.ua.account_config(a)?.srtp,
             None => shared.cfg.srtp,
         };
         let media = shared.local_media(local.ip(), ports.rtp_port(), &srtp, transport.is_secure());
-        let now = Instant::now();
-        let id = core.ua.make_call(
-            now,
-            account.map(|a| a.id()),
-            target,
-            dest,
-            transport,
-            local,
-            media,
-        )?;
+        let id = start(&mut core.ua, dest, transport, local, media)?;
         core.media.insert(
             id,
             CallMedia {

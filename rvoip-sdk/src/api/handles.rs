@@ -144,7 +144,7 @@ impl Call {
         self.id
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {

@@ -30,6 +30,7 @@ mod endpoint;
 mod handles;
 mod net;
 mod server;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,7 +41,9 @@ pub use crate::media::session::CallStats;
 pub use crate::sdp::{AudioCodec, SrtpConfig, SrtpKeying, SrtpPolicy};
 pub use crate::server::config::ServerConfig;
 pub use crate::sip::transaction::{TimerConfig, Transport};
-pub use crate::sip::ua::{AccountId, CallId, CallState, MessageId, RegistrationState};
+pub use crate::sip::ua::{
+    AccountId, CallId, CallState, DtmfMode, MessageId, RegistrationState, TransferId,
+};
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
 pub use server::Server;
@@ -218,6 +221,10 @@ pub struct AccountOptions {
     /// and whether SDES keys may travel over unencrypted signalling (default no). Default:
     /// optional.
     pub srtp: SrtpConfig,
+    /// How the account's calls send DTMF ([`crate::api::Call::send_dtmf`]): RTP
+    /// telephone-events (RFC 4733, the default) or SIP INFO (`application/dtmf-relay`).
+    /// Received keys are taken both ways.
+    pub dtmf_mode: crate::sip::ua::DtmfMode,
 }
 
 impl AccountOptions {
@@ -233,6 +240,7 @@ impl AccountOptions {
             tls: TlsOptions::default(),
             expires_s: 3600,
             srtp: SrtpConfig::default(),
+            dtmf_mode: Default::default(),
         }
     }
 }
@@ -277,6 +285,9 @@ pub enum Event {
         from: String,
         /// The callee (To header value).
         to: String,
+        /// The call this one replaces (an INVITE with `Replaces`, RFC 3891: the last step of an
+        /// attended transfer). Answer it as usual; the replaced call ends once it is up.
+        replaces: Option<CallId>,
     },
     /// A call's state changed.
     CallState {
@@ -326,6 +337,42 @@ pub enum Event {
         call: CallId,
         /// The figures.
         stats: CallStats,
+    },
+    /// The peer asks to transfer a call (RFC 3515 REFER). Accept with
+    /// [`Endpoint::accept_transfer`] (the SDK places the new call, reports its progress to the
+    /// peer and ends this call once the new one is up) or refuse with
+    /// [`Endpoint::reject_transfer`], within 8 s (else it is refused with 480).
+    TransferRequested {
+        /// The call to transfer.
+        call: CallId,
+        /// The request.
+        transfer: TransferId,
+        /// Where to: the Refer-To URI (with `?Replaces=…` for an attended transfer).
+        target: String,
+        /// Who asked (Referred-By, RFC 3892), if given.
+        referred_by: Option<String>,
+    },
+    /// Progress of a transfer this app asked for ([`Call::transfer`],
+    /// [`Call::transfer_to_call`]): the transferee's new call's status (100, 180, 200, or a
+    /// failure), or the REFER's own failure. `is_final` on the last one.
+    TransferStatus {
+        /// The transferred call.
+        call: CallId,
+        /// SIP status.
+        status: u16,
+        /// Reason phrase.
+        reason: String,
+        /// Whether this is the last status.
+        is_final: bool,
+    },
+    /// An outgoing call was redirected (3xx, RFC 3261 §8.1.3.4) and now tries `target`.
+    CallRedirected {
+        /// The call.
+        call: CallId,
+        /// The 3xx status (301, 302, ...).
+        status: u16,
+        /// The new target URI.
+        target: String,
     },
     /// An instant message arrived (RFC 3428 MESSAGE outside a dialog, answered 200 OK).
     MessageReceived {

@@ -287,6 +287,24 @@ impl Uri {
         self.user.as_ref().map(|u| unescape(u))
     }
 
+    /// A URI header (`?name=value&…`, §19.1.1) with `%XX` escapes decoded, e.g. the `Replaces`
+    /// of a Refer-To (RFC 3891 §5); the name is compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.as_ref()?.split('&').find_map(|h| {
+            let (n, v) = h.split_once('=').unwrap_or((h, ""));
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| unescape(v.trim()))
+        })
+    }
+
+    /// The URI without its headers part: the Request-URI of a request made from it (§19.1.5).
+    pub fn without_headers(&self) -> Uri {
+        let mut u = self.clone();
+        u.headers = None;
+        u
+    }
+
     /// Whether the scheme is `sip` or `sips`.
     pub fn is_sip(&self) -> bool {
         matches!(self.scheme, Scheme::Sip | Scheme::Sips)

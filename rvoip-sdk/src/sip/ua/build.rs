@@ -14,7 +14,10 @@ use crate::sip::transaction::{Transport, new_branch};
 pub const USER_AGENT: &str = concat!("rvoip/", env!("CARGO_PKG_VERSION"));
 
 /// Methods a UA of ours accepts (the `Allow` header, §20.5).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, MESSAGE, REFER, NOTIFY, INFO";
+
+/// Option tags a UA of ours supports (the `Supported` header, §20.37): `replaces` (RFC 3891).
+pub const SUPPORTED: &str = "replaces";
 
 /// The transport token for a Via header (§18, §20.42).
 pub fn via_transport(t: Transport) -> &'static str {

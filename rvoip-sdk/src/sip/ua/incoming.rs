@@ -53,23 +53,20 @@ impl UserAgent {
                     self.events.extend(ev);
                 }
             }
-            _ if to_tag.is_some() => {
-                // In-dialog request (§12.2.2).
-                match self
-                    .invite_usage(&req)
-                    .and_then(|id| self.calls.get_mut(&id))
-                {
-                    Some(c) => {
-                        let ev = c.on_in_dialog(now, cx!(self), tx, &req);
-                        self.events.extend(ev);
-                    }
-                    None => {
-                        let resp = build::response(&req, 481, None, None);
-                        self.tl.respond(now, tx, resp);
-                    }
-                }
-            }
+            _ if to_tag.is_some() => self.on_in_dialog(now, tx, req),
             Method::Invite => {
+                let replaces = match req.headers.get(&HeaderName::Replaces) {
+                    None => None,
+                    Some(v) => match self.replaced_call(v) {
+                        Some(old) => Some(old),
+                        None => {
+                            // RFC 3891 §3: no matching dialog (or it ended).
+                            let resp = build::response(&req, 481, Some(&build::token()), None);
+                            self.tl.respond(now, tx, resp);
+                            return;
+                        }
+                    },
+                };
                 let account = self.account_for(&req);
                 let srtp = account
                     .and_then(|a| self.accounts.get(&a))
@@ -87,10 +84,14 @@ impl UserAgent {
                     local,
                     &self.cfg,
                     srtp,
+                    replaces,
                 );
                 self.events.extend(ev);
                 if let Some(call) = call {
                     self.calls.insert(id, call);
+                    if let Some(old) = replaces {
+                        self.replacing.insert(id, old);
+                    }
                 }
             }
             Method::Options => {
@@ -110,6 +111,62 @@ impl UserAgent {
                 self.tl.respond(now, tx, resp);
             }
         }
+    }
+
+    /// A request inside a dialog (§12.2.2): 481 without one, 500 for a CSeq out of order, else
+    /// to its usage: REFER and NOTIFY of a REFER to the transfer usage (RFC 3515), the rest to
+    /// the INVITE usage.
+    fn on_in_dialog(&mut self, now: Instant, tx: ServerTxId, req: Request) {
+        let Some(key) = self.dialogs.find(&req.headers, true) else {
+            let resp = build::response(&req, 481, None, None);
+            self.tl.respond(now, tx, resp);
+            return;
+        };
+        let seq_ok = match (self.dialogs.get_mut(Some(key)), req.headers.cseq()) {
+            (Some(e), Ok(c)) => e.dialog.accept_remote_seq(c.seq),
+            _ => false,
+        };
+        if !seq_ok {
+            let resp = build::response(&req, 500, None, None);
+            self.tl.respond(now, tx, resp);
+            return;
+        }
+        if req.method == Method::Refer {
+            self.on_refer(now, tx, req, key);
+            return;
+        }
+        if req.method == Method::Notify && refer::event_package(&req).as_deref() == Some("refer") {
+            self.on_refer_notify(now, tx, &req, key);
+            return;
+        }
+        let call = self.dialogs.get(Some(key)).and_then(|e| e.invite);
+        match call.and_then(|id| self.calls.get_mut(&id)) {
+            Some(c) => {
+                let ev = c.on_in_dialog(now, cx!(self), tx, &req);
+                self.events.extend(ev);
+            }
+            None => {
+                let resp = build::response(&req, 481, None, None);
+                self.tl.respond(now, tx, resp);
+            }
+        }
+    }
+
+    /// The live call a `Replaces` value names (RFC 3891 §3): its Call-ID, our tag as `to-tag`
+    /// and the peer's as `from-tag`.
+    fn replaced_call(&self, value: &str) -> Option<u64> {
+        let r = refer::ReplacesValue::parse(value)?;
+        self.calls
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, CallState::Ended { .. }))
+            .find(|(_, c)| {
+                self.dialogs.get(c.dialog).is_some_and(|e| {
+                    *e.dialog.call_id == *r.call_id
+                        && *e.dialog.local_tag == *r.to_tag
+                        && *e.dialog.remote_tag == *r.from_tag
+                })
+            })
+            .map(|(id, _)| *id)
     }
 
     /// The call whose dialog an incoming request belongs to (§12.2.2).

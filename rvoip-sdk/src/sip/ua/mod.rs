@@ -21,6 +21,7 @@ mod call;
 mod dialogs;
 mod incoming;
 mod message;
+mod refer;
 mod register;
 mod types;
 
@@ -53,8 +54,8 @@ pub(crate) use cx;
 pub use message::MAX_MESSAGE_BODY;
 use register::Registration;
 pub use types::{
-    AccountConfig, AccountId, CallId, CallState, MessageId, NextHop, RegistrationState, UaConfig,
-    UaError, UaEvent,
+    AccountConfig, AccountId, CallId, CallState, DtmfMode, MessageId, NextHop, RegistrationState,
+    TransferId, UaConfig, UaError, UaEvent,
 };
 
 /// Who owns a client transaction.
@@ -66,6 +67,8 @@ enum Owner {
     InDialog(u64),
     /// A MESSAGE outside a dialog (RFC 3428).
     Message(u64),
+    /// A REFER we sent or a NOTIFY of a REFER we accepted (RFC 3515).
+    Refer(u64),
 }
 
 /// The user agent core.
@@ -78,6 +81,12 @@ pub struct UserAgent {
     dialogs: Dialogs,
     /// MESSAGEs waiting for their final response.
     messages: HashMap<u64, message::Outgoing>,
+    /// REFER usages (RFC 3515), both roles.
+    refers: HashMap<u64, refer::Refer>,
+    /// Incoming calls that replace another (RFC 3891): new call → replaced call.
+    replacing: HashMap<u64, u64>,
+    /// How many events at the front of `events` the usages have already looked at.
+    watched: usize,
     owners: HashMap<ClientTxId, Owner>,
     next_id: u64,
     events: VecDeque<UaEvent>,
@@ -93,6 +102,9 @@ impl UserAgent {
             calls: HashMap::new(),
             dialogs: Dialogs::default(),
             messages: HashMap::new(),
+            refers: HashMap::new(),
+            replacing: HashMap::new(),
+            watched: 0,
             owners: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
@@ -185,6 +197,32 @@ impl UserAgent {
         local: SocketAddr,
         media: crate::sdp::LocalMedia,
     ) -> Result<CallId, UaError> {
+        self.make_call_with(
+            now,
+            account,
+            target,
+            dest,
+            transport,
+            local,
+            media,
+            Vec::new(),
+        )
+    }
+
+    /// [`UserAgent::make_call`] with `extra` headers on the INVITE (e.g. `Replaces`,
+    /// `Referred-By` of a transfer).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn make_call_with(
+        &mut self,
+        now: Instant,
+        account: Option<AccountId>,
+        target: crate::sip::msg::Uri,
+        dest: SocketAddr,
+        transport: Transport,
+        local: SocketAddr,
+        media: crate::sdp::LocalMedia,
+        extra: Vec<(HeaderName, String)>,
+    ) -> Result<CallId, UaError> {
         if !target.is_sip() {
             return Err(UaError::InvalidUri(target.to_string()));
         }
@@ -214,13 +252,14 @@ impl UserAgent {
             local,
             media,
         );
-        let tx = call.send_invite(now, cx!(self), &target, &from)?;
+        let tx = call.send_invite(now, cx!(self), &target, &from, &extra)?;
         self.owners.insert(tx, Owner::Invite(id));
         self.calls.insert(id, call);
         self.events.push_back(UaEvent::CallState {
             call: CallId(id),
             state: CallState::Calling,
         });
+        self.finish(now);
         Ok(CallId(id))
     }
 
@@ -236,6 +275,7 @@ impl UserAgent {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
         let ev = c.answer(now, cx!(self), media)?;
         self.events.extend(ev);
+        self.finish(now);
         Ok(())
     }
 
@@ -249,7 +289,7 @@ impl UserAgent {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
         let ev = c.reject(now, cx!(self), status)?;
         self.events.extend(ev);
-        self.reap();
+        self.finish(now);
         Ok(())
     }
 
@@ -263,7 +303,7 @@ impl UserAgent {
             self.owners.insert(tx, Owner::InDialog(call.0));
         }
         self.events.extend(ev);
-        self.reap();
+        self.finish(now);
         Ok(())
     }
 
@@ -274,6 +314,7 @@ impl UserAgent {
         let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
         let tx = c.reinvite(now, cx!(self), hold)?;
         self.owners.insert(tx, Owner::InDialog(call.0));
+        self.finish(now);
         Ok(())
     }
 
@@ -389,10 +430,11 @@ impl UserAgent {
                 self.events.extend(ev);
             }
         }
+        self.refer_timeouts(now);
         // Transaction timeouts surface as events.
         let local = None;
         self.drain_tx_events_opt(now, local);
-        self.reap();
+        self.finish(now);
     }
 
     /// The earliest instant [`UserAgent::handle_timeout`] must run.
@@ -409,6 +451,7 @@ impl UserAgent {
         for c in self.calls.values() {
             fold(c.poll_timeout());
         }
+        fold(self.refer_poll_timeout());
         t
     }
 
@@ -419,12 +462,45 @@ impl UserAgent {
 
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<UaEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front();
+        self.watched = self.watched.saturating_sub(usize::from(ev.is_some()));
+        ev
     }
 
     fn drain_tx_events(&mut self, now: Instant, local: SocketAddr) {
         self.drain_tx_events_opt(now, Some(local));
+        self.finish(now);
+    }
+
+    /// After every input: lets the usages react to the new events (transfer progress, a
+    /// replacing call that came up), then forgets ended calls.
+    fn finish(&mut self, now: Instant) {
+        while self.watched < self.events.len() {
+            let ev = self.events[self.watched].clone();
+            self.watched += 1;
+            if let UaEvent::CallState { call, state } = ev {
+                self.watch_transfer(now, call.0, &state);
+                self.watch_replacing(now, call.0, &state);
+            }
+        }
         self.reap();
+    }
+
+    /// A call that replaces another (RFC 3891 §3) is up: the replaced call ends (BYE).
+    fn watch_replacing(&mut self, now: Instant, call: u64, state: &CallState) {
+        match state {
+            CallState::Connected | CallState::Held { .. } => {
+                if let Some(old) = self.replacing.remove(&call) {
+                    if self.live(CallId(old)).is_ok() {
+                        let _ = self.hangup(now, CallId(old));
+                    }
+                }
+            }
+            CallState::Ended { .. } => {
+                self.replacing.remove(&call);
+            }
+            _ => {}
+        }
     }
 
     fn drain_tx_events_opt(&mut self, now: Instant, local: Option<SocketAddr>) {
@@ -518,6 +594,10 @@ impl UserAgent {
                 Some(r) => self.on_message_response(now, id, &r),
                 None => self.on_message_failure(id, status, reason),
             },
+            Owner::Refer(id) => match resp {
+                Some(r) => self.on_refer_response(now, id, &r),
+                None => self.on_refer_failure(id, status, reason),
+            },
         }
     }
 
@@ -545,6 +625,7 @@ impl UserAgent {
                 }
             }
             Owner::Message(id) => self.on_message_response(now, id, &resp),
+            Owner::Refer(id) => self.on_refer_response(now, id, &resp),
         }
     }
 
@@ -567,7 +648,7 @@ impl UserAgent {
         }
         self.owners.retain(|_, o| match o {
             Owner::Invite(id) | Owner::InDialog(id) => !ended.contains(id),
-            Owner::Register(_) | Owner::Message(_) => true,
+            Owner::Register(_) | Owner::Message(_) | Owner::Refer(_) => true,
         });
     }
 }

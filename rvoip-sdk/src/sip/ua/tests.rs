@@ -103,6 +103,7 @@ impl Net {
             expires_s: 120,
             alternates: Vec::new(),
             srtp: Default::default(),
+            dtmf_mode: Default::default(),
         })
     }
 
@@ -831,3 +832,4 @@ fn a_second_forks_2xx_is_acked_and_byed_in_its_own_dialog() {
     );
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::Connected);
 }
+mod transfer;

@@ -22,6 +22,21 @@ pub struct CallId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(pub u64);
 
+/// The id of a transfer request we received (RFC 3515 REFER). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransferId(pub u64);
+
+/// How an account sends DTMF keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DtmfMode {
+    /// RTP telephone-events (RFC 4733), the default.
+    #[default]
+    Rfc4733,
+    /// SIP INFO requests with `application/dtmf-relay` bodies (`Signal=5`, `Duration=160`), as
+    /// many PBXes and PJSIP's `PJSUA_DTMF_METHOD_SIP_INFO` send them.
+    SipInfo,
+}
+
 /// Settings of the user agent core.
 #[derive(Debug, Clone)]
 pub struct UaConfig {
@@ -88,6 +103,8 @@ pub struct AccountConfig {
     pub alternates: Vec<NextHop>,
     /// SRTP policy of the account's calls, both ways.
     pub srtp: SrtpConfig,
+    /// How the account's calls send DTMF keys (received keys are taken either way).
+    pub dtmf_mode: DtmfMode,
 }
 
 /// One destination of an account's server (an entry of the RFC 3263 §4.3 failover list).
@@ -174,6 +191,9 @@ pub enum UaEvent {
         from: String,
         /// The To header value (callee).
         to: String,
+        /// The call this one replaces (an INVITE with `Replaces`, RFC 3891 §3: the end of an
+        /// attended transfer). The replaced call ends when this one is up.
+        replaces: Option<CallId>,
     },
     /// A call's state changed.
     CallState {
@@ -200,6 +220,53 @@ pub enum UaEvent {
     MediaStop {
         /// The call.
         call: CallId,
+    },
+    /// The peer asks us to transfer the call (RFC 3515 REFER in the call's dialog). Accept with
+    /// [`UserAgent::accept_transfer`] (the REFER is answered 202, the new call placed and its
+    /// progress NOTIFYed; the call ends when the new one is up), refuse with
+    /// [`UserAgent::reject_transfer`]. Unanswered for 8 s, the REFER gets 480.
+    TransferRequested {
+        /// The call being transferred.
+        call: CallId,
+        /// The request.
+        transfer: TransferId,
+        /// The Refer-To target (its URI with any `?headers`).
+        target: String,
+        /// The Referred-By value (RFC 3892), if any.
+        referred_by: Option<String>,
+        /// Whether the target carries `Replaces` (attended transfer, RFC 3891).
+        replaces: bool,
+    },
+    /// Progress of a transfer we asked for ([`UserAgent::transfer`]): the status of the new
+    /// call at the transferee, from the NOTIFY's `message/sipfrag` (RFC 3515 §2.4.5, RFC 3420),
+    /// or the REFER's own failure. `is_final` on the last one (the subscription ended).
+    TransferStatus {
+        /// The call we transferred.
+        call: CallId,
+        /// The SIP status (100, 180, 200, 486, ...).
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// Whether this is the last status.
+        is_final: bool,
+    },
+    /// An outgoing call was redirected (3xx, RFC 3261 §8.1.3.4) and now tries `target`.
+    CallRedirected {
+        /// The call.
+        call: CallId,
+        /// The 3xx status.
+        status: u16,
+        /// The new target URI.
+        target: String,
+    },
+    /// A DTMF key arrived by SIP INFO (`application/dtmf-relay` or `application/dtmf`).
+    DtmfInfo {
+        /// The call.
+        call: CallId,
+        /// `0`–`9`, `*`, `#`, `A`–`D`.
+        digit: char,
+        /// The key's duration (ms), 0 when not given.
+        duration_ms: u32,
     },
     /// An instant message arrived outside a dialog (RFC 3428); it was answered 200 OK.
     MessageReceived {

@@ -52,6 +52,8 @@ struct OkRetx {
 
 pub(in crate::sip::ua) struct Call {
     id: u64,
+    /// The account the call belongs to, if any.
+    pub(in crate::sip::ua) account: Option<u64>,
     creds: Option<Credentials>,
     user: String,
     /// First hop of the initial INVITE (outgoing) or the source of the INVITE (incoming).
@@ -102,7 +104,7 @@ impl Call {
     #[allow(clippy::too_many_arguments)]
     pub(in crate::sip::ua) fn new_outgoing(
         id: u64,
-        _account: Option<u64>,
+        account: Option<u64>,
         creds: Option<Credentials>,
         user: String,
         dest: SocketAddr,
@@ -112,6 +114,7 @@ impl Call {
     ) -> Call {
         Call {
             creds,
+            account,
             media: Some(media),
             ..Call::blank(
                 id,
@@ -137,6 +140,7 @@ impl Call {
     ) -> Call {
         Call {
             id,
+            account: None,
             creds: None,
             user,
             dest,
@@ -189,6 +193,7 @@ impl Call {
         cx: &mut Cx<'_>,
         target: &Uri,
         from: &str,
+        extra: &[(HeaderName, String)],
     ) -> Result<ClientTxId, UaError> {
         let t = cx.tl.timer_config();
         self.t1 = t.t1;
@@ -213,6 +218,9 @@ impl Call {
         req.headers
             .push(HeaderName::Contact, format!("<{}>", self.contact()));
         req.headers.push(HeaderName::Allow, build::ALLOW);
+        for (name, value) in extra {
+            req.headers.push(name.clone(), value.clone());
+        }
         build::set_sdp(&mut req.headers, &mut req.body, &offer);
         build::finish_request(&mut req, self.local, self.transport);
         let tx = cx
@@ -238,8 +246,22 @@ impl Call {
         local: SocketAddr,
         cfg: &UaConfig,
         srtp: SrtpConfig,
+        replaces: Option<u64>,
     ) -> (Option<Call>, Vec<UaEvent>) {
-        if let Some(req_ext) = req.headers.get(&HeaderName::Require) {
+        let unsupported: Vec<String> = req
+            .headers
+            .get_all(&HeaderName::Require)
+            .flat_map(|v| v.split(','))
+            .map(|o| o.trim().to_string())
+            .filter(|o| {
+                !o.is_empty()
+                    && !build::SUPPORTED
+                        .split(", ")
+                        .any(|s| s.eq_ignore_ascii_case(o))
+            })
+            .collect();
+        if !unsupported.is_empty() {
+            let req_ext = unsupported.join(", ");
             let mut resp = build::response(&req, 420, Some(&build::token()), None);
             resp.headers.push(HeaderName::Unsupported, req_ext.clone());
             cx.tl.respond(now, tx, resp);
@@ -315,6 +337,7 @@ impl Call {
             .unwrap_or_default();
         let t = cx.tl.timer_config();
         let mut call = Call {
+            account,
             peer,
             dialog: Some(key),
             server_tx: Some(tx),
@@ -342,6 +365,7 @@ impl Call {
                 account: account.map(crate::sip::ua::AccountId),
                 from,
                 to,
+                replaces: replaces.map(crate::sip::ua::CallId),
             },
             UaEvent::CallState {
                 call: crate::sip::ua::CallId(id),
@@ -357,6 +381,11 @@ impl Call {
         } else {
             None
         }
+    }
+
+    /// Whether the call is up (2xx and ACK), so that in-dialog requests may go.
+    pub(in crate::sip::ua) fn is_established(&self) -> bool {
+        self.phase == Phase::Established
     }
 
     pub(in crate::sip::ua) fn is_finished(&self) -> bool {

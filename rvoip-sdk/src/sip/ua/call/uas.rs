@@ -182,15 +182,6 @@ impl Call {
         tx: ServerTxId,
         req: &Request,
     ) -> Vec<UaEvent> {
-        let seq_ok = match (cx.dialogs.get_mut(self.dialog), req.headers.cseq()) {
-            (Some(e), Ok(c)) => e.dialog.accept_remote_seq(c.seq),
-            _ => false,
-        };
-        if !seq_ok {
-            let resp = build::response(req, 500, None, None);
-            cx.tl.respond(now, tx, resp);
-            return Vec::new();
-        }
         match req.method {
             Method::Bye => {
                 let resp = build::response(req, 200, None, None);

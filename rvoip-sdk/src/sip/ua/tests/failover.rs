@@ -35,6 +35,7 @@ fn account(net: &mut Net, hops: &[NextHop]) -> AccountId {
         expires_s: 120,
         alternates: hops[1..].to_vec(),
         srtp: Default::default(),
+        dtmf_mode: Default::default(),
     })
 }
 
