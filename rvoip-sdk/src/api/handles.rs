@@ -157,6 +157,13 @@ impl Call {
     pub fn answer(&self, opts: CallOptions) -> Result<(), ApiError> {
         self.with(|shared, core| {
             let (_peer, local) = core.ua.call_signalling_peer(self.id)?;
+            if core.media.get(&self.id).is_some_and(|m| m.handle.is_some()) {
+                // Early media runs already ([`Call::answer_early`]): the 2xx repeats the 183's
+                // SDP and the stream goes on; `opts` is not used.
+                let (srtp, secure) = core.ua.call_srtp(self.id)?;
+                let unused = shared.local_media(local.ip(), 9, &srtp, secure);
+                return Ok(core.ua.answer(Instant::now(), self.id, unused)?);
+            }
             let ports = shared.media_ports(local.ip())?;
             let (srtp, secure) = core.ua.call_srtp(self.id)?;
             let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port(), &srtp, secure);
@@ -172,6 +179,44 @@ impl Call {
             }
             Ok(r?)
         })
+    }
+
+    /// Early media (RFC 3960 §3): answers an unanswered incoming call's offer in a 183 Session
+    /// Progress and starts its audio with `opts` (e.g. a ringback tone or an announcement)
+    /// before [`Call::answer`], which then sends the same SDP in its 200 and keeps the stream.
+    /// Errors: [`ApiError::NotFound`], [`ApiError::InvalidState`] (not an unanswered incoming
+    /// call, an INVITE without SDP offer, or early media already started),
+    /// [`ApiError::Network`] (media ports).
+    pub fn answer_early(&self, opts: CallOptions) -> Result<(), ApiError> {
+        self.with(|shared, core| {
+            let (_peer, local) = core.ua.call_signalling_peer(self.id)?;
+            let ports = shared.media_ports(local.ip())?;
+            let (srtp, secure) = core.ua.call_srtp(self.id)?;
+            let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port(), &srtp, secure);
+            let m = core.media.entry(self.id).or_default();
+            m.ports = Some(ports);
+            m.source = opts.source;
+            m.sink = opts.sink;
+            let r = core.ua.answer_early(Instant::now(), self.id, media);
+            if r.is_err() {
+                if let Some(m) = core.media.get_mut(&self.id) {
+                    m.ports = None;
+                }
+            }
+            Ok(r?)
+        })
+    }
+
+    /// Redirects an unanswered incoming call (302 Moved Temporarily with `targets` as Contacts,
+    /// the first preferred): call forwarding done by the phone itself. The caller's UA follows
+    /// it (RFC 3261 §8.1.3.4). Errors: [`ApiError::InvalidArgument`] (no target, or not a SIP
+    /// URI), [`ApiError::NotFound`], [`ApiError::InvalidState`].
+    pub fn redirect(&self, targets: &[&str]) -> Result<(), ApiError> {
+        let uris = targets
+            .iter()
+            .map(|t| super::net::parse_uri(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with(|_, core| Ok(core.ua.redirect(Instant::now(), self.id, 302, &uris)?))
     }
 
     /// Refuses an unanswered incoming call with `status` (300..=699, e.g. 486 Busy Here).
@@ -198,10 +243,12 @@ impl Call {
         self.with(|_, core| Ok(core.ua.set_hold(Instant::now(), self.id, false)?))
     }
 
-    /// Sends DTMF digits as RFC 4733 telephone-events, in order (100 ms each, 50 ms apart).
+    /// Sends DTMF digits in order, the way the call's account says
+    /// ([`super::AccountOptions::dtmf_mode`]): RFC 4733 telephone-events (100 ms each, 50 ms
+    /// apart) or SIP INFO requests (`application/dtmf-relay`, 160 ms each, one after the other).
     /// Errors: [`ApiError::NotFound`], [`ApiError::InvalidState`] (no media yet, or no
-    /// telephone-event negotiated), [`ApiError::InvalidArgument`] (a character not in
-    /// `0-9 * # A-D`).
+    /// telephone-event negotiated; INFO: not established), [`ApiError::InvalidArgument`] (a
+    /// character not in `0-9 * # A-D`).
     pub fn send_dtmf(&self, digits: &str) -> Result<(), ApiError> {
         if let Some(c) = digits
             .chars()
@@ -211,6 +258,11 @@ impl Call {
         }
         self.with(|_, core| {
             core.ua.call_state(self.id)?;
+            if core.ua.call_dtmf_mode(self.id)? == crate::sip::ua::DtmfMode::SipInfo {
+                return Ok(core
+                    .ua
+                    .send_dtmf_info(Instant::now(), self.id, digits, 160)?);
+            }
             let h = core
                 .media
                 .get(&self.id)

@@ -175,12 +175,31 @@ impl UserAgent {
         self.dialogs.get(Some(key))?.invite
     }
 
-    /// The account whose AOR user the Request-URI names.
+    /// The account an incoming request is for (RFC 3261 §8.2.2.1 leaves the mapping to the
+    /// UA): the one whose registered Contact's `line` parameter the Request-URI carries, else
+    /// the one whose AOR user and host it names, else the one whose user it names at our own
+    /// address (a request sent to the Contact), else the first whose user it names.
     pub(super) fn account_for(&self, req: &Request) -> Option<u64> {
-        let user = req.uri.user.as_deref()?;
-        self.accounts
+        let uri = &req.uri;
+        if let Some(Some(line)) = uri.param("line") {
+            if let Some((id, _)) = self.accounts.iter().find(|(_, r)| r.line == line) {
+                return Some(*id);
+            }
+        }
+        let user = uri.user.as_deref()?;
+        let mut named: Vec<(&u64, &register::Registration)> = self
+            .accounts
             .iter()
-            .find(|(_, r)| r.cfg.aor.user.as_deref() == Some(user))
-            .map(|(id, _)| *id)
+            .filter(|(_, r)| r.cfg.aor.user.as_deref() == Some(user))
+            .collect();
+        named.sort_by_key(|(id, _)| **id);
+        let aor_host = named.iter().find(|(_, r)| {
+            r.cfg.aor.host.eq_ignore_ascii_case(&uri.host)
+                && r.cfg.aor.port.unwrap_or(5060) == uri.port.unwrap_or(5060)
+        });
+        let local = named.iter().find(|(_, r)| {
+            build::host_of(r.cfg.local.ip()) == *uri.host && Some(r.cfg.local.port()) == uri.port
+        });
+        aor_host.or(local).or(named.first()).map(|(id, _)| **id)
     }
 }

@@ -279,6 +279,76 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Early media (RFC 3960 §3): answers an unanswered incoming call's offer in a 183 Session
+    /// Progress with our SDP for `media` and starts the media ([`UaEvent::MediaStart`]) before
+    /// the call is answered; [`UserAgent::answer`] later sends the same SDP in its 2xx (its
+    /// `media` is then not used). Errors: [`UaError::NotFound`], [`UaError::InvalidState`] (not
+    /// an unanswered incoming call, an INVITE without offer, or early media already started),
+    /// [`UaError::Sdp`].
+    pub fn answer_early(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        media: crate::sdp::LocalMedia,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let ev = c.answer_early(now, cx!(self), media)?;
+        self.events.extend(ev);
+        self.finish(now);
+        Ok(())
+    }
+
+    /// Sends DTMF `digits` (`0`–`9`, `*`, `#`, `A`–`D`) by SIP INFO with
+    /// `application/dtmf-relay` bodies, each key `duration_ms` long (40..=5000), one INFO
+    /// transaction after the other. Errors: [`UaError::NotFound`], [`UaError::InvalidState`]
+    /// (not established), [`UaError::InvalidArgument`] (another character).
+    pub fn send_dtmf_info(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        digits: &str,
+        duration_ms: u32,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        if let Some(tx) = c.send_info_dtmf(now, cx!(self), digits, duration_ms)? {
+            self.owners.insert(tx, Owner::InDialog(call.0));
+        }
+        Ok(())
+    }
+
+    /// How a call sends DTMF: its account's [`AccountConfig::dtmf_mode`], RFC 4733 for calls
+    /// without an account. Errors: [`UaError::NotFound`].
+    pub fn call_dtmf_mode(&self, call: CallId) -> Result<DtmfMode, UaError> {
+        let c = self.live(call)?;
+        Ok(c.account
+            .and_then(|a| self.accounts.get(&a))
+            .map_or(DtmfMode::Rfc4733, |r| r.cfg.dtmf_mode))
+    }
+
+    /// Redirects an unanswered incoming call (RFC 3261 §8.3.4 style, as a phone's call
+    /// forwarding does): a 3xx `status` (300..=399, usually 302) with `targets` as Contact
+    /// headers, the first preferred. Errors: [`UaError::NotFound`], [`UaError::InvalidState`],
+    /// [`UaError::InvalidStatus`], [`UaError::InvalidArgument`] (no target).
+    pub fn redirect(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        status: u16,
+        targets: &[crate::sip::msg::Uri],
+    ) -> Result<(), UaError> {
+        if !(300..=399).contains(&status) {
+            return Err(UaError::InvalidStatus(status));
+        }
+        if targets.is_empty() {
+            return Err(UaError::InvalidArgument("a redirect needs a target"));
+        }
+        let c = self.calls.get_mut(&call.0).ok_or(UaError::NotFound)?;
+        let ev = c.reject_with(now, cx!(self), status, targets)?;
+        self.events.extend(ev);
+        self.finish(now);
+        Ok(())
+    }
+
     /// Refuses an unanswered incoming call with a final status 300..=699 (e.g. 486 Busy Here,
     /// 603 Decline). Errors: [`UaError::NotFound`], [`UaError::InvalidState`],
     /// [`UaError::InvalidStatus`].

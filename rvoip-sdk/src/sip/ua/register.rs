@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::build;
 use super::{AccountConfig, NextHop, Owner, RegistrationState, UaEvent};
 use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
-use crate::sip::transaction::{ClientTxId, TransactionLayer};
+use crate::sip::transaction::{ClientTxId, TransactionLayer, Transport};
 
 /// Refresh this long before the binding expires (or at half the lifetime when shorter).
 const REFRESH_MARGIN: Duration = Duration::from_secs(10);
@@ -41,12 +41,22 @@ pub(super) struct Registration {
     hops: Vec<NextHop>,
     /// Index in `hops` of the destination in use (mirrored in `cfg.server`/`transport`/`local`).
     hop: usize,
+    /// The `line` parameter of our Contact: requests the registrar routes to this binding
+    /// carry it in their Request-URI, naming the account even when several accounts share a
+    /// user name and address (as Snom and Yealink phones do).
+    pub(super) line: String,
+}
+
+/// Our registered Contact URI for an account: the plain contact plus `;line=`.
+fn line_contact(user: &str, local: std::net::SocketAddr, t: Transport, line: &str) -> String {
+    format!("{};line={line}", build::contact_uri(user, local, t))
 }
 
 impl Registration {
     pub(super) fn new(id: u64, cfg: AccountConfig, backoff: (Duration, Duration)) -> Registration {
         let user = cfg.aor.user.as_deref().unwrap_or("").to_string();
-        let contact = build::contact_uri(&user, cfg.local, cfg.transport);
+        let line = format!("{:08x}", rand::random::<u32>());
+        let contact = line_contact(&user, cfg.local, cfg.transport, &line);
         let first = NextHop {
             addr: cfg.server,
             transport: cfg.transport,
@@ -71,6 +81,7 @@ impl Registration {
             backoff,
             hops,
             hop: 0,
+            line,
         }
     }
 
@@ -84,7 +95,7 @@ impl Registration {
         self.cfg.transport = h.transport;
         self.cfg.local = h.local;
         let user = self.cfg.aor.user.as_deref().unwrap_or("");
-        self.contact = build::contact_uri(user, h.local, h.transport);
+        self.contact = line_contact(user, h.local, h.transport, &self.line);
     }
 
     /// Whether a binding may exist at the registrar.

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+mod extras;
 mod uac;
 mod uas;
 
@@ -98,7 +99,20 @@ pub(in crate::sip::ua) struct Call {
     reinvite_retry: Option<(Instant, bool)>,
     /// The SRTP settings of the call's account (incoming calls: for the answer).
     pub(in crate::sip::ua) srtp: SrtpConfig,
+    /// Targets learned from 3xx responses, best first, not tried yet (§8.1.3.4).
+    redirect_targets: Vec<Uri>,
+    /// URIs the INVITE already went to (the first target and each redirect).
+    tried_targets: Vec<String>,
+    /// The SDP answer we sent in a 183 (early media), reused in the 2xx.
+    early_answer: Option<String>,
+    /// DTMF keys waiting to go by INFO, one transaction at a time: (key, duration ms).
+    info_queue: std::collections::VecDeque<(char, u32)>,
+    /// The INFO in flight.
+    info: Option<(ClientTxId, Request)>,
 }
+
+/// Most redirects (3xx) an outgoing call follows.
+pub(in crate::sip::ua) const MAX_REDIRECTS: usize = 5;
 
 impl Call {
     #[allow(clippy::too_many_arguments)]
@@ -174,6 +188,11 @@ impl Call {
             bye_after_ack: false,
             reinvite_retry: None,
             srtp: SrtpConfig::default(),
+            redirect_targets: Vec::new(),
+            tried_targets: Vec::new(),
+            early_answer: None,
+            info_queue: std::collections::VecDeque::new(),
+            info: None,
         }
     }
 
@@ -205,6 +224,7 @@ impl Call {
         let offer = sdp::create_offer(media, self.sdp_id, self.sdp_version)?;
         let target_s = target.to_string();
         self.peer = target_s.clone();
+        self.tried_targets.push(target_s.clone());
         let call_id = format!("{}@{}", build::token(), build::host_of(self.local.ip()));
         let mut req = build::new_request(
             Method::Invite,

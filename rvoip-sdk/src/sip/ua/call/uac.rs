@@ -24,6 +24,9 @@ impl Call {
         if Some(tx) == self.invite_tx {
             return self.on_invite_response(now, cx, resp);
         }
+        if self.is_info(tx) {
+            return (Vec::new(), self.on_info_response(now, cx, Some(resp)));
+        }
         if self.reinvite.as_ref().is_some_and(|(t, _, _)| *t == tx) {
             return self.on_reinvite_response(now, cx, resp);
         }
@@ -45,7 +48,7 @@ impl Call {
 
     /// Re-sends a challenged request with credentials (§22.2); `None` if not challenged, no
     /// credentials, or the credentials were already refused.
-    fn retry_with_auth(
+    pub(super) fn retry_with_auth(
         &mut self,
         now: Instant,
         cx: &mut Cx<'_>,
@@ -205,6 +208,12 @@ impl Call {
                     self.provisional = false;
                     return (ev, Some(tx));
                 }
+                // A 3xx, or a failure with redirect targets left to try (§8.1.3.4).
+                if (300..400).contains(&status) || !self.redirect_targets.is_empty() {
+                    if let Some(r) = self.follow_redirect(now, cx, resp) {
+                        return r;
+                    }
+                }
             }
             let mut reason = if resp.reason.is_empty() {
                 reason_phrase(status).to_string()
@@ -303,6 +312,12 @@ impl Call {
         tx: ClientTxId,
         resp: Option<Response>,
     ) -> Vec<UaEvent> {
+        if self.is_info(tx) {
+            // The peer does not answer our INFO: the keys still queued are dropped.
+            self.info = None;
+            self.info_queue.clear();
+            return Vec::new();
+        }
         if Some(tx) == self.invite_tx && self.phase == Phase::Outgoing {
             // The synthesized response says which: 408 (Timer B) or 503 (transport error,
             // RFC 3261 §8.1.3.1, with the reason, e.g. the TLS certificate error).

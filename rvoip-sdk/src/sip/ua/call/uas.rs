@@ -68,15 +68,18 @@ impl Call {
         };
         media.direction = Direction::SendRecv;
         let mut ev = Vec::new();
-        let body = match build::sdp_body(&req.headers, &req.body) {
-            Some(offer) => {
+        let early = self.take_early_answer();
+        let body = match (early, build::sdp_body(&req.headers, &req.body)) {
+            // The 183 carried the answer already: the 2xx repeats it (§13.2.1).
+            (Some(answer), _) => answer,
+            (None, Some(offer)) => {
                 let (answer, n) = sdp::answer(offer, &media, self.sdp_id, self.sdp_version)?;
                 self.remote_hold = offer_holds(offer);
                 self.media = Some(media);
                 ev.extend(self.media_event(n));
                 answer
             }
-            None => {
+            (None, None) => {
                 // Offerless INVITE (§13.2.1): our offer goes in the 2xx, the answer in the ACK.
                 let offer = sdp::create_offer(&media, self.sdp_id, self.sdp_version)?;
                 self.media = Some(media);
@@ -95,6 +98,18 @@ impl Call {
         cx: &mut Cx<'_>,
         status: u16,
     ) -> Result<Vec<UaEvent>, UaError> {
+        self.reject_with(now, cx, status, &[])
+    }
+
+    /// Refuses the incoming call with `status` and `contacts` as Contact headers (a 3xx
+    /// redirect, [`crate::sip::ua::UserAgent::redirect`]).
+    pub(in crate::sip::ua) fn reject_with(
+        &mut self,
+        now: Instant,
+        cx: &mut Cx<'_>,
+        status: u16,
+        contacts: &[crate::sip::msg::Uri],
+    ) -> Result<Vec<UaEvent>, UaError> {
         if self.phase != Phase::Incoming {
             return Err(UaError::InvalidState("not an unanswered incoming call"));
         }
@@ -102,7 +117,17 @@ impl Call {
             return Err(UaError::InvalidState("no INVITE to answer"));
         };
         let tag = self.local_tag(cx);
-        let resp = build::response(req, status, tag.as_deref(), None);
+        let mut resp = build::response(req, status, tag.as_deref(), None);
+        for (i, c) in contacts.iter().enumerate() {
+            let q = 10usize.saturating_sub(i).max(1);
+            let q = if q == 10 {
+                "1".to_string()
+            } else {
+                format!("0.{q}")
+            };
+            resp.headers
+                .push(HeaderName::Contact, format!("<{c}>;q={q}"));
+        }
         cx.tl.respond(now, tx, resp);
         Ok(self.end(status, reason_phrase(status), Phase::Done))
     }
@@ -193,7 +218,12 @@ impl Call {
                 self.end(200, "remote hangup", Phase::Done)
             }
             Method::Invite => self.on_reinvite(now, cx, tx, req),
-            Method::Options | Method::Info | Method::Notify => {
+            Method::Info => {
+                let resp = build::response(req, 200, None, None);
+                cx.tl.respond(now, tx, resp);
+                self.on_info(req).into_iter().collect()
+            }
+            Method::Options | Method::Notify => {
                 let resp = build::response(req, 200, None, None);
                 cx.tl.respond(now, tx, resp);
                 Vec::new()
@@ -263,7 +293,7 @@ impl Call {
 
 /// Whether an offer puts us on hold: its audio stream is `sendonly` or `inactive` (RFC 3264
 /// §8.4), or its connection address is 0.0.0.0 (RFC 2543 style hold).
-fn offer_holds(offer: &str) -> bool {
+pub(super) fn offer_holds(offer: &str) -> bool {
     offer.lines().any(|l| {
         let l = l.trim();
         l == "a=sendonly" || l == "a=inactive" || l.starts_with("c=IN IP4 0.0.0.0")

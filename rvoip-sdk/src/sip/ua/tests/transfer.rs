@@ -4,37 +4,64 @@
 
 use super::*;
 
-const CAROL: &str = "127.0.0.1:5090";
+pub(super) const CAROL: &str = "127.0.0.1:5090";
 
-/// Three user agents wired directly (no server), by address.
-struct Trio {
-    now: Instant,
-    uas: Vec<(SocketAddr, UserAgent, Vec<UaEvent>)>,
-    wire: Vec<String>,
+/// User agents (and server cores) wired in memory by address.
+pub(super) struct World {
+    pub now: Instant,
+    pub uas: Vec<(SocketAddr, UserAgent, Vec<UaEvent>)>,
+    pub servers: Vec<(SocketAddr, ServerCore)>,
+    pub wire: Vec<String>,
 }
 
-impl Trio {
-    fn new() -> Trio {
-        let uas = [ALICE, BOB, CAROL]
+impl World {
+    /// User agents at `addrs`, no server.
+    pub fn new(addrs: &[&str]) -> World {
+        let uas = addrs
             .iter()
             .map(|a| (addr(a), UserAgent::new(UaConfig::default()), Vec::new()))
             .collect();
-        Trio {
+        World {
             now: Instant::now(),
             uas,
+            servers: Vec::new(),
             wire: Vec::new(),
         }
     }
 
-    fn ua(&mut self, i: usize) -> &mut UserAgent {
+    /// Alice, bob and carol.
+    fn trio() -> World {
+        World::new(&[ALICE, BOB, CAROL])
+    }
+
+    /// Adds a server core at `at` (domain = its IP) with `users` (name, password).
+    pub fn add_server(&mut self, at: &str, users: &[(&str, &str)]) {
+        let a = addr(at);
+        let ip = a.ip().to_string();
+        let local = LocalIdentity::new(&[(Transport::Udp, a)], &ip, &ip, &[]);
+        let users: Vec<(String, String)> = users
+            .iter()
+            .map(|(u, p)| (u.to_string(), p.to_string()))
+            .collect();
+        let core = ServerCore::new(
+            &ServerConfig::default(),
+            local,
+            &users,
+            self.now,
+            1_700_000_000,
+        );
+        self.servers.push((a, core));
+    }
+
+    pub fn ua(&mut self, i: usize) -> &mut UserAgent {
         &mut self.uas[i].1
     }
 
-    fn events(&self, i: usize) -> &[UaEvent] {
+    pub fn events(&self, i: usize) -> &[UaEvent] {
         &self.uas[i].2
     }
 
-    fn settle(&mut self) {
+    pub fn settle(&mut self) {
         for _ in 0..1000 {
             let mut queue = Vec::new();
             for (a, ua, evs) in self.uas.iter_mut() {
@@ -43,6 +70,11 @@ impl Trio {
                 }
                 while let Some(e) = ua.poll_event() {
                     evs.push(e);
+                }
+            }
+            for (a, s) in self.servers.iter_mut() {
+                while let Some(t) = s.poll_transmit() {
+                    queue.push((*a, t.dest, t.bytes));
                 }
             }
             if queue.is_empty() {
@@ -54,13 +86,15 @@ impl Trio {
                 if let Some((a, ua, _)) = self.uas.iter_mut().find(|(a, _, _)| *a == to) {
                     let local = *a;
                     ua.handle_datagram(now, bytes, from, Transport::Udp, local);
+                } else if let Some((_, s)) = self.servers.iter_mut().find(|(a, _)| *a == to) {
+                    s.handle_datagram(now, bytes, from, Transport::Udp);
                 }
             }
         }
         panic!("network did not settle");
     }
 
-    fn advance(&mut self, d: Duration) {
+    pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
             self.settle();
@@ -68,11 +102,15 @@ impl Trio {
                 .uas
                 .iter()
                 .filter_map(|(_, ua, _)| ua.poll_timeout())
+                .chain(self.servers.iter().filter_map(|(_, s)| s.poll_timeout()))
                 .fold(end, |n, t| n.min(t.max(self.now)));
             self.now = next;
             let now = self.now;
             for (_, ua, _) in self.uas.iter_mut() {
                 ua.handle_timeout(now);
+            }
+            for (_, s) in self.servers.iter_mut() {
+                s.handle_timeout(now);
             }
             self.settle();
             if self.now >= end {
@@ -82,7 +120,7 @@ impl Trio {
     }
 
     /// `from` calls `to` directly; `to` answers. Returns (caller's call, callee's call).
-    fn call(&mut self, from: usize, to: usize, port: u16) -> (CallId, CallId) {
+    pub fn call(&mut self, from: usize, to: usize, port: u16) -> (CallId, CallId) {
         let (name, target) = [("alice", ALICE), ("bob", BOB), ("carol", CAROL)][to];
         let local = self.uas[from].0;
         let now = self.now;
@@ -110,14 +148,14 @@ impl Trio {
     }
 
     /// The last incoming call of UA `i`.
-    fn incoming(&self, i: usize) -> Option<CallId> {
+    pub fn incoming(&self, i: usize) -> Option<CallId> {
         self.events(i).iter().rev().find_map(|e| match e {
             UaEvent::IncomingCall { call, .. } => Some(*call),
             _ => None,
         })
     }
 
-    fn transfer_request(&self, i: usize) -> Option<(CallId, TransferId, String)> {
+    pub fn transfer_request(&self, i: usize) -> Option<(CallId, TransferId, String)> {
         self.events(i).iter().rev().find_map(|e| match e {
             UaEvent::TransferRequested {
                 call,
@@ -129,7 +167,7 @@ impl Trio {
         })
     }
 
-    fn statuses(&self, i: usize) -> Vec<(u16, bool)> {
+    pub fn statuses(&self, i: usize) -> Vec<(u16, bool)> {
         self.events(i)
             .iter()
             .filter_map(|e| match e {
@@ -142,7 +180,7 @@ impl Trio {
     }
 
     /// UA `i` accepts the REFER and calls the target directly.
-    fn accept(&mut self, i: usize, transfer: TransferId, port: u16) -> CallId {
+    pub fn accept(&mut self, i: usize, transfer: TransferId, port: u16) -> CallId {
         let (target, _) = self.ua(i).transfer_target(transfer).unwrap();
         let dest = crate::sip::ua::build::uri_addr(&target).unwrap();
         let local = self.uas[i].0;
@@ -166,7 +204,7 @@ fn ended(ua: &UserAgent, c: CallId) -> bool {
 
 #[test]
 fn blind_transfer_reports_progress_and_moves_the_call() {
-    let mut t = Trio::new();
+    let mut t = World::trio();
     // Alice (0) talks with bob (1), then transfers him to carol (2).
     let (a_call, b_call) = t.call(0, 1, 40000);
     let now = t.now;
@@ -213,7 +251,7 @@ fn blind_transfer_reports_progress_and_moves_the_call() {
 
 #[test]
 fn blind_transfer_to_a_busy_target_reports_the_failure_and_keeps_the_call() {
-    let mut t = Trio::new();
+    let mut t = World::trio();
     let (a_call, b_call) = t.call(0, 1, 40000);
     let now = t.now;
     t.ua(0)
@@ -235,7 +273,7 @@ fn blind_transfer_to_a_busy_target_reports_the_failure_and_keeps_the_call() {
 
 #[test]
 fn a_refused_refer_and_an_undecided_one() {
-    let mut t = Trio::new();
+    let mut t = World::trio();
     let (a_call, _) = t.call(0, 1, 40000);
     let now = t.now;
     t.ua(0)
@@ -260,7 +298,7 @@ fn a_refused_refer_and_an_undecided_one() {
 
 #[test]
 fn attended_transfer_replaces_the_consultation_call() {
-    let mut t = Trio::new();
+    let mut t = World::trio();
     // Alice talks with bob, then consults carol.
     let (a_bob, b_call) = t.call(0, 1, 40000);
     let (a_carol, c_alice) = t.call(0, 2, 40100);
@@ -295,7 +333,7 @@ fn attended_transfer_replaces_the_consultation_call() {
 
 #[test]
 fn replaces_that_matches_no_dialog_is_481() {
-    let mut t = Trio::new();
+    let mut t = World::trio();
     let now = t.now;
     t.ua(1)
         .make_call_with(
