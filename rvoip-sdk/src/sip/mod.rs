@@ -3,6 +3,7 @@
 
 pub mod dialog;
 pub mod msg;
+pub mod presence;
 pub mod resolve;
 pub mod transaction;
 pub mod transport;
