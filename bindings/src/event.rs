@@ -297,6 +297,48 @@ pub enum Event {
         /// The new target URI.
         target: String,
     },
+    /// A subscription's state changed (`Account::subscribe`): `state` is `subscribing`,
+    /// `pending`, `active` or `terminated` (then `reason` says why, e.g. `403 Forbidden`,
+    /// `noresource`, `unsubscribed`).
+    SubscriptionStateChanged {
+        /// The subscription.
+        subscription_id: u64,
+        /// The state's name.
+        state: String,
+        /// Why it terminated.
+        reason: Option<String>,
+    },
+    /// A buddy's presence (RFC 3856 NOTIFY with a PIDF document).
+    BuddyPresence {
+        /// The presence subscription.
+        subscription_id: u64,
+        /// The buddy's URI.
+        entity: String,
+        /// Reachable (open) or offline (closed).
+        online: bool,
+        /// The note (e.g. `Away`), if any.
+        note: Option<String>,
+        /// The RPID activity (`away`, `busy`, ...), if any.
+        activity: Option<String>,
+    },
+    /// A monitored line's state (RFC 4235): `idle`, `ringing` or `in-call`.
+    LineStateChanged {
+        /// The dialog subscription.
+        subscription_id: u64,
+        /// The monitored URI.
+        entity: String,
+        /// The state's name.
+        line: String,
+    },
+    /// The result of `Account::publish_presence` (RFC 3903): 2xx when the server took it.
+    PublishResult {
+        /// The account.
+        account_id: u64,
+        /// The final SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
     /// The DTLS-SRTP handshake of a call failed (RFC 5764: the peer's certificate does not
     /// match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
     /// media cannot flow. The call stays up; apps usually hang up.
@@ -410,6 +452,53 @@ impl From<sdk::Event> for Event {
                 call_id: call.0,
                 status,
                 target,
+            },
+            sdk::Event::SubscriptionState {
+                subscription,
+                state,
+            } => {
+                let (state, reason) = match state {
+                    sdk::SubscriptionState::Subscribing => ("subscribing", None),
+                    sdk::SubscriptionState::Pending => ("pending", None),
+                    sdk::SubscriptionState::Active => ("active", None),
+                    sdk::SubscriptionState::Terminated { reason } => ("terminated", Some(reason)),
+                };
+                Event::SubscriptionStateChanged {
+                    subscription_id: subscription.0,
+                    state: state.into(),
+                    reason,
+                }
+            }
+            sdk::Event::BuddyPresence {
+                subscription,
+                entity,
+                online,
+                note,
+                activity,
+            } => Event::BuddyPresence {
+                subscription_id: subscription.0,
+                entity,
+                online,
+                note,
+                activity,
+            },
+            sdk::Event::LineState {
+                subscription,
+                entity,
+                line,
+            } => Event::LineStateChanged {
+                subscription_id: subscription.0,
+                entity,
+                line: line.as_str().into(),
+            },
+            sdk::Event::PublishResult {
+                account,
+                status,
+                reason,
+            } => Event::PublishResult {
+                account_id: account.0,
+                status,
+                reason,
             },
         }
     }

@@ -384,7 +384,11 @@ impl OwnedEvent {
             // Not in the C API yet.
             Event::TransferRequested { .. }
             | Event::TransferStatus { .. }
-            | Event::CallRedirected { .. } => {}
+            | Event::CallRedirected { .. }
+            | Event::SubscriptionState { .. }
+            | Event::BuddyPresence { .. }
+            | Event::LineState { .. }
+            | Event::PublishResult { .. } => {}
         }
         OwnedEvent {
             ev,

@@ -305,6 +305,49 @@ impl Shared {
             UaEvent::DtmfInfo { call, digit, .. } => {
                 self.emit(Event::DtmfReceived { call, digit });
             }
+            UaEvent::SubscriptionState {
+                subscription,
+                state,
+            } => {
+                self.emit(Event::SubscriptionState {
+                    subscription,
+                    state,
+                });
+            }
+            UaEvent::PresenceNotify {
+                subscription,
+                presence,
+            } => {
+                self.emit(Event::BuddyPresence {
+                    subscription,
+                    entity: presence.entity,
+                    online: presence.open,
+                    note: presence.note,
+                    activity: presence.activity,
+                });
+            }
+            UaEvent::LineNotify {
+                subscription,
+                entity,
+                line,
+            } => {
+                self.emit(Event::LineState {
+                    subscription,
+                    entity,
+                    line,
+                });
+            }
+            UaEvent::PublishResult {
+                account,
+                status,
+                reason,
+            } => {
+                self.emit(Event::PublishResult {
+                    account,
+                    status,
+                    reason,
+                });
+            }
         }
     }
 }

@@ -50,7 +50,7 @@ impl Account {
         self.id
     }
 
-    fn with<T>(
+    pub(crate) fn with<T>(
         &self,
         f: impl FnOnce(&Shared, &mut super::endpoint::Core) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {

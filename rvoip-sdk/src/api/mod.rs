@@ -29,6 +29,7 @@ mod core;
 mod endpoint;
 mod handles;
 mod net;
+mod presence;
 mod server;
 mod transfer;
 
@@ -40,9 +41,11 @@ pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;
 pub use crate::sdp::{AudioCodec, SrtpConfig, SrtpKeying, SrtpPolicy};
 pub use crate::server::config::ServerConfig;
+pub use crate::sip::presence::LineState;
 pub use crate::sip::transaction::{TimerConfig, Transport};
 pub use crate::sip::ua::{
-    AccountId, CallId, CallState, DtmfMode, MessageId, RegistrationState, TransferId,
+    AccountId, CallId, CallState, DtmfMode, EventPackage, MessageId, RegistrationState,
+    SubscriptionId, SubscriptionState, TransferId,
 };
 pub use endpoint::Endpoint;
 pub use handles::{Account, Call};
@@ -373,6 +376,46 @@ pub enum Event {
         status: u16,
         /// The new target URI.
         target: String,
+    },
+    /// A subscription's state changed ([`Account::subscribe`]): subscribing, pending, active,
+    /// or terminated with a reason (refused, ended by the notifier, unsubscribed).
+    SubscriptionState {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// The new state.
+        state: SubscriptionState,
+    },
+    /// A buddy's presence (RFC 3856 NOTIFY with a PIDF document, RFC 3863/4480).
+    BuddyPresence {
+        /// The presence subscription.
+        subscription: SubscriptionId,
+        /// The buddy's URI as the document names it.
+        entity: String,
+        /// Reachable (`basic` open) or offline (closed).
+        online: bool,
+        /// The note (e.g. `Away`), if any.
+        note: Option<String>,
+        /// The RPID activity (`away`, `busy`, `on-the-phone`, ...), if any.
+        activity: Option<String>,
+    },
+    /// A monitored line's state (RFC 4235 dialog NOTIFY): a busy-lamp field.
+    LineState {
+        /// The dialog subscription.
+        subscription: SubscriptionId,
+        /// The monitored URI.
+        entity: String,
+        /// Idle, ringing or in call.
+        line: LineState,
+    },
+    /// The result of [`Account::publish_presence`] (RFC 3903): 2xx when the presence server took
+    /// it, else the failure (refreshes are reported only when they fail).
+    PublishResult {
+        /// The account.
+        account: AccountId,
+        /// The final SIP status.
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
     },
     /// An instant message arrived (RFC 3428 MESSAGE outside a dialog, answered 200 OK).
     MessageReceived {

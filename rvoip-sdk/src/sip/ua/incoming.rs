@@ -118,6 +118,14 @@ impl UserAgent {
     /// the INVITE usage.
     fn on_in_dialog(&mut self, now: Instant, tx: ServerTxId, req: Request) {
         let Some(key) = self.dialogs.find(&req.headers, true) else {
+            // A NOTIFY that overtook the 2xx to our SUBSCRIBE forms its dialog (RFC 6665
+            // §4.1.2.4).
+            if req.method == Method::Notify {
+                if let Some(id) = self.notify_subscription(&req, None) {
+                    self.on_sub_notify(now, tx, &req, id);
+                    return;
+                }
+            }
             let resp = build::response(&req, 481, None, None);
             self.tl.respond(now, tx, resp);
             return;
@@ -138,6 +146,12 @@ impl UserAgent {
         if req.method == Method::Notify && refer::event_package(&req).as_deref() == Some("refer") {
             self.on_refer_notify(now, tx, &req, key);
             return;
+        }
+        if req.method == Method::Notify {
+            if let Some(id) = self.notify_subscription(&req, Some(key)) {
+                self.on_sub_notify(now, tx, &req, id);
+                return;
+            }
         }
         let call = self.dialogs.get(Some(key)).and_then(|e| e.invite);
         match call.and_then(|id| self.calls.get_mut(&id)) {

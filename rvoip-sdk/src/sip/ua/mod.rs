@@ -21,8 +21,10 @@ mod call;
 mod dialogs;
 mod incoming;
 mod message;
+mod publish;
 mod refer;
 mod register;
+mod subscribe;
 mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -54,8 +56,8 @@ pub(crate) use cx;
 pub use message::MAX_MESSAGE_BODY;
 use register::Registration;
 pub use types::{
-    AccountConfig, AccountId, CallId, CallState, DtmfMode, MessageId, NextHop, RegistrationState,
-    TransferId, UaConfig, UaError, UaEvent,
+    AccountConfig, AccountId, CallId, CallState, DtmfMode, EventPackage, MessageId, NextHop,
+    RegistrationState, SubscriptionId, SubscriptionState, TransferId, UaConfig, UaError, UaEvent,
 };
 
 /// Who owns a client transaction.
@@ -69,6 +71,10 @@ enum Owner {
     Message(u64),
     /// A REFER we sent or a NOTIFY of a REFER we accepted (RFC 3515).
     Refer(u64),
+    /// A SUBSCRIBE of one of our subscriptions (RFC 6665).
+    Subscribe(u64),
+    /// A PUBLISH of an account's presence (RFC 3903), by account id.
+    Publish(u64),
 }
 
 /// The user agent core.
@@ -83,6 +89,10 @@ pub struct UserAgent {
     messages: HashMap<u64, message::Outgoing>,
     /// REFER usages (RFC 3515), both roles.
     refers: HashMap<u64, refer::Refer>,
+    /// Our subscriptions (RFC 6665).
+    subs: HashMap<u64, subscribe::Subscription>,
+    /// Presence publications, by account (RFC 3903).
+    publications: HashMap<u64, publish::Publication>,
     /// Incoming calls that replace another (RFC 3891): new call → replaced call.
     replacing: HashMap<u64, u64>,
     /// How many events at the front of `events` the usages have already looked at.
@@ -103,6 +113,8 @@ impl UserAgent {
             dialogs: Dialogs::default(),
             messages: HashMap::new(),
             refers: HashMap::new(),
+            subs: HashMap::new(),
+            publications: HashMap::new(),
             replacing: HashMap::new(),
             watched: 0,
             owners: HashMap::new(),
@@ -501,6 +513,8 @@ impl UserAgent {
             }
         }
         self.refer_timeouts(now);
+        self.subscription_timeouts(now);
+        self.publication_timeouts(now);
         // Transaction timeouts surface as events.
         let local = None;
         self.drain_tx_events_opt(now, local);
@@ -522,6 +536,8 @@ impl UserAgent {
             fold(c.poll_timeout());
         }
         fold(self.refer_poll_timeout());
+        fold(self.subscription_poll_timeout());
+        fold(self.publication_poll_timeout());
         t
     }
 
@@ -668,6 +684,10 @@ impl UserAgent {
                 Some(r) => self.on_refer_response(now, id, &r),
                 None => self.on_refer_failure(id, status, reason),
             },
+            Owner::Subscribe(id) => {
+                self.on_subscribe_response(now, id, resp.as_ref(), status, reason)
+            }
+            Owner::Publish(a) => self.on_publish_response(now, a, resp.as_ref(), status, reason),
         }
     }
 
@@ -696,6 +716,14 @@ impl UserAgent {
             }
             Owner::Message(id) => self.on_message_response(now, id, &resp),
             Owner::Refer(id) => self.on_refer_response(now, id, &resp),
+            Owner::Subscribe(id) => {
+                let reason = resp.reason.to_string();
+                self.on_subscribe_response(now, id, Some(&resp), resp.status, &reason)
+            }
+            Owner::Publish(a) => {
+                let reason = resp.reason.to_string();
+                self.on_publish_response(now, a, Some(&resp), resp.status, &reason)
+            }
         }
     }
 
@@ -718,7 +746,11 @@ impl UserAgent {
         }
         self.owners.retain(|_, o| match o {
             Owner::Invite(id) | Owner::InDialog(id) => !ended.contains(id),
-            Owner::Register(_) | Owner::Message(_) | Owner::Refer(_) => true,
+            Owner::Register(_)
+            | Owner::Message(_)
+            | Owner::Refer(_)
+            | Owner::Subscribe(_)
+            | Owner::Publish(_) => true,
         });
     }
 }

@@ -26,6 +26,54 @@ pub struct MessageId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransferId(pub u64);
 
+/// The id of a subscription we made (RFC 6665 SUBSCRIBE). Ids are never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub u64);
+
+/// The event package of a subscription (RFC 6665 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventPackage {
+    /// `presence` (RFC 3856): PIDF documents (RFC 3863).
+    Presence,
+    /// `dialog` (RFC 4235): the calls of a line, for a busy-lamp field.
+    Dialog,
+}
+
+impl EventPackage {
+    /// The Event header token.
+    pub fn token(&self) -> &'static str {
+        match self {
+            EventPackage::Presence => "presence",
+            EventPackage::Dialog => "dialog",
+        }
+    }
+
+    /// The document type we accept for it.
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            EventPackage::Presence => crate::sip::presence::PIDF_TYPE,
+            EventPackage::Dialog => crate::sip::presence::DIALOG_INFO_TYPE,
+        }
+    }
+}
+
+/// The state of a subscription (RFC 6665 §4.1.2, Subscription-State).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionState {
+    /// SUBSCRIBE sent, nothing confirmed yet.
+    Subscribing,
+    /// The notifier has not authorized it yet (`pending`).
+    Pending,
+    /// Notifications flow (`active`).
+    Active,
+    /// Over: refused (the final status), ended by the notifier (its reason, e.g. `noresource`,
+    /// `rejected`), or unsubscribed.
+    Terminated {
+        /// Why, e.g. `403 Forbidden`, `noresource`, `unsubscribed`, `timeout`.
+        reason: String,
+    },
+}
+
 /// How an account sends DTMF keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DtmfMode {
@@ -267,6 +315,39 @@ pub enum UaEvent {
         digit: char,
         /// The key's duration (ms), 0 when not given.
         duration_ms: u32,
+    },
+    /// A subscription's state changed ([`UserAgent::subscribe`]).
+    SubscriptionState {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// The new state.
+        state: SubscriptionState,
+    },
+    /// A presence NOTIFY (RFC 3856) carried the buddy's status.
+    PresenceNotify {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// What the PIDF says.
+        presence: crate::sip::presence::Presence,
+    },
+    /// A dialog NOTIFY (RFC 4235) carried the monitored line's state (busy-lamp field).
+    LineNotify {
+        /// The subscription.
+        subscription: SubscriptionId,
+        /// The monitored URI.
+        entity: String,
+        /// Idle, ringing or in call.
+        line: crate::sip::presence::LineState,
+    },
+    /// The result of publishing an account's presence ([`UserAgent::publish`]): 2xx when the
+    /// presence server took it (refreshes are silent unless they fail), else the failure.
+    PublishResult {
+        /// The account.
+        account: AccountId,
+        /// The final SIP status (408 on timeout, 503 on a transport error).
+        status: u16,
+        /// Its reason phrase.
+        reason: String,
     },
     /// An instant message arrived outside a dialog (RFC 3428); it was answered 200 OK.
     MessageReceived {
