@@ -134,6 +134,7 @@ impl BoundServer {
             return Err(DriverError::NoListen);
         }
         let users = cfg.load_users()?;
+        cfg.forward_rules()?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut tls = Vec::new();

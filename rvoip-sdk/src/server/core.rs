@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 mod auth;
 mod conference;
+mod forward;
 mod outbound;
 mod users;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
@@ -74,6 +75,12 @@ pub struct ServerCore {
     lookups: outbound::Lookups,
     /// Conference rooms' member dialogs (the server as UAS).
     conferences: conference::Conferences,
+    /// The users' call forwarding ([`crate::server::forward`]).
+    forwarding: crate::server::forward::ForwardTable,
+    /// Most diversions in one call's chain.
+    forward_max_chain: u32,
+    /// Redirect server mode (302 instead of proxying INVITEs to local users).
+    redirect: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -145,6 +152,9 @@ impl ServerCore {
             record_users: cfg.record_users.iter().cloned().collect(),
             lookups: outbound::Lookups::default(),
             conferences: conference::Conferences::new(cfg),
+            forwarding: forward_table(cfg),
+            forward_max_chain: cfg.forward_max_chain,
+            redirect: cfg.redirect,
             stats: Stats::default(),
         }
     }
@@ -298,6 +308,17 @@ impl ServerCore {
     }
 
     fn drain_events(&mut self, now: Instant) {
+        loop {
+            self.drain_tx_events(now);
+            // Calls the proxy gave back for forwarding (busy, no answer) start new branches.
+            if !self.proxy.has_diverted() {
+                break;
+            }
+            self.run_diversions(now);
+        }
+    }
+
+    fn drain_tx_events(&mut self, now: Instant) {
         while let Some(ev) = self.tl.poll_event() {
             match ev {
                 TxEvent::Request {
@@ -510,6 +531,19 @@ impl ServerCore {
         let hash = route::loop_hash(req);
         (!self.proxy.is_loop(&self.local, req, hash)).then_some(hash)
     }
+}
+
+/// The forwarding rules of `cfg`; a bad one is logged and left out (the driver refuses such a
+/// configuration before building the core: [`ServerConfig::forward_rules`]).
+fn forward_table(cfg: &ServerConfig) -> crate::server::forward::ForwardTable {
+    let mut table = crate::server::forward::ForwardTable::default();
+    for (user, f) in &cfg.forward {
+        match f.rule() {
+            Ok(rule) => table.set(user, Some(rule)),
+            Err(e) => tracing::warn!(%user, error = %e, "call forwarding ignored"),
+        }
+    }
+    table
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, or

@@ -173,6 +173,7 @@ impl Proxy {
             sender,
             initial,
             head: response_head(&req),
+            divert: None,
         };
         for (index, t, mut copy) in copies {
             // A copy is kept for RFC 3263 failover, and for an initial offer the media hook

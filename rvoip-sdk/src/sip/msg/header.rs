@@ -146,6 +146,8 @@ header_names! {
     Warning => "Warning";
     /// Path (RFC 3327).
     Path => "Path";
+    /// Diversion (RFC 5806): where a call was forwarded from, and why.
+    Diversion => "Diversion";
 }
 
 impl HeaderName {
@@ -165,6 +167,7 @@ impl HeaderName {
                 | HeaderName::Unsupported
                 | HeaderName::Allow
                 | HeaderName::Path
+                | HeaderName::Diversion
         )
     }
 
