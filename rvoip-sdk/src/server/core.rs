@@ -23,6 +23,7 @@ use bytes::Bytes;
 mod auth;
 mod conference;
 mod forward;
+mod messages;
 mod outbound;
 mod users;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
@@ -81,6 +82,8 @@ pub struct ServerCore {
     forward_max_chain: u32,
     /// Redirect server mode (302 instead of proxying INVITEs to local users).
     redirect: bool,
+    /// Offline instant messages ([`crate::server::offline`]).
+    offline: messages::Offline,
     /// Counters.
     pub stats: Stats,
 }
@@ -155,6 +158,18 @@ impl ServerCore {
             forwarding: forward_table(cfg),
             forward_max_chain: cfg.forward_max_chain,
             redirect: cfg.redirect,
+            offline: messages::Offline {
+                store: cfg.offline_messages.then(|| {
+                    Box::new(crate::server::offline::MemoryStore::new(
+                        crate::server::offline::OfflineLimits {
+                            max_messages: cfg.offline_max_messages,
+                            max_bytes: cfg.offline_max_bytes,
+                            ttl_s: cfg.offline_ttl_s,
+                        },
+                    )) as Box<dyn crate::server::offline::MessageStore>
+                }),
+                in_flight: Default::default(),
+            },
             stats: Stats::default(),
         }
     }
@@ -278,6 +293,7 @@ impl ServerCore {
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             self.guard.sweep(now);
+            self.expire_offline(now);
             if n > 0 {
                 tracing::debug!(expired = n, "swept bindings");
             }
@@ -340,10 +356,16 @@ impl ServerCore {
                     proxy.ack(&mut io, now, req, source, transport)
                 }
                 TxEvent::Response { tx, resp } => {
+                    if self.delivery_outcome(tx, Some(resp.status)) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     proxy.on_response(&mut io, now, tx, resp)
                 }
                 TxEvent::Timeout { tx } => {
+                    if self.delivery_outcome(tx, None) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     proxy.on_branch_timeout(&mut io, now, tx)
                 }
@@ -354,6 +376,9 @@ impl ServerCore {
                     request,
                     reason,
                 } => {
+                    if self.delivery_outcome(tx, None) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     match request {
                         Some(req) => {

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod guard;
 pub mod local;
 pub mod location;
+pub mod offline;
 pub mod ng;
 pub mod proxy;
 pub mod registrar;

@@ -44,6 +44,10 @@ pub struct Stats {
     pub diverted: u64,
     /// INVITEs answered 302 in redirect mode.
     pub redirected: u64,
+    /// MESSAGEs stored for a user without a binding (202 Accepted).
+    pub offline_stored: u64,
+    /// Stored MESSAGEs delivered (2xx) at the user's REGISTER.
+    pub offline_delivered: u64,
     /// Replies to UDP requests cut down to the top Via so as not to be larger than the request.
     pub replies_trimmed: u64,
     /// Replies to UDP requests not sent because even cut down they were larger than the

@@ -741,3 +741,5 @@ mod guard;
 mod forward;
 
 mod redirect;
+
+mod offline;

@@ -82,6 +82,9 @@ impl ServerCore {
             targets.retain(|t| t.transport.is_secure());
         }
         if targets.is_empty() {
+            if req.method == Method::Message && self.store_offline(now, tx, &req, authenticated) {
+                return;
+            }
             if let Some(target) = rule.as_ref().and_then(|r| r.no_answer.clone()) {
                 return self.divert(
                     now,

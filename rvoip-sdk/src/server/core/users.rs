@@ -136,24 +136,26 @@ impl ServerCore {
             .lookup(user, now)
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
-            .map(|b| {
-                let (dest, transport) = match b.transport {
-                    Transport::Udp if !b.behind_nat => {
-                        route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
-                    }
-                    Transport::Udp => (b.source, Transport::Udp),
-                    // Stream bindings reuse the connection the REGISTER came on, over the
-                    // same transport.
-                    t => (b.source, t),
-                };
-                Target {
-                    uri: Some(b.contact.clone()),
-                    dest,
-                    transport,
-                    nat: b.behind_nat,
-                    alternates: Vec::new(),
-                }
-            })
+            .map(binding_target)
             .collect()
+    }
+}
+
+/// Where requests for binding `b` go (see [`ServerCore::proxy_targets`]).
+pub(super) fn binding_target(b: &crate::server::location::Binding) -> Target {
+    let (dest, transport) = match b.transport {
+        Transport::Udp if !b.behind_nat => {
+            route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
+        }
+        Transport::Udp => (b.source, Transport::Udp),
+        // Stream bindings reuse the connection the REGISTER came on, over the same transport.
+        t => (b.source, t),
+    };
+    Target {
+        uri: Some(b.contact.clone()),
+        dest,
+        transport,
+        nat: b.behind_nat,
+        alternates: Vec::new(),
     }
 }
