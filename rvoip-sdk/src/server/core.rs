@@ -155,7 +155,7 @@ impl ServerCore {
             record_users: cfg.record_users.iter().cloned().collect(),
             lookups: outbound::Lookups::default(),
             conferences: conference::Conferences::new(cfg),
-            forwarding: forward_table(cfg),
+            forwarding: forward::forward_table(cfg),
             forward_max_chain: cfg.forward_max_chain,
             redirect: cfg.redirect,
             offline: messages::Offline {
@@ -556,19 +556,6 @@ impl ServerCore {
         let hash = route::loop_hash(req);
         (!self.proxy.is_loop(&self.local, req, hash)).then_some(hash)
     }
-}
-
-/// The forwarding rules of `cfg`; a bad one is logged and left out (the driver refuses such a
-/// configuration before building the core: [`ServerConfig::forward_rules`]).
-fn forward_table(cfg: &ServerConfig) -> crate::server::forward::ForwardTable {
-    let mut table = crate::server::forward::ForwardTable::default();
-    for (user, f) in &cfg.forward {
-        match f.rule() {
-            Ok(rule) => table.set(user, Some(rule)),
-            Err(e) => tracing::warn!(%user, error = %e, "call forwarding ignored"),
-        }
-    }
-    table
 }
 
 /// RFC 3261 §18.2.1 and RFC 3581 §4: when the top Via's host is not the packet's source IP, or

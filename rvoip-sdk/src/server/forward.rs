@@ -82,7 +82,7 @@ pub enum ForwardTarget {
     User(String),
     /// A SIP URI (this domain's users too; another domain's are forwarded like any request for
     /// that domain).
-    Uri(Uri),
+    Uri(Box<Uri>),
 }
 
 impl ForwardTarget {
@@ -98,7 +98,7 @@ impl ForwardTarget {
             if !matches!(uri.scheme, Scheme::Sip | Scheme::Sips) || uri.user.is_none() {
                 return Err(bad());
             }
-            return Ok(ForwardTarget::Uri(uri));
+            return Ok(ForwardTarget::Uri(Box::new(uri)));
         }
         if s.bytes()
             .any(|b| b.is_ascii_whitespace() || b"@<>;,\"".contains(&b))
@@ -111,7 +111,7 @@ impl ForwardTarget {
     /// The target as a URI, a bare user in `domain`.
     pub fn uri(&self, domain: &str) -> Uri {
         match self {
-            ForwardTarget::Uri(u) => u.clone(),
+            ForwardTarget::Uri(u) => (**u).clone(),
             ForwardTarget::User(user) => Uri {
                 scheme: Scheme::Sip,
                 user: Some(ByteString::from(user.as_str())),

@@ -327,3 +327,16 @@ impl ServerCore {
         self.reply_302(now, tx, req, vec![contact, diversion], false);
     }
 }
+
+/// The forwarding rules of `cfg`; a bad one is logged and left out (the driver refuses such a
+/// configuration before building the core: [`ServerConfig::forward_rules`]).
+pub(super) fn forward_table(cfg: &ServerConfig) -> crate::server::forward::ForwardTable {
+    let mut table = crate::server::forward::ForwardTable::default();
+    for (user, f) in &cfg.forward {
+        match f.rule() {
+            Ok(rule) => table.set(user, Some(rule)),
+            Err(e) => tracing::warn!(%user, error = %e, "call forwarding ignored"),
+        }
+    }
+    table
+}
