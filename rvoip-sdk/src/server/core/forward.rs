@@ -160,7 +160,10 @@ impl ServerCore {
             return match fallback {
                 Fallback::Check => self.reply(now, tx, &req, status, vec![]),
                 Fallback::Status(s) => self.reply(now, tx, &req, s, vec![]),
-                Fallback::Response(r) => self.send_local_response(now, tx, r),
+                // Relayed as the proxy relays a downstream response (not fitted as our own).
+                Fallback::Response(r) => {
+                    self.tl.respond(now, tx, r);
+                }
             };
         }
         self.stats.diverted += 1;
@@ -228,7 +231,9 @@ impl ServerCore {
                 ),
                 // The rule was cleared while the call rang.
                 None => match fallback {
-                    Fallback::Response(r) => self.send_local_response(now, d.stx, r),
+                    Fallback::Response(r) => {
+                        self.tl.respond(now, d.stx, r);
+                    }
                     _ => self.reply(now, d.stx, &d.request, 480, vec![]),
                 },
             }
