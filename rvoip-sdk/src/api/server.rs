@@ -2,6 +2,7 @@
 //! ([`crate::driver::BoundServer`] over [`crate::server`]), run on its own tokio runtime so an
 //! app (C, Swift, Kotlin, Python) can start and stop it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,7 @@ use crate::driver::conn::ConnCounters;
 use crate::driver::tls::TlsCounters;
 use crate::driver::ws::WsCounters;
 use crate::server::config::ServerConfig;
+use crate::server::forward::Forwarding;
 use crate::sip::transaction::Transport;
 
 struct Running {
@@ -23,12 +25,15 @@ struct Running {
     tls_counters: Arc<TlsCounters>,
     ws_counters: Arc<WsCounters>,
     conn_counters: Arc<ConnCounters>,
+    control: crate::driver::ControlHandle,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
 pub struct Server {
     cfg: ServerConfig,
     running: Mutex<Option<Running>>,
+    /// The users' call forwarding: the configuration's, then [`Server::set_forwarding`]'s.
+    forwarding: Mutex<BTreeMap<String, Forwarding>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -45,6 +50,7 @@ impl Server {
     /// is the zero-config server: UDP+TCP on 0.0.0.0:5060, demo users).
     pub fn new(cfg: ServerConfig) -> Server {
         Server {
+            forwarding: Mutex::new(cfg.forward.clone()),
             cfg,
             running: Mutex::new(None),
         }
@@ -77,8 +83,12 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| ApiError::Network(format!("runtime: {e}")))?;
+        let mut cfg = self.cfg.clone();
+        if let Ok(f) = self.forwarding.lock() {
+            cfg.forward = f.clone();
+        }
         let server = runtime
-            .block_on(BoundServer::bind(&self.cfg))
+            .block_on(BoundServer::bind(&cfg))
             .map_err(|e| match e {
                 crate::driver::DriverError::Config(c) => ApiError::InvalidArgument(c.to_string()),
                 other => ApiError::Network(other.to_string()),
@@ -89,6 +99,7 @@ impl Server {
         let relay = server.relay();
         let (tls_counters, ws_counters) = (server.tls_counters(), server.ws_counters());
         let conn_counters = server.conn_counters();
+        let control = server.control();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -103,6 +114,7 @@ impl Server {
             tls_counters,
             ws_counters,
             conn_counters,
+            control,
         });
         Ok(())
     }
@@ -193,8 +205,173 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sets (`Some`) or clears (`None`) call forwarding for `user` (the user part of the
+    /// AOR, e.g. `"bob"`): unconditional, on busy (486/600), on no answer after
+    /// `no_answer_s` seconds (default 20) — see [`crate::server::forward`]. Takes effect at
+    /// once when running (for calls that start after it; a ringing call uses the rule set
+    /// when it ends) and is kept across [`Server::stop`]/[`Server::start`]; it replaces the
+    /// config file's `[forward.<user>]` for this server object (the file is not written).
+    /// Errors: [`ApiError::InvalidArgument`] (an empty user, a target that is neither a
+    /// `sip:`/`sips:` URI with a user nor a user name, `no_answer_s` outside 1..=180),
+    /// [`ApiError::InvalidState`] (the running server's control queue is full or it stopped).
+    pub fn set_forwarding(
+        &self,
+        user: &str,
+        forwarding: Option<Forwarding>,
+    ) -> Result<(), ApiError> {
+        if user.is_empty() || user.contains(char::is_whitespace) {
+            return Err(ApiError::InvalidArgument(format!("user {user:?}")));
+        }
+        let rule = forwarding
+            .as_ref()
+            .map(Forwarding::rule)
+            .transpose()
+            .map_err(ApiError::InvalidArgument)?;
+        // The same lock order as `start`: running, then forwarding.
+        let running = self.running.lock().map_err(|_| ApiError::Shutdown)?;
+        let mut table = self.forwarding.lock().map_err(|_| ApiError::Shutdown)?;
+        if let Some(r) = running.as_ref() {
+            r.control
+                .set_forwarding(user, rule)
+                .map_err(ApiError::InvalidState)?;
+        }
+        match forwarding {
+            Some(f) => table.insert(user.to_string(), f),
+            None => table.remove(user),
+        };
+        Ok(())
+    }
+
+    /// The call forwarding of `user`, if any (the configuration's or the last
+    /// [`Server::set_forwarding`]'s).
+    pub fn forwarding(&self, user: &str) -> Option<Forwarding> {
+        self.forwarding.lock().ok()?.get(user).cloned()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    fn invite(n: u32, from: SocketAddr, server: SocketAddr) -> String {
+        format!(
+            "INVITE sip:bob@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bKapi{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:alice@{server}>;tag=a{n}\r\nTo: <sip:bob@{server}>\r\n\
+             Call-ID: api{n}@test\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{from}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Registers carol from `sock`, answering the 401.
+    fn register(sock: &UdpSocket, server: SocketAddr) {
+        use crate::sip::msg::{Auth, HeaderName, Limits, Message};
+        let me = sock.local_addr().unwrap();
+        let reg = |cseq: u32, auth: &str| {
+            format!(
+                "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKreg{cseq}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:carol@{server}>;tag=r\r\nTo: <sip:carol@{server}>\r\n\
+                 Call-ID: reg@test\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:carol@{me}>\r\n{auth}\
+                 Expires: 600\r\nContent-Length: 0\r\n\r\n"
+            )
+        };
+        sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        sock.send(reg(1, "").as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).unwrap();
+        let Ok(Message::Response(r401)) =
+            Message::parse(bytes::Bytes::copy_from_slice(&buf[..n]), &Limits::default())
+        else {
+            panic!("no 401");
+        };
+        let ch = r401.headers.get(&HeaderName::WwwAuthenticate).unwrap();
+        let auth = Auth::parse(ch).unwrap();
+        let uri = format!("sip:{server}");
+        let authz =
+            crate::auth::authorization_value(&auth, "carol", "cpw", "REGISTER", &uri, 1, "c1")
+                .unwrap();
+        sock.send(reg(2, &format!("Authorization: {authz}\r\n")).as_bytes())
+            .unwrap();
+        let n = sock.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200"));
+    }
+
+    /// The first lines of the datagrams `sock` receives until one satisfies `want` (then
+    /// true) or 5 s pass (then false).
+    fn wait_for(sock: &UdpSocket, want: impl Fn(&str) -> bool) -> (bool, Vec<String>) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok(n) = sock.recv(&mut buf) else { break };
+            let text = String::from_utf8_lossy(&buf[..n]).to_string();
+            let line = text.lines().next().unwrap_or("").to_string();
+            let hit = want(&line);
+            seen.push(line);
+            if hit {
+                return (true, seen);
+            }
+        }
+        (false, seen)
+    }
+
+    /// Forwarding set through the API reaches the running core: bob (no binding) is 480
+    /// before, and after `set_forwarding` his call goes to the target; bad rules are refused.
+    #[test]
+    fn set_forwarding_applies_to_the_running_server() {
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            invite_auth: false,
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            users: [("bob", "bpw"), ("carol", "cpw")]
+                .into_iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(cfg);
+        let bad = Forwarding {
+            unconditional: Some("tel:+1555".into()),
+            ..Forwarding::default()
+        };
+        assert!(matches!(
+            server.set_forwarding("bob", Some(bad)),
+            Err(ApiError::InvalidArgument(_))
+        ));
+        server.start().unwrap();
+        let addr = server.local_addrs()[0].1;
+        let alice = UdpSocket::bind("127.0.0.1:0").unwrap();
+        alice.connect(addr).unwrap();
+        let from = alice.local_addr().unwrap();
+        alice.send(invite(1, from, addr).as_bytes()).unwrap();
+        let (ok, lines) = wait_for(&alice, |l| l.starts_with("SIP/2.0 480"));
+        assert!(ok, "{lines:?}");
+
+        // carol registers (answering the digest challenge); bob's calls will go to her.
+        let carol = UdpSocket::bind("127.0.0.1:0").unwrap();
+        carol.connect(addr).unwrap();
+        register(&carol, addr);
+        let f = Forwarding {
+            unconditional: Some("carol".into()),
+            ..Forwarding::default()
+        };
+        server.set_forwarding("bob", Some(f.clone())).unwrap();
+        assert_eq!(server.forwarding("bob"), Some(f));
+        alice.send(invite(2, from, addr).as_bytes()).unwrap();
+        let (ok, lines) = wait_for(&carol, |l| l.starts_with("INVITE sip:carol@"));
+        assert!(ok, "{lines:?}");
+        server.set_forwarding("bob", None).unwrap();
+        assert_eq!(server.forwarding("bob"), None);
+        server.stop();
     }
 }

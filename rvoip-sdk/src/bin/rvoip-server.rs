@@ -38,6 +38,13 @@ struct Args {
     /// Do not challenge (407) INVITE/MESSAGE/SUBSCRIBE from local users.
     #[arg(long)]
     no_invite_auth: bool,
+    /// Redirect server: answer an INVITE for a local user 302 with its bindings (or its
+    /// unconditional forward target) instead of proxying it.
+    #[arg(long)]
+    redirect: bool,
+    /// Do not store MESSAGEs for users without a binding (RFC 3428 offline messages).
+    #[arg(long)]
+    no_offline_messages: bool,
     /// Digest algorithms offered in challenges, preferred first: `md5`, `sha-256,md5`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     digest_algorithms: Vec<String>,
@@ -144,6 +151,8 @@ fn main() -> ExitCode {
     if args.no_invite_auth {
         cfg.invite_auth = false;
     }
+    cfg.redirect |= args.redirect;
+    cfg.offline_messages &= !args.no_offline_messages;
     if !args.digest_algorithms.is_empty() {
         match rvoip_sdk::server::config::parse_algorithms(&args.digest_algorithms) {
             Ok(a) => cfg.digest_algorithms = a,
@@ -247,6 +256,9 @@ fn main() -> ExitCode {
             server.domain(),
             if cfg.invite_auth { "on" } else { "off" }
         );
+        if cfg.redirect {
+            println!("redirect mode: INVITEs for local users are answered 302");
+        }
         // The event loop runs as a task, not as the `block_on` future: a socket task waking it
         // then just queues it, where waking the `block_on` future makes the current-thread
         // scheduler poll the I/O driver once more (an extra `epoll_wait`) per wake-up.

@@ -102,6 +102,41 @@ pub(crate) enum Inbound {
     },
 }
 
+/// A change to the running core, from the app ([`ControlHandle`]).
+#[derive(Debug)]
+enum Control {
+    /// Sets or clears a user's call forwarding.
+    SetForwarding(String, Option<crate::server::forward::ForwardRule>),
+}
+
+/// Most control changes waiting for the event task.
+const CONTROL_QUEUE: usize = 256;
+
+/// Changes the running server's state from another thread (an app's
+/// [`crate::api::Server`]). Cloneable; a handle to a stopped server fails.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    tx: mpsc::Sender<Control>,
+}
+
+impl ControlHandle {
+    /// Sets (`Some`) or clears (`None`) `user`'s call forwarding in the running core; applied
+    /// before the next message is handled. Errors: the server stopped, or 256 changes are
+    /// already waiting (the message says which).
+    pub fn set_forwarding(
+        &self,
+        user: &str,
+        rule: Option<crate::server::forward::ForwardRule>,
+    ) -> Result<(), String> {
+        self.tx
+            .try_send(Control::SetForwarding(user.to_string(), rule))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => "too many pending changes".to_string(),
+                mpsc::error::TrySendError::Closed(_) => "server stopped".to_string(),
+            })
+    }
+}
+
 /// A server whose sockets are bound but whose event loop has not started yet.
 pub struct BoundServer {
     core: ServerCore,
@@ -124,6 +159,8 @@ pub struct BoundServer {
     ws_counters: Arc<ws::WsCounters>,
     /// The DNS server for RFC 3263 lookups (`None`: the system's configuration).
     dns_server: Option<SocketAddr>,
+    /// Changes from the app ([`BoundServer::control`]).
+    control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
 }
 
 impl BoundServer {
@@ -134,6 +171,7 @@ impl BoundServer {
             return Err(DriverError::NoListen);
         }
         let users = cfg.load_users()?;
+        cfg.forward_rules()?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut tls = Vec::new();
@@ -241,6 +279,7 @@ impl BoundServer {
             tls_counters: Arc::default(),
             ws_counters: Arc::default(),
             dns_server: cfg.dns_server,
+            control: mpsc::channel(CONTROL_QUEUE),
         })
     }
 
@@ -281,6 +320,13 @@ impl BoundServer {
         &self.core.local().domain
     }
 
+    /// A handle to change the running server's state (call forwarding) from another thread.
+    pub fn control(&self) -> ControlHandle {
+        ControlHandle {
+            tx: self.control.0.clone(),
+        }
+    }
+
     /// How many user accounts were loaded.
     pub fn user_count(&self) -> usize {
         self.users
@@ -303,8 +349,11 @@ impl BoundServer {
             tls_counters,
             ws_counters,
             dns_server,
+            control: (control_tx, mut control_rx),
             ..
         } = self;
+        // Handles keep working only while the loop runs: ours goes with it.
+        drop(control_tx);
         let mut dns = Dns::new(dns_server);
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
@@ -402,6 +451,11 @@ impl BoundServer {
                         }
                     }
                     lag.record(Step::Inbound, now);
+                }
+                Some(c) = control_rx.recv() => {
+                    match c {
+                        Control::SetForwarding(user, rule) => core.set_forwarding(&user, rule),
+                    }
                 }
                 _ = &mut sleep => {
                     deadline = None;

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::media::record::{MAX_RATE_HZ, MIN_RATE_HZ, StereoRecorder};
 use crate::media::relay::Side;
 use crate::sdp::AudioCodec;
+use crate::sip::msg::civil_from_days;
 
 /// Packets the queue to the recorder thread holds at most (about 40 s of one call's two
 /// 20 ms streams, or 400 ms of 100 calls'); more are dropped and counted.
@@ -413,25 +414,6 @@ fn utc_stamp(wall: SystemTime) -> String {
         of_day % 3600 / 60,
         of_day % 60
     )
-}
-
-/// The proleptic Gregorian (year, month 1..=12, day 1..=31) of `days` since 1970-01-01.
-///
-/// Howard Hinnant's `civil_from_days` ("chrono-Compatible Low-Level Date Algorithms"): shift
-/// the epoch to 0000-03-01 so that the leap day ends a year, split into 400-year eras of
-/// 146097 days, then year of era, day of year (from March) and month by the 153-day five-month
-/// cycle. Integer arithmetic only; exact for every `i64` day within ±2^60.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // day of era, 0..=146096
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // year of era, 0..=399
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of year from March 1, 0..=365
-    let mp = (5 * doy + 2) / 153; // month from March, 0..=11
-    let day = doy - (153 * mp + 2) / 5 + 1; // 1..=31
-    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // 1..=12
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
 }
 
 /// What a [`Fuse`] and its recording share: whether the recording stopped, and the file's size.

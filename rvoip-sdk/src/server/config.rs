@@ -154,6 +154,25 @@ pub struct ServerConfig {
     pub users_file: Option<PathBuf>,
     /// Users given inline in the TOML file: `[users] alice = "secret"`.
     pub users: std::collections::BTreeMap<String, String>,
+    /// Call forwarding per user: `[forward.bob]` with `unconditional`, `busy`, `no_answer`
+    /// (targets: `sip:` URIs or user names of this domain) and `no_answer_s` (default 20). See
+    /// [`crate::server::forward`].
+    pub forward: std::collections::BTreeMap<String, crate::server::forward::Forwarding>,
+    /// Most diversions in one call's chain (its Diversion headers); past it 480. Default 5.
+    pub forward_max_chain: u32,
+    /// Redirect server mode (RFC 3261 §8.3): an INVITE for a local user is answered 302 with
+    /// the user's bindings as Contacts (q and expires), or its unconditional forward target,
+    /// instead of being proxied. Other requests are proxied as usual. Default false.
+    pub redirect: bool,
+    /// Store a MESSAGE (RFC 3428) for a known user without a binding and deliver it at the
+    /// user's next REGISTER (answer 202). Default true.
+    pub offline_messages: bool,
+    /// Most stored messages per user; past it (or `offline_max_bytes`) 486. Default 50.
+    pub offline_max_messages: usize,
+    /// Most stored body bytes per user. Default 262144 (256 KiB).
+    pub offline_max_bytes: usize,
+    /// How long a stored message is kept, in seconds. Default 604800 (7 days).
+    pub offline_ttl_s: u64,
     /// One credential may register and call as any AOR of the domain (Kamailio's lax mode).
     pub lax_auth_user: bool,
     /// Challenge (407) INVITE, MESSAGE and SUBSCRIBE whose From is a local user. Default true.
@@ -321,6 +340,13 @@ impl Default for ServerConfig {
             advertise: None,
             users_file: None,
             users: Default::default(),
+            forward: Default::default(),
+            forward_max_chain: crate::server::forward::DEFAULT_MAX_CHAIN,
+            redirect: false,
+            offline_messages: true,
+            offline_max_messages: 50,
+            offline_max_bytes: 256 << 10,
+            offline_ttl_s: 7 * 86_400,
             lax_auth_user: false,
             invite_auth: true,
             digest_algorithms: vec![Algorithm::Md5],
@@ -391,6 +417,21 @@ impl ServerConfig {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })
+    }
+
+    /// The checked forwarding rules of `[forward.<user>]`. Errors: [`ConfigError::Invalid`] (a
+    /// bad target or `no_answer_s`).
+    pub fn forward_rules(
+        &self,
+    ) -> Result<Vec<(String, crate::server::forward::ForwardRule)>, ConfigError> {
+        self.forward
+            .iter()
+            .map(|(user, f)| {
+                f.rule()
+                    .map(|r| (user.clone(), r))
+                    .map_err(|e| ConfigError::Invalid(format!("[forward.{user}]: {e}")))
+            })
+            .collect()
     }
 
     /// The (user, password) pairs to serve: the users file, then inline users; the demo users if
@@ -481,6 +522,21 @@ mod tests {
             c.users.get("alice").map(String::as_str),
             Some("alice-secret")
         );
+    }
+
+    #[test]
+    fn forward_tables_parse_and_bad_targets_fail() {
+        let c: ServerConfig = toml::from_str(
+            "redirect = true\n[forward.bob]\nbusy = \"carol\"\nno_answer = \"sip:vm@example.com\"\nno_answer_s = 3\n",
+        )
+        .unwrap();
+        assert!(c.redirect);
+        let rules = c.forward_rules().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].1.no_answer_after.as_secs(), 3);
+        let c: ServerConfig = toml::from_str("[forward.bob]\nbusy = \"tel:1\"\n").unwrap();
+        assert!(c.forward_rules().is_err());
+        assert!(toml::from_str::<ServerConfig>("[forward.bob]\nbusyy = \"x\"\n").is_err());
     }
 
     #[test]

@@ -22,6 +22,8 @@ use bytes::Bytes;
 
 mod auth;
 mod conference;
+mod forward;
+mod messages;
 mod outbound;
 mod users;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
@@ -74,6 +76,14 @@ pub struct ServerCore {
     lookups: outbound::Lookups,
     /// Conference rooms' member dialogs (the server as UAS).
     conferences: conference::Conferences,
+    /// The users' call forwarding ([`crate::server::forward`]).
+    forwarding: crate::server::forward::ForwardTable,
+    /// Most diversions in one call's chain.
+    forward_max_chain: u32,
+    /// Redirect server mode (302 instead of proxying INVITEs to local users).
+    redirect: bool,
+    /// Offline instant messages ([`crate::server::offline`]).
+    offline: messages::Offline,
     /// Counters.
     pub stats: Stats,
 }
@@ -145,6 +155,21 @@ impl ServerCore {
             record_users: cfg.record_users.iter().cloned().collect(),
             lookups: outbound::Lookups::default(),
             conferences: conference::Conferences::new(cfg),
+            forwarding: forward::forward_table(cfg),
+            forward_max_chain: cfg.forward_max_chain,
+            redirect: cfg.redirect,
+            offline: messages::Offline {
+                store: cfg.offline_messages.then(|| {
+                    Box::new(crate::server::offline::MemoryStore::new(
+                        crate::server::offline::OfflineLimits {
+                            max_messages: cfg.offline_max_messages,
+                            max_bytes: cfg.offline_max_bytes,
+                            ttl_s: cfg.offline_ttl_s,
+                        },
+                    )) as Box<dyn crate::server::offline::MessageStore>
+                }),
+                in_flight: Default::default(),
+            },
             stats: Stats::default(),
         }
     }
@@ -268,6 +293,7 @@ impl ServerCore {
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             self.guard.sweep(now);
+            self.expire_offline(now);
             if n > 0 {
                 tracing::debug!(expired = n, "swept bindings");
             }
@@ -298,6 +324,17 @@ impl ServerCore {
     }
 
     fn drain_events(&mut self, now: Instant) {
+        loop {
+            self.drain_tx_events(now);
+            // Calls the proxy gave back for forwarding (busy, no answer) start new branches.
+            if !self.proxy.has_diverted() {
+                break;
+            }
+            self.run_diversions(now);
+        }
+    }
+
+    fn drain_tx_events(&mut self, now: Instant) {
         while let Some(ev) = self.tl.poll_event() {
             match ev {
                 TxEvent::Request {
@@ -319,10 +356,16 @@ impl ServerCore {
                     proxy.ack(&mut io, now, req, source, transport)
                 }
                 TxEvent::Response { tx, resp } => {
+                    if self.delivery_outcome(tx, Some(resp.status)) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     proxy.on_response(&mut io, now, tx, resp)
                 }
                 TxEvent::Timeout { tx } => {
+                    if self.delivery_outcome(tx, None) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     proxy.on_branch_timeout(&mut io, now, tx)
                 }
@@ -333,6 +376,9 @@ impl ServerCore {
                     request,
                     reason,
                 } => {
+                    if self.delivery_outcome(tx, None) {
+                        continue;
+                    }
                     let (proxy, mut io) = self.io();
                     match request {
                         Some(req) => {

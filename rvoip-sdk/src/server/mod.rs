@@ -2,9 +2,11 @@
 
 pub mod config;
 pub mod core;
+pub mod forward;
 pub mod guard;
 pub mod local;
 pub mod location;
+pub mod offline;
 pub mod ng;
 pub mod proxy;
 pub mod registrar;

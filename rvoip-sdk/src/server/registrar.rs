@@ -74,7 +74,7 @@ pub fn parse_q(s: &str) -> Option<u16> {
 }
 
 /// Formats `q * 1000` as a q-value (`0.5`, `0.125`, `1`).
-fn format_q(q: u16) -> String {
+pub(crate) fn format_q(q: u16) -> String {
     if q >= 1000 {
         return "1".to_owned();
     }

@@ -40,6 +40,14 @@ pub struct Stats {
     /// Requests refused with 503 because their source, or all sources, hold too many
     /// transactions or bytes (`max_transactions_per_source`, `max_held_bytes*`).
     pub overloaded: u64,
+    /// Calls sent on to a user's call forwarding target (each diversion counts once).
+    pub diverted: u64,
+    /// INVITEs answered 302 in redirect mode.
+    pub redirected: u64,
+    /// MESSAGEs stored for a user without a binding (202 Accepted).
+    pub offline_stored: u64,
+    /// Stored MESSAGEs delivered (2xx) at the user's REGISTER.
+    pub offline_delivered: u64,
     /// Replies to UDP requests cut down to the top Via so as not to be larger than the request.
     pub replies_trimmed: u64,
     /// Replies to UDP requests not sent because even cut down they were larger than the

@@ -737,3 +737,9 @@ fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
 mod outbound;
 
 mod guard;
+
+mod forward;
+
+mod redirect;
+
+mod offline;

@@ -119,13 +119,18 @@ impl ServerCore {
             return;
         }
         let resp = self.registrar.handle_register(now, &req, source, transport);
-        if resp.status == 200 {
+        let ok = resp.status == 200;
+        if ok {
             self.stats.registrations += 1;
             if transport.is_reliable() && self.new_flows.len() < MAX_NEW_FLOWS {
                 self.new_flows.push(source);
             }
         }
         reply::send_authenticated_response(&mut self.tl, &mut self.stats, now, tx, resp);
+        if ok {
+            // Offline messages go to the binding this REGISTER made (RFC 3428).
+            self.deliver_offline(now, &aor_user, source);
+        }
     }
 }
 

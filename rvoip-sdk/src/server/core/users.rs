@@ -1,7 +1,7 @@
 //! Requests for this server's own domain (RFC 3261 §16.5): authentication of local senders
 //! (407), the media checks a relaying proxy needs (415, 406), the location lookup of the
-//! Request-URI's user (404 unknown, 480 no binding) and the forwarding targets of a user's
-//! bindings (NAT and connection flows, TLS-only contacts); requests for other domains go on to
+//! Request-URI's user (404 unknown, 480 no binding, in [`super::forward`] with call forwarding)
+//! and the forwarding targets of a user's bindings (NAT and connection flows, TLS-only contacts); requests for other domains go on to
 //! [`super::outbound`].
 
 use std::net::SocketAddr;
@@ -109,21 +109,7 @@ impl ServerCore {
         if let Some(room) = self.conference_room(&req) {
             return self.conference_request(now, tx, req, source, transport, room, authenticated);
         }
-        let mut targets = self.proxy_targets(now, &user);
-        if req.uri.scheme == Scheme::Sips {
-            // RFC 3261 §26.2.2: only over TLS, i.e. bindings whose flow is TLS or WSS.
-            targets.retain(|t| t.transport.is_secure());
-        }
-        if targets.is_empty() {
-            // No user enumeration: to a sender that has not authenticated, an unknown user and
-            // a known user with no binding look the same (480). An authenticated local user
-            // learns which it is (404 or 480).
-            let known = self.auth.users().get(&user).is_some();
-            let status = if known || !authenticated { 480 } else { 404 };
-            return self.reply(now, tx, &req, status, vec![]);
-        }
-        let (proxy, mut io) = self.io();
-        proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);
+        self.route_local(now, tx, req, source, transport, loop_hash, authenticated);
     }
 
     /// The recording policy: every call (`record_calls`), or the calls of the users listed in
@@ -150,24 +136,26 @@ impl ServerCore {
             .lookup(user, now)
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
-            .map(|b| {
-                let (dest, transport) = match b.transport {
-                    Transport::Udp if !b.behind_nat => {
-                        route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
-                    }
-                    Transport::Udp => (b.source, Transport::Udp),
-                    // Stream bindings reuse the connection the REGISTER came on, over the
-                    // same transport.
-                    t => (b.source, t),
-                };
-                Target {
-                    uri: Some(b.contact.clone()),
-                    dest,
-                    transport,
-                    nat: b.behind_nat,
-                    alternates: Vec::new(),
-                }
-            })
+            .map(binding_target)
             .collect()
+    }
+}
+
+/// Where requests for binding `b` go (see [`ServerCore::proxy_targets`]).
+pub(super) fn binding_target(b: &crate::server::location::Binding) -> Target {
+    let (dest, transport) = match b.transport {
+        Transport::Udp if !b.behind_nat => {
+            route::resolve(&b.contact).unwrap_or((b.source, Transport::Udp))
+        }
+        Transport::Udp => (b.source, Transport::Udp),
+        // Stream bindings reuse the connection the REGISTER came on, over the same transport.
+        t => (b.source, t),
+    };
+    Target {
+        uri: Some(b.contact.clone()),
+        dest,
+        transport,
+        nat: b.behind_nat,
+        alternates: Vec::new(),
     }
 }

@@ -6,7 +6,7 @@ use super::*;
 impl Proxy {
     /// Adds Max-Forwards, Record-Route (if asked) and our Via to a request about to be forwarded
     /// (§16.6 steps 3, 4, 8). Returns the branch used.
-    pub(super) fn prepare_forward(
+    pub(crate) fn prepare_forward(
         io: &mut Io<'_>,
         req: &mut Request,
         in_t: Transport,
@@ -173,6 +173,7 @@ impl Proxy {
             sender,
             initial,
             head: response_head(&req),
+            divert: None,
         };
         for (index, t, mut copy) in copies {
             // A copy is kept for RFC 3263 failover, and for an initial offer the media hook

@@ -10,6 +10,7 @@
 
 pub mod anchor;
 pub mod dialogs;
+mod divert;
 mod forward;
 pub mod media;
 mod responses;
@@ -18,7 +19,7 @@ mod timers;
 mod transcoding;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ use bytes::Bytes;
 
 use self::dialogs::BranchInfo;
 pub use self::dialogs::{CallRecord, Dialogs, PartyInfo};
+pub use self::divert::DivertCause;
+pub(crate) use self::divert::{DivertWatch, Diverted};
 pub use self::media::{ConferenceEvent, EndReason, MediaHook, NoMedia, Party, SdpPassage};
 use self::route::{fnv, pop_own_routes, rank, transport_token, via_destination};
 pub use self::route::{is_private, loop_hash, plaintext_reachable, resolve, sender_behind_nat};
@@ -127,6 +130,8 @@ struct Context {
     /// The request's Via, From, To, Call-ID and CSeq, to answer it ourselves (408): the
     /// transaction layer drops its copy of the request once a provisional response went out.
     head: Request,
+    /// Call forwarding on busy / no answer watching this INVITE ([`divert`]).
+    divert: Option<Box<DivertWatch>>,
 }
 
 /// Timer C: an INVITE branch that rings longer than this is cancelled (RFC 3261 §16.6: > 3 min).
@@ -145,6 +150,10 @@ pub struct Proxy {
     dialogs: Dialogs,
     media: Box<dyn MediaHook>,
     next_sweep: Option<Instant>,
+    /// No-answer forwarding deadlines; stale entries are skipped as for Timer C.
+    no_answer: BinaryHeap<Reverse<(Instant, ServerTxId)>>,
+    /// Calls given back to the core for forwarding ([`Proxy::poll_diverted`]).
+    diverted: VecDeque<Diverted>,
 }
 
 impl Default for Proxy {
@@ -229,6 +238,8 @@ impl Proxy {
             dialogs: Dialogs::default(),
             media,
             next_sweep: None,
+            no_answer: BinaryHeap::new(),
+            diverted: VecDeque::new(),
         }
     }
 
@@ -254,6 +265,7 @@ impl Proxy {
             self.timer_c.peek().map(|Reverse((t, _))| *t),
             self.media.poll_timeout(),
             self.next_sweep,
+            self.no_answer_timeout(),
         ]
         .into_iter()
         .flatten()

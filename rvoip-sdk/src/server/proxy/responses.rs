@@ -150,6 +150,9 @@ impl Proxy {
         if status == 488 && self.try_widened_offer(io, now, stx, bi) {
             return;
         }
+        if status == 600 && self.busy_everywhere(io, now, stx, bi, &resp) {
+            return;
+        }
         let Some(ctx) = self.contexts.get_mut(&stx) else {
             return;
         };
@@ -187,7 +190,7 @@ impl Proxy {
     }
 
     /// A branch of the initial INVITE ended without a 2xx.
-    fn branch_failed(&mut self, now: Instant, stx: ServerTxId, bi: usize) {
+    pub(super) fn branch_failed(&mut self, now: Instant, stx: ServerTxId, bi: usize) {
         if let Some(ctx) = self.contexts.get(&stx) {
             if let (true, Some(b)) = (ctx.initial, ctx.branches.get(bi)) {
                 let (call_id, index) = (ctx.call_id.clone(), b.index);
@@ -264,13 +267,16 @@ impl Proxy {
         if !ctx.final_sent {
             self.call_failed(now, stx);
         }
-        let Some(ctx) = self.contexts.remove(&stx) else {
+        let Some(mut ctx) = self.contexts.remove(&stx) else {
             return;
         };
         for b in &ctx.branches {
             self.branch_owner.remove(&b.tx);
         }
         if ctx.final_sent {
+            return;
+        }
+        if self.divert_finished(stx, ctx.divert.take(), &ctx.best) {
             return;
         }
         match ctx.best {

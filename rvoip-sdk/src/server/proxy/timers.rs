@@ -8,6 +8,7 @@ impl Proxy {
     /// both sides) and the sweep of idle call records.
     pub(crate) fn handle_timeout(&mut self, io: &mut Io<'_>, now: Instant) {
         self.run_timer_c(io, now);
+        self.run_no_answer(io, now);
         self.media.handle_timeout(now);
         while let Some(call_id) = self.media.poll_media_timeout() {
             self.end_call_for_media_timeout(io, now, &call_id);
@@ -38,6 +39,7 @@ impl Proxy {
             }
             ctx.timer_c = None;
             ctx.cancelled = true;
+            ctx.divert = None;
             let mut to_cancel = Vec::new();
             let mut give_up = Vec::new();
             for b in ctx.branches.iter_mut().filter(|b| !b.done) {
@@ -196,6 +198,10 @@ impl Proxy {
         io.reply(now, tx, &req, 200, vec![]);
         if io.tl.server_is_final(inv) {
             return;
+        }
+        // The caller gave up: no forwarding either.
+        if let Some(ctx) = self.contexts.get_mut(&inv) {
+            ctx.divert = None;
         }
         let pending = self.contexts.get(&inv).is_some_and(|c| !c.final_sent);
         if pending {

@@ -154,6 +154,8 @@ header_names! {
     SipETag => "SIP-ETag";
     /// SIP-If-Match (RFC 3903 §11.3.2).
     SipIfMatch => "SIP-If-Match";
+    /// Diversion (RFC 5806): where a call was forwarded from, and why.
+    Diversion => "Diversion";
 }
 
 impl HeaderName {
@@ -173,6 +175,7 @@ impl HeaderName {
                 | HeaderName::Unsupported
                 | HeaderName::Allow
                 | HeaderName::Path
+                | HeaderName::Diversion
         )
     }
 

@@ -12,6 +12,7 @@
 //! becomes a 400 (or 505) instead of a panic; [`error_response`] builds that response for input
 //! that did not parse at all. [`frame`] splits a TCP stream into messages (§18.3) — see `shared/conformance/rfc4475/MANIFEST.tsv`.
 
+mod date;
 mod header;
 mod parse;
 mod serialize;
@@ -22,6 +23,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use date::{civil_from_days, sip_date};
 pub use header::{Header, HeaderName, Headers};
 pub use parse::{Frame, Limits, ParseError, ParseErrorKind, frame};
 pub use typed::{Auth, CSeq, NameAddr, Params, Via};
