@@ -119,6 +119,13 @@ pub struct ControlHandle {
     tx: mpsc::Sender<Control>,
 }
 
+/// Applies one change from the app to the running core.
+fn apply_control(core: &mut ServerCore, c: Control) {
+    match c {
+        Control::SetForwarding(user, rule) => core.set_forwarding(&user, rule),
+    }
+}
+
 impl ControlHandle {
     /// Sets (`Some`) or clears (`None`) `user`'s call forwarding in the running core; applied
     /// before the next message is handled. Errors: the server stopped, or 256 changes are
@@ -430,6 +437,11 @@ impl BoundServer {
                                         continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
                                     }
                                     let data = Bytes::copy_from_slice(datagram);
+                                    // Changes the app made before this datagram arrived apply
+                                    // to it (the control branch may not have run yet).
+                                    while let Ok(c) = control_rx.try_recv() {
+                                        apply_control(&mut core, c);
+                                    }
                                     core.handle_datagram(now, data, source, Transport::Udp);
                                 }
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -443,6 +455,9 @@ impl BoundServer {
                 m = rx.recv() => {
                     let Some(m) = m else { break };
                     let now = std::time::Instant::now();
+                    while let Ok(c) = control_rx.try_recv() {
+                        apply_control(&mut core, c);
+                    }
                     handle_inbound(&mut out, &mut core, now, m);
                     for _ in 0..256 {
                         match rx.try_recv() {
@@ -452,11 +467,7 @@ impl BoundServer {
                     }
                     lag.record(Step::Inbound, now);
                 }
-                Some(c) = control_rx.recv() => {
-                    match c {
-                        Control::SetForwarding(user, rule) => core.set_forwarding(&user, rule),
-                    }
-                }
+                Some(c) = control_rx.recv() => apply_control(&mut core, c),
                 _ = &mut sleep => {
                     deadline = None;
                     let now = std::time::Instant::now();
