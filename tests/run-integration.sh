@@ -29,7 +29,7 @@ RVOIP_SERVER=${RVOIP_SERVER:-$ROOT/target/release/rvoip-server}
 OUTROOT=$ROOT/tests/out
 mkdir -p "$OUTROOT"
 
-ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode record conference ng-compare kamailio-ng"
+ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk sdk-pjsip-features nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode record conference ng-compare kamailio-ng"
 # tests that start their own servers (rtpengine ng relay, Kamailio): no framework server around them
 NO_SERVER_TESTS="ng-compare kamailio-ng"
 TESTS=${*:-$ALL_TESTS}

@@ -29,6 +29,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+mod features;
+use features::{FeatureArgs, Features};
 use rvoip_sdk::api::{
     AccountOptions, AudioCodec, AudioSink, AudioSource, CallOptions, CallState, Endpoint,
     EndpointConfig, Event, RegistrationState, SrtpConfig, SrtpKeying, SrtpPolicy, TlsOptions,
@@ -135,6 +138,8 @@ struct Args {
     /// Output device id (audio-device feature; see --list-devices).
     #[arg(long)]
     output_device: Option<String>,
+    #[command(flatten)]
+    features: FeatureArgs,
 }
 
 const RECORD_RATE: u32 = 16_000;
@@ -303,7 +308,7 @@ fn run(args: &Args) -> Result<bool, String> {
             .collect::<Result<_, _>>()?;
     }
     let ep = Endpoint::new(cfg).map_err(|e| e.to_string())?;
-    let capture = SharedSink::new(RECORD_RATE);
+    let mut capture = SharedSink::new(RECORD_RATE);
     let start = Instant::now();
     let say = |what: &str| println!("[{:7.3}] {what}", start.elapsed().as_secs_f64());
     say(&format!("listening on {:?}", ep.local_addrs()));
@@ -314,6 +319,9 @@ fn run(args: &Args) -> Result<bool, String> {
             let mut o = AccountOptions::new(aor, &args.password);
             o.server = args.server.clone();
             o.srtp = srtp;
+            if args.features.dtmf_info {
+                o.dtmf_mode = rvoip_sdk::api::DtmfMode::SipInfo;
+            }
             if args.tcp {
                 o.transport = Transport::Tcp;
             }
@@ -348,6 +356,11 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         None => None,
     };
+    let mut feats = Features::default();
+    if let Some(a) = &account {
+        feats.start(&args.features, a, &say);
+    }
+    let session = Features::wants_session(&args.features);
 
     let mut call = match &args.call {
         Some(target) => {
@@ -361,7 +374,7 @@ fn run(args: &Args) -> Result<bool, String> {
             say(&format!("calling {target}"));
             Some(c)
         }
-        None if args.auto_answer || args.reject.is_some() => {
+        None if args.auto_answer || args.reject.is_some() || session => {
             say("waiting for a call");
             None
         }
@@ -379,12 +392,49 @@ fn run(args: &Args) -> Result<bool, String> {
     let mut ok = false;
     let mut last_activity = Instant::now();
     let mut hung_up = false;
+    let mut hung_up_at: Option<Instant> = None;
     // The call's statistics: the periodic and final `Statistics` events, or before our hangup.
     let mut last_stats: Option<rvoip_sdk::api::CallStats> = None;
+    let deadline = Instant::now() + timeout;
     loop {
+        if session && call.is_none() && !args.auto_answer && feats.session_done(&args.features) {
+            say("all expected events seen");
+            ok = true;
+            break;
+        }
+        if session && call.is_none() && Instant::now() > deadline {
+            say("timed out");
+            break;
+        }
         let ev = ep.next_event(Duration::from_millis(50));
         if let Some(ev) = ev {
             last_activity = Instant::now();
+            let fresh = SharedSink::new(RECORD_RATE);
+            let new_call = feats.on_event(
+                &args.features,
+                &ep,
+                &ev,
+                || CallOptions {
+                    source: source(args).ok().flatten(),
+                    sink: sink(args, &fresh).ok().flatten(),
+                },
+                &say,
+            );
+            if feats.take_hangup() {
+                if let Some(c) = call.as_ref() {
+                    say("transfer done: hanging up the transferred call");
+                    hung_up = true;
+                    let _ = c.hangup();
+                }
+            }
+            if let Some(c) = new_call {
+                // Follow the transfer's new call: its audio is what --expect-tone checks.
+                capture = fresh;
+                call = Some(c);
+                connected_at = None;
+                dtmf_sent = false;
+                hung_up = false;
+            }
             if let Event::Statistics { stats, .. } = &ev {
                 last_stats = Some(stats.clone());
             }
@@ -470,6 +520,7 @@ fn run(args: &Args) -> Result<bool, String> {
             }
         }
         if let (Some(at), Some(c)) = (connected_at, call.as_ref()) {
+            feats.on_connected_tick(&args.features, c, at.elapsed().as_secs_f64(), &say);
             if !dtmf_sent && at.elapsed() >= Duration::from_millis(500) {
                 if let Some(d) = &args.dtmf {
                     match c.send_dtmf(d) {
@@ -486,9 +537,14 @@ fn run(args: &Args) -> Result<bool, String> {
                 }
                 say("hanging up");
                 hung_up = true;
-                if c.hangup().is_err() {
-                    break;
-                }
+                hung_up_at = Some(Instant::now());
+                // An error means the call ended already (the peer's BYE crossed ours): its
+                // Ended event is queued and ends the loop.
+                let _ = c.hangup();
+            }
+            if hung_up_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+                say("no end of call after our hangup");
+                break;
             }
         } else if connected_at.is_none() && last_activity.elapsed() > timeout {
             say("timed out");
@@ -502,6 +558,7 @@ fn run(args: &Args) -> Result<bool, String> {
     let end = Instant::now() + Duration::from_millis(300);
     while let Some(ev) = ep.next_event(end.saturating_duration_since(Instant::now())) {
         say(&format!("{ev:?}"));
+        let _ = feats.on_event(&args.features, &ep, &ev, CallOptions::default, &say);
     }
     if let Some(a) = &account {
         let _ = a.unregister();
@@ -520,6 +577,8 @@ fn run(args: &Args) -> Result<bool, String> {
         }
     }
     ep.shutdown();
+    let feats_ok = feats.check(&args.features, &say);
+    let ok = ok && feats_ok;
     let mut srtp_ok = true;
     if let Some(want) = &args.expect_srtp {
         let st = last_stats.unwrap_or_default();
