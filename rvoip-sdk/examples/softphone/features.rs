@@ -49,6 +49,10 @@ pub struct FeatureArgs {
     /// e.g. `ringing,in-call`.
     #[arg(long, value_delimiter = ',', requires = "blf")]
     pub expect_line: Vec<String>,
+    /// Let incoming calls ring, never answering them (for no-answer forwarding); the run lasts
+    /// --timeout seconds.
+    #[arg(long)]
+    pub ring_only: bool,
     /// Publish our presence once registered: online with this RPID activity (e.g. `away`, with
     /// the note `Away`), or `closed`; succeed only if the server accepts it.
     #[arg(long)]
@@ -83,6 +87,7 @@ impl Features {
             || a.subscribe.is_some()
             || a.blf.is_some()
             || a.publish.is_some()
+            || a.ring_only
     }
 
     /// Starts what runs once registered: the message, the subscriptions, the publication.
@@ -207,7 +212,8 @@ impl Features {
 
     /// Whether every session expectation (outside calls) is met.
     pub fn session_done(&self, a: &FeatureArgs) -> bool {
-        (a.message.is_none() || self.message_ok)
+        !a.ring_only
+            && (a.message.is_none() || self.message_ok)
             && (a.expect_message.is_none() || self.message_seen)
             && (a.expect_presence.is_none() || self.presence_seen)
             && (a.expect_line.is_empty() || self.line_ok(a))

@@ -404,6 +404,8 @@ fn run(args: &Args) -> Result<bool, String> {
         }
         if session && call.is_none() && Instant::now() > deadline {
             say("timed out");
+            // Ringing until the end is what --ring-only asks for.
+            ok = args.features.ring_only;
             break;
         }
         let ev = ep.next_event(Duration::from_millis(50));
@@ -459,6 +461,9 @@ fn run(args: &Args) -> Result<bool, String> {
                 other => say(&format!("{other:?}")),
             }
             match ev {
+                Event::IncomingCall { call: id, .. } if args.features.ring_only => {
+                    say(&format!("letting {id:?} ring"));
+                }
                 Event::IncomingCall { call: id, .. } if call.is_none() => {
                     let c = ep.call(id).map_err(|e| e.to_string())?;
                     if let Some(status) = args.reject {
