@@ -480,7 +480,7 @@ impl ServerCore {
                         u.filter(|u| u.is_sip() && self.local.is_local_host(&u.host))
                             .and_then(|u| u.user.as_deref().map(str::to_string))
                     };
-                    let (caller, callee) = (local_user(from.as_ref()), local_user(Some(&to)));
+                    let (caller, callee) = (local_user(from.as_deref()), local_user(Some(&to)));
                     self.presence.calls.started(now, &call_id, caller, callee)
                 }
                 CallProgress::Early(c) => self.presence.calls.progressed(now, &c, "early"),

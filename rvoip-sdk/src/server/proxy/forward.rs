@@ -123,8 +123,8 @@ impl Proxy {
             if self.progress.is_some() {
                 self.progress(CallProgress::Invite {
                     call_id: call_id.clone(),
-                    from: req.headers.from().ok().map(|f| f.uri),
-                    to: req.uri.clone(),
+                    from: req.headers.from().ok().map(|f| Box::new(f.uri)),
+                    to: Box::new(req.uri.clone()),
                 });
             }
             (Party::Caller, 0, caller_nat)

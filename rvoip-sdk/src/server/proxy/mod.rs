@@ -92,9 +92,9 @@ pub enum CallProgress {
         /// The Call-ID.
         call_id: String,
         /// The caller's From URI.
-        from: Option<Uri>,
+        from: Option<Box<Uri>>,
         /// The Request-URI as received (before the bindings' contacts replace it).
-        to: Uri,
+        to: Box<Uri>,
     },
     /// A provisional response with a To tag (an early dialog, RFC 3261 §12.1).
     Early(String),
