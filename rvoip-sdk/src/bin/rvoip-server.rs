@@ -45,6 +45,10 @@ struct Args {
     /// Do not store MESSAGEs for users without a binding (RFC 3428 offline messages).
     #[arg(long)]
     no_offline_messages: bool,
+    /// Do not run the presence agent: PUBLISH and SUBSCRIBE (presence, dialog) for local users
+    /// are proxied to their bindings instead of answered by the server.
+    #[arg(long)]
+    no_presence: bool,
     /// Digest algorithms offered in challenges, preferred first: `md5`, `sha-256,md5`.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     digest_algorithms: Vec<String>,
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
     }
     cfg.redirect |= args.redirect;
     cfg.offline_messages &= !args.no_offline_messages;
+    cfg.presence &= !args.no_presence;
     if !args.digest_algorithms.is_empty() {
         match rvoip_sdk::server::config::parse_algorithms(&args.digest_algorithms) {
             Ok(a) => cfg.digest_algorithms = a,

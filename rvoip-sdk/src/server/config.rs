@@ -173,6 +173,24 @@ pub struct ServerConfig {
     pub offline_max_bytes: usize,
     /// How long a stored message is kept, in seconds. Default 604800 (7 days).
     pub offline_ttl_s: u64,
+    /// The presence agent ([`crate::server::presence`]): PUBLISH (RFC 3903) and SUBSCRIBE
+    /// (RFC 6665) with `Event: presence` (RFC 3856) or `dialog` (RFC 4235) for this domain's
+    /// users are answered by the server itself. Off: they are proxied to the bindings. Default
+    /// true.
+    pub presence: bool,
+    /// Presence: shortest accepted PUBLISH/SUBSCRIBE lifetime in seconds (shorter: 423 with
+    /// Min-Expires). Default 60.
+    pub presence_min_expires_s: u32,
+    /// Presence: longest granted lifetime in seconds (longer requests are cut). Default 3600.
+    pub presence_max_expires_s: u32,
+    /// Presence: largest published document in bytes (larger: 413). Default 8192.
+    pub presence_max_body_bytes: usize,
+    /// Presence: most live publications per user (one more: 403). Default 8.
+    pub presence_max_publications: usize,
+    /// Presence: most subscriptions one user holds (one more: 403). Default 64.
+    pub presence_max_subscriptions_per_user: usize,
+    /// Presence: most subscriptions in all (one more: 503 with Retry-After). Default 10000.
+    pub presence_max_subscriptions: usize,
     /// One credential may register and call as any AOR of the domain (Kamailio's lax mode).
     pub lax_auth_user: bool,
     /// Challenge (407) INVITE, MESSAGE and SUBSCRIBE whose From is a local user. Default true.
@@ -347,6 +365,13 @@ impl Default for ServerConfig {
             offline_max_messages: 50,
             offline_max_bytes: 256 << 10,
             offline_ttl_s: 7 * 86_400,
+            presence: true,
+            presence_min_expires_s: 60,
+            presence_max_expires_s: 3600,
+            presence_max_body_bytes: 8192,
+            presence_max_publications: 8,
+            presence_max_subscriptions_per_user: 64,
+            presence_max_subscriptions: 10_000,
             lax_auth_user: false,
             invite_auth: true,
             digest_algorithms: vec![Algorithm::Md5],

@@ -25,6 +25,7 @@ mod conference;
 mod forward;
 mod messages;
 mod outbound;
+mod presence;
 mod users;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
 
@@ -84,6 +85,8 @@ pub struct ServerCore {
     redirect: bool,
     /// Offline instant messages ([`crate::server::offline`]).
     offline: messages::Offline,
+    /// The presence agent ([`crate::server::presence`]).
+    presence: presence::PresenceAgent,
     /// Counters.
     pub stats: Stats,
 }
@@ -125,7 +128,7 @@ impl ServerCore {
             t2: Duration::from_millis(cfg.t2_ms.max(1)),
             t4: Duration::from_millis(cfg.t4_ms.max(1)),
         };
-        ServerCore {
+        let mut core = ServerCore {
             local,
             limits: Limits {
                 max_message_bytes: cfg.max_message_bytes,
@@ -141,6 +144,7 @@ impl ServerCore {
                 cfg.digest_algorithms.clone()
             },
             proxy: Proxy::default(),
+            presence: presence::PresenceAgent::new(cfg),
             max_transactions: cfg.max_transactions,
             max_transactions_per_source: cfg.max_transactions_per_source,
             max_held_bytes: cfg.max_held_bytes,
@@ -171,7 +175,9 @@ impl ServerCore {
                 in_flight: Default::default(),
             },
             stats: Stats::default(),
-        }
+        };
+        core.proxy.track_calls(cfg.presence);
+        core
     }
 
     /// Wall-clock seconds matching `now` (digest nonce time stamps).
@@ -290,6 +296,7 @@ impl ServerCore {
         let (proxy, mut io) = self.io();
         proxy.handle_timeout(&mut io, now);
         self.conference_timeout(now);
+        self.presence_timeout(now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(now);
             self.guard.sweep(now);
@@ -309,6 +316,7 @@ impl ServerCore {
             self.tl.poll_timeout(),
             self.proxy.poll_timeout(),
             self.conference_poll_timeout(),
+            self.presence_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -332,6 +340,7 @@ impl ServerCore {
             }
             self.run_diversions(now);
         }
+        self.presence_calls(now);
     }
 
     fn drain_tx_events(&mut self, now: Instant) {
@@ -356,14 +365,16 @@ impl ServerCore {
                     proxy.ack(&mut io, now, req, source, transport)
                 }
                 TxEvent::Response { tx, resp } => {
-                    if self.delivery_outcome(tx, Some(resp.status)) {
+                    if self.delivery_outcome(tx, Some(resp.status))
+                        || self.notify_outcome(now, tx, Some(resp.status))
+                    {
                         continue;
                     }
                     let (proxy, mut io) = self.io();
                     proxy.on_response(&mut io, now, tx, resp)
                 }
                 TxEvent::Timeout { tx } => {
-                    if self.delivery_outcome(tx, None) {
+                    if self.delivery_outcome(tx, None) || self.notify_outcome(now, tx, None) {
                         continue;
                     }
                     let (proxy, mut io) = self.io();
@@ -376,7 +387,7 @@ impl ServerCore {
                     request,
                     reason,
                 } => {
-                    if self.delivery_outcome(tx, None) {
+                    if self.delivery_outcome(tx, None) || self.notify_outcome(now, tx, None) {
                         continue;
                     }
                     let (proxy, mut io) = self.io();
@@ -401,6 +412,7 @@ impl ServerCore {
     /// Replaces the proxy's media hook (the relay anchor; default: signalling only).
     pub fn set_media_hook(&mut self, media: Box<dyn MediaHook>) {
         self.proxy = Proxy::new(media);
+        self.proxy.track_calls(self.presence.enabled);
     }
 
     /// The proxy's view of this core: transaction layer, identity, replier, counters.
@@ -504,7 +516,9 @@ impl ServerCore {
             let (proxy, mut io) = self.io();
             return proxy.cancel(&mut io, now, tx, req);
         }
-        if self.conference_in_dialog(now, Some(tx), &req) {
+        if self.conference_in_dialog(now, Some(tx), &req)
+            || self.presence_in_dialog(now, tx, &req, source, transport)
+        {
             return;
         }
         let routed = route::pop_own_routes(&self.local, &mut req);

@@ -8,6 +8,7 @@ pub mod local;
 pub mod location;
 pub mod ng;
 pub mod offline;
+pub mod presence;
 pub mod proxy;
 pub mod registrar;
 pub mod relay;

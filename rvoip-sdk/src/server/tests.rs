@@ -743,3 +743,5 @@ mod forward;
 mod redirect;
 
 mod offline;
+
+mod presence;

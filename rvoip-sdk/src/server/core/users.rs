@@ -11,7 +11,7 @@ use super::*;
 
 impl ServerCore {
     /// Whether the From header names one of our users' domains (Kamailio's `from_uri==myself`).
-    fn local_from_user(&self, req: &Request) -> Option<ByteString> {
+    pub(super) fn local_from_user(&self, req: &Request) -> Option<ByteString> {
         let from = req.headers.from().ok()?;
         if from.uri.is_sip() && self.local.is_local_host(&from.uri.host) {
             Some(from.uri.user.clone().unwrap_or_default())
@@ -39,7 +39,8 @@ impl ServerCore {
                 || matches!(
                     req.method,
                     Method::Invite | Method::Message | Method::Subscribe
-                ))
+                )
+                || (req.method == Method::Publish && self.presence.enabled))
         {
             if let Some(from_user) = self.local_from_user(&req) {
                 if !self.authenticate(now, tx, &mut req, source, &from_user, 407) {
@@ -88,6 +89,9 @@ impl ServerCore {
                     );
                 }
             }
+        }
+        if !foreign && self.presence_request(now, tx, &req, source, transport, authenticated) {
+            return;
         }
         if !self.admit_held(now, tx, &req, source) {
             return;

@@ -120,6 +120,13 @@ impl Proxy {
                 },
             );
             self.arm_sweep(now);
+            if self.progress.is_some() {
+                self.progress(CallProgress::Invite {
+                    call_id: call_id.clone(),
+                    from: req.headers.from().ok().map(|f| Box::new(f.uri)),
+                    to: Box::new(req.uri.clone()),
+                });
+            }
             (Party::Caller, 0, caller_nat)
         } else {
             match self.dialogs.get(&call_id) {
@@ -154,7 +161,7 @@ impl Proxy {
                 if let Err(status) = self.media.on_sdp(now, &p, &mut copy.body) {
                     tracing::debug!(%call_id, status, "media hook refused the request");
                     if initial {
-                        self.media.on_call_end(now, &call_id, EndReason::Failure);
+                        self.end_call(now, &call_id, EndReason::Failure);
                         self.dialogs.remove(&call_id);
                     }
                     return io.reply(now, stx, &req, status, vec![]);
@@ -379,7 +386,7 @@ impl Proxy {
         if req.method == Method::Bye {
             let call_id = call_id_of(&req.headers);
             if self.dialogs.remove(&call_id).is_some() {
-                self.media.on_call_end(now, &call_id, EndReason::Bye);
+                self.end_call(now, &call_id, EndReason::Bye);
             }
         }
         match next {

@@ -83,6 +83,30 @@ impl Io<'_> {
     }
 }
 
+/// The progress of a call the proxy routes, for the dialog event package of the presence agent
+/// ([`crate::server::presence::dialogs`]); recorded only when asked ([`Proxy::track_calls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallProgress {
+    /// An initial INVITE was forked: its Call-ID, From URI and Request-URI.
+    Invite {
+        /// The Call-ID.
+        call_id: String,
+        /// The caller's From URI.
+        from: Option<Box<Uri>>,
+        /// The Request-URI as received (before the bindings' contacts replace it).
+        to: Box<Uri>,
+    },
+    /// A provisional response with a To tag (an early dialog, RFC 3261 §12.1).
+    Early(String),
+    /// The first 2xx to the initial INVITE.
+    Confirmed(String),
+    /// The call ended: a final failure, CANCEL, BYE or a timeout.
+    Ended(String),
+}
+
+/// Most call progress records kept between two drains (older ones are dropped).
+const MAX_PROGRESS: usize = 4096;
+
 /// One client transaction of a forked request.
 #[derive(Debug)]
 struct Branch {
@@ -154,6 +178,8 @@ pub struct Proxy {
     no_answer: BinaryHeap<Reverse<(Instant, ServerTxId)>>,
     /// Calls given back to the core for forwarding ([`Proxy::poll_diverted`]).
     diverted: VecDeque<Diverted>,
+    /// Call progress for the presence agent (`None`: not recorded).
+    progress: Option<VecDeque<CallProgress>>,
 }
 
 impl Default for Proxy {
@@ -240,6 +266,35 @@ impl Proxy {
             next_sweep: None,
             no_answer: BinaryHeap::new(),
             diverted: VecDeque::new(),
+            progress: None,
+        }
+    }
+
+    /// Whether to record the progress of the calls routed ([`Proxy::poll_call_progress`]).
+    pub(crate) fn track_calls(&mut self, on: bool) {
+        self.progress = on.then(VecDeque::new);
+    }
+
+    /// The next call progress record, oldest first.
+    pub(crate) fn poll_call_progress(&mut self) -> Option<CallProgress> {
+        self.progress.as_mut()?.pop_front()
+    }
+
+    /// Records call progress when asked to.
+    fn progress(&mut self, p: CallProgress) {
+        if let Some(q) = self.progress.as_mut() {
+            if q.len() >= MAX_PROGRESS {
+                q.pop_front();
+            }
+            q.push_back(p);
+        }
+    }
+
+    /// The call ended: the media hook and the progress record learn it.
+    fn end_call(&mut self, now: Instant, call_id: &str, why: EndReason) {
+        self.media.on_call_end(now, call_id, why);
+        if self.progress.is_some() {
+            self.progress(CallProgress::Ended(call_id.to_string()));
         }
     }
 

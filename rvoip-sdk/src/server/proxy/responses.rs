@@ -92,6 +92,9 @@ impl Proxy {
             };
         }
         self.media.on_answered(now, &call_id, index);
+        if self.progress.is_some() {
+            self.progress(CallProgress::Confirmed(call_id));
+        }
     }
 
     /// A response on a branch (§16.7).
@@ -132,8 +135,15 @@ impl Proxy {
                 b.cancel_sent = true;
             }
             let (dest, t, fwd) = (b.dest, b.transport, status != 100 && !ctx.final_sent);
+            let early = (fwd && ctx.initial && self.progress.is_some())
+                .then(|| resp.headers.to().ok().and_then(|to| to.tag().map(|_| ())))
+                .flatten()
+                .map(|_| ctx.call_id.clone());
             if cancel_now {
                 Self::send_cancel(io, now, ctid, dest, t);
+            }
+            if let Some(call_id) = early {
+                self.progress(CallProgress::Early(call_id));
             }
             if fwd {
                 self.response_sdp(now, stx, bi, &mut resp);
@@ -226,7 +236,7 @@ impl Proxy {
         };
         let call_id = ctx.call_id.clone();
         self.dialogs.remove(&call_id);
-        self.media.on_call_end(now, &call_id, why);
+        self.end_call(now, &call_id, why);
     }
 
     /// Timer B/F on a branch: as if a 408 had arrived (§16.7 step 2 / §16.8).

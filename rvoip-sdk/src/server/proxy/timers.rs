@@ -15,7 +15,7 @@ impl Proxy {
         }
         if self.next_sweep.is_some_and(|t| t <= now) {
             for call_id in self.dialogs.sweep(now) {
-                self.media.on_call_end(now, &call_id, EndReason::Timeout);
+                self.end_call(now, &call_id, EndReason::Timeout);
             }
             self.next_sweep = (!self.dialogs.is_empty()).then(|| now + SWEEP_INTERVAL);
         }
@@ -72,8 +72,7 @@ impl Proxy {
     /// B2BUA-ish proxy would, like Kamailio's `dlg_end_dlg`), and forgets the call.
     fn end_call_for_media_timeout(&mut self, io: &mut Io<'_>, now: Instant, call_id: &str) {
         let Some(rec) = self.dialogs.remove(call_id) else {
-            self.media
-                .on_call_end(now, call_id, EndReason::MediaTimeout);
+            self.end_call(now, call_id, EndReason::MediaTimeout);
             return;
         };
         tracing::info!(%call_id, "media timeout: ending the call with BYE to both sides");
@@ -116,8 +115,7 @@ impl Proxy {
             Self::prepare_forward(io, &mut bye, t, t, false, hash);
             io.tl.send_request(now, bye, dest, t);
         }
-        self.media
-            .on_call_end(now, call_id, EndReason::MediaTimeout);
+        self.end_call(now, call_id, EndReason::MediaTimeout);
     }
 
     /// Cancels every branch without a final response (§16.7 step 10, §16.10). Branches without
