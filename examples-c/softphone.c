@@ -352,6 +352,18 @@ int main(int argc, char **argv) {
                 exit_code = 1;
             }
             break;
+        case RVOIP_EVENT_TRANSFER_REQUESTED:
+            /* This example does not follow transfers (RFC 3515 REFER): it declines them.
+             * rvoip_endpoint_accept_transfer would place the new call instead. */
+            printf("transfer to %s requested; declined\n", ev.target);
+            rvoip_endpoint_reject_transfer(ep, ev.transfer_id, 603);
+            break;
+        case RVOIP_EVENT_TRANSFER_STATUS:
+            printf("transfer: %u %s%s\n", (unsigned)ev.status, ev.reason, ev.is_final ? " (final)" : "");
+            break;
+        case RVOIP_EVENT_CALL_REDIRECTED:
+            printf("call redirected (%u) to %s\n", (unsigned)ev.status, ev.target);
+            break;
         }
     }
     if ((o.call || o.auto_answer) && !connected && !g_stop) exit_code = 1;

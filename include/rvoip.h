@@ -87,6 +87,19 @@
 #define RVOIP_SRTP_KEYING_DTLS 2
 
 /**
+ * DTMF as RTP telephone-events in the media stream (RFC 4733), the default (0). Needs
+ * telephone-event negotiated (`rvoip_endpoint_opts::dtmf`).
+ */
+#define RVOIP_DTMF_RFC4733 0
+
+/**
+ * DTMF as SIP INFO requests in the call's dialog (RFC 6086) with `application/dtmf-relay`
+ * bodies (`Signal=5`, `Duration=160`), one INFO transaction after the other, as many PBXes
+ * expect (PJSIP's `PJSUA_DTMF_METHOD_SIP_INFO`).
+ */
+#define RVOIP_DTMF_SIP_INFO 1
+
+/**
  * The size of a buffer that holds any address from [`rvoip_account_server`], in bytes: the
  * longest `IP:port` text, `[` + IPv6 address (39) + `%` + scope id (10) + `]:` + port (5),
  * is 58 characters, plus the terminating NUL, rounded up.
@@ -195,7 +208,10 @@ typedef enum rvoip_event_kind {
    */
   RVOIP_EVENT_REGISTRATION_STATE = 0,
   /**
-   * A call arrived (we ring): `call_id`, `account_id` (0 if none), `from`, `to`.
+   * A call arrived (we ring): `call_id`, `account_id` (0 if none), `from`, `to`, and
+   * `replaces_call_id` when it replaces one of our calls (an INVITE with `Replaces`,
+   * RFC 3891: the last step of an attended transfer; answer it as usual, the replaced call
+   * ends once it is up), else 0.
    */
   RVOIP_EVENT_INCOMING_CALL = 1,
   /**
@@ -235,6 +251,28 @@ typedef enum rvoip_event_kind {
    * media cannot flow: `reason` says what failed. The call stays up; apps usually hang up.
    */
   RVOIP_EVENT_MEDIA_SECURITY_FAILED = 9,
+  /**
+   * The peer of `call_id` asks us to transfer the call (RFC 3515 REFER): `transfer_id`,
+   * `target` (the Refer-To URI; with `?Replaces=…` for an attended transfer, RFC 3891) and
+   * `referred_by` (the Referred-By value, RFC 3892; empty when not given). Decide within
+   * 8 s with `rvoip_endpoint_accept_transfer` (the library places the new call, reports its
+   * progress to the peer and ends `call_id` once the new call is up) or
+   * `rvoip_endpoint_reject_transfer`; undecided, the request is refused with 480.
+   */
+  RVOIP_EVENT_TRANSFER_REQUESTED = 10,
+  /**
+   * Progress of a transfer we asked for (`rvoip_call_transfer`,
+   * `rvoip_call_transfer_to_call`) on `call_id`: `status` (the SIP status of the
+   * transferee's new call, RFC 3515 §2.4.5 sipfrag: 100, 180, 200…, or the failure of the
+   * REFER itself, e.g. 603 when refused), `reason` and `is_final` (true on the last one).
+   * After a final 2xx the transferee ends `call_id` (CALL_STATE ENDED follows).
+   */
+  RVOIP_EVENT_TRANSFER_STATUS = 11,
+  /**
+   * Our outgoing call `call_id` was redirected (a 3xx response, RFC 3261 §8.1.3.4) and
+   * now tries `target`: `status` is the 3xx (301, 302…). The call id stays the same.
+   */
+  RVOIP_EVENT_CALL_REDIRECTED = 12,
 } rvoip_event_kind;
 
 /**
@@ -373,6 +411,15 @@ typedef uint32_t rvoip_srtp_policy;
 typedef uint32_t rvoip_srtp_keying;
 
 /**
+ * How an account's calls send DTMF keys ([`rvoip_call_send_dtmf`]), for
+ * [`rvoip_account_opts::dtmf_mode`]: [`RVOIP_DTMF_RFC4733`] (0, the default, so a zero-filled
+ * options struct means RTP telephone-events) or [`RVOIP_DTMF_SIP_INFO`]. Keys are received
+ * both ways whatever the mode. A plain integer, as [`rvoip_srtp_policy`]: other values give
+ * INVALID_ARGUMENT.
+ */
+typedef uint32_t rvoip_dtmf_mode;
+
+/**
  * An account to add. Fill with [`rvoip_account_opts_default`]; strings are copied.
  */
 typedef struct rvoip_account_opts {
@@ -439,6 +486,13 @@ typedef struct rvoip_account_opts {
    * the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
    */
   bool srtp_sdes_over_insecure;
+  /**
+   * How the account's calls send DTMF ([`rvoip_call_send_dtmf`]): [`RVOIP_DTMF_RFC4733`]
+   * (0, default: RTP telephone-events) or [`RVOIP_DTMF_SIP_INFO`] (SIP INFO with
+   * `application/dtmf-relay`). Received keys are taken both ways. Any other value gives
+   * INVALID_ARGUMENT from [`rvoip_account_add`].
+   */
+  rvoip_dtmf_mode dtmf_mode;
 } rvoip_account_opts;
 
 /**
@@ -661,7 +715,8 @@ typedef struct rvoip_event {
    */
   bool held_remote;
   /**
-   * SIP status: CALL_STATE ENDED (e.g. 486, 487, 200) or REGISTRATION FAILED (e.g. 401).
+   * SIP status: CALL_STATE ENDED (e.g. 486, 487, 200), REGISTRATION FAILED (e.g. 401),
+   * MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…) or CALL_REDIRECTED (3xx).
    */
   uint16_t status;
   /**
@@ -720,6 +775,29 @@ typedef struct rvoip_event {
    * it completes).
    */
   const char *security;
+  /**
+   * TRANSFER_REQUESTED: the request's id (non-zero, never reused), for
+   * `rvoip_endpoint_accept_transfer` / `rvoip_endpoint_reject_transfer`; else 0.
+   */
+  uint64_t transfer_id;
+  /**
+   * TRANSFER_REQUESTED: the Refer-To URI (with `?Replaces=…` for an attended transfer);
+   * CALL_REDIRECTED: the URI the call tries now.
+   */
+  const char *target;
+  /**
+   * TRANSFER_REQUESTED: who asked for the transfer (the Referred-By value, RFC 3892);
+   * empty when the request did not say.
+   */
+  const char *referred_by;
+  /**
+   * TRANSFER_STATUS: this is the last status of the transfer.
+   */
+  bool is_final;
+  /**
+   * INCOMING_CALL: the call this one replaces (RFC 3891 `Replaces`), else 0.
+   */
+  uint64_t replaces_call_id;
 } rvoip_event;
 
 /**
@@ -878,7 +956,8 @@ enum rvoip_result rvoip_audio_sink_device_new(const char *id, struct rvoip_audio
 
 /**
  * Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin,
- * SRTP optional with automatic keying and no SDES over UDP/TCP). NULL is ignored.
+ * SRTP optional with automatic keying and no SDES over UDP/TCP, DTMF by RFC 4733). NULL is
+ * ignored.
  */
 void rvoip_account_opts_default(struct rvoip_account_opts *opts);
 
@@ -890,7 +969,8 @@ void rvoip_account_opts_default(struct rvoip_account_opts *opts);
  * status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
  * `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
  * without TLS, unreadable CA file, malformed pin, an SRTP policy or keying that is none of
- * the `RVOIP_SRTP_*` values), NETWORK (unresolvable server).
+ * the `RVOIP_SRTP_*` values, a DTMF mode that is none of the `RVOIP_DTMF_*` values), NETWORK
+ * (unresolvable server).
  */
 enum rvoip_result rvoip_account_add(struct rvoip_endpoint *ep,
                                     const struct rvoip_account_opts *opts,
@@ -984,6 +1064,34 @@ enum rvoip_result rvoip_call_make(struct rvoip_endpoint *ep,
 enum rvoip_result rvoip_call_answer(struct rvoip_endpoint *ep,
                                     uint64_t call_id,
                                     const struct rvoip_call_opts *opts);
+
+/**
+ * Early media (RFC 3960 §3): answers an unanswered incoming call's SDP offer in a 183 Session
+ * Progress and starts its audio with `opts` (e.g. a ringback tone or an announcement from a
+ * source) before [`rvoip_call_answer`]; the caller's call goes to CALL_STATE EARLY_MEDIA.
+ * A later [`rvoip_call_answer`] sends the same SDP in its 200 and keeps this audio (its own
+ * `opts` are then freed unused). The call takes the audio objects, as
+ * [`rvoip_call_answer`]. Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_STATE (not an unanswered
+ * incoming call, an INVITE without an SDP offer, or early media already started), NETWORK
+ * (media ports), MEDIA.
+ */
+enum rvoip_result rvoip_call_answer_early(struct rvoip_endpoint *ep,
+                                          uint64_t call_id,
+                                          const struct rvoip_call_opts *opts);
+
+/**
+ * Redirects an unanswered incoming call: a 302 Moved Temporarily whose Contacts are the
+ * `n` SIP URIs of `targets`, the first preferred (RFC 3261 §8.1.3.4, §21.3.3): call
+ * forwarding done by the phone itself. The caller's UA tries them (with rvoip, the caller
+ * gets CALL_REDIRECTED); our call ends (CALL_STATE ENDED, status 302). The strings are
+ * copied. Errors: NULL_ARGUMENT (`ep`, `targets`, or one of its `n` pointers),
+ * INVALID_ARGUMENT (`n` is 0, a target that is not a SIP URI, invalid UTF-8), NOT_FOUND,
+ * INVALID_STATE (not an unanswered incoming call).
+ */
+enum rvoip_result rvoip_call_redirect(struct rvoip_endpoint *ep,
+                                      uint64_t call_id,
+                                      const char *const *targets,
+                                      size_t n);
 
 /**
  * Refuses an unanswered incoming call with `status` (300..=699, e.g. 486 Busy Here).
@@ -1164,6 +1272,57 @@ enum rvoip_result rvoip_server_tls_fingerprint(const struct rvoip_server *server
  * Stops and frees the server. NULL is a no-op.
  */
 void rvoip_server_free(struct rvoip_server *server);
+
+/**
+ * Blind transfer (RFC 3515, RFC 5589 §6): asks the peer of the established call `call_id` to
+ * call `target` (a SIP URI, e.g. `sip:carol@example.com`; copied) with a REFER. Its progress
+ * arrives as TRANSFER_STATUS events on `call_id` (100 first, then the new call's 180, 200 or
+ * failure; or the REFER's own failure, e.g. 603 when the peer refuses), the last with
+ * `is_final`. After a successful transfer the peer ends `call_id` (CALL_STATE ENDED).
+ * Errors: NULL_ARGUMENT (`ep`, `target`), INVALID_ARGUMENT (not a SIP URI, invalid UTF-8),
+ * NOT_FOUND (no such call), INVALID_STATE (not established), SHUTDOWN.
+ */
+enum rvoip_result rvoip_call_transfer(struct rvoip_endpoint *ep,
+                                      uint64_t call_id,
+                                      const char *target);
+
+/**
+ * Attended transfer (RFC 5589 §7): asks the peer of `call_id` to call the peer of our
+ * consultation call `other_call_id`, replacing that call there (a REFER whose Refer-To
+ * carries `Replaces`, RFC 3891). Progress arrives as TRANSFER_STATUS events on `call_id`, as
+ * for [`rvoip_call_transfer`]; once the transfer succeeds both our calls end.
+ * Errors: NULL_ARGUMENT (`ep`), NOT_FOUND (either call), INVALID_ARGUMENT (both ids name the
+ * same call), INVALID_STATE (either call not established), SHUTDOWN.
+ */
+enum rvoip_result rvoip_call_transfer_to_call(struct rvoip_endpoint *ep,
+                                              uint64_t call_id,
+                                              uint64_t other_call_id);
+
+/**
+ * Accepts the transfer request `transfer_id` (from a TRANSFER_REQUESTED event): the REFER is
+ * answered 202 Accepted, a new call is placed to its target through the transferred call's
+ * account with `opts`' audio (taken by the call whether or not this succeeds, as
+ * `rvoip_call_make`; NULL for the defaults), its progress is reported to the transferor
+ * (NOTIFY, RFC 3515 §2.4.4), and the transferred call is ended once the new one is up.
+ * `*out_call_id` gets the new call's id; its progress arrives as CALL_STATE events.
+ * Errors: NULL_ARGUMENT (`ep`, `out_call_id`), NOT_FOUND (no such request: unknown, already
+ * accepted or rejected, or expired after 8 s), NETWORK (resolution, media ports), SHUTDOWN.
+ */
+enum rvoip_result rvoip_endpoint_accept_transfer(struct rvoip_endpoint *ep,
+                                                 uint64_t transfer_id,
+                                                 const struct rvoip_call_opts *opts,
+                                                 uint64_t *out_call_id);
+
+/**
+ * Refuses the transfer request `transfer_id` (from a TRANSFER_REQUESTED event) with a final
+ * SIP `status` in 300..=699 (e.g. 603 Decline); the transferor sees it as its final
+ * TRANSFER_STATUS. The transferred call stays up. Errors: NULL_ARGUMENT (`ep`),
+ * INVALID_ARGUMENT (`status` outside 300..=699), NOT_FOUND (no such request: unknown,
+ * already decided, or expired), SHUTDOWN.
+ */
+enum rvoip_result rvoip_endpoint_reject_transfer(struct rvoip_endpoint *ep,
+                                                 uint64_t transfer_id,
+                                                 uint16_t status);
 
 #ifdef __cplusplus
 }  // extern "C"

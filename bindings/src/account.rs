@@ -119,6 +119,26 @@ pub(crate) fn srtp_config(
     }
 }
 
+/// How an account's calls send DTMF keys (`Call.send_dtmf`): see `AccountOptions.dtmf_mode`
+/// (`None` there means `Rfc4733`). Received keys are taken both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DtmfMode {
+    /// RTP telephone-events in the media stream (RFC 4733), the default.
+    Rfc4733,
+    /// SIP INFO requests in the call's dialog (RFC 6086) with `application/dtmf-relay` bodies
+    /// (`Signal=5`, `Duration=160`), one after the other, as many PBXes expect.
+    SipInfo,
+}
+
+impl From<DtmfMode> for sdk::DtmfMode {
+    fn from(m: DtmfMode) -> Self {
+        match m {
+            DtmfMode::Rfc4733 => sdk::DtmfMode::Rfc4733,
+            DtmfMode::SipInfo => sdk::DtmfMode::SipInfo,
+        }
+    }
+}
+
 /// Where an account sends its requests: see `Account.server()`.
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct ServerAddress {
@@ -175,6 +195,11 @@ pub struct AccountOptions {
     /// the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
     #[uniffi(default = false)]
     pub srtp_sdes_over_insecure: bool,
+    /// How the account's calls send DTMF (`Call.send_dtmf`): `Rfc4733` (RTP
+    /// telephone-events) or `SipInfo` (SIP INFO with `application/dtmf-relay`); `None` for
+    /// `Rfc4733`. Received keys are taken both ways.
+    #[uniffi(default)]
+    pub dtmf_mode: Option<DtmfMode>,
 }
 
 impl From<AccountOptions> for sdk::AccountOptions {
@@ -187,6 +212,7 @@ impl From<AccountOptions> for sdk::AccountOptions {
         a.tls.ca_file = o.tls_ca_file.filter(|s| !s.is_empty()).map(Into::into);
         a.tls.pin_sha256 = o.tls_pin_sha256.filter(|s| !s.is_empty());
         a.srtp = srtp_config(o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure);
+        a.dtmf_mode = o.dtmf_mode.map_or_else(sdk::DtmfMode::default, Into::into);
         a
     }
 }
@@ -312,8 +338,19 @@ mod tests {
             srtp_policy: Some(SrtpPolicy::Mandatory),
             srtp_keying: Some(SrtpKeying::Dtls),
             srtp_sdes_over_insecure: true,
+            dtmf_mode: None,
         };
-        let a = sdk::AccountOptions::from(o);
+        let a = sdk::AccountOptions::from(o.clone());
+        assert_eq!(a.dtmf_mode, sdk::DtmfMode::Rfc4733);
+        let info = sdk::AccountOptions::from(AccountOptions {
+            dtmf_mode: Some(DtmfMode::SipInfo),
+            ..o
+        });
+        assert_eq!(info.dtmf_mode, sdk::DtmfMode::SipInfo);
+        assert_eq!(
+            sdk::DtmfMode::from(DtmfMode::Rfc4733),
+            sdk::DtmfMode::Rfc4733
+        );
         assert_eq!(
             a.srtp,
             sdk::SrtpConfig {

@@ -1,5 +1,6 @@
 //! Calls: one INVITE session (RFC 3261 §13–15) with two-way audio (RFC 3264 offer/answer,
-//! RFC 3550 RTP) and RFC 4733 DTMF.
+//! RFC 3550 RTP), RFC 4733 or SIP INFO DTMF, early media (RFC 3960), redirection (3xx) and
+//! transfer (RFC 3515 REFER, RFC 3891 Replaces).
 
 use std::sync::Arc;
 
@@ -61,6 +62,56 @@ impl Call {
         Ok(self.inner.answer(o)?)
     }
 
+    /// Early media (RFC 3960 §3): answers an unanswered incoming call's SDP offer in a 183
+    /// Session Progress and starts its audio with `options` (e.g. a ringback tone or an
+    /// announcement) before [`Call::answer`]; the caller's call goes to `CallState.EarlyMedia`.
+    /// A later `answer` sends the same SDP in its 200 and keeps this audio (its own options are
+    /// then unused). Errors: `InvalidState` (not an unanswered incoming call, an INVITE without
+    /// an SDP offer, early media already started, or an audio object already used),
+    /// `NotFound` (ended), `Network` (media ports).
+    #[uniffi::method(default(options = None))]
+    pub fn answer_early(&self, options: Option<CallOptions>) -> Result<(), RvoipError> {
+        let o = match options {
+            Some(o) => o.take()?,
+            None => sdk::CallOptions::default(),
+        };
+        Ok(self.inner.answer_early(o)?)
+    }
+
+    /// Redirects an unanswered incoming call: a 302 Moved Temporarily with `targets` (SIP
+    /// URIs, the first preferred) as Contacts (RFC 3261 §8.1.3.4): call forwarding done by the
+    /// phone itself. The caller tries them (an rvoip caller hears `Event.CallRedirected`); this
+    /// call ends. Errors: `InvalidArgument` (no target, or one is not a SIP URI),
+    /// `InvalidState` (not an unanswered incoming call), `NotFound`.
+    pub fn redirect(&self, targets: Vec<String>) -> Result<(), RvoipError> {
+        let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+        Ok(self.inner.redirect(&targets)?)
+    }
+
+    /// Blind transfer (RFC 3515, RFC 5589 §6): asks the peer of this established call to call
+    /// `target` (a SIP URI). Progress arrives as `Event.TransferStatus` for this call (100,
+    /// then the new call's 180, 200 or failure; or the REFER's own failure, e.g. 603 when the
+    /// peer refuses), the last with `is_final`; after a success the peer ends this call.
+    /// Errors: `InvalidArgument` (not a SIP URI), `InvalidState` (not established),
+    /// `NotFound`, `Shutdown`.
+    pub fn transfer(&self, target: String) -> Result<(), RvoipError> {
+        Ok(self.inner.transfer(&target)?)
+    }
+
+    /// Attended transfer (RFC 5589 §7): asks the peer of this call to call the peer of the
+    /// consultation call `other`, replacing it there (Refer-To with `Replaces`, RFC 3891).
+    /// Progress arrives as `Event.TransferStatus` for this call; after a success both calls
+    /// end. Errors: `InvalidArgument` (`other` is this call), `InvalidState` (either call not
+    /// established), `NotFound`, `Shutdown`.
+    pub fn transfer_to_call(&self, other: Arc<Call>) -> Result<(), RvoipError> {
+        if other.inner.id() == self.inner.id() {
+            return Err(RvoipError::invalid(
+                "a call cannot be transferred to itself",
+            ));
+        }
+        Ok(self.inner.transfer_to_call(&other.inner)?)
+    }
+
     /// Refuses an incoming call with a final `status` in 300..=699 (486 Busy Here, 603
     /// Decline, 302 with no Contact …). Errors: `InvalidArgument` (status), `InvalidState`
     /// (outgoing or answered), `NotFound`.
@@ -87,9 +138,11 @@ impl Call {
         Ok(self.inner.resume()?)
     }
 
-    /// Sends `digits` (`0-9*#A-D`) as RFC 4733 telephone-events, one after another (100 ms
-    /// tone, 50 ms gap). Errors: `InvalidArgument` (a digit), `InvalidState` (no media yet,
-    /// or the peer did not accept telephone-event), `NotFound`.
+    /// Sends `digits` (`0-9*#A-D`) one after another the way the call's account says
+    /// (`AccountOptions.dtmf_mode`): RFC 4733 telephone-events (100 ms tone, 50 ms gap; the
+    /// default) or SIP INFO requests (`application/dtmf-relay`). Errors: `InvalidArgument` (a
+    /// digit), `InvalidState` (no media yet, or the peer did not accept telephone-event; with
+    /// SIP INFO: not established), `NotFound`.
     pub fn send_dtmf(&self, digits: String) -> Result<(), RvoipError> {
         Ok(self.inner.send_dtmf(&digits)?)
     }

@@ -230,6 +230,42 @@ impl Endpoint {
         Ok(Arc::new(Call { inner }))
     }
 
+    /// Accepts a transfer request (`Event.TransferRequested`, RFC 3515 REFER): the REFER is
+    /// answered 202, a new call is placed to its target through the transferred call's
+    /// account with `options`' audio, its progress is reported to the transferor (NOTIFY), and
+    /// the transferred call ends once the new one is up. Returns the new call (its progress
+    /// arrives as `Event.CallStateChanged`). Errors: `NotFound` (unknown, already decided, or
+    /// expired after 8 s), `InvalidState` (an audio object already used), `Network`
+    /// (resolution, media ports), `Shutdown`.
+    #[uniffi::method(default(options = None))]
+    pub async fn accept_transfer(
+        &self,
+        transfer_id: u64,
+        options: Option<CallOptions>,
+    ) -> Result<Arc<Call>, RvoipError> {
+        let o = match options {
+            Some(o) => o.take()?,
+            None => sdk::CallOptions::default(),
+        };
+        let ep = self.inner.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            ep.accept_transfer(sdk::TransferId(transfer_id), o)
+        });
+        let inner = job.await.map_err(|_| RvoipError::Shutdown)??;
+        Ok(Arc::new(Call { inner }))
+    }
+
+    /// Refuses a transfer request (`Event.TransferRequested`) with a final SIP `status` in
+    /// 300..=699 (default 603 Decline); the transferor sees it as its final
+    /// `Event.TransferStatus` and the call stays up. Errors: `InvalidArgument` (status),
+    /// `NotFound` (unknown, already decided, or expired), `Shutdown`.
+    #[uniffi::method(default(status = 603))]
+    pub fn reject_transfer(&self, transfer_id: u64, status: u16) -> Result<(), RvoipError> {
+        Ok(self
+            .inner
+            .reject_transfer(sdk::TransferId(transfer_id), status)?)
+    }
+
     /// Number of calls not yet ended.
     pub fn call_count(&self) -> u32 {
         u32::try_from(self.inner.call_count()).unwrap_or(u32::MAX)

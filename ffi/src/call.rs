@@ -3,7 +3,8 @@
 use std::ffi::c_char;
 
 use rvoip_sdk::api::{
-    AccountId, AccountOptions, CallId, CallOptions, SrtpConfig, SrtpKeying, SrtpPolicy, Transport,
+    AccountId, AccountOptions, CallId, CallOptions, DtmfMode, SrtpConfig, SrtpKeying, SrtpPolicy,
+    Transport,
 };
 
 use crate::audio::{rvoip_audio_sink, rvoip_audio_source, take_sink, take_source};
@@ -60,6 +61,38 @@ pub const RVOIP_SRTP_KEYING_SDES: u32 = 1;
 /// DTLS-SRTP only: the keys come from a DTLS handshake on the media path, checked against the
 /// SDP's `a=fingerprint` (RFC 5763, RFC 5764).
 pub const RVOIP_SRTP_KEYING_DTLS: u32 = 2;
+
+/// How an account's calls send DTMF keys ([`rvoip_call_send_dtmf`]), for
+/// [`rvoip_account_opts::dtmf_mode`]: [`RVOIP_DTMF_RFC4733`] (0, the default, so a zero-filled
+/// options struct means RTP telephone-events) or [`RVOIP_DTMF_SIP_INFO`]. Keys are received
+/// both ways whatever the mode. A plain integer, as [`rvoip_srtp_policy`]: other values give
+/// INVALID_ARGUMENT.
+pub type rvoip_dtmf_mode = u32;
+/// DTMF as RTP telephone-events in the media stream (RFC 4733), the default (0). Needs
+/// telephone-event negotiated (`rvoip_endpoint_opts::dtmf`).
+pub const RVOIP_DTMF_RFC4733: u32 = 0;
+/// DTMF as SIP INFO requests in the call's dialog (RFC 6086) with `application/dtmf-relay`
+/// bodies (`Signal=5`, `Duration=160`), one INFO transaction after the other, as many PBXes
+/// expect (PJSIP's `PJSUA_DTMF_METHOD_SIP_INFO`).
+pub const RVOIP_DTMF_SIP_INFO: u32 = 1;
+
+/// The SDK's DTMF mode of a C code; INVALID_ARGUMENT for a value that is none of the
+/// `RVOIP_DTMF_*` constants.
+pub(crate) fn dtmf_mode(code: rvoip_dtmf_mode) -> Result<DtmfMode, rvoip_result> {
+    match code {
+        RVOIP_DTMF_RFC4733 => Ok(DtmfMode::Rfc4733),
+        RVOIP_DTMF_SIP_INFO => Ok(DtmfMode::SipInfo),
+        _ => Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT),
+    }
+}
+
+/// The `RVOIP_DTMF_*` code of an SDK DTMF mode.
+pub(crate) fn dtmf_mode_code(m: DtmfMode) -> rvoip_dtmf_mode {
+    match m {
+        DtmfMode::Rfc4733 => RVOIP_DTMF_RFC4733,
+        DtmfMode::SipInfo => RVOIP_DTMF_SIP_INFO,
+    }
+}
 
 /// The SDK's SRTP settings from the C fields; INVALID_ARGUMENT for a value that is none of
 /// the `RVOIP_SRTP_*` constants.
@@ -157,10 +190,16 @@ pub struct rvoip_account_opts {
     /// Allow SDES keys (`a=crypto`, RFC 4568) in SDP carried over UDP or TCP, where anyone on
     /// the path can read them (default false: SDES over TLS only, RFC 4568 §8.3).
     pub srtp_sdes_over_insecure: bool,
+    /// How the account's calls send DTMF ([`rvoip_call_send_dtmf`]): [`RVOIP_DTMF_RFC4733`]
+    /// (0, default: RTP telephone-events) or [`RVOIP_DTMF_SIP_INFO`] (SIP INFO with
+    /// `application/dtmf-relay`). Received keys are taken both ways. Any other value gives
+    /// INVALID_ARGUMENT from [`rvoip_account_add`].
+    pub dtmf_mode: rvoip_dtmf_mode,
 }
 
 /// Fills `opts` with the defaults (all strings NULL, UDP, 3600 s, no TLS CA file or pin,
-/// SRTP optional with automatic keying and no SDES over UDP/TCP). NULL is ignored.
+/// SRTP optional with automatic keying and no SDES over UDP/TCP, DTMF by RFC 4733). NULL is
+/// ignored.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opts) {
     if opts.is_null() {
@@ -183,6 +222,7 @@ pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opt
                 srtp_policy: srtp_policy_code(srtp.policy),
                 srtp_keying: srtp_keying_code(srtp.keying),
                 srtp_sdes_over_insecure: srtp.sdes_over_insecure,
+                dtmf_mode: dtmf_mode_code(rvoip_sdk::api::DtmfMode::default()),
             },
         )
     };
@@ -195,7 +235,8 @@ pub unsafe extern "C" fn rvoip_account_opts_default(opts: *mut rvoip_account_opt
 /// status 503, whose reason names the certificate error. Errors: NULL_ARGUMENT (`ep`, `opts`,
 /// `opts->aor`, `account_id`), INVALID_ARGUMENT (bad AOR, transport, UTF-8, `sips:` AOR
 /// without TLS, unreadable CA file, malformed pin, an SRTP policy or keying that is none of
-/// the `RVOIP_SRTP_*` values), NETWORK (unresolvable server).
+/// the `RVOIP_SRTP_*` values, a DTMF mode that is none of the `RVOIP_DTMF_*` values), NETWORK
+/// (unresolvable server).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rvoip_account_add(
     ep: *mut rvoip_endpoint,
@@ -231,6 +272,7 @@ pub unsafe extern "C" fn rvoip_account_add(
         a.tls.ca_file = ca_file.map(Into::into);
         a.tls.pin_sha256 = pin.map(str::to_string);
         a.srtp = srtp_config(o.srtp_policy, o.srtp_keying, o.srtp_sdes_over_insecure)?;
+        a.dtmf_mode = dtmf_mode(o.dtmf_mode)?;
         a.expires_s = if o.expires_s == 0 { 3600 } else { o.expires_s };
         let acc = ep.ep.add_account(a)?;
         // SAFETY: checked non-NULL.
@@ -243,7 +285,7 @@ fn account(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Account, rvoi
     Ok(ep.ep.account(AccountId(id))?)
 }
 
-fn call(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Call, rvoip_result> {
+pub(crate) fn call(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Call, rvoip_result> {
     Ok(ep.ep.call(CallId(id))?)
 }
 
@@ -424,7 +466,7 @@ pub unsafe extern "C" fn rvoip_call_opts_default(opts: *mut rvoip_call_opts) {
 ///
 /// # Safety
 /// `opts` is NULL or a valid struct whose pointers are NULL or objects from this library.
-unsafe fn take_audio(opts: *const rvoip_call_opts) -> CallOptions {
+pub(crate) unsafe fn take_audio(opts: *const rvoip_call_opts) -> CallOptions {
     // SAFETY: caller's contract.
     match unsafe { opts.as_ref() } {
         None => CallOptions::default(),
@@ -482,6 +524,63 @@ pub unsafe extern "C" fn rvoip_call_answer(
         // SAFETY: NULL or a live endpoint.
         let ep = unsafe { ref_arg(ep) }?;
         Ok(call(ep, call_id)?.answer(audio)?)
+    })
+}
+
+/// Early media (RFC 3960 §3): answers an unanswered incoming call's SDP offer in a 183 Session
+/// Progress and starts its audio with `opts` (e.g. a ringback tone or an announcement from a
+/// source) before [`rvoip_call_answer`]; the caller's call goes to CALL_STATE EARLY_MEDIA.
+/// A later [`rvoip_call_answer`] sends the same SDP in its 200 and keeps this audio (its own
+/// `opts` are then freed unused). The call takes the audio objects, as
+/// [`rvoip_call_answer`]. Errors: NULL_ARGUMENT, NOT_FOUND, INVALID_STATE (not an unanswered
+/// incoming call, an INVITE without an SDP offer, or early media already started), NETWORK
+/// (media ports), MEDIA.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_answer_early(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    opts: *const rvoip_call_opts,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: consumed whatever happens next.
+        let audio = unsafe { take_audio(opts) };
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        Ok(call(ep, call_id)?.answer_early(audio)?)
+    })
+}
+
+/// Redirects an unanswered incoming call: a 302 Moved Temporarily whose Contacts are the
+/// `n` SIP URIs of `targets`, the first preferred (RFC 3261 §8.1.3.4, §21.3.3): call
+/// forwarding done by the phone itself. The caller's UA tries them (with rvoip, the caller
+/// gets CALL_REDIRECTED); our call ends (CALL_STATE ENDED, status 302). The strings are
+/// copied. Errors: NULL_ARGUMENT (`ep`, `targets`, or one of its `n` pointers),
+/// INVALID_ARGUMENT (`n` is 0, a target that is not a SIP URI, invalid UTF-8), NOT_FOUND,
+/// INVALID_STATE (not an unanswered incoming call).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_call_redirect(
+    ep: *mut rvoip_endpoint,
+    call_id: u64,
+    targets: *const *const c_char,
+    n: usize,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live endpoint.
+        let ep = unsafe { ref_arg(ep) }?;
+        if targets.is_null() {
+            return Err(rvoip_result::RVOIP_RESULT_NULL_ARGUMENT);
+        }
+        if n == 0 {
+            return Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT);
+        }
+        // SAFETY: non-NULL, and the caller gave `n` readable pointers.
+        let ptrs = unsafe { std::slice::from_raw_parts(targets, n) };
+        let uris = ptrs
+            .iter()
+            // SAFETY: each is NULL or a valid C string (caller's contract).
+            .map(|&p| unsafe { str_arg(p) })
+            .collect::<Result<Vec<&str>, _>>()?;
+        Ok(call(ep, call_id)?.redirect(&uris)?)
     })
 }
 
@@ -670,6 +769,27 @@ mod tests {
             (a.srtp_policy, a.srtp_keying, a.srtp_sdes_over_insecure),
             (RVOIP_SRTP_OPTIONAL, RVOIP_SRTP_KEYING_AUTO, false)
         );
+    }
+
+    #[test]
+    fn dtmf_mode_codes_round_trip_and_zero_is_the_default() {
+        assert_eq!(dtmf_mode(0), Ok(DtmfMode::default()));
+        for m in [DtmfMode::Rfc4733, DtmfMode::SipInfo] {
+            assert_eq!(dtmf_mode(dtmf_mode_code(m)), Ok(m));
+        }
+        for v in [2, 255, u32::MAX] {
+            assert_eq!(
+                dtmf_mode(v),
+                Err(rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT)
+            );
+        }
+        let mut a = std::mem::MaybeUninit::<rvoip_account_opts>::uninit();
+        // SAFETY: a writable struct; rvoip_account_opts_default fills every field.
+        let a = unsafe {
+            rvoip_account_opts_default(a.as_mut_ptr());
+            a.assume_init()
+        };
+        assert_eq!(a.dtmf_mode, RVOIP_DTMF_RFC4733);
     }
 
     #[test]

@@ -13,7 +13,10 @@ pub enum rvoip_event_kind {
     /// `account_id`'s registration state changed: `registration_state`, `expires_s`, and for
     /// FAILED `status`, `reason`, `retry_in_ms`.
     RVOIP_EVENT_REGISTRATION_STATE = 0,
-    /// A call arrived (we ring): `call_id`, `account_id` (0 if none), `from`, `to`.
+    /// A call arrived (we ring): `call_id`, `account_id` (0 if none), `from`, `to`, and
+    /// `replaces_call_id` when it replaces one of our calls (an INVITE with `Replaces`,
+    /// RFC 3891: the last step of an attended transfer; answer it as usual, the replaced call
+    /// ends once it is up), else 0.
     RVOIP_EVENT_INCOMING_CALL = 1,
     /// `call_id`'s state changed: `call_state`; held calls set `held_local`/`held_remote`;
     /// ENDED carries `status` (SIP status, 200 for a normal hang-up) and `reason`.
@@ -36,6 +39,22 @@ pub enum rvoip_event_kind {
     /// match its SDP fingerprint, no common SRTP protection profile, a fatal alert), so its
     /// media cannot flow: `reason` says what failed. The call stays up; apps usually hang up.
     RVOIP_EVENT_MEDIA_SECURITY_FAILED = 9,
+    /// The peer of `call_id` asks us to transfer the call (RFC 3515 REFER): `transfer_id`,
+    /// `target` (the Refer-To URI; with `?Replaces=…` for an attended transfer, RFC 3891) and
+    /// `referred_by` (the Referred-By value, RFC 3892; empty when not given). Decide within
+    /// 8 s with `rvoip_endpoint_accept_transfer` (the library places the new call, reports its
+    /// progress to the peer and ends `call_id` once the new call is up) or
+    /// `rvoip_endpoint_reject_transfer`; undecided, the request is refused with 480.
+    RVOIP_EVENT_TRANSFER_REQUESTED = 10,
+    /// Progress of a transfer we asked for (`rvoip_call_transfer`,
+    /// `rvoip_call_transfer_to_call`) on `call_id`: `status` (the SIP status of the
+    /// transferee's new call, RFC 3515 §2.4.5 sipfrag: 100, 180, 200…, or the failure of the
+    /// REFER itself, e.g. 603 when refused), `reason` and `is_final` (true on the last one).
+    /// After a final 2xx the transferee ends `call_id` (CALL_STATE ENDED follows).
+    RVOIP_EVENT_TRANSFER_STATUS = 11,
+    /// Our outgoing call `call_id` was redirected (a 3xx response, RFC 3261 §8.1.3.4) and
+    /// now tries `target`: `status` is the 3xx (301, 302…). The call id stays the same.
+    RVOIP_EVENT_CALL_REDIRECTED = 12,
 }
 
 /// Registration states (RFC 3261 §10).
@@ -174,7 +193,8 @@ pub struct rvoip_event {
     pub held_local: bool,
     /// CALL_STATE HELD: the peer put us on hold.
     pub held_remote: bool,
-    /// SIP status: CALL_STATE ENDED (e.g. 486, 487, 200) or REGISTRATION FAILED (e.g. 401).
+    /// SIP status: CALL_STATE ENDED (e.g. 486, 487, 200), REGISTRATION FAILED (e.g. 401),
+    /// MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…) or CALL_REDIRECTED (3xx).
     pub status: u16,
     /// Reason text of `status`; MEDIA_SECURITY_FAILED: what failed.
     pub reason: *const c_char,
@@ -206,6 +226,19 @@ pub struct rvoip_event {
     /// handshake on the media path, RFC 5764; the suite is in the statistics' `srtp_suite` once
     /// it completes).
     pub security: *const c_char,
+    /// TRANSFER_REQUESTED: the request's id (non-zero, never reused), for
+    /// `rvoip_endpoint_accept_transfer` / `rvoip_endpoint_reject_transfer`; else 0.
+    pub transfer_id: u64,
+    /// TRANSFER_REQUESTED: the Refer-To URI (with `?Replaces=…` for an attended transfer);
+    /// CALL_REDIRECTED: the URI the call tries now.
+    pub target: *const c_char,
+    /// TRANSFER_REQUESTED: who asked for the transfer (the Referred-By value, RFC 3892);
+    /// empty when the request did not say.
+    pub referred_by: *const c_char,
+    /// TRANSFER_STATUS: this is the last status of the transfer.
+    pub is_final: bool,
+    /// INCOMING_CALL: the call this one replaces (RFC 3891 `Replaces`), else 0.
+    pub replaces_call_id: u64,
 }
 
 /// An event with the strings it points into (kept alive as long as the C view is used).
@@ -255,6 +288,11 @@ impl OwnedEvent {
             body: std::ptr::NonNull::<u8>::dangling().as_ptr(),
             body_len: 0,
             security: empty,
+            transfer_id: 0,
+            target: empty,
+            referred_by: empty,
+            is_final: false,
+            replaces_call_id: 0,
         };
         match e {
             Event::RegistrationState { account, state } => {
@@ -288,13 +326,14 @@ impl OwnedEvent {
                 account,
                 from,
                 to,
-                replaces: _,
+                replaces,
             } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_INCOMING_CALL;
                 ev.call_id = call.0;
                 ev.account_id = account.map_or(0, |a| a.0);
                 ev.from = put(from);
                 ev.to = put(to);
+                ev.replaces_call_id = replaces.map_or(0, |c| c.0);
             }
             Event::CallState { call, state } => {
                 ev.kind = rvoip_event_kind::RVOIP_EVENT_CALL_STATE;
@@ -381,11 +420,44 @@ impl OwnedEvent {
                 ev.status = *status;
                 ev.reason = put(reason);
             }
+            Event::TransferRequested {
+                call,
+                transfer,
+                target,
+                referred_by,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_TRANSFER_REQUESTED;
+                ev.call_id = call.0;
+                ev.transfer_id = transfer.0;
+                ev.target = put(target);
+                if let Some(by) = referred_by {
+                    ev.referred_by = put(by);
+                }
+            }
+            Event::TransferStatus {
+                call,
+                status,
+                reason,
+                is_final,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_TRANSFER_STATUS;
+                ev.call_id = call.0;
+                ev.status = *status;
+                ev.reason = put(reason);
+                ev.is_final = *is_final;
+            }
+            Event::CallRedirected {
+                call,
+                status,
+                target,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_CALL_REDIRECTED;
+                ev.call_id = call.0;
+                ev.status = *status;
+                ev.target = put(target);
+            }
             // Not in the C API yet.
-            Event::TransferRequested { .. }
-            | Event::TransferStatus { .. }
-            | Event::CallRedirected { .. }
-            | Event::SubscriptionState { .. }
+            Event::SubscriptionState { .. }
             | Event::BuddyPresence { .. }
             | Event::LineState { .. }
             | Event::PublishResult { .. } => {}
@@ -403,7 +475,7 @@ mod tests {
     use std::ffi::CStr;
     use std::net::SocketAddr;
 
-    use rvoip_sdk::api::CallId;
+    use rvoip_sdk::api::{AccountId, CallId, TransferId};
     use rvoip_sdk::media::sdes::CryptoSuite;
 
     use super::*;
@@ -477,5 +549,76 @@ mod tests {
         assert_eq!(failed.ev.call_id, 6);
         assert_eq!(text(failed.ev.reason), "fingerprint mismatch");
         assert_eq!(text(failed.ev.security), "");
+    }
+
+    #[test]
+    fn transfer_and_redirect_events_reach_c() {
+        // The kinds are appended: the numbers of the older ones never change.
+        assert_eq!(rvoip_event_kind::RVOIP_EVENT_TRANSFER_REQUESTED as u32, 10);
+        assert_eq!(rvoip_event_kind::RVOIP_EVENT_TRANSFER_STATUS as u32, 11);
+        assert_eq!(rvoip_event_kind::RVOIP_EVENT_CALL_REDIRECTED as u32, 12);
+
+        let req = OwnedEvent::new(&Event::TransferRequested {
+            call: CallId(3),
+            transfer: TransferId(9),
+            target: "sip:carol@192.0.2.1".into(),
+            referred_by: Some("<sip:alice@192.0.2.1>".into()),
+        });
+        assert_eq!(
+            req.ev.kind,
+            rvoip_event_kind::RVOIP_EVENT_TRANSFER_REQUESTED
+        );
+        assert_eq!((req.ev.call_id, req.ev.transfer_id), (3, 9));
+        assert_eq!(text(req.ev.target), "sip:carol@192.0.2.1");
+        assert_eq!(text(req.ev.referred_by), "<sip:alice@192.0.2.1>");
+        let anon = OwnedEvent::new(&Event::TransferRequested {
+            call: CallId(3),
+            transfer: TransferId(10),
+            target: "sip:carol@192.0.2.1".into(),
+            referred_by: None,
+        });
+        assert_eq!(text(anon.ev.referred_by), "");
+
+        for (status, is_final) in [(100, false), (200, true), (603, true)] {
+            let st = OwnedEvent::new(&Event::TransferStatus {
+                call: CallId(4),
+                status,
+                reason: "Why".into(),
+                is_final,
+            });
+            assert_eq!(st.ev.kind, rvoip_event_kind::RVOIP_EVENT_TRANSFER_STATUS);
+            assert_eq!(
+                (st.ev.call_id, st.ev.status, st.ev.is_final),
+                (4, status, is_final)
+            );
+            assert_eq!(text(st.ev.reason), "Why");
+            assert_eq!(st.ev.transfer_id, 0);
+        }
+
+        let red = OwnedEvent::new(&Event::CallRedirected {
+            call: CallId(5),
+            status: 302,
+            target: "sip:carol@192.0.2.1".into(),
+        });
+        assert_eq!(red.ev.kind, rvoip_event_kind::RVOIP_EVENT_CALL_REDIRECTED);
+        assert_eq!((red.ev.call_id, red.ev.status), (5, 302));
+        assert_eq!(text(red.ev.target), "sip:carol@192.0.2.1");
+        assert!(!red.ev.is_final);
+
+        for (replaces, want) in [(Some(CallId(7)), 7), (None, 0)] {
+            let inc = OwnedEvent::new(&Event::IncomingCall {
+                call: CallId(8),
+                account: Some(AccountId(1)),
+                from: "<sip:bob@192.0.2.1>".into(),
+                to: "<sip:carol@192.0.2.1>".into(),
+                replaces,
+            });
+            assert_eq!(inc.ev.kind, rvoip_event_kind::RVOIP_EVENT_INCOMING_CALL);
+            assert_eq!(inc.ev.replaces_call_id, want);
+            assert_eq!(
+                (text(inc.ev.target), text(inc.ev.referred_by)),
+                ("".into(), "".into())
+            );
+        }
     }
 }

@@ -26,6 +26,7 @@ mod endpoint;
 mod event;
 mod log;
 mod server;
+mod transfer;
 mod util;
 
 pub use audio::*;
@@ -34,6 +35,7 @@ pub use endpoint::*;
 pub use event::*;
 pub use log::*;
 pub use server::*;
+pub use transfer::*;
 
 use std::ffi::c_char;
 

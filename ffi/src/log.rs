@@ -84,18 +84,18 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for CLayer {
         event.record(&mut m);
         let target = cstring(meta.target());
         let message = cstring(&format!("{}{}", m.message, m.fields));
-        if let Ok(g) = SINK.lock() {
-            if let Some(s) = g.as_ref() {
-                // SAFETY: the app's callback with strings valid for the call.
-                unsafe {
-                    (s.cb)(
-                        s.user_data,
-                        level_num(meta.level()),
-                        target.as_ptr(),
-                        message.as_ptr(),
-                    )
-                };
-            }
+        if let Ok(g) = SINK.lock()
+            && let Some(s) = g.as_ref()
+        {
+            // SAFETY: the app's callback with strings valid for the call.
+            unsafe {
+                (s.cb)(
+                    s.user_data,
+                    level_num(meta.level()),
+                    target.as_ptr(),
+                    message.as_ptr(),
+                )
+            };
         }
     }
 }

@@ -117,8 +117,13 @@ typedef struct rec_event {
     uint16_t status;
     bool held_local, held_remote;
     char digit;
-    char text[48]; /* direction (MEDIA_STARTED), reason (ENDED), from (INCOMING_CALL) */
+    char text[48]; /* direction (MEDIA_STARTED), reason (ENDED, TRANSFER_STATUS), from
+                      (INCOMING_CALL), referred_by (TRANSFER_REQUESTED) */
     uint64_t rx_packets;
+    uint64_t transfer_id;      /* TRANSFER_REQUESTED */
+    uint64_t replaces_call_id; /* INCOMING_CALL */
+    bool is_final;             /* TRANSFER_STATUS */
+    char target[64];           /* TRANSFER_REQUESTED, CALL_REDIRECTED */
 } rec_event;
 
 typedef struct party {
@@ -176,12 +181,25 @@ static inline void party_record(party *p, const rvoip_event *e) {
         break;
     case RVOIP_EVENT_INCOMING_CALL:
         copy_text(r.text, sizeof r.text, e->from);
+        r.replaces_call_id = e->replaces_call_id;
         break;
     case RVOIP_EVENT_MEDIA_STARTED:
         copy_text(r.text, sizeof r.text, e->direction);
         break;
     case RVOIP_EVENT_STATISTICS:
         r.rx_packets = e->stats.rx_packets;
+        break;
+    case RVOIP_EVENT_TRANSFER_REQUESTED:
+        r.transfer_id = e->transfer_id;
+        copy_text(r.text, sizeof r.text, e->referred_by);
+        copy_text(r.target, sizeof r.target, e->target);
+        break;
+    case RVOIP_EVENT_TRANSFER_STATUS:
+        r.is_final = e->is_final;
+        copy_text(r.text, sizeof r.text, e->reason);
+        break;
+    case RVOIP_EVENT_CALL_REDIRECTED:
+        copy_text(r.target, sizeof r.target, e->target);
         break;
     default:
         break;
@@ -274,7 +292,8 @@ static inline const char *call_name(int s) {
 }
 
 /* The log as text: one word per event, comma-separated, STATISTICS left out (periodic);
- * MEDIA_STARTED carries its direction, DTMF its digit. */
+ * MEDIA_STARTED carries its direction, DTMF its digit, TRANSFER_STATUS and CALL_REDIRECTED
+ * their status. */
 static inline void party_sequence(party *p, char *out, size_t cap) {
     int i;
     size_t len = 0;
@@ -290,6 +309,11 @@ static inline void party_sequence(party *p, char *out, size_t cap) {
         case RVOIP_EVENT_MEDIA_STARTED: snprintf(w, sizeof w, "MEDIA_STARTED(%s)", e->text); break;
         case RVOIP_EVENT_MEDIA_STOPPED: snprintf(w, sizeof w, "MEDIA_STOPPED"); break;
         case RVOIP_EVENT_DTMF_RECEIVED: snprintf(w, sizeof w, "DTMF(%c)", e->digit); break;
+        case RVOIP_EVENT_TRANSFER_REQUESTED: snprintf(w, sizeof w, "TRANSFER_REQUESTED"); break;
+        case RVOIP_EVENT_TRANSFER_STATUS:
+            snprintf(w, sizeof w, "TRANSFER_STATUS(%u%s)", (unsigned)e->status, e->is_final ? " final" : "");
+            break;
+        case RVOIP_EVENT_CALL_REDIRECTED: snprintf(w, sizeof w, "CALL_REDIRECTED(%u)", (unsigned)e->status); break;
         case RVOIP_EVENT_STATISTICS: continue;
         default: snprintf(w, sizeof w, "KIND_%d", (int)e->kind); break;
         }

@@ -59,7 +59,7 @@ final class Printer: EndpointListener, @unchecked Sendable {
         switch event {
         case let .registrationChanged(accountId, state):
             print("account \(accountId): \(state)")
-        case let .incomingCall(callId, _, caller, _):
+        case let .incomingCall(callId, _, caller, _, _):
             print("incoming call \(callId) from \(caller)")
             locked { if incoming == nil { incoming = callId } }
         case let .callStateChanged(callId, state):
@@ -79,6 +79,14 @@ final class Printer: EndpointListener, @unchecked Sendable {
             print("message \(messageId): \(status) \(reason)")
         case let .mediaSecurityFailed(callId, reason):
             print("call \(callId): media security failed: \(reason)")
+        case let .transferRequested(callId, _, target, _):
+            // This example does not follow transfers (RFC 3515): undecided, the request is
+            // refused with 480 after 8 s (Endpoint.acceptTransfer would place the new call).
+            print("call \(callId): transfer to \(target) requested (not followed)")
+        case let .transferStatus(callId, status, reason, isFinal):
+            print("call \(callId): transfer \(status) \(reason)\(isFinal ? " (final)" : "")")
+        case let .callRedirected(callId, status, target):
+            print("call \(callId): redirected (\(status)) to \(target)")
         }
     }
 

@@ -1,6 +1,7 @@
 // End to end through the generated Kotlin API (tests/bindings/kotlin.sh compiles and runs it on
-// the JVM with JNA): an embedded server, two endpoints that register (suspend), call, send DTMF
-// and hang up; the listener's events arrive in order; bad input throws RvoipException.*.
+// the JVM with JNA): an embedded server, two endpoints that register (suspend), call, send DTMF,
+// ask for a transfer that is declined, and hang up; the listener's events arrive in order; bad
+// input throws RvoipException.*.
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.runBlocking
@@ -50,6 +51,14 @@ fun main() = runBlocking {
     val digits = rb.events.filterIsInstance<Event.DtmfReceived>().map { it.digit }
     check(digits == listOf("1", "2", "#"), "digits $digits")
     check(call.stats().txPackets > 10u, "alice sent RTP")
+    // A blind transfer (RFC 3515 REFER) that bob declines: alice hears 603, final.
+    call.transfer("sip:carol@127.0.0.1")
+    val req = rb.await("transfer request") { it is Event.TransferRequested } as Event.TransferRequested
+    check(req.callId == incoming.callId && req.target == "sip:carol@127.0.0.1", "request $req")
+    bob.rejectTransfer(req.transferId, 603u)
+    val st = ra.await("transfer status") { it is Event.TransferStatus } as Event.TransferStatus
+    check(st.status == 603.toUShort() && st.isFinal && st.callId == call.id(), "status $st")
+    check(call.state() is CallState.Connected, "the call stays up")
     call.hangup()
     val ended = rb.await("bob ended") { it is Event.CallStateChanged && it.state is CallState.Ended }
     check(((ended as Event.CallStateChanged).state as CallState.Ended).status == 200.toUShort(), "BYE → 200")
@@ -67,10 +76,14 @@ fun main() = runBlocking {
             is Event.MessageReceived -> "message"
             is Event.MessageResult -> "message:" + it.status
             is Event.MediaSecurityFailed -> "media:insecure"
+            is Event.TransferRequested -> "transfer:requested"
+            is Event.TransferStatus -> "transfer:" + it.status
+            is Event.CallRedirected -> "redirected"
         }
     }
     val want = listOf("reg:Registering", "reg:Registered", "incoming", "call:Ringing", "media",
-        "call:Connected", "dtmf:1", "dtmf:2", "dtmf:#", "stats", "media:stopped", "call:Ended")
+        "call:Connected", "dtmf:1", "dtmf:2", "dtmf:#", "transfer:requested", "stats", "media:stopped",
+        "call:Ended")
     check(trace == want, "bob's events $trace")
 
     // Documented exceptions.
