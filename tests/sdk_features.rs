@@ -320,3 +320,68 @@ fn a_callee_redirect_is_followed() {
     });
     assert!(a_call.peer().unwrap().contains("carol"));
 }
+
+#[test]
+fn two_accounts_on_two_servers_each_receive_their_own_calls() {
+    let _serial = serial();
+    // Two servers, both for domain 127.0.0.1 with a user "alice"; one endpoint registers alice at
+    // each. Bob (server 1) and carol (server 2) call alice at their own server.
+    let (_s1, p1) = start_server("127.0.0.1", &["udp:127.0.0.1:0"], |_| {});
+    let (_s2, p2) = start_server("127.0.0.1", &["udp:127.0.0.1:0"], |c| {
+        c.users.insert("carol".into(), "cpw".into());
+    });
+    let at = |p: &Ports| format!("127.0.0.1:{}", p.port(Transport::Udp));
+    let mut alice = party();
+    let a1 = alice.register_at(&at(&p1), "alice", "apw");
+    let a2 = alice.register_at(&at(&p2), "alice", "apw");
+    let mut bob = party();
+    let b = bob.register_at(&at(&p1), "bob", "bpw");
+    let mut carol = party();
+    let c = carol.register_at(&at(&p2), "carol", "cpw");
+    // The n-th incoming call alice saw: (its account, the call), waiting up to 10 s.
+    let nth_incoming = |alice: &mut Party, n: usize| {
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            alice.drain();
+            let found = alice
+                .seen
+                .iter()
+                .filter_map(|e| match e {
+                    Event::IncomingCall { account, call, .. } => Some((*account, *call)),
+                    _ => None,
+                })
+                .nth(n);
+            if let Some(x) = found {
+                return x;
+            }
+            assert!(std::time::Instant::now() < end, "no incoming call #{n}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let from_carol = carol
+        .ep
+        .make_call(Some(&c), "sip:alice@127.0.0.1", CallOptions::default())
+        .unwrap();
+    let (acc, call) = nth_incoming(&mut alice, 0);
+    assert_eq!(
+        acc,
+        Some(a2.id()),
+        "carol's call is for the account at server 2"
+    );
+    alice.ep.call(call).unwrap().reject(486).unwrap();
+    carol.state(&from_carol, "busy", |s| {
+        matches!(s, CallState::Ended { .. })
+    });
+    let from_bob = bob
+        .ep
+        .make_call(Some(&b), "sip:alice@127.0.0.1", CallOptions::default())
+        .unwrap();
+    let second = nth_incoming(&mut alice, 1);
+    assert_eq!(
+        second.0,
+        Some(a1.id()),
+        "bob's call is for the account at server 1"
+    );
+    alice.ep.call(second.1).unwrap().reject(486).unwrap();
+    bob.state(&from_bob, "busy", |s| matches!(s, CallState::Ended { .. }));
+}
