@@ -193,17 +193,13 @@ impl Call {
             let ports = shared.media_ports(local.ip())?;
             let (srtp, secure) = core.ua.call_srtp(self.id)?;
             let media: LocalMedia = shared.local_media(local.ip(), ports.rtp_port(), &srtp, secure);
+            core.ua.answer_early(Instant::now(), self.id, media)?;
+            // The media starts from the events the answer queued, after this closure.
             let m = core.media.entry(self.id).or_default();
             m.ports = Some(ports);
             m.source = opts.source;
             m.sink = opts.sink;
-            let r = core.ua.answer_early(Instant::now(), self.id, media);
-            if r.is_err() {
-                if let Some(m) = core.media.get_mut(&self.id) {
-                    m.ports = None;
-                }
-            }
-            Ok(r?)
+            Ok(())
         })
     }
 

@@ -224,6 +224,18 @@ pub fn parse_pidf(body: &[u8]) -> Option<Presence> {
     })
 }
 
+/// The attributes of a `dialog-info` element; the line state is filled in later.
+fn dialog_info_head(e: &quick_xml::events::BytesStart<'_>) -> DialogInfo {
+    DialogInfo {
+        entity: attr(e, b"entity").unwrap_or_default(),
+        version: attr(e, b"version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        full: attr(e, b"state").is_none_or(|s| s == "full"),
+        line: LineState::Idle,
+    }
+}
+
 /// Reads a dialog-info document: its entity, version, full/partial, and the line state from
 /// its dialogs. `None` when it is not dialog-info.
 pub fn parse_dialog_info(body: &[u8]) -> Option<DialogInfo> {
@@ -246,29 +258,13 @@ pub fn parse_dialog_info(body: &[u8]) -> Option<DialogInfo> {
                 }
                 let name = local(e.name().as_ref()).to_vec();
                 if name == b"dialog-info" {
-                    info = Some(DialogInfo {
-                        entity: attr(&e, b"entity").unwrap_or_default(),
-                        version: attr(&e, b"version")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                        full: attr(&e, b"state").is_none_or(|s| s == "full"),
-                        line: LineState::Idle,
-                    });
+                    info = Some(dialog_info_head(&e));
                 } else if name == b"state" && depth == 3 {
                     in_state = depth;
                 }
             }
-            Event::Empty(e) => {
-                if local(e.name().as_ref()) == b"dialog-info" {
-                    info = Some(DialogInfo {
-                        entity: attr(&e, b"entity").unwrap_or_default(),
-                        version: attr(&e, b"version")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                        full: attr(&e, b"state").is_none_or(|s| s == "full"),
-                        line: LineState::Idle,
-                    });
-                }
+            Event::Empty(e) if local(e.name().as_ref()) == b"dialog-info" => {
+                info = Some(dialog_info_head(&e));
             }
             Event::End(_) => {
                 if depth == in_state {

@@ -562,11 +562,14 @@ impl UserAgent {
     /// replacing call that came up), then forgets ended calls.
     fn finish(&mut self, now: Instant) {
         while self.watched < self.events.len() {
-            let ev = self.events[self.watched].clone();
+            let seen = match &self.events[self.watched] {
+                UaEvent::CallState { call, state } => Some((call.0, state.clone())),
+                _ => None,
+            };
             self.watched += 1;
-            if let UaEvent::CallState { call, state } = ev {
-                self.watch_transfer(now, call.0, &state);
-                self.watch_replacing(now, call.0, &state);
+            if let Some((call, state)) = seen {
+                self.watch_transfer(now, call, &state);
+                self.watch_replacing(now, call, &state);
             }
         }
         self.reap();

@@ -44,7 +44,7 @@ pub(super) enum Role {
         /// The REFER.
         req: Request,
         /// The Refer-To URI (with its headers).
-        target: Uri,
+        target: Box<Uri>,
         /// The call placed to the target.
         new_call: Option<u64>,
         /// The last status we NOTIFYed.
@@ -284,8 +284,11 @@ impl UserAgent {
                     tx, req, target, ..
                 },
                 ..
-            }) => (tx.take(), req.clone(), target.clone()),
+            }) => (tx.take(), req.clone(), (**target).clone()),
             _ => return Err(UaError::NotFound),
+        };
+        let Some(tx) = tx else {
+            return Err(UaError::NotFound);
         };
         let mut extra = Vec::new();
         if let Some(r) = full_target.header("Replaces") {
@@ -297,9 +300,6 @@ impl UserAgent {
         let account = account.filter(|a| self.accounts.contains_key(&a.0));
         let placed =
             self.make_call_with(now, account, target, dest, transport, local, media, extra);
-        let Some(tx) = tx else {
-            return Err(UaError::NotFound);
-        };
         match placed {
             Ok(new_call) => {
                 let resp = build::response(&req, 202, None, None);
@@ -391,7 +391,7 @@ impl UserAgent {
                 role: Role::Transferee {
                     tx: Some(tx),
                     req,
-                    target,
+                    target: Box::new(target),
                     new_call: None,
                     notified: 0,
                 },

@@ -148,6 +148,14 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Starts subscription `id` afresh: a new dialog-forming SUBSCRIBE.
+    fn restart_subscription(&mut self, now: Instant, id: u64) {
+        if let Some(mut s) = self.subs.remove(&id) {
+            self.start_subscription(now, id, &mut s);
+            self.subs.insert(id, s);
+        }
+    }
+
     /// Sends the dialog-forming SUBSCRIBE of `sub` (new Call-ID and tag).
     fn start_subscription(&mut self, now: Instant, id: u64, sub: &mut Subscription) {
         let Some(reg) = self.accounts.get(&sub.account) else {
@@ -280,9 +288,7 @@ impl UserAgent {
                     if sub.dialog.is_some() {
                         self.send_subscribe(now, id, min);
                     } else {
-                        let mut s = self.subs.remove(&id).expect("present");
-                        self.start_subscription(now, id, &mut s);
-                        self.subs.insert(id, s);
+                        self.restart_subscription(now, id);
                     }
                     return;
                 }
@@ -294,9 +300,7 @@ impl UserAgent {
             if let Some(k) = key {
                 self.dialogs.drop_sub(k, id);
             }
-            let mut s = self.subs.remove(&id).expect("present");
-            self.start_subscription(now, id, &mut s);
-            self.subs.insert(id, s);
+            self.restart_subscription(now, id);
             return;
         }
         let why = if reason.is_empty() {
@@ -438,10 +442,8 @@ impl UserAgent {
                     self.dialogs.drop_sub(k, id);
                 }
                 if again {
-                    let mut s = self.subs.remove(&id).expect("present");
-                    s.restarts += 1;
-                    self.start_subscription(now, id, &mut s);
-                    self.subs.insert(id, s);
+                    sub.restarts += 1;
+                    self.restart_subscription(now, id);
                 } else {
                     let why = if sub.wanted {
                         reason
@@ -476,9 +478,7 @@ impl UserAgent {
             if s.dialog.is_some() {
                 self.send_subscribe(now, id, expires);
             } else {
-                let mut s = self.subs.remove(&id).expect("present");
-                self.start_subscription(now, id, &mut s);
-                self.subs.insert(id, s);
+                self.restart_subscription(now, id);
             }
         }
     }

@@ -234,8 +234,8 @@ fn blind_transfer_reports_progress_and_moves_the_call() {
     let notify = t
         .wire
         .iter()
-        .filter(|m| m.starts_with("NOTIFY "))
-        .last()
+        .rev()
+        .find(|m| m.starts_with("NOTIFY "))
         .unwrap();
     assert!(notify.contains("Event: refer;id="), "{notify}");
     assert!(
