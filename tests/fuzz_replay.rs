@@ -19,6 +19,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("server_core", rvoip_sdk::fuzzing::server_core),
     ("bencode", rvoip_sdk::fuzzing::bencode),
     ("ng", rvoip_sdk::fuzzing::ng),
+    ("user_agent", rvoip_sdk::fuzzing::user_agent),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -84,7 +85,8 @@ replay_tests!(
     dtls,
     server_core,
     bencode,
-    ng
+    ng,
+    user_agent
 );
 
 /// Every target listed here has a cargo-fuzz binary and a seed directory (and vice versa).

@@ -221,6 +221,51 @@ def main():
         p = os.path.join(OUT, "sip_message", f)
         if os.path.exists(p):
             put("server_core", bytes([1, 0, 0]) + open(p, "rb").read().replace(b"\0", b"%00"))
+    # ---- user_agent: records (control byte + payload) separated by NUL; $CID $LT $RT name the
+    # established call's dialog, $SCID $ST the pending presence subscription (fuzzing/user_agent.rs)
+    def ua(*recs):
+        return b"\0".join(recs)
+
+    def from_bob(text):  # control 4 = 0 mod 4 (NUL is the record separator)
+        return b"\x04" + text.encode()
+
+    def from_server(text):
+        return b"\x05" + text.encode()
+
+    def in_dialog(method, seq, extra, body=""):
+        return ("%s sip:alice@192.0.2.10:5060 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.20:5060;branch=z9hG4bKf%s%d\n"
+                "Max-Forwards: 70\nFrom: <sip:bob@192.0.2.20:5060>;tag=$RT\nTo: <sip:rvoip@192.0.2.10:5060>;tag=$LT\n"
+                "Call-ID: $CID\nCSeq: %d %s\nContact: <sip:bob@192.0.2.20:5060>\n%sContent-Length: 0\n\n%s"
+                % (method, method, seq, seq, method, extra, body))
+    refer = in_dialog("REFER", 10, "Refer-To: <sip:carol@192.0.2.30>\nReferred-By: <sip:bob@192.0.2.20>\n")
+    put("user_agent", ua(from_bob(refer), b"\x03\x01", b"\x02\x05"))
+    put("user_agent", ua(from_bob(refer), b"\x03\x02"))
+    put("user_agent", ua(from_bob(refer), b"\x02\x64"))
+    put("user_agent", ua(from_bob(in_dialog("REFER", 11, "Refer-To: <sip:carol@192.0.2.30?Replaces=x%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>\n")),
+                         b"\x03\x01"))
+    notify = in_dialog("NOTIFY", 12, "Event: refer;id=2\nSubscription-State: terminated;reason=noresource\n"
+                       "Content-Type: message/sipfrag;version=2.0\n", "SIP/2.0 200 OK\n")
+    put("user_agent", ua(b"\x03\x08", from_bob(notify)))
+    put("user_agent", ua(from_bob(in_dialog("INFO", 13, "Content-Type: application/dtmf-relay\n", "Signal=5\nDuration=160\n")),
+                         b"\x03\x03", b"\x02\x0a"))
+    put("user_agent", ua(from_bob(in_dialog("INVITE", 14, "Content-Type: application/sdp\n",
+                                            "v=0\no=b 1 2 IN IP4 192.0.2.20\ns=-\nc=IN IP4 192.0.2.20\nt=0 0\n"
+                                            "m=audio 41000 RTP/AVP 0\na=sendonly\n")), b"\x02\x05"))
+    put("user_agent", ua(from_bob(in_dialog("BYE", 15, "")), b"\x03\x05"))
+    replaces_invite = ("INVITE sip:alice@192.0.2.10:5060 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.30:5060;branch=z9hG4bKr1\n"
+                       "Max-Forwards: 70\nFrom: <sip:carol@192.0.2.30>;tag=c1\nTo: <sip:alice@example.com>\n"
+                       "Call-ID: r1@192.0.2.30\nCSeq: 1 INVITE\nContact: <sip:carol@192.0.2.30>\n"
+                       "Replaces: $CID;to-tag=$LT;from-tag=$RT\nRequire: replaces\nContent-Length: 0\n\n")
+    put("user_agent", ua(from_bob(replaces_invite), b"\x02\x05"))
+    pidf = ('<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:buddy@example.com">'
+            '<tuple id="t"><status><basic>open</basic></status><note>Away</note></tuple></presence>')
+    pres_notify = ("NOTIFY sip:alice@192.0.2.10:5060 SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKp1\n"
+                   "Max-Forwards: 70\nFrom: <sip:buddy@example.com>;tag=n1\nTo: <sip:alice@example.com>;tag=$ST\n"
+                   "Call-ID: $SCID\nCSeq: 1 NOTIFY\nContact: <sip:ps@192.0.2.1:5060>\nEvent: presence\n"
+                   "Subscription-State: active;expires=600\nContent-Type: application/pidf+xml\n"
+                   "Content-Length: 0\n\n" + pidf)
+    put("user_agent", ua(from_server(pres_notify), b"\x02\xff", b"\x03\x06"))
+    put("user_agent", ua(from_server(pres_notify.replace("active;expires=600", "terminated;reason=deactivated")), b"\x03\x07"))
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(OUT) for f in fs)
     print("seeds:", {t: len(os.listdir(os.path.join(OUT, t))) for t in sorted(os.listdir(OUT))}, total, "bytes")
 

@@ -17,6 +17,7 @@ mod sdp;
 mod server_core;
 mod sip_message;
 mod srtp;
+mod user_agent;
 
 pub use bencode::bencode;
 pub use digest::digest;
@@ -27,6 +28,7 @@ pub use sdp::sdp;
 pub use server_core::server_core;
 pub use sip_message::sip_message;
 pub use srtp::srtp;
+pub use user_agent::user_agent;
 
 use crate::sip::msg::Limits;
 
