@@ -21,8 +21,7 @@ set -u
 SOFTPHONE=${SOFTPHONE:-$ROOT/target/release/examples/softphone}
 [ -x "$SOFTPHONE" ] || fail "softphone not found at $SOFTPHONE"
 [ -x "$RVOIP_SERVER" ] || fail "rvoip-server not found at $RVOIP_SERVER"
-PIDS=
-trap 'for p in $PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null' EXIT
+trap 'for p in $BG_PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null' EXIT
 
 users() { for u in 0001 0002 0005 0006 0007 0008 0009; do echo "user$u = \"secret\""; done; }
 cat >"$OUT/proxy.toml" <<EOF
@@ -58,30 +57,13 @@ EOF
 serve() {
   local name=$1 port=$2
   RUST_LOG=info "$RVOIP_SERVER" --config "$OUT/$name.toml" >"$OUT/$name.log" 2>&1 &
-  PIDS="$PIDS $!"
+  BG_PIDS="$BG_PIDS $!"
   for _ in $(seq 50); do python3 "$ROOT/tests/integration/options_probe.py" "127.0.0.1:$port" >/dev/null 2>&1 && return 0; sleep 0.1; done
   fail "$name server did not start: $(tail -3 "$OUT/$name.log")"
 }
 serve proxy 5060
 serve redirect 5062
 
-# sp N NAME USER SERVER [ARGS...]: a softphone in the background (PID in $SP)
-sp() {
-  local n=$1 name=$2 user=$3 server=$4; shift 4
-  timeout -k 5 40 "$SOFTPHONE" --listen 127.0.0.1:0 --account "sip:$user@127.0.0.1" --password secret \
-    --server "$server" "$@" >"$OUT/$n.$name.out" 2>&1 &
-  SP=$!; PIDS="$PIDS $SP"
-}
-ready() {
-  for _ in $(seq 50); do grep -q 'Registered' "$OUT/$1.$2.out" 2>/dev/null && return 0; sleep 0.1; done
-  fail "step $1: softphone $2 not registered: $(tail -2 "$OUT/$1.$2.out")"
-}
-result() {
-  local rc
-  wait "$3"; rc=$?
-  echo "--- step $1 $2 (rc=$rc)"; tail -4 "$OUT/$1.$2.out"
-  [ "$rc" = 0 ] || fail "step $1: $2 failed (rc=$rc): $(grep -E 'check|timed out|failed' "$OUT/$1.$2.out" | tail -2 | tr '\n' ' ')"
-}
 # t_of N NAME EVENT: the softphone's timestamp (s) of the first line matching EVENT
 t_of() { grep -m1 "$3" "$OUT/$1.$2.out" | sed -E 's/^\[ *([0-9.]+)\].*/\1/'; }
 P=127.0.0.1:5060
@@ -90,9 +72,9 @@ SUMMARY=
 # ---- 1. no answer after 3 s ----
 sp 1 T user0006 $P --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; T=$SP
 sp 1 N user0005 $P --ring-only --timeout 12; N=$SP
-ready 1 T; ready 1 N
+sp_ready 1 T; sp_ready 1 N
 sp 1 C user0001 $P --call sip:user0005@127.0.0.1 --play tone:440 --expect-tone 660 --duration 3 --timeout 15; C=$SP
-result 1 C $C; result 1 T $T
+sp_result 1 C $C; sp_result 1 T $T
 kill $N 2>/dev/null; wait $N 2>/dev/null
 t0=$(t_of 1 C 'calling '); t1=$(t_of 1 C 'state: Connected')
 waited=$(echo "$t1 - $t0" | bc)
@@ -103,45 +85,45 @@ SUMMARY="1: no-answer forward connected after $waited s, $(grep -o 'tone check: 
 # ---- 2. busy ----
 sp 2 T user0006 $P --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; T=$SP
 sp 2 B user0007 $P --reject 486 --timeout 10; B=$SP
-ready 2 T; ready 2 B
+sp_ready 2 T; sp_ready 2 B
 sp 2 C user0001 $P --call sip:user0007@127.0.0.1 --play tone:440 --expect-tone 660 --duration 3 --timeout 15; C=$SP
-result 2 C $C; result 2 T $T
+sp_result 2 C $C; sp_result 2 T $T
 kill $B 2>/dev/null; wait $B 2>/dev/null
 grep -q 'IncomingCall' "$OUT/2.B.out" || fail "step 2: user0007 was never called"
 SUMMARY="$SUMMARY; 2: busy forward $(grep -o 'tone check: [0-9.]* %' "$OUT/2.C.out")"
 
 # ---- 3. unconditional ----
 sp 3 T user0006 $P --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; T=$SP
-ready 3 T
+sp_ready 3 T
 sp 3 C user0001 $P --call sip:user0008@127.0.0.1 --play tone:440 --expect-tone 660 --duration 3 --timeout 15; C=$SP
-result 3 C $C; result 3 T $T
+sp_result 3 C $C; sp_result 3 T $T
 grep -q 'to: "<\?sip:user0008@127.0.0.1' "$OUT/3.T.out" || fail "step 3: user0006's call was not the one to user0008: $(grep -m1 IncomingCall "$OUT/3.T.out")"
 SUMMARY="$SUMMARY; 3: unconditional $(grep -o 'tone check: [0-9.]* %' "$OUT/3.C.out")"
 
 # ---- 4. offline message ----
 sp 4 S user0001 $P --message "stored hello" --message-to sip:user0009@127.0.0.1 --timeout 10; S=$SP
-result 4 S $S
+sp_result 4 S $S
 grep -q 'MessageResult { .*status: 202' "$OUT/4.S.out" || fail "step 4: the sender was not told 202: $(grep MessageResult "$OUT/4.S.out")"
 sp 4 R user0009 $P --expect-message "stored hello" --timeout 10; R=$SP
-result 4 R $R
+sp_result 4 R $R
 SUMMARY="$SUMMARY; 4: offline message 202, delivered at REGISTER"
 
 # ---- 5. redirect server ----
 sp 5 T user0006 127.0.0.1:5062 --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; T=$SP
-ready 5 T
+sp_ready 5 T
 timeout -k 5 30 "$SOFTPHONE" --listen 127.0.0.1:0 --call sip:user0006@127.0.0.1:5062 --play tone:440 \
   --expect-tone 660 --duration 3 --timeout 15 >"$OUT/5.C.out" 2>&1 &
-C=$!; PIDS="$PIDS $C"
-result 5 C $C; result 5 T $T
+C=$!; BG_PIDS="$BG_PIDS $C"
+sp_result 5 C $C; sp_result 5 T $T
 grep -q 'CallRedirected { .*status: 302' "$OUT/5.C.out" || fail "step 5: no 302 followed: $(grep -m2 -E 'Redirect|Ended' "$OUT/5.C.out")"
 SUMMARY="$SUMMARY; 5: 302 followed, $(grep -o 'tone check: [0-9.]* %' "$OUT/5.C.out")"
 
 # ---- 6. busy-lamp field ----
 sp 6 T user0006 $P --auto-answer --play tone:660 --duration 3 --timeout 30; T=$SP
 sp 6 L user0002 $P --blf sip:user0006@127.0.0.1 --expect-line ringing,in-call --timeout 20; L=$SP
-ready 6 T; ready 6 L
+sp_ready 6 T; sp_ready 6 L
 sleep 0.5
 sp 6 C user0001 $P --call sip:user0006@127.0.0.1 --play tone:440 --duration 3 --timeout 15; C=$SP
-result 6 L $L; result 6 C $C; result 6 T $T
+sp_result 6 L $L; sp_result 6 C $C; sp_result 6 T $T
 SUMMARY="$SUMMARY; 6: $(grep -o 'line check: .*' "$OUT/6.L.out")"
 echo "OK $SUMMARY"

@@ -153,3 +153,25 @@ stop_pid() {  # stop_pid PID: TERM, then KILL after ~3 s
   kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null
   return 0
 }
+
+# ---- SDK softphones in the background (sdk-pjsip-features.sh, features.sh) ----
+# sp N NAME USER SERVER [ARGS...]: $SOFTPHONE registered as USER (password secret) at SERVER, in the
+# background; PID in $SP (also added to $BG_PIDS); output in $OUT/N.NAME.out
+sp() {
+  local n=$1 name=$2 user=$3 server=$4; shift 4
+  timeout -k 5 60 "$SOFTPHONE" --listen 127.0.0.1:0 --account "sip:$user@127.0.0.1" --password secret \
+    --server "$server" "$@" >"$OUT/$n.$name.out" 2>&1 &
+  SP=$!; BG_PIDS="${BG_PIDS:-} $SP"
+}
+# sp_ready N NAME: waits (up to 5 s) until softphone NAME of step N registered, else fails the test
+sp_ready() {
+  for _ in $(seq 50); do grep -q 'Registered' "$OUT/$1.$2.out" 2>/dev/null && return 0; sleep 0.1; done
+  fail "step $1: softphone $2 not registered: $(tail -2 "$OUT/$1.$2.out")"
+}
+# sp_result N NAME PID: waits for PID and fails the test with its check lines unless it exited 0
+sp_result() {
+  local rc
+  wait "$3"; rc=$?
+  echo "--- step $1 $2 (rc=$rc)"; tail -6 "$OUT/$1.$2.out"
+  [ "$rc" = 0 ] || fail "step $1: $2 failed (rc=$rc): $(grep -E 'check|timed out|failed|PJSIP-FEATURE' "$OUT/$1.$2.out" | tail -2 | tr '\n' ' ')"
+}

@@ -29,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sdk_pjsip_peer import Log, note, write_tone_wav  # noqa: E402
+from sdk_pjsip_peer import Log, account_config, note, start_endpoint, write_tone_wav  # noqa: E402
 
 import pjsua2 as pj  # noqa: E402
 
@@ -143,21 +143,8 @@ def main():
     a = ap.parse_args()
 
     write_tone_wav(a.wav, a.tone)
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.uaConfig.userAgent = "pjsua2-rvoip-features"
-    cfg.medConfig.threadCnt = 0
-    cfg.medConfig.noVad = True
     log = Log(a.log)
-    cfg.logConfig.level = 5
-    cfg.logConfig.consoleLevel = 5
-    cfg.logConfig.writer = log
-    cfg.logConfig.decor = pj.PJ_LOG_HAS_TIME | pj.PJ_LOG_HAS_MICRO_SEC | pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_INDENT
-    ep.libInit(cfg)
-    ep.audDevManager().setNullDev()
+    ep = start_endpoint(log, "pjsua2-rvoip-features")
     tc = pj.TransportConfig()
     tc.port = 0
     tc.boundAddress = "127.0.0.1"
@@ -179,23 +166,7 @@ def main():
     ok = False
     reason = "?"
     try:
-        ac = pj.AccountConfig()
-        ac.idUri = "sip:%s@127.0.0.1" % a.user
-        ac.regConfig.registrarUri = "sip:%s" % a.server
-        ac.regConfig.timeoutSec = 300
-        ac.regConfig.retryIntervalSec = 0
-        ac.sipConfig.proxies.append("sip:%s;lr" % a.server)
-        ac.sipConfig.transportId = tid
-        ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", a.user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, a.password))
-        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-        ac.mediaConfig.transportConfig.port = 0
-        ac.natConfig.iceEnabled = False
-        ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
-        ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
-        ac.natConfig.contactRewriteUse = 0
-        ac.natConfig.viaRewriteUse = 0
-        ac.natConfig.sdpNatRewriteUse = 0
-        ac.natConfig.sipOutboundUse = 0
+        ac = account_config(a.user, "127.0.0.1", a.password, a.server, "", tid)
         ac.presConfig.publishEnabled = a.mode == "publish"
         acc = FAcc(player)
         acc.create(ac)

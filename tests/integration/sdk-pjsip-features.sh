@@ -19,15 +19,14 @@ SOFTPHONE=${SOFTPHONE:-$ROOT/target/release/examples/softphone}
 [ -x "$SOFTPHONE" ] || fail "softphone not found at $SOFTPHONE (cargo build --release -p rvoip-sdk --features opus --example softphone)"
 python3 -c 'import pjsua2' 2>/dev/null || fail "python module pjsua2 missing (pip install pjsua2-python)"
 PEER=$ROOT/tests/integration/pjsip_features_peer.py
-TRAP_PIDS=
-trap 'for p in $TRAP_PIDS; do kill $p 2>/dev/null; done' EXIT
+trap 'for p in $BG_PIDS; do kill $p 2>/dev/null; done' EXIT
 
 # pj N MODE [ARGS...]: the PJSIP peer (user0003) in the background, PID in $PJ, waits for READY
 pj() {
   local n=$1 mode=$2; shift 2
   timeout -k 5 60 python3 "$PEER" --mode "$mode" --server "$PROXY" --wav "$OUT/tone1000.wav" \
     --log "$OUT/$n.pjsua.log" "$@" >"$OUT/$n.pjsip.out" 2>&1 &
-  PJ=$!; TRAP_PIDS="$TRAP_PIDS $PJ"
+  PJ=$!; BG_PIDS="$BG_PIDS $PJ"
   for _ in $(seq 100); do
     grep -q '^READY' "$OUT/$n.pjsip.out" 2>/dev/null && return 0
     kill -0 "$PJ" 2>/dev/null || break
@@ -35,72 +34,53 @@ pj() {
   done
   fail "step $n: PJSIP not registered: $(tail -1 "$OUT/$n.pjsip.out")"
 }
-# sp N NAME USER [ARGS...]: a softphone in the background (PID in $SP), its output in $OUT/N.NAME.out
-sp() {
-  local n=$1 name=$2 user=$3; shift 3
-  timeout -k 5 60 "$SOFTPHONE" --listen 127.0.0.1:0 --account "sip:$user@127.0.0.1" --password secret \
-    --server "$PROXY" "$@" >"$OUT/$n.$name.out" 2>&1 &
-  SP=$!; TRAP_PIDS="$TRAP_PIDS $SP"
-}
-# ready N NAME: waits until the softphone registered (up to 5 s)
-ready() {
-  for _ in $(seq 50); do grep -q 'Registered' "$OUT/$1.$2.out" 2>/dev/null && return 0; sleep 0.1; done
-  fail "step $1: softphone $2 not registered: $(tail -2 "$OUT/$1.$2.out")"
-}
-# result N NAME PID: waits for it, fails the test with its last lines unless it exited 0
-result() {
-  local rc
-  wait "$3"; rc=$?
-  echo "--- step $1 $2 (rc=$rc)"; tail -6 "$OUT/$1.$2.out"
-  [ "$rc" = 0 ] || fail "step $1: $2 failed (rc=$rc): $(grep -E 'check|FAIL|PJSIP-FEATURE' "$OUT/$1.$2.out" | tail -2 | tr '\n' ' ')"
-}
 SUMMARY=
 
 # ---- 1. SDK transfers PJSIP to softphone B ----
-sp 1 B user0002 --auto-answer --play tone:660 --expect-tone 1000 --duration 3 --timeout 30; B=$SP
-ready 1 B
+sp 1 B user0002 "$PROXY" --auto-answer --play tone:660 --expect-tone 1000 --duration 3 --timeout 30; B=$SP
+sp_ready 1 B
 pj 1 transferee --tone 1000 --max-call 20
-sp 1 A user0001 --call sip:user0003@127.0.0.1 --play tone:440 --transfer-to sip:user0002@127.0.0.1 \
+sp 1 A user0001 "$PROXY" --call sip:user0003@127.0.0.1 --play tone:440 --transfer-to sip:user0002@127.0.0.1 \
   --transfer-after 1.5 --duration 20 --timeout 15; A=$SP
-result 1 A $A
-result 1 B $B
-result 1 pjsip $PJ
+sp_result 1 A $A
+sp_result 1 B $B
+sp_result 1 pjsip $PJ
 SUMMARY="1: $(grep -o 'transfer check: .*' "$OUT/1.A.out"); B $(grep -o 'tone check: [0-9.]* %' "$OUT/1.B.out")"
 grep -q 'TransferStatus { .*status: 100' "$OUT/1.A.out" || fail "step 1: no 100 progress seen by the transferor"
 
 # ---- 2. PJSIP transfers softphone A to softphone B ----
-sp 2 B user0002 --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; B=$SP
-sp 2 A user0001 --auto-answer --accept-transfer --play tone:440 --duration 5 --timeout 30; A=$SP
-ready 2 B; ready 2 A
+sp 2 B user0002 "$PROXY" --auto-answer --play tone:660 --expect-tone 440 --duration 3 --timeout 30; B=$SP
+sp 2 A user0001 "$PROXY" --auto-answer --accept-transfer --play tone:440 --duration 5 --timeout 30; A=$SP
+sp_ready 2 B; sp_ready 2 A
 pj 2 transferor --tone 1000 --call sip:user0001@127.0.0.1 --transfer-to sip:user0002@127.0.0.1
-result 2 pjsip $PJ
-result 2 A $A
-result 2 B $B
+sp_result 2 pjsip $PJ
+sp_result 2 A $A
+sp_result 2 B $B
 grep -q 'accepted transfer to sip:user0002@127.0.0.1' "$OUT/2.A.out" || fail "step 2: softphone A did not accept the REFER"
 SUMMARY="$SUMMARY; 2: $(grep -o 'transfer statuses .*' "$OUT/2.pjsip.out"), B $(grep -o 'tone check: [0-9.]* %' "$OUT/2.B.out")"
 
 # ---- 3. MESSAGE both ways ----
-sp 3 A user0001 --echo-messages --expect-message "hello from pjsip" --timeout 15; A=$SP
-ready 3 A
+sp 3 A user0001 "$PROXY" --echo-messages --expect-message "hello from pjsip" --timeout 15; A=$SP
+sp_ready 3 A
 pj 3 message --message-to sip:user0001@127.0.0.1 --text "hello from pjsip" --expect "echo: hello from pjsip"
-result 3 pjsip $PJ
-result 3 A $A
+sp_result 3 pjsip $PJ
+sp_result 3 A $A
 SUMMARY="$SUMMARY; 3: $(grep -o 'MESSAGE status .*' "$OUT/3.pjsip.out" | tail -1)"
 
 # ---- 4. DTMF by SIP INFO both ways ----
-sp 4 A user0001 --auto-answer --dtmf-info --dtmf '27*' --expect-dtmf '159#' --duration 8 --timeout 20; A=$SP
-ready 4 A
+sp 4 A user0001 "$PROXY" --auto-answer --dtmf-info --dtmf '27*' --expect-dtmf '159#' --duration 8 --timeout 20; A=$SP
+sp_ready 4 A
 pj 4 info --call sip:user0001@127.0.0.1 --dtmf '159#' --expect-dtmf '27*' --after 1.0
-result 4 pjsip $PJ
-result 4 A $A
+sp_result 4 pjsip $PJ
+sp_result 4 A $A
 SUMMARY="$SUMMARY; 4: $(grep -o 'dtmf check: .*' "$OUT/4.A.out"), PJSIP $(grep -o "received '[^']*'" "$OUT/4.pjsip.out" | tail -1)"
 
 # ---- 5. presence: PJSIP publishes away, the SDK subscribed sees it ----
 if [ "${SKIP_PRESENCE:-0}" != 1 ]; then
   pj 5 publish --hold 8
-  sp 5 A user0001 --subscribe sip:user0003@127.0.0.1 --expect-presence away --timeout 12; A=$SP
-  result 5 A $A
-  result 5 pjsip $PJ
+  sp 5 A user0001 "$PROXY" --subscribe sip:user0003@127.0.0.1 --expect-presence away --timeout 12; A=$SP
+  sp_result 5 A $A
+  sp_result 5 pjsip $PJ
   SUMMARY="$SUMMARY; 5: $(grep -o 'presence check: .*' "$OUT/5.A.out")"
 fi
 echo "OK $SUMMARY"

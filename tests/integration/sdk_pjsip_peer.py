@@ -89,6 +89,50 @@ class Log(pj.LogWriter):
         return out
 
 
+def start_endpoint(log, user_agent):
+    """A pjsua2 Endpoint polled from the main thread (no worker threads), every log entry (SIP
+    messages at level 5) to LOG, the null audio device. The caller adds transports and starts it."""
+    ep = pj.Endpoint()
+    ep.libCreate()
+    cfg = pj.EpConfig()
+    cfg.uaConfig.threadCnt = 0
+    cfg.uaConfig.mainThreadOnly = True
+    cfg.uaConfig.userAgent = user_agent
+    cfg.medConfig.threadCnt = 0
+    cfg.medConfig.noVad = True
+    cfg.logConfig.level = 5
+    cfg.logConfig.consoleLevel = 5
+    cfg.logConfig.writer = log
+    cfg.logConfig.decor = pj.PJ_LOG_HAS_TIME | pj.PJ_LOG_HAS_MICRO_SEC | pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_INDENT
+    ep.libInit(cfg)
+    ep.audDevManager().setNullDev()
+    return ep
+
+
+def account_config(user, domain, password, server, params, tid):
+    """A pjsua2 account registering sip:USER@DOMAIN at sip:SERVER (registrar and outbound proxy,
+    PARAMS like ";transport=tls"), digest for any realm, media on 127.0.0.1, no NAT helpers
+    (ICE, STUN, Contact/Via/SDP rewriting, outbound) and no registration retry."""
+    ac = pj.AccountConfig()
+    ac.idUri = "sip:%s@%s" % (user, domain)
+    ac.regConfig.registrarUri = "sip:%s%s" % (server, params)
+    ac.regConfig.timeoutSec = 300
+    ac.regConfig.retryIntervalSec = 0
+    ac.sipConfig.proxies.append("sip:%s%s;lr" % (server, params))
+    ac.sipConfig.transportId = tid
+    ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, password))
+    ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    ac.mediaConfig.transportConfig.port = 0
+    ac.natConfig.iceEnabled = False
+    ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
+    ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
+    ac.natConfig.contactRewriteUse = 0
+    ac.natConfig.viaRewriteUse = 0
+    ac.natConfig.sdpNatRewriteUse = 0
+    ac.natConfig.sipOutboundUse = 0
+    return ac
+
+
 class Call(pj.Call):
     def __init__(self, acc, call_id, player, recorder=None):
         pj.Call.__init__(self, acc, call_id)
@@ -179,21 +223,8 @@ def main():
     a = ap.parse_args()
 
     write_tone_wav(a.wav, a.tone)
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.uaConfig.userAgent = "pjsua2-rvoip-sdk-interop"
-    cfg.medConfig.threadCnt = 0
-    cfg.medConfig.noVad = True
     log = Log(a.log)
-    cfg.logConfig.level = 5
-    cfg.logConfig.consoleLevel = 5
-    cfg.logConfig.writer = log
-    cfg.logConfig.decor = pj.PJ_LOG_HAS_TIME | pj.PJ_LOG_HAS_MICRO_SEC | pj.PJ_LOG_HAS_SENDER | pj.PJ_LOG_HAS_INDENT
-    ep.libInit(cfg)
-    ep.audDevManager().setNullDev()
+    ep = start_endpoint(log, "pjsua2-rvoip-sdk-interop")
     if a.prefer:
         ep.codecSetPriority(a.prefer, 255)
     tc = pj.TransportConfig()
@@ -231,16 +262,7 @@ def main():
     ok = False
     reason = "?"
     try:
-        ac = pj.AccountConfig()
-        ac.idUri = "sip:%s@%s" % (a.user, a.domain)
-        ac.regConfig.registrarUri = "sip:%s%s" % (a.server, params)
-        ac.regConfig.timeoutSec = 300
-        ac.regConfig.retryIntervalSec = 0
-        ac.sipConfig.proxies.append("sip:%s%s;lr" % (a.server, params))
-        ac.sipConfig.transportId = tid
-        ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", a.user, pj.PJSIP_CRED_DATA_PLAIN_PASSWD, a.password))
-        ac.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
-        ac.mediaConfig.transportConfig.port = 0
+        ac = account_config(a.user, a.domain, a.password, a.server, params, tid)
         if a.srtp != "off":
             ac.mediaConfig.srtpUse = {"optional": pj.PJMEDIA_SRTP_OPTIONAL,
                                       "mandatory": pj.PJMEDIA_SRTP_MANDATORY}[a.srtp]
@@ -249,13 +271,6 @@ def main():
             keyings = pj.IntVector()
             keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES if a.srtp_keying == "sdes" else pj.PJMEDIA_SRTP_KEYING_DTLS_SRTP)
             ac.mediaConfig.srtpOpt.keyings = keyings
-        ac.natConfig.iceEnabled = False
-        ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
-        ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
-        ac.natConfig.contactRewriteUse = 0
-        ac.natConfig.viaRewriteUse = 0
-        ac.natConfig.sdpNatRewriteUse = 0
-        ac.natConfig.sipOutboundUse = 0
         acc = Acc(player, recorder)
         acc.create(ac)
 

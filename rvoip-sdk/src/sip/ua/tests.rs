@@ -242,6 +242,17 @@ impl Net {
         call
     }
 
+    /// Alice calls bob directly and bob answers: (alice's call, bob's call), both up.
+    fn answered_direct_call(&mut self) -> (CallId, CallId) {
+        let call = self.direct_call();
+        self.settle();
+        let incoming = self.incoming().unwrap();
+        let now = self.now;
+        self.bob.answer(now, incoming, local_media(41000)).unwrap();
+        self.settle();
+        (call, incoming)
+    }
+
     fn direct_call(&mut self) -> CallId {
         let now = self.now;
         self.alice
@@ -512,12 +523,7 @@ fn no_common_codec_is_answered_488() {
 #[test]
 fn remote_bye_and_in_dialog_requests() {
     let mut net = Net::new(false);
-    let call = net.direct_call();
-    net.settle();
-    let incoming = net.incoming().unwrap();
-    let now = net.now;
-    net.bob.answer(now, incoming, local_media(41000)).unwrap();
-    net.settle();
+    let (call, incoming) = net.answered_direct_call();
     assert_eq!(net.bob.call_state(incoming).unwrap(), CallState::Connected);
     let now = net.now;
     net.bob.hangup(now, incoming).unwrap();
@@ -784,12 +790,7 @@ mod message;
 #[test]
 fn a_second_forks_2xx_is_acked_and_byed_in_its_own_dialog() {
     let mut net = Net::new(false);
-    let call = net.direct_call();
-    net.settle();
-    let incoming = net.incoming().unwrap();
-    let now = net.now;
-    net.bob.answer(now, incoming, local_media(41000)).unwrap();
-    net.settle();
+    let (call, _) = net.answered_direct_call();
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::Connected);
     // A 2xx of another fork: the same response with another To tag and Contact.
     let ok = net

@@ -140,15 +140,10 @@ impl Call {
         cx: &mut Cx<'_>,
         mut media: LocalMedia,
     ) -> Result<Vec<UaEvent>, UaError> {
-        if self.phase != Phase::Incoming {
-            return Err(UaError::InvalidState("not an unanswered incoming call"));
-        }
+        let (tx, req) = self.unanswered_invite()?;
         if self.early_answer.is_some() {
             return Err(UaError::InvalidState("early media already started"));
         }
-        let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.clone()) else {
-            return Err(UaError::InvalidState("no INVITE to answer"));
-        };
         let offer = build::sdp_body(&req.headers, &req.body)
             .ok_or(UaError::InvalidState("the INVITE has no offer"))?;
         media.direction = Direction::SendRecv;

@@ -53,6 +53,18 @@ impl Call {
         }
     }
 
+    /// The server transaction and request of the INVITE we have not answered yet.
+    /// Errors: [`UaError::InvalidState`] (not an unanswered incoming call).
+    pub(super) fn unanswered_invite(&self) -> Result<(ServerTxId, Request), UaError> {
+        if self.phase != Phase::Incoming {
+            return Err(UaError::InvalidState("not an unanswered incoming call"));
+        }
+        match (self.server_tx, self.remote_invite.clone()) {
+            (Some(tx), Some(req)) => Ok((tx, req)),
+            _ => Err(UaError::InvalidState("no INVITE to answer")),
+        }
+    }
+
     /// Answers the incoming call with 200 OK and our SDP (see [`crate::sip::ua::UserAgent::answer`]).
     pub(in crate::sip::ua) fn answer(
         &mut self,
@@ -60,12 +72,7 @@ impl Call {
         cx: &mut Cx<'_>,
         mut media: LocalMedia,
     ) -> Result<Vec<UaEvent>, UaError> {
-        if self.phase != Phase::Incoming {
-            return Err(UaError::InvalidState("not an unanswered incoming call"));
-        }
-        let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.clone()) else {
-            return Err(UaError::InvalidState("no INVITE to answer"));
-        };
+        let (tx, req) = self.unanswered_invite()?;
         media.direction = Direction::SendRecv;
         let mut ev = Vec::new();
         let early = self.take_early_answer();
@@ -110,14 +117,9 @@ impl Call {
         status: u16,
         contacts: &[crate::sip::msg::Uri],
     ) -> Result<Vec<UaEvent>, UaError> {
-        if self.phase != Phase::Incoming {
-            return Err(UaError::InvalidState("not an unanswered incoming call"));
-        }
-        let (Some(tx), Some(req)) = (self.server_tx, self.remote_invite.as_ref()) else {
-            return Err(UaError::InvalidState("no INVITE to answer"));
-        };
+        let (tx, req) = self.unanswered_invite()?;
         let tag = self.local_tag(cx);
-        let mut resp = build::response(req, status, tag.as_deref(), None);
+        let mut resp = build::response(&req, status, tag.as_deref(), None);
         for (i, c) in contacts.iter().enumerate() {
             let q = 10usize.saturating_sub(i).max(1);
             let q = if q == 10 {

@@ -8,20 +8,7 @@ use super::*;
 #[test]
 fn a_302_is_followed_to_its_contact() {
     let mut w = World::new(&[ALICE, BOB, CAROL]);
-    let now = w.now;
-    let call = w
-        .ua(0)
-        .make_call(
-            now,
-            None,
-            uri("sip:bob@127.0.0.1:5080"),
-            addr(BOB),
-            Transport::Udp,
-            addr(ALICE),
-            local_media(40000),
-        )
-        .unwrap();
-    w.settle();
+    let call = w.dial(0, 1, 40000);
     let b = w.incoming(1).unwrap();
     let now = w.now;
     w.ua(1)
@@ -51,20 +38,7 @@ fn a_302_is_followed_to_its_contact() {
 fn redirect_loops_and_chains_stop() {
     // Bob redirects to carol, carol back to bob: the call ends with the last 3xx.
     let mut w = World::new(&[ALICE, BOB, CAROL]);
-    let now = w.now;
-    let call = w
-        .ua(0)
-        .make_call(
-            now,
-            None,
-            uri("sip:bob@127.0.0.1:5080"),
-            addr(BOB),
-            Transport::Udp,
-            addr(ALICE),
-            local_media(40000),
-        )
-        .unwrap();
-    w.settle();
+    let call = w.dial(0, 1, 40000);
     let b = w.incoming(1).unwrap();
     let now = w.now;
     w.ua(1)
@@ -91,20 +65,7 @@ fn redirect_loops_and_chains_stop() {
 #[test]
 fn early_media_then_answer_with_the_same_sdp() {
     let mut w = World::new(&[ALICE, BOB]);
-    let now = w.now;
-    let call = w
-        .ua(0)
-        .make_call(
-            now,
-            None,
-            uri("sip:bob@127.0.0.1:5080"),
-            addr(BOB),
-            Transport::Udp,
-            addr(ALICE),
-            local_media(40000),
-        )
-        .unwrap();
-    w.settle();
+    let call = w.dial(0, 1, 40000);
     let b = w.incoming(1).unwrap();
     let now = w.now;
     w.ua(1).answer_early(now, b, local_media(41000)).unwrap();

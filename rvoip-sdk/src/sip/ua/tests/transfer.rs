@@ -121,6 +121,20 @@ impl World {
 
     /// `from` calls `to` directly; `to` answers. Returns (caller's call, callee's call).
     pub fn call(&mut self, from: usize, to: usize, port: u16) -> (CallId, CallId) {
+        let c = self.dial(from, to, port);
+        let incoming = self.incoming(to).unwrap();
+        let now = self.now;
+        self.ua(to)
+            .answer(now, incoming, local_media(port + 1000))
+            .unwrap();
+        self.settle();
+        assert_eq!(self.ua(from).call_state(c).unwrap(), CallState::Connected);
+        (c, incoming)
+    }
+
+    /// UA `from` calls UA `to` (alice, bob, carol) directly, offering media on `port`; the
+    /// network settles (the callee rings).
+    pub fn dial(&mut self, from: usize, to: usize, port: u16) -> CallId {
         let (name, target) = [("alice", ALICE), ("bob", BOB), ("carol", CAROL)][to];
         let local = self.uas[from].0;
         let now = self.now;
@@ -137,14 +151,7 @@ impl World {
             )
             .unwrap();
         self.settle();
-        let incoming = self.incoming(to).unwrap();
-        let now = self.now;
-        self.ua(to)
-            .answer(now, incoming, local_media(port + 1000))
-            .unwrap();
-        self.settle();
-        assert_eq!(self.ua(from).call_state(c).unwrap(), CallState::Connected);
-        (c, incoming)
+        c
     }
 
     /// The last incoming call of UA `i`.
