@@ -364,6 +364,29 @@ int main(int argc, char **argv) {
         case RVOIP_EVENT_CALL_REDIRECTED:
             printf("call redirected (%u) to %s\n", (unsigned)ev.status, ev.target);
             break;
+        case RVOIP_EVENT_SUBSCRIPTION_STATE:
+            /* This example makes no subscriptions (rvoip_account_subscribe); printed anyway. */
+            printf("subscription %llu: %s%s%s\n", (unsigned long long)ev.subscription_id,
+                   ev.subscription_state == RVOIP_SUBSCRIPTION_ACTIVE       ? "active"
+                   : ev.subscription_state == RVOIP_SUBSCRIPTION_PENDING    ? "pending"
+                   : ev.subscription_state == RVOIP_SUBSCRIPTION_TERMINATED ? "terminated"
+                                                                            : "subscribing",
+                   ev.subscription_state == RVOIP_SUBSCRIPTION_TERMINATED ? ": " : "",
+                   ev.subscription_state == RVOIP_SUBSCRIPTION_TERMINATED ? ev.reason : "");
+            break;
+        case RVOIP_EVENT_BUDDY_PRESENCE:
+            printf("presence of %s: %s%s%s%s%s\n", ev.entity, ev.online ? "online" : "offline",
+                   ev.activity[0] ? ", " : "", ev.activity, ev.note[0] ? ", " : "", ev.note);
+            break;
+        case RVOIP_EVENT_LINE_STATE:
+            printf("line %s: %s\n", ev.entity,
+                   ev.line_state == RVOIP_LINE_IN_CALL  ? "in call"
+                   : ev.line_state == RVOIP_LINE_RINGING ? "ringing"
+                                                         : "idle");
+            break;
+        case RVOIP_EVENT_PUBLISH_RESULT:
+            printf("presence published: %u %s\n", (unsigned)ev.status, ev.reason);
+            break;
         }
     }
     if ((o.call || o.auto_answer) && !connected && !g_stop) exit_code = 1;

@@ -138,6 +138,18 @@
 #define RVOIP_LOG_TRACE 5
 
 /**
+ * `presence` (RFC 3856): the buddy's status as BUDDY_PRESENCE events (online, note,
+ * activity).
+ */
+#define RVOIP_EVENT_PACKAGE_PRESENCE 0
+
+/**
+ * `dialog` (RFC 4235): the calls of a line as LINE_STATE events (idle, ringing, in call), for
+ * a busy-lamp field.
+ */
+#define RVOIP_EVENT_PACKAGE_DIALOG 1
+
+/**
  * The size of a buffer that holds any TLS certificate fingerprint from
  * [`rvoip_server_tls_fingerprint`], in bytes: 32 upper-case hex pairs joined by colons (95
  * characters) and the terminating NUL.
@@ -273,6 +285,30 @@ typedef enum rvoip_event_kind {
    * now tries `target`: `status` is the 3xx (301, 302…). The call id stays the same.
    */
   RVOIP_EVENT_CALL_REDIRECTED = 12,
+  /**
+   * The state of our subscription `subscription_id` (`rvoip_account_subscribe`) changed:
+   * `subscription_state`; TERMINATED carries `reason` (e.g. `unsubscribed`, `noresource`,
+   * `timeout`, or a refusal such as `403 Forbidden`); the id is stale from then on.
+   */
+  RVOIP_EVENT_SUBSCRIPTION_STATE = 13,
+  /**
+   * A buddy's presence (RFC 3856 NOTIFY with a PIDF document, RFC 3863/4480) on the presence
+   * subscription `subscription_id`: `entity` (the buddy's URI), `online` (reachable, PIDF
+   * `basic` open; false: offline, also for a buddy that never published), `note` (e.g.
+   * `Away`) and `activity` (RPID, e.g. `away`, `busy`, `on-the-phone`), empty when not given.
+   */
+  RVOIP_EVENT_BUDDY_PRESENCE = 14,
+  /**
+   * A monitored line's state (RFC 4235 dialog NOTIFY, a busy-lamp field) on the dialog
+   * subscription `subscription_id`: `entity` (the line's URI) and `line_state`.
+   */
+  RVOIP_EVENT_LINE_STATE = 15,
+  /**
+   * The result of `rvoip_account_publish_presence` for `account_id` (RFC 3903): `status`
+   * 2xx when the presence server took it, else the failure, and `reason`. Refreshes are
+   * reported only when they fail.
+   */
+  RVOIP_EVENT_PUBLISH_RESULT = 16,
 } rvoip_event_kind;
 
 /**
@@ -326,6 +362,47 @@ typedef enum rvoip_call_state {
    */
   RVOIP_CALL_ENDED = 5,
 } rvoip_call_state;
+
+/**
+ * Subscription states (RFC 6665 §4.1.2, `Subscription-State`).
+ */
+typedef enum rvoip_subscription_state {
+  /**
+   * SUBSCRIBE sent, nothing confirmed yet.
+   */
+  RVOIP_SUBSCRIPTION_SUBSCRIBING = 0,
+  /**
+   * The notifier has not authorized it yet (`pending`).
+   */
+  RVOIP_SUBSCRIPTION_PENDING = 1,
+  /**
+   * Notifications flow (`active`).
+   */
+  RVOIP_SUBSCRIPTION_ACTIVE = 2,
+  /**
+   * Over (see `reason`); the subscription id is stale from now on.
+   */
+  RVOIP_SUBSCRIPTION_TERMINATED = 3,
+} rvoip_subscription_state;
+
+/**
+ * Line states of a busy-lamp field (RFC 4235 §4.1.1: any confirmed dialog is in call, else
+ * any trying/proceeding/early one is ringing, else idle).
+ */
+typedef enum rvoip_line_state {
+  /**
+   * No call, or only ended ones.
+   */
+  RVOIP_LINE_IDLE = 0,
+  /**
+   * A call is being set up (ringing).
+   */
+  RVOIP_LINE_RINGING = 1,
+  /**
+   * A call is up.
+   */
+  RVOIP_LINE_IN_CALL = 2,
+} rvoip_line_state;
 
 /**
  * Something a call's received audio goes to: mono 16-bit PCM at its own rate.
@@ -683,7 +760,7 @@ typedef struct rvoip_event {
    */
   enum rvoip_event_kind kind;
   /**
-   * The account, or 0.
+   * The account, or 0 (REGISTRATION_STATE, INCOMING_CALL, MESSAGE_RECEIVED, PUBLISH_RESULT).
    */
   uint64_t account_id;
   /**
@@ -716,11 +793,13 @@ typedef struct rvoip_event {
   bool held_remote;
   /**
    * SIP status: CALL_STATE ENDED (e.g. 486, 487, 200), REGISTRATION FAILED (e.g. 401),
-   * MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…) or CALL_REDIRECTED (3xx).
+   * MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…), CALL_REDIRECTED (3xx) or
+   * PUBLISH_RESULT.
    */
   uint16_t status;
   /**
-   * Reason text of `status`; MEDIA_SECURITY_FAILED: what failed.
+   * Reason text of `status`; MEDIA_SECURITY_FAILED: what failed; SUBSCRIPTION_STATE
+   * TERMINATED: why.
    */
   const char *reason;
   /**
@@ -798,6 +877,35 @@ typedef struct rvoip_event {
    * INCOMING_CALL: the call this one replaces (RFC 3891 `Replaces`), else 0.
    */
   uint64_t replaces_call_id;
+  /**
+   * SUBSCRIPTION_STATE, BUDDY_PRESENCE, LINE_STATE: the subscription (the id
+   * `rvoip_account_subscribe` returned), else 0.
+   */
+  uint64_t subscription_id;
+  /**
+   * SUBSCRIPTION_STATE: the new state.
+   */
+  enum rvoip_subscription_state subscription_state;
+  /**
+   * BUDDY_PRESENCE, LINE_STATE: the URI whose state this is.
+   */
+  const char *entity;
+  /**
+   * BUDDY_PRESENCE: reachable (PIDF `basic` open) rather than offline.
+   */
+  bool online;
+  /**
+   * BUDDY_PRESENCE: the note (e.g. `Away`); empty when none.
+   */
+  const char *note;
+  /**
+   * BUDDY_PRESENCE: the RPID activity (`away`, `busy`, `on-the-phone`, ...); empty when none.
+   */
+  const char *activity;
+  /**
+   * LINE_STATE: the line's state.
+   */
+  enum rvoip_line_state line_state;
 } rvoip_event;
 
 /**
@@ -814,6 +922,14 @@ typedef void (*rvoip_log_cb)(void *user_data,
                              uint32_t level,
                              const char *target,
                              const char *message);
+
+/**
+ * The event package of a subscription ([`rvoip_account_subscribe`]): one of
+ * [`RVOIP_EVENT_PACKAGE_PRESENCE`] or [`RVOIP_EVENT_PACKAGE_DIALOG`]. A plain integer rather
+ * than a C enum so that any value a caller passes is defined behaviour: other values give
+ * INVALID_ARGUMENT.
+ */
+typedef uint32_t rvoip_event_package;
 
 /**
  * Settings of an embedded server. Fill with [`rvoip_server_opts_default`]; strings copied.
@@ -1213,6 +1329,55 @@ enum rvoip_result rvoip_endpoint_udp_port(const struct rvoip_endpoint *ep, uint1
  * `tracing` subscriber (if the process has none yet). Errors: INVALID_ARGUMENT (`max_level`).
  */
 enum rvoip_result rvoip_set_log_callback(rvoip_log_cb cb, void *user_data, uint32_t max_level);
+
+/**
+ * Subscribes through the account's server to `package` of `target` (a SIP URI, e.g.
+ * `sip:bob@example.com`; copied): [`RVOIP_EVENT_PACKAGE_PRESENCE`] for the buddy's status,
+ * [`RVOIP_EVENT_PACKAGE_DIALOG`] for its line (RFC 6665 SUBSCRIBE, answering a digest challenge
+ * with the account's credentials). `*out_subscription_id` gets the subscription's id
+ * (non-zero, never reused). Its state arrives as SUBSCRIPTION_STATE events, its notifications
+ * as BUDDY_PRESENCE or LINE_STATE events with this id (the first one at once: offline for a
+ * buddy that never published, idle for a quiet line). The subscription is refreshed until
+ * [`rvoip_endpoint_unsubscribe`] or the notifier ends it (SUBSCRIPTION_STATE TERMINATED).
+ * Errors: NULL_ARGUMENT (`ep`, `target`, `out_subscription_id`), INVALID_ARGUMENT (not a SIP
+ * URI, invalid UTF-8, `package` none of the `RVOIP_EVENT_PACKAGE_*` values), NOT_FOUND (no
+ * such account), SHUTDOWN.
+ */
+enum rvoip_result rvoip_account_subscribe(struct rvoip_endpoint *ep,
+                                          uint64_t account_id,
+                                          const char *target,
+                                          rvoip_event_package package,
+                                          uint64_t *out_subscription_id);
+
+/**
+ * Ends the subscription `subscription_id` (SUBSCRIBE with Expires 0); a SUBSCRIPTION_STATE
+ * TERMINATED event with reason `unsubscribed` follows and the id is stale from then on.
+ * Errors: NULL_ARGUMENT (`ep`), NOT_FOUND (unknown or already terminated), SHUTDOWN.
+ */
+enum rvoip_result rvoip_endpoint_unsubscribe(struct rvoip_endpoint *ep, uint64_t subscription_id);
+
+/**
+ * Publishes the account's presence through its server (RFC 3903 PUBLISH of a PIDF document,
+ * answering a digest challenge): `online` (reachable) or offline, with an optional `note`
+ * (free text, e.g. `Away`) and RPID `activity` (e.g. `away`, `busy`, `on-the-phone`; letters,
+ * digits, `-` and `_` only); NULL or "" for none (both copied). Subscribers to the account's
+ * presence are notified. The outcome arrives as one PUBLISH_RESULT event (2xx: published);
+ * the publication is refreshed until [`rvoip_account_unpublish_presence`], and a new call
+ * replaces the status. Errors: NULL_ARGUMENT (`ep`), INVALID_ARGUMENT (invalid UTF-8, an
+ * activity with other characters), NOT_FOUND (no such account), SHUTDOWN.
+ */
+enum rvoip_result rvoip_account_publish_presence(struct rvoip_endpoint *ep,
+                                                 uint64_t account_id,
+                                                 bool online,
+                                                 const char *note,
+                                                 const char *activity);
+
+/**
+ * Removes the account's published presence (PUBLISH with Expires 0) and stops refreshing
+ * it; subscribers see the account offline. Errors: NULL_ARGUMENT (`ep`), NOT_FOUND (no such
+ * account, or nothing published), SHUTDOWN.
+ */
+enum rvoip_result rvoip_account_unpublish_presence(struct rvoip_endpoint *ep, uint64_t account_id);
 
 /**
  * Fills `opts` with the defaults. NULL is ignored.

@@ -53,6 +53,25 @@ impl Transport {
     }
 }
 
+/// What a subscription (`Account.subscribe`) watches: the event package (RFC 6665 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum EventPackage {
+    /// `presence` (RFC 3856): the buddy's status, as `Event.BuddyPresence`.
+    Presence,
+    /// `dialog` (RFC 4235): the calls of a line, as `Event.LineStateChanged` (a busy-lamp
+    /// field).
+    Dialog,
+}
+
+impl From<EventPackage> for sdk::EventPackage {
+    fn from(p: EventPackage) -> Self {
+        match p {
+            EventPackage::Presence => sdk::EventPackage::Presence,
+            EventPackage::Dialog => sdk::EventPackage::Dialog,
+        }
+    }
+}
+
 /// Whether a call's media must, may or must not be SRTP (RFC 3711): see
 /// `AccountOptions.srtp_policy` and `EndpointOptions.srtp_policy` (`None` there means
 /// `Optional`).
@@ -298,6 +317,45 @@ impl Account {
         body: Vec<u8>,
     ) -> Result<u64, RvoipError> {
         Ok(self.inner.send_message(&to, &content_type, &body)?.0)
+    }
+
+    /// Subscribes through this account's server to `target`'s (a SIP URI, e.g.
+    /// `sip:bob@example.com`) `package` (RFC 6665 SUBSCRIBE, answering a digest challenge with
+    /// the account's credentials): `Presence` for the buddy's status, `Dialog` for its line.
+    /// Returns the subscription id at once (non-zero, never reused); its state arrives as
+    /// `Event.SubscriptionStateChanged`, its notifications as `Event.BuddyPresence` or
+    /// `Event.LineStateChanged` with this id (the first at once: offline for a buddy that never
+    /// published, idle for a quiet line). Refreshed until `Endpoint.unsubscribe` or until the
+    /// notifier ends it. Errors: `InvalidArgument` (not a SIP URI), `NotFound` (removed),
+    /// `Shutdown`.
+    pub fn subscribe(&self, target: String, package: EventPackage) -> Result<u64, RvoipError> {
+        Ok(self.inner.subscribe(&target, package.into())?.0)
+    }
+
+    /// Publishes this account's presence through its server (RFC 3903 PUBLISH of a PIDF
+    /// document): `online` or offline, with an optional `note` (free text, e.g. `Away`) and
+    /// RPID `activity` (`away`, `busy`, `on-the-phone`, ...: letters, digits, `-`, `_`).
+    /// Subscribers to the account's presence are notified. The outcome arrives as one
+    /// `Event.PublishResult` (2xx: published); the publication is refreshed until
+    /// `unpublish_presence`, and a new call replaces the status. Errors: `InvalidArgument` (an
+    /// empty activity or one with other characters), `NotFound` (removed), `Shutdown`.
+    #[uniffi::method(default(note = None, activity = None))]
+    pub fn publish_presence(
+        &self,
+        online: bool,
+        note: Option<String>,
+        activity: Option<String>,
+    ) -> Result<(), RvoipError> {
+        Ok(self
+            .inner
+            .publish_presence(online, note.as_deref(), activity.as_deref())?)
+    }
+
+    /// Removes this account's published presence (PUBLISH with `Expires: 0`) and stops
+    /// refreshing it; subscribers see it offline. Errors: `NotFound` (removed, or nothing
+    /// published), `Shutdown`.
+    pub fn unpublish_presence(&self) -> Result<(), RvoipError> {
+        Ok(self.inner.unpublish_presence()?)
     }
 }
 

@@ -266,6 +266,17 @@ impl Endpoint {
             .reject_transfer(sdk::TransferId(transfer_id), status)?)
     }
 
+    /// Ends a presence or dialog subscription (`Account.subscribe`) with a SUBSCRIBE with
+    /// `Expires: 0`; an `Event.SubscriptionStateChanged` with `Terminated` (reason
+    /// `unsubscribed`) follows. (Not to be confused with `subscribe(listener)`, whose
+    /// `Subscription` ends with `cancel()`.) Errors: `NotFound` (unknown or already
+    /// terminated), `Shutdown`.
+    pub fn unsubscribe(&self, subscription_id: u64) -> Result<(), RvoipError> {
+        Ok(self
+            .inner
+            .unsubscribe(sdk::SubscriptionId(subscription_id))?)
+    }
+
     /// Number of calls not yet ended.
     pub fn call_count(&self) -> u32 {
         u32::try_from(self.inner.call_count()).unwrap_or(u32::MAX)

@@ -89,6 +89,58 @@ impl From<sdk::CallState> for CallState {
     }
 }
 
+/// The state of a subscription (`Account.subscribe`; RFC 6665 §4.1.2, `Subscription-State`).
+#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
+pub enum SubscriptionState {
+    /// SUBSCRIBE sent, nothing confirmed yet.
+    Subscribing,
+    /// The notifier has not authorized it yet (`pending`).
+    Pending,
+    /// Notifications flow (`active`).
+    Active,
+    /// Over; the subscription id is stale from now on.
+    Terminated {
+        /// Why: `unsubscribed` (`Endpoint.unsubscribe`), the notifier's reason (e.g.
+        /// `noresource`, `rejected`, `timeout`) or a refusal (e.g. `403 Forbidden`).
+        reason: String,
+    },
+}
+
+impl From<sdk::SubscriptionState> for SubscriptionState {
+    fn from(s: sdk::SubscriptionState) -> Self {
+        match s {
+            sdk::SubscriptionState::Subscribing => SubscriptionState::Subscribing,
+            sdk::SubscriptionState::Pending => SubscriptionState::Pending,
+            sdk::SubscriptionState::Active => SubscriptionState::Active,
+            sdk::SubscriptionState::Terminated { reason } => {
+                SubscriptionState::Terminated { reason }
+            }
+        }
+    }
+}
+
+/// The state of a monitored line as a busy-lamp field shows it (RFC 4235 §4.1.1: any
+/// confirmed dialog is in call, else any trying/proceeding/early one is ringing, else idle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum LineState {
+    /// No call, or only ended ones.
+    Idle,
+    /// A call is being set up (ringing).
+    Ringing,
+    /// A call is up.
+    InCall,
+}
+
+impl From<sdk::LineState> for LineState {
+    fn from(s: sdk::LineState) -> Self {
+        match s {
+            sdk::LineState::Idle => LineState::Idle,
+            sdk::LineState::Ringing => LineState::Ringing,
+            sdk::LineState::InCall => LineState::InCall,
+        }
+    }
+}
+
 /// Statistics of a call's audio stream (RFC 3550 §6.4 receiver figures).
 #[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct CallStats {
@@ -297,40 +349,40 @@ pub enum Event {
         /// The new target URI.
         target: String,
     },
-    /// A subscription's state changed (`Account::subscribe`): `state` is `subscribing`,
-    /// `pending`, `active` or `terminated` (then `reason` says why, e.g. `403 Forbidden`,
-    /// `noresource`, `unsubscribed`).
+    /// A subscription's state changed (`Account.subscribe`).
     SubscriptionStateChanged {
-        /// The subscription.
+        /// The subscription (the id `Account.subscribe` returned).
         subscription_id: u64,
-        /// The state's name.
-        state: String,
-        /// Why it terminated.
-        reason: Option<String>,
+        /// The new state; `Terminated` says why.
+        state: SubscriptionState,
     },
-    /// A buddy's presence (RFC 3856 NOTIFY with a PIDF document).
+    /// A buddy's presence (RFC 3856 NOTIFY with a PIDF document, RFC 3863/4480), on a
+    /// `EventPackage.Presence` subscription; the first arrives at once (offline for a buddy
+    /// that never published).
     BuddyPresence {
         /// The presence subscription.
         subscription_id: u64,
         /// The buddy's URI.
         entity: String,
-        /// Reachable (open) or offline (closed).
+        /// Reachable (PIDF `basic` open) or offline (closed).
         online: bool,
         /// The note (e.g. `Away`), if any.
         note: Option<String>,
         /// The RPID activity (`away`, `busy`, ...), if any.
         activity: Option<String>,
     },
-    /// A monitored line's state (RFC 4235): `idle`, `ringing` or `in-call`.
+    /// A monitored line's state (RFC 4235 dialog NOTIFY, a busy-lamp field), on a
+    /// `EventPackage.Dialog` subscription; the first arrives at once.
     LineStateChanged {
         /// The dialog subscription.
         subscription_id: u64,
         /// The monitored URI.
         entity: String,
-        /// The state's name.
-        line: String,
+        /// Idle, ringing or in call.
+        state: LineState,
     },
-    /// The result of `Account::publish_presence` (RFC 3903): 2xx when the server took it.
+    /// The result of `Account.publish_presence` (RFC 3903): 2xx when the server took it, else
+    /// the failure (refreshes are reported only when they fail).
     PublishResult {
         /// The account.
         account_id: u64,
@@ -456,19 +508,10 @@ impl From<sdk::Event> for Event {
             sdk::Event::SubscriptionState {
                 subscription,
                 state,
-            } => {
-                let (state, reason) = match state {
-                    sdk::SubscriptionState::Subscribing => ("subscribing", None),
-                    sdk::SubscriptionState::Pending => ("pending", None),
-                    sdk::SubscriptionState::Active => ("active", None),
-                    sdk::SubscriptionState::Terminated { reason } => ("terminated", Some(reason)),
-                };
-                Event::SubscriptionStateChanged {
-                    subscription_id: subscription.0,
-                    state: state.into(),
-                    reason,
-                }
-            }
+            } => Event::SubscriptionStateChanged {
+                subscription_id: subscription.0,
+                state: state.into(),
+            },
             sdk::Event::BuddyPresence {
                 subscription,
                 entity,
@@ -489,7 +532,7 @@ impl From<sdk::Event> for Event {
             } => Event::LineStateChanged {
                 subscription_id: subscription.0,
                 entity,
-                line: line.as_str().into(),
+                state: line.into(),
             },
             sdk::Event::PublishResult {
                 account,
@@ -548,5 +591,65 @@ mod tests {
         );
         let plain = CallStats::from(sdk::CallStats::default());
         assert_eq!((plain.srtp_keying, plain.srtp_suite), (None, None));
+    }
+
+    #[test]
+    fn presence_events_reach_the_bindings() {
+        let e = Event::from(sdk::Event::SubscriptionState {
+            subscription: sdk::SubscriptionId(3),
+            state: sdk::SubscriptionState::Terminated {
+                reason: "unsubscribed".into(),
+            },
+        });
+        assert_eq!(
+            e,
+            Event::SubscriptionStateChanged {
+                subscription_id: 3,
+                state: SubscriptionState::Terminated {
+                    reason: "unsubscribed".into()
+                }
+            }
+        );
+        for (s, want) in [
+            (
+                sdk::SubscriptionState::Subscribing,
+                SubscriptionState::Subscribing,
+            ),
+            (sdk::SubscriptionState::Pending, SubscriptionState::Pending),
+            (sdk::SubscriptionState::Active, SubscriptionState::Active),
+        ] {
+            assert_eq!(SubscriptionState::from(s), want);
+        }
+        for (l, want) in [
+            (sdk::LineState::Idle, LineState::Idle),
+            (sdk::LineState::Ringing, LineState::Ringing),
+            (sdk::LineState::InCall, LineState::InCall),
+        ] {
+            let e = Event::from(sdk::Event::LineState {
+                subscription: sdk::SubscriptionId(4),
+                entity: "sip:bob@192.0.2.1".into(),
+                line: l,
+            });
+            assert_eq!(
+                e,
+                Event::LineStateChanged {
+                    subscription_id: 4,
+                    entity: "sip:bob@192.0.2.1".into(),
+                    state: want
+                }
+            );
+        }
+        let e = Event::from(sdk::Event::BuddyPresence {
+            subscription: sdk::SubscriptionId(5),
+            entity: "sip:bob@192.0.2.1".into(),
+            online: true,
+            note: Some("Away".into()),
+            activity: None,
+        });
+        assert!(matches!(
+            e,
+            Event::BuddyPresence { subscription_id: 5, online: true, ref note, activity: None, .. }
+                if note.as_deref() == Some("Away")
+        ));
     }
 }

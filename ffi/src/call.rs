@@ -281,7 +281,10 @@ pub unsafe extern "C" fn rvoip_account_add(
     })
 }
 
-fn account(ep: &rvoip_endpoint, id: u64) -> Result<rvoip_sdk::api::Account, rvoip_result> {
+pub(crate) fn account(
+    ep: &rvoip_endpoint,
+    id: u64,
+) -> Result<rvoip_sdk::api::Account, rvoip_result> {
     Ok(ep.ep.account(AccountId(id))?)
 }
 

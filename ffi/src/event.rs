@@ -2,7 +2,9 @@
 
 use std::ffi::{CString, c_char};
 
-use rvoip_sdk::api::{CallState, CallStats, Event, RegistrationState};
+use rvoip_sdk::api::{
+    CallState, CallStats, Event, LineState, RegistrationState, SubscriptionState,
+};
 
 use crate::util::{copy_into, cstring};
 
@@ -55,6 +57,22 @@ pub enum rvoip_event_kind {
     /// Our outgoing call `call_id` was redirected (a 3xx response, RFC 3261 §8.1.3.4) and
     /// now tries `target`: `status` is the 3xx (301, 302…). The call id stays the same.
     RVOIP_EVENT_CALL_REDIRECTED = 12,
+    /// The state of our subscription `subscription_id` (`rvoip_account_subscribe`) changed:
+    /// `subscription_state`; TERMINATED carries `reason` (e.g. `unsubscribed`, `noresource`,
+    /// `timeout`, or a refusal such as `403 Forbidden`); the id is stale from then on.
+    RVOIP_EVENT_SUBSCRIPTION_STATE = 13,
+    /// A buddy's presence (RFC 3856 NOTIFY with a PIDF document, RFC 3863/4480) on the presence
+    /// subscription `subscription_id`: `entity` (the buddy's URI), `online` (reachable, PIDF
+    /// `basic` open; false: offline, also for a buddy that never published), `note` (e.g.
+    /// `Away`) and `activity` (RPID, e.g. `away`, `busy`, `on-the-phone`), empty when not given.
+    RVOIP_EVENT_BUDDY_PRESENCE = 14,
+    /// A monitored line's state (RFC 4235 dialog NOTIFY, a busy-lamp field) on the dialog
+    /// subscription `subscription_id`: `entity` (the line's URI) and `line_state`.
+    RVOIP_EVENT_LINE_STATE = 15,
+    /// The result of `rvoip_account_publish_presence` for `account_id` (RFC 3903): `status`
+    /// 2xx when the presence server took it, else the failure, and `reason`. Refreshes are
+    /// reported only when they fail.
+    RVOIP_EVENT_PUBLISH_RESULT = 16,
 }
 
 /// Registration states (RFC 3261 §10).
@@ -87,6 +105,33 @@ pub enum rvoip_call_state {
     RVOIP_CALL_HELD = 4,
     /// Over (see `status`, `reason`); the call id is stale from now on.
     RVOIP_CALL_ENDED = 5,
+}
+
+/// Subscription states (RFC 6665 §4.1.2, `Subscription-State`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rvoip_subscription_state {
+    /// SUBSCRIBE sent, nothing confirmed yet.
+    RVOIP_SUBSCRIPTION_SUBSCRIBING = 0,
+    /// The notifier has not authorized it yet (`pending`).
+    RVOIP_SUBSCRIPTION_PENDING = 1,
+    /// Notifications flow (`active`).
+    RVOIP_SUBSCRIPTION_ACTIVE = 2,
+    /// Over (see `reason`); the subscription id is stale from now on.
+    RVOIP_SUBSCRIPTION_TERMINATED = 3,
+}
+
+/// Line states of a busy-lamp field (RFC 4235 §4.1.1: any confirmed dialog is in call, else
+/// any trying/proceeding/early one is ringing, else idle).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum rvoip_line_state {
+    /// No call, or only ended ones.
+    RVOIP_LINE_IDLE = 0,
+    /// A call is being set up (ringing).
+    RVOIP_LINE_RINGING = 1,
+    /// A call is up.
+    RVOIP_LINE_IN_CALL = 2,
 }
 
 /// Media statistics of a call. Counts since the call's media started.
@@ -177,7 +222,7 @@ impl rvoip_call_stats {
 pub struct rvoip_event {
     /// What happened (decides which fields are set).
     pub kind: rvoip_event_kind,
-    /// The account, or 0.
+    /// The account, or 0 (REGISTRATION_STATE, INCOMING_CALL, MESSAGE_RECEIVED, PUBLISH_RESULT).
     pub account_id: u64,
     /// The call, or 0.
     pub call_id: u64,
@@ -194,9 +239,11 @@ pub struct rvoip_event {
     /// CALL_STATE HELD: the peer put us on hold.
     pub held_remote: bool,
     /// SIP status: CALL_STATE ENDED (e.g. 486, 487, 200), REGISTRATION FAILED (e.g. 401),
-    /// MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…) or CALL_REDIRECTED (3xx).
+    /// MESSAGE_RESULT, TRANSFER_STATUS (100, 180, 200, 603…), CALL_REDIRECTED (3xx) or
+    /// PUBLISH_RESULT.
     pub status: u16,
-    /// Reason text of `status`; MEDIA_SECURITY_FAILED: what failed.
+    /// Reason text of `status`; MEDIA_SECURITY_FAILED: what failed; SUBSCRIPTION_STATE
+    /// TERMINATED: why.
     pub reason: *const c_char,
     /// INCOMING_CALL: the From header value.
     pub from: *const c_char,
@@ -239,6 +286,21 @@ pub struct rvoip_event {
     pub is_final: bool,
     /// INCOMING_CALL: the call this one replaces (RFC 3891 `Replaces`), else 0.
     pub replaces_call_id: u64,
+    /// SUBSCRIPTION_STATE, BUDDY_PRESENCE, LINE_STATE: the subscription (the id
+    /// `rvoip_account_subscribe` returned), else 0.
+    pub subscription_id: u64,
+    /// SUBSCRIPTION_STATE: the new state.
+    pub subscription_state: rvoip_subscription_state,
+    /// BUDDY_PRESENCE, LINE_STATE: the URI whose state this is.
+    pub entity: *const c_char,
+    /// BUDDY_PRESENCE: reachable (PIDF `basic` open) rather than offline.
+    pub online: bool,
+    /// BUDDY_PRESENCE: the note (e.g. `Away`); empty when none.
+    pub note: *const c_char,
+    /// BUDDY_PRESENCE: the RPID activity (`away`, `busy`, `on-the-phone`, ...); empty when none.
+    pub activity: *const c_char,
+    /// LINE_STATE: the line's state.
+    pub line_state: rvoip_line_state,
 }
 
 /// An event with the strings it points into (kept alive as long as the C view is used).
@@ -293,6 +355,13 @@ impl OwnedEvent {
             referred_by: empty,
             is_final: false,
             replaces_call_id: 0,
+            subscription_id: 0,
+            subscription_state: rvoip_subscription_state::RVOIP_SUBSCRIPTION_SUBSCRIBING,
+            entity: empty,
+            online: false,
+            note: empty,
+            activity: empty,
+            line_state: rvoip_line_state::RVOIP_LINE_IDLE,
         };
         match e {
             Event::RegistrationState { account, state } => {
@@ -456,11 +525,70 @@ impl OwnedEvent {
                 ev.status = *status;
                 ev.target = put(target);
             }
-            // Not in the C API yet.
-            Event::SubscriptionState { .. }
-            | Event::BuddyPresence { .. }
-            | Event::LineState { .. }
-            | Event::PublishResult { .. } => {}
+            Event::SubscriptionState {
+                subscription,
+                state,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_SUBSCRIPTION_STATE;
+                ev.subscription_id = subscription.0;
+                ev.subscription_state = match state {
+                    SubscriptionState::Subscribing => {
+                        rvoip_subscription_state::RVOIP_SUBSCRIPTION_SUBSCRIBING
+                    }
+                    SubscriptionState::Pending => {
+                        rvoip_subscription_state::RVOIP_SUBSCRIPTION_PENDING
+                    }
+                    SubscriptionState::Active => {
+                        rvoip_subscription_state::RVOIP_SUBSCRIPTION_ACTIVE
+                    }
+                    SubscriptionState::Terminated { reason } => {
+                        ev.reason = put(reason);
+                        rvoip_subscription_state::RVOIP_SUBSCRIPTION_TERMINATED
+                    }
+                };
+            }
+            Event::BuddyPresence {
+                subscription,
+                entity,
+                online,
+                note,
+                activity,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_BUDDY_PRESENCE;
+                ev.subscription_id = subscription.0;
+                ev.entity = put(entity);
+                ev.online = *online;
+                if let Some(n) = note {
+                    ev.note = put(n);
+                }
+                if let Some(a) = activity {
+                    ev.activity = put(a);
+                }
+            }
+            Event::LineState {
+                subscription,
+                entity,
+                line,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_LINE_STATE;
+                ev.subscription_id = subscription.0;
+                ev.entity = put(entity);
+                ev.line_state = match line {
+                    LineState::Idle => rvoip_line_state::RVOIP_LINE_IDLE,
+                    LineState::Ringing => rvoip_line_state::RVOIP_LINE_RINGING,
+                    LineState::InCall => rvoip_line_state::RVOIP_LINE_IN_CALL,
+                };
+            }
+            Event::PublishResult {
+                account,
+                status,
+                reason,
+            } => {
+                ev.kind = rvoip_event_kind::RVOIP_EVENT_PUBLISH_RESULT;
+                ev.account_id = account.0;
+                ev.status = *status;
+                ev.reason = put(reason);
+            }
         }
         OwnedEvent {
             ev,
@@ -475,7 +603,7 @@ mod tests {
     use std::ffi::CStr;
     use std::net::SocketAddr;
 
-    use rvoip_sdk::api::{AccountId, CallId, TransferId};
+    use rvoip_sdk::api::{AccountId, CallId, SubscriptionId, TransferId};
     use rvoip_sdk::media::sdes::CryptoSuite;
 
     use super::*;
@@ -620,5 +748,97 @@ mod tests {
                 ("".into(), "".into())
             );
         }
+    }
+
+    #[test]
+    fn presence_events_reach_c() {
+        let states = [
+            (
+                SubscriptionState::Subscribing,
+                rvoip_subscription_state::RVOIP_SUBSCRIPTION_SUBSCRIBING,
+                "",
+            ),
+            (
+                SubscriptionState::Pending,
+                rvoip_subscription_state::RVOIP_SUBSCRIPTION_PENDING,
+                "",
+            ),
+            (
+                SubscriptionState::Active,
+                rvoip_subscription_state::RVOIP_SUBSCRIPTION_ACTIVE,
+                "",
+            ),
+            (
+                SubscriptionState::Terminated {
+                    reason: "unsubscribed".into(),
+                },
+                rvoip_subscription_state::RVOIP_SUBSCRIPTION_TERMINATED,
+                "unsubscribed",
+            ),
+        ];
+        for (state, want, reason) in states {
+            let e = OwnedEvent::new(&Event::SubscriptionState {
+                subscription: SubscriptionId(4),
+                state,
+            });
+            assert_eq!(e.ev.kind, rvoip_event_kind::RVOIP_EVENT_SUBSCRIPTION_STATE);
+            assert_eq!((e.ev.subscription_id, e.ev.subscription_state), (4, want));
+            assert_eq!(text(e.ev.reason), reason);
+            assert_eq!((e.ev.account_id, e.ev.call_id), (0, 0));
+        }
+
+        let away = OwnedEvent::new(&Event::BuddyPresence {
+            subscription: SubscriptionId(5),
+            entity: "sip:bob@192.0.2.1".into(),
+            online: true,
+            note: Some("Away".into()),
+            activity: Some("away".into()),
+        });
+        assert_eq!(away.ev.kind, rvoip_event_kind::RVOIP_EVENT_BUDDY_PRESENCE);
+        assert_eq!((away.ev.subscription_id, away.ev.online), (5, true));
+        assert_eq!(text(away.ev.entity), "sip:bob@192.0.2.1");
+        assert_eq!(
+            (text(away.ev.note), text(away.ev.activity)),
+            ("Away".into(), "away".into())
+        );
+        let off = OwnedEvent::new(&Event::BuddyPresence {
+            subscription: SubscriptionId(5),
+            entity: "sip:bob@192.0.2.1".into(),
+            online: false,
+            note: None,
+            activity: None,
+        });
+        assert!(!off.ev.online);
+        assert_eq!(
+            (text(off.ev.note), text(off.ev.activity)),
+            ("".into(), "".into())
+        );
+
+        for (line, want) in [
+            (LineState::Idle, rvoip_line_state::RVOIP_LINE_IDLE),
+            (LineState::Ringing, rvoip_line_state::RVOIP_LINE_RINGING),
+            (LineState::InCall, rvoip_line_state::RVOIP_LINE_IN_CALL),
+        ] {
+            let e = OwnedEvent::new(&Event::LineState {
+                subscription: SubscriptionId(6),
+                entity: "sip:bob@192.0.2.1".into(),
+                line,
+            });
+            assert_eq!(e.ev.kind, rvoip_event_kind::RVOIP_EVENT_LINE_STATE);
+            assert_eq!((e.ev.subscription_id, e.ev.line_state), (6, want));
+            assert_eq!(text(e.ev.entity), "sip:bob@192.0.2.1");
+        }
+
+        let p = OwnedEvent::new(&Event::PublishResult {
+            account: AccountId(2),
+            status: 200,
+            reason: "OK".into(),
+        });
+        assert_eq!(p.ev.kind, rvoip_event_kind::RVOIP_EVENT_PUBLISH_RESULT);
+        assert_eq!(
+            (p.ev.account_id, p.ev.status, p.ev.subscription_id),
+            (2, 200, 0)
+        );
+        assert_eq!(text(p.ev.reason), "OK");
     }
 }

@@ -25,6 +25,7 @@ mod call;
 mod endpoint;
 mod event;
 mod log;
+mod presence;
 mod server;
 mod transfer;
 mod util;
@@ -34,6 +35,7 @@ pub use call::*;
 pub use endpoint::*;
 pub use event::*;
 pub use log::*;
+pub use presence::*;
 pub use server::*;
 pub use transfer::*;
 

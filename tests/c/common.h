@@ -113,7 +113,7 @@ typedef struct rec_event {
     rvoip_event_kind kind;
     uint64_t account_id;
     uint64_t call_id;
-    int state; /* registration_state or call_state */
+    int state; /* registration_state, call_state, subscription_state or line_state */
     uint16_t status;
     bool held_local, held_remote;
     char digit;
@@ -123,7 +123,11 @@ typedef struct rec_event {
     uint64_t transfer_id;      /* TRANSFER_REQUESTED */
     uint64_t replaces_call_id; /* INCOMING_CALL */
     bool is_final;             /* TRANSFER_STATUS */
-    char target[64];           /* TRANSFER_REQUESTED, CALL_REDIRECTED */
+    char target[64];           /* TRANSFER_REQUESTED, CALL_REDIRECTED; BUDDY_PRESENCE and
+                                  LINE_STATE: entity */
+    uint64_t subscription_id;  /* SUBSCRIPTION_STATE, BUDDY_PRESENCE, LINE_STATE */
+    bool online;               /* BUDDY_PRESENCE */
+    char note[32];             /* BUDDY_PRESENCE (text: activity) */
 } rec_event;
 
 typedef struct party {
@@ -200,6 +204,26 @@ static inline void party_record(party *p, const rvoip_event *e) {
         break;
     case RVOIP_EVENT_CALL_REDIRECTED:
         copy_text(r.target, sizeof r.target, e->target);
+        break;
+    case RVOIP_EVENT_SUBSCRIPTION_STATE:
+        r.state = (int)e->subscription_state;
+        r.subscription_id = e->subscription_id;
+        copy_text(r.text, sizeof r.text, e->reason);
+        break;
+    case RVOIP_EVENT_BUDDY_PRESENCE:
+        r.subscription_id = e->subscription_id;
+        r.online = e->online;
+        copy_text(r.target, sizeof r.target, e->entity);
+        copy_text(r.text, sizeof r.text, e->activity);
+        copy_text(r.note, sizeof r.note, e->note);
+        break;
+    case RVOIP_EVENT_LINE_STATE:
+        r.state = (int)e->line_state;
+        r.subscription_id = e->subscription_id;
+        copy_text(r.target, sizeof r.target, e->entity);
+        break;
+    case RVOIP_EVENT_PUBLISH_RESULT:
+        copy_text(r.text, sizeof r.text, e->reason);
         break;
     default:
         break;
@@ -291,9 +315,28 @@ static inline const char *call_name(int s) {
     }
 }
 
+static inline const char *sub_name(int s) {
+    switch (s) {
+    case RVOIP_SUBSCRIPTION_SUBSCRIBING: return "subscribing";
+    case RVOIP_SUBSCRIPTION_PENDING: return "pending";
+    case RVOIP_SUBSCRIPTION_ACTIVE: return "active";
+    case RVOIP_SUBSCRIPTION_TERMINATED: return "terminated";
+    default: return "sub?";
+    }
+}
+
+static inline const char *line_name(int s) {
+    switch (s) {
+    case RVOIP_LINE_IDLE: return "idle";
+    case RVOIP_LINE_RINGING: return "ringing";
+    case RVOIP_LINE_IN_CALL: return "in-call";
+    default: return "line?";
+    }
+}
+
 /* The log as text: one word per event, comma-separated, STATISTICS left out (periodic);
- * MEDIA_STARTED carries its direction, DTMF its digit, TRANSFER_STATUS and CALL_REDIRECTED
- * their status. */
+ * MEDIA_STARTED carries its direction, DTMF its digit, TRANSFER_STATUS, CALL_REDIRECTED and
+ * PUBLISH_RESULT their status, the presence events their state. */
 static inline void party_sequence(party *p, char *out, size_t cap) {
     int i;
     size_t len = 0;
@@ -301,7 +344,7 @@ static inline void party_sequence(party *p, char *out, size_t cap) {
     pthread_mutex_lock(&p->mu);
     for (i = 0; i < p->n; i++) {
         const rec_event *e = &p->ev[i];
-        char w[80];
+        char w[128];
         switch (e->kind) {
         case RVOIP_EVENT_REGISTRATION_STATE: snprintf(w, sizeof w, "%s", reg_name(e->state)); break;
         case RVOIP_EVENT_INCOMING_CALL: snprintf(w, sizeof w, "INCOMING_CALL"); break;
@@ -314,6 +357,16 @@ static inline void party_sequence(party *p, char *out, size_t cap) {
             snprintf(w, sizeof w, "TRANSFER_STATUS(%u%s)", (unsigned)e->status, e->is_final ? " final" : "");
             break;
         case RVOIP_EVENT_CALL_REDIRECTED: snprintf(w, sizeof w, "CALL_REDIRECTED(%u)", (unsigned)e->status); break;
+        case RVOIP_EVENT_SUBSCRIPTION_STATE:
+            snprintf(w, sizeof w, "SUB%llu(%s%s%s)", (unsigned long long)e->subscription_id,
+                     sub_name(e->state), e->text[0] ? " " : "", e->text);
+            break;
+        case RVOIP_EVENT_BUDDY_PRESENCE:
+            snprintf(w, sizeof w, "PRESENCE(%s%s%s)", e->online ? "online" : "offline",
+                     e->text[0] ? " " : "", e->text);
+            break;
+        case RVOIP_EVENT_LINE_STATE: snprintf(w, sizeof w, "LINE(%s)", line_name(e->state)); break;
+        case RVOIP_EVENT_PUBLISH_RESULT: snprintf(w, sizeof w, "PUBLISH(%u)", (unsigned)e->status); break;
         case RVOIP_EVENT_STATISTICS: continue;
         default: snprintf(w, sizeof w, "KIND_%d", (int)e->kind); break;
         }

@@ -114,3 +114,23 @@ def bob(server):
     p = Party(server, "bob", "bpw")
     yield p
     p.close()
+
+
+@pytest.fixture
+def office():
+    """A server with three users (alice, bob, carol) and their registered parties."""
+    s = rvoip.Server(
+        rvoip.ServerOptions(
+            listen=["udp:127.0.0.1:0"],
+            domain="127.0.0.1",
+            users={"alice": "apw", "bob": "bpw", "carol": "cpw"},
+        )
+    )
+    s.start()
+    parties = [Party(s, "alice", "apw"), Party(s, "bob", "bpw"), Party(s, "carol", "cpw")]
+    for p in parties:
+        assert p.register().is_registered()
+    yield parties
+    for p in parties:
+        p.close()
+    s.stop()

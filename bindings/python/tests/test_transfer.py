@@ -8,29 +8,9 @@ import pytest
 
 import rvoip
 
-from conftest import Party, quiet
+from conftest import quiet
 
 CAROL = "sip:carol@127.0.0.1"
-
-
-@pytest.fixture
-def office():
-    """A server with three users and their registered parties."""
-    s = rvoip.Server(
-        rvoip.ServerOptions(
-            listen=["udp:127.0.0.1:0"],
-            domain="127.0.0.1",
-            users={"alice": "apw", "bob": "bpw", "carol": "cpw"},
-        )
-    )
-    s.start()
-    parties = [Party(s, "alice", "apw"), Party(s, "bob", "bpw"), Party(s, "carol", "cpw")]
-    for p in parties:
-        assert p.register().is_registered()
-    yield parties
-    for p in parties:
-        p.close()
-    s.stop()
 
 
 def answer_next(party, seen, what):

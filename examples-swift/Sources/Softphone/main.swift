@@ -87,6 +87,16 @@ final class Printer: EndpointListener, @unchecked Sendable {
             print("call \(callId): transfer \(status) \(reason)\(isFinal ? " (final)" : "")")
         case let .callRedirected(callId, status, target):
             print("call \(callId): redirected (\(status)) to \(target)")
+        // This example makes no subscriptions (Account.subscribe) and publishes no presence
+        // (Account.publishPresence); the events are printed all the same.
+        case let .subscriptionStateChanged(subscriptionId, state):
+            print("subscription \(subscriptionId): \(state)")
+        case let .buddyPresence(_, entity, online, note, activity):
+            print("presence of \(entity): \(online ? "online" : "offline") \(activity ?? "") \(note ?? "")")
+        case let .lineStateChanged(_, entity, state):
+            print("line \(entity): \(state)")
+        case let .publishResult(_, status, reason):
+            print("presence published: \(status) \(reason)")
         }
     }
 

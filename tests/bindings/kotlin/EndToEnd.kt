@@ -1,6 +1,7 @@
 // End to end through the generated Kotlin API (tests/bindings/kotlin.sh compiles and runs it on
 // the JVM with JNA): an embedded server, two endpoints that register (suspend), call, send DTMF,
-// ask for a transfer that is declined, and hang up; the listener's events arrive in order; bad
+// ask for a transfer that is declined, and hang up; the listener's events arrive in order; alice
+// watches bob's presence (offline, then online "away" once he publishes) and his line; bad
 // input throws RvoipException.*.
 import java.util.concurrent.CopyOnWriteArrayList
 import kotlinx.coroutines.delay
@@ -79,12 +80,37 @@ fun main() = runBlocking {
             is Event.TransferRequested -> "transfer:requested"
             is Event.TransferStatus -> "transfer:" + it.status
             is Event.CallRedirected -> "redirected"
+            is Event.SubscriptionStateChanged -> "subscription:" + it.state.javaClass.simpleName
+            is Event.BuddyPresence -> "presence:" + it.online
+            is Event.LineStateChanged -> "line:" + it.state
+            is Event.PublishResult -> "publish:" + it.status
         }
     }
     val want = listOf("reg:Registering", "reg:Registered", "incoming", "call:Ringing", "media",
         "call:Connected", "dtmf:1", "dtmf:2", "dtmf:#", "transfer:requested", "stats", "media:stopped",
         "call:Ended")
     check(trace == want, "bob's events $trace")
+
+    // Presence (RFC 3856) through the server's presence agent: offline until bob publishes,
+    // then online "away"; bob's line (RFC 4235) is idle; unsubscribing terminates.
+    val sub = a.subscribe("sip:bob@127.0.0.1", EventPackage.PRESENCE)
+    val off = ra.await("first presence") { it is Event.BuddyPresence } as Event.BuddyPresence
+    check(off.subscriptionId == sub && !off.online && off.entity.contains("sip:bob@"), "presence $off")
+    b.publishPresence(true, note = "Away", activity = "away")
+    val pub = rb.await("publish result") { it is Event.PublishResult } as Event.PublishResult
+    check(pub.status == 200.toUShort() && pub.accountId == b.id(), "publish $pub")
+    val on = ra.await("bob online") { it is Event.BuddyPresence && it.online } as Event.BuddyPresence
+    check(on.activity == "away" && on.note == "Away", "presence $on")
+    val lamp = a.subscribe("sip:bob@127.0.0.1", EventPackage.DIALOG)
+    val line = ra.await("bob's line") { it is Event.LineStateChanged } as Event.LineStateChanged
+    check(line.subscriptionId == lamp && line.state == LineState.IDLE, "line $line")
+    alice.unsubscribe(sub)
+    val gone = ra.await("unsubscribed") {
+        it is Event.SubscriptionStateChanged && it.subscriptionId == sub && it.state is SubscriptionState.Terminated
+    } as Event.SubscriptionStateChanged
+    check((gone.state as SubscriptionState.Terminated).reason == "unsubscribed", "ended ${gone.state}")
+    try { alice.unsubscribe(sub); throw AssertionError("no NotFound") } catch (e: RvoipException.NotFound) {}
+    alice.unsubscribe(lamp)
 
     // Documented exceptions.
     try { alice.call(424242u); throw AssertionError("no NotFound") } catch (e: RvoipException.NotFound) {}
