@@ -33,6 +33,20 @@ pub(super) struct Publication {
     removing: bool,
     /// Whether the last PUBLISH is a silent refresh (its success is not reported).
     refresh: bool,
+    /// A PUBLISH awaits its final response.
+    in_flight: bool,
+    /// What the app asked for while a PUBLISH was in flight, sent once it is answered (a
+    /// second PUBLISH without the entity tag would leave a stray publication at the server).
+    next: Option<Next>,
+}
+
+/// A change waiting for the PUBLISH in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Publish the current document.
+    Modify,
+    /// Remove the publication.
+    Remove,
 }
 
 impl UserAgent {
@@ -62,6 +76,17 @@ impl UserAgent {
         let reg = self.accounts.get(&account.0).ok_or(UaError::NotFound)?;
         let entity = reg.cfg.aor.to_string();
         let document = presence::pidf(&entity, open, note, activity);
+        if let Some(p) = self
+            .publications
+            .get_mut(&account.0)
+            .filter(|p| p.in_flight)
+        {
+            // Sent with the entity tag once the PUBLISH in flight is answered.
+            p.document = document;
+            p.expires_s = expires_s.max(60);
+            p.next = Some(Next::Modify);
+            return Ok(());
+        }
         let (etag, call_id, seq) = match self.publications.remove(&account.0) {
             Some(p) => (p.etag, p.call_id, p.seq),
             None => (None, build::token(), 0),
@@ -81,6 +106,8 @@ impl UserAgent {
             seq,
             removing: false,
             refresh: false,
+            in_flight: false,
+            next: None,
         };
         self.send_publish(now, account.0, &mut p, true);
         self.publications.insert(account.0, p);
@@ -88,12 +115,19 @@ impl UserAgent {
     }
 
     /// Removes the account's published presence (PUBLISH with `Expires: 0`, RFC 3903 §4.5) and
-    /// stops refreshing it. Errors: [`UaError::NotFound`] (nothing published).
+    /// stops refreshing it; while a PUBLISH is in flight, the removal follows its answer.
+    /// Errors: [`UaError::NotFound`] (nothing published).
     pub fn unpublish(&mut self, now: Instant, account: AccountId) -> Result<(), UaError> {
         let mut p = self
             .publications
             .remove(&account.0)
             .ok_or(UaError::NotFound)?;
+        if p.in_flight {
+            p.next = Some(Next::Remove);
+            p.refresh_at = None;
+            self.publications.insert(account.0, p);
+            return Ok(());
+        }
         if p.etag.is_some() {
             p.removing = true;
             p.expires_s = 0;
@@ -132,6 +166,7 @@ impl UserAgent {
             req.body = bytes::Bytes::from(p.document.clone());
         }
         p.refresh = !with_body && !p.removing;
+        p.in_flight = true;
         build::finish_request(&mut req, reg.cfg.local, reg.cfg.transport);
         let tx = self
             .tl
@@ -155,6 +190,7 @@ impl UserAgent {
         let Some(mut p) = self.publications.remove(&account) else {
             return;
         };
+        p.in_flight = false;
         let report = |ua: &mut UserAgent, status: u16, reason: &str| {
             ua.events.push_back(UaEvent::PublishResult {
                 account: AccountId(account),
@@ -185,6 +221,16 @@ impl UserAgent {
             if !p.refresh {
                 report(self, status, reason);
             }
+            match p.next.take() {
+                Some(Next::Modify) => self.send_publish(now, account, &mut p, true),
+                Some(Next::Remove) => {
+                    p.removing = true;
+                    p.expires_s = 0;
+                    p.refresh_at = None;
+                    self.send_publish(now, account, &mut p, false);
+                }
+                None => {}
+            }
             self.publications.insert(account, p);
             return;
         }
@@ -207,6 +253,7 @@ impl UserAgent {
                     let tx = self.tl.send_request(now, req.clone(), dest, transport);
                     self.owners.insert(tx, Owner::Publish(account));
                     p.req = req;
+                    p.in_flight = true;
                     self.publications.insert(account, p);
                     return;
                 }
@@ -233,6 +280,13 @@ impl UserAgent {
             }
         }
         report(self, status, reason);
+        if p.next == Some(Next::Modify) && !p.removing {
+            // The app changed its status meanwhile: publish that afresh.
+            p.next = None;
+            p.etag = None;
+            self.send_publish(now, account, &mut p, true);
+            self.publications.insert(account, p);
+        }
     }
 
     /// Refreshes due publications.

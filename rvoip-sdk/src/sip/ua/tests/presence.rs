@@ -382,3 +382,52 @@ fn publish_refresh_and_412() {
             .is_err()
     );
 }
+
+#[test]
+fn changes_while_a_publish_is_in_flight_wait_for_its_entity_tag() {
+    let (mut lab, acc) = Lab::new();
+    let now = lab.now;
+    lab.ua
+        .publish(now, acc, true, Some("Away"), Some("away"), 120)
+        .unwrap();
+    lab.pump();
+    let p1 = lab.last(Method::Publish);
+    // A second status before the first is answered: nothing goes yet (a PUBLISH without the
+    // entity tag would leave a second publication at the server).
+    lab.ua
+        .publish(now, acc, true, Some("Busy"), Some("busy"), 120)
+        .unwrap();
+    lab.pump();
+    assert_eq!(
+        lab.got
+            .iter()
+            .filter(|r| r.method == Method::Publish)
+            .count(),
+        1
+    );
+    lab.respond(&p1, 200, &[("SIP-ETag", "e1"), ("Expires", "120")]);
+    let p2 = lab.last(Method::Publish);
+    assert_eq!(p2.headers.get(&HeaderName::SipIfMatch).unwrap(), "e1");
+    let doc = presence::parse_pidf(&p2.body).unwrap();
+    assert_eq!(doc.activity.as_deref(), Some("busy"));
+    // Unpublish while that one is in flight: the removal follows its 2xx, with its tag.
+    let now = lab.now;
+    lab.ua.unpublish(now, acc).unwrap();
+    lab.pump();
+    assert_eq!(
+        lab.got
+            .iter()
+            .filter(|r| r.method == Method::Publish)
+            .count(),
+        2
+    );
+    lab.respond(&p2, 200, &[("SIP-ETag", "e2"), ("Expires", "120")]);
+    let p3 = lab.last(Method::Publish);
+    assert_eq!(p3.headers.get(&HeaderName::Expires).unwrap(), "0");
+    assert_eq!(p3.headers.get(&HeaderName::SipIfMatch).unwrap(), "e2");
+    lab.respond(&p3, 200, &[("Expires", "0")]);
+    // Nothing is refreshed afterwards.
+    let n = lab.got.len();
+    lab.advance(Duration::from_secs(300));
+    assert_eq!(lab.got.len(), n);
+}
