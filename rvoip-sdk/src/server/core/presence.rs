@@ -474,6 +474,12 @@ impl ServerCore {
     pub(super) fn presence_calls(&mut self, now: Instant) {
         let mut changed: Vec<String> = Vec::new();
         while let Some(p) = self.proxy.poll_call_progress() {
+            let call_id = match &p {
+                CallProgress::Invite { call_id, .. }
+                | CallProgress::Early(call_id)
+                | CallProgress::Confirmed(call_id)
+                | CallProgress::Ended(call_id) => call_id.clone(),
+            };
             let users = match p {
                 CallProgress::Invite { call_id, from, to } => {
                     let local_user = |u: Option<&crate::sip::msg::Uri>| {
@@ -496,7 +502,7 @@ impl ServerCore {
             for u in changed.drain(..) {
                 self.notify_watchers(now, &u, Package::Dialog);
             }
-            self.presence.calls.purge_terminated();
+            self.presence.calls.forget_if_terminated(&call_id);
         }
     }
 

@@ -131,9 +131,16 @@ impl DialogTracker {
         v.into_iter().map(|(_, e)| e).collect()
     }
 
-    /// Forgets the terminated calls (after their last documents went out).
-    pub fn purge_terminated(&mut self) {
-        self.calls.retain(|_, c| c.state < STATES.len() - 1);
+    /// Forgets `call_id` if it is terminated (after its last documents went out): one lookup,
+    /// not a scan of every call followed.
+    pub fn forget_if_terminated(&mut self, call_id: &str) {
+        if self
+            .calls
+            .get(call_id)
+            .is_some_and(|c| c.state == STATES.len() - 1)
+        {
+            self.calls.remove(call_id);
+        }
     }
 
     /// Forgets calls without progress for [`IDLE_CALL_LIFETIME`]; returns their users.
@@ -179,7 +186,7 @@ mod tests {
         assert_eq!(t.entries("bob")[0].state, "confirmed");
         assert_eq!(t.ended(t0, "c1").len(), 2);
         assert_eq!(t.entries("bob")[0].state, "terminated");
-        t.purge_terminated();
+        t.forget_if_terminated("c1");
         assert!(t.entries("bob").is_empty() && t.is_empty());
         // Unknown calls and the limit.
         assert!(t.ended(t0, "nope").is_empty());
