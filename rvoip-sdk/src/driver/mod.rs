@@ -504,7 +504,7 @@ impl BoundServer {
             if now >= next_pin {
                 next_pin = now + PIN_INTERVAL;
                 let start = std::time::Instant::now();
-                conns.set_pinned(core.registrar.location.stream_flows(now));
+                conns.set_pinned(core.registrar.location.stream_flows(core.unix_secs(now)));
                 lag.record(Step::Pin, start);
             }
             if now >= next_status {

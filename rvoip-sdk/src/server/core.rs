@@ -182,8 +182,9 @@ impl ServerCore {
         core
     }
 
-    /// Wall-clock seconds matching `now` (digest nonce time stamps).
-    fn unix_secs(&self, now: Instant) -> u64 {
+    /// Wall-clock seconds since the Unix epoch matching `now` (digest nonce time stamps, binding
+    /// expiry): the clock the core was built with, advanced by the time since.
+    pub fn unix_secs(&self, now: Instant) -> u64 {
         self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
     }
 
@@ -300,7 +301,7 @@ impl ServerCore {
         self.conference_timeout(now);
         self.presence_timeout(now);
         if now >= self.next_sweep {
-            let n = self.registrar.location.sweep(now);
+            let n = self.registrar.location.sweep(self.unix_secs(now));
             self.guard.sweep(now);
             self.expire_offline(now);
             if n > 0 {

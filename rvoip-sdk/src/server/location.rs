@@ -1,6 +1,13 @@
 //! The location service (RFC 3261 §10.2, §10.3): address-of-record -> contact bindings.
 //!
-//! Sans-IO: every method that depends on time takes `now: Instant`.
+//! Sans-IO: every method that depends on time takes `now`, the wall-clock time in Unix seconds
+//! (the driver's clock), so that bindings keep their meaning when they are persisted and loaded
+//! again after a restart, or shared with another node.
+//!
+//! Every change to the stored bindings can be recorded as a [`BindingChange`] (added, refreshed,
+//! removed, expired; [`Location::record_changes`]), which the driver drains after each input and
+//! hands to a store (redb, Redis) off the hot path. Bindings loaded back from a store go in with
+//! [`Location::restore`], which records nothing.
 //!
 //! The AOR key is the user part of the To URI, kept exactly as received (case-sensitive). This
 //! single-domain server treats every host as its own (like Kamailio's usrloc without the domain
@@ -11,7 +18,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use crate::sip::msg::{ByteString, Uri};
 
@@ -27,8 +33,8 @@ pub struct Binding {
     pub contact_value: ByteString,
     /// Preference, `q * 1000` (0..=1000), default 1000.
     pub q: u16,
-    /// When the binding expires.
-    pub expires_at: Instant,
+    /// When the binding expires, in Unix seconds (wall clock).
+    pub expires_at: u64,
     /// The Call-ID of the REGISTER that created or last refreshed it.
     pub call_id: ByteString,
     /// The CSeq number of that REGISTER.
@@ -44,16 +50,54 @@ pub struct Binding {
 }
 
 impl Binding {
-    /// Whether the binding is still valid at `now`.
-    pub fn is_live(&self, now: Instant) -> bool {
+    /// Whether the binding is still valid at `now` (Unix seconds).
+    pub fn is_live(&self, now: u64) -> bool {
         self.expires_at > now
     }
 
-    /// Seconds left at `now`, rounded up (0 when expired).
-    pub fn remaining_secs(&self, now: Instant) -> u64 {
-        let d = self.expires_at.saturating_duration_since(now);
-        d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    /// Seconds left at `now` (Unix seconds); 0 when expired.
+    pub fn remaining_secs(&self, now: u64) -> u64 {
+        self.expires_at.saturating_sub(now)
     }
+
+    /// Whether `self` and `other` differ in anything a store keeps (everything but the parsed
+    /// contact, which follows from `contact_value`).
+    fn differs(&self, other: &Binding) -> bool {
+        self.expires_at != other.expires_at
+            || self.cseq != other.cseq
+            || self.call_id != other.call_id
+            || self.q != other.q
+            || self.source != other.source
+            || self.transport != other.transport
+            || self.behind_nat != other.behind_nat
+            || self.contact_value != other.contact_value
+    }
+}
+
+/// What happened to a binding ([`BindingChange`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A contact bound for the first time (RFC 3261 §10.3 step 7).
+    Added,
+    /// An existing binding registered again: a new expiry, CSeq, q or flow.
+    Refreshed,
+    /// Removed by the registrar: `expires=0`, `Contact: *`, or left out when the AOR's bindings
+    /// were replaced.
+    Removed,
+    /// Removed by [`Location::sweep`] because it expired.
+    Expired,
+}
+
+/// One change to the stored bindings, for the driver's stores (persistence and replication).
+/// A store keys a binding by `aor` and `binding.contact` (see [`contact_uri_eq`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingChange {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The address-of-record.
+    pub aor: ByteString,
+    /// The binding as it is now (`Added`, `Refreshed`) or as it was (`Removed`, `Expired`).
+    pub binding: Binding,
 }
 
 /// The value of URI parameter `name` (case-insensitive) in a raw `;a=b;c` parameter string:
@@ -96,8 +140,11 @@ pub struct Location {
     /// (expiry, AOR) for every binding stored; entries for refreshed or removed bindings are left
     /// in place and ignored when popped (lazy deletion), and the heap is rebuilt if it grows too
     /// large compared with the live bindings.
-    expiries: BinaryHeap<Reverse<(Instant, ByteString)>>,
+    expiries: BinaryHeap<Reverse<(u64, ByteString)>>,
     bindings: usize,
+    /// Changes recorded since the last [`Location::take_changes`] (only while recording).
+    changes: Vec<BindingChange>,
+    recording: bool,
     /// Maximum bindings per AOR (default 10). Enforced by the registrar, which answers 503.
     pub max_bindings_per_aor: usize,
 }
@@ -111,7 +158,7 @@ impl Default for Location {
 impl Location {
     /// The flows (source addresses) of live bindings registered over a stream transport (TCP,
     /// TLS, WS, WSS): the connections the proxy reaches those users through.
-    pub fn stream_flows(&self, now: Instant) -> std::collections::HashSet<SocketAddr> {
+    pub fn stream_flows(&self, now: u64) -> std::collections::HashSet<SocketAddr> {
         self.aors
             .values()
             .flatten()
@@ -126,13 +173,67 @@ impl Location {
             aors: HashMap::new(),
             expiries: BinaryHeap::new(),
             bindings: 0,
+            changes: Vec::new(),
+            recording: false,
             max_bindings_per_aor: 10,
         }
     }
 
+    /// Starts (`true`) or stops recording [`BindingChange`]s. Off by default, so that a server
+    /// without a store pays nothing.
+    pub fn record_changes(&mut self, on: bool) {
+        self.recording = on;
+        if !on {
+            self.changes = Vec::new();
+        }
+    }
+
+    /// The changes recorded since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<BindingChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether changes are waiting for [`Location::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
+    }
+
+    fn record(&mut self, kind: ChangeKind, aor: &ByteString, binding: &Binding) {
+        if self.recording {
+            self.changes.push(BindingChange {
+                kind,
+                aor: aor.clone(),
+                binding: binding.clone(),
+            });
+        }
+    }
+
+    /// Puts back a binding loaded from a store (at start, or from another node): it replaces a
+    /// stored binding of the same contact and is dropped when it has expired at `now` (Unix
+    /// seconds) or when `aor` already holds `max_bindings_per_aor` bindings. Records no change.
+    /// Returns whether it was stored.
+    pub fn restore(&mut self, aor: &str, binding: Binding, now: u64) -> bool {
+        if !binding.is_live(now) {
+            return false;
+        }
+        let mut list: Vec<Binding> = self.bindings(aor).to_vec();
+        match list
+            .iter()
+            .position(|b| contact_uri_eq(&b.contact, &binding.contact))
+        {
+            Some(i) => list[i] = binding,
+            None if list.len() >= self.max_bindings_per_aor => return false,
+            None => list.push(binding),
+        }
+        let recording = std::mem::replace(&mut self.recording, false);
+        self.set_bindings(aor, list);
+        self.recording = recording;
+        true
+    }
+
     /// The unexpired bindings of `aor`, highest `q` first (stable: older bindings first among
     /// equal q).
-    pub fn lookup(&self, aor: &str, now: Instant) -> Vec<&Binding> {
+    pub fn lookup(&self, aor: &str, now: u64) -> Vec<&Binding> {
         let mut v: Vec<&Binding> = match self.aors.get(aor) {
             Some(list) => list.iter().filter(|b| b.is_live(now)).collect(),
             None => Vec::new(),
@@ -149,6 +250,9 @@ impl Location {
     /// Replaces the bindings of `aor` (an empty list removes the AOR). The caller (the
     /// registrar) checks [`Location::max_bindings_per_aor`].
     pub fn set_bindings(&mut self, aor: &str, list: Vec<Binding>) {
+        if self.recording {
+            self.record_diff(aor, &list);
+        }
         let old = match self.aors.get_mut(aor) {
             Some(slot) if list.is_empty() => {
                 let n = slot.len();
@@ -157,7 +261,7 @@ impl Location {
             }
             Some(slot) => {
                 let n = slot.len();
-                let changed: Vec<Instant> = list
+                let changed: Vec<u64> = list
                     .iter()
                     .filter(|b| !slot.iter().any(|o| o.expires_at == b.expires_at))
                     .map(|b| b.expires_at)
@@ -185,15 +289,38 @@ impl Location {
         self.maybe_compact();
     }
 
-    /// Removes every binding of `aor`; returns how many there were.
-    pub fn remove_aor(&mut self, aor: &str) -> usize {
-        let n = self.aors.remove(aor).map_or(0, |v| v.len());
-        self.bindings -= n;
-        n
+    /// Records what replacing the bindings of `aor` by `list` changes.
+    fn record_diff(&mut self, aor: &str, list: &[Binding]) {
+        let key = ByteString::from(aor);
+        let old: Vec<Binding> = self.bindings(aor).to_vec();
+        for b in list {
+            match old.iter().find(|o| contact_uri_eq(&o.contact, &b.contact)) {
+                None => self.record(ChangeKind::Added, &key, b),
+                Some(o) if o.differs(b) => self.record(ChangeKind::Refreshed, &key, b),
+                Some(_) => {}
+            }
+        }
+        for o in &old {
+            if !list.iter().any(|b| contact_uri_eq(&o.contact, &b.contact)) {
+                self.record(ChangeKind::Removed, &key, o);
+            }
+        }
     }
 
-    /// Removes the bindings that have expired at `now`; returns how many were removed.
-    pub fn sweep(&mut self, now: Instant) -> usize {
+    /// Removes every binding of `aor`; returns how many there were.
+    pub fn remove_aor(&mut self, aor: &str) -> usize {
+        let list = self.aors.remove(aor).unwrap_or_default();
+        let key = ByteString::from(aor);
+        for b in &list {
+            self.record(ChangeKind::Removed, &key, b);
+        }
+        self.bindings -= list.len();
+        list.len()
+    }
+
+    /// Removes the bindings that have expired at `now` (Unix seconds); returns how many were
+    /// removed.
+    pub fn sweep(&mut self, now: u64) -> usize {
         let mut removed = 0;
         while let Some(Reverse((t, _))) = self.expiries.peek() {
             if *t > now {
@@ -204,6 +331,15 @@ impl Location {
             };
             if let Some(list) = self.aors.get_mut(&aor) {
                 let before = list.len();
+                if self.recording {
+                    for b in list.iter().filter(|b| !b.is_live(now)) {
+                        self.changes.push(BindingChange {
+                            kind: ChangeKind::Expired,
+                            aor: aor.clone(),
+                            binding: b.clone(),
+                        });
+                    }
+                }
                 list.retain(|b| b.is_live(now));
                 removed += before - list.len();
                 if list.is_empty() {
@@ -217,7 +353,7 @@ impl Location {
 
     /// When to call [`Location::sweep`] next: the earliest stored expiry (it may belong to a binding
     /// refreshed since, in which case that sweep finds nothing).
-    pub fn next_expiry(&self) -> Option<Instant> {
+    pub fn next_expiry(&self) -> Option<u64> {
         self.expiries.peek().map(|Reverse((t, _))| *t)
     }
 
@@ -253,7 +389,7 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    const T0: u64 = 1_700_000_000;
 
     fn uri(user: &str, host: &str, port: Option<u16>, params: &str) -> Uri {
         Uri {
@@ -268,7 +404,7 @@ mod tests {
         }
     }
 
-    fn binding(user: &str, q: u16, expires_at: Instant) -> Binding {
+    fn binding(user: &str, q: u16, expires_at: u64) -> Binding {
         Binding {
             contact: uri(user, "192.0.2.1", Some(5060), ""),
             contact_value: format!("<sip:{user}@192.0.2.1:5060>").into(),
@@ -284,9 +420,9 @@ mod tests {
 
     #[test]
     fn lookup_sorts_by_q_and_hides_expired() {
-        let t0 = Instant::now();
+        let t0 = T0;
         let mut loc = Location::new();
-        let s = Duration::from_secs(1);
+        let s = 1u64;
         loc.set_bindings(
             "alice",
             vec![
@@ -312,12 +448,15 @@ mod tests {
 
     #[test]
     fn sweep_removes_only_expired() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
+        let t0 = T0;
+        let s = 1u64;
         let mut loc = Location::new();
         for i in 0..1000u32 {
             let aor = format!("u{i}");
-            loc.set_bindings(&aor, vec![binding("x", 1000, t0 + u32::max(i, 1) * s)]);
+            loc.set_bindings(
+                &aor,
+                vec![binding("x", 1000, t0 + u64::from(u32::max(i, 1)) * s)],
+            );
         }
         loc.set_bindings(
             "multi",
@@ -339,11 +478,11 @@ mod tests {
 
     #[test]
     fn refresh_moves_expiry_and_heap_stays_bounded() {
-        let t0 = Instant::now();
-        let s = Duration::from_secs(1);
+        let t0 = T0;
+        let s = 1u64;
         let mut loc = Location::new();
         for i in 1..=5000u32 {
-            loc.set_bindings("a", vec![binding("x", 1000, t0 + (i + 10) * s)]);
+            loc.set_bindings("a", vec![binding("x", 1000, t0 + u64::from(i + 10) * s)]);
         }
         assert!(loc.expiries.len() <= 4 * loc.len() + 1025);
         assert_eq!(
@@ -390,10 +529,102 @@ mod tests {
     }
 
     #[test]
-    fn remaining_secs_rounds_up() {
-        let t0 = Instant::now();
-        let b = binding("a", 1000, t0 + Duration::from_millis(1500));
+    fn remaining_secs_counts_down_to_zero() {
+        let t0 = T0;
+        let b = binding("a", 1000, t0 + 2);
         assert_eq!(b.remaining_secs(t0), 2);
-        assert_eq!(b.remaining_secs(t0 + Duration::from_secs(2)), 0);
+        assert_eq!(b.remaining_secs(t0 + 2), 0);
+        assert_eq!(b.remaining_secs(t0 + 5), 0);
+    }
+
+    fn with_contact(user: &str, host: &str, expires_at: u64, cseq: u32) -> Binding {
+        let mut b = binding(user, 1000, expires_at);
+        b.contact = uri(user, host, Some(5060), "");
+        b.contact_value = format!("<sip:{user}@{host}:5060>").into();
+        b.cseq = cseq;
+        b
+    }
+
+    fn kinds(loc: &mut Location) -> Vec<(ChangeKind, String)> {
+        loc.take_changes()
+            .into_iter()
+            .map(|c| (c.kind, c.binding.contact.host.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn changes_are_recorded_only_while_recording() {
+        let mut loc = Location::new();
+        loc.set_bindings("a", vec![with_contact("a", "192.0.2.1", T0 + 60, 1)]);
+        assert!(!loc.has_changes(), "nothing is recorded by default");
+        loc.record_changes(true);
+        // Same binding again: no change. A new contact: Added; a new CSeq: Refreshed.
+        loc.set_bindings("a", vec![with_contact("a", "192.0.2.1", T0 + 60, 1)]);
+        assert!(!loc.has_changes());
+        loc.set_bindings(
+            "a",
+            vec![
+                with_contact("a", "192.0.2.1", T0 + 120, 2),
+                with_contact("a", "192.0.2.2", T0 + 30, 2),
+            ],
+        );
+        assert_eq!(
+            kinds(&mut loc),
+            [
+                (ChangeKind::Refreshed, "192.0.2.1".into()),
+                (ChangeKind::Added, "192.0.2.2".into())
+            ]
+        );
+        // Left out: Removed. Swept: Expired. remove_aor: Removed.
+        loc.set_bindings("a", vec![with_contact("a", "192.0.2.2", T0 + 30, 3)]);
+        assert_eq!(
+            kinds(&mut loc),
+            [
+                (ChangeKind::Refreshed, "192.0.2.2".into()),
+                (ChangeKind::Removed, "192.0.2.1".into())
+            ]
+        );
+        assert_eq!(loc.sweep(T0 + 30), 1);
+        assert_eq!(kinds(&mut loc), [(ChangeKind::Expired, "192.0.2.2".into())]);
+        loc.set_bindings("b", vec![with_contact("b", "192.0.2.3", T0 + 60, 1)]);
+        loc.take_changes();
+        assert_eq!(loc.remove_aor("b"), 1);
+        let c = loc.take_changes();
+        assert_eq!(
+            (c.len(), c[0].kind, &*c[0].aor),
+            (1, ChangeKind::Removed, "b")
+        );
+        loc.record_changes(false);
+        loc.set_bindings("c", vec![with_contact("c", "192.0.2.4", T0 + 60, 1)]);
+        assert!(!loc.has_changes());
+    }
+
+    #[test]
+    fn restore_drops_expired_replaces_same_contact_and_records_nothing() {
+        let mut loc = Location::new();
+        loc.record_changes(true);
+        loc.max_bindings_per_aor = 2;
+        assert!(!loc.restore("a", with_contact("a", "192.0.2.1", T0, 1), T0));
+        assert!(loc.restore("a", with_contact("a", "192.0.2.1", T0 + 10, 1), T0));
+        assert!(loc.restore("a", with_contact("a", "192.0.2.1", T0 + 99, 2), T0));
+        assert!(loc.restore("a", with_contact("a", "192.0.2.2", T0 + 50, 1), T0));
+        assert!(!loc.restore("a", with_contact("a", "192.0.2.3", T0 + 50, 1), T0));
+        assert!(!loc.has_changes(), "restoring is not a change to persist");
+        let got: Vec<(String, u64)> = loc
+            .lookup("a", T0)
+            .iter()
+            .map(|b| (b.contact.host.to_string(), b.expires_at))
+            .collect();
+        assert_eq!(
+            got,
+            [("192.0.2.1".into(), T0 + 99), ("192.0.2.2".into(), T0 + 50)]
+        );
+        assert_eq!(
+            loc.next_expiry(),
+            Some(T0 + 10),
+            "stale heap entries are harmless"
+        );
+        assert_eq!(loc.sweep(T0 + 60), 1);
+        assert_eq!(kinds(&mut loc), [(ChangeKind::Expired, "192.0.2.2".into())]);
     }
 }

@@ -19,7 +19,6 @@
 //! - No `Date` header: this core has no wall clock; the driver may add one.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use crate::server::location::{Binding, Location, Transport, contact_uri_eq};
 use crate::sip::msg::{ByteString, HeaderName, NameAddr, Request, Response, Scheme};
@@ -134,7 +133,7 @@ impl Registrar {
     }
 
     /// 200 OK listing every current binding of `aor` (§10.3 step 8).
-    fn ok_with_bindings(&self, req: &Request, aor: &str, now: Instant) -> Response {
+    fn ok_with_bindings(&self, req: &Request, aor: &str, now: u64) -> Response {
         let mut r = Self::reply(req, 200, "OK");
         for b in self.location.lookup(aor, now) {
             let mut v = format!("{};expires={}", b.contact_value, b.remaining_secs(now));
@@ -148,11 +147,11 @@ impl Registrar {
     }
 
     /// Applies a REGISTER that passed authentication (RFC 3261 §10.3 steps 6–8) and returns the
-    /// response: 200 with the current bindings, 400 (bad Contact, `*` misuse, missing Call-ID or
+    /// response (`now` is the wall-clock time in Unix seconds): 200 with the current bindings, 400 (bad Contact, `*` misuse, missing Call-ID or
     /// CSeq), 404 (no AOR user), 423 with Min-Expires, or 503 (too many bindings).
     pub fn handle_register(
         &mut self,
-        now: Instant,
+        now: u64,
         req: &Request,
         source: SocketAddr,
         transport: Transport,
@@ -270,7 +269,7 @@ impl Registrar {
                         contact: c.addr.uri,
                         contact_value: c.value,
                         q: c.q,
-                        expires_at: now + Duration::from_secs(u64::from(secs)),
+                        expires_at: now + u64::from(secs),
                         call_id: call_id.clone(),
                         cseq,
                         source,
@@ -332,7 +331,7 @@ mod tests {
         Registrar::default()
     }
 
-    fn send(r: &mut Registrar, now: Instant, q: &Request) -> Response {
+    fn send(r: &mut Registrar, now: u64, q: &Request) -> Response {
         r.handle_register(now, q, SRC.parse().unwrap(), Transport::Udp)
     }
 
@@ -343,13 +342,13 @@ mod tests {
             .collect()
     }
 
-    fn secs(n: u64) -> Duration {
-        Duration::from_secs(n)
+    fn secs(n: u64) -> u64 {
+        n
     }
 
     #[test]
     fn register_refresh_and_expiry() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         let resp = send(
             &mut r,
@@ -395,7 +394,7 @@ mod tests {
 
     #[test]
     fn two_contacts_ordered_by_q_and_query() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         let resp = send(
             &mut r,
@@ -434,7 +433,7 @@ mod tests {
 
     #[test]
     fn expires_zero_removes_one_and_star_removes_all() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         send(
             &mut r,
@@ -477,7 +476,7 @@ mod tests {
 
     #[test]
     fn star_misuse_is_400() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         send(&mut r, t0, &req("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n"));
         for extra in [
@@ -495,7 +494,7 @@ mod tests {
 
     #[test]
     fn interval_too_brief_and_max_cap() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         let resp = send(
             &mut r,
@@ -557,7 +556,7 @@ mod tests {
 
     #[test]
     fn cseq_ordering_same_call_id() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         send(
             &mut r,
@@ -600,7 +599,7 @@ mod tests {
 
     #[test]
     fn max_bindings_is_503_and_atomic() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         r.location.max_bindings_per_aor = 2;
         send(&mut r, t0, &req("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n"));
@@ -635,7 +634,7 @@ mod tests {
 
     #[test]
     fn contact_matching_ignores_host_case_and_aor_is_case_sensitive() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         send(
             &mut r,
@@ -664,7 +663,7 @@ mod tests {
 
     #[test]
     fn bad_q_and_bad_contact_are_400_and_no_user_is_404() {
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         for extra in [
             "Contact: <sip:a@192.0.2.1>;q=1.5\r\n",
@@ -699,7 +698,7 @@ mod tests {
                 other => panic!("{f}: {other:?}"),
             }
         };
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000;
         let mut r = reg();
         let resp = send(&mut r, t0, &load("cparam01.dat"));
         assert_eq!(resp.status, 200);

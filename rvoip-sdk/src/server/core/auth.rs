@@ -118,7 +118,9 @@ impl ServerCore {
         if !self.authenticate(now, tx, &mut req, source, &aor_user, 401) {
             return;
         }
-        let resp = self.registrar.handle_register(now, &req, source, transport);
+        let resp = self
+            .registrar
+            .handle_register(self.unix_secs(now), &req, source, transport);
         let ok = resp.status == 200;
         if ok {
             self.stats.registrations += 1;

@@ -252,17 +252,18 @@ impl ServerCore {
         user: &str,
         authenticated: bool,
     ) {
+        let unix = self.unix_secs(now);
         let contacts: Vec<(HeaderName, String)> = self
             .registrar
             .location
-            .lookup(user, now)
+            .lookup(user, unix)
             .into_iter()
             .map(|b| {
                 let v = format!(
                     "{};q={};expires={}",
                     b.contact_value,
                     format_q(b.q),
-                    b.remaining_secs(now)
+                    b.remaining_secs(unix)
                 );
                 (HeaderName::Contact, v)
             })

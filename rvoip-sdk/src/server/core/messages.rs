@@ -143,7 +143,7 @@ impl ServerCore {
         let bindings: Vec<&crate::server::location::Binding> = self
             .registrar
             .location
-            .lookup(user, now)
+            .lookup(user, self.unix_secs(now))
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
             .collect();

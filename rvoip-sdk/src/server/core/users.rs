@@ -137,7 +137,7 @@ impl ServerCore {
     pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
         self.registrar
             .location
-            .lookup(user, now)
+            .lookup(user, self.unix_secs(now))
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
             .map(binding_target)

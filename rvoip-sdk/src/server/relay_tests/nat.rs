@@ -48,7 +48,7 @@ fn media_latches_to_the_real_source_end_to_end() {
 fn nated_phones_are_reached_at_their_flows() {
     let mut h = Harness::new(RelayMode::Always);
     assert_eq!(h.register("bob", "bpw", BOB_NAT).status, 200);
-    let now = h.now;
+    let now = h.core.unix_secs(h.now);
     let bindings = h.core.registrar.location.lookup("bob", now);
     assert_eq!(bindings.len(), 1);
     assert!(bindings[0].behind_nat, "REGISTER came through a NAT");
