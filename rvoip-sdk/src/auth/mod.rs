@@ -490,6 +490,13 @@ impl Authenticator {
         }
     }
 
+    /// Replaces the nonce secret: nonces made with the old one become invalid (the client is
+    /// challenged again), nonces made with `secret` elsewhere (another node, an earlier run)
+    /// become valid here.
+    pub fn set_secret(&mut self, secret: [u8; 32]) {
+        self.secret = secret;
+    }
+
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.realm

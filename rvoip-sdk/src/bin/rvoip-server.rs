@@ -99,6 +99,11 @@ struct Args {
     /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Where registrations are kept: `redb` (default: `registrations.redb` in the data
+    /// directory, kept across restarts) or `memory` (lost on restart). Overrides `store` of the
+    /// config file.
+    #[arg(long, value_name = "KIND")]
+    store: Option<rvoip_sdk::server::config::StoreKind>,
     /// The DNS server for RFC 3263 lookups of other domains (NAPTR, SRV, A/AAAA), `IP:PORT`.
     /// Default: the system's resolver configuration.
     #[arg(long, value_name = "IP:PORT")]
@@ -199,6 +204,12 @@ fn main() -> ExitCode {
     }
     if args.data_dir.is_some() {
         cfg.data_dir = args.data_dir.clone();
+    }
+    // The binary keeps registrations across restarts unless told otherwise.
+    if let Some(s) = args.store {
+        cfg.store = Some(s);
+    } else if cfg.store.is_none() {
+        cfg.store = Some(rvoip_sdk::server::config::StoreKind::Redb);
     }
     if args.dns_server.is_some() {
         cfg.dns_server = args.dns_server;

@@ -14,6 +14,7 @@ pub mod ng;
 pub mod record;
 pub mod relay;
 mod setup;
+pub mod store;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
@@ -56,6 +57,9 @@ pub enum DriverError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The bindings' store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     /// No listen address was configured.
     #[error("no listen address configured")]
     NoListen,
@@ -168,6 +172,27 @@ pub struct BoundServer {
     dns_server: Option<SocketAddr>,
     /// Changes from the app ([`BoundServer::control`]).
     control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
+    /// The bindings' store writer (`store = "redb"`).
+    store: Option<store::StoreWriter>,
+}
+
+/// Opens the store `cfg` asks for, loads its live bindings and nonce secret into `core`, and
+/// starts its writer; `None` without a store. Errors: the store cannot be opened or read.
+fn open_store(
+    cfg: &ServerConfig,
+    bound: &[(Transport, SocketAddr)],
+    core: &mut ServerCore,
+    now: std::time::Instant,
+) -> Result<Option<store::StoreWriter>, DriverError> {
+    let Some(mut s) = store::open(cfg, bound)? else {
+        return Ok(None);
+    };
+    let unix = core.unix_secs(now);
+    let loaded = store::load_into(s.as_mut(), &mut core.registrar.location, unix)?;
+    core.set_nonce_secret(s.nonce_secret()?);
+    core.registrar.location.record_changes(true);
+    tracing::info!(store = s.name(), bindings = loaded, "bindings loaded");
+    Ok(Some(store::StoreWriter::start(s)?))
 }
 
 impl BoundServer {
@@ -237,6 +262,7 @@ impl BoundServer {
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
+        let store = open_store(cfg, &bound, &mut core, now)?;
         let relay = start_relay(cfg, &bound, &advertise)?;
         let mut recorder = None;
         if let Some((driver, ip)) = &relay {
@@ -287,7 +313,13 @@ impl BoundServer {
             ws_counters: Arc::default(),
             dns_server: cfg.dns_server,
             control: mpsc::channel(CONTROL_QUEUE),
+            store,
         })
+    }
+
+    /// The bindings' store health and counters (`None` without a store).
+    pub fn store_health(&self) -> Option<Arc<store::StoreHealth>> {
+        self.store.as_ref().map(|w| w.health())
     }
 
     /// The media relay's handle (`None` with `relay = "off"`): counters and ports in use.
@@ -357,8 +389,10 @@ impl BoundServer {
             ws_counters,
             dns_server,
             control: (control_tx, mut control_rx),
+            store,
             ..
         } = self;
+        let store_health = store.as_ref().map(|w| w.health());
         // Handles keep working only while the loop runs: ours goes with it.
         drop(control_tx);
         let mut dns = Dns::new(dns_server);
@@ -490,6 +524,13 @@ impl BoundServer {
                 out.send(t);
             }
             lag.record(Step::Transmit, sending);
+            // Binding changes go to the store's own thread; REGISTER waits while it is down.
+            if let (Some(w), Some(h)) = (&store, &store_health) {
+                if core.registrar.location.has_changes() {
+                    w.send(core.registrar.location.take_changes());
+                }
+                core.set_store_available(h.reachable());
+            }
             // Connections that carry a live registration are never closed as idle: new ones
             // at once, and the whole set (expired ones dropped) now and then.
             for flow in core.take_new_flows() {
@@ -560,6 +601,8 @@ impl BoundServer {
             "server state at shutdown"
         );
         drop(relay);
+        // What is queued for the store is written before the process ends.
+        drop(store);
         // Open recordings are completed (their WAV headers written) before the process ends.
         drop(recorder);
     }

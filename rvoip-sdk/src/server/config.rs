@@ -74,6 +74,28 @@ pub struct PortRange {
     pub max: u16,
 }
 
+/// Where the server keeps its registrations (TOML `store`, flag `--store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// In memory only: a restart loses every binding.
+    Memory,
+    /// The embedded redb database `registrations.redb` in the data directory.
+    Redb,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    /// Parses `memory` or `redb` (case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "memory" => Ok(StoreKind::Memory),
+            "redb" => Ok(StoreKind::Redb),
+            _ => Err(format!("store must be memory or redb, not {s:?}")),
+        }
+    }
+}
+
 impl std::str::FromStr for PortRange {
     type Err = String;
     /// Parses `MIN-MAX` with 1024 ≤ MIN < MAX and room for at least two RTP/RTCP pairs.
@@ -276,6 +298,11 @@ pub struct ServerConfig {
     /// Where the server keeps state it makes itself (the self-signed certificate). Default:
     /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
     pub data_dir: Option<PathBuf>,
+    /// Where registrations (and digest nonce keys) are kept: `memory` (lost on restart),
+    /// `redb` (`registrations.redb` in `data_dir`, durable across restarts and `kill -9`).
+    /// Default (`None`): in memory for a server embedded through [`crate::api::Server`], redb for
+    /// the `rvoip-server` binary.
+    pub store: Option<StoreKind>,
     /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
     /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
     pub dns_server: Option<std::net::SocketAddr>,
@@ -406,6 +433,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             data_dir: None,
+            store: None,
             dns_server: None,
             flood_limit: 1000,
             flood_window_ms: 1000,

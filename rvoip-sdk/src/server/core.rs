@@ -89,6 +89,8 @@ pub struct ServerCore {
     offline: messages::Offline,
     /// The presence agent ([`crate::server::presence`]).
     presence: presence::PresenceAgent,
+    /// Whether the bindings' store takes writes (the driver says; REGISTER gets 503 if not).
+    store_available: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -176,6 +178,7 @@ impl ServerCore {
                 }),
                 in_flight: Default::default(),
             },
+            store_available: true,
             stats: Stats::default(),
         };
         core.proxy.track_calls(cfg.presence);
@@ -186,6 +189,19 @@ impl ServerCore {
     /// expiry): the clock the core was built with, advanced by the time since.
     pub fn unix_secs(&self, now: Instant) -> u64 {
         self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    /// Tells the core whether the bindings' store takes writes: while it does not, a REGISTER
+    /// that passed authentication gets 503 with Retry-After (nothing is lost that way; requests
+    /// to bindings already held are served as before).
+    pub fn set_store_available(&mut self, available: bool) {
+        self.store_available = available;
+    }
+
+    /// Uses `secret` for digest nonces (kept by the store, so that nonces stay valid across a
+    /// restart and on every node sharing the store).
+    pub fn set_nonce_secret(&mut self, secret: [u8; 32]) {
+        self.auth.set_secret(secret);
     }
 
     /// The current wall-clock seconds since the Unix epoch (for drivers building a core).

@@ -50,6 +50,8 @@ pub struct Stats {
     pub offline_delivered: u64,
     /// Replies to UDP requests cut down to the top Via so as not to be larger than the request.
     pub replies_trimmed: u64,
+    /// REGISTERs refused with 503 because the bindings' store was unreachable.
+    pub store_unavailable: u64,
     /// Replies to UDP requests not sent because even cut down they were larger than the
     /// request (no reflection amplification).
     pub replies_dropped: u64,

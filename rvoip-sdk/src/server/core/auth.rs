@@ -118,6 +118,12 @@ impl ServerCore {
         if !self.authenticate(now, tx, &mut req, source, &aor_user, 401) {
             return;
         }
+        if !self.store_available {
+            // The bindings' store is unreachable: a binding made now could be lost, so the
+            // client is asked to come back (calls to the bindings held here still work).
+            self.stats.store_unavailable += 1;
+            return self.reply_overloaded(now, tx, &req);
+        }
         let resp = self
             .registrar
             .handle_register(self.unix_secs(now), &req, source, transport);
