@@ -289,6 +289,39 @@ impl Location {
         self.maybe_compact();
     }
 
+    /// Removes the binding of `aor` whose contact equals `contact` (a removal or expiry made
+    /// elsewhere: another node or worker). Records no change. Returns whether one was stored.
+    pub fn forget(&mut self, aor: &str, contact: &Uri) -> bool {
+        let list = self.bindings(aor);
+        if !list.iter().any(|b| contact_uri_eq(&b.contact, contact)) {
+            return false;
+        }
+        let kept: Vec<Binding> = list
+            .iter()
+            .filter(|b| !contact_uri_eq(&b.contact, contact))
+            .cloned()
+            .collect();
+        let recording = std::mem::replace(&mut self.recording, false);
+        self.set_bindings(aor, kept);
+        self.recording = recording;
+        true
+    }
+
+    /// Applies a change made by another replica of the location (another node sharing the
+    /// store, or another worker of this server) at `now` (Unix seconds): `Added`/`Refreshed`
+    /// restore the binding, `Removed`/`Expired` forget it. Records no change, so replicas do not
+    /// echo each other's changes. Returns whether the stored bindings changed.
+    pub fn apply_remote(&mut self, change: &BindingChange, now: u64) -> bool {
+        match change.kind {
+            ChangeKind::Added | ChangeKind::Refreshed => {
+                self.restore(&change.aor, change.binding.clone(), now)
+            }
+            ChangeKind::Removed | ChangeKind::Expired => {
+                self.forget(&change.aor, &change.binding.contact)
+            }
+        }
+    }
+
     /// Records what replacing the bindings of `aor` by `list` changes.
     fn record_diff(&mut self, aor: &str, list: &[Binding]) {
         let key = ByteString::from(aor);
@@ -597,6 +630,28 @@ mod tests {
         loc.record_changes(false);
         loc.set_bindings("c", vec![with_contact("c", "192.0.2.4", T0 + 60, 1)]);
         assert!(!loc.has_changes());
+    }
+
+    #[test]
+    fn replicas_converge_without_echoing_changes() {
+        let mut a = Location::new();
+        let mut b = Location::new();
+        a.record_changes(true);
+        b.record_changes(true);
+        a.set_bindings("x", vec![with_contact("x", "192.0.2.1", T0 + 60, 1)]);
+        a.set_bindings("x", vec![with_contact("x", "192.0.2.1", T0 + 90, 2)]);
+        a.set_bindings("y", vec![with_contact("y", "192.0.2.2", T0 + 60, 1)]);
+        a.remove_aor("y");
+        for c in a.take_changes() {
+            b.apply_remote(&c, T0);
+        }
+        assert!(!b.has_changes(), "applied changes are not recorded again");
+        assert_eq!(b.lookup("x", T0)[0].expires_at, T0 + 90);
+        assert!(b.lookup("y", T0).is_empty());
+        assert_eq!(b.len(), 1);
+        assert!(!b.forget("x", &uri("x", "192.0.2.9", Some(5060), "")));
+        assert!(b.forget("x", &uri("x", "192.0.2.1", Some(5060), "")));
+        assert!(b.is_empty() && !b.has_changes());
     }
 
     #[test]
