@@ -4,6 +4,7 @@
 #
 # Both servers run on 127.0.0.1:5060, one after the other (each is stopped before the other starts):
 #   rvoip:    target/release/rvoip-server --relay off --lax-auth-user --listen udp/tcp 127.0.0.1:5060 --users ... --domain 127.0.0.1
+#             --store $RVOIP_STORE (default redb, the binary's default: bindings committed to a file)
 #             (--relay off: the Kamailio reference has no rtpengine, so both carry signalling only)
 #             (INVITE auth on, as by default); the SIPp UAS registers as "uas" (127.0.0.1:5070)
 #   kamailio: ../shared/peers/kamailio.sh start -A WITH_LAX_AUTHUSER -A WITH_INVITE_AUTH
@@ -19,7 +20,7 @@
 # Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~4-5 minutes in total.
 #
 # Usage: benches/load.sh            (env: RVOIP_NETNS=1, RVOIP_SERVER, SETTLE_SECS, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS,
-#                                    HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR)
+#                                    HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR, RVOIP_STORE=redb|memory)
 # Needs: sip-tester (sipp), kamailio (installed here with apt-get if missing and root), bc.
 set -u
 # Opt-in: RVOIP_NETNS=1 runs everything in a private network namespace (own loopback, so 5060 is free
@@ -41,9 +42,12 @@ HOLD_CALLS=${HOLD_CALLS:-2000}
 HOLD_MS=${HOLD_MS:-5000}
 SETTLE_SECS=${SETTLE_SECS:-35}
 SERVERS=${SERVERS:-"rvoip kamailio"}
+# rvoip's bindings store: redb (the binary's default: every binding change committed to disk) or memory
+RVOIP_STORE=${RVOIP_STORE:-redb}
 OUTDIR=${OUTDIR:-$ROOT/target/bench-load}
 TCK=$(getconf CLK_TCK)
 mkdir -p "$OUTDIR"; cd "$OUTDIR" || exit 1
+rm -rf "$OUTDIR/data"
 
 for t in sipp bc ss; do command -v $t >/dev/null || { echo "missing $t (apt-get install -y sip-tester bc iproute2)"; exit 2; }; done
 if [[ " $SERVERS " == *" kamailio "* ]] && ! command -v kamailio >/dev/null; then
@@ -79,7 +83,7 @@ start_server() {
     SPID=$(cat /tmp/peers/kam/kamailio.pid)
   else
     RUST_LOG=${RUST_LOG:-warn} "$RVOIP_SERVER" --relay off --lax-auth-user --trusted-source 127.0.0.1/32 --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
-      --users "$USERS_FILE" --domain 127.0.0.1 >"$OUTDIR/rvoip-server.log" 2>&1 &
+      --users "$USERS_FILE" --domain 127.0.0.1 --store "$RVOIP_STORE" --data-dir "$OUTDIR/data" >"$OUTDIR/rvoip-server.log" 2>&1 &
     SPID=$!
     sleep 1
     kill -0 $SPID 2>/dev/null || { echo "rvoip-server exited: $(tail -3 "$OUTDIR/rvoip-server.log")"; return 1; }

@@ -35,6 +35,8 @@ command -v ss >/dev/null || need+=(iproute2)
 command -v iptables >/dev/null || need+=(iptables)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 # RFC 3263 tests (tests/dns.rs): a private dnsmasq serving NAPTR/SRV/A records
+# Redis shared store tests (tests/integration/redis.sh): a private redis-server
+command -v redis-server >/dev/null || need+=(redis-server)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 # TLS tests (tests/integration/*-tls.sh): the run's test CA and server certificate
 command -v openssl >/dev/null || need+=(openssl)

@@ -100,10 +100,15 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// Where registrations are kept: `redb` (default: `registrations.redb` in the data
-    /// directory, kept across restarts) or `memory` (lost on restart). Overrides `store` of the
+    /// directory, kept across restarts), `redis` (shared by several nodes: `--redis-url`) or
+    /// `memory` (lost on restart). Overrides `store` of the
     /// config file.
     #[arg(long, value_name = "KIND")]
     store: Option<rvoip_sdk::server::config::StoreKind>,
+    /// The Redis server of `--store redis` (`redis://HOST:PORT/DB`, default
+    /// `redis://127.0.0.1:6379/`); several nodes sharing it serve one domain.
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
     /// The DNS server for RFC 3263 lookups of other domains (NAPTR, SRV, A/AAAA), `IP:PORT`.
     /// Default: the system's resolver configuration.
     #[arg(long, value_name = "IP:PORT")]
@@ -204,6 +209,9 @@ fn main() -> ExitCode {
     }
     if args.data_dir.is_some() {
         cfg.data_dir = args.data_dir.clone();
+    }
+    if args.redis_url.is_some() {
+        cfg.redis_url = args.redis_url.clone();
     }
     // The binary keeps registrations across restarts unless told otherwise.
     if let Some(s) = args.store {

@@ -172,9 +172,15 @@ pub struct BoundServer {
     dns_server: Option<SocketAddr>,
     /// Changes from the app ([`BoundServer::control`]).
     control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
-    /// The bindings' store writer (`store = "redb"`).
+    /// The bindings' store writer (`store = "redb"` or `"redis"`).
     store: Option<store::StoreWriter>,
+    /// Other nodes' binding changes (`store = "redis"`).
+    remote: Option<RemoteChanges>,
 }
+
+/// Other nodes' binding changes, as the store's subscriber hands them over.
+type RemoteChanges =
+    tokio::sync::mpsc::UnboundedReceiver<Vec<crate::server::location::BindingChange>>;
 
 /// Opens the store `cfg` asks for, loads its live bindings and nonce secret into `core`, and
 /// starts its writer; `None` without a store. Errors: the store cannot be opened or read.
@@ -183,16 +189,20 @@ fn open_store(
     bound: &[(Transport, SocketAddr)],
     core: &mut ServerCore,
     now: std::time::Instant,
-) -> Result<Option<store::StoreWriter>, DriverError> {
-    let Some(mut s) = store::open(cfg, bound)? else {
-        return Ok(None);
+) -> Result<(Option<store::StoreWriter>, Option<RemoteChanges>), DriverError> {
+    let Some(store::Opened {
+        store: mut s,
+        remote,
+    }) = store::open(cfg, bound)?
+    else {
+        return Ok((None, None));
     };
     let unix = core.unix_secs(now);
     let loaded = store::load_into(s.as_mut(), &mut core.registrar.location, unix)?;
     core.set_nonce_secret(s.nonce_secret()?);
     core.registrar.location.record_changes(true);
     tracing::info!(store = s.name(), bindings = loaded, "bindings loaded");
-    Ok(Some(store::StoreWriter::start(s)?))
+    Ok((Some(store::StoreWriter::start(s)?), remote))
 }
 
 impl BoundServer {
@@ -262,7 +272,7 @@ impl BoundServer {
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
-        let store = open_store(cfg, &bound, &mut core, now)?;
+        let (store, remote) = open_store(cfg, &bound, &mut core, now)?;
         let relay = start_relay(cfg, &bound, &advertise)?;
         let mut recorder = None;
         if let Some((driver, ip)) = &relay {
@@ -314,6 +324,7 @@ impl BoundServer {
             dns_server: cfg.dns_server,
             control: mpsc::channel(CONTROL_QUEUE),
             store,
+            remote,
         })
     }
 
@@ -390,8 +401,10 @@ impl BoundServer {
             dns_server,
             control: (control_tx, mut control_rx),
             store,
+            remote,
             ..
         } = self;
+        let mut remote = remote;
         let store_health = store.as_ref().map(|w| w.health());
         // Handles keep working only while the loop runs: ours goes with it.
         drop(control_tx);
@@ -502,6 +515,17 @@ impl BoundServer {
                     lag.record(Step::Inbound, now);
                 }
                 Some(c) = control_rx.recv() => apply_control(&mut core, c),
+                Some(batch) = async {
+                    match remote.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let unix = core.unix_secs(std::time::Instant::now());
+                    for c in &batch {
+                        core.registrar.location.apply_remote(c, unix);
+                    }
+                }
                 _ = &mut sleep => {
                     deadline = None;
                     let now = std::time::Instant::now();

@@ -82,16 +82,19 @@ pub enum StoreKind {
     Memory,
     /// The embedded redb database `registrations.redb` in the data directory.
     Redb,
+    /// A Redis server (`redis_url`) shared by several rvoip-server nodes of one domain.
+    Redis,
 }
 
 impl std::str::FromStr for StoreKind {
     type Err = String;
-    /// Parses `memory` or `redb` (case-insensitive).
+    /// Parses `memory`, `redb` or `redis` (case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "memory" => Ok(StoreKind::Memory),
             "redb" => Ok(StoreKind::Redb),
-            _ => Err(format!("store must be memory or redb, not {s:?}")),
+            "redis" => Ok(StoreKind::Redis),
+            _ => Err(format!("store must be memory, redb or redis, not {s:?}")),
         }
     }
 }
@@ -299,10 +302,14 @@ pub struct ServerConfig {
     /// `$RVOIP_DATA_DIR`, else `$XDG_DATA_HOME/rvoip`, else `~/.local/share/rvoip`.
     pub data_dir: Option<PathBuf>,
     /// Where registrations (and digest nonce keys) are kept: `memory` (lost on restart),
-    /// `redb` (`registrations.redb` in `data_dir`, durable across restarts and `kill -9`).
+    /// `redb` (`registrations.redb` in `data_dir`, durable across restarts and `kill -9`), or
+    /// `redis` (shared by several nodes: `redis_url`).
     /// Default (`None`): in memory for a server embedded through [`crate::api::Server`], redb for
     /// the `rvoip-server` binary.
     pub store: Option<StoreKind>,
+    /// The Redis server of `store = "redis"`, `redis://HOST:PORT/DB`. Default
+    /// `redis://127.0.0.1:6379/`.
+    pub redis_url: Option<String>,
     /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
     /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
     pub dns_server: Option<std::net::SocketAddr>,
@@ -434,6 +441,7 @@ impl Default for ServerConfig {
             tls_key: None,
             data_dir: None,
             store: None,
+            redis_url: None,
             dns_server: None,
             flood_limit: 1000,
             flood_window_ms: 1000,

@@ -12,6 +12,7 @@
 
 pub mod record;
 pub mod redb_store;
+pub mod redis_store;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,20 +50,51 @@ pub trait BindingStore: Send + 'static {
     /// use, so that nonces stay valid across restarts. Errors: the store cannot be read or
     /// written.
     fn nonce_secret(&mut self) -> Result<[u8; 32], StoreError>;
+    /// Checks that the store answers (run by the writer when idle, so that an outage is
+    /// noticed before the next write). Errors: the store is unreachable.
+    fn ping(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A store opened by [`open`]: the store, and for a shared store the changes other nodes make.
+pub struct Opened {
+    /// The store.
+    pub store: Box<dyn BindingStore>,
+    /// Batches of other nodes' changes (Redis), to apply with
+    /// [`crate::server::location::Location::apply_remote`].
+    pub remote: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<BindingChange>>>,
 }
 
 /// Opens the store `cfg.store` asks for (`None` or `memory`: no store). The redb file is
 /// `registrations.redb` in `cfg.data_dir`; without a configured data directory it goes in the
 /// default one ([`crate::driver::tls::default_data_dir`]) as `registrations-PORT.redb`, PORT
 /// being the first bound port, so that several servers on one host keep their own.
-/// Errors: the store cannot be opened (see [`redb_store::RedbStore::open`]).
+/// With `redis`, the server at `cfg.redis_url` (default `redis://127.0.0.1:6379/`) is shared
+/// with the other nodes and a subscriber thread follows their changes.
+/// Errors: the store cannot be opened (see [`redb_store::RedbStore::open`],
+/// [`redis_store::RedisStore::open`]).
 pub fn open(
     cfg: &crate::server::config::ServerConfig,
     bound: &[(crate::sip::transport::Transport, std::net::SocketAddr)],
-) -> Result<Option<Box<dyn BindingStore>>, StoreError> {
+) -> Result<Option<Opened>, StoreError> {
     use crate::server::config::StoreKind;
     match cfg.store {
         None | Some(StoreKind::Memory) => Ok(None),
+        Some(StoreKind::Redis) => {
+            let url = cfg
+                .redis_url
+                .as_deref()
+                .unwrap_or("redis://127.0.0.1:6379/");
+            let store = redis_store::RedisStore::open(url, rand::random())?;
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            store.subscribe(tx)?;
+            tracing::info!(url, "registrations are shared in redis");
+            Ok(Some(Opened {
+                store: Box::new(store),
+                remote: Some(rx),
+            }))
+        }
         Some(StoreKind::Redb) => {
             let path = match &cfg.data_dir {
                 Some(dir) => dir.join("registrations.redb"),
@@ -74,7 +106,10 @@ pub fn open(
             };
             let store = redb_store::RedbStore::open(&path)?;
             tracing::info!(path = %path.display(), "registrations are kept in redb");
-            Ok(Some(Box::new(store)))
+            Ok(Some(Opened {
+                store: Box::new(store),
+                remote: None,
+            }))
         }
     }
 }
@@ -200,6 +235,14 @@ fn write_loop(
             match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(v) => batch = v,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let ok = store.ping().is_ok();
+                    if health.reachable.swap(ok, Ordering::Relaxed) != ok {
+                        if ok {
+                            tracing::warn!(store = health.name, "store reachable again");
+                        } else {
+                            tracing::error!(store = health.name, "store unreachable");
+                        }
+                    }
                     // A quiet second after writes: say how far the store is (tests and
                     // operators wait for this line before a hard kill).
                     if unlogged > 0 {
