@@ -26,6 +26,8 @@ struct Running {
     ws_counters: Arc<WsCounters>,
     conn_counters: Arc<ConnCounters>,
     control: crate::driver::ControlHandle,
+    /// The configuration it started with (settings that need a restart keep these values).
+    started_cfg: ServerConfig,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -34,6 +36,8 @@ pub struct Server {
     running: Mutex<Option<Running>>,
     /// The users' call forwarding: the configuration's, then [`Server::set_forwarding`]'s.
     forwarding: Mutex<BTreeMap<String, Forwarding>>,
+    /// The configuration of the last [`Server::reload`], used by the next start.
+    reloaded: Mutex<Option<ServerConfig>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -53,6 +57,7 @@ impl Server {
             forwarding: Mutex::new(cfg.forward.clone()),
             cfg,
             running: Mutex::new(None),
+            reloaded: Mutex::new(None),
         }
     }
 
@@ -64,7 +69,7 @@ impl Server {
         Ok(Server::new(cfg))
     }
 
-    /// The configuration.
+    /// The configuration given to [`Server::new`] (a [`Server::reload`] does not change it).
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
     }
@@ -83,7 +88,12 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| ApiError::Network(format!("runtime: {e}")))?;
-        let mut cfg = self.cfg.clone();
+        let mut cfg = self
+            .reloaded
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| self.cfg.clone());
         if let Ok(f) = self.forwarding.lock() {
             cfg.forward = f.clone();
         }
@@ -115,6 +125,7 @@ impl Server {
             ws_counters,
             conn_counters,
             control,
+            started_cfg: cfg,
         });
         Ok(())
     }
@@ -247,6 +258,37 @@ impl Server {
     /// [`Server::set_forwarding`]'s).
     pub fn forwarding(&self, user: &str) -> Option<Forwarding> {
         self.forwarding.lock().ok()?.get(user).cloned()
+    }
+}
+
+impl Server {
+    /// Applies `cfg` to the running server without dropping calls or bindings: its users
+    /// files are read and checked here, then users, `[domains]`, `[forward]` (replacing the
+    /// rules of [`Server::set_forwarding`]), registrar, guard and held-request limits apply to
+    /// the next message ([`crate::server::core::ServerCore::reload`]). A stopped server keeps
+    /// `cfg` for its next start. Returns the changed settings that need a restart (listen
+    /// addresses, the relay, TLS files…; [`crate::server::core::restart_needed`]), which keep
+    /// their running values. Errors: [`ApiError::InvalidArgument`] (an unreadable or bad users
+    /// file, a bad domain or forwarding rule: nothing changes), [`ApiError::InvalidState`]
+    /// (the running server's control queue is full or it stopped).
+    pub fn reload(&self, cfg: ServerConfig) -> Result<Vec<&'static str>, ApiError> {
+        let loaded = crate::server::domains::LoadedConfig::load(cfg)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        // The same lock order as `start`: running, then forwarding.
+        let running = self.running.lock().map_err(|_| ApiError::Shutdown)?;
+        let mut reloaded = self.reloaded.lock().map_err(|_| ApiError::Shutdown)?;
+        let mut restart = Vec::new();
+        if let Some(r) = running.as_ref() {
+            restart = crate::server::core::restart_needed(&r.started_cfg, &loaded.cfg);
+            r.control
+                .reload(loaded.clone())
+                .map_err(ApiError::InvalidState)?;
+        }
+        if let Ok(mut f) = self.forwarding.lock() {
+            *f = loaded.cfg.forward.clone();
+        }
+        *reloaded = Some(loaded.cfg);
+        Ok(restart)
     }
 }
 
