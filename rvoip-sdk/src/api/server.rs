@@ -416,4 +416,46 @@ mod tests {
         assert_eq!(server.forwarding("bob"), None);
         server.stop();
     }
+
+    /// `reload` gives the running server a new user (carol registers after it); a missing
+    /// users file is refused and changes nothing; a new listen address needs a restart.
+    #[test]
+    fn reload_adds_a_user_to_the_running_server() {
+        let users = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect()
+        };
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            users: users(&[("bob", "bpw")]),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(cfg.clone());
+        server.start().unwrap();
+        let addr = server.local_addrs()[0].1;
+        let bad = ServerConfig {
+            users_file: Some("/nonexistent/rvoip-users.txt".into()),
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            server.reload(bad),
+            Err(ApiError::InvalidArgument(_))
+        ));
+        let good = ServerConfig {
+            users: users(&[("bob", "bpw"), ("carol", "cpw")]),
+            ..cfg.clone()
+        };
+        assert_eq!(server.reload(good.clone()).unwrap(), Vec::<&str>::new());
+        let carol = UdpSocket::bind("127.0.0.1:0").unwrap();
+        carol.connect(addr).unwrap();
+        register(&carol, addr);
+        let moved = ServerConfig {
+            listen: vec!["udp:127.0.0.1:1".parse().unwrap()],
+            ..good
+        };
+        assert_eq!(server.reload(moved).unwrap(), vec!["listen"]);
+        server.stop();
+    }
 }
