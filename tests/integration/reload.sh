@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # reload: SIGHUP reload (issue 16 point 6) on a server this test starts itself (a NO_SERVER test), on
 # free ports, with a config file and a users file (alice, bob; INVITE auth off so SIPp calls need none).
-#  1. SIPp UAS registered as bob; a SIPp UAC calls bob and holds the call for 12 s (pause before BYE).
+#  1. SIPp UAS registered as bob; a SIPp UAC calls bob and holds the call for 20 s (pause before BYE).
 #  2. dave is not a user yet: his REGISTER fails. dave:dave-pw is added to the users file, kill -HUP;
 #     the log says "configuration reloaded"; dave registers with his own password and a call to dave
 #     connects. The first call is still up and its BYE is answered 200 at the end (SIPp UAC success).
@@ -64,11 +64,11 @@ reg reg_bob bob secret "$BOB_PORT" || fail "step 1: bob did not register"
 sipp_bg uas_bob -sf "$SC/uas_proxy.xml" -i $LOCAL_IP -p "$BOB_PORT" -m 1
 UAS1=$SIPP_BG_PID
 wait_udp_port "$BOB_PORT" || fail "step 1: SIPp UAS did not bind $BOB_PORT"
-sipp_bg call1 "$SRV" -sf "$SC/uac_proxy.xml" -s bob -i $LOCAL_IP -p "$UAC1_PORT" -m 1 -d 12000
+sipp_bg call1 "$SRV" -sf "$SC/uac_proxy.xml" -s bob -i $LOCAL_IP -p "$UAC1_PORT" -m 1 -d 20000
 UAC1=$SIPP_BG_PID
 for _ in $(seq 100); do grep -q 'CSeq: 1 ACK' "$OUT/call1.msg" 2>/dev/null && break; sleep 0.1; done
 grep -q 'CSeq: 1 ACK' "$OUT/call1.msg" 2>/dev/null || fail "step 1: the first call was not answered within 10 s"
-echo "step 1: call 1 (UAC -> bob) answered; it holds 12 s before its BYE"
+echo "step 1: call 1 (UAC -> bob) answered; it holds 20 s before its BYE"
 
 # ---- 2. add dave, SIGHUP ----
 reg reg_dave0 dave dave-pw "$REG_PORT" && fail "step 2: dave registered before he was added"
@@ -85,7 +85,7 @@ wait "$UAS2"; R=$(check_run uas_dave $? 1) || fail "step 2: dave's UAS: $R"
 kill -0 "$UAC1" 2>/dev/null || fail "step 2: call 1 ended before the reload test was over"
 wait "$UAC1"; R=$(check_run call1 $? 1) || fail "step 2: call 1 across the reload (BYE must get 200): $R"
 wait "$UAS1"; R=$(check_run uas_bob $? 1) || fail "step 2: bob's UAS: $R"
-echo "step 2: SIGHUP added dave (registered, called); call 1 stayed up 12 s and its BYE got 200"
+echo "step 2: SIGHUP added dave (registered, called); call 1 stayed up 20 s and its BYE got 200"
 
 # ---- 3. a broken config, then a broken users file ----
 echo 'listen = [ "udp:127.0.0.1:'"$P"'"   # unterminated' >"$CONF"
