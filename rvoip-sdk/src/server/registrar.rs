@@ -184,6 +184,7 @@ impl Registrar {
         if no_user {
             return Self::reply(req, 404, "Not Found");
         }
+        let aor = ByteString::from(aor);
         let Some(call_id) = req.headers.get(&HeaderName::CallId).cloned() else {
             return Self::reply(req, 400, "Missing Call-ID");
         };
