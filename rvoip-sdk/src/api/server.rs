@@ -26,6 +26,8 @@ struct Running {
     ws_counters: Arc<WsCounters>,
     conn_counters: Arc<ConnCounters>,
     control: crate::driver::ControlHandle,
+    /// The configuration it started with (settings that need a restart keep these values).
+    started_cfg: ServerConfig,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -34,6 +36,8 @@ pub struct Server {
     running: Mutex<Option<Running>>,
     /// The users' call forwarding: the configuration's, then [`Server::set_forwarding`]'s.
     forwarding: Mutex<BTreeMap<String, Forwarding>>,
+    /// The configuration of the last [`Server::reload`], used by the next start.
+    reloaded: Mutex<Option<ServerConfig>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -53,6 +57,7 @@ impl Server {
             forwarding: Mutex::new(cfg.forward.clone()),
             cfg,
             running: Mutex::new(None),
+            reloaded: Mutex::new(None),
         }
     }
 
@@ -64,7 +69,7 @@ impl Server {
         Ok(Server::new(cfg))
     }
 
-    /// The configuration.
+    /// The configuration given to [`Server::new`] (a [`Server::reload`] does not change it).
     pub fn config(&self) -> &ServerConfig {
         &self.cfg
     }
@@ -83,7 +88,12 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| ApiError::Network(format!("runtime: {e}")))?;
-        let mut cfg = self.cfg.clone();
+        let mut cfg = self
+            .reloaded
+            .lock()
+            .ok()
+            .and_then(|r| r.clone())
+            .unwrap_or_else(|| self.cfg.clone());
         if let Ok(f) = self.forwarding.lock() {
             cfg.forward = f.clone();
         }
@@ -115,6 +125,7 @@ impl Server {
             ws_counters,
             conn_counters,
             control,
+            started_cfg: cfg,
         });
         Ok(())
     }
@@ -250,6 +261,37 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Applies `cfg` to the running server without dropping calls or bindings: its users
+    /// files are read and checked here, then users, `[domains]`, `[forward]` (replacing the
+    /// rules of [`Server::set_forwarding`]), registrar, guard and held-request limits apply to
+    /// the next message ([`crate::server::core::ServerCore::reload`]). A stopped server keeps
+    /// `cfg` for its next start. Returns the changed settings that need a restart (listen
+    /// addresses, the relay, TLS files…; [`crate::server::core::restart_needed`]), which keep
+    /// their running values. Errors: [`ApiError::InvalidArgument`] (an unreadable or bad users
+    /// file, a bad domain or forwarding rule: nothing changes), [`ApiError::InvalidState`]
+    /// (the running server's control queue is full or it stopped).
+    pub fn reload(&self, cfg: ServerConfig) -> Result<Vec<&'static str>, ApiError> {
+        let loaded = crate::server::domains::LoadedConfig::load(cfg)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        // The same lock order as `start`: running, then forwarding.
+        let running = self.running.lock().map_err(|_| ApiError::Shutdown)?;
+        let mut reloaded = self.reloaded.lock().map_err(|_| ApiError::Shutdown)?;
+        let mut restart = Vec::new();
+        if let Some(r) = running.as_ref() {
+            restart = crate::server::core::restart_needed(&r.started_cfg, &loaded.cfg);
+            r.control
+                .reload(loaded.clone())
+                .map_err(ApiError::InvalidState)?;
+        }
+        if let Ok(mut f) = self.forwarding.lock() {
+            *f = loaded.cfg.forward.clone();
+        }
+        *reloaded = Some(loaded.cfg);
+        Ok(restart)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
@@ -372,6 +414,48 @@ mod tests {
         assert!(ok, "{lines:?}");
         server.set_forwarding("bob", None).unwrap();
         assert_eq!(server.forwarding("bob"), None);
+        server.stop();
+    }
+
+    /// `reload` gives the running server a new user (carol registers after it); a missing
+    /// users file is refused and changes nothing; a new listen address needs a restart.
+    #[test]
+    fn reload_adds_a_user_to_the_running_server() {
+        let users = |list: &[(&str, &str)]| {
+            list.iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect()
+        };
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            users: users(&[("bob", "bpw")]),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(cfg.clone());
+        server.start().unwrap();
+        let addr = server.local_addrs()[0].1;
+        let bad = ServerConfig {
+            users_file: Some("/nonexistent/rvoip-users.txt".into()),
+            ..cfg.clone()
+        };
+        assert!(matches!(
+            server.reload(bad),
+            Err(ApiError::InvalidArgument(_))
+        ));
+        let good = ServerConfig {
+            users: users(&[("bob", "bpw"), ("carol", "cpw")]),
+            ..cfg.clone()
+        };
+        assert_eq!(server.reload(good.clone()).unwrap(), Vec::<&str>::new());
+        let carol = UdpSocket::bind("127.0.0.1:0").unwrap();
+        carol.connect(addr).unwrap();
+        register(&carol, addr);
+        let moved = ServerConfig {
+            listen: vec!["udp:127.0.0.1:1".parse().unwrap()],
+            ..good
+        };
+        assert_eq!(server.reload(moved).unwrap(), vec!["listen"]);
         server.stop();
     }
 }

@@ -507,6 +507,12 @@ impl Authenticator {
         &self.users
     }
 
+    /// Replaces the user database (a reload), keeping the secret and the nonce-counts seen, so
+    /// nonces already handed out stay valid. The realm of `users` should be this realm.
+    pub fn set_users(&mut self, users: UserDb) {
+        self.users = users;
+    }
+
     /// Number of (nonce, user, cnonce) entries whose nonce-count is currently remembered.
     pub fn tracked_nonces(&self) -> usize {
         self.nc_seen.len()

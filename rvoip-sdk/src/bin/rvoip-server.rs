@@ -19,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// SIP registrar (digest auth) and stateful proxy. Zero configuration: UDP+TCP on 0.0.0.0:5060,
 /// TLS on 0.0.0.0:5061.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "rvoip-server", version, about)]
 struct Args {
     /// Listen address, `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT`; repeatable. Default
@@ -142,14 +142,100 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let mut cfg = match &args.config {
-        Some(path) => match ServerConfig::from_toml_file(path) {
-            Ok(c) => c,
+    let cfg = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rvoip-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rvoip-server: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(ng) = &args.ng {
+        return rt.block_on(run_relay_only(&cfg, ng));
+    }
+    rt.block_on(async move {
+        let server = match BoundServer::bind(&cfg).await {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("rvoip-server: {e}");
-                return ExitCode::from(2);
+                return ExitCode::FAILURE;
             }
-        },
+        };
+        for (t, addr) in server.bound() {
+            println!("rvoip-server listening on {t}:{addr}");
+        }
+        if let Some(f) = server.tls_fingerprint() {
+            println!("TLS certificate SHA-256 fingerprint: {f}");
+        }
+        println!("domain/realm: {}", server.domain());
+        match server.relay() {
+            Some(_) => println!(
+                "media relay: {}, UDP ports {}-{}",
+                format!("{:?}", cfg.relay).to_lowercase(),
+                cfg.relay_ports.min,
+                cfg.relay_ports.max
+            ),
+            None => println!("media relay: off (signalling only)"),
+        }
+        if !cfg.domains.is_empty() {
+            let names: Vec<&String> = cfg.domains.keys().collect();
+            println!("also serving domains: {names:?}");
+        }
+        if cfg.users_file.is_none() && cfg.users.is_empty() && cfg.domains.is_empty() {
+            println!("demo accounts (user / password):");
+            for (u, p) in DEMO_USERS {
+                println!("  {u} / {p}");
+            }
+        } else {
+            println!("{} user accounts loaded", server.user_count());
+        }
+        let demo = cfg.users_file.is_none() && cfg.users.is_empty() && cfg.domains.is_empty();
+        let example_user = if demo {
+            DEMO_USERS.first().map(|(u, _)| *u).unwrap_or("USER")
+        } else {
+            "USER"
+        };
+        println!(
+            "ready: register a softphone as sip:{example_user}@{} (INVITE auth {})",
+            server.domain(),
+            if cfg.invite_auth { "on" } else { "off" }
+        );
+        if cfg.redirect {
+            println!("redirect mode: INVITEs for local users are answered 302");
+        }
+        // SIGHUP re-reads the config and users files into the running server.
+        tokio::spawn(reload_on_hangup(
+            args.clone(),
+            cfg.clone(),
+            server.control(),
+        ));
+        // The event loop runs as a task, not as the `block_on` future: a socket task waking it
+        // then just queues it, where waking the `block_on` future makes the current-thread
+        // scheduler poll the I/O driver once more (an extra `epoll_wait`) per wake-up.
+        if let Err(e) = tokio::spawn(server.run(shutdown_signal())).await {
+            eprintln!("rvoip-server: event loop failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("rvoip-server: shut down");
+        ExitCode::SUCCESS
+    })
+}
+
+/// The configuration: the `--config` file (or the defaults) with the flags applied over it.
+/// Read at start and again on SIGHUP. Errors: the file's (unreadable, malformed), a bad flag
+/// value.
+fn load_config(args: &Args) -> Result<ServerConfig, String> {
+    let mut cfg = match &args.config {
+        Some(path) => ServerConfig::from_toml_file(path).map_err(|e| e.to_string())?,
         None => ServerConfig::default(),
     };
     if !args.listen.is_empty() {
@@ -169,13 +255,8 @@ fn main() -> ExitCode {
     cfg.offline_messages &= !args.no_offline_messages;
     cfg.presence &= !args.no_presence;
     if !args.digest_algorithms.is_empty() {
-        match rvoip_sdk::server::config::parse_algorithms(&args.digest_algorithms) {
-            Ok(a) => cfg.digest_algorithms = a,
-            Err(e) => {
-                eprintln!("rvoip-server: {e}");
-                return ExitCode::from(2);
-            }
-        }
+        cfg.digest_algorithms =
+            rvoip_sdk::server::config::parse_algorithms(&args.digest_algorithms)?;
     }
     if let Some(m) = args.relay {
         cfg.relay = m;
@@ -224,75 +305,7 @@ fn main() -> ExitCode {
     }
     cfg.trusted_sources
         .extend(args.trusted_sources.iter().copied());
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("rvoip-server: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(ng) = &args.ng {
-        return rt.block_on(run_relay_only(&cfg, ng));
-    }
-    rt.block_on(async move {
-        let server = match BoundServer::bind(&cfg).await {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("rvoip-server: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        for (t, addr) in server.bound() {
-            println!("rvoip-server listening on {t}:{addr}");
-        }
-        if let Some(f) = server.tls_fingerprint() {
-            println!("TLS certificate SHA-256 fingerprint: {f}");
-        }
-        println!("domain/realm: {}", server.domain());
-        match server.relay() {
-            Some(_) => println!(
-                "media relay: {}, UDP ports {}-{}",
-                format!("{:?}", cfg.relay).to_lowercase(),
-                cfg.relay_ports.min,
-                cfg.relay_ports.max
-            ),
-            None => println!("media relay: off (signalling only)"),
-        }
-        if cfg.users_file.is_none() && cfg.users.is_empty() {
-            println!("demo accounts (user / password):");
-            for (u, p) in DEMO_USERS {
-                println!("  {u} / {p}");
-            }
-        } else {
-            println!("{} user accounts loaded", server.user_count());
-        }
-        let demo = cfg.users_file.is_none() && cfg.users.is_empty();
-        let example_user = if demo {
-            DEMO_USERS.first().map(|(u, _)| *u).unwrap_or("USER")
-        } else {
-            "USER"
-        };
-        println!(
-            "ready: register a softphone as sip:{example_user}@{} (INVITE auth {})",
-            server.domain(),
-            if cfg.invite_auth { "on" } else { "off" }
-        );
-        if cfg.redirect {
-            println!("redirect mode: INVITEs for local users are answered 302");
-        }
-        // The event loop runs as a task, not as the `block_on` future: a socket task waking it
-        // then just queues it, where waking the `block_on` future makes the current-thread
-        // scheduler poll the I/O driver once more (an extra `epoll_wait`) per wake-up.
-        if let Err(e) = tokio::spawn(server.run(shutdown_signal())).await {
-            eprintln!("rvoip-server: event loop failed: {e}");
-            return ExitCode::FAILURE;
-        }
-        println!("rvoip-server: shut down");
-        ExitCode::SUCCESS
-    })
+    Ok(cfg)
 }
 
 /// `--relay-only --ng udp:IP:PORT`: the relay under the ng control until SIGINT/SIGTERM.
@@ -320,6 +333,55 @@ async fn run_relay_only(cfg: &ServerConfig, ng: &ListenSpec) -> ExitCode {
         stats.requests, stats.errors, stats.replayed
     );
     ExitCode::SUCCESS
+}
+
+/// On each SIGHUP: reads the configuration again (`--config` file, users files, flags),
+/// checks it and applies it to the running server ([`ServerCore::reload`]); a bad file keeps
+/// the running settings and logs why. Changed settings that need a restart are logged as such
+/// (compared with `started`, the configuration the server started with).
+///
+/// [`ServerCore::reload`]: rvoip_sdk::server::core::ServerCore::reload
+async fn reload_on_hangup(
+    args: Args,
+    started: ServerConfig,
+    control: rvoip_sdk::driver::ControlHandle,
+) {
+    #[cfg(unix)]
+    {
+        use rvoip_sdk::server::domains::LoadedConfig;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: reload needs a restart");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let file = args.config.as_ref().map(|p| p.display().to_string());
+            tracing::info!(config = ?file, "SIGHUP: reloading the configuration");
+            let loaded = match load_config(&args)
+                .and_then(|c| LoadedConfig::load(c).map_err(|e| e.to_string()))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reload failed: keeping the running settings");
+                    continue;
+                }
+            };
+            let restart = rvoip_sdk::server::core::restart_needed(&started, &loaded.cfg);
+            if !restart.is_empty() {
+                tracing::warn!(settings = ?restart, "changed settings need a restart to take effect");
+            }
+            if let Err(e) = control.reload(loaded) {
+                tracing::warn!(error = %e, "reload not applied");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (args, started, control);
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

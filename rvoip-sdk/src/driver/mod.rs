@@ -111,6 +111,8 @@ pub(crate) enum Inbound {
 enum Control {
     /// Sets or clears a user's call forwarding.
     SetForwarding(String, Option<crate::server::forward::ForwardRule>),
+    /// Applies a reloaded configuration, its files already read and checked.
+    Reload(Box<crate::server::domains::LoadedConfig>),
 }
 
 /// Most control changes waiting for the event task.
@@ -127,6 +129,15 @@ pub struct ControlHandle {
 fn apply_control(core: &mut ServerCore, c: Control) {
     match c {
         Control::SetForwarding(user, rule) => core.set_forwarding(&user, rule),
+        Control::Reload(new) => match core.reload(&new) {
+            Ok(s) => tracing::info!(
+                users = s.users,
+                domains = s.domains,
+                forwarding_rules = s.forwarding_rules,
+                "configuration reloaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "reload refused: the running settings stay"),
+        },
     }
 }
 
@@ -141,6 +152,20 @@ impl ControlHandle {
     ) -> Result<(), String> {
         self.tx
             .try_send(Control::SetForwarding(user.to_string(), rule))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => "too many pending changes".to_string(),
+                mpsc::error::TrySendError::Closed(_) => "server stopped".to_string(),
+            })
+    }
+
+    /// Applies `new` (read and checked by
+    /// [`crate::server::domains::LoadedConfig::load`]) to the running core before the next
+    /// message: users, domains, forwarding, limits ([`ServerCore::reload`]); calls and
+    /// bindings are kept. The event loop logs "configuration reloaded". Errors: the server
+    /// stopped, or 256 changes are already waiting.
+    pub fn reload(&self, new: crate::server::domains::LoadedConfig) -> Result<(), String> {
+        self.tx
+            .try_send(Control::Reload(Box::new(new)))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => "too many pending changes".to_string(),
                 mpsc::error::TrySendError::Closed(_) => "server stopped".to_string(),
@@ -213,6 +238,7 @@ impl BoundServer {
             return Err(DriverError::NoListen);
         }
         let users = cfg.load_users()?;
+        let domains = cfg.load_domains()?;
         cfg.forward_rules()?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -272,6 +298,7 @@ impl BoundServer {
         let local = LocalIdentity::new(&bound, &advertise, &domain, &cfg.aliases);
         let now = std::time::Instant::now();
         let mut core = ServerCore::new(cfg, local, &users, now, ServerCore::system_unix_secs());
+        core.set_domains(&domains);
         let (store, remote) = open_store(cfg, &bound, &mut core, now)?;
         let relay = start_relay(cfg, &bound, &advertise)?;
         let mut recorder = None;

@@ -367,6 +367,10 @@ pub struct ServerConfig {
     /// 10 ms at 16,000 messages/s, and every datagram dropped there costs a retransmission
     /// 500 ms later (RFC 3261 §17.1.1.2). 0 keeps the system default. Default 4 MiB.
     pub udp_receive_buffer_bytes: usize,
+    /// Virtual hosting: other domains served, each with its own users, realm and registrar
+    /// settings (`[domains."a.example"]`, see [`crate::server::domains`]). Default none: only
+    /// the default domain (`domain`) and the server's own addresses are served.
+    pub domains: std::collections::BTreeMap<String, crate::server::domains::DomainConfig>,
 }
 
 impl Default for ServerConfig {
@@ -460,6 +464,7 @@ impl Default for ServerConfig {
             connection_idle_timeout_s: 120,
             message_timeout_s: 10,
             udp_receive_buffer_bytes: 4 << 20,
+            domains: Default::default(),
         }
     }
 }
@@ -496,34 +501,15 @@ impl ServerConfig {
     }
 
     /// The (user, password) pairs to serve: the users file, then inline users; the demo users if
-    /// neither gives any. Errors: [`ConfigError::Io`], [`ConfigError::Users`].
+    /// neither gives any and no `[domains]` are configured. Errors: [`ConfigError::Io`], [`ConfigError::Users`].
     pub fn load_users(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        let mut out = Vec::new();
-        if let Some(path) = &self.users_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                match line.split_once(':') {
-                    Some((u, p)) if !u.is_empty() && !u.contains(char::is_whitespace) => {
-                        out.push((u.to_string(), p.to_string()))
-                    }
-                    _ => {
-                        return Err(ConfigError::Users {
-                            path: path.clone(),
-                            msg: format!("line {}: expected user:password", i + 1),
-                        });
-                    }
-                }
-            }
-        }
+        let mut out = match &self.users_file {
+            Some(path) => crate::server::domains::read_users_file(path)?,
+            None => Vec::new(),
+        };
         out.extend(self.users.iter().map(|(u, p)| (u.clone(), p.clone())));
-        if out.is_empty() {
+        // With `[domains]` configured, the default domain gets no demo users.
+        if out.is_empty() && self.domains.is_empty() {
             out = DEMO_USERS
                 .iter()
                 .map(|(u, p)| (u.to_string(), p.to_string()))

@@ -10,10 +10,13 @@
 //! 2. CANCEL → §16.10; ACK for a 2xx → forwarded statelessly along the route set.
 //! 3. Our own Route entries are removed (loose routing, §16.4); in-dialog requests follow the
 //!    remaining route or their Request-URI.
-//! 4. REGISTER → digest auth (401) → registrar. OPTIONS without a user part → 200.
-//! 5. INVITE/MESSAGE/SUBSCRIBE from a local user → 407 unless authorized (switchable).
-//! 6. Location lookup of the Request-URI user: 404 unknown user, 480 no binding; else parallel
-//!    forking with Record-Route ([`super::proxy`]).
+//! 4. REGISTER → 403 for a domain not served → digest auth (401, the domain's realm) →
+//!    registrar. OPTIONS without a user part → 200.
+//! 5. INVITE/MESSAGE/SUBSCRIBE from a local user → 407 unless authorized (switchable per
+//!    domain).
+//! 6. A Request-URI host not served goes to that domain (RFC 3263), for local senders only;
+//!    else the location lookup of the Request-URI user in its domain: 404 unknown user, 480
+//!    no binding; else parallel forking with Record-Route ([`super::proxy`]).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -22,16 +25,19 @@ use bytes::Bytes;
 
 mod auth;
 mod conference;
+mod domains;
 mod forward;
 mod messages;
 mod outbound;
 mod presence;
+mod reload;
 mod users;
 mod via;
 pub use outbound::{DnsQuery, MAX_PENDING_LOOKUPS};
+pub use reload::{ReloadSummary, restart_needed};
 use via::stamp_received;
 
-use crate::auth::{Algorithm, AuthOutcome, Authenticator, UserDb};
+use crate::auth::{Algorithm, AuthOutcome};
 use crate::server::config::ServerConfig;
 use crate::server::guard::{Admit, Guard, GuardConfig};
 use crate::server::local::LocalIdentity;
@@ -55,8 +61,8 @@ pub struct ServerCore {
     limits: Limits,
     pub(crate) tl: TransactionLayer,
     pub(crate) registrar: Registrar,
-    auth: Authenticator,
-    invite_auth: bool,
+    /// The served domains: the default one, then `[domains]` ([`crate::server::domains`]).
+    domains: domains::Domains,
     digest_algorithms: Vec<Algorithm>,
     pub(crate) proxy: Proxy,
     max_transactions: usize,
@@ -116,12 +122,21 @@ impl ServerCore {
         now_unix_secs: u64,
     ) -> ServerCore {
         let realm = cfg.realm.clone().unwrap_or_else(|| local.domain.clone());
-        let mut db = UserDb::new(&realm);
-        for (u, p) in users {
-            db.add(u, p);
-        }
-        let mut auth = Authenticator::new(&realm, db, cfg.lax_auth_user);
-        auth.nonce_lifetime = cfg.nonce_lifetime_s;
+        let secret: [u8; 32] = rand::random();
+        let default_domain = domains::Domain {
+            name: local.domain.clone(),
+            hosts: Vec::new(),
+            auth: domains::verifier(
+                &realm,
+                users,
+                cfg.lax_auth_user,
+                cfg.nonce_lifetime_s,
+                secret,
+            ),
+            invite_auth: cfg.invite_auth,
+            registrar: crate::server::domains::RegistrarPolicy::from_server(cfg),
+        };
+        let domains = domains::Domains::new(default_domain, secret, local.aliases.clone());
         let mut registrar = Registrar::new(Location::new());
         registrar.min_expires = cfg.min_expires_s;
         registrar.max_expires = cfg.max_expires_s;
@@ -140,8 +155,7 @@ impl ServerCore {
             },
             tl: TransactionLayer::new(timers),
             registrar,
-            auth,
-            invite_auth: cfg.invite_auth,
+            domains,
             digest_algorithms: if cfg.digest_algorithms.is_empty() {
                 vec![Algorithm::Md5]
             } else {
@@ -201,7 +215,7 @@ impl ServerCore {
     /// Uses `secret` for digest nonces (kept by the store, so that nonces stay valid across a
     /// restart and on every node sharing the store).
     pub fn set_nonce_secret(&mut self, secret: [u8; 32]) {
-        self.auth.set_secret(secret);
+        self.domains.set_secret(secret);
     }
 
     /// The current wall-clock seconds since the Unix epoch (for drivers building a core).

@@ -142,6 +142,12 @@ impl Guard {
         }
     }
 
+    /// Replaces the limits (a reload), keeping the counts and bans in progress: a ban ends
+    /// when it was due to, the new limits apply from the next message.
+    pub fn set_config(&mut self, cfg: GuardConfig) {
+        self.cfg = cfg;
+    }
+
     /// Whether `ip` is in a trusted network.
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
         !self.cfg.trusted.is_empty() && self.cfg.trusted.iter().any(|n| n.contains(&ip))

@@ -163,6 +163,27 @@ impl Registrar {
             (Scheme::Sip | Scheme::Sips, Some(u)) if !u.is_empty() => u.clone(),
             _ => return Self::reply(req, 404, "Not Found"),
         };
+        self.handle_register_aor(now, req, &aor, source, transport)
+    }
+
+    /// [`Registrar::handle_register`] for the location key `aor` given by the caller (virtual
+    /// hosting keys a domain's users as `user@domain`: [`crate::server::domains::aor_key`]).
+    /// A To URI without a user still gets 404.
+    pub fn handle_register_aor(
+        &mut self,
+        now: u64,
+        req: &Request,
+        aor: &str,
+        source: SocketAddr,
+        transport: Transport,
+    ) -> Response {
+        let no_user = req.headers.to().map_or(true, |to| {
+            !to.uri.is_sip() || to.uri.user.as_deref().unwrap_or_default().is_empty()
+        });
+        if no_user {
+            return Self::reply(req, 404, "Not Found");
+        }
+        let aor = ByteString::from(aor);
         let Some(call_id) = req.headers.get(&HeaderName::CallId).cloned() else {
             return Self::reply(req, 400, "Missing Call-ID");
         };

@@ -1,15 +1,17 @@
 //! Digest authentication of REGISTER (RFC 3261 §22, RFC 7616, RFC 8760): the challenges the
-//! server sends and the registrar path behind them.
+//! server sends (in the realm of the request's domain) and the registrar path behind them.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::domains::DomainId;
 use super::*;
 
 impl ServerCore {
-    /// The digest challenges to send (RFC 8760 §2.4: one per configured algorithm, in order).
-    pub(super) fn challenges(&self, secs: u64, stale: bool) -> Vec<String> {
-        let [sha256, md5] = self.auth.challenges(secs, stale);
+    /// The digest challenges of domain `d` to send (RFC 8760 §2.4: one per configured
+    /// algorithm, in order).
+    pub(super) fn challenges(&self, d: DomainId, secs: u64, stale: bool) -> Vec<String> {
+        let [sha256, md5] = self.domains.get(d).auth.challenges(secs, stale);
         self.digest_algorithms
             .iter()
             .map(|a| match a {
@@ -19,12 +21,14 @@ impl ServerCore {
             .collect()
     }
 
-    /// Answers `req` with a 401 or 407 `status` carrying the challenges.
+    /// Answers `req` with a 401 or 407 `status` carrying domain `d`'s challenges.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn challenge(
         &mut self,
         now: Instant,
         tx: ServerTxId,
         req: &Request,
+        d: DomainId,
         secs: u64,
         stale: bool,
         status: u16,
@@ -36,7 +40,7 @@ impl ServerCore {
             HeaderName::WwwAuthenticate
         };
         let hdrs = self
-            .challenges(secs, stale)
+            .challenges(d, secs, stale)
             .into_iter()
             .map(|c| (name.clone(), c))
             .collect();
@@ -60,7 +64,8 @@ impl ServerCore {
         false
     }
 
-    /// Checks the digest credentials of `req` for `user` (RFC 3261 §22.2 with `status` 401 and
+    /// Checks the digest credentials of `req` for the user of location key `key`, in the realm
+    /// and user database of its domain (RFC 3261 §22.2 with `status` 401 and
     /// `Authorization`, §22.3 with 407 and `Proxy-Authorization`). Returns true when they are
     /// valid: the credentials are removed from `req`, which goes on. Otherwise answers it
     /// itself and returns false: a fresh challenge (stale when the nonce expired), the same
@@ -72,16 +77,17 @@ impl ServerCore {
         tx: ServerTxId,
         req: &mut Request,
         source: SocketAddr,
-        user: &str,
+        key: &str,
         status: u16,
     ) -> bool {
+        let (d, user) = self.domains.split_key(key);
         let header = if status == 407 {
             HeaderName::ProxyAuthorization
         } else {
             HeaderName::Authorization
         };
         let secs = self.unix_secs(now);
-        let outcome = self.auth.check_request(
+        let outcome = self.domains.get_mut(d).auth.check_request(
             secs,
             req.method.as_str(),
             req.headers.get_all(&header),
@@ -93,10 +99,12 @@ impl ServerCore {
                 req.headers.remove_all(&header);
                 return true;
             }
-            AuthOutcome::Challenge { stale } => self.challenge(now, tx, req, secs, stale, status),
+            AuthOutcome::Challenge { stale } => {
+                self.challenge(now, tx, req, d, secs, stale, status)
+            }
             AuthOutcome::Failed { user } => {
                 if self.auth_failed(now, tx, source, &user) {
-                    self.challenge(now, tx, req, secs, false, status);
+                    self.challenge(now, tx, req, d, secs, false, status);
                 }
             }
         }
@@ -111,10 +119,22 @@ impl ServerCore {
         source: SocketAddr,
         transport: Transport,
     ) {
-        let aor_user = match req.headers.to() {
-            Ok(to) => to.uri.user.clone().unwrap_or_default(),
+        let to = match req.headers.to() {
+            Ok(to) => to.uri,
             Err(_) => return self.reply(now, tx, &req, 400, vec![]),
         };
+        // RFC 3261 §10.3 step 1: bindings only for a domain we serve (the Request-URI's), and
+        // the AOR (To) must be one of ours too: else 403, as Kamailio's `is_domain_local`
+        // check answers (this registrar does not forward REGISTERs to other domains).
+        if !to.is_sip() {
+            // §10.3 step 3: an AOR that is not a sip/sips URI names no user here.
+            return self.reply(now, tx, &req, 404, vec![]);
+        }
+        let d = match (self.domain_of(&req.uri.host), self.domain_of(&to.host)) {
+            (Some(_), Some(d)) => d,
+            _ => return self.reply(now, tx, &req, 403, vec![]),
+        };
+        let aor_user = self.domains.key(d, to.user.as_deref().unwrap_or_default());
         if !self.authenticate(now, tx, &mut req, source, &aor_user, 401) {
             return;
         }
@@ -124,9 +144,15 @@ impl ServerCore {
             self.stats.store_unavailable += 1;
             return self.reply_overloaded(now, tx, &req);
         }
+        let policy = self.domains.get(d).registrar;
+        self.registrar.min_expires = policy.min_expires;
+        self.registrar.max_expires = policy.max_expires;
+        self.registrar.default_expires = policy.default_expires;
+        self.registrar.location.max_bindings_per_aor = policy.max_bindings_per_aor;
+        let unix = self.unix_secs(now);
         let resp = self
             .registrar
-            .handle_register(self.unix_secs(now), &req, source, transport);
+            .handle_register_aor(unix, &req, &aor_user, source, transport);
         let ok = resp.status == 200;
         if ok {
             self.stats.registrations += 1;

@@ -154,7 +154,7 @@ impl ServerCore {
             // A new INVITE (another branch) of a call already in a room.
             return self.reply(now, tx, &req, 482, vec![]);
         }
-        if self.invite_auth && !authenticated {
+        if self.invite_auth_of(&req) && !authenticated {
             // Rooms are for this server's users: a From of another domain cannot authenticate.
             return self.reply(now, tx, &req, 403, vec![]);
         }

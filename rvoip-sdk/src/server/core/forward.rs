@@ -49,7 +49,7 @@ impl ServerCore {
         loop_hash: u64,
         authenticated: bool,
     ) {
-        let user = req.uri.user.as_deref().unwrap_or_default().to_string();
+        let user = self.request_key(&req);
         let invite = req.method == Method::Invite;
         let rule = if invite {
             self.forwarding.get(&user).cloned()
@@ -102,7 +102,7 @@ impl ServerCore {
             // No user enumeration: to a sender that has not authenticated, an unknown user and
             // a known user with no binding look the same (480). An authenticated local user
             // learns which it is (404 or 480).
-            let known = self.auth.users().get(&user).is_some();
+            let known = self.user_known(&user);
             let status = if known || !authenticated { 480 } else { 404 };
             return self.reply(now, tx, &req, status, vec![]);
         }
@@ -142,8 +142,8 @@ impl ServerCore {
         fallback: Fallback,
         authenticated: bool,
     ) {
-        let domain = self.local.domain.clone();
-        let from = ForwardTarget::User(user.to_string()).uri(&domain);
+        let (name, domain) = self.key_parts(user);
+        let from = ForwardTarget::User(name.to_string()).uri(&domain);
         let to = target.uri(&domain);
         let local = &self.local;
         let check = forward::check(&req, &from, &to, self.forward_max_chain, |h| {
@@ -269,7 +269,7 @@ impl ServerCore {
             })
             .collect();
         if contacts.is_empty() {
-            let known = self.auth.users().get(user).is_some();
+            let known = self.user_known(user);
             let status = if known || !authenticated { 480 } else { 404 };
             return self.reply(now, tx, req, status, vec![]);
         }
@@ -313,8 +313,8 @@ impl ServerCore {
         user: &str,
         target: &ForwardTarget,
     ) {
-        let domain = self.local.domain.clone();
-        let from = ForwardTarget::User(user.to_string()).uri(&domain);
+        let (name, domain) = self.key_parts(user);
+        let from = ForwardTarget::User(name.to_string()).uri(&domain);
         let to = target.uri(&domain);
         let local = &self.local;
         match forward::check(req, &from, &to, self.forward_max_chain, |h| {

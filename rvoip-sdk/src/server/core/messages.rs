@@ -84,8 +84,8 @@ impl ServerCore {
         authenticated: bool,
     ) -> bool {
         let received_unix = self.unix_secs(now);
-        let user = req.uri.user.as_deref().unwrap_or_default().to_string();
-        let known = self.auth.users().get(&user).is_some();
+        let user = self.request_key(req);
+        let known = self.user_known(&user);
         let Some(store) = self.offline.store.as_mut() else {
             return false;
         };

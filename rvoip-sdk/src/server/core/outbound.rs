@@ -7,7 +7,7 @@
 //! driver resolves it and hands the answer back ([`ServerCore::dns_resolved`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::ServerCore;
@@ -57,11 +57,10 @@ fn transport_of(proto: Proto) -> Option<Transport> {
 }
 
 impl ServerCore {
-    /// Whether a Request-URI names another domain by a host name (an IP literal or one of our
-    /// names is handled as a local user).
+    /// Whether a Request-URI names a host this server does not serve (another domain, or an
+    /// IP address that is not ours): such requests are not looked up locally.
     pub(super) fn is_foreign(&self, uri: &Uri) -> bool {
-        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-        uri.is_sip() && host.parse::<IpAddr>().is_err() && !self.local.is_local_host(&uri.host)
+        uri.is_sip() && self.domain_of(&uri.host).is_none()
     }
 
     /// Asks the driver to resolve the Request-URI of a request for another domain; the request

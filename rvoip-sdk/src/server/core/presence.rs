@@ -114,7 +114,7 @@ impl ServerCore {
     /// The local user `req` comes from, when it may use the presence agent: authenticated, or
     /// any From of this domain while requests are not authenticated.
     fn presence_sender(&self, req: &Request, authenticated: bool) -> Option<String> {
-        if !authenticated && self.invite_auth {
+        if !authenticated && self.invite_auth_of(req) {
             return None;
         }
         self.local_from_user(req).map(|u| u.to_string())
@@ -153,12 +153,12 @@ impl ServerCore {
 
     /// PUBLISH (RFC 3903 §6) for a local AOR.
     fn publish(&mut self, now: Instant, tx: ServerTxId, req: &Request, authenticated: bool) {
-        let aor = req.uri.user.as_deref().unwrap_or_default().to_string();
+        let aor = self.request_key(req);
         if self.presence_sender(req, authenticated).as_deref() != Some(aor.as_str()) {
             // Only the AOR's own user publishes its state.
             return self.reply(now, tx, req, 403, vec![]);
         }
-        if self.auth.users().get(&aor).is_none() {
+        if !self.user_known(&aor) {
             return self.reply(now, tx, req, 404, vec![]);
         }
         let event = req.headers.get(&HeaderName::Event);
@@ -238,11 +238,11 @@ impl ServerCore {
         package: Package,
         authenticated: bool,
     ) {
-        let aor = req.uri.user.as_deref().unwrap_or_default().to_string();
+        let aor = self.request_key(req);
         let Some(subscriber) = self.presence_sender(req, authenticated) else {
             return self.reply(now, tx, req, 403, vec![]);
         };
-        if self.auth.users().get(&aor).is_none() {
+        if !self.user_known(&aor) {
             return self.reply(now, tx, req, 404, vec![]);
         }
         let accepts: Vec<&ByteString> = req.headers.get_all(&HeaderName::Accept).collect();
@@ -281,7 +281,12 @@ impl ServerCore {
             Transport::Udp => String::new(),
             t => format!(";transport={}", t.as_str()),
         };
-        let contact = format!("<sip:{aor}@{}:{}{param}>", i.host, i.port);
+        let contact = format!(
+            "<sip:{}@{}:{}{param}>",
+            self.key_parts(&aor).0,
+            i.host,
+            i.port
+        );
         let tag = format!("{TAG_PREFIX}{}", self.replier.new_tag());
         let Some(sub) = Subscription::new(
             package,
@@ -387,9 +392,9 @@ impl ServerCore {
 
     /// The document subscription `id` is to get now, with its Content-Type's package.
     fn document(&mut self, now: Instant, id: u64) -> Option<Bytes> {
-        let domain = self.local.domain.clone();
+        let aor = self.presence.subs.get_mut(id)?.aor.clone();
+        let entity = self.key_uri(&aor);
         let s = self.presence.subs.get_mut(id)?;
-        let entity = format!("sip:{}@{domain}", s.aor);
         Some(match s.package {
             Package::Presence => match self.presence.store.current(now, &s.aor) {
                 Some(d) => d.clone(),
@@ -483,8 +488,7 @@ impl ServerCore {
             let users = match p {
                 CallProgress::Invite { call_id, from, to } => {
                     let local_user = |u: Option<&crate::sip::msg::Uri>| {
-                        u.filter(|u| u.is_sip() && self.local.is_local_host(&u.host))
-                            .and_then(|u| u.user.as_deref().map(str::to_string))
+                        u.filter(|u| u.user.is_some()).and_then(|u| self.uri_key(u))
                     };
                     let (caller, callee) = (local_user(from.as_deref()), local_user(Some(&to)));
                     self.presence.calls.started(now, &call_id, caller, callee)

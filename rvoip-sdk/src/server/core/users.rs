@@ -7,17 +7,28 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::domains::DomainId;
 use super::*;
 
 impl ServerCore {
-    /// Whether the From header names one of our users' domains (Kamailio's `from_uri==myself`).
-    pub(super) fn local_from_user(&self, req: &Request) -> Option<ByteString> {
+    /// The location key of the sender when the From header names one of the served domains
+    /// (Kamailio's `from_uri==myself`, per domain), with that domain.
+    pub(super) fn local_from(&self, req: &Request) -> Option<(DomainId, String)> {
         let from = req.headers.from().ok()?;
-        if from.uri.is_sip() && self.local.is_local_host(&from.uri.host) {
-            Some(from.uri.user.clone().unwrap_or_default())
-        } else {
-            None
+        if !from.uri.is_sip() {
+            return None;
         }
+        let d = self.domain_of(&from.uri.host)?;
+        Some((
+            d,
+            self.domains
+                .key(d, from.uri.user.as_deref().unwrap_or_default()),
+        ))
+    }
+
+    /// The location key of the sender when its From names a served domain.
+    pub(super) fn local_from_user(&self, req: &Request) -> Option<ByteString> {
+        self.local_from(req).map(|(_, key)| ByteString::from(key))
     }
 
     pub(super) fn route_to_user(
@@ -34,15 +45,15 @@ impl ServerCore {
         // method).
         let foreign = self.is_foreign(&req.uri);
         let mut authenticated = false;
-        if self.invite_auth
-            && (foreign
-                || matches!(
-                    req.method,
-                    Method::Invite | Method::Message | Method::Subscribe
-                )
-                || (req.method == Method::Publish && self.presence.enabled))
-        {
-            if let Some(from_user) = self.local_from_user(&req) {
+        let challenged = foreign
+            || matches!(
+                req.method,
+                Method::Invite | Method::Message | Method::Subscribe
+            )
+            || (req.method == Method::Publish && self.presence.enabled);
+        if let Some((d, from_user)) = self.local_from(&req) {
+            // The From domain's own policy and realm.
+            if challenged && self.domains.get(d).invite_auth {
                 if !self.authenticate(now, tx, &mut req, source, &from_user, 407) {
                     return;
                 }
@@ -96,7 +107,7 @@ impl ServerCore {
         if !self.admit_held(now, tx, &req, source) {
             return;
         }
-        let user = req.uri.user.clone().unwrap_or_default();
+        let user = self.request_key(&req);
         if req.method == Method::Invite && self.records(&req, &user) {
             if let Some(call_id) = req.headers.get(&HeaderName::CallId) {
                 let call_id = call_id.to_string();
@@ -134,6 +145,7 @@ impl ServerCore {
     /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for
     /// TCP and TLS the connection). One whose contact needs TLS (sips:, transport=tls) is used
     /// only when it registered over TLS (down that connection), never reached in plaintext.
+    /// `user` is the location key ([`crate::server::domains::aor_key`]).
     pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
         self.registrar
             .location
