@@ -138,7 +138,7 @@ fn one_user_name_in_two_domains_is_two_aors() {
         h.core
             .registrar
             .location
-            .lookup("alice@a.example", h.now)
+            .lookup("alice@a.example", h.core.unix_secs(h.now))
             .len(),
         1
     );
@@ -146,11 +146,17 @@ fn one_user_name_in_two_domains_is_two_aors() {
         h.core
             .registrar
             .location
-            .lookup("alice@b.example", h.now)
+            .lookup("alice@b.example", h.core.unix_secs(h.now))
             .len(),
         1
     );
-    assert!(h.core.registrar.location.lookup("alice", h.now).is_empty());
+    assert!(
+        h.core
+            .registrar
+            .location
+            .lookup("alice", h.core.unix_secs(h.now))
+            .is_empty()
+    );
 
     // A call to alice@a reaches only a's binding, to alice@b only b's.
     let out = h.send(
@@ -323,7 +329,11 @@ fn reload_adds_a_user_while_a_call_is_up_and_keeps_bindings_and_nonces() {
         .replace("Expires", &format!("Authorization: {authz}\nExpires"));
     assert_eq!(resp(&h.send(BOB2, &text)[0]).status, 200);
     assert_eq!(
-        h.core.registrar.location.lookup("bob", h.now).len(),
+        h.core
+            .registrar
+            .location
+            .lookup("bob", h.core.unix_secs(h.now))
+            .len(),
         1,
         "bob kept"
     );
