@@ -333,6 +333,9 @@ pub struct ServerConfig {
     /// 10 ms at 16,000 messages/s, and every datagram dropped there costs a retransmission
     /// 500 ms later (RFC 3261 §17.1.1.2). 0 keeps the system default. Default 4 MiB.
     pub udp_receive_buffer_bytes: usize,
+    /// Outbound routing to trunks and gateways: destination sets, probing and routes
+    /// (`[dispatch]`, see [`crate::server::dispatch::config`]). Default: none.
+    pub dispatch: crate::server::dispatch::DispatchConfig,
 }
 
 impl Default for ServerConfig {
@@ -424,6 +427,7 @@ impl Default for ServerConfig {
             connection_idle_timeout_s: 120,
             message_timeout_s: 10,
             udp_receive_buffer_bytes: 4 << 20,
+            dispatch: Default::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod core;
+pub mod dispatch;
 pub mod forward;
 pub mod guard;
 pub mod local;
