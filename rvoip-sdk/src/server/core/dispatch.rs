@@ -356,6 +356,19 @@ impl ServerCore {
     /// The dispatcher's due work: probe deadlines, a new probe round (sent here), DNS.
     pub(super) fn dispatch_timeout(&mut self, now: Instant) {
         self.dispatch.core.handle_timeout(now);
+        while let Some(id) = self.dispatch.core.poll_expired_probe() {
+            // An unanswered probe stops retransmitting (its late answer would be stale).
+            let tx = self
+                .dispatch
+                .probes
+                .iter()
+                .find(|(_, (_, p))| *p == id)
+                .map(|(tx, _)| *tx);
+            if let Some(tx) = tx {
+                self.dispatch.probes.remove(&tx);
+                self.tl.transport_error(tx);
+            }
+        }
         while let Some(p) = self.dispatch.core.poll_probe() {
             self.send_probe(now, p);
         }

@@ -233,6 +233,8 @@ pub struct Dispatcher {
     probe_timeout: Duration,
     next_probe: Option<Instant>,
     probes: VecDeque<Probe>,
+    /// Probes given up at their deadline, for the core to end their transactions.
+    expired: VecDeque<u64>,
     dns: VecDeque<(DestId, resolve::Target)>,
     events: VecDeque<DispatchEvent>,
     next_id: u64,

@@ -25,6 +25,7 @@ impl Dispatcher {
         }
         for (id, p) in expired {
             self.probe_answered(id, p, None);
+            self.expired.push_back(p);
         }
         self.dns.extend(lookups);
         let (Some(interval), Some(due)) = (self.probe_interval, self.next_probe) else {
@@ -75,6 +76,12 @@ impl Dispatcher {
     /// [`Dispatcher::probe_answered`].
     pub fn poll_probe(&mut self) -> Option<Probe> {
         self.probes.pop_front()
+    }
+
+    /// The next probe given up at its deadline (its id): the caller ends its transaction, so
+    /// that it stops retransmitting.
+    pub fn poll_expired_probe(&mut self) -> Option<u64> {
+        self.expired.pop_front()
     }
 
     /// The next DNS lookup a destination needs (RFC 3263 §4); its answer goes to

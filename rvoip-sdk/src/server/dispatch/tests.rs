@@ -165,9 +165,11 @@ fn hash_call_id_keeps_a_call_id_on_one_destination_and_spreads_call_ids() {
     let mut counts = [0u32; 3];
     for i in 0..3000 {
         let call_id = format!("{i:08x}-call@host");
-        let first = gw_of(&d, d.select(0, &call_id).unwrap().current);
+        let id = d.select(0, &call_id).unwrap().current;
+        let first = gw_of(&d, id);
         for _ in 0..3 {
-            assert_eq!(gw_of(&d, d.select(0, &call_id).unwrap().current), first);
+            let id = d.select(0, &call_id).unwrap().current;
+            assert_eq!(gw_of(&d, id), first);
         }
         counts[first] += 1;
     }

@@ -272,8 +272,12 @@ fn refused_trunk_credentials_give_403_not_the_challenge() {
 #[test]
 fn probes_take_a_gateway_out_and_bring_it_back() {
     let mut h = harness("", 5);
-    // The first round went out when the harness started; a new one every 5 s.
-    let out = h.advance(Duration::from_secs(5));
+    // The first round went out when the harness started, unanswered: all three are down
+    // after the probe timeout (500 ms), and those probes are not retransmitted any more.
+    h.advance(Duration::from_millis(500));
+    assert!((0..3).all(|i| state(&h, i) == DestState::Down));
+    // A new round every 5 s.
+    let out = h.advance(Duration::from_millis(4500));
     let probes: Vec<Request> = GW
         .iter()
         .flat_map(|g| requests(&out, g, Method::Options))
@@ -301,11 +305,14 @@ fn probes_take_a_gateway_out_and_bring_it_back() {
         let out = h.send(ALICE, &number_invite(n, "00444"));
         assert!(requests(&out, GW[0], Method::Invite).is_empty());
     }
-    // The next round: gw0 answers 200 and takes calls again.
+    // The next round (the calls above, unanswered, took gw1 and gw2 down after fr_timer):
+    // every gateway answers 200 and takes calls again.
     let out = h.advance(Duration::from_secs(5));
-    let probe = requests(&out, GW[0], Method::Options).remove(0);
-    h.send_bytes(GW[0], uas_response(&probe, 200, "p4", GW[0]));
-    assert_eq!(state(&h, 0), DestState::Up);
+    for (i, g) in GW.iter().enumerate() {
+        let probe = requests(&out, g, Method::Options).remove(0);
+        h.send_bytes(g, uas_response(&probe, 200, &format!("p{i}"), g));
+        assert_eq!(state(&h, i), DestState::Up);
+    }
     let hits = (20..23)
         .map(|n| {
             requests(
