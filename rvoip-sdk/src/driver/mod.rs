@@ -130,12 +130,16 @@ fn apply_control(core: &mut ServerCore, c: Control) {
     match c {
         Control::SetForwarding(user, rule) => core.set_forwarding(&user, rule),
         Control::Reload(new) => match core.reload(&new) {
-            Ok(s) => tracing::info!(
-                users = s.users,
-                domains = s.domains,
-                forwarding_rules = s.forwarding_rules,
-                "configuration reloaded"
-            ),
+            Ok(s) => {
+                // Routes and destination sets; destinations that stay keep their state.
+                core.reconfigure_dispatch(&new.cfg.dispatch, std::time::Instant::now());
+                tracing::info!(
+                    users = s.users,
+                    domains = s.domains,
+                    forwarding_rules = s.forwarding_rules,
+                    "configuration reloaded"
+                )
+            }
             Err(e) => tracing::warn!(error = %e, "reload refused: the running settings stay"),
         },
     }

@@ -371,6 +371,9 @@ pub struct ServerConfig {
     /// settings (`[domains."a.example"]`, see [`crate::server::domains`]). Default none: only
     /// the default domain (`domain`) and the server's own addresses are served.
     pub domains: std::collections::BTreeMap<String, crate::server::domains::DomainConfig>,
+    /// Outbound routing to trunks and gateways: destination sets, probing and routes
+    /// (`[dispatch]`, see [`crate::server::dispatch::config`]). Default: none.
+    pub dispatch: crate::server::dispatch::DispatchConfig,
 }
 
 impl Default for ServerConfig {
@@ -465,6 +468,7 @@ impl Default for ServerConfig {
             message_timeout_s: 10,
             udp_receive_buffer_bytes: 4 << 20,
             domains: Default::default(),
+            dispatch: Default::default(),
         }
     }
 }

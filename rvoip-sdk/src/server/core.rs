@@ -25,6 +25,7 @@ use bytes::Bytes;
 
 mod auth;
 mod conference;
+mod dispatch;
 mod domains;
 mod forward;
 mod messages;
@@ -97,6 +98,8 @@ pub struct ServerCore {
     presence: presence::PresenceAgent,
     /// Whether the bindings' store takes writes (the driver says; REGISTER gets 503 if not).
     store_available: bool,
+    /// Outbound routing to trunks and gateways ([`crate::server::dispatch`]).
+    dispatch: dispatch::Dispatch,
     /// Counters.
     pub stats: Stats,
 }
@@ -163,6 +166,7 @@ impl ServerCore {
             },
             proxy: Proxy::default(),
             presence: presence::PresenceAgent::new(cfg),
+            dispatch: dispatch::Dispatch::new(&cfg.dispatch, now),
             max_transactions: cfg.max_transactions,
             max_transactions_per_source: cfg.max_transactions_per_source,
             max_held_bytes: cfg.max_held_bytes,
@@ -330,6 +334,7 @@ impl ServerCore {
         proxy.handle_timeout(&mut io, now);
         self.conference_timeout(now);
         self.presence_timeout(now);
+        self.dispatch_timeout(now);
         if now >= self.next_sweep {
             let n = self.registrar.location.sweep(self.unix_secs(now));
             self.guard.sweep(now);
@@ -350,6 +355,7 @@ impl ServerCore {
             self.proxy.poll_timeout(),
             self.conference_poll_timeout(),
             self.presence_poll_timeout(),
+            self.dispatch.core.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -400,6 +406,7 @@ impl ServerCore {
                 TxEvent::Response { tx, resp } => {
                     if self.delivery_outcome(tx, Some(resp.status))
                         || self.notify_outcome(now, tx, Some(resp.status))
+                        || self.probe_outcome(tx, Some(resp.status))
                     {
                         continue;
                     }
@@ -407,7 +414,10 @@ impl ServerCore {
                     proxy.on_response(&mut io, now, tx, resp)
                 }
                 TxEvent::Timeout { tx } => {
-                    if self.delivery_outcome(tx, None) || self.notify_outcome(now, tx, None) {
+                    if self.delivery_outcome(tx, None)
+                        || self.notify_outcome(now, tx, None)
+                        || self.probe_outcome(tx, None)
+                    {
                         continue;
                     }
                     let (proxy, mut io) = self.io();
@@ -420,7 +430,10 @@ impl ServerCore {
                     request,
                     reason,
                 } => {
-                    if self.delivery_outcome(tx, None) || self.notify_outcome(now, tx, None) {
+                    if self.delivery_outcome(tx, None)
+                        || self.notify_outcome(now, tx, None)
+                        || self.probe_outcome(tx, None)
+                    {
                         continue;
                     }
                     let (proxy, mut io) = self.io();

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod core;
 pub mod domains;
+pub mod dispatch;
 pub mod forward;
 pub mod guard;
 pub mod local;

@@ -747,3 +747,4 @@ mod offline;
 mod presence;
 
 mod vhost;
+mod dispatch;

@@ -117,6 +117,7 @@ impl ServerCore {
                 user,
                 authenticated,
                 fired: None,
+                failover: None,
             });
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, targets, loop_hash);
@@ -211,6 +212,11 @@ impl ServerCore {
                     rule.and_then(|r| r.no_answer.clone()),
                     DivertReason::NoAnswer,
                 ),
+                // A dispatched request: the next destination of its set.
+                DivertCause::Failover => {
+                    self.dispatch_next(now, d);
+                    continue;
+                }
             };
             let fallback = match d.fallback {
                 Some(r) => Fallback::Response(r),

@@ -56,6 +56,15 @@ fn transport_of(proto: Proto) -> Option<Transport> {
     }
 }
 
+impl Lookups {
+    /// A fresh query id (also for lookups that no request waits on).
+    pub(super) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+}
+
 impl ServerCore {
     /// Whether a Request-URI names a host this server does not serve (another domain, or an
     /// IP address that is not ours): such requests are not looked up locally.
@@ -96,9 +105,13 @@ impl ServerCore {
         self.stats.dns_lookups += 1;
     }
 
-    /// The next DNS lookup for the driver to run (RFC 3263 §4).
+    /// The next DNS lookup for the driver to run (RFC 3263 §4): a request's next hop, or a
+    /// dispatcher destination named by DNS.
     pub fn poll_dns_query(&mut self) -> Option<DnsQuery> {
-        self.lookups.queries.pop_front()
+        self.lookups
+            .queries
+            .pop_front()
+            .or_else(|| self.dispatch_dns_query())
     }
 
     /// The answer to [`DnsQuery`] `id`: the waiting request is forwarded to the first usable
@@ -112,7 +125,7 @@ impl ServerCore {
         result: Result<Vec<Destination>, ResolveError>,
     ) {
         let Some(w) = self.lookups.waiting.remove(&id) else {
-            return;
+            return self.dispatch_resolved(now, id, result);
         };
         let dests: Vec<(SocketAddr, Transport)> = match result {
             Ok(d) => d

@@ -44,8 +44,12 @@ impl ServerCore {
         // below), and when requests are authenticated, every such request is (whatever its
         // method).
         let foreign = self.is_foreign(&req.uri);
+        // A route to a trunk or gateway ([`super::dispatch`]): authenticated as for another
+        // domain.
+        let dispatch_set = self.dispatch_route(&req);
         let mut authenticated = false;
         let challenged = foreign
+            || dispatch_set.is_some()
             || matches!(
                 req.method,
                 Method::Invite | Method::Message | Method::Subscribe
@@ -101,7 +105,10 @@ impl ServerCore {
                 }
             }
         }
-        if !foreign && self.presence_request(now, tx, &req, source, transport, authenticated) {
+        if !foreign
+            && dispatch_set.is_none()
+            && self.presence_request(now, tx, &req, source, transport, authenticated)
+        {
             return;
         }
         if !self.admit_held(now, tx, &req, source) {
@@ -113,6 +120,9 @@ impl ServerCore {
                 let call_id = call_id.to_string();
                 self.proxy.record_call(&call_id);
             }
+        }
+        if let Some(set) = dispatch_set {
+            return self.dispatch_request(now, tx, req, source, transport, set, authenticated);
         }
         if foreign {
             if self.local_from_user(&req).is_none() {

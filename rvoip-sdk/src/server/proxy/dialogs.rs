@@ -58,6 +58,10 @@ pub struct CallRecord {
     pub answered: Option<u32>,
     /// Last request or response seen.
     pub last_activity: Instant,
+    /// What the proxy adds to the CSeq numbers of the caller's requests toward the callee
+    /// (it answered the callee's challenge to the INVITE with the next CSeq, RFC 3261 §22.2)
+    /// and takes off their responses. 0 for most calls.
+    pub callee_cseq_offset: u32,
 }
 
 impl CallRecord {

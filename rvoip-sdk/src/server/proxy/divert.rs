@@ -15,6 +15,34 @@ pub enum DivertCause {
     Busy,
     /// No 2xx within the no-answer time, or nothing answered (408, 480).
     NoAnswer,
+    /// A dispatched request failed at its destination (408, 5xx, no first response in time) or
+    /// was challenged (401/407) by a destination the server has credentials for
+    /// ([`crate::server::dispatch`]): the core tries the next destination or authenticates.
+    Failover,
+}
+
+/// What the proxy watches a dispatched request for ([`crate::server::dispatch`]).
+#[derive(Debug)]
+pub(crate) struct Failover {
+    /// A destination that sends no response at all by then is given up (Kamailio's
+    /// `fr_timer`): its branch ends as timed out.
+    pub reply_by: Instant,
+    /// The destination has credentials: a 401/407 comes back to the core.
+    pub challenge: bool,
+    /// The request's way through its set.
+    pub attempt: Box<crate::server::dispatch::Attempt>,
+}
+
+impl Failover {
+    /// Whether a request whose branches ended with `best` (`None`: nothing answered) goes back
+    /// to the core: 408, 5xx and no answer fail over; 401/407 with credentials authenticate.
+    pub fn wants(&self, best: Option<u16>) -> bool {
+        match best {
+            None | Some(408) | Some(500..=599) => true,
+            Some(401 | 407) => self.challenge,
+            Some(_) => false,
+        }
+    }
 }
 
 /// What the proxy watches an INVITE for.
@@ -36,6 +64,8 @@ pub(crate) struct DivertWatch {
     pub authenticated: bool,
     /// Set once the outcome is known; the context then waits for its branches to end.
     pub fired: Option<DivertCause>,
+    /// A dispatched request: failover and trunk authentication instead of forwarding.
+    pub failover: Option<Box<Failover>>,
 }
 
 /// An INVITE whose branches ended busy or unanswered, for the core to forward.
@@ -56,8 +86,11 @@ pub(crate) struct Diverted {
     /// Why.
     pub cause: DivertCause,
     /// The response that would have gone upstream (the best one), to send when the forward
-    /// cannot be made (a loop); `None` for a no-answer (then 480).
+    /// cannot be made (a loop); `None` for a no-answer (then 480). For a failover, the best
+    /// response of the destination that failed (`None`: it sent none).
     pub fallback: Option<Response>,
+    /// A dispatched request's attempt ([`DivertCause::Failover`]).
+    pub failover: Option<Box<Failover>>,
 }
 
 impl Proxy {
@@ -69,6 +102,9 @@ impl Proxy {
         };
         if let Some(at) = w.no_answer_at {
             self.no_answer.push(Reverse((at, stx)));
+        }
+        if let Some(f) = &w.failover {
+            self.no_answer.push(Reverse((f.reply_by, stx)));
         }
         ctx.divert = Some(Box::new(w));
     }
@@ -131,6 +167,22 @@ impl Proxy {
             let Some(w) = ctx.divert.as_mut() else {
                 continue;
             };
+            if let Some(f) = &w.failover {
+                if f.reply_by == at && !ctx.final_sent {
+                    // Kamailio's fr_timer: a silent destination is given up (its branch ends
+                    // as timed out, then fails over).
+                    let silent: Vec<ClientTxId> = ctx
+                        .branches
+                        .iter()
+                        .filter(|b| !b.done && !b.provisional)
+                        .map(|b| b.tx)
+                        .collect();
+                    for tx in silent {
+                        io.tl.transport_error(tx);
+                    }
+                }
+                continue;
+            }
             if w.no_answer_at != Some(at) || w.fired.is_some() || ctx.final_sent {
                 continue;
             }
@@ -165,7 +217,13 @@ impl Proxy {
             return false;
         };
         let best_status = best.as_ref().map(|b| b.status);
+        if let Some(f) = &w.failover {
+            if !f.wants(best_status) {
+                return false;
+            }
+        }
         let cause = w.fired.or(match best_status {
+            _ if w.failover.is_some() => Some(DivertCause::Failover),
             Some(486 | 600) if w.busy => Some(DivertCause::Busy),
             Some(408 | 480) | None if w.no_answer_at.is_some() => Some(DivertCause::NoAnswer),
             _ => None,
@@ -183,9 +241,10 @@ impl Proxy {
             authenticated: w.authenticated,
             cause,
             fallback: match cause {
-                DivertCause::Busy => best.clone(),
+                DivertCause::Busy | DivertCause::Failover => best.clone(),
                 DivertCause::NoAnswer => None,
             },
+            failover: w.failover,
         });
         true
     }

@@ -117,6 +117,7 @@ impl Proxy {
                         .collect(),
                     answered: None,
                     last_activity: now,
+                    callee_cseq_offset: 0,
                 },
             );
             self.arm_sweep(now);
@@ -138,6 +139,15 @@ impl Proxy {
                 None => (Party::Caller, 0, false),
             }
         };
+        // The caller's in-dialog requests toward a callee whose challenge we answered carry
+        // the CSeq numbers the callee knows (`trunk`).
+        let cseq_offset = if initial || sender != Party::Caller {
+            0
+        } else {
+            self.dialogs
+                .get(&call_id)
+                .map_or(0, |r| r.callee_cseq_offset)
+        };
         // Run the SDP hook for every copy before sending any, so that a refusal sends nothing.
         let with_sdp = carries_sdp(&req.method) && is_sdp(&req.headers, &req.body);
         let mut copies = Vec::with_capacity(targets.len());
@@ -146,6 +156,7 @@ impl Proxy {
             if let Some(uri) = &t.uri {
                 copy.uri = uri.clone();
             }
+            trunk::shift_cseq(&mut copy.headers, cseq_offset, true);
             let index = if initial { i as u32 } else { media_branch };
             if with_sdp {
                 let p = SdpPassage {
@@ -181,6 +192,7 @@ impl Proxy {
             initial,
             head: response_head(&req),
             divert: None,
+            cseq_offset,
         };
         for (index, t, mut copy) in copies {
             // A copy is kept for RFC 3263 failover, and for an initial offer the media hook
@@ -383,12 +395,8 @@ impl Proxy {
                 .map(|(a, t)| (a, t, false)),
             None => self.in_dialog_next_hop(io, now, &req, source, in_t),
         };
-        if req.method == Method::Bye {
-            let call_id = call_id_of(&req.headers);
-            if self.dialogs.remove(&call_id).is_some() {
-                self.end_call(now, &call_id, EndReason::Bye);
-            }
-        }
+        // A BYE ends the call once forwarded (`fork` still reads its record: CSeq offset).
+        let bye = (req.method == Method::Bye).then(|| call_id_of(&req.headers));
         match next {
             Some((dest, transport, nat)) => self.fork(
                 io,
@@ -407,6 +415,11 @@ impl Proxy {
                 hash,
             ),
             None => io.reply(now, stx, &req, 503, vec![]),
+        }
+        if let Some(call_id) = bye {
+            if self.dialogs.remove(&call_id).is_some() {
+                self.end_call(now, &call_id, EndReason::Bye);
+            }
         }
     }
 
@@ -438,6 +451,7 @@ impl Proxy {
         if let Ok(Some(0)) = req.headers.max_forwards() {
             return;
         }
+        self.shift_ack_cseq(&mut req);
         if is_sdp(&req.headers, &req.body) {
             let call_id = call_id_of(&req.headers);
             if let Some(rec) = self.dialogs.get(&call_id) {

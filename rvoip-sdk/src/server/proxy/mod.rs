@@ -17,6 +17,7 @@ mod responses;
 pub mod route;
 mod timers;
 mod transcoding;
+mod trunk;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use self::dialogs::BranchInfo;
 pub use self::dialogs::{CallRecord, Dialogs, PartyInfo};
 pub use self::divert::DivertCause;
-pub(crate) use self::divert::{DivertWatch, Diverted};
+pub(crate) use self::divert::{DivertWatch, Diverted, Failover};
 pub use self::media::{ConferenceEvent, EndReason, MediaHook, NoMedia, Party, SdpPassage};
 use self::route::{fnv, pop_own_routes, rank, transport_token, via_destination};
 pub use self::route::{is_private, loop_hash, plaintext_reachable, resolve, sender_behind_nat};
@@ -156,6 +157,9 @@ struct Context {
     head: Request,
     /// Call forwarding on busy / no answer watching this INVITE ([`divert`]).
     divert: Option<Box<DivertWatch>>,
+    /// What the forwarded copies added to the request's CSeq number (a trunk's challenge was
+    /// answered with a new CSeq, [`trunk`]); taken off the responses going upstream.
+    cseq_offset: u32,
 }
 
 /// Timer C: an INVITE branch that rings longer than this is cancelled (RFC 3261 §16.6: > 3 min).

@@ -124,6 +124,7 @@ impl Proxy {
         let Some(ctx) = self.contexts.get_mut(&stx) else {
             return;
         };
+        trunk::shift_cseq(&mut resp.headers, ctx.cseq_offset, false);
         let Some(bi) = ctx.branches.iter().position(|b| b.tx == ctid) else {
             return;
         };
