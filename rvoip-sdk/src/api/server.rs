@@ -26,6 +26,8 @@ struct Running {
     ws_counters: Arc<WsCounters>,
     conn_counters: Arc<ConnCounters>,
     control: crate::driver::ControlHandle,
+    queries: crate::driver::query::QueryHandle,
+    http_addr: Option<SocketAddr>,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -100,6 +102,8 @@ impl Server {
         let (tls_counters, ws_counters) = (server.tls_counters(), server.ws_counters());
         let conn_counters = server.conn_counters();
         let control = server.control();
+        let queries = server.queries();
+        let http_addr = server.http_addr();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -115,6 +119,8 @@ impl Server {
             ws_counters,
             conn_counters,
             control,
+            queries,
+            http_addr,
         });
         Ok(())
     }
@@ -202,6 +208,39 @@ impl Server {
             .ok()
             .and_then(|r| r.as_ref().and_then(|r| r.relay.clone()))?;
         Some(relay.stats())
+    }
+}
+
+/// How long [`Server::stats`] waits for the event loop.
+const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Server {
+    /// A snapshot of the running server's counters and gauges: SIP requests and responses by
+    /// method and class, first-response latencies, transactions, calls, bindings, digest
+    /// challenges and failures, parse errors, drops and limits hit, connections and the media
+    /// relay (the figures `/metrics` exposes). Blocks the calling thread until the event loop
+    /// answers, at most 2 s; do not call it from inside an async task of the server's runtime.
+    /// Errors: [`ApiError::InvalidState`] (stopped, or the event loop did not answer in time).
+    pub fn stats(&self) -> Result<crate::driver::stats::ServerStats, ApiError> {
+        let queries = self
+            .running
+            .lock()
+            .map_err(|_| ApiError::Shutdown)?
+            .as_ref()
+            .map(|r| r.queries.clone())
+            .ok_or_else(|| ApiError::InvalidState("server not running".into()))?;
+        queries
+            .stats_blocking(STATS_TIMEOUT)
+            .map_err(|e| ApiError::InvalidState(e.to_string()))
+    }
+
+    /// The address of the operator's HTTP listener (`http_listen`: `/metrics`, `/healthz`,
+    /// `/status`) while running, with the real port when 0 was asked for.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.http_addr))
     }
 }
 

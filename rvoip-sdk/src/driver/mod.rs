@@ -8,12 +8,17 @@
 //! ([`ws`], RFC 7118) are more connection kinds feeding the same channel.
 
 pub mod conn;
+pub mod health;
+mod http;
 mod lag;
 pub mod media;
+pub mod metrics;
 pub mod ng;
+pub mod query;
 pub mod record;
 pub mod relay;
 mod setup;
+pub mod stats;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
@@ -168,6 +173,12 @@ pub struct BoundServer {
     dns_server: Option<SocketAddr>,
     /// Changes from the app ([`BoundServer::control`]).
     control: (mpsc::Sender<Control>, mpsc::Receiver<Control>),
+    /// The operator's HTTP listener (`http_listen`): /metrics, /healthz, /status.
+    http: Option<TcpListener>,
+    /// The stores `/healthz` reports on.
+    health: health::Health,
+    /// Questions for the event task ([`BoundServer::queries`]).
+    queries: (mpsc::Sender<query::Query>, mpsc::Receiver<query::Query>),
 }
 
 impl BoundServer {
@@ -255,6 +266,15 @@ impl BoundServer {
             );
         }
         let relay = relay.map(|(d, _)| d);
+        let http = match cfg.http_listen {
+            Some(addr) => Some(listen_tcp(addr).map_err(|source| DriverError::Bind {
+                spec: format!("http:{addr}"),
+                source,
+            })?),
+            None => None,
+        };
+        let health = health::Health::default();
+        health.add_store(health::StoreHealth::new("location", "memory"));
         let limits = Limits {
             max_message_bytes: cfg.max_message_bytes,
             max_headers: cfg.max_headers,
@@ -287,6 +307,9 @@ impl BoundServer {
             ws_counters: Arc::default(),
             dns_server: cfg.dns_server,
             control: mpsc::channel(CONTROL_QUEUE),
+            http,
+            health,
+            queries: mpsc::channel(query::QUERY_QUEUE),
         })
     }
 
@@ -357,6 +380,9 @@ impl BoundServer {
             ws_counters,
             dns_server,
             control: (control_tx, mut control_rx),
+            http,
+            health,
+            queries: (query_tx, mut query_rx),
             ..
         } = self;
         // Handles keep working only while the loop runs: ours goes with it.
@@ -364,6 +390,20 @@ impl BoundServer {
         let mut dns = Dns::new(dns_server);
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
+        let sources = stats::Sources {
+            started: std::time::Instant::now(),
+            conns: conns.counters.clone(),
+            relay: relay.as_ref().map(|r| r.handle()),
+            tls: tls_counters.clone(),
+            ws: ws_counters.clone(),
+        };
+        if let Some(l) = http {
+            let queries = query::QueryHandle { tx: query_tx };
+            tasks.spawn(http::serve(l, http::HttpContext { queries, health }));
+        } else {
+            // Handles given out keep working only while the loop runs: ours goes with it.
+            drop(query_tx);
+        }
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), conns.clone()));
         }
@@ -468,6 +508,9 @@ impl BoundServer {
                     lag.record(Step::Inbound, now);
                 }
                 Some(c) = control_rx.recv() => apply_control(&mut core, c),
+                Some(q) = query_rx.recv() => {
+                    query::answer(&core, &sources, std::time::Instant::now(), q);
+                }
                 _ = &mut sleep => {
                     deadline = None;
                     let now = std::time::Instant::now();
@@ -481,6 +524,11 @@ impl BoundServer {
             if core.poll_timeout().is_some_and(|t| t <= now) {
                 core.handle_timeout(now);
                 lag.record(Step::Timers, now);
+            }
+            // Questions (metrics, status) are answered under sustained traffic too, when their
+            // select branch would not be reached.
+            while let Ok(q) = query_rx.try_recv() {
+                query::answer(&core, &sources, now, q);
             }
             while let Some(q) = core.poll_dns_query() {
                 dns.spawn(q, &tx, &mut core, now);

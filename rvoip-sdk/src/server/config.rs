@@ -333,6 +333,11 @@ pub struct ServerConfig {
     /// 10 ms at 16,000 messages/s, and every datagram dropped there costs a retransmission
     /// 500 ms later (RFC 3261 §17.1.1.2). 0 keeps the system default. Default 4 MiB.
     pub udp_receive_buffer_bytes: usize,
+    /// The operator's HTTP listener, `IP:PORT` (e.g. `127.0.0.1:9090`): `GET /metrics`
+    /// (Prometheus), `/healthz` (liveness, store reachability) and `/status` (bindings and
+    /// calls, JSON). No authentication: bind it to a loopback or management address. Default
+    /// off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -424,6 +429,7 @@ impl Default for ServerConfig {
             connection_idle_timeout_s: 120,
             message_timeout_s: 10,
             udp_receive_buffer_bytes: 4 << 20,
+            http_listen: None,
         }
     }
 }

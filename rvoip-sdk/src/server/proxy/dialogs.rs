@@ -58,6 +58,10 @@ pub struct CallRecord {
     pub answered: Option<u32>,
     /// Last request or response seen.
     pub last_activity: Instant,
+    /// When the initial INVITE was forwarded (the call's age in `/status`).
+    pub started: Instant,
+    /// The initial INVITE's To header value (the called party, before any tag).
+    pub to: Option<String>,
 }
 
 impl CallRecord {
@@ -117,6 +121,11 @@ impl Dialogs {
     /// Forgets a call.
     pub fn remove(&mut self, call_id: &str) -> Option<CallRecord> {
         self.calls.remove(call_id)
+    }
+
+    /// Every call remembered, by Call-ID, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &CallRecord)> {
+        self.calls.iter().map(|(k, r)| (k.as_str(), r))
     }
 
     /// Number of calls remembered.

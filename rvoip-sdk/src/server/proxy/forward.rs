@@ -117,6 +117,8 @@ impl Proxy {
                         .collect(),
                     answered: None,
                     last_activity: now,
+                    started: now,
+                    to: req.headers.get(&HeaderName::To).map(|v| v.to_string()),
                 },
             );
             self.arm_sweep(now);
