@@ -191,6 +191,72 @@ async fn healthz(cx: &HttpContext) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::config::ServerConfig;
+
+    /// One HTTP/1.0 request to `addr`: (status code, body).
+    fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (code, body.to_string())
+    }
+
+    /// Through the real driver: /healthz is 200 while the location store is reachable and 503
+    /// (naming the store and why) while it is not; /metrics and /status answer; other paths
+    /// and methods are refused.
+    #[test]
+    fn healthz_follows_store_reachability() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServerConfig::default()
+        };
+        let server = rt.block_on(super::super::BoundServer::bind(&cfg)).unwrap();
+        let addr = server.http_addr().unwrap();
+        let health = server.health();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let (code, body) = request(addr, "GET", "/healthz");
+        assert_eq!(code, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["event_loop"]["alive"], true);
+        let location = health.store("location").unwrap();
+        location.set_unreachable("connection refused");
+        let (code, body) = request(addr, "GET", "/healthz");
+        assert_eq!(code, 503, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "unavailable");
+        assert_eq!(v["stores"][0]["error"], "connection refused");
+        location.set_reachable();
+        assert_eq!(request(addr, "GET", "/healthz").0, 200);
+        let (code, body) = request(addr, "GET", "/metrics");
+        assert_eq!(code, 200);
+        assert!(body.contains("# TYPE rvoip_sip_requests counter"), "{body}");
+        assert_eq!(request(addr, "GET", "/status?limit=3").0, 200);
+        assert_eq!(request(addr, "GET", "/status?limit=x").0, 400);
+        assert_eq!(request(addr, "POST", "/metrics").0, 405);
+        assert_eq!(request(addr, "GET", "/").0, 404);
+        let _ = stop.send(());
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
 
     #[test]
     fn status_limit_defaults_caps_and_rejects() {

@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::sip::msg::Method;
-use crate::sip::transaction::{CLASS_NAMES, LatencyHistogram, METHOD_NAMES};
+use crate::sip::transaction::{CLASS_NAMES, LATENCY_BUCKETS_US, LatencyHistogram, METHOD_NAMES};
 
 use super::stats::ServerStats;
 
@@ -64,7 +64,15 @@ fn histogram_sample(
     h: &LatencyHistogram,
 ) -> std::fmt::Result {
     let labels = [("method", method)];
-    let buckets = h.cumulative();
+    // prometheus-client takes per-bucket counts (it sums them itself) and writes `le="+Inf"`
+    // for an f64::MAX bound only.
+    let mut buckets = [(f64::MAX, 0); LATENCY_BUCKETS_US.len() + 1];
+    for (i, (slot, n)) in buckets.iter_mut().zip(h.buckets.iter()).enumerate() {
+        let le = LATENCY_BUCKETS_US
+            .get(i)
+            .map_or(f64::MAX, |us| *us as f64 / 1e6);
+        *slot = (le, *n);
+    }
     m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
         h.sum_us as f64 / 1e6,
         h.count,
@@ -434,6 +442,27 @@ mod tests {
         assert_eq!(value(&text, "rvoip_auth_failures_total"), Some(1.0));
         assert_eq!(value(&text, "rvoip_relay_ports_in_use"), Some(8.0));
         assert_eq!(value(&text, "rvoip_relay_sessions"), Some(2.0));
+        assert_eq!(
+            value(
+                &text,
+                r#"rvoip_sip_response_latency_seconds_bucket{le="+Inf",method="REGISTER"}"#
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(!text.contains("\"inf\""), "{text}");
+        for (le, want) in [
+            ("0.001", 0.0),
+            ("0.0025", 1.0),
+            ("0.025", 1.0),
+            ("0.05", 2.0),
+            ("10.0", 2.0),
+        ] {
+            let sample = format!(
+                r#"rvoip_sip_response_latency_seconds_bucket{{le="{le}",method="REGISTER"}}"#
+            );
+            assert_eq!(value(&text, &sample), Some(want), "{sample}");
+        }
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
 
