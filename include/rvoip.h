@@ -1019,7 +1019,7 @@ typedef struct rvoip_server_opts {
 
 /**
  * A running server's counters (growing while it runs) and gauges (current values), from
- * [`rvoip_server_stats`]. `responses[m][c]` counts responses of class `c + 1` (0: 1xx … 5:
+ * [`rvoip_server_get_stats`]. `responses[m][c]` counts responses of class `c + 1` (0: 1xx … 5:
  * 6xx) sent for requests of method `m`.
  */
 typedef struct rvoip_server_stats {
@@ -1589,8 +1589,8 @@ void rvoip_server_free(struct rvoip_server *server);
  * answers (at most 2 s). Errors: NULL_ARGUMENT, INVALID_STATE (stopped, or no answer in
  * time).
  */
-enum rvoip_result rvoip_server_stats(const struct rvoip_server *server,
-                                     struct rvoip_server_stats *out);
+enum rvoip_result rvoip_server_get_stats(const struct rvoip_server *server,
+                                         struct rvoip_server_stats *out);
 
 /**
  * The method of slot `index` of `rvoip_server_stats::requests` / `::responses` (`"INVITE"`,

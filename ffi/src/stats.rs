@@ -1,11 +1,11 @@
-//! `rvoip_server_stats`: a running server's counters and gauges as a plain C struct (the
+//! `rvoip_server_get_stats`: a running server's counters and gauges as a plain C struct (the
 //! figures of its `/metrics` endpoint).
 
 use std::ffi::c_char;
 
 use rvoip_sdk::api::ServerStats;
 use rvoip_sdk::sip::msg::Method;
-use rvoip_sdk::sip::transaction::{METHOD_NAMES, METHOD_SLOTS, method_index};
+use rvoip_sdk::sip::transaction::METHOD_SLOTS;
 
 use crate::rvoip_result;
 use crate::server::rvoip_server;
@@ -28,7 +28,7 @@ pub const RVOIP_SIP_METHOD_REGISTER: usize = 4;
 pub const RVOIP_SIP_METHOD_OPTIONS: usize = 5;
 
 /// A running server's counters (growing while it runs) and gauges (current values), from
-/// [`rvoip_server_stats`]. `responses[m][c]` counts responses of class `c + 1` (0: 1xx … 5:
+/// [`rvoip_server_get_stats`]. `responses[m][c]` counts responses of class `c + 1` (0: 1xx … 5:
 /// 6xx) sent for requests of method `m`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,7 @@ const _: () = assert!(RVOIP_SIP_METHODS == METHOD_SLOTS);
 /// answers (at most 2 s). Errors: NULL_ARGUMENT, INVALID_STATE (stopped, or no answer in
 /// time).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn rvoip_server_stats(
+pub unsafe extern "C" fn rvoip_server_get_stats(
     server: *const rvoip_server,
     out: *mut rvoip_server_stats,
 ) -> rvoip_result {
@@ -174,6 +174,7 @@ pub extern "C" fn rvoip_sip_method_name(index: usize) -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvoip_sdk::sip::transaction::{METHOD_NAMES, method_index};
 
     #[test]
     fn method_names_and_indices_match_the_sdk() {

@@ -1,5 +1,5 @@
 /*
- * smoke_stats: rvoip_server_stats() against an embedded server. A stopped server gives
+ * smoke_stats: rvoip_server_get_stats() against an embedded server. A stopped server gives
  * INVALID_STATE; NULL arguments give NULL_ARGUMENT; after alice and bob register (each:
  * REGISTER, 401, REGISTER with credentials, 200) the REGISTER counters, challenges,
  * registrations, bindings and the REGISTER latency count are exactly what was sent;
@@ -33,14 +33,14 @@ int main(void) {
     so.listen = "udp:127.0.0.1:0";
     so.users = "alice:apw,bob:bpw";
     CHECK_OK(rvoip_server_new(&so, &srv));
-    CHECK_RC(rvoip_server_stats(srv, &st), RVOIP_RESULT_INVALID_STATE);
-    CHECK_RC(rvoip_server_stats(NULL, &st), RVOIP_RESULT_NULL_ARGUMENT);
-    CHECK_RC(rvoip_server_stats(srv, NULL), RVOIP_RESULT_NULL_ARGUMENT);
+    CHECK_RC(rvoip_server_get_stats(srv, &st), RVOIP_RESULT_INVALID_STATE);
+    CHECK_RC(rvoip_server_get_stats(NULL, &st), RVOIP_RESULT_NULL_ARGUMENT);
+    CHECK_RC(rvoip_server_get_stats(srv, NULL), RVOIP_RESULT_NULL_ARGUMENT);
     CHECK_OK(rvoip_server_start(srv));
     CHECK_OK(rvoip_server_port(srv, RVOIP_TRANSPORT_UDP, &port));
 
     memset(&st, 0xAB, sizeof st);
-    CHECK_OK(rvoip_server_stats(srv, &st));
+    CHECK_OK(rvoip_server_get_stats(srv, &st));
     CHECK(st.requests[RVOIP_SIP_METHOD_REGISTER] == 0);
     CHECK(st.bindings == 0 && st.calls == 0 && st.registrations == 0);
     CHECK(st.relay); /* the relay runs by default */
@@ -57,7 +57,7 @@ int main(void) {
     add_account(bob.ep, "bob", "bpw", port);
     wait_registered(&bob);
 
-    CHECK_OK(rvoip_server_stats(srv, &st));
+    CHECK_OK(rvoip_server_get_stats(srv, &st));
     printf("REGISTER requests %llu, 4xx %llu, 2xx %llu, latency count %llu sum %llu us\n",
            (unsigned long long)st.requests[RVOIP_SIP_METHOD_REGISTER],
            (unsigned long long)st.responses[RVOIP_SIP_METHOD_REGISTER][3],
