@@ -157,6 +157,42 @@
 #define RVOIP_TLS_FINGERPRINT_SIZE 96
 
 /**
+ * How many method slots `rvoip_server_stats::requests` and `::responses` have: one per
+ * method of [`rvoip_sip_method_name`] (index 0 to 13) and one for every other method (14).
+ */
+#define RVOIP_SIP_METHODS 15
+
+/**
+ * The index of INVITE in `rvoip_server_stats::requests` and `::responses`.
+ */
+#define RVOIP_SIP_METHOD_INVITE 0
+
+/**
+ * The index of ACK.
+ */
+#define RVOIP_SIP_METHOD_ACK 1
+
+/**
+ * The index of BYE.
+ */
+#define RVOIP_SIP_METHOD_BYE 2
+
+/**
+ * The index of CANCEL.
+ */
+#define RVOIP_SIP_METHOD_CANCEL 3
+
+/**
+ * The index of REGISTER.
+ */
+#define RVOIP_SIP_METHOD_REGISTER 4
+
+/**
+ * The index of OPTIONS.
+ */
+#define RVOIP_SIP_METHOD_OPTIONS 5
+
+/**
  * Result codes of every fallible function. `RVOIP_RESULT_OK` is 0.
  */
 typedef enum rvoip_result {
@@ -981,6 +1017,116 @@ typedef struct rvoip_server_opts {
   const char *data_dir;
 } rvoip_server_opts;
 
+/**
+ * A running server's counters (growing while it runs) and gauges (current values), from
+ * [`rvoip_server_get_stats`]. `responses[m][c]` counts responses of class `c + 1` (0: 1xx … 5:
+ * 6xx) sent for requests of method `m`.
+ */
+typedef struct rvoip_server_stats {
+  /**
+   * Seconds since the server started.
+   */
+  uint64_t uptime_s;
+  /**
+   * SIP requests received, by method index (retransmissions excluded, ACKs included).
+   */
+  uint64_t requests[RVOIP_SIP_METHODS];
+  /**
+   * SIP responses sent, by method index and class (100 Trying included, retransmissions
+   * excluded).
+   */
+  uint64_t responses[RVOIP_SIP_METHODS][6];
+  /**
+   * Retransmitted requests absorbed by their transaction.
+   */
+  uint64_t request_retransmissions;
+  /**
+   * REGISTERs answered (final response) and the sum of their latencies, in microseconds.
+   */
+  uint64_t register_latency_count;
+  /**
+   * See `register_latency_count`.
+   */
+  uint64_t register_latency_sum_us;
+  /**
+   * INVITEs given a first response other than 100 Trying, and the sum of the times to it,
+   * in microseconds.
+   */
+  uint64_t invite_latency_count;
+  /**
+   * See `invite_latency_count`.
+   */
+  uint64_t invite_latency_sum_us;
+  /**
+   * Client transactions in progress.
+   */
+  uint64_t client_transactions;
+  /**
+   * Server transactions in progress.
+   */
+  uint64_t server_transactions;
+  /**
+   * Calls in progress (record-routed dialogs, early or confirmed).
+   */
+  uint64_t calls;
+  /**
+   * Registered contact bindings.
+   */
+  uint64_t bindings;
+  /**
+   * Successful registrations (200 to REGISTER).
+   */
+  uint64_t registrations;
+  /**
+   * Digest challenges sent (401 and 407).
+   */
+  uint64_t challenges;
+  /**
+   * Failed digest attempts.
+   */
+  uint64_t auth_failures;
+  /**
+   * Messages that could not be parsed.
+   */
+  uint64_t parse_errors;
+  /**
+   * Requests answered by the server itself with an error (challenges excluded).
+   */
+  uint64_t rejected;
+  /**
+   * Requests forwarded by the proxy (each fork branch once).
+   */
+  uint64_t forwarded;
+  /**
+   * Messages dropped by the flood and brute-force guard.
+   */
+  uint64_t guard_dropped;
+  /**
+   * Requests refused with 503 by a load limit (`max_transactions*`, `max_held_bytes*`).
+   */
+  uint64_t overloaded;
+  /**
+   * Stream connections open.
+   */
+  uint64_t connections_open;
+  /**
+   * Whether the media relay runs (the `relay_*` fields are 0 when not).
+   */
+  bool relay;
+  /**
+   * Media relay sessions in use.
+   */
+  uint64_t relay_sessions;
+  /**
+   * Media relay UDP ports in use.
+   */
+  uint64_t relay_ports_in_use;
+  /**
+   * Packets the relay forwarded.
+   */
+  uint64_t relay_packets_forwarded;
+} rvoip_server_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1437,6 +1583,20 @@ enum rvoip_result rvoip_server_tls_fingerprint(const struct rvoip_server *server
  * Stops and frees the server. NULL is a no-op.
  */
 void rvoip_server_free(struct rvoip_server *server);
+
+/**
+ * Writes the running server's counters and gauges to `out`; blocks until its event loop
+ * answers (at most 2 s). Errors: NULL_ARGUMENT, INVALID_STATE (stopped, or no answer in
+ * time).
+ */
+enum rvoip_result rvoip_server_get_stats(const struct rvoip_server *server,
+                                         struct rvoip_server_stats *out);
+
+/**
+ * The method of slot `index` of `rvoip_server_stats::requests` / `::responses` (`"INVITE"`,
+ * …, `"other"` for 14), or NULL past the last slot. Static; never freed.
+ */
+const char *rvoip_sip_method_name(size_t index);
 
 /**
  * Blind transfer (RFC 3515, RFC 5589 §6): asks the peer of the established call `call_id` to

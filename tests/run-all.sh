@@ -74,6 +74,13 @@ else
   echo "missing: python module pjsua2"
   python3 -m pip install pjsua2-python || FAILED+=("pip install pjsua2-python")
 fi
+# prometheus_client's exposition parsers for the metrics test (tests/integration/metrics.sh)
+if python3 -c 'import prometheus_client' 2>/dev/null; then
+  echo "python prometheus_client present"
+else
+  echo "missing: python module prometheus_client"
+  python3 -m pip install prometheus-client || FAILED+=("pip install prometheus-client")
+fi
 # sipvicious (svwar, svcrack) for the attack tests (tests/integration/sipvicious.sh)
 if python3 -c 'import sipvicious' 2>/dev/null; then
   echo "python sipvicious present"

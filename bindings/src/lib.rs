@@ -23,6 +23,7 @@ pub mod error;
 pub mod event;
 pub mod listener;
 pub mod server;
+pub mod stats;
 
 pub use error::RvoipError;
 

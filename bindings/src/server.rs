@@ -79,7 +79,7 @@ pub(crate) fn port_of(
 /// An embedded SIP server: created stopped, then `start()`.
 #[derive(uniffi::Object)]
 pub struct Server {
-    inner: sdk::Server,
+    pub(crate) inner: sdk::Server,
 }
 
 #[uniffi::export]

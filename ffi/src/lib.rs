@@ -27,6 +27,7 @@ mod event;
 mod log;
 mod presence;
 mod server;
+mod stats;
 mod transfer;
 mod util;
 
@@ -37,6 +38,7 @@ pub use event::*;
 pub use log::*;
 pub use presence::*;
 pub use server::*;
+pub use stats::*;
 pub use transfer::*;
 
 use std::ffi::c_char;

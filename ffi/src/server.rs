@@ -19,7 +19,7 @@ pub const RVOIP_TLS_FINGERPRINT_SIZE: usize = 96;
 
 /// An embedded SIP server. Create with [`rvoip_server_new`] or [`rvoip_server_new_from_toml`],
 /// then [`rvoip_server_start`]; free with [`rvoip_server_free`].
-pub struct rvoip_server(Server);
+pub struct rvoip_server(pub(crate) Server);
 
 /// Settings of an embedded server. Fill with [`rvoip_server_opts_default`]; strings copied.
 #[repr(C)]

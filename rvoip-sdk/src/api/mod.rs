@@ -36,6 +36,7 @@ mod transfer;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::driver::stats::ServerStats;
 pub use crate::driver::tls::ClientTlsOptions as TlsOptions;
 pub use crate::media::audio::{AudioSink, AudioSource};
 pub use crate::media::session::CallStats;

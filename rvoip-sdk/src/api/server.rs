@@ -28,6 +28,8 @@ struct Running {
     control: crate::driver::ControlHandle,
     /// The configuration it started with (settings that need a restart keep these values).
     started_cfg: ServerConfig,
+    queries: crate::driver::query::QueryHandle,
+    http_addr: Option<SocketAddr>,
 }
 
 /// A registrar + proxy that can be started and stopped. Thread-safe.
@@ -110,6 +112,8 @@ impl Server {
         let (tls_counters, ws_counters) = (server.tls_counters(), server.ws_counters());
         let conn_counters = server.conn_counters();
         let control = server.control();
+        let queries = server.queries();
+        let http_addr = server.http_addr();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         runtime.spawn(server.run(async move {
             let _ = rx.await;
@@ -126,6 +130,8 @@ impl Server {
             conn_counters,
             control,
             started_cfg: cfg,
+            queries,
+            http_addr,
         });
         Ok(())
     }
@@ -213,6 +219,39 @@ impl Server {
             .ok()
             .and_then(|r| r.as_ref().and_then(|r| r.relay.clone()))?;
         Some(relay.stats())
+    }
+}
+
+/// How long [`Server::stats`] waits for the event loop.
+const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Server {
+    /// A snapshot of the running server's counters and gauges: SIP requests and responses by
+    /// method and class, first-response latencies, transactions, calls, bindings, digest
+    /// challenges and failures, parse errors, drops and limits hit, connections and the media
+    /// relay (the figures `/metrics` exposes). Blocks the calling thread until the event loop
+    /// answers, at most 2 s; do not call it from inside an async task of the server's runtime.
+    /// Errors: [`ApiError::InvalidState`] (stopped, or the event loop did not answer in time).
+    pub fn stats(&self) -> Result<crate::driver::stats::ServerStats, ApiError> {
+        let queries = self
+            .running
+            .lock()
+            .map_err(|_| ApiError::Shutdown)?
+            .as_ref()
+            .map(|r| r.queries.clone())
+            .ok_or_else(|| ApiError::InvalidState("server not running".into()))?;
+        queries
+            .stats_blocking(STATS_TIMEOUT)
+            .map_err(|e| ApiError::InvalidState(e.to_string()))
+    }
+
+    /// The address of the operator's HTTP listener (`http_listen`: `/metrics`, `/healthz`,
+    /// `/status`) while running, with the real port when 0 was asked for.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().and_then(|r| r.http_addr))
     }
 }
 
@@ -365,6 +404,84 @@ mod tests {
             }
         }
         (false, seen)
+    }
+
+    /// One HTTP/1.0 GET to `addr`: (status code, body).
+    fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, body.to_string())
+    }
+
+    /// `stats()` and the HTTP listener see the same counters: an OPTIONS and a challenged
+    /// REGISTER are counted once each, `/metrics` exposes them, `/healthz` is ok, `/status`
+    /// lists no binding; a stopped server has no stats.
+    #[test]
+    fn stats_and_http_endpoints_count_what_was_sent() {
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(cfg);
+        assert!(matches!(server.stats(), Err(ApiError::InvalidState(_))));
+        server.start().unwrap();
+        let addr = server.local_addrs()[0].1;
+        let http = server.http_addr().expect("http listener");
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(addr).unwrap();
+        let me = sock.local_addr().unwrap();
+        for (method, want) in [("OPTIONS", "SIP/2.0 200"), ("REGISTER", "SIP/2.0 401")] {
+            let req = format!(
+                "{method} sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKst{method}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:carol@{addr}>;tag=s\r\nTo: <sip:carol@{addr}>\r\n\
+                 Call-ID: st{method}@test\r\nCSeq: 1 {method}\r\nContact: <sip:carol@{me}>\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            sock.send(req.as_bytes()).unwrap();
+            let (ok, lines) = wait_for(&sock, |l| l.starts_with(want));
+            assert!(ok, "{lines:?}");
+        }
+        let s = server.stats().unwrap();
+        use crate::sip::msg::Method;
+        assert_eq!(s.messages.requests(&Method::Options), 1);
+        assert_eq!(s.messages.requests(&Method::Register), 1);
+        assert_eq!(s.messages.responses(&Method::Options, 2), 1);
+        assert_eq!(s.messages.responses(&Method::Register, 4), 1);
+        assert_eq!(s.messages.latency_of(&Method::Register).count, 1);
+        assert_eq!(s.core.challenges, 1);
+        assert!(s.relay.is_none());
+
+        let (code, body) = http_get(http, "/metrics");
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("rvoip_sip_requests_total{method=\"REGISTER\"} 1\n"),
+            "{body}"
+        );
+        assert!(body.contains("rvoip_sip_responses_total{method=\"OPTIONS\",class=\"2xx\"} 1\n"));
+        let (code, body) = http_get(http, "/healthz");
+        assert_eq!(code, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["stores"][0]["kind"], "memory");
+        let (code, body) = http_get(http, "/status");
+        assert_eq!(code, 200);
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["bindings_total"], 0);
+        assert_eq!(http_get(http, "/other").0, 404);
+        server.stop();
+        assert!(matches!(server.stats(), Err(ApiError::InvalidState(_))));
     }
 
     /// Forwarding set through the API reaches the running core: bob (no binding) is 480

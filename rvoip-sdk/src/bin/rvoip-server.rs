@@ -125,6 +125,10 @@ struct Args {
     /// Kamailio's `rtpengine_sock "udp:IP:PORT"`).
     #[arg(long, value_name = "udp:IP:PORT", requires = "relay_only")]
     ng: Option<ListenSpec>,
+    /// The operator's HTTP listener, `IP:PORT` (e.g. 127.0.0.1:9090): GET /metrics
+    /// (Prometheus), /healthz and /status (JSON). Off by default; `http_listen` in the config.
+    #[arg(long = "http", value_name = "IP:PORT")]
+    http: Option<std::net::SocketAddr>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -177,6 +181,9 @@ fn main() -> ExitCode {
             println!("TLS certificate SHA-256 fingerprint: {f}");
         }
         println!("domain/realm: {}", server.domain());
+        if let Some(a) = server.http_addr() {
+            println!("http listening on {a} (/metrics, /healthz, /status)");
+        }
         match server.relay() {
             Some(_) => println!(
                 "media relay: {}, UDP ports {}-{}",
@@ -305,6 +312,9 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
     }
     cfg.trusted_sources
         .extend(args.trusted_sources.iter().copied());
+    if args.http.is_some() {
+        cfg.http_listen = args.http;
+    }
     Ok(cfg)
 }
 

@@ -8,12 +8,17 @@
 //! ([`ws`], RFC 7118) are more connection kinds feeding the same channel.
 
 pub mod conn;
+pub mod health;
+mod http;
 mod lag;
 pub mod media;
+pub mod metrics;
 pub mod ng;
+pub mod query;
 pub mod record;
 pub mod relay;
 mod setup;
+pub mod stats;
 pub mod store;
 pub(crate) mod tcp;
 pub mod tls;
@@ -205,6 +210,12 @@ pub struct BoundServer {
     store: Option<store::StoreWriter>,
     /// Other nodes' binding changes (`store = "redis"`).
     remote: Option<RemoteChanges>,
+    /// The operator's HTTP listener (`http_listen`): /metrics, /healthz, /status.
+    http: Option<TcpListener>,
+    /// The stores `/healthz` reports on.
+    health: health::Health,
+    /// Questions for the event task ([`BoundServer::queries`]).
+    queries: (mpsc::Sender<query::Query>, mpsc::Receiver<query::Query>),
 }
 
 /// Other nodes' binding changes, as the store's subscriber hands them over.
@@ -322,6 +333,18 @@ impl BoundServer {
             );
         }
         let relay = relay.map(|(d, _)| d);
+        let http = match cfg.http_listen {
+            Some(addr) => Some(listen_tcp(addr).map_err(|source| DriverError::Bind {
+                spec: format!("http:{addr}"),
+                source,
+            })?),
+            None => None,
+        };
+        let health = health::Health::default();
+        health.add_store(health::StoreHealth::new(
+            "location",
+            store.as_ref().map_or("memory", |w| w.health().name),
+        ));
         let limits = Limits {
             max_message_bytes: cfg.max_message_bytes,
             max_headers: cfg.max_headers,
@@ -356,6 +379,9 @@ impl BoundServer {
             control: mpsc::channel(CONTROL_QUEUE),
             store,
             remote,
+            http,
+            health,
+            queries: mpsc::channel(query::QUERY_QUEUE),
         })
     }
 
@@ -433,15 +459,35 @@ impl BoundServer {
             control: (control_tx, mut control_rx),
             store,
             remote,
+            http,
+            health,
+            queries: (query_tx, mut query_rx),
             ..
         } = self;
         let mut remote = remote;
         let store_health = store.as_ref().map(|w| w.health());
+        // What /healthz says about the bindings' store, updated when its reachability changes.
+        let location_health = health.store("location");
+        let mut store_reachable = true;
         // Handles keep working only while the loop runs: ours goes with it.
         drop(control_tx);
         let mut dns = Dns::new(dns_server);
         let (tx, mut rx) = mpsc::channel::<Inbound>(4096);
         let mut tasks = tokio::task::JoinSet::new();
+        let sources = stats::Sources {
+            started: std::time::Instant::now(),
+            conns: conns.counters.clone(),
+            relay: relay.as_ref().map(|r| r.handle()),
+            tls: tls_counters.clone(),
+            ws: ws_counters.clone(),
+        };
+        if let Some(l) = http {
+            let queries = query::QueryHandle { tx: query_tx };
+            tasks.spawn(http::serve(l, http::HttpContext { queries, health }));
+        } else {
+            // Handles given out keep working only while the loop runs: ours goes with it.
+            drop(query_tx);
+        }
         for l in tcp {
             tasks.spawn(tcp::accept_loop(l, tx.clone(), conns.clone()));
         }
@@ -557,6 +603,9 @@ impl BoundServer {
                         core.registrar.location.apply_remote(c, unix);
                     }
                 }
+                Some(q) = query_rx.recv() => {
+                    query::answer(&core, &sources, std::time::Instant::now(), q);
+                }
                 _ = &mut sleep => {
                     deadline = None;
                     let now = std::time::Instant::now();
@@ -571,6 +620,11 @@ impl BoundServer {
                 core.handle_timeout(now);
                 lag.record(Step::Timers, now);
             }
+            // Questions (metrics, status) are answered under sustained traffic too, when their
+            // select branch would not be reached.
+            while let Ok(q) = query_rx.try_recv() {
+                query::answer(&core, &sources, now, q);
+            }
             while let Some(q) = core.poll_dns_query() {
                 dns.spawn(q, &tx, &mut core, now);
             }
@@ -584,7 +638,17 @@ impl BoundServer {
                 if core.registrar.location.has_changes() {
                     w.send(core.registrar.location.take_changes());
                 }
-                core.set_store_available(h.reachable());
+                let reachable = h.reachable();
+                if reachable != store_reachable {
+                    store_reachable = reachable;
+                    core.set_store_available(reachable);
+                    if let Some(lh) = &location_health {
+                        match reachable {
+                            true => lh.set_reachable(),
+                            false => lh.set_unreachable("store writes fail"),
+                        }
+                    }
+                }
             }
             // Connections that carry a live registration are never closed as idle: new ones
             // at once, and the whole set (expired ones dropped) now and then.

@@ -374,6 +374,11 @@ pub struct ServerConfig {
     /// Outbound routing to trunks and gateways: destination sets, probing and routes
     /// (`[dispatch]`, see [`crate::server::dispatch::config`]). Default: none.
     pub dispatch: crate::server::dispatch::DispatchConfig,
+    /// The operator's HTTP listener, `IP:PORT` (e.g. `127.0.0.1:9090`): `GET /metrics`
+    /// (Prometheus), `/healthz` (liveness, store reachability) and `/status` (bindings and
+    /// calls, JSON). No authentication: bind it to a loopback or management address. Default
+    /// off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -469,6 +474,7 @@ impl Default for ServerConfig {
             udp_receive_buffer_bytes: 4 << 20,
             domains: Default::default(),
             dispatch: Default::default(),
+            http_listen: None,
         }
     }
 }

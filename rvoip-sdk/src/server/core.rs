@@ -272,8 +272,12 @@ impl ServerCore {
                 let Some(resp) = error_response(&data, &err) else {
                     return;
                 };
+                let method = resp.headers.cseq().map(|c| c.method).ok();
+                let status = resp.status;
                 let budget = (transport == Transport::Udp).then_some(wire_len);
                 if let Some(bytes) = reply::fit_budget(resp, budget, &mut self.stats) {
+                    let method = method.unwrap_or(Method::Extension(ByteString::from_static("")));
+                    self.tl.count_stateless_response(&method, status);
                     self.tl.send_stateless(source, transport, bytes);
                 }
             }

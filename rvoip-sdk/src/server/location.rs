@@ -167,6 +167,14 @@ impl Location {
             .collect()
     }
 
+    /// Every stored binding with its AOR (expired ones not yet swept included), in no
+    /// particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Binding)> {
+        self.aors
+            .iter()
+            .flat_map(|(aor, list)| list.iter().map(move |b| (aor.as_ref(), b)))
+    }
+
     /// An empty location service.
     pub fn new() -> Location {
         Location {

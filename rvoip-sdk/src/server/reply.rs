@@ -251,7 +251,7 @@ fn send_response(
         .map(|c| c.method == Method::Invite)
         .unwrap_or(false);
     if resp.status >= 200 && !invite {
-        tl.respond_stateless(tx, resp);
+        tl.respond_stateless(now, tx, resp);
     } else {
         tl.respond(now, tx, resp);
     }

@@ -748,3 +748,4 @@ mod presence;
 
 mod vhost;
 mod dispatch;
+mod metrics;

@@ -62,6 +62,10 @@ pub struct CallRecord {
     /// (it answered the callee's challenge to the INVITE with the next CSeq, RFC 3261 §22.2)
     /// and takes off their responses. 0 for most calls.
     pub callee_cseq_offset: u32,
+    /// When the initial INVITE was forwarded (the call's age in `/status`).
+    pub started: Instant,
+    /// The initial INVITE's To header value (the called party, before any tag).
+    pub to: Option<String>,
 }
 
 impl CallRecord {
@@ -121,6 +125,11 @@ impl Dialogs {
     /// Forgets a call.
     pub fn remove(&mut self, call_id: &str) -> Option<CallRecord> {
         self.calls.remove(call_id)
+    }
+
+    /// Every call remembered, by Call-ID, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &CallRecord)> {
+        self.calls.iter().map(|(k, r)| (k.as_str(), r))
     }
 
     /// Number of calls remembered.

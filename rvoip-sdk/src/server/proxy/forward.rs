@@ -118,6 +118,8 @@ impl Proxy {
                     answered: None,
                     last_activity: now,
                     callee_cseq_offset: 0,
+                    started: now,
+                    to: req.headers.get(&HeaderName::To).map(|v| v.to_string()),
                 },
             );
             self.arm_sweep(now);

@@ -317,6 +317,9 @@ impl Proxy {
             return;
         };
         if let Some((dest, t)) = via_destination(&next) {
+            if let Ok(cseq) = resp.headers.cseq() {
+                io.tl.count_stateless_response(&cseq.method, resp.status);
+            }
             io.tl.send_stateless(dest, t, resp.to_bytes());
         }
     }

@@ -204,6 +204,12 @@ struct ClientTx {
 
 struct ServerTx {
     invite: bool,
+    /// The request's method slot in [`MessageCounts`].
+    method: u8,
+    /// When the request arrived (first-response latency).
+    started: Instant,
+    /// Whether a response other than 100 Trying was sent (its latency is recorded).
+    answered: bool,
     state: ServerState,
     /// The request; dropped once a final response went out (memory).
     request: Option<Box<Request>>,
@@ -247,6 +253,8 @@ pub struct TransactionLayer {
     held_bytes: usize,
     /// Per source IP: live server transactions and the bytes of their requests.
     per_source: HashMap<IpAddr, (u32, usize)>,
+    /// Messages received and sent, by method and class.
+    counts: MessageCounts,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -300,6 +308,7 @@ impl TransactionLayer {
             incoming_len: 0,
             held_bytes: 0,
             per_source: HashMap::new(),
+            counts: MessageCounts::default(),
         }
     }
 
@@ -510,6 +519,19 @@ impl TransactionLayer {
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty() && self.servers.is_empty()
     }
+
+    /// The requests received and responses sent so far, by method and class, with the
+    /// first-response latencies.
+    pub fn counts(&self) -> &MessageCounts {
+        &self.counts
+    }
+
+    /// Counts a response with `status` to a `method` request that the element sent outside
+    /// any server transaction (with [`TransactionLayer::send_stateless`]: a reply to an
+    /// unparsable request, a relayed stray 2xx).
+    pub fn count_stateless_response(&mut self, method: &Method, status: u16) {
+        self.counts.response(method_index(method), status);
+    }
 }
 
 /// A fresh RFC 3261 branch: `"z9hG4bK"` + 16 hex chars, unique within the process (a bijective
@@ -528,6 +550,11 @@ pub fn new_branch() -> String {
 }
 
 mod client;
+mod counts;
+pub use counts::{
+    CLASS_NAMES, LATENCY_BUCKETS_US, LatencyHistogram, METHOD_NAMES, METHOD_SLOTS, MessageCounts,
+    class_index, method_index,
+};
 mod keys;
 mod load;
 pub use load::{TX_STATE_BYTES, allocation_size, held_cost};

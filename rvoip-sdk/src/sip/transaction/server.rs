@@ -30,6 +30,7 @@ impl TransactionLayer {
                     if tx.invite {
                         match tx.state {
                             ServerState::Completed => {
+                                self.counts.request(method_index(&Method::Ack));
                                 tx.state = ServerState::Confirmed;
                                 tx.last_resp = None;
                                 tx.retx_at = None;
@@ -41,12 +42,16 @@ impl TransactionLayer {
                                 }
                                 return;
                             }
-                            ServerState::Confirmed => return,
+                            ServerState::Confirmed => {
+                                self.counts.retransmissions_received += 1;
+                                return;
+                            }
                             _ => {}
                         }
                     }
                 }
             }
+            self.counts.request(method_index(&Method::Ack));
             self.events.push_back(TxEvent::Request {
                 tx: None,
                 req,
@@ -59,6 +64,7 @@ impl TransactionLayer {
         let existing = self.find_server(key.as_ref(), legacy.as_ref(), LegacyMatch::Same);
         if let Some(id) = existing {
             if let Some(tx) = self.servers.get(&id) {
+                self.counts.retransmissions_received += 1;
                 // A retransmission (§17.2.1, §17.2.2): re-send the last response, if any.
                 match tx.state {
                     ServerState::Proceeding | ServerState::Completed => {
@@ -74,6 +80,8 @@ impl TransactionLayer {
 
         let id = self.alloc_id();
         let invite = req.method == Method::Invite;
+        let method = method_index(&req.method);
+        self.counts.request(method);
         let dest = response_dest(via.as_ref(), source, transport);
         match (&key, &legacy) {
             (Some(k), _) => {
@@ -88,6 +96,10 @@ impl TransactionLayer {
         }
         let mut tx = ServerTx {
             invite,
+            // METHOD_SLOTS (15) fits a u8.
+            method: method as u8,
+            started: now,
+            answered: false,
             state: ServerState::Trying,
             request: Some(Box::new(req.clone())),
             wire_len: self.incoming_len,
@@ -104,6 +116,7 @@ impl TransactionLayer {
         };
         if invite {
             let trying = Response::for_request(&req, 100).to_bytes();
+            self.counts.response(method, 100);
             push_transmit(&mut self.transmits, dest, transport, trying.clone());
             tx.last_resp = Some(trying);
             tx.state = ServerState::Proceeding;
@@ -136,6 +149,14 @@ impl TransactionLayer {
         let Some(tx) = self.servers.get_mut(&id) else {
             return false;
         };
+        let sendable = match tx.state {
+            ServerState::Trying | ServerState::Proceeding => true,
+            ServerState::Accepted => (200..300).contains(&status),
+            ServerState::Completed | ServerState::Confirmed => false,
+        };
+        if sendable {
+            note_sent(&mut self.counts, tx, now, status);
+        }
         let reliable = tx.transport.is_reliable();
         match tx.state {
             ServerState::Proceeding if tx.invite => {
@@ -199,16 +220,18 @@ impl TransactionLayer {
     /// behaviour, as a registrar or an element rejecting a request may use). A retransmitted
     /// request then starts a new transaction and is answered again. Returns false if the
     /// transaction is unknown or the status is not final.
-    pub fn respond_stateless(&mut self, tx: ServerTxId, resp: Response) -> bool {
+    /// `now` times the request's first answer ([`MessageCounts::first_response_latency`]).
+    pub fn respond_stateless(&mut self, now: Instant, tx: ServerTxId, resp: Response) -> bool {
         if !(200..=699).contains(&resp.status) {
             return false;
         }
-        let Some(t) = self.servers.get(&tx.0) else {
+        let Some(t) = self.servers.get_mut(&tx.0) else {
             return false;
         };
         if !matches!(t.state, ServerState::Trying | ServerState::Proceeding) {
             return false;
         }
+        note_sent(&mut self.counts, t, now, resp.status);
         push_transmit(&mut self.transmits, t.dest, t.transport, resp.to_bytes());
         self.remove_server(tx.0);
         true
@@ -260,6 +283,17 @@ impl TransactionLayer {
                 }
             }
         }
+    }
+}
+
+/// Counts a response with `status` sent on `tx` at `now`, and the request's first-answer
+/// latency when it is the first response other than 100 Trying.
+fn note_sent(counts: &mut MessageCounts, tx: &mut ServerTx, now: Instant, status: u16) {
+    let method = usize::from(tx.method);
+    counts.response(method, status);
+    if status > 100 && !tx.answered {
+        tx.answered = true;
+        counts.latency(method, now.saturating_duration_since(tx.started));
     }
 }
 
