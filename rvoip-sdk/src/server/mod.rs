@@ -2,8 +2,8 @@
 
 pub mod config;
 pub mod core;
-pub mod domains;
 pub mod dispatch;
+pub mod domains;
 pub mod forward;
 pub mod guard;
 pub mod local;

@@ -746,6 +746,6 @@ mod offline;
 
 mod presence;
 
-mod vhost;
 mod dispatch;
 mod metrics;
+mod vhost;
