@@ -120,6 +120,11 @@ struct Args {
     /// Kamailio's `rtpengine_sock "udp:IP:PORT"`).
     #[arg(long, value_name = "udp:IP:PORT", requires = "relay_only")]
     ng: Option<ListenSpec>,
+    /// Worker threads, each with its own server core; messages are sharded by Call-ID and
+    /// registrations replicated between them. Default: the number of CPUs, or 1 when presence,
+    /// offline messages or conference rooms are on (they need one worker).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -211,6 +216,9 @@ fn main() -> ExitCode {
     } else if cfg.store.is_none() {
         cfg.store = Some(rvoip_sdk::server::config::StoreKind::Redb);
     }
+    if args.workers.is_some() {
+        cfg.workers = args.workers;
+    }
     if args.dns_server.is_some() {
         cfg.dns_server = args.dns_server;
     }
@@ -244,6 +252,7 @@ fn main() -> ExitCode {
             println!("TLS certificate SHA-256 fingerprint: {f}");
         }
         println!("domain/realm: {}", server.domain());
+        println!("workers: {}", server.worker_count());
         match server.relay() {
             Some(_) => println!(
                 "media relay: {}, UDP ports {}-{}",

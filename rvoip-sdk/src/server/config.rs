@@ -303,6 +303,11 @@ pub struct ServerConfig {
     /// Default (`None`): in memory for a server embedded through [`crate::api::Server`], redb for
     /// the `rvoip-server` binary.
     pub store: Option<StoreKind>,
+    /// Worker threads, each with its own server core, sharded by Call-ID
+    /// ([`crate::server::shard`]). Unset or 0: the number of CPUs, or 1 when `presence`,
+    /// `offline_messages` or conference rooms are on (they need one worker; asking for more
+    /// with them on is an error).
+    pub workers: Option<usize>,
     /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
     /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
     pub dns_server: Option<std::net::SocketAddr>,
@@ -434,6 +439,7 @@ impl Default for ServerConfig {
             tls_key: None,
             data_dir: None,
             store: None,
+            workers: None,
             dns_server: None,
             flood_limit: 1000,
             flood_window_ms: 1000,

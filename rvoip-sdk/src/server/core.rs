@@ -204,6 +204,11 @@ impl ServerCore {
         self.auth.set_secret(secret);
     }
 
+    /// The digest nonce secret in use (every worker of a server gets the same one).
+    pub fn nonce_secret(&self) -> [u8; 32] {
+        self.auth.secret()
+    }
+
     /// The current wall-clock seconds since the Unix epoch (for drivers building a core).
     pub fn system_unix_secs() -> u64 {
         SystemTime::now()

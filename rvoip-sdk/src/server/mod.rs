@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod relay;
 pub mod reply;
+pub mod shard;
 
 #[cfg(test)]
 mod tests;

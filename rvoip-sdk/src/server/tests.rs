@@ -745,3 +745,5 @@ mod redirect;
 mod offline;
 
 mod presence;
+
+mod shard;
