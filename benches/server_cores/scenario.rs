@@ -96,6 +96,8 @@ pub struct Outcome {
     /// Inbound messages the cores handled while timed.
     pub messages: u64,
     pub elapsed: Duration,
+    /// CPU time the worker threads used while timed (CLOCK_THREAD_CPUTIME_ID, summed).
+    pub cpu: Duration,
     /// Flows that did not complete as expected (0 in a sound run).
     pub failed: usize,
     /// Flows handed to another worker after the Call-ID scan.
@@ -108,6 +110,25 @@ impl Outcome {
     pub fn per_second(&self) -> f64 {
         self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+
+    /// Messages per CPU-second of the worker threads: what one core does when it is not shared.
+    pub fn per_cpu_second(&self) -> f64 {
+        self.messages as f64 / self.cpu.as_secs_f64().max(1e-9)
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn user_addr(i: usize) -> SocketAddr {
@@ -495,6 +516,7 @@ pub fn run(load: &Load, workers: usize) -> Outcome {
                     let pre_handled = sim.handled;
                     go.wait();
                     // Timed.
+                    let cpu_start = thread_cpu();
                     let (mut handed_over, mut since) = (0, 0);
                     let mut handle = |sim: &mut Sim, m: Msg, failed: &mut usize| match m {
                         Msg::Flow(k) => {
@@ -532,12 +554,20 @@ pub fn run(load: &Load, workers: usize) -> Outcome {
                         }
                     }
                     let end = Instant::now();
+                    let cpu = thread_cpu().saturating_sub(cpu_start);
                     sim.replicate(&txs);
                     let mut stats = sim.core.stats;
                     // Only the timed part's counters.
                     stats.registrations -= pre_stats.registrations;
                     stats.challenges -= pre_stats.challenges;
-                    (end, sim.handled - pre_handled, failed, handed_over, stats)
+                    (
+                        end,
+                        sim.handled - pre_handled,
+                        failed,
+                        handed_over,
+                        stats,
+                        cpu,
+                    )
                 })
             })
             .collect();
@@ -551,6 +581,7 @@ pub fn run(load: &Load, workers: usize) -> Outcome {
         workers: n,
         messages: results.iter().map(|r| r.1).sum(),
         elapsed: end.saturating_duration_since(start),
+        cpu: results.iter().map(|r| r.5).sum(),
         failed: results.iter().map(|r| r.2).sum(),
         handed_over: results.iter().map(|r| r.3).sum(),
         stats: sum_stats(results.iter().map(|r| &r.4)),

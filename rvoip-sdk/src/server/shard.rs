@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::server::config::{ConfigError, ServerConfig};
 use crate::server::core::ServerCore;
 use crate::server::guard::GuardStats;
-use crate::server::location::{BindingChange, ChangeKind};
+use crate::server::location::{BindingChange, ChangeKind, contact_uri_eq};
 use crate::server::reply::Stats;
 
 /// The value of the first `Call-ID` (or compact `i`) header of a raw SIP message, trimmed of
@@ -222,12 +222,22 @@ impl ServerCore {
     }
 
     /// Applies binding changes made by another replica (another worker, or a node sharing the
-    /// store) at `now`, recording none of them; returns how many changed this replica.
+    /// store) at `now`, recording none of them; returns how many changed this replica. An expiry
+    /// of a binding that this replica holds with a later expiry is ignored: it was refreshed
+    /// (under a new Call-ID, by another worker) while the old copy expired elsewhere.
     pub fn apply_binding_changes(&mut self, now: Instant, changes: &[BindingChange]) -> usize {
         let unix = self.unix_secs(now);
+        let location = &mut self.registrar.location;
         changes
             .iter()
-            .filter(|c| self.registrar.location.apply_remote(c, unix))
+            .filter(|c| {
+                let refreshed = c.kind == ChangeKind::Expired
+                    && location.bindings(&c.aor).iter().any(|b| {
+                        contact_uri_eq(&b.contact, &c.binding.contact)
+                            && b.expires_at > c.binding.expires_at
+                    });
+                !refreshed && location.apply_remote(c, unix)
+            })
             .count()
     }
 

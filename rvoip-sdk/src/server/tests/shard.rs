@@ -117,3 +117,27 @@ fn an_expiry_is_reported_once_by_the_owner_of_the_call_id() {
         .collect();
     assert_eq!(kinds, vec![ChangeKind::Added, ChangeKind::Expired]);
 }
+
+#[test]
+fn a_stale_expiry_does_not_remove_a_binding_refreshed_elsewhere() {
+    let (mut w0, mut w1) = two_workers();
+    assert_eq!(w0.register("bob", "bpw", BOB1).status, 200);
+    let added = w0.core.take_binding_changes(0, 2);
+    w1.core.apply_binding_changes(w1.now, &added);
+    // Worker 1 refreshes bob's contact under a new Call-ID (Expires: 600 from 500 s later)...
+    w1.now += Duration::from_secs(500);
+    w1.n = 10; // Call-ID reg11@test
+    assert_eq!(w1.register("bob", "bpw", BOB1).status, 200);
+    let refreshed = w1.core.take_binding_changes(1, 2);
+    assert_eq!(refreshed[0].kind, ChangeKind::Refreshed);
+    // ...while worker 0's old copy expires before the refresh reaches it.
+    let mut expired = added.clone();
+    expired[0].kind = ChangeKind::Expired;
+    assert_eq!(w1.core.apply_binding_changes(w1.now, &expired), 0);
+    assert_eq!(w1.core.binding_count(), 1, "the refreshed binding stays");
+    // Control: the same expiry of a copy as new as the replica's removes it.
+    let mut current = refreshed.clone();
+    current[0].kind = ChangeKind::Expired;
+    assert_eq!(w1.core.apply_binding_changes(w1.now, &current), 1);
+    assert_eq!(w1.core.binding_count(), 0);
+}
