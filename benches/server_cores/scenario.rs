@@ -33,7 +33,7 @@ use rvoip_sdk::server::core::{ServerCore, Stats};
 use rvoip_sdk::server::local::LocalIdentity;
 use rvoip_sdk::server::location::BindingChange;
 use rvoip_sdk::server::shard::{sum_stats, worker_for};
-use rvoip_sdk::sip::msg::Auth;
+use rvoip_sdk::sip::msg::{Auth, ByteString};
 use rvoip_sdk::sip::transaction::Transport;
 
 /// The digest nonce secret every core and the client share.
@@ -138,16 +138,17 @@ fn user_addr(i: usize) -> SocketAddr {
 fn register(i: usize, call_id: &str, auth: &Authenticator, cnonce: usize) -> Flow {
     let user = format!("u{i:04}");
     let from = user_addr(i);
+    let branch = call_id.replace('@', ".");
     let msg = |cseq: u32, extra: &str| {
         Bytes::from(format!(
-            "REGISTER sip:{HOST} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{call_id}-{cseq};rport\r\n\
+            "REGISTER sip:{HOST} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{branch}-{cseq};rport\r\n\
              Max-Forwards: 70\r\nFrom: <sip:{user}@{HOST}>;tag=f{cnonce}\r\nTo: <sip:{user}@{HOST}>\r\n\
              Call-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{from}>\r\n{extra}\
              Expires: 3600\r\nUser-Agent: bench\r\nContent-Length: 0\r\n\r\n"
         ))
     };
     let [_, md5] = auth.challenges(T0_UNIX, false);
-    let challenge = Auth::parse(&md5).expect("own challenge parses");
+    let challenge = Auth::parse(&ByteString::from(md5)).expect("own challenge parses");
     let authz = authorization_value(
         &challenge,
         &user,
@@ -410,6 +411,11 @@ impl Sim {
             } => {
                 let a = self.feed(first, *from);
                 let b = self.feed(authorized, *from);
+                if std::env::var_os("SERVER_CORES_DEBUG").is_some() {
+                    for (d, m) in a.iter().chain(&b) {
+                        eprintln!("-> {d}\n{}", String::from_utf8_lossy(m));
+                    }
+                }
                 to(&a, *from, b"SIP/2.0 401").is_some() && to(&b, *from, b"SIP/2.0 200").is_some()
             }
             Flow::Call {
