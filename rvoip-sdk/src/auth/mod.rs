@@ -497,6 +497,11 @@ impl Authenticator {
         self.secret = secret;
     }
 
+    /// The nonce secret (to give the same one to several workers or nodes).
+    pub fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+
     /// The realm.
     pub fn realm(&self) -> &str {
         &self.realm

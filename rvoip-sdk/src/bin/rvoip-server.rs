@@ -129,6 +129,11 @@ struct Args {
     /// (Prometheus), /healthz and /status (JSON). Off by default; `http_listen` in the config.
     #[arg(long = "http", value_name = "IP:PORT")]
     http: Option<std::net::SocketAddr>,
+    /// Worker threads, each with its own server core; messages are sharded by Call-ID and
+    /// registrations replicated between them. Default: the number of CPUs, or 1 when presence,
+    /// offline messages or conference rooms are on (they need one worker).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
     /// TOML config file (see README); flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -181,6 +186,7 @@ fn main() -> ExitCode {
             println!("TLS certificate SHA-256 fingerprint: {f}");
         }
         println!("domain/realm: {}", server.domain());
+        println!("workers: {}", server.worker_count());
         if let Some(a) = server.http_addr() {
             println!("http listening on {a} (/metrics, /healthz, /status)");
         }
@@ -306,6 +312,9 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
         cfg.store = Some(s);
     } else if cfg.store.is_none() {
         cfg.store = Some(rvoip_sdk::server::config::StoreKind::Redb);
+    }
+    if args.workers.is_some() {
+        cfg.workers = args.workers;
     }
     if args.dns_server.is_some() {
         cfg.dns_server = args.dns_server;

@@ -18,11 +18,14 @@ pub mod query;
 pub mod record;
 pub mod relay;
 mod setup;
+mod shard_relay;
 pub mod stats;
 pub mod store;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
+mod worker_stats;
+pub mod workers;
 pub mod ws;
 
 use lag::{LoopLag, Step};
@@ -111,8 +114,8 @@ pub(crate) enum Inbound {
     },
 }
 
-/// A change to the running core, from the app ([`ControlHandle`]).
-#[derive(Debug)]
+/// A change to the running core, from the app ([`ControlHandle`]). Cloned to every worker.
+#[derive(Debug, Clone)]
 enum Control {
     /// Sets or clears a user's call forwarding.
     SetForwarding(String, Option<crate::server::forward::ForwardRule>),
@@ -216,6 +219,10 @@ pub struct BoundServer {
     health: health::Health,
     /// Questions for the event task ([`BoundServer::queries`]).
     queries: (mpsc::Sender<query::Query>, mpsc::Receiver<query::Query>),
+    /// Workers 1..N when `workers` > 1 ([`workers`]); `None`: this one event loop.
+    workers: Option<workers::Workers>,
+    /// Every worker's counters ([`BoundServer::stats`]).
+    stats_board: Arc<workers::ServerStats>,
 }
 
 /// Other nodes' binding changes, as the store's subscriber hands them over.
@@ -255,6 +262,8 @@ impl BoundServer {
         let users = cfg.load_users()?;
         let domains = cfg.load_domains()?;
         cfg.forward_rules()?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let worker_count = crate::server::shard::resolve_workers(cfg, cpus)?;
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         let mut tls = Vec::new();
@@ -267,7 +276,13 @@ impl BoundServer {
             };
             match spec.transport {
                 Transport::Udp => {
-                    let s = UdpSocket::bind(spec.addr).await.map_err(err)?;
+                    let s = if worker_count > 1 {
+                        // Every worker binds the same address (SO_REUSEPORT).
+                        let std = workers::bind_udp_reuseport(spec.addr).map_err(err)?;
+                        UdpSocket::from_std(std).map_err(err)?
+                    } else {
+                        UdpSocket::bind(spec.addr).await.map_err(err)?
+                    };
                     let size = set_udp_receive_buffer(&s, cfg.udp_receive_buffer_bytes);
                     tracing::debug!(addr = %spec.addr, receive_buffer = size, "udp socket");
                     bound.push((Transport::Udp, s.local_addr().map_err(err)?));
@@ -332,6 +347,16 @@ impl BoundServer {
                 "record_calls/record_users need the media relay (relay = \"off\"): nothing is recorded"
             );
         }
+        let workers = workers::prepare(
+            worker_count,
+            cfg,
+            &bound,
+            &users,
+            now,
+            &mut core,
+            relay.as_ref(),
+            recorder.as_ref(),
+        )?;
         let relay = relay.map(|(d, _)| d);
         let http = match cfg.http_listen {
             Some(addr) => Some(listen_tcp(addr).map_err(|source| DriverError::Bind {
@@ -382,12 +407,25 @@ impl BoundServer {
             http,
             health,
             queries: mpsc::channel(query::QUERY_QUEUE),
+            workers,
+            stats_board: workers::ServerStats::new(worker_count),
         })
     }
 
     /// The bindings' store health and counters (`None` without a store).
     pub fn store_health(&self) -> Option<Arc<store::StoreHealth>> {
         self.store.as_ref().map(|w| w.health())
+    }
+
+    /// Every worker's counters while the server runs; [`workers::ServerStats::snapshot`] is the
+    /// whole server's [`crate::server::core::Stats`] (summed over workers).
+    pub fn stats(&self) -> Arc<workers::ServerStats> {
+        self.stats_board.clone()
+    }
+
+    /// How many workers (event loops, each with its own core) the server runs.
+    pub fn worker_count(&self) -> usize {
+        self.workers.as_ref().map_or(1, |w| w.count())
     }
 
     /// The media relay's handle (`None` with `relay = "off"`): counters and ports in use.
@@ -441,7 +479,10 @@ impl BoundServer {
 
     /// Runs the event loop until `shutdown` completes. Socket errors on one connection never stop
     /// the server; a failed UDP receive is logged and retried.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        if let Some(w) = self.workers.take() {
+            return workers::run(self, w, shutdown).await;
+        }
         let BoundServer {
             mut core,
             udp,
@@ -462,6 +503,7 @@ impl BoundServer {
             http,
             health,
             queries: (query_tx, mut query_rx),
+            stats_board,
             ..
         } = self;
         let mut remote = remote;
@@ -633,6 +675,7 @@ impl BoundServer {
                 out.send(t);
             }
             lag.record(Step::Transmit, sending);
+            stats_board.publish(0, &core, 0);
             // Binding changes go to the store's own thread; REGISTER waits while it is down.
             if let (Some(w), Some(h)) = (&store, &store_health) {
                 if core.registrar.location.has_changes() {

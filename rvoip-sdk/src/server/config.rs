@@ -310,6 +310,11 @@ pub struct ServerConfig {
     /// The Redis server of `store = "redis"`, `redis://HOST:PORT/DB`. Default
     /// `redis://127.0.0.1:6379/`.
     pub redis_url: Option<String>,
+    /// Worker threads, each with its own server core, sharded by Call-ID
+    /// ([`crate::server::shard`]). Unset or 0: the number of CPUs, or 1 when `presence`,
+    /// `offline_messages` or conference rooms are on (they need one worker; asking for more
+    /// with them on is an error).
+    pub workers: Option<usize>,
     /// The DNS server (`IP:PORT`) for RFC 3263 lookups of other domains' SIP servers
     /// (NAPTR, SRV, A/AAAA). Default: the system's resolver configuration (`/etc/resolv.conf`).
     pub dns_server: Option<std::net::SocketAddr>,
@@ -454,6 +459,7 @@ impl Default for ServerConfig {
             data_dir: None,
             store: None,
             redis_url: None,
+            workers: None,
             dns_server: None,
             flood_limit: 1000,
             flood_window_ms: 1000,

@@ -222,6 +222,11 @@ impl ServerCore {
         self.domains.set_secret(secret);
     }
 
+    /// The digest nonce secret in use (every worker of a server gets the same one).
+    pub fn nonce_secret(&self) -> [u8; 32] {
+        self.domains.secret()
+    }
+
     /// The current wall-clock seconds since the Unix epoch (for drivers building a core).
     pub fn system_unix_secs() -> u64 {
         SystemTime::now()

@@ -134,7 +134,7 @@ pub fn contact_uri_eq(a: &Uri, b: &Uri) -> bool {
 }
 
 /// AOR -> bindings, with expiry.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Location {
     aors: HashMap<ByteString, Vec<Binding>>,
     /// (expiry, AOR) for every binding stored; entries for refreshed or removed bindings are left

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod registrar;
 pub mod relay;
 pub mod reply;
+pub mod shard;
 
 #[cfg(test)]
 mod tests;

@@ -748,4 +748,5 @@ mod presence;
 
 mod dispatch;
 mod metrics;
+mod shard;
 mod vhost;

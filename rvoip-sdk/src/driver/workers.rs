@@ -1,0 +1,630 @@
+//! The server on several cores (config `workers`, `--workers N`), the way Kamailio runs worker
+//! processes: N workers, each owning a whole [`ServerCore`] on its own thread.
+//!
+//! - **Steering.** A message belongs to the worker chosen by a hash of its Call-ID
+//!   ([`crate::server::shard::worker_for`]): every transaction and dialog of a call, and every
+//!   REGISTER of a registration, stays on one worker.
+//! - **UDP.** Each worker has its own `SO_REUSEPORT` socket on every UDP listen address, so the
+//!   kernel spreads receive work over them; a worker hands a datagram whose Call-ID another
+//!   worker owns to that worker over a channel. Responses and forwarded requests go out of the
+//!   owning worker's socket (the same local address).
+//! - **Streams** (TCP, TLS, WS) are accepted where they are with one worker: a router task
+//!   steers each framed message to its Call-ID's worker and tells every worker of each
+//!   connection opened or closed, so that any worker can send on any connection.
+//! - **Shared state by replication.** Each worker's location is a replica: after each input batch
+//!   a worker sends the binding changes it made to the others (which apply them without
+//!   recording, so nothing echoes) and to the store (each change once, from the worker that made
+//!   it). The digest nonce secret is the same on every worker; the media relay thread is shared
+//!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker.
+//!
+//! With one worker none of this runs: [`super::BoundServer::run`] is the single event loop.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use super::lag::{LoopLag, Step};
+use super::setup::{Dns, release_free_memory, set_udp_receive_buffer};
+use super::shard_relay::{RelayEvents, ShardedRelay};
+use super::transport::Transports;
+use super::{
+    BoundServer, COLLECT_INTERVAL, Control, DriverError, Inbound, PIN_INTERVAL, STATUS_INTERVAL,
+    apply_control, handle_inbound, record, relay, store,
+};
+use crate::server::config::ServerConfig;
+use crate::server::core::{ServerCore, Stats};
+use crate::server::location::BindingChange;
+use crate::server::proxy::MediaHook;
+use crate::server::proxy::anchor::RelayAnchor;
+use crate::server::shard::{sum_stats, worker_for};
+use crate::sip::transaction::Transport;
+
+pub use super::worker_stats::{ServerStats, WorkerStats};
+
+/// What [`BoundServer::bind`] prepares for workers 1..N (worker 0 is the bound server's own
+/// core and sockets).
+pub(crate) struct Workers {
+    /// How many workers (at least 2).
+    count: usize,
+    /// The cores of workers 1..N.
+    cores: Vec<ServerCore>,
+    /// For workers 1..N: one socket on each UDP listen address (registered with the worker's
+    /// own runtime when it starts).
+    sockets: Vec<Vec<std::net::UdpSocket>>,
+    /// The receive buffer asked for those sockets (`udp_receive_buffer_bytes`).
+    receive_buffer: usize,
+}
+
+impl Workers {
+    /// How many workers, worker 0 included.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+}
+
+/// Binds a UDP socket on `addr` with `SO_REUSEPORT` (each worker binds one on the same
+/// address; the kernel spreads datagrams over them by source). Non-blocking.
+pub(crate) fn bind_udp_reuseport(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// Makes workers 1..`count` next to `core` (worker 0): their cores (the same configuration,
+/// users, nonce secret and bindings), their UDP sockets on every address of `bound`, and the
+/// relay anchors that share the relay thread. Turns on binding replication. `None` for one
+/// worker. Errors: a UDP socket could not be bound.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare(
+    count: usize,
+    cfg: &ServerConfig,
+    bound: &[(Transport, SocketAddr)],
+    users: &[(String, String)],
+    now: Instant,
+    core: &mut ServerCore,
+    relay: Option<&(relay::RelayDriver, IpAddr)>,
+    recorder: Option<&record::Recorder>,
+) -> Result<Option<Workers>, DriverError> {
+    if count <= 1 {
+        return Ok(None);
+    }
+    let events = RelayEvents::new(count);
+    let hook = |worker: usize| -> Option<Box<dyn MediaHook>> {
+        let (driver, ip) = relay?;
+        let handle = ShardedRelay::new(driver.handle(), events.clone(), worker);
+        let mut anchor =
+            RelayAnchor::new(handle, cfg.relay, *ip).with_transcoding(cfg.relay_transcode);
+        if let Some(r) = recorder {
+            anchor = anchor.with_recorder(Box::new(r.handle()));
+        }
+        Some(Box::new(anchor))
+    };
+    if let Some(h) = hook(0) {
+        core.set_media_hook(h);
+    }
+    core.record_binding_changes();
+    let secret = core.nonce_secret();
+    let mut cores = Vec::with_capacity(count - 1);
+    let mut sockets = Vec::with_capacity(count - 1);
+    for worker in 1..count {
+        let mut c = ServerCore::new(cfg, core.local().clone(), users, now, core.unix_secs(now));
+        c.set_nonce_secret(secret);
+        // The bindings loaded from the store (recording on, nothing recorded yet).
+        c.registrar.location = core.registrar.location.clone();
+        if let Some(h) = hook(worker) {
+            c.set_media_hook(h);
+        }
+        cores.push(c);
+        let mut socks = Vec::new();
+        for (t, addr) in bound {
+            if *t == Transport::Udp {
+                let s = bind_udp_reuseport(*addr).map_err(|source| DriverError::Bind {
+                    spec: format!("udp:{addr} (worker {worker})"),
+                    source,
+                })?;
+                socks.push(s);
+            }
+        }
+        sockets.push(socks);
+    }
+    tracing::info!(
+        workers = count,
+        "workers: sharded by Call-ID, bindings replicated"
+    );
+    Ok(Some(Workers {
+        count,
+        cores,
+        sockets,
+        receive_buffer: cfg.udp_receive_buffer_bytes,
+    }))
+}
+
+/// The channels every worker reaches the others by.
+struct Peers {
+    /// Messages (steered datagrams and frames, connection news, DNS answers) per worker.
+    inbox: Vec<mpsc::Sender<Inbound>>,
+    /// Binding changes per worker (unbounded: a replica must not miss one).
+    changes: Vec<mpsc::UnboundedSender<Arc<[BindingChange]>>>,
+}
+
+/// Most messages waiting for one worker; past it, UDP datagrams handed over are dropped (the
+/// sender retransmits) and stream frames wait.
+const INBOX: usize = 4096;
+
+/// What one worker's event loop owns.
+struct Worker {
+    index: usize,
+    core: ServerCore,
+    udp: Vec<Arc<UdpSocket>>,
+    inbox: mpsc::Receiver<Inbound>,
+    changes: mpsc::UnboundedReceiver<Arc<[BindingChange]>>,
+    control: mpsc::UnboundedReceiver<Control>,
+    peers: Arc<Peers>,
+    /// Where connections opened by this worker report (the router).
+    router: mpsc::Sender<Inbound>,
+    conns: Arc<super::conn::Conns>,
+    max_message_bytes: usize,
+    store: Option<Arc<store::StoreWriter>>,
+    dns_server: Option<SocketAddr>,
+    stop: watch::Receiver<bool>,
+    board: Arc<ServerStats>,
+}
+
+/// How a worker ended (for the shutdown line).
+struct Summary {
+    messages: u64,
+    handed_over: u64,
+    stats: Stats,
+}
+
+/// Runs `server` (worker 0) and `workers` until `shutdown` completes.
+pub(crate) async fn run(
+    server: BoundServer,
+    workers: Workers,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let BoundServer {
+        core,
+        udp,
+        tcp,
+        tls,
+        ws,
+        tls_config,
+        limits,
+        conns,
+        relay,
+        recorder,
+        tls_counters,
+        ws_counters,
+        dns_server,
+        control: (control_tx, mut control_rx),
+        store,
+        stats_board: board,
+        ..
+    } = server;
+    drop(control_tx);
+    let store = store.map(Arc::new);
+    let n = workers.count;
+    let (router_tx, mut router_rx) = mpsc::channel::<Inbound>(INBOX);
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in tcp {
+        tasks.spawn(super::tcp::accept_loop(l, router_tx.clone(), conns.clone()));
+    }
+    if let Some((config, _)) = &tls_config {
+        for l in tls {
+            tasks.spawn(super::tls::accept_loop(
+                l,
+                config.clone(),
+                router_tx.clone(),
+                conns.clone(),
+                tls_counters.clone(),
+            ));
+        }
+    }
+    for (t, l) in ws {
+        let tls = match t {
+            Transport::Wss => tls_config.as_ref().map(|(c, _)| c.clone()),
+            _ => None,
+        };
+        tasks.spawn(super::ws::accept_loop(
+            l,
+            t,
+            tls,
+            router_tx.clone(),
+            conns.clone(),
+            ws_counters.clone(),
+        ));
+    }
+    let mut peers = Peers {
+        inbox: Vec::with_capacity(n),
+        changes: Vec::with_capacity(n),
+    };
+    let (mut receivers, mut control_txs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        peers.inbox.push(inbox_tx);
+        peers.changes.push(changes_tx);
+        control_txs.push(control_tx);
+        receivers.push((inbox_rx, changes_rx, control_rx));
+    }
+    let peers = Arc::new(peers);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let receive_buffer = workers.receive_buffer;
+    let cores = std::iter::once((core, udp, None)).chain(
+        workers
+            .cores
+            .into_iter()
+            .zip(workers.sockets)
+            .map(|(c, s)| (c, Vec::new(), Some(s))),
+    );
+    let mut first = None;
+    let mut threads = Vec::new();
+    for (index, ((inbox, changes, control), (core, udp, socks))) in
+        receivers.into_iter().zip(cores).enumerate()
+    {
+        let w = Worker {
+            index,
+            core,
+            udp,
+            inbox,
+            changes,
+            control,
+            peers: peers.clone(),
+            router: router_tx.clone(),
+            conns: conns.clone(),
+            max_message_bytes: limits.max_message_bytes,
+            store: store.clone(),
+            dns_server,
+            stop: stop_rx.clone(),
+            board: board.clone(),
+        };
+        match socks {
+            // Worker 0 runs here, on the bound server's runtime and sockets.
+            None => first = Some(tokio::spawn(worker_loop(w))),
+            Some(socks) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("rvoip-worker-{index}"))
+                    .spawn(move || worker_thread(w, socks, receive_buffer));
+                match spawned {
+                    Ok(t) => threads.push(t),
+                    Err(e) => {
+                        tracing::error!(worker = index, error = %e, "cannot start a worker thread")
+                    }
+                }
+            }
+        }
+    }
+    drop(router_tx);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(c) = control_rx.recv() => {
+                for t in &control_txs {
+                    let _ = t.send(c.clone());
+                }
+            }
+            m = router_rx.recv() => {
+                let Some(m) = m else { break };
+                route(&peers, m).await;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    tasks.abort_all();
+    let mut summaries = Vec::new();
+    if let Some(Ok(s)) = match first {
+        Some(f) => Some(f.await),
+        None => None,
+    } {
+        summaries.push(s);
+    }
+    let joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .filter_map(|t| t.join().ok().flatten())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    summaries.extend(joined);
+    let messages: Vec<u64> = summaries.iter().map(|s| s.messages).collect();
+    let handed_over: u64 = summaries.iter().map(|s| s.handed_over).sum();
+    tracing::info!(
+        workers = n,
+        messages_per_worker = ?messages,
+        handed_over,
+        bindings = board.bindings(),
+        stats = ?sum_stats(summaries.iter().map(|s| &s.stats)),
+        relay = ?relay.as_ref().map(|r| r.handle().stats()),
+        "server state at shutdown"
+    );
+    drop(relay);
+    // Every worker's handle is gone: the last one writes what is queued.
+    drop(store);
+    drop(recorder);
+}
+
+/// Hands one message from the connection tasks to its worker: a frame to the owner of its
+/// Call-ID, connection news to every worker (each keeps its own connection table).
+async fn route(peers: &Peers, m: Inbound) {
+    let all = |m: &Inbound| -> Option<Inbound> {
+        Some(match m {
+            Inbound::TcpOpened { peer, tx } => Inbound::TcpOpened {
+                peer: *peer,
+                tx: tx.clone(),
+            },
+            Inbound::TcpClosed { peer } => Inbound::TcpClosed { peer: *peer },
+            Inbound::ConnectFailed {
+                peer,
+                transport,
+                reason,
+            } => Inbound::ConnectFailed {
+                peer: *peer,
+                transport: *transport,
+                reason: reason.clone(),
+            },
+            Inbound::Msg { .. } | Inbound::Resolved { .. } => return None,
+        })
+    };
+    let owner = match &m {
+        Inbound::Msg { data, .. } => worker_for(data, peers.inbox.len()),
+        Inbound::Resolved { .. } => 0,
+        other => {
+            for (i, tx) in peers.inbox.iter().enumerate().skip(1) {
+                if let Some(copy) = all(other) {
+                    if tx.send(copy).await.is_err() {
+                        tracing::debug!(worker = i, "worker stopped");
+                    }
+                }
+            }
+            0
+        }
+    };
+    if let Some(tx) = peers.inbox.get(owner) {
+        let _ = tx.send(m).await;
+    }
+}
+
+/// A worker's thread: its own current-thread runtime, its UDP sockets registered there.
+fn worker_thread(
+    mut w: Worker,
+    socks: Vec<std::net::UdpSocket>,
+    receive_buffer: usize,
+) -> Option<Summary> {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = w.index, error = %e, "cannot start a worker runtime");
+            return None;
+        }
+    };
+    rt.block_on(async move {
+        for s in socks {
+            match UdpSocket::from_std(s) {
+                Ok(s) => {
+                    set_udp_receive_buffer(&s, receive_buffer);
+                    w.udp.push(Arc::new(s));
+                }
+                Err(e) => tracing::error!(worker = w.index, error = %e, "udp socket"),
+            }
+        }
+        // As in the binary: the loop runs as a task, not as the `block_on` future.
+        tokio::spawn(worker_loop(w)).await.ok()
+    })
+}
+
+/// One worker's event loop: its UDP sockets, its inbox, replicated changes, control changes
+/// and timers, as [`BoundServer::run`] for one worker.
+async fn worker_loop(mut w: Worker) -> Summary {
+    let me = w.index;
+    let n = w.peers.inbox.len();
+    let mut out = Transports::new(
+        w.udp.clone(),
+        w.router.clone(),
+        w.conns.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let mut dns = Dns::new(w.dns_server);
+    let own_inbox = w.peers.inbox.get(me).cloned();
+    let store_health = w.store.as_ref().map(|s| s.health());
+    let mut buf = vec![0u8; w.max_message_bytes.clamp(1500, 65_535) + 1];
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let sleep = tokio::time::sleep_until(far());
+    tokio::pin!(sleep);
+    let mut deadline = None;
+    let (mut messages, mut handed_over) = (0u64, 0u64);
+    let mut next_status = Instant::now() + STATUS_INTERVAL;
+    let mut last_status = String::new();
+    let mut next_pin = Instant::now();
+    let mut next_collect = Instant::now() + COLLECT_INTERVAL;
+    let mut lag = LoopLag::default();
+    let core = &mut w.core;
+    loop {
+        let udp = &w.udp;
+        let udp_ready = std::future::poll_fn(|cx| {
+            for (i, s) in udp.iter().enumerate() {
+                if s.poll_recv_ready(cx).is_ready() {
+                    return std::task::Poll::Ready(i);
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            biased;
+            _ = w.stop.changed() => break,
+            i = udp_ready => {
+                let now = Instant::now();
+                while let Ok(c) = w.control.try_recv() {
+                    apply_control(core, c);
+                }
+                if let Some(sock) = w.udp.get(i) {
+                    for _ in 0..256 {
+                        match sock.try_recv_from(&mut buf) {
+                            Ok((len, source)) => {
+                                let Some(datagram) = buf.get(..len) else { continue };
+                                if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
+                                }
+                                let data = Bytes::copy_from_slice(datagram);
+                                let owner = worker_for(&data, n);
+                                if owner == me {
+                                    messages += 1;
+                                    core.handle_datagram(now, data, source, Transport::Udp);
+                                } else if let Some(tx) = w.peers.inbox.get(owner) {
+                                    handed_over += 1;
+                                    let m = Inbound::Msg { data, source, transport: Transport::Udp };
+                                    if tx.try_send(m).is_err() {
+                                        tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
+                                    }
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => tracing::debug!(error = %e, "udp receive error"),
+                        }
+                    }
+                }
+                lag.record(Step::Udp, now);
+            }
+            m = w.inbox.recv() => {
+                let Some(m) = m else { break };
+                let now = Instant::now();
+                while let Ok(c) = w.control.try_recv() {
+                    apply_control(core, c);
+                }
+                let mut next = Some(m);
+                let mut count = 0;
+                while let Some(m) = next.take() {
+                    messages += u64::from(matches!(m, Inbound::Msg { .. }));
+                    handle_inbound(&mut out, core, now, m);
+                    count += 1;
+                    if count < 256 {
+                        next = w.inbox.try_recv().ok();
+                    }
+                }
+                lag.record(Step::Inbound, now);
+            }
+            Some(changes) = w.changes.recv() => {
+                let now = Instant::now();
+                core.apply_binding_changes(now, &changes);
+                while let Ok(more) = w.changes.try_recv() {
+                    core.apply_binding_changes(now, &more);
+                }
+            }
+            Some(c) = w.control.recv() => apply_control(core, c),
+            _ = &mut sleep => {
+                deadline = None;
+                let now = Instant::now();
+                core.handle_timeout(now);
+                lag.record(Step::Timers, now);
+            }
+        }
+        let now = Instant::now();
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+            lag.record(Step::Timers, now);
+        }
+        if let Some(tx) = &own_inbox {
+            while let Some(q) = core.poll_dns_query() {
+                dns.spawn(q, tx, core, now);
+            }
+        }
+        let sending = Instant::now();
+        while let Some(t) = core.poll_transmit() {
+            out.send(t);
+        }
+        lag.record(Step::Transmit, sending);
+        // The changes this worker made: to the other replicas, and once to the store.
+        let changes = core.take_binding_changes(me, n);
+        if !changes.is_empty() {
+            let shared: Arc<[BindingChange]> = changes.as_slice().into();
+            for (i, tx) in w.peers.changes.iter().enumerate() {
+                if i != me {
+                    let _ = tx.send(shared.clone());
+                }
+            }
+            if let Some(s) = &w.store {
+                s.send(changes);
+            }
+        }
+        if let Some(h) = &store_health {
+            core.set_store_available(h.reachable());
+        }
+        for flow in core.take_new_flows() {
+            w.conns.pin(flow);
+        }
+        w.board.publish(me, core, messages);
+        if now >= next_collect {
+            next_collect = now + COLLECT_INTERVAL;
+            let start = Instant::now();
+            release_free_memory();
+            lag.record(Step::Collect, start);
+        }
+        // Every replica holds every binding: worker 0 alone hands the full set over.
+        if me == 0 && now >= next_pin {
+            next_pin = now + PIN_INTERVAL;
+            let start = Instant::now();
+            w.conns
+                .set_pinned(core.registrar.location.stream_flows(core.unix_secs(now)));
+            lag.record(Step::Pin, start);
+        }
+        if now >= next_status {
+            next_status = now + STATUS_INTERVAL;
+            let (slowest, slowest_us) = lag.take();
+            let line = format!("{messages} {:?} {:?}", core.stats, core.guard.stats);
+            if line != last_status {
+                let (client_tx, server_tx) = core.tl.len();
+                tracing::info!(
+                    worker = me,
+                    messages,
+                    handed_over,
+                    bindings = core.binding_count(),
+                    calls = core.proxy.dialogs().len(),
+                    client_tx,
+                    server_tx,
+                    stats = ?core.stats,
+                    guard = ?core.guard.stats,
+                    slowest_step = ?slowest,
+                    slowest_step_ms = slowest_us as f64 / 1000.0,
+                    "worker status"
+                );
+                last_status = line;
+            }
+        }
+        let next = core.poll_timeout();
+        if next != deadline {
+            deadline = next;
+            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
+            sleep.as_mut().reset(at);
+        }
+    }
+    let (clients, servers) = core.tl.len();
+    tracing::info!(
+        worker = me,
+        messages,
+        handed_over,
+        client_transactions = clients,
+        server_transactions = servers,
+        bindings = core.binding_count(),
+        stats = ?core.stats,
+        "worker state at shutdown"
+    );
+    Summary {
+        messages,
+        handed_over,
+        stats: core.stats,
+    }
+}
