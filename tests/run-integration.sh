@@ -100,13 +100,14 @@ start_server() {  # $1 = log file
   if [ "$TARGET" = kamailio ]; then
     "$SHARED/peers/kamailio.sh" start -A WITH_LAX_AUTHUSER -A WITH_INVITE_AUTH >"$log" 2>&1 || return 1
   else
+    # example.com is an alias of the domain: the RFC 4475 torture REGISTERs (rfc4475.sh) are for it.
     # 127.0.0.1 is trusted: every peer of these tests sends from it (SIPp at 200 REGISTER/s, the RFC 4475
     # mutation run), which the flood limit would ban. The guard is tested with its defaults by
     # sipvicious.sh and hostile.sh, on their own servers, from other 127.0.0.x sources.
     RUST_LOG=${RUST_LOG:-info} "$RVOIP_SERVER" --lax-auth-user --trusted-source 127.0.0.1/32 \
       --listen udp:127.0.0.1:5060 --listen tcp:127.0.0.1:5060 \
       --listen "tls:$TLS_PROXY" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY" \
-      --users "$USERS_FILE" --domain 127.0.0.1 --record-user user0009 --recording-dir "$OUTROOT/recordings" \
+      --users "$USERS_FILE" --domain 127.0.0.1 --alias example.com --record-user user0009 --recording-dir "$OUTROOT/recordings" \
       >"$log" 2>&1 &
     SERVER_PID=$!
   fi

@@ -207,7 +207,8 @@ echo "plumbing: ua1 -> $SRV arrives from $NAT1_WAN, ua2 -> $SRV from $NAT2_WAN; 
 # --- server ---------------------------------------------------------------------------------------------
 printf 'alice:alice-pw\nbob:bob-pw\ncarol:carol-pw\n' >"$OUT/users.txt"
 # wildcard sockets: the address to write in Via/Record-Route (this namespace has no default route)
-printf 'advertise = "%s"\n' "$SRV" >"$OUT/server.toml"
+# store = "memory": the framework's own server (127.0.0.1:5060) holds this test's data directory
+printf 'advertise = "%s"\nstore = "memory"\n' "$SRV" >"$OUT/server.toml"
 SERVER_PID=
 start_server() {  # MODE
   local mode=$1 log=$OUT/server-$1.log i relay=()

@@ -29,6 +29,11 @@ struct Args {
     /// The SIP domain served; the digest realm defaults to it.
     #[arg(long, value_name = "NAME")]
     domain: Option<String>,
+    /// Another host name or IP of the default domain (served like `--domain`: REGISTERs for it
+    /// are accepted, requests for it are local); repeatable. Adds to `aliases` of the config
+    /// file.
+    #[arg(long = "alias", value_name = "HOST")]
+    aliases: Vec<String>,
     /// Users file: one `user:password` per line, `#` comments.
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
@@ -254,6 +259,7 @@ fn load_config(args: &Args) -> Result<ServerConfig, String> {
     if !args.listen.is_empty() {
         cfg.listen = args.listen.clone();
     }
+    cfg.aliases.extend(args.aliases.iter().cloned());
     if args.domain.is_some() {
         cfg.domain = args.domain.clone();
     }

@@ -126,12 +126,12 @@ impl ServerCore {
         // RFC 3261 §10.3 step 1: bindings only for a domain we serve (the Request-URI's), and
         // the AOR (To) must be one of ours too: else 403, as Kamailio's `is_domain_local`
         // check answers (this registrar does not forward REGISTERs to other domains).
-        if !to.is_sip() {
-            // §10.3 step 3: an AOR that is not a sip/sips URI names no user here.
-            return self.reply(now, tx, &req, 404, vec![]);
-        }
         let d = match (self.domain_of(&req.uri.host), self.domain_of(&to.host)) {
-            (Some(_), Some(d)) => d,
+            (Some(_), Some(d)) if to.is_sip() => d,
+            // An AOR that is not a sip/sips URI names no user here: authentication (§10.3
+            // step 3) still comes first, in the Request-URI's domain, then the registrar's 404
+            // (step 5), as RFC 4475 §3.3.4 (unksm2) expects.
+            (Some(d), _) if !to.is_sip() => d,
             _ => return self.reply(now, tx, &req, 403, vec![]),
         };
         let aor_user = self.domains.key(d, to.user.as_deref().unwrap_or_default());
