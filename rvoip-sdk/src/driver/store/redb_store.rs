@@ -91,6 +91,12 @@ impl BindingStore for RedbStore {
         Ok(live)
     }
 
+    /// 100 ms: every redb commit is an fsync, which costs a REGISTER's worth of CPU or more
+    /// (measured by `benches/persist.sh`); at 1000 REGISTER/s this is 10 commits a second.
+    fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(100)
+    }
+
     fn apply(&mut self, changes: &[BindingChange]) -> Result<(), StoreError> {
         let w = self.db.begin_write().map_err(|e| err("write", e))?;
         {

@@ -4,10 +4,10 @@
 //! - Each binding is a key `rvoip:b:<aor NUL contact>` holding its record
 //!   ([`super::record`]) and expiring with it (`SET … EXAT expires_at`), so Redis itself drops
 //!   bindings nobody refreshed, even when every node is down.
-//! - Every batch of changes is also published on the channel `rvoip:changes`, tagged with the
-//!   writing node's id; the other nodes apply them to their replica of the location
-//!   ([`crate::server::location::Location::apply_remote`]), so a call arriving at node B finds a
-//!   user registered at node A without a Redis round trip on the call path.
+//! - Every batch of changes is also published on the channel `rvoip:changes` (one message,
+//!   one change per line, tagged with the writing node's id); the other nodes apply them to
+//!   their replica of the location ([`crate::server::location::Location::apply_remote`]), so a
+//!   call arriving at node B finds a user registered at node A without a Redis round trip.
 //! - The digest nonce secret is `rvoip:nonce_secret` (set once with NX), so nonces made by one
 //!   node are valid on every node.
 //! - A subscriber thread keeps the subscription; after it (re)connects it loads every binding
@@ -125,6 +125,19 @@ fn publication(node: u64, c: &BindingChange) -> Vec<u8> {
 }
 
 /// Decodes a publication: `None` when it is ours or unreadable.
+/// The changes of one publication (one change per line), without parsing a batch this node
+/// published itself (every line of a batch has the same origin, so the first line's prefix
+/// `{"o":NODE,` tells).
+fn parse_batch(node: u64, bytes: &[u8]) -> Vec<BindingChange> {
+    if bytes.starts_with(format!("{{\"o\":{node},").as_bytes()) {
+        return Vec::new();
+    }
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(|line| parse_publication(node, line))
+        .collect()
+}
+
 fn parse_publication(node: u64, bytes: &[u8]) -> Option<BindingChange> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     if v.get("o")?.as_u64()? == node {
@@ -221,10 +234,9 @@ fn subscriber(
                 match pubsub.get_message() {
                     Ok(msg) => {
                         let payload: Vec<u8> = msg.get_payload().unwrap_or_default();
-                        if let Some(c) = parse_publication(node, &payload) {
-                            if out.send(vec![c]).is_err() {
-                                return Ok(());
-                            }
+                        let batch = parse_batch(node, &payload);
+                        if !batch.is_empty() && out.send(batch).is_err() {
+                            return Ok(());
                         }
                     }
                     Err(e) if e.is_timeout() => {
@@ -282,11 +294,16 @@ impl BindingStore for RedisStore {
                         p.cmd("DEL").arg(key).ignore();
                     }
                 }
-                p.cmd("PUBLISH")
-                    .arg(CHANNEL)
-                    .arg(publication(node, c))
-                    .ignore();
             }
+            // One publication per batch: the changes, one per line.
+            let mut all = Vec::with_capacity(changes.len() * 200);
+            for c in changes {
+                if !all.is_empty() {
+                    all.push(b'\n');
+                }
+                all.extend_from_slice(&publication(node, c));
+            }
+            p.cmd("PUBLISH").arg(CHANNEL).arg(all).ignore();
             p.query::<()>(con)
         })
     }
@@ -337,9 +354,14 @@ mod tests {
             },
         };
         let p = publication(7, &c);
-        assert_eq!(parse_publication(8, &p), Some(c));
+        assert_eq!(parse_publication(8, &p), Some(c.clone()));
         assert_eq!(parse_publication(7, &p), None, "our own change");
         assert_eq!(parse_publication(8, b"{\"o\":1}"), None);
         assert_eq!(parse_publication(8, b"\xff"), None);
+        let mut two = publication(7, &c);
+        two.push(b'\n');
+        two.extend_from_slice(&publication(7, &c));
+        assert_eq!(parse_batch(8, &two), vec![c.clone(), c]);
+        assert!(parse_batch(7, &two).is_empty(), "our own batch");
     }
 }
