@@ -12,27 +12,34 @@ pub(super) fn stamp_received(req: &mut Request, source: SocketAddr) {
     let Ok(via) = req.headers.top_via() else {
         return;
     };
+    use std::fmt::Write as _;
     let rport_flag = matches!(via.params.get("rport"), Some(None));
-    let src_ip = source.ip().to_string();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
-    let need_received = (host != src_ip || rport_flag) && via.received().is_none();
+    // Compared as addresses (§18.2.1: "an IP address that differs from the packet source
+    // address"), which needs no allocation; a domain name always differs.
+    let host_is_source = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip == source.ip());
+    let need_received = (!host_is_source || rport_flag) && via.received().is_none();
     if !rport_flag && !need_received {
         return;
     }
-    let mut params = String::new();
+    let mut value = String::with_capacity(via.host.len() + via.params.0.len() + 64);
+    let _ = write!(value, "SIP/2.0/{} {}", via.transport, via.host);
+    if let Some(p) = via.port {
+        let _ = write!(value, ":{p}");
+    }
     for p in via.params.0.split(';').filter(|p| !p.is_empty()) {
-        params.push(';');
+        value.push(';');
         if p.trim().eq_ignore_ascii_case("rport") {
-            params.push_str(&format!("rport={}", source.port()));
+            let _ = write!(value, "rport={}", source.port());
         } else {
-            params.push_str(p);
+            value.push_str(p);
         }
     }
     if need_received {
-        params.push_str(&format!(";received={src_ip}"));
+        let _ = write!(value, ";received={}", source.ip());
     }
-    let port = via.port.map(|p| format!(":{p}")).unwrap_or_default();
-    let value = format!("SIP/2.0/{} {}{port}{params}", via.transport, via.host);
     if let Some(h) = req.headers.0.iter_mut().find(|h| h.name == HeaderName::Via) {
         h.value = ByteString::from(value);
     }

@@ -152,8 +152,35 @@ pub fn sender_behind_nat(req: &Request, source: SocketAddr, transport: Transport
     req.headers
         .get(&HeaderName::Contact)
         .and_then(|c| NameAddr::parse(c).ok())
-        .and_then(|na| resolve(&na.uri))
-        .is_some_and(|(a, _)| is_private(a.ip()) && a.ip() != source.ip())
+        .and_then(|na| contact_ip(&na.uri))
+        .is_some_and(|ip| is_private(ip) && ip != source.ip())
+}
+
+/// The IP address a contact URI names literally, when [`resolve`] would reach it (a `sip:` URI
+/// over UDP, TCP or TLS); `None` for a host name, which needs DNS. Unlike [`resolve`] it
+/// allocates nothing: it runs for every REGISTER and INVITE.
+fn contact_ip(uri: &Uri) -> Option<IpAddr> {
+    use crate::sip::resolve::Proto;
+    if !uri.is_sip() {
+        return None;
+    }
+    match uri.param("transport") {
+        None => {}
+        Some(Some(t))
+            if matches!(
+                Proto::from_param(t),
+                Some(Proto::Udp | Proto::Tcp | Proto::Tls)
+            ) => {}
+        Some(_) => return None,
+    }
+    if uri.param("maddr").is_some() {
+        return resolve(uri).map(|(a, _)| a.ip());
+    }
+    uri.host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// RFC 1918, RFC 6598 (CGN), link-local and unique-local addresses: never reachable from the
