@@ -8,7 +8,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 FAILED=()
-section() { printf '\n==================== %s ====================\n' "$*"; }
+section() { printf '\n==================== %s (at %ss) ====================\n' "$*" "$SECONDS"; }
 # Disk: a cold run builds the workspace in debug (tests), release (server, C ABI) and the fuzz
 # targets. Line tables are enough for backtraces and valgrind, and incremental state is useless
 # on a one-shot machine; together they keep target/ to a few GB. Free space is printed per step

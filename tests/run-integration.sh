@@ -12,7 +12,7 @@
 #                                               # rvoip-server when only those tests run
 # NO_SERVER_TESTS start (and stop) their own servers: the framework starts none for them, waits for
 # nothing and probes nothing afterwards; they check their own servers' health.
-# Prints "PASS name" / "FAIL name: reason" per test, then "N passed, M failed".
+# Prints "PASS name (N s)" / "FAIL name: reason" per test, then "N passed, M failed".
 # Logs: tests/out/<test>/ (server.log, SIPp *.csv/*.err/*.msg/*.log).
 set -u
 # Opt-in: RVOIP_NETNS=1 runs everything in a private network namespace (own loopback, so 5060 is free
@@ -135,12 +135,13 @@ for t in $TESTS; do
   rm -rf "$OUT"; mkdir -p "$OUT"
   # each test keeps its servers' registrations (redb) and certificates in its own data directory
   export RVOIP_DATA_DIR=$OUT/data
+  T0=$SECONDS
   if [ ! -f "$script" ]; then echo "FAIL $t: no such test ($script)"; FAILN=$((FAILN+1)); continue; fi
   if no_server "$t"; then
     # the test starts, checks and stops its own servers (bounded the same way)
     timeout -k 5 300 bash "$script" >"$OUT/test.out" 2>&1
     rc=$?
-    if [ $rc = 0 ]; then echo "PASS $t"; PASS=$((PASS+1)); continue; fi
+    if [ $rc = 0 ]; then echo "PASS $t ($((SECONDS - T0)) s)"; PASS=$((PASS+1)); continue; fi
     if [ $rc = 124 ] || [ $rc = 137 ]; then reason="test timed out"; else reason=$(tail -1 "$OUT/test.out"); fi
     echo "FAIL $t: $reason"; FAILN=$((FAILN+1))
     echo "    --- tail $OUT/test.out"; tail -15 "$OUT/test.out" | sed 's/^/    | /'
@@ -161,7 +162,7 @@ for t in $TESTS; do
   if [ "$TARGET" = rvoip ] && [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then alive=0; fi
   stop_server "$OUT/server.log"
   if [ $rc = 0 ] && [ $alive = 1 ]; then
-    echo "PASS $t"; PASS=$((PASS+1))
+    echo "PASS $t ($((SECONDS - T0)) s)"; PASS=$((PASS+1))
   else
     if [ $rc = 0 ]; then reason="server not answering OPTIONS after the test (crashed/hung?)"
     elif [ $rc = 124 ] || [ $rc = 137 ]; then reason="test timed out"
