@@ -1556,6 +1556,21 @@ enum rvoip_result rvoip_server_start(struct rvoip_server *server);
 enum rvoip_result rvoip_server_stop(struct rvoip_server *server);
 
 /**
+ * Reloads the settings from a TOML config file (the `rvoip-server --config` format), as
+ * `rvoip-server` does on SIGHUP: users, `[domains]`, `[forward]`, `[dispatch]`, the registrar,
+ * guard and body limits, and the digest settings apply to the next message; calls, bindings,
+ * transactions and nonces are kept. Settings that need a restart (listen addresses, the
+ * relay, TLS files…) keep their running values; their count goes to `*restart_needed` when it
+ * is not NULL (0 when none changed). A stopped server keeps the settings for its next start.
+ * Errors: NULL_ARGUMENT (`server`, `path`), INVALID_ARGUMENT (unreadable or invalid file,
+ * unreadable users file, a bad domain, route or destination: nothing changes),
+ * INVALID_STATE (the server is stopping or its control queue is full).
+ */
+enum rvoip_result rvoip_server_reload_toml(struct rvoip_server *server,
+                                           const char *path,
+                                           uint32_t *restart_needed);
+
+/**
  * The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
  * [`RVOIP_TRANSPORT_TCP`], [`RVOIP_TRANSPORT_TLS`], or for a `ws:` / `wss:` listener
  * [`RVOIP_TRANSPORT_WS`] / [`RVOIP_TRANSPORT_WSS`], RFC 7118), the real one when port 0 was

@@ -136,6 +136,27 @@ impl Server {
         Ok(Arc::new(Server { inner }))
     }
 
+    /// Reloads the settings from a TOML file in the `rvoip-server --config` format, as
+    /// `rvoip-server` does on SIGHUP: users, domains, forwarding and dispatch routes, limits and
+    /// digest settings apply to the next message; calls, bindings and transactions are kept.
+    /// Returns the names of changed settings that need a restart (they keep their running
+    /// values); a stopped server keeps the settings for its next start. Errors:
+    /// `InvalidArgument` (unreadable or invalid file, bad users file, domain or route: nothing
+    /// changes), `InvalidState` (stopping).
+    pub fn reload(&self, path: String) -> Result<Vec<String>, RvoipError> {
+        let cfg = sdk::ServerConfig::from_toml_file(std::path::Path::new(&path)).map_err(|e| {
+            RvoipError::InvalidArgument {
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(self
+            .inner
+            .reload(cfg)?
+            .into_iter()
+            .map(str::to_string)
+            .collect())
+    }
+
     /// Binds the sockets and starts serving. With a `tls:` listener and no `tls_cert`, makes the
     /// self-signed certificate in the data directory first (once; later starts reuse it).
     /// Errors: `InvalidState` (running), `Network` (bind; TLS certificate or key unreadable or

@@ -194,6 +194,42 @@ pub unsafe extern "C" fn rvoip_server_stop(server: *mut rvoip_server) -> rvoip_r
     })
 }
 
+/// Reloads the settings from a TOML config file (the `rvoip-server --config` format), as
+/// `rvoip-server` does on SIGHUP: users, `[domains]`, `[forward]`, `[dispatch]`, the registrar,
+/// guard and body limits, and the digest settings apply to the next message; calls, bindings,
+/// transactions and nonces are kept. Settings that need a restart (listen addresses, the
+/// relay, TLS files…) keep their running values; their count goes to `*restart_needed` when it
+/// is not NULL (0 when none changed). A stopped server keeps the settings for its next start.
+/// Errors: NULL_ARGUMENT (`server`, `path`), INVALID_ARGUMENT (unreadable or invalid file,
+/// unreadable users file, a bad domain, route or destination: nothing changes),
+/// INVALID_STATE (the server is stopping or its control queue is full).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rvoip_server_reload_toml(
+    server: *mut rvoip_server,
+    path: *const c_char,
+    restart_needed: *mut u32,
+) -> rvoip_result {
+    boundary(|| {
+        // SAFETY: NULL or a live server.
+        let s = unsafe { ref_arg(server) }?;
+        // SAFETY: NULL or a valid C string.
+        let path = unsafe { str_arg(path) }?;
+        let cfg = ServerConfig::from_toml_file(std::path::Path::new(path))
+            .map_err(|_| rvoip_result::RVOIP_RESULT_INVALID_ARGUMENT)?;
+        let restart = s.0.reload(cfg)?;
+        if !restart_needed.is_null() {
+            // SAFETY: checked non-NULL; the caller owns a u32 there.
+            unsafe {
+                write_out(
+                    restart_needed,
+                    u32::try_from(restart.len()).unwrap_or(u32::MAX),
+                )
+            };
+        }
+        Ok(())
+    })
+}
+
 /// The port the running server listens on for `transport` ([`RVOIP_TRANSPORT_UDP`],
 /// [`RVOIP_TRANSPORT_TCP`], [`RVOIP_TRANSPORT_TLS`], or for a `ws:` / `wss:` listener
 /// [`RVOIP_TRANSPORT_WS`] / [`RVOIP_TRANSPORT_WSS`], RFC 7118), the real one when port 0 was

@@ -19,7 +19,7 @@ LOGS=$OUT/logs
 LIBDIR=$ROOT/target/release
 START=$(date +%s)
 FAILED=()
-TESTS=(smoke_call smoke_badargs smoke_reentrant smoke_tls smoke_message smoke_dns smoke_transfer smoke_presence smoke_stats)
+TESTS=(smoke_call smoke_badargs smoke_reentrant smoke_tls smoke_message smoke_dns smoke_transfer smoke_presence smoke_stats smoke_reload)
 CWARN=(-Wall -Wextra -Werror)
 
 step() { printf '\n---- %s\n' "$*"; }
