@@ -12,16 +12,19 @@
 #   registers at A, only A's socket (198.18.0.1:5060) can reach her mapping; a packet from B's socket
 #   (198.18.0.1:5070) matches no conntrack entry and is dropped by nat1. That is the "flow only A can reach".
 #
-# Both runs: alice registers at A (--auto-answer, plays 1000 Hz, expects 440 Hz); once B knows her binding
+# Every run: alice registers at A (--auto-answer, plays 1000 Hz, expects 440 Hz); once B knows her binding
 # (an OPTIONS through B is no longer answered 480/404 at once), carol (public, registered at B) calls
-# sip:alice@198.18.0.1 through B (plays 440 Hz, expects 1000 Hz, 4 s). Both nodes use t1_ms = 100, so a
-# silent branch ends after 6.4 s (Timer B).
-#  1. record_path = false: B sends the INVITE straight to alice's NAT mapping, which drops it: the call must
-#     FAIL with 408 (or 503), never connect, and alice's binding in redis carries no Path ("p").
-#  2. record_path unset (the default with store = "redis": on): A records its flow URI in the binding
-#     ("p" in redis, a sip:TOKEN@198.18.0.1:5060;...;lr;ob URI), B routes the INVITE to A with that Route,
-#     A relays it down alice's flow: the call must connect and both phones hear each other (>= 90 % of the
-#     energy of the last half at the expected tone); the BYE goes back through B and A.
+# sip:alice@198.18.0.1 through B (plays 440 Hz, expects 1000 Hz). Both nodes use t1_ms = 100, so a silent
+# branch ends after 6.4 s (Timer B). redis-server and the nodes are started afresh for each run.
+#  1. nopath, record_path = false: B sends the INVITE straight to alice's NAT mapping, which drops it: the
+#     call must FAIL with 408 (or 503; 480/404 would mean B did not know the binding), never connect, and
+#     alice's binding in redis carries no Path ("p").
+#  2. path, record_path unset (the default with store = "redis": on): A records its flow URI in the binding
+#     ("p" in redis: <sip:TOKEN@198.18.0.1:5060;transport=udp;lr;ob>), B routes the INVITE to A with that
+#     Route, A relays it down alice's flow: the call must connect, both phones hear each other (>= 90 % of
+#     the energy of the last half at the expected tone), and carol's BYE after 4 s reaches alice through
+#     B and A (alice ends with "remote hangup").
+#  3. path-callee-bye: as 2, but alice hangs up after 3 s: her BYE goes A -> B -> carol ("remote hangup").
 # Needs root (ip netns), iproute2, iptables (or nft), redis-server; installs them with apt-get when missing.
 # Logs: $OUT/{a,b}-RUN.log, $OUT/redis.log, $OUT/RUN.{alice,carol}.out.
 set -u
@@ -113,11 +116,16 @@ NFT
 printf 'alice:alice-pw\ncarol:carol-pw\n' >"$OUT/users.txt"
 REDIS=
 redis_start() {
-  nsx "$PUB" redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
-    >>"$OUT/redis.log" 2>&1 &
+  # (started with a plain `ip netns exec ... &`, never through a shell function, so that $! is redis itself)
+  ip netns exec "$PUB" redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+    --dir "$OUT" >>"$OUT/redis.log" 2>&1 &
   REDIS=$!; PIDS="$PIDS $REDIS"
-  for _ in $(seq 50); do nsx "$PUB" redis-cli -p $RPORT ping 2>/dev/null | grep -q PONG && return 0; sleep 0.1; done
-  fail "redis-server did not start: $(tail -3 "$OUT/redis.log")"
+  for _ in $(seq 50); do
+    kill -0 "$REDIS" 2>/dev/null || fail "redis-server exited at start: $(tail -3 "$OUT/redis.log")"
+    nsx "$PUB" redis-cli -p $RPORT ping 2>/dev/null | grep -q PONG && break
+    sleep 0.1
+  done
+  [ "$(nsx "$PUB" redis-cli -p $RPORT dbsize 2>/dev/null)" = 0 ] || fail "redis-server is not empty at start"
 }
 NODE_PIDS=
 node() {  # node NAME PORT RELAY_PORTS RUN
@@ -159,15 +167,15 @@ PY
 tone_of() { grep -o 'tone check: [0-9.]* %' "$1" | tail -1 | grep -oE '[0-9.]+ %' || echo "no check"; }
 
 RESULTS=()
-run() {  # RUN EXPECT(fail|pass) RECORD_PATH_LINE
-  local r=$1 expect=$2 apid crc arc i rec ended conn line
+run() {  # RUN EXPECT(fail|pass) RECORD_PATH_LINE ALICE_DURATION CAROL_DURATION HANGS_UP(carol|alice)
+  local r=$1 expect=$2 adur=$4 cdur=$5 hup=$6 other apid crc arc i rec ended conn line
   printf 't1_ms = 100\n%s\n' "$3" >"$OUT/$r.toml"
   redis_start
   node a 5060 30000-30999 "$r"; node b 5070 31000-31999 "$r"
   rm -f "$OUT/$r.alice.out" "$OUT/$r.carol.out"
   ip netns exec "$UA1" timeout -k 2 40 "$SOFTPHONE" --account "sip:alice@$SRV" --password alice-pw \
     --server "$SRV:5060" --listen "$UA1_IP:5060" --auto-answer --play tone:1000 --expect-tone 440 \
-    --duration 8 --timeout 30 >"$OUT/$r.alice.out" 2>&1 &
+    --duration "$adur" --timeout 30 >"$OUT/$r.alice.out" 2>&1 &
   apid=$!; PIDS="$PIDS $apid"
   for i in $(seq 50); do grep -q 'state: Registered' "$OUT/$r.alice.out" && break; sleep 0.1; done
   grep -q 'state: Registered' "$OUT/$r.alice.out" || fail "$r: alice did not register at A: $(tail -2 "$OUT/$r.alice.out")"
@@ -176,15 +184,16 @@ run() {  # RUN EXPECT(fail|pass) RECORD_PATH_LINE
   # (the key holds a NUL between AOR and contact: read the records server-side)
   rec=$(nsx "$PUB" redis-cli -p $RPORT --raw eval \
     "local r = {} for _, k in ipairs(redis.call('keys', 'rvoip:b:alice*')) do r[#r + 1] = redis.call('get', k) end return r" 0)
-  [ -n "$rec" ] || fail "$r: no binding of alice in redis"
+  [ "$(printf '%s\n' "$rec" | grep -c .)" = 1 ] || fail "$r: expected one binding of alice in redis: $rec"
   ip netns exec "$PUB" timeout -k 2 40 "$SOFTPHONE" --account "sip:carol@$SRV" --password carol-pw \
     --server "$SRV:5070" --listen "$SRV:5090" --call "sip:alice@$SRV" --play tone:440 --expect-tone 1000 \
-    --duration 4 --timeout 30 >"$OUT/$r.carol.out" 2>&1
+    --duration "$cdur" --timeout 30 >"$OUT/$r.carol.out" 2>&1
   crc=$?
   for i in $(seq 60); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
   kill "$apid" 2>/dev/null; wait "$apid"; arc=$?
   stop_nodes
   kill "$REDIS" 2>/dev/null; wait "$REDIS" 2>/dev/null; REDIS=
+  for i in $(seq 50); do nsx "$PUB" redis-cli -p $RPORT ping >/dev/null 2>&1 || break; sleep 0.1; done
   ended=$(grep -oE 'Ended \{ status: [0-9]+' "$OUT/$r.carol.out" | tail -1 | grep -oE '[0-9]+$')
   conn=no; grep -q 'state: Connected' "$OUT/$r.carol.out" && conn=yes
   line="$r: redis record of alice: $rec; carol connected=$conn, ended ${ended:-?}, exit $crc (heard 1000 Hz: $(tone_of "$OUT/$r.carol.out")); alice exit $arc (heard 440 Hz: $(tone_of "$OUT/$r.alice.out"))"
@@ -203,11 +212,16 @@ run() {  # RUN EXPECT(fail|pass) RECORD_PATH_LINE
         *) fail "$r: alice's binding in redis carries no Path of node A: $rec" ;; esac
       [ "$conn" = yes ] || fail "$r: the call through B did not connect: $(tail -3 "$OUT/$r.carol.out" | tr '\n' ' ')"
       [ "$crc" = 0 ] && [ "$arc" = 0 ] || fail "$r: audio check failed (carol exit $crc, alice exit $arc)"
+      # The BYE of the one who hangs up crossed both nodes (and A's flow to alice, or B's way to carol).
+      if [ "$hup" = carol ]; then other=alice; else other=carol; fi
+      grep -q 'reason: "remote hangup"' "$OUT/$r.$other.out" \
+        || fail "$r: $hup hung up but $other saw no BYE: $(grep -o 'Ended .*' "$OUT/$r.$other.out")"
       ;;
   esac
   RESULTS+=("$r:ok")
 }
 
-run nopath fail 'record_path = false'
-run path pass ''
+run nopath fail 'record_path = false' 8 4 carol
+run path pass '' 8 4 carol
+run path-callee-bye pass '' 3 8 alice
 echo "path: ${RESULTS[*]} (elapsed ${SECONDS}s)"

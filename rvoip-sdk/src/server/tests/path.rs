@@ -25,6 +25,7 @@ fn node(at: &str, record_path: Option<bool>) -> Node {
     let cfg = ServerConfig {
         invite_auth: false,
         record_path,
+        digest_algorithms: vec![crate::auth::Algorithm::Md5, crate::auth::Algorithm::Sha256],
         ..ServerConfig::default()
     };
     let local = LocalIdentity::new(
@@ -56,7 +57,7 @@ impl Node {
         let tp = t.via_name();
         let base = |cseq: u32, auth: &str| {
             format!(
-                "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/{tp} {contact};branch=z9hG4bKpr{cseq}\nMax-Forwards: 70\n\
+                "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/{tp} {contact};rport;branch=z9hG4bKpr{cseq}\nMax-Forwards: 70\n\
                  From: <sip:bob@example.com>;tag=r1\nTo: <sip:bob@example.com>\nCall-ID: preg@test\nCSeq: {cseq} REGISTER\n\
                  Contact: <sip:bob@{contact};transport={}>\n{extra}{auth}Expires: 600\nContent-Length: 0\n\n",
                 t.as_str()
@@ -143,6 +144,10 @@ fn register_over_tcp_records_a_verified_path() {
         OwnRoute::Flow(flow)
     );
     assert!(b.path[0].ends_with("@192.0.2.1:5060;transport=udp;lr;ob>"));
+    // A itself reaches Bob down his connection, with no Route.
+    let (t, inv) = forwarded(&a.send(CALLER, Transport::Udp, &invite(9)));
+    assert_eq!((t.dest, t.transport), (addr(FLOW), Transport::Tcp));
+    assert!(routes(&inv).is_empty(), "{:?}", routes(&inv));
     // Off: no Path (the default without a Redis store, too).
     for off in [Some(false), None] {
         let mut a = node(A, off);
@@ -205,8 +210,9 @@ fn the_other_node_routes_through_the_path_and_the_registrar_relays_down_the_flow
     let ok = resp(to_caller);
     assert_eq!(ok.status, 200);
 
-    // The caller's BYE follows the Record-Route: B, then A, then Bob's flow.
-    let mut route_set: Vec<String> = ok
+    // The caller's BYE follows the Record-Route (as the UAS saw it, reversed): B, then A, then
+    // Bob's flow.
+    let mut route_set: Vec<String> = inv_a
         .headers
         .get_all(&HeaderName::RecordRoute)
         .map(|v| v.to_string())
