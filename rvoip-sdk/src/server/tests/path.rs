@@ -333,3 +333,43 @@ fn an_edge_proxy_path_is_stored_echoed_and_routed() {
     assert_eq!(t.dest, addr("192.0.2.40:5062"));
     assert_eq!(routes(&inv), [edge_ip]);
 }
+
+#[test]
+fn a_cancel_follows_the_invite_through_the_registering_node() {
+    let mut a = node(A, Some(true));
+    a.register(FLOW, Transport::Tcp, FLOW, "");
+    let mut b = node(B, Some(true));
+    b.learn(&a);
+    let (t, _) = forwarded(&b.send(CALLER, Transport::Udp, &invite(6)));
+    let (_, inv_a) = forwarded(&a.send(B, Transport::Udp, &String::from_utf8_lossy(&t.bytes)));
+    // Bob rings; the 180 goes back A -> B (B's branch is then cancellable, RFC 3261 §9.1).
+    let ringing = uas_response(&inv_a, 180, "bt6", FLOW);
+    let out = a.send(FLOW, Transport::Tcp, &String::from_utf8_lossy(&ringing));
+    let to_b = out.iter().find(|t| t.dest == addr(B)).expect("180 to B");
+    b.send(A, Transport::Udp, &String::from_utf8_lossy(&to_b.bytes));
+    let cancel = format!(
+        "CANCEL sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP {CALLER};branch=z9hG4bKpinv6\nMax-Forwards: 70\n\
+         From: <sip:carol@elsewhere.example>;tag=c6\nTo: <sip:bob@example.com>\nCall-ID: pcall6@test\nCSeq: 1 CANCEL\n\
+         Content-Length: 0\n\n"
+    );
+    let out = b.send(CALLER, Transport::Udp, &cancel);
+    let to_a = out
+        .iter()
+        .find(|t| {
+            t.dest == addr(A)
+                && matches!(parse(t), Message::Request(ref r) if r.method == Method::Cancel)
+        })
+        .expect("CANCEL to A");
+    assert_eq!(
+        routes(&req(to_a)).len(),
+        1,
+        "the CANCEL carries the INVITE's Route (§9.1)"
+    );
+    let out = a.send(B, Transport::Udp, &String::from_utf8_lossy(&to_a.bytes));
+    assert!(
+        out.iter()
+            .any(|t| (t.dest, t.transport) == (addr(FLOW), Transport::Tcp)
+                && matches!(parse(t), Message::Request(ref r) if r.method == Method::Cancel)),
+        "A cancels the branch down Bob's flow: {out:?}"
+    );
+}
