@@ -584,9 +584,8 @@ impl ServerCore {
             return;
         }
         // A Route to one of our flows (RFC 3327 Path from another node, RFC 5626 §5.3).
-        let mut req = match self.route_to_flow(now, tx, req, source, transport) {
-            Ok(()) => return,
-            Err(req) => req,
+        let Some(mut req) = self.route_to_flow(now, tx, req, source, transport) else {
+            return;
         };
         let routed = route::pop_own_routes(&self.local, &mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);

@@ -102,8 +102,8 @@ impl ServerCore {
     /// A request whose top Route names this node with a flow token (RFC 5626 §5.3): the Route
     /// is removed and the request goes down the flow the token names, its Request-URI (the
     /// user's contact) kept. A token that does not verify gets 430 Flow Failed (RFC 5626
-    /// §11.5), and nothing is relayed. Gives the request back (`Err`) when its top Route is not
-    /// a flow URI of this node.
+    /// §11.5), and nothing is relayed. Gives the request back (`Some`) when its top Route is not
+    /// a flow URI of this node; `None` when it was handled here.
     pub(super) fn route_to_flow(
         &mut self,
         now: Instant,
@@ -111,18 +111,18 @@ impl ServerCore {
         mut req: Request,
         source: SocketAddr,
         transport: Transport,
-    ) -> Result<(), Request> {
+    ) -> Option<Request> {
         let flow = match req.headers.get(&HeaderName::Route) {
             Some(top) => path::classify(top, &self.local, &self.nonce_secret()),
             None => OwnRoute::NotOurs,
         };
         let flow = match flow {
-            OwnRoute::NotOurs | OwnRoute::Plain => return Err(req),
+            OwnRoute::NotOurs | OwnRoute::Plain => return Some(req),
             OwnRoute::BadToken => {
                 self.stats.rejected += 1;
                 tracing::debug!(%source, "430: the Route's flow token does not verify");
                 self.reply(now, tx, &req, 430, vec![]);
-                return Ok(());
+                return None;
             }
             OwnRoute::Flow(flow) => flow,
         };
@@ -130,10 +130,10 @@ impl ServerCore {
         route::pop_own_routes(&self.local, &mut req);
         let Some(loop_hash) = self.loop_free_hash(&req) else {
             self.reply(now, tx, &req, 482, vec![]);
-            return Ok(());
+            return None;
         };
         if !self.admit_held(now, tx, &req, source) {
-            return Ok(());
+            return None;
         }
         tracing::debug!(%source, flow = %flow.source, transport = %flow.transport.as_str(), "Path: down the flow");
         let target = Target {
@@ -155,6 +155,6 @@ impl ServerCore {
             vec![target],
             loop_hash,
         );
-        Ok(())
+        None
     }
 }
