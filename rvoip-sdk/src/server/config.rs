@@ -310,6 +310,13 @@ pub struct ServerConfig {
     /// The Redis server of `store = "redis"`, `redis://HOST:PORT/DB`. Default
     /// `redis://127.0.0.1:6379/`.
     pub redis_url: Option<String>,
+    /// Whether this node records its own Path URI (RFC 3327, with an RFC 5626 flow token) for a
+    /// binding made over a connection (TCP, TLS, WS, WSS) or through a NAT, so that the other
+    /// nodes sharing the store send that user's requests through this node, down the flow only
+    /// it holds ([`crate::server::path`]), as Kamailio's path module `add_path()` with the
+    /// registrar's `use_path`. Default (`None`): on when
+    /// `store = "redis"`, else off.
+    pub record_path: Option<bool>,
     /// Worker threads, each with its own server core, sharded by Call-ID
     /// ([`crate::server::shard`]). Unset or 0: the number of CPUs, or 1 when `presence`,
     /// `offline_messages` or conference rooms are on (they need one worker; asking for more
@@ -459,6 +466,7 @@ impl Default for ServerConfig {
             data_dir: None,
             store: None,
             redis_url: None,
+            record_path: None,
             workers: None,
             dns_server: None,
             flood_limit: 1000,

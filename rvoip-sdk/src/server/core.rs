@@ -30,6 +30,7 @@ mod domains;
 mod forward;
 mod messages;
 mod outbound;
+mod path;
 mod presence;
 mod reload;
 mod users;
@@ -102,6 +103,9 @@ pub struct ServerCore {
     dispatch: dispatch::Dispatch,
     /// Counters.
     pub stats: Stats,
+    /// Whether REGISTERs over a connection or through a NAT get this node's Path URI
+    /// (`record_path`, [`crate::server::path`]).
+    record_path: bool,
 }
 
 /// Most flows kept for [`ServerCore::take_new_flows`] between two calls.
@@ -198,6 +202,9 @@ impl ServerCore {
             },
             store_available: true,
             stats: Stats::default(),
+            record_path: cfg
+                .record_path
+                .unwrap_or(cfg.store == Some(crate::server::config::StoreKind::Redis)),
         };
         core.proxy.track_calls(cfg.presence);
         core
@@ -516,7 +523,7 @@ impl ServerCore {
         &mut self,
         now: Instant,
         tx: ServerTxId,
-        mut req: Request,
+        req: Request,
         source: SocketAddr,
         transport: Transport,
     ) {
@@ -576,6 +583,10 @@ impl ServerCore {
         {
             return;
         }
+        // A Route to one of our flows (RFC 3327 Path from another node, RFC 5626 §5.3).
+        let Some(mut req) = self.route_to_flow(now, tx, req, source, transport) else {
+            return;
+        };
         let routed = route::pop_own_routes(&self.local, &mut req);
         let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
         let has_route = req.headers.get(&HeaderName::Route).is_some();

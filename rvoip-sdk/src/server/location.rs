@@ -47,6 +47,11 @@ pub struct Binding {
     /// requests for this binding then go to `source` (Kamailio's `fix_nated_register`, the
     /// flow of RFC 5626), never to the unreachable private Contact.
     pub behind_nat: bool,
+    /// The Path vector (RFC 3327 §5.3): the route set to reach the user agent, top first, as
+    /// Path header values (`<uri>;params`). It holds the Path headers the REGISTER arrived
+    /// with and, in front of them, the registering node's own flow URI when the flow can only
+    /// be reached through that node ([`crate::server::path`]). Empty: reached directly.
+    pub path: Vec<ByteString>,
 }
 
 impl Binding {
@@ -71,6 +76,7 @@ impl Binding {
             || self.transport != other.transport
             || self.behind_nat != other.behind_nat
             || self.contact_value != other.contact_value
+            || self.path != other.path
     }
 }
 
@@ -456,6 +462,7 @@ mod tests {
             source: "192.0.2.1:5060".parse().unwrap(),
             transport: Transport::Udp,
             behind_nat: false,
+            path: Vec::new(),
         }
     }
 

@@ -177,6 +177,20 @@ impl Registrar {
         source: SocketAddr,
         transport: Transport,
     ) -> Response {
+        self.handle_register_path(now, req, aor, source, transport, &[])
+    }
+
+    /// [`Registrar::handle_register_aor`] storing `path` (RFC 3327 §5.3: the Path vector, top
+    /// first, as Path header values) with every binding the request adds or refreshes.
+    pub fn handle_register_path(
+        &mut self,
+        now: u64,
+        req: &Request,
+        aor: &str,
+        source: SocketAddr,
+        transport: Transport,
+        path: &[ByteString],
+    ) -> Response {
         let no_user = req.headers.to().map_or(true, |to| {
             !to.uri.is_sip() || to.uri.user.as_deref().unwrap_or_default().is_empty()
         });
@@ -296,6 +310,7 @@ impl Registrar {
                         source,
                         transport,
                         behind_nat,
+                        path: path.to_vec(),
                     };
                     match at {
                         Some(i) => {

@@ -748,5 +748,6 @@ mod presence;
 
 mod dispatch;
 mod metrics;
+mod path;
 mod shard;
 mod vhost;

@@ -35,6 +35,10 @@ struct Record<'a> {
     t: Cow<'a, str>,
     /// Behind a NAT.
     n: bool,
+    /// The Path vector (RFC 3327), top first; left out when empty, and absent in records
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    p: Vec<Cow<'a, str>>,
 }
 
 /// The store key of `binding` under `aor`.
@@ -97,6 +101,7 @@ pub fn encode(binding: &Binding) -> Vec<u8> {
         a: binding.source,
         t: Cow::Borrowed(binding.transport.as_str()),
         n: binding.behind_nat,
+        p: binding.path.iter().map(|v| Cow::Borrowed(&**v)).collect(),
     };
     // Serialising this struct of plain fields cannot fail; an empty record is refused on load.
     serde_json::to_vec(&r).unwrap_or_default()
@@ -119,6 +124,7 @@ pub fn decode(bytes: &[u8]) -> Result<Binding, String> {
         source: r.a,
         transport,
         behind_nat: r.n,
+        path: r.p.iter().map(|v| ByteString::from(&**v)).collect(),
     })
 }
 
@@ -138,6 +144,7 @@ mod tests {
             source: "192.0.2.1:5070".parse().unwrap(),
             transport: Transport::Tls,
             behind_nat: true,
+            path: vec!["<sip:0abc@192.0.2.9:5060;transport=udp;lr;ob>".into()],
         }
     }
 
@@ -145,6 +152,15 @@ mod tests {
     fn a_record_round_trips() {
         let b = binding("<sip:alice@192.0.2.1:5070;transport=tls>;+sip.instance=\"<urn:x>\"");
         assert_eq!(decode(&encode(&b)).unwrap(), b);
+    }
+
+    #[test]
+    fn records_without_a_path_still_decode() {
+        let old = br#"{"c":"<sip:a@192.0.2.1>","q":1000,"e":1,"i":"x","s":1,"a":"192.0.2.1:5060","t":"tcp","n":false}"#;
+        let b = decode(old).unwrap();
+        assert!(b.path.is_empty());
+        let text = String::from_utf8(encode(&b)).unwrap();
+        assert!(!text.contains("\"p\""), "an empty Path is left out: {text}");
     }
 
     #[test]

@@ -161,6 +161,7 @@ mod tests {
             source: "192.0.2.1:5060".parse().unwrap(),
             transport: Transport::Udp,
             behind_nat: false,
+            path: Vec::new(),
         }
     }
 

@@ -351,6 +351,7 @@ mod tests {
                 source: "192.0.2.1:5060".parse().unwrap(),
                 transport: Transport::Udp,
                 behind_nat: false,
+                path: Vec::new(),
             },
         };
         let p = publication(7, &c);

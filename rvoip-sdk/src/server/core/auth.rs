@@ -150,9 +150,11 @@ impl ServerCore {
         self.registrar.default_expires = policy.default_expires;
         self.registrar.location.max_bindings_per_aor = policy.max_bindings_per_aor;
         let unix = self.unix_secs(now);
-        let resp = self
+        let path = self.register_path(&req, source, transport);
+        let mut resp = self
             .registrar
-            .handle_register_aor(unix, &req, &aor_user, source, transport);
+            .handle_register_path(unix, &req, &aor_user, source, transport, &path);
+        Self::echo_path(&req, &mut resp);
         let ok = resp.status == 200;
         if ok {
             self.stats.registrations += 1;

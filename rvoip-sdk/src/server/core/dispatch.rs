@@ -254,6 +254,7 @@ impl ServerCore {
             transport,
             nat: false,
             alternates,
+            route: Vec::new(),
         };
         let hash = route::loop_hash(&req);
         let watch = DivertWatch {

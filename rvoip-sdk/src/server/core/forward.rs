@@ -197,6 +197,7 @@ impl ServerCore {
             transport: t,
             nat: false,
             alternates: Vec::new(),
+            route: Vec::new(),
         };
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, vec![target], hash);

@@ -153,6 +153,7 @@ impl ServerCore {
             transport,
             nat: false,
             alternates: rest.to_vec(),
+            route: Vec::new(),
         };
         let (proxy, mut io) = self.io();
         proxy.fork(

@@ -55,6 +55,7 @@ pub fn restart_needed(old: &ServerConfig, new: &ServerConfig) -> Vec<&'static st
         data_dir,
         store,
         redis_url,
+        record_path,
         http_listen,
         dns_server,
         presence,

@@ -162,7 +162,7 @@ impl ServerCore {
             .lookup(user, self.unix_secs(now))
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
-            .map(binding_target)
+            .filter_map(|b| self.path_target(b))
             .collect()
     }
 }
@@ -183,5 +183,6 @@ pub(super) fn binding_target(b: &crate::server::location::Binding) -> Target {
         transport,
         nat: b.behind_nat,
         alternates: Vec::new(),
+        route: Vec::new(),
     }
 }

@@ -158,6 +158,9 @@ impl Proxy {
             if let Some(uri) = &t.uri {
                 copy.uri = uri.clone();
             }
+            for r in t.route.iter().rev() {
+                copy.headers.push_front(HeaderName::Route, r.clone());
+            }
             trunk::shift_cseq(&mut copy.headers, cseq_offset, true);
             let index = if initial { i as u32 } else { media_branch };
             if with_sdp {
@@ -413,6 +416,7 @@ impl Proxy {
                     transport,
                     nat,
                     alternates: Vec::new(),
+                    route: Vec::new(),
                 }],
                 hash,
             ),

@@ -55,6 +55,9 @@ pub struct Target {
     /// then A/AAAA): tried one after the other when this one fails with a transport error, a
     /// timeout or a 503 (RFC 3263 §4.3). Empty for registered contacts and IP literals.
     pub alternates: Vec<(SocketAddr, Transport)>,
+    /// Route header values to put on top of the copy's Route set, top first: a binding's Path
+    /// vector (RFC 3327 §5.5). Empty for a direct target.
+    pub route: Vec<ByteString>,
 }
 
 /// What the proxy needs from its owner for one call: the transaction layer to send on, the
