@@ -16,6 +16,8 @@
 //!   recording, so nothing echoes) and to the store (each change once, from the worker that made
 //!   it). The digest nonce secret is the same on every worker; the media relay thread is shared
 //!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker.
+//! - **Questions** (`/metrics`, `/status`, `/healthz`, `Server::stats()`) go to every worker and
+//!   their answers are merged ([`super::query::fan_out`]): counters summed, bindings once.
 //!
 //! With one worker none of this runs: [`super::BoundServer::run`] is the single event loop.
 
@@ -33,7 +35,7 @@ use super::shard_relay::{RelayEvents, ShardedRelay};
 use super::transport::Transports;
 use super::{
     BoundServer, COLLECT_INTERVAL, Control, DriverError, Inbound, PIN_INTERVAL, STATUS_INTERVAL,
-    apply_control, handle_inbound, record, relay, store,
+    apply_control, handle_inbound, query, record, relay, stats, store,
 };
 use crate::server::config::ServerConfig;
 use crate::server::core::{ServerCore, Stats};
@@ -175,6 +177,13 @@ struct Worker {
     dns_server: Option<SocketAddr>,
     stop: watch::Receiver<bool>,
     board: Arc<ServerStats>,
+    /// Questions for this worker (its part of a `/metrics`, `/status`, `/healthz` or
+    /// `Server::stats()` question, [`query::fan_out`]).
+    queries: mpsc::Receiver<query::Query>,
+    /// What a snapshot reads besides the core (shared by every worker).
+    sources: stats::Sources,
+    /// What `/healthz` says of the bindings' store: worker 0 keeps it up to date.
+    location_health: Option<super::health::StoreHealth>,
 }
 
 /// How a worker ended (for the shutdown line).
@@ -206,6 +215,9 @@ pub(crate) async fn run(
         dns_server,
         control: (control_tx, mut control_rx),
         store,
+        http,
+        health,
+        queries: (query_tx, mut query_rx),
         stats_board: board,
         ..
     } = server;
@@ -214,6 +226,25 @@ pub(crate) async fn run(
     let n = workers.count;
     let (router_tx, mut router_rx) = mpsc::channel::<Inbound>(INBOX);
     let mut tasks = tokio::task::JoinSet::new();
+    // The operator's questions reach every worker ([`query::fan_out`]); the listener asks
+    // this task, as with one worker.
+    if let Some(l) = http {
+        let queries = query::QueryHandle { tx: query_tx };
+        let cx = super::http::HttpContext {
+            queries,
+            health: health.clone(),
+        };
+        tasks.spawn(super::http::serve(l, cx));
+    } else {
+        drop(query_tx);
+    }
+    let sources = stats::Sources {
+        started: Instant::now(),
+        conns: conns.counters.clone(),
+        relay: relay.as_ref().map(|r| r.handle()),
+        tls: tls_counters.clone(),
+        ws: ws_counters.clone(),
+    };
     for l in tcp {
         tasks.spawn(super::tcp::accept_loop(l, router_tx.clone(), conns.clone()));
     }
@@ -247,14 +278,17 @@ pub(crate) async fn run(
         changes: Vec::with_capacity(n),
     };
     let (mut receivers, mut control_txs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut query_txs = Vec::with_capacity(n);
     for _ in 0..n {
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (q_tx, q_rx) = mpsc::channel(query::QUERY_QUEUE);
         peers.inbox.push(inbox_tx);
         peers.changes.push(changes_tx);
         control_txs.push(control_tx);
-        receivers.push((inbox_rx, changes_rx, control_rx));
+        query_txs.push(q_tx);
+        receivers.push((inbox_rx, changes_rx, control_rx, q_rx));
     }
     let peers = Arc::new(peers);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -268,7 +302,7 @@ pub(crate) async fn run(
     );
     let mut first = None;
     let mut threads = Vec::new();
-    for (index, ((inbox, changes, control), (core, udp, socks))) in
+    for (index, ((inbox, changes, control, queries), (core, udp, socks))) in
         receivers.into_iter().zip(cores).enumerate()
     {
         let w = Worker {
@@ -286,6 +320,9 @@ pub(crate) async fn run(
             dns_server,
             stop: stop_rx.clone(),
             board: board.clone(),
+            queries,
+            sources: sources.clone(),
+            location_health: (index == 0).then(|| health.store("location")).flatten(),
         };
         match socks {
             // Worker 0 runs here, on the bound server's runtime and sockets.
@@ -318,6 +355,7 @@ pub(crate) async fn run(
                 let Some(m) = m else { break };
                 route(&peers, m).await;
             }
+            Some(q) = query_rx.recv() => query::fan_out(q, &query_txs),
         }
     }
     let _ = stop_tx.send(true);
@@ -441,6 +479,7 @@ async fn worker_loop(mut w: Worker) -> Summary {
     let mut dns = Dns::new(w.dns_server);
     let own_inbox = w.peers.inbox.get(me).cloned();
     let store_health = w.store.as_ref().map(|s| s.health());
+    let mut store_reachable = true;
     let mut buf = vec![0u8; w.max_message_bytes.clamp(1500, 65_535) + 1];
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let sleep = tokio::time::sleep_until(far());
@@ -525,6 +564,7 @@ async fn worker_loop(mut w: Worker) -> Summary {
                 }
             }
             Some(c) = w.control.recv() => apply_control(core, c),
+            Some(q) = w.queries.recv() => query::answer(core, &w.sources, Instant::now(), q),
             _ = &mut sleep => {
                 deadline = None;
                 let now = Instant::now();
@@ -536,6 +576,10 @@ async fn worker_loop(mut w: Worker) -> Summary {
         if core.poll_timeout().is_some_and(|t| t <= now) {
             core.handle_timeout(now);
             lag.record(Step::Timers, now);
+        }
+        // Questions are answered under sustained traffic too.
+        while let Ok(q) = w.queries.try_recv() {
+            query::answer(core, &w.sources, now, q);
         }
         if let Some(tx) = &own_inbox {
             while let Some(q) = core.poll_dns_query() {
@@ -561,7 +605,17 @@ async fn worker_loop(mut w: Worker) -> Summary {
             }
         }
         if let Some(h) = &store_health {
-            core.set_store_available(h.reachable());
+            let reachable = h.reachable();
+            core.set_store_available(reachable);
+            if reachable != store_reachable {
+                store_reachable = reachable;
+                if let Some(lh) = &w.location_health {
+                    match reachable {
+                        true => lh.set_reachable(),
+                        false => lh.set_unreachable("store writes fail"),
+                    }
+                }
+            }
         }
         for flow in core.take_new_flows() {
             w.conns.pin(flow);
