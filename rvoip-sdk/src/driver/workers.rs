@@ -15,7 +15,8 @@
 //!   a worker sends the binding changes it made to the others (which apply them without
 //!   recording, so nothing echoes) and to the store (each change once, from the worker that made
 //!   it). The digest nonce secret is the same on every worker; the media relay thread is shared
-//!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker.
+//!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker, and
+//!   so do other nodes' binding changes (`store = "redis"`: the subscriber's batches).
 //! - **Questions** (`/metrics`, `/status`, `/healthz`, `Server::stats()`) go to every worker and
 //!   their answers are merged ([`super::query::fan_out`]): counters summed, bindings once.
 //!
@@ -215,12 +216,14 @@ pub(crate) async fn run(
         dns_server,
         control: (control_tx, mut control_rx),
         store,
+        remote,
         http,
         health,
         queries: (query_tx, mut query_rx),
         stats_board: board,
         ..
     } = server;
+    let mut remote = remote;
     drop(control_tx);
     let store = store.map(Arc::new);
     let n = workers.count;
@@ -356,6 +359,18 @@ pub(crate) async fn run(
                 route(&peers, m).await;
             }
             Some(q) = query_rx.recv() => query::fan_out(q, &query_txs),
+            // Other nodes' binding changes (`store = "redis"`): every replica applies them.
+            Some(batch) = async {
+                match remote.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let shared: Arc<[BindingChange]> = batch.into();
+                for tx in &peers.changes {
+                    let _ = tx.send(shared.clone());
+                }
+            }
         }
     }
     let _ = stop_tx.send(true);

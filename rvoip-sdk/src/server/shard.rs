@@ -125,12 +125,9 @@ pub fn unsharded_features(cfg: &ServerConfig) -> Vec<&'static str> {
         v.push("conference_prefix");
     }
     // Not yet sharded: the dispatcher's OPTIONS probes (their answers are steered by Call-ID
-    // to any worker) and Redis replication (other nodes' changes reach worker 0 only).
+    // to any worker).
     if !cfg.dispatch.is_empty() {
         v.push("dispatch");
-    }
-    if cfg.store == Some(crate::server::config::StoreKind::Redis) {
-        v.push("store = \"redis\"");
     }
     v
 }
@@ -339,8 +336,10 @@ mod tests {
         cfg.offline_messages = false;
         cfg.conference_prefix.clear();
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
-        // The HTTP listener works with workers.
+        // The HTTP listener and the Redis store work with workers.
         cfg.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        cfg.store = Some(crate::server::config::StoreKind::Redis);
+        assert!(unsharded_features(&cfg).is_empty());
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
         cfg.workers = None;
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 8);
