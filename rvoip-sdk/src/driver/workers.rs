@@ -19,6 +19,8 @@
 //!   so do other nodes' binding changes (`store = "redis"`: the subscriber's batches).
 //! - **Questions** (`/metrics`, `/status`, `/healthz`, `Server::stats()`) go to every worker and
 //!   their answers are merged ([`super::query::fan_out`]): counters summed, bindings once.
+//! - **Dispatcher probes** carry Call-IDs owned by the worker that sends them, so the answers
+//!   come back to it ([`ServerCore::set_probe_worker`]).
 //!
 //! With one worker none of this runs: [`super::BoundServer::run`] is the single event loop.
 
@@ -113,12 +115,14 @@ pub(crate) fn prepare(
         core.set_media_hook(h);
     }
     core.record_binding_changes();
+    core.set_probe_worker(0, count);
     let secret = core.nonce_secret();
     let mut cores = Vec::with_capacity(count - 1);
     let mut sockets = Vec::with_capacity(count - 1);
     for worker in 1..count {
         let mut c = ServerCore::new(cfg, core.local().clone(), users, now, core.unix_secs(now));
         c.set_nonce_secret(secret);
+        c.set_probe_worker(worker, count);
         // The bindings loaded from the store (recording on, nothing recorded yet).
         c.registrar.location = core.registrar.location.clone();
         if let Some(h) = hook(worker) {

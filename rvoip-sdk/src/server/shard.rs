@@ -124,11 +124,6 @@ pub fn unsharded_features(cfg: &ServerConfig) -> Vec<&'static str> {
     if !cfg.conference_prefix.is_empty() {
         v.push("conference_prefix");
     }
-    // Not yet sharded: the dispatcher's OPTIONS probes (their answers are steered by Call-ID
-    // to any worker).
-    if !cfg.dispatch.is_empty() {
-        v.push("dispatch");
-    }
     v
 }
 
@@ -336,9 +331,14 @@ mod tests {
         cfg.offline_messages = false;
         cfg.conference_prefix.clear();
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
-        // The HTTP listener and the Redis store work with workers.
+        // The HTTP listener, the Redis store and the dispatcher work with workers.
         cfg.http_listen = Some("127.0.0.1:0".parse().unwrap());
         cfg.store = Some(crate::server::config::StoreKind::Redis);
+        cfg.dispatch = toml::from_str(
+            "[[sets]]\nname = \"gw\"\ndestinations = [{ uri = \"sip:192.0.2.9\" }]\n",
+        )
+        .unwrap();
+        assert!(!cfg.dispatch.is_empty());
         assert!(unsharded_features(&cfg).is_empty());
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
         cfg.workers = None;
