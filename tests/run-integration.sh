@@ -29,9 +29,9 @@ RVOIP_SERVER=${RVOIP_SERVER:-$ROOT/target/release/rvoip-server}
 OUTROOT=$ROOT/tests/out
 mkdir -p "$OUTROOT"
 
-ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk sdk-pjsip-features features nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode record conference durable redis path vhost reload dispatch metrics workers ng-compare kamailio-ng"
+ALL_TESTS="register call cancel lossy fork rfc4475 baresip pjsip sdk-sipp-echo sdk-baresip sdk-pjsip sdk-sdk sdk-pjsip-features features nat baresip-tls sdk-pjsip-tls baresip-srtp sdk-pjsip-srtp sipjs sipvicious hostile transcode record conference durable redis path vhost reload dispatch metrics workers workers_http workers_redis workers_dispatch ng-compare kamailio-ng"
 # tests that start their own servers (rtpengine ng relay, Kamailio): no framework server around them
-NO_SERVER_TESTS="ng-compare kamailio-ng features durable redis path vhost reload dispatch metrics workers"
+NO_SERVER_TESTS="ng-compare kamailio-ng features durable redis path vhost reload dispatch metrics workers workers_http workers_redis workers_dispatch"
 TESTS=${*:-$ALL_TESTS}
 no_server() { case " $NO_SERVER_TESTS " in *" $1 "*) return 0 ;; esac; return 1; }
 # the ng tests' relay: ours (rvoip-server --relay-only) or the reference rtpengine

@@ -17,8 +17,13 @@ python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q p
   fail "cannot install the prometheus-client Python package"
 CHECK="python3 $ROOT/tests/integration/metrics_check.py"
 trap 'for p in $BG_PIDS; do kill $p 2>/dev/null; done; wait 2>/dev/null' EXIT
+# METRICS_WORKERS=N (workers_http.sh): the same run on N workers (the features one worker must
+# hold turned off).
+WORKER_ARGS=()
+[ -n "${METRICS_WORKERS:-}" ] &&
+  WORKER_ARGS=(--workers "$METRICS_WORKERS" --no-presence --no-offline-messages --conference-prefix "")
 
-RUST_LOG=info "$RVOIP_SERVER" --lax-auth-user --trusted-source 127.0.0.1/32 \
+RUST_LOG=info "$RVOIP_SERVER" --lax-auth-user --trusted-source 127.0.0.1/32 "${WORKER_ARGS[@]}" \
   --listen udp:127.0.0.1:5060 --users "$USERS_FILE" --domain 127.0.0.1 --http 127.0.0.1:0 \
   >"$OUT/server.log" 2>&1 &
 SERVER=$!

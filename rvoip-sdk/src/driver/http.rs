@@ -258,6 +258,45 @@ mod tests {
         rt.shutdown_timeout(Duration::from_secs(1));
     }
 
+    /// With two workers every question goes to both loops: /healthz, /metrics and /status
+    /// answer, and a blocking stats() question (`Server::stats()`) gets the merged snapshot.
+    #[test]
+    fn two_workers_answer_every_question() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cfg = ServerConfig {
+            listen: vec!["udp:127.0.0.1:0".parse().unwrap()],
+            relay: crate::server::proxy::anchor::RelayMode::Off,
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
+            workers: Some(2),
+            presence: false,
+            offline_messages: false,
+            conference_prefix: String::new(),
+            ..ServerConfig::default()
+        };
+        let server = rt.block_on(super::super::BoundServer::bind(&cfg)).unwrap();
+        assert_eq!(server.worker_count(), 2);
+        let addr = server.http_addr().unwrap();
+        let queries = server.queries();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let (code, body) = request(addr, "GET", "/healthz");
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = request(addr, "GET", "/metrics");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("rvoip_bindings 0"), "{body}");
+        assert_eq!(request(addr, "GET", "/status").0, 200);
+        let stats = queries.stats_blocking(LOOP_TIMEOUT).unwrap();
+        assert_eq!((stats.bindings, stats.calls), (0, 0));
+        let _ = stop.send(());
+        rt.shutdown_timeout(Duration::from_secs(1));
+    }
+
     #[test]
     fn status_limit_defaults_caps_and_rejects() {
         assert_eq!(status_limit(None), Some(STATUS_DEFAULT_LIMIT));

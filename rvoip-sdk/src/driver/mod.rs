@@ -24,6 +24,7 @@ pub mod store;
 pub(crate) mod tcp;
 pub mod tls;
 pub(crate) mod transport;
+mod worker_loop;
 mod worker_stats;
 pub mod workers;
 pub mod ws;

@@ -2,13 +2,16 @@
 //! which bindings and calls does it hold. The event task owns the [`ServerCore`]; it answers
 //! between two steps of its loop, so no one locks the core.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::server::core::ServerCore;
 
-use super::stats::{ServerStats, Sources, StatusReport, snapshot, status};
+use super::stats::{
+    ServerStats, Sources, StatusReport, merge_worker_stats, merge_worker_status, snapshot, status,
+};
 
 /// Most questions waiting for the event task.
 pub(crate) const QUERY_QUEUE: usize = 64;
@@ -35,6 +38,76 @@ pub(crate) fn answer(core: &ServerCore, src: &Sources, now: Instant, q: Query) {
         Query::Ping(reply) => reply(()),
         Query::Stats(reply) => reply(snapshot(core, src, now)),
         Query::Status { limit, reply } => reply(status(core, now, limit)),
+    }
+}
+
+/// Splits one reply into `n` (one per worker): each part's answer is kept at its index, and
+/// `done` gets them all, in order, when the last one arrives. A part dropped unanswered (its
+/// worker stopped, or its queue was full) means `done` is dropped unanswered too, once the
+/// other parts are gone: the asker sees [`QueryError::Stopped`] or its own timeout.
+fn gather<T: Send + 'static>(n: usize, done: Reply<Vec<T>>) -> Vec<Reply<T>> {
+    struct Gather<T> {
+        parts: Vec<Option<T>>,
+        left: usize,
+        done: Option<Reply<Vec<T>>>,
+    }
+    let state = Arc::new(Mutex::new(Gather {
+        parts: (0..n).map(|_| None).collect(),
+        left: n,
+        done: Some(done),
+    }));
+    (0..n)
+        .map(|i| {
+            let state = state.clone();
+            Box::new(move |v: T| {
+                let mut g = state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = g.parts.get_mut(i) {
+                    *slot = Some(v);
+                    g.left = g.left.saturating_sub(1);
+                }
+                if g.left == 0 {
+                    let parts = g.parts.drain(..).flatten().collect();
+                    if let Some(done) = g.done.take() {
+                        drop(g);
+                        done(parts);
+                    }
+                }
+            }) as Reply<T>
+        })
+        .collect()
+}
+
+/// Asks every worker's event loop `q` (`workers`: their question queues, worker 0 first) and
+/// answers it with their answers merged: a ping when every loop answered, the counters summed
+/// ([`merge_worker_stats`]), the status merged ([`merge_worker_status`]). One stuck worker
+/// leaves the question unanswered, so `/healthz` times out. Never blocks: a worker whose queue
+/// is full gets no question (the asker then sees an error).
+pub(crate) fn fan_out(q: Query, workers: &[mpsc::Sender<Query>]) {
+    let n = workers.len();
+    let questions: Vec<Query> = match q {
+        Query::Ping(reply) => gather(n, Box::new(move |_: Vec<()>| reply(())))
+            .into_iter()
+            .map(Query::Ping)
+            .collect(),
+        Query::Stats(reply) => gather(
+            n,
+            Box::new(move |parts: Vec<ServerStats>| reply(merge_worker_stats(&parts))),
+        )
+        .into_iter()
+        .map(Query::Stats)
+        .collect(),
+        Query::Status { limit, reply } => gather(
+            n,
+            Box::new(move |parts: Vec<StatusReport>| reply(merge_worker_status(parts, limit))),
+        )
+        .into_iter()
+        .map(|reply| Query::Status { limit, reply })
+        .collect(),
+    };
+    for (i, (tx, q)) in workers.iter().zip(questions).enumerate() {
+        if tx.try_send(q).is_err() {
+            tracing::debug!(worker = i, "worker's question queue full or closed");
+        }
     }
 }
 
@@ -145,5 +218,56 @@ impl super::BoundServer {
         QueryHandle {
             tx: self.queries.0.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanned_out_question_is_answered_once_every_worker_answered() {
+        let (tx0, mut rx0) = mpsc::channel(4);
+        let (tx1, mut rx1) = mpsc::channel(4);
+        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+        let q = Query::Stats(Box::new(move |s: ServerStats| {
+            let _ = answer_tx.send(s);
+        }));
+        fan_out(q, &[tx0.clone(), tx1.clone()]);
+        let stats = |calls| ServerStats {
+            calls,
+            bindings: 4,
+            ..ServerStats::default()
+        };
+        let Ok(Query::Stats(r1)) = rx1.try_recv() else {
+            panic!("worker 1 got no question")
+        };
+        r1(stats(2));
+        assert!(answer_rx.try_recv().is_err(), "answered before worker 0");
+        let Ok(Query::Stats(r0)) = rx0.try_recv() else {
+            panic!("worker 0 got no question")
+        };
+        r0(stats(3));
+        let merged = answer_rx.try_recv().unwrap();
+        assert_eq!((merged.calls, merged.bindings), (5, 4));
+
+        // A worker that never answers (its question dropped): no answer at all, and the
+        // asker's channel closes once the other part is gone.
+        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+        fan_out(
+            Query::Ping(Box::new(move |()| {
+                let _ = answer_tx.send(());
+            })),
+            &[tx0, tx1],
+        );
+        let Ok(Query::Ping(r0)) = rx0.try_recv() else {
+            panic!("worker 0 got no ping")
+        };
+        r0(());
+        drop(rx1.try_recv());
+        assert_eq!(
+            answer_rx.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Disconnected)
+        );
     }
 }

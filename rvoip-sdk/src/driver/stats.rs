@@ -244,3 +244,143 @@ pub(crate) fn status(core: &ServerCore, now: Instant, limit: usize) -> StatusRep
         calls: calls.into_iter().map(|(_, c)| c).collect(),
     }
 }
+
+/// The whole server's counters from each worker's snapshot (worker 0 first), with `workers` >
+/// 1 ([`super::workers`]). Counters — messages, first-response latency histograms (bucket by
+/// bucket: every worker uses the same buckets, so the merged histogram is exact), the core's
+/// and the guard's — and the per-worker gauges (transactions, calls, proxy contexts, held
+/// bytes) are summed. Bindings and AORs are counted once (each worker's location is a replica
+/// of the same set: worker 0's is taken). Uptime, connections, handshakes and the relay are
+/// shared by every worker and taken from worker 0's snapshot. Empty `parts`: all zero.
+pub fn merge_worker_stats(parts: &[ServerStats]) -> ServerStats {
+    let Some(first) = parts.first() else {
+        return ServerStats::default();
+    };
+    let mut t = first.clone();
+    t.messages = MessageCounts::default();
+    let (mut clients, mut servers, mut contexts, mut calls, mut held) = (0, 0, 0, 0, 0);
+    for p in parts {
+        t.messages.add(&p.messages);
+        clients += p.client_transactions;
+        servers += p.server_transactions;
+        contexts += p.proxy_contexts;
+        calls += p.calls;
+        held += p.held_bytes;
+    }
+    t.core = crate::server::shard::sum_stats(parts.iter().map(|p| &p.core));
+    t.guard = crate::server::shard::sum_guard_stats(parts.iter().map(|p| &p.guard));
+    t.client_transactions = clients;
+    t.server_transactions = servers;
+    t.proxy_contexts = contexts;
+    t.calls = calls;
+    t.held_bytes = held;
+    t
+}
+
+/// The whole server's `/status` from each worker's report (worker 0 first), at most `limit`
+/// of each list: the bindings once (worker 0's replica holds them all), the calls of every
+/// worker (each call lives on the worker owning its Call-ID), oldest first.
+pub fn merge_worker_status(parts: Vec<StatusReport>, limit: usize) -> StatusReport {
+    let mut parts = parts.into_iter();
+    let Some(mut t) = parts.next() else {
+        return StatusReport::default();
+    };
+    for p in parts {
+        t.calls_total += p.calls_total;
+        t.calls.extend(p.calls);
+    }
+    // Oldest first; ties by Call-ID, so the listing is the same at every scrape.
+    t.calls.sort_by(|a, b| {
+        b.age_s
+            .cmp(&a.age_s)
+            .then_with(|| a.call_id.cmp(&b.call_id))
+    });
+    t.calls.truncate(limit);
+    t.bindings.truncate(limit);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, age_s: u64) -> CallStatus {
+        CallStatus {
+            call_id: id.into(),
+            from: String::new(),
+            to: String::new(),
+            state: "confirmed".into(),
+            age_s,
+        }
+    }
+
+    #[test]
+    fn worker_stats_sum_counters_and_count_bindings_once() {
+        let mut a = ServerStats {
+            bindings: 10,
+            aors: 9,
+            calls: 2,
+            client_transactions: 3,
+            uptime_s: 7,
+            ..ServerStats::default()
+        };
+        a.messages.requests_received[4] = 5;
+        a.core.registrations = 5;
+        a.guard.auth_failures = 1;
+        a.connections.open = 4;
+        let mut b = ServerStats {
+            bindings: 10,
+            aors: 9,
+            calls: 3,
+            client_transactions: 1,
+            uptime_s: 7,
+            ..ServerStats::default()
+        };
+        b.messages.requests_received[4] = 6;
+        b.messages.first_response_latency[4].observe(std::time::Duration::from_millis(1));
+        b.core.registrations = 6;
+        b.connections.open = 4;
+        let t = merge_worker_stats(&[a, b]);
+        assert_eq!(t.messages.requests_received[4], 11);
+        assert_eq!(t.messages.first_response_latency[4].count, 1);
+        assert_eq!((t.core.registrations, t.guard.auth_failures), (11, 1));
+        assert_eq!((t.calls, t.client_transactions), (5, 4));
+        // Replicated and shared figures are not doubled.
+        assert_eq!(
+            (t.bindings, t.aors, t.connections.open, t.uptime_s),
+            (10, 9, 4, 7)
+        );
+        assert_eq!(merge_worker_stats(&[]).bindings, 0);
+    }
+
+    #[test]
+    fn worker_status_lists_bindings_once_and_every_workers_calls() {
+        let binding = BindingStatus {
+            aor: "alice".into(),
+            contact: "sip:alice@192.0.2.1".into(),
+            expires_s: 60,
+            transport: "udp".into(),
+            source: "192.0.2.1:5060".into(),
+        };
+        let a = StatusReport {
+            bindings_total: 1,
+            bindings: vec![binding.clone()],
+            calls_total: 1,
+            calls: vec![call("a1", 5)],
+        };
+        let b = StatusReport {
+            bindings_total: 1,
+            bindings: vec![binding],
+            calls_total: 2,
+            calls: vec![call("b1", 9), call("b2", 1)],
+        };
+        let t = merge_worker_status(vec![a.clone(), b.clone()], 10);
+        assert_eq!((t.bindings_total, t.bindings.len()), (1, 1));
+        assert_eq!(t.calls_total, 3);
+        let ids: Vec<&str> = t.calls.iter().map(|c| c.call_id.as_str()).collect();
+        assert_eq!(ids, ["b1", "a1", "b2"]);
+        let t = merge_worker_status(vec![a, b], 2);
+        assert_eq!((t.calls_total, t.calls.len()), (3, 2));
+        assert_eq!(merge_worker_status(Vec::new(), 5), StatusReport::default());
+    }
+}

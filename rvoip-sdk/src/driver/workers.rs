@@ -15,7 +15,12 @@
 //!   a worker sends the binding changes it made to the others (which apply them without
 //!   recording, so nothing echoes) and to the store (each change once, from the worker that made
 //!   it). The digest nonce secret is the same on every worker; the media relay thread is shared
-//!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker.
+//!   ([`super::shard_relay`]). Control changes ([`super::ControlHandle`]) reach every worker, and
+//!   so do other nodes' binding changes (`store = "redis"`: the subscriber's batches).
+//! - **Questions** (`/metrics`, `/status`, `/healthz`, `Server::stats()`) go to every worker and
+//!   their answers are merged ([`super::query::fan_out`]): counters summed, bindings once.
+//! - **Dispatcher probes** carry Call-IDs owned by the worker that sends them, so the answers
+//!   come back to it ([`ServerCore::set_probe_worker`]).
 //!
 //! With one worker none of this runs: [`super::BoundServer::run`] is the single event loop.
 
@@ -23,20 +28,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use super::lag::{LoopLag, Step};
-use super::setup::{Dns, release_free_memory, set_udp_receive_buffer};
 use super::shard_relay::{RelayEvents, ShardedRelay};
-use super::transport::Transports;
-use super::{
-    BoundServer, COLLECT_INTERVAL, Control, DriverError, Inbound, PIN_INTERVAL, STATUS_INTERVAL,
-    apply_control, handle_inbound, record, relay, store,
-};
+use super::worker_loop::{Worker, worker_loop, worker_thread};
+use super::{BoundServer, DriverError, Inbound, query, record, relay, stats};
 use crate::server::config::ServerConfig;
-use crate::server::core::{ServerCore, Stats};
+use crate::server::core::ServerCore;
 use crate::server::location::BindingChange;
 use crate::server::proxy::MediaHook;
 use crate::server::proxy::anchor::RelayAnchor;
@@ -110,12 +108,14 @@ pub(crate) fn prepare(
         core.set_media_hook(h);
     }
     core.record_binding_changes();
+    core.set_probe_worker(0, count);
     let secret = core.nonce_secret();
     let mut cores = Vec::with_capacity(count - 1);
     let mut sockets = Vec::with_capacity(count - 1);
     for worker in 1..count {
         let mut c = ServerCore::new(cfg, core.local().clone(), users, now, core.unix_secs(now));
         c.set_nonce_secret(secret);
+        c.set_probe_worker(worker, count);
         // The bindings loaded from the store (recording on, nothing recorded yet).
         c.registrar.location = core.registrar.location.clone();
         if let Some(h) = hook(worker) {
@@ -147,42 +147,16 @@ pub(crate) fn prepare(
 }
 
 /// The channels every worker reaches the others by.
-struct Peers {
+pub(super) struct Peers {
     /// Messages (steered datagrams and frames, connection news, DNS answers) per worker.
-    inbox: Vec<mpsc::Sender<Inbound>>,
+    pub(super) inbox: Vec<mpsc::Sender<Inbound>>,
     /// Binding changes per worker (unbounded: a replica must not miss one).
-    changes: Vec<mpsc::UnboundedSender<Arc<[BindingChange]>>>,
+    pub(super) changes: Vec<mpsc::UnboundedSender<Arc<[BindingChange]>>>,
 }
 
 /// Most messages waiting for one worker; past it, UDP datagrams handed over are dropped (the
 /// sender retransmits) and stream frames wait.
 const INBOX: usize = 4096;
-
-/// What one worker's event loop owns.
-struct Worker {
-    index: usize,
-    core: ServerCore,
-    udp: Vec<Arc<UdpSocket>>,
-    inbox: mpsc::Receiver<Inbound>,
-    changes: mpsc::UnboundedReceiver<Arc<[BindingChange]>>,
-    control: mpsc::UnboundedReceiver<Control>,
-    peers: Arc<Peers>,
-    /// Where connections opened by this worker report (the router).
-    router: mpsc::Sender<Inbound>,
-    conns: Arc<super::conn::Conns>,
-    max_message_bytes: usize,
-    store: Option<Arc<store::StoreWriter>>,
-    dns_server: Option<SocketAddr>,
-    stop: watch::Receiver<bool>,
-    board: Arc<ServerStats>,
-}
-
-/// How a worker ended (for the shutdown line).
-struct Summary {
-    messages: u64,
-    handed_over: u64,
-    stats: Stats,
-}
 
 /// Runs `server` (worker 0) and `workers` until `shutdown` completes.
 pub(crate) async fn run(
@@ -206,14 +180,38 @@ pub(crate) async fn run(
         dns_server,
         control: (control_tx, mut control_rx),
         store,
+        remote,
+        http,
+        health,
+        queries: (query_tx, mut query_rx),
         stats_board: board,
         ..
     } = server;
+    let mut remote = remote;
     drop(control_tx);
     let store = store.map(Arc::new);
     let n = workers.count;
     let (router_tx, mut router_rx) = mpsc::channel::<Inbound>(INBOX);
     let mut tasks = tokio::task::JoinSet::new();
+    // The operator's questions reach every worker ([`query::fan_out`]); the listener asks
+    // this task, as with one worker.
+    if let Some(l) = http {
+        let queries = query::QueryHandle { tx: query_tx };
+        let cx = super::http::HttpContext {
+            queries,
+            health: health.clone(),
+        };
+        tasks.spawn(super::http::serve(l, cx));
+    } else {
+        drop(query_tx);
+    }
+    let sources = stats::Sources {
+        started: Instant::now(),
+        conns: conns.counters.clone(),
+        relay: relay.as_ref().map(|r| r.handle()),
+        tls: tls_counters.clone(),
+        ws: ws_counters.clone(),
+    };
     for l in tcp {
         tasks.spawn(super::tcp::accept_loop(l, router_tx.clone(), conns.clone()));
     }
@@ -247,14 +245,17 @@ pub(crate) async fn run(
         changes: Vec::with_capacity(n),
     };
     let (mut receivers, mut control_txs) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut query_txs = Vec::with_capacity(n);
     for _ in 0..n {
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX);
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (q_tx, q_rx) = mpsc::channel(query::QUERY_QUEUE);
         peers.inbox.push(inbox_tx);
         peers.changes.push(changes_tx);
         control_txs.push(control_tx);
-        receivers.push((inbox_rx, changes_rx, control_rx));
+        query_txs.push(q_tx);
+        receivers.push((inbox_rx, changes_rx, control_rx, q_rx));
     }
     let peers = Arc::new(peers);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -268,7 +269,7 @@ pub(crate) async fn run(
     );
     let mut first = None;
     let mut threads = Vec::new();
-    for (index, ((inbox, changes, control), (core, udp, socks))) in
+    for (index, ((inbox, changes, control, queries), (core, udp, socks))) in
         receivers.into_iter().zip(cores).enumerate()
     {
         let w = Worker {
@@ -286,6 +287,9 @@ pub(crate) async fn run(
             dns_server,
             stop: stop_rx.clone(),
             board: board.clone(),
+            queries,
+            sources: sources.clone(),
+            location_health: (index == 0).then(|| health.store("location")).flatten(),
         };
         match socks {
             // Worker 0 runs here, on the bound server's runtime and sockets.
@@ -317,6 +321,19 @@ pub(crate) async fn run(
             m = router_rx.recv() => {
                 let Some(m) = m else { break };
                 route(&peers, m).await;
+            }
+            Some(q) = query_rx.recv() => query::fan_out(q, &query_txs),
+            // Other nodes' binding changes (`store = "redis"`): every replica applies them.
+            Some(batch) = async {
+                match remote.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let shared: Arc<[BindingChange]> = batch.into();
+                for tx in &peers.changes {
+                    let _ = tx.send(shared.clone());
+                }
             }
         }
     }
@@ -393,238 +410,5 @@ async fn route(peers: &Peers, m: Inbound) {
     };
     if let Some(tx) = peers.inbox.get(owner) {
         let _ = tx.send(m).await;
-    }
-}
-
-/// A worker's thread: its own current-thread runtime, its UDP sockets registered there.
-fn worker_thread(
-    mut w: Worker,
-    socks: Vec<std::net::UdpSocket>,
-    receive_buffer: usize,
-) -> Option<Summary> {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(worker = w.index, error = %e, "cannot start a worker runtime");
-            return None;
-        }
-    };
-    rt.block_on(async move {
-        for s in socks {
-            match UdpSocket::from_std(s) {
-                Ok(s) => {
-                    set_udp_receive_buffer(&s, receive_buffer);
-                    w.udp.push(Arc::new(s));
-                }
-                Err(e) => tracing::error!(worker = w.index, error = %e, "udp socket"),
-            }
-        }
-        // As in the binary: the loop runs as a task, not as the `block_on` future.
-        tokio::spawn(worker_loop(w)).await.ok()
-    })
-}
-
-/// One worker's event loop: its UDP sockets, its inbox, replicated changes, control changes
-/// and timers, as [`BoundServer::run`] for one worker.
-async fn worker_loop(mut w: Worker) -> Summary {
-    let me = w.index;
-    let n = w.peers.inbox.len();
-    let mut out = Transports::new(
-        w.udp.clone(),
-        w.router.clone(),
-        w.conns.clone(),
-        tokio::runtime::Handle::current(),
-    );
-    let mut dns = Dns::new(w.dns_server);
-    let own_inbox = w.peers.inbox.get(me).cloned();
-    let store_health = w.store.as_ref().map(|s| s.health());
-    let mut buf = vec![0u8; w.max_message_bytes.clamp(1500, 65_535) + 1];
-    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
-    let sleep = tokio::time::sleep_until(far());
-    tokio::pin!(sleep);
-    let mut deadline = None;
-    let (mut messages, mut handed_over) = (0u64, 0u64);
-    let mut next_status = Instant::now() + STATUS_INTERVAL;
-    let mut last_status = String::new();
-    let mut next_pin = Instant::now();
-    let mut next_collect = Instant::now() + COLLECT_INTERVAL;
-    let mut lag = LoopLag::default();
-    let core = &mut w.core;
-    loop {
-        let udp = &w.udp;
-        let udp_ready = std::future::poll_fn(|cx| {
-            for (i, s) in udp.iter().enumerate() {
-                if s.poll_recv_ready(cx).is_ready() {
-                    return std::task::Poll::Ready(i);
-                }
-            }
-            std::task::Poll::Pending
-        });
-        tokio::select! {
-            biased;
-            _ = w.stop.changed() => break,
-            i = udp_ready => {
-                let now = Instant::now();
-                while let Ok(c) = w.control.try_recv() {
-                    apply_control(core, c);
-                }
-                if let Some(sock) = w.udp.get(i) {
-                    for _ in 0..256 {
-                        match sock.try_recv_from(&mut buf) {
-                            Ok((len, source)) => {
-                                let Some(datagram) = buf.get(..len) else { continue };
-                                if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
-                                }
-                                let data = Bytes::copy_from_slice(datagram);
-                                let owner = worker_for(&data, n);
-                                if owner == me {
-                                    messages += 1;
-                                    core.handle_datagram(now, data, source, Transport::Udp);
-                                } else if let Some(tx) = w.peers.inbox.get(owner) {
-                                    handed_over += 1;
-                                    let m = Inbound::Msg { data, source, transport: Transport::Udp };
-                                    if tx.try_send(m).is_err() {
-                                        tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
-                                    }
-                                }
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(e) => tracing::debug!(error = %e, "udp receive error"),
-                        }
-                    }
-                }
-                lag.record(Step::Udp, now);
-            }
-            m = w.inbox.recv() => {
-                let Some(m) = m else { break };
-                let now = Instant::now();
-                while let Ok(c) = w.control.try_recv() {
-                    apply_control(core, c);
-                }
-                let mut next = Some(m);
-                let mut count = 0;
-                while let Some(m) = next.take() {
-                    messages += u64::from(matches!(m, Inbound::Msg { .. }));
-                    handle_inbound(&mut out, core, now, m);
-                    count += 1;
-                    if count < 256 {
-                        next = w.inbox.try_recv().ok();
-                    }
-                }
-                lag.record(Step::Inbound, now);
-            }
-            Some(changes) = w.changes.recv() => {
-                let now = Instant::now();
-                core.apply_binding_changes(now, &changes);
-                while let Ok(more) = w.changes.try_recv() {
-                    core.apply_binding_changes(now, &more);
-                }
-            }
-            Some(c) = w.control.recv() => apply_control(core, c),
-            _ = &mut sleep => {
-                deadline = None;
-                let now = Instant::now();
-                core.handle_timeout(now);
-                lag.record(Step::Timers, now);
-            }
-        }
-        let now = Instant::now();
-        if core.poll_timeout().is_some_and(|t| t <= now) {
-            core.handle_timeout(now);
-            lag.record(Step::Timers, now);
-        }
-        if let Some(tx) = &own_inbox {
-            while let Some(q) = core.poll_dns_query() {
-                dns.spawn(q, tx, core, now);
-            }
-        }
-        let sending = Instant::now();
-        while let Some(t) = core.poll_transmit() {
-            out.send(t);
-        }
-        lag.record(Step::Transmit, sending);
-        // The changes this worker made: to the other replicas, and once to the store.
-        let changes = core.take_binding_changes(me, n);
-        if !changes.is_empty() {
-            let shared: Arc<[BindingChange]> = changes.as_slice().into();
-            for (i, tx) in w.peers.changes.iter().enumerate() {
-                if i != me {
-                    let _ = tx.send(shared.clone());
-                }
-            }
-            if let Some(s) = &w.store {
-                s.send(changes);
-            }
-        }
-        if let Some(h) = &store_health {
-            core.set_store_available(h.reachable());
-        }
-        for flow in core.take_new_flows() {
-            w.conns.pin(flow);
-        }
-        w.board.publish(me, core, messages);
-        if now >= next_collect {
-            next_collect = now + COLLECT_INTERVAL;
-            let start = Instant::now();
-            release_free_memory();
-            lag.record(Step::Collect, start);
-        }
-        // Every replica holds every binding: worker 0 alone hands the full set over.
-        if me == 0 && now >= next_pin {
-            next_pin = now + PIN_INTERVAL;
-            let start = Instant::now();
-            w.conns
-                .set_pinned(core.registrar.location.stream_flows(core.unix_secs(now)));
-            lag.record(Step::Pin, start);
-        }
-        if now >= next_status {
-            next_status = now + STATUS_INTERVAL;
-            let (slowest, slowest_us) = lag.take();
-            let line = format!("{messages} {:?} {:?}", core.stats, core.guard.stats);
-            if line != last_status {
-                let (client_tx, server_tx) = core.tl.len();
-                tracing::info!(
-                    worker = me,
-                    messages,
-                    handed_over,
-                    bindings = core.binding_count(),
-                    calls = core.proxy.dialogs().len(),
-                    client_tx,
-                    server_tx,
-                    stats = ?core.stats,
-                    guard = ?core.guard.stats,
-                    slowest_step = ?slowest,
-                    slowest_step_ms = slowest_us as f64 / 1000.0,
-                    "worker status"
-                );
-                last_status = line;
-            }
-        }
-        let next = core.poll_timeout();
-        if next != deadline {
-            deadline = next;
-            let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
-            sleep.as_mut().reset(at);
-        }
-    }
-    let (clients, servers) = core.tl.len();
-    tracing::info!(
-        worker = me,
-        messages,
-        handed_over,
-        client_transactions = clients,
-        server_transactions = servers,
-        bindings = core.binding_count(),
-        stats = ?core.stats,
-        "worker state at shutdown"
-    );
-    Summary {
-        messages,
-        handed_over,
-        stats: core.stats,
     }
 }

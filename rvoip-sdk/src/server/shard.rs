@@ -124,18 +124,6 @@ pub fn unsharded_features(cfg: &ServerConfig) -> Vec<&'static str> {
     if !cfg.conference_prefix.is_empty() {
         v.push("conference_prefix");
     }
-    // Not yet sharded: the dispatcher's OPTIONS probes (their answers are steered by Call-ID
-    // to any worker), Redis replication (other nodes' changes reach worker 0 only) and the
-    // HTTP listener (/metrics and /status read worker 0's core).
-    if !cfg.dispatch.is_empty() {
-        v.push("dispatch");
-    }
-    if cfg.store == Some(crate::server::config::StoreKind::Redis) {
-        v.push("store = \"redis\"");
-    }
-    if cfg.http_listen.is_some() {
-        v.push("http_listen");
-    }
     v
 }
 
@@ -342,6 +330,16 @@ mod tests {
         cfg.presence = false;
         cfg.offline_messages = false;
         cfg.conference_prefix.clear();
+        assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
+        // The HTTP listener, the Redis store and the dispatcher work with workers.
+        cfg.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        cfg.store = Some(crate::server::config::StoreKind::Redis);
+        cfg.dispatch = toml::from_str(
+            "[[sets]]\nname = \"gw\"\ndestinations = [{ uri = \"sip:192.0.2.9\" }]\n",
+        )
+        .unwrap();
+        assert!(!cfg.dispatch.is_empty());
+        assert!(unsharded_features(&cfg).is_empty());
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 2);
         cfg.workers = None;
         assert_eq!(resolve_workers(&cfg, 8).unwrap(), 8);

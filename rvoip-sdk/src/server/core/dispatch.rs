@@ -40,6 +40,8 @@ pub(super) struct Dispatch {
     probes: HashMap<ClientTxId, (DestId, u64)>,
     /// DNS lookups in flight: query id → destination.
     lookups: HashMap<u64, DestId>,
+    /// This core's worker and the number of workers ([`ServerCore::set_probe_worker`]).
+    worker: (usize, usize),
 }
 
 impl Dispatch {
@@ -49,6 +51,7 @@ impl Dispatch {
             core: Dispatcher::new(cfg, now),
             probes: HashMap::new(),
             lookups: HashMap::new(),
+            worker: (0, 1),
         }
     }
 }
@@ -121,7 +124,35 @@ fn authorize(req: &mut Request, resp: &Response, creds: &TrunkCredentials) -> bo
     true
 }
 
+/// Most Call-IDs drawn for one probe until one hashes to the probing worker (each draw hits
+/// with probability 1/workers; past this the probe goes out anyway, its answer then lost).
+const PROBE_CALL_ID_DRAWS: usize = 256;
+
 impl ServerCore {
+    /// Tells the dispatcher that this core is worker `worker` of `workers`
+    /// ([`crate::driver::workers`]): its OPTIONS probes then get Call-IDs that
+    /// [`crate::server::shard::worker_of_call_id`] maps to this worker, so their answers are
+    /// steered back to it. Every worker probes its own copy of the destinations and keeps its own
+    /// up/down state (a destination a call found down on one worker is tried first by the others
+    /// until their own calls or probes find it down too; failover works on every worker).
+    pub fn set_probe_worker(&mut self, worker: usize, workers: usize) {
+        self.dispatch.worker = (worker, workers.max(1));
+    }
+
+    /// A new Call-ID for a probe, owned by this core's worker.
+    fn probe_call_id(&mut self) -> String {
+        let (me, n) = self.dispatch.worker;
+        let domain = &self.local.domain;
+        let mut id = format!("{}@{domain}", self.replier.new_tag());
+        for _ in 1..PROBE_CALL_ID_DRAWS {
+            if crate::server::shard::worker_of_call_id(id.as_bytes(), n) == me {
+                break;
+            }
+            id = format!("{}@{domain}", self.replier.new_tag());
+        }
+        id
+    }
+
     /// The dispatcher: sets, destination states and counters.
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.dispatch.core
@@ -400,10 +431,7 @@ impl ServerCore {
             format!("<sip:dispatcher@{domain}>;tag={}", self.replier.new_tag()),
         );
         h.push(HeaderName::To, format!("<{}>", p.uri));
-        h.push(
-            HeaderName::CallId,
-            format!("{}@{domain}", self.replier.new_tag()),
-        );
+        h.push(HeaderName::CallId, self.probe_call_id());
         h.push(HeaderName::CSeq, "1 OPTIONS");
         let req = Request {
             method: Method::Options,

@@ -375,3 +375,29 @@ fn only_local_or_trusted_senders_may_use_a_route() {
     let out = h.send(ALICE, &text.replace("z9hG4bKinv40", "z9hG4bKinv42"));
     assert_eq!(requests(&out, GW[0], Method::Invite).len(), 1);
 }
+
+/// With several workers the answers to a worker's probes are steered by their Call-ID: every
+/// probe a core sends as worker w of n has a Call-ID that worker w owns, so its answer comes
+/// back to the core that waits for it (and takes the gateway out or back there).
+#[test]
+fn a_workers_probes_have_call_ids_it_owns() {
+    for (me, n) in [(0, 2), (1, 2), (2, 3)] {
+        let mut h = harness("", 5);
+        h.core.set_probe_worker(me, n);
+        h.advance(Duration::from_millis(500));
+        for round in 0..4 {
+            let out = h.advance(Duration::from_secs(5));
+            for (i, g) in GW.iter().enumerate() {
+                let probe = requests(&out, g, Method::Options).remove(0);
+                let id = probe.headers.get(&HeaderName::CallId).unwrap().to_string();
+                assert_eq!(
+                    crate::server::shard::worker_of_call_id(id.as_bytes(), n),
+                    me,
+                    "round {round}, {g}: {id}"
+                );
+                h.send_bytes(g, uas_response(&probe, 200, &format!("r{round}p{i}"), g));
+                assert_eq!(state(&h, i), DestState::Up);
+            }
+        }
+    }
+}

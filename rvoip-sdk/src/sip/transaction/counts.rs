@@ -95,6 +95,16 @@ impl LatencyHistogram {
         self.sum_us = self.sum_us.saturating_add(us);
     }
 
+    /// Adds `other`'s observations to this histogram (the buckets are the same everywhere, so
+    /// the sum is exact: the histogram of both sets of latencies).
+    pub fn add(&mut self, other: &LatencyHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.count += other.count;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
     /// Cumulative counts per bound in seconds, as Prometheus exposes them (`le`, the last
     /// being +Inf).
     pub fn cumulative(&self) -> [(f64, u64); LATENCY_BUCKETS_US.len() + 1] {
@@ -171,6 +181,35 @@ impl MessageCounts {
         }
     }
 
+    /// Adds `other`'s counts to these (several transaction layers' counts, e.g. one per
+    /// worker, as one server's): every counter and histogram bucket summed.
+    pub fn add(&mut self, other: &MessageCounts) {
+        for (a, b) in self
+            .requests_received
+            .iter_mut()
+            .zip(other.requests_received.iter())
+        {
+            *a += b;
+        }
+        self.retransmissions_received += other.retransmissions_received;
+        for (row, other_row) in self
+            .responses_sent
+            .iter_mut()
+            .zip(other.responses_sent.iter())
+        {
+            for (a, b) in row.iter_mut().zip(other_row.iter()) {
+                *a += b;
+            }
+        }
+        for (a, b) in self
+            .first_response_latency
+            .iter_mut()
+            .zip(other.first_response_latency.iter())
+        {
+            a.add(b);
+        }
+    }
+
     /// Requests of `method` received.
     pub fn requests(&self, method: &Method) -> u64 {
         self.requests_received[method_index(method)]
@@ -231,5 +270,34 @@ mod tests {
         assert_eq!(cum[6], (0.05, 3));
         assert_eq!(cum[13], (10.0, 3));
         assert_eq!(cum[14], (f64::INFINITY, 4));
+    }
+
+    #[test]
+    fn counts_of_two_layers_add_up_exactly() {
+        let mut a = MessageCounts::default();
+        a.request(4);
+        a.response(4, 401);
+        a.latency(4, Duration::from_millis(2));
+        let mut b = MessageCounts::default();
+        b.request(4);
+        b.request(0);
+        b.response(4, 200);
+        b.retransmissions_received = 3;
+        b.latency(4, Duration::from_millis(40));
+        b.latency(4, Duration::from_secs(20));
+        let mut t = a;
+        t.add(&b);
+        assert_eq!(t.requests_received[4], 2);
+        assert_eq!(t.requests_received[0], 1);
+        assert_eq!(t.retransmissions_received, 3);
+        assert_eq!((t.responses_sent[4][3], t.responses_sent[4][1]), (1, 1));
+        let h = &t.first_response_latency[4];
+        assert_eq!((h.count, h.sum_us), (3, 20_042_000));
+        // Bucket by bucket: the merged histogram is the histogram of all three latencies.
+        let mut direct = LatencyHistogram::default();
+        for ms in [2, 40, 20_000] {
+            direct.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(*h, direct);
     }
 }
