@@ -160,7 +160,13 @@ impl ServerCore {
                 max_message_bytes: cfg.max_message_bytes,
                 max_headers: cfg.max_headers,
             },
-            tl: TransactionLayer::new(timers),
+            // An INVITE this server answers at once (a 407 challenge, a 404) gets no 100
+            // Trying before its final response (§17.2.1), as from Kamailio's sl_send_reply.
+            tl: {
+                let mut tl = TransactionLayer::new(timers);
+                tl.set_defer_trying(true);
+                tl
+            },
             registrar,
             domains,
             digest_algorithms: if cfg.digest_algorithms.is_empty() {

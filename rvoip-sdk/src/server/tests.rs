@@ -226,8 +226,8 @@ fn call_bob(h: &mut Harness) -> (u32, Request, Request) {
     let n = h.next();
     let out = h.send(ALICE, &invite(n, "bob", ""));
     let statuses: Vec<u16> = out.iter().map(|t| resp(t).status).collect();
-    assert_eq!(statuses, vec![100, 407]);
-    let r407 = resp(&out[1]);
+    assert_eq!(statuses, vec![407], "no 100 Trying before an immediate 407");
+    let r407 = resp(&out[0]);
     // ACK for the 407 is absorbed by the server transaction.
     let ack = format!(
         "ACK sip:bob@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKinv{n}\nMax-Forwards: 70\nFrom: <sip:alice@127.0.0.1>;tag=a{n}\n\
@@ -423,14 +423,14 @@ fn unknown_user_and_user_without_binding_look_the_same_480() {
     let out = h.send(ALICE, &invite(1, "nobody", ""));
     assert_eq!(
         out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
-        vec![100, 480]
+        vec![480]
     );
     let out = h.send(ALICE, &invite(2, "carol", ""));
     assert_eq!(
         out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
-        vec![100, 480]
+        vec![480]
     );
-    let r = resp(&out[1]);
+    let r = resp(&out[0]);
     assert!(
         r.headers.to().unwrap().tag().is_some(),
         "final response has a To tag"
@@ -651,7 +651,7 @@ fn hostile_input_never_panics_and_transactions_drain() {
 }
 
 #[test]
-fn trying_carries_rport_and_received_even_for_same_ip() {
+fn responses_carry_rport_and_received_even_for_same_ip() {
     let mut h = Harness::new(false);
     let text = invite(1, "nobody", "")
         .replace(&format!("{ALICE};branch"), &format!("{ALICE};rport;branch"));
@@ -670,7 +670,45 @@ fn trying_carries_rport_and_received_even_for_same_ip() {
             "RFC 3581 §4: received even when identical"
         );
     }
-    assert_eq!(out.len(), 2, "100 Trying and 404");
+    assert_eq!(
+        out.len(),
+        1,
+        "the 404 alone: no 100 Trying before an immediate final"
+    );
+}
+
+/// §17.2.1: the 100 Trying may be skipped when the answer comes at once. An INVITE answered
+/// at once (407, 480) gets its final alone, and a retransmission of it gets the final again;
+/// an INVITE that is forwarded gets its 100 Trying first, in the same turn, and a
+/// retransmission of it gets the 100 again.
+#[test]
+fn trying_only_when_the_invite_is_not_answered_at_once() {
+    let mut h = Harness::new(false);
+    let text = invite(1, "nobody", "");
+    let out = h.send(ALICE, &text);
+    assert_eq!(
+        out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        [480]
+    );
+    let again = h.send(ALICE, &text);
+    assert_eq!(
+        again.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        [480]
+    );
+    assert_eq!(h.register("bob", "bpw", BOB1).status, 200);
+    let text = invite(2, "bob", "");
+    let out = h.send(ALICE, &text);
+    assert_eq!(out.len(), 2, "100 Trying and the forwarded INVITE");
+    assert_eq!((out[0].dest, resp(&out[0]).status), (addr(ALICE), 100));
+    assert_eq!(
+        (out[1].dest, req(&out[1]).method),
+        (addr(BOB1), Method::Invite)
+    );
+    let again = h.send(ALICE, &text);
+    assert_eq!(
+        again.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
+        [100]
+    );
 }
 
 /// No silent downgrade (issue 10, 11): a sips: request over plaintext is refused (416), a
@@ -709,7 +747,7 @@ fn sips_and_tls_targets_are_refused_not_sent_in_plaintext() {
     let out = h.send(ALICE, &invite(2, "bob", ""));
     assert_eq!(
         out.iter().map(|t| resp(t).status).collect::<Vec<_>>(),
-        vec![100, 480]
+        vec![480]
     );
     assert!(out.iter().all(|t| t.dest == addr(ALICE)));
     // An in-dialog request routed through us toward a transport=tls target goes over TLS only

@@ -234,7 +234,7 @@ fn unavailable_user_goes_to_the_no_answer_target() {
     let mut h = Harness::new(false);
     assert_eq!(h.register("carol", "cpw", CAROL).status, 200);
     let out = h.send(ALICE, &invite(1, "bob", ""));
-    assert_eq!(statuses_to(&out, ALICE), vec![100, 480], "control");
+    assert_eq!(statuses_to(&out, ALICE), vec![480], "control");
     set(
         &mut h,
         "bob",
@@ -260,7 +260,7 @@ fn chains_follow_and_loops_stop() {
     set(&mut h, "bob", cfu("carol"));
     set(&mut h, "carol", cfu("bob"));
     let out = h.send(ALICE, &invite(1, "bob", ""));
-    assert_eq!(statuses_to(&out, ALICE), vec![100, 482]);
+    assert_eq!(statuses_to(&out, ALICE), vec![482]);
     assert!(out.iter().all(|t| t.dest == addr(ALICE)));
     // bob → carol → alice (at ALICE's binding): two diversions, the newest on top.
     assert_eq!(h.register("alice", "apw", "127.0.0.1:5072").status, 200);
@@ -282,7 +282,7 @@ fn chains_follow_and_loops_stop() {
     set(&mut h2, "bob", cfu("carol"));
     set(&mut h2, "carol", cfu("alice"));
     let out = h2.send(ALICE, &invite(1, "bob", ""));
-    assert_eq!(statuses_to(&out, ALICE), vec![100, 480]);
+    assert_eq!(statuses_to(&out, ALICE), vec![480]);
     assert!(requests_to(&out, CAROL, Method::Invite).is_empty());
 }
 

@@ -33,14 +33,14 @@ fn a_registration_and_a_call_are_counted_exactly() {
     assert_eq!(sent(&h, Method::Register, 401), 2);
     assert_eq!(sent(&h, Method::Register, 200), 2);
     assert_eq!(c.latency_of(&Method::Register).count, 4);
-    // INVITE, 100 + 407, ACK (absorbed by the transaction, still a request), INVITE with
-    // credentials, 100, the relayed 180 and 200.
+    // INVITE, 407 (no 100 Trying before an immediate final, §17.2.1), ACK (absorbed by the
+    // transaction, still a request), INVITE with credentials, 100, the relayed 180 and 200.
     assert_eq!(c.requests(&Method::Invite), 2);
     assert_eq!(c.requests(&Method::Ack), 1);
     assert_eq!(
         sent(&h, Method::Invite, 100),
-        3,
-        "two 100 Trying and the 180"
+        2,
+        "one 100 Trying and the 180"
     );
     assert_eq!(sent(&h, Method::Invite, 407), 1);
     assert_eq!(sent(&h, Method::Invite, 200), 1);
@@ -57,7 +57,7 @@ fn a_registration_and_a_call_are_counted_exactly() {
     let total_requests: u64 = c.requests_received.iter().sum();
     assert_eq!(total_requests, 4 + 2 + 1);
     let total_responses: u64 = c.responses_sent.iter().flatten().sum();
-    assert_eq!(total_responses, 4 + 3 + 1 + 1);
+    assert_eq!(total_responses, 4 + 2 + 1 + 1);
 }
 
 #[test]

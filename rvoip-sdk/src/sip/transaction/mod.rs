@@ -255,6 +255,11 @@ pub struct TransactionLayer {
     per_source: HashMap<IpAddr, (u32, usize)>,
     /// Messages received and sent, by method and class.
     counts: MessageCounts,
+    /// Whether a new INVITE's 100 Trying waits until the transmits are next polled, and is
+    /// dropped if the transaction user answered in the meantime ([`TransactionLayer::set_defer_trying`]).
+    defer_trying: bool,
+    /// INVITE server transactions whose 100 Trying is owed (deferred mode).
+    owed_trying: Vec<u64>,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -309,6 +314,45 @@ impl TransactionLayer {
             held_bytes: 0,
             per_source: HashMap::new(),
             counts: MessageCounts::default(),
+            defer_trying: false,
+            owed_trying: Vec::new(),
+        }
+    }
+
+    /// Defers the 100 Trying of new INVITEs (off by default). §17.2.1 lets a server
+    /// transaction skip the 100 when it knows the transaction user answers within 200 ms: with
+    /// this on, the 100 is sent when the transmits are next polled ([`Self::poll_transmit`]),
+    /// and only if the transaction user has not sent a response by then. A server that answers
+    /// an INVITE at once (a 407 challenge, a 404) then sends one datagram instead of two; one
+    /// that forwards it still sends the 100 in the same turn.
+    pub fn set_defer_trying(&mut self, on: bool) {
+        self.defer_trying = on;
+        if !on {
+            self.send_owed_trying();
+        }
+    }
+
+    /// Sends the 100 Trying of every owed INVITE server transaction still without a response,
+    /// ahead of the other transmits waiting (what the transaction user forwarded meanwhile).
+    fn send_owed_trying(&mut self) {
+        for id in std::mem::take(&mut self.owed_trying).into_iter().rev() {
+            let Some(tx) = self.servers.get_mut(&id) else {
+                continue;
+            };
+            if tx.state != ServerState::Proceeding || tx.answered || tx.last_resp.is_some() {
+                continue;
+            }
+            let Some(req) = tx.request.as_deref() else {
+                continue;
+            };
+            let trying = Response::for_request(req, 100).to_bytes();
+            self.counts.response(usize::from(tx.method), 100);
+            self.transmits.push_front(Transmit {
+                dest: tx.dest,
+                transport: tx.transport,
+                bytes: trying.clone(),
+            });
+            tx.last_resp = Some(trying);
         }
     }
 
@@ -327,7 +371,8 @@ impl TransactionLayer {
     /// with ACK->INVITE) for magic-cookie branches, and by the RFC 2543 rules otherwise (§17.2.3).
     /// Matches client transactions by (top Via branch, CSeq method) (§17.1.3). A retransmitted
     /// request is absorbed and the last response re-sent. A new INVITE gets a "100 Trying" sent
-    /// immediately (§16.2 / §17.2.1).
+    /// immediately (§16.2 / §17.2.1), or at the next [`Self::poll_transmit`] if the transaction
+    /// user has not answered by then ([`Self::set_defer_trying`]).
     pub fn handle_message(
         &mut self,
         now: Instant,
@@ -502,6 +547,9 @@ impl TransactionLayer {
 
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.owed_trying.is_empty() {
+            self.send_owed_trying();
+        }
         self.transmits.pop_front()
     }
 

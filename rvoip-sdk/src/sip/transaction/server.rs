@@ -114,7 +114,10 @@ impl TransactionLayer {
             retx_at: None,
             end_at: None,
         };
-        if invite {
+        if invite && self.defer_trying {
+            self.owed_trying.push(id);
+            tx.state = ServerState::Proceeding;
+        } else if invite {
             let trying = Response::for_request(&req, 100).to_bytes();
             self.counts.response(method, 100);
             push_transmit(&mut self.transmits, dest, transport, trying.clone());
