@@ -78,6 +78,8 @@ echo "SIPp retransmissions: reg=$(retx reg) uac=$(retx uac) uas=$(retx uas)"
 
 # ---- the counters ----
 REGS=$((N + 1))
+# INVITE 1xx per call: the forwarded INVITE's 100 Trying and the relayed 180; the challenged
+# first INVITE gets its 407 alone (no 100 Trying before an immediate final, RFC 3261 §17.2.1).
 R=$($CHECK metrics "$H/metrics" --save "$OUT/metrics.txt" \
   "rvoip_sip_requests_total{method=REGISTER}=$((2 * REGS))" \
   "rvoip_sip_responses_total{method=REGISTER,class=4xx}=$REGS" \
@@ -89,7 +91,7 @@ R=$($CHECK metrics "$H/metrics" --save "$OUT/metrics.txt" \
   "rvoip_sip_requests_total{method=BYE}=$M" \
   "rvoip_sip_requests_total{method=CANCEL}=0" \
   "rvoip_sip_requests_total{method=OPTIONS}=0" \
-  "rvoip_sip_responses_total{method=INVITE,class=1xx}=$((3 * M))" \
+  "rvoip_sip_responses_total{method=INVITE,class=1xx}=$((2 * M))" \
   "rvoip_sip_responses_total{method=INVITE,class=4xx}=$M" \
   "rvoip_sip_responses_total{method=INVITE,class=2xx}=$M" \
   "rvoip_sip_responses_total{method=INVITE,class=5xx}=0" \

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
+
+use crate::driver::udp::SipUdp;
 use tokio::sync::mpsc;
 
 use super::endpoint::{Shared, lock};
@@ -38,7 +40,7 @@ pub(super) fn bind(
     cfg: &EndpointConfig,
 ) -> Result<
     (
-        Option<Arc<UdpSocket>>,
+        Option<Arc<SipUdp>>,
         Option<TcpListener>,
         Vec<(Transport, SocketAddr)>,
     ),
@@ -87,9 +89,7 @@ pub(super) fn bind(
         let udp = match udp {
             Some((s, a)) => {
                 s.set_nonblocking(true).map_err(|e| net("udp", a, e))?;
-                Some(Arc::new(
-                    UdpSocket::from_std(s).map_err(|e| net("udp", a, e))?,
-                ))
+                Some(Arc::new(SipUdp::from_std(s).map_err(|e| net("udp", a, e))?))
             }
             None => None,
         };
@@ -342,7 +342,7 @@ pub(super) fn facing_ip(peer: SocketAddr) -> IpAddr {
 /// The driver task: reads UDP and the TCP inbound channel, runs timers, emits statistics.
 pub(super) async fn run(
     shared: Arc<Shared>,
-    udp: Option<Arc<UdpSocket>>,
+    udp: Option<Arc<SipUdp>>,
     mut inbound: mpsc::Receiver<Inbound>,
 ) {
     let mut buf = vec![0u8; 65_536];

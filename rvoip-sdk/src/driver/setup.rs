@@ -19,7 +19,7 @@ use crate::sip::transaction::Transport;
 /// (Linux, needs CAP_NET_ADMIN). Returns the size the kernel reports (Linux reports twice the
 /// usable size); logs a warning with the sysctl to raise when it stays below `bytes`. Never
 /// fails: a socket keeps whatever buffer it got. `bytes == 0` leaves the socket alone.
-pub(super) fn set_udp_receive_buffer(sock: &tokio::net::UdpSocket, bytes: usize) -> usize {
+pub(super) fn set_udp_receive_buffer(sock: &impl std::os::fd::AsFd, bytes: usize) -> usize {
     use rustix::net::sockopt;
     let got = || sockopt::socket_recv_buffer_size(sock).unwrap_or(0);
     if bytes == 0 {

@@ -15,21 +15,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::udp::SipUdp;
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 
 use super::conn::{ConnRx, ConnTx, Conns, write_queue};
-use super::{Inbound, tcp, tls};
+use super::{Inbound, tcp, tls, udp};
 use crate::sip::transaction::{Transmit, Transport};
 
 /// The sockets and connections a core sends through.
 pub(crate) struct Transports {
     /// The bound UDP sockets, each with whether it is IPv4.
-    udp: Vec<(Arc<UdpSocket>, bool)>,
+    udp: Vec<(Arc<SipUdp>, bool)>,
     /// Open (or opening) stream connections by peer address: the writer task's queue.
     conns: HashMap<SocketAddr, ConnTx>,
     /// Where connection tasks report messages and their opening and closing.
@@ -45,6 +45,8 @@ pub(crate) struct Transports {
     default_tls: Option<Arc<ClientConfig>>,
     /// UDP datagrams waiting in tasks for a full socket buffer to drain.
     udp_backlog: Arc<std::sync::atomic::AtomicUsize>,
+    /// [`Transports::send_all`]'s batches, one per UDP socket (kept for their capacity).
+    udp_pending: Vec<Vec<(SocketAddr, Bytes)>>,
 }
 
 /// Most UDP datagrams waiting for a full socket buffer; past it more are dropped (UDP may lose
@@ -55,7 +57,7 @@ impl Transports {
     /// Sends through `udp` (any number of sockets, IPv4 and IPv6) and connections opened on
     /// `rt`, which report to `inbound`.
     pub(crate) fn new(
-        udp: Vec<Arc<UdpSocket>>,
+        udp: Vec<Arc<SipUdp>>,
         inbound: mpsc::Sender<Inbound>,
         policy: Arc<Conns>,
         rt: tokio::runtime::Handle,
@@ -76,6 +78,7 @@ impl Transports {
             tls_peers: HashMap::new(),
             default_tls: None,
             udp_backlog: Arc::default(),
+            udp_pending: Vec::new(),
         }
     }
 
@@ -159,34 +162,77 @@ impl Transports {
         Some(rx)
     }
 
+    /// The UDP socket that sends to `dest`: the first of its address family, else the first.
+    fn udp_index(&self, dest: SocketAddr) -> Option<usize> {
+        self.udp
+            .iter()
+            .position(|(_, v4)| *v4 == dest.is_ipv4())
+            .or(if self.udp.is_empty() { None } else { Some(0) })
+    }
+
+    /// A datagram that found `sock`'s buffer full waits in a task for it to drain, up to
+    /// [`MAX_UDP_BACKLOG`] of them; past that it is dropped.
+    fn udp_backlog(&self, sock: &Arc<SipUdp>, dest: SocketAddr, bytes: Bytes) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.udp_backlog.fetch_add(1, Relaxed) >= MAX_UDP_BACKLOG {
+            self.udp_backlog.fetch_sub(1, Relaxed);
+            tracing::debug!(%dest, "udp send backlog full: datagram dropped");
+            return;
+        }
+        let (sock, backlog) = (sock.clone(), self.udp_backlog.clone());
+        self.rt.spawn(async move {
+            if let Err(e) = sock.send_to_later(&bytes, dest).await {
+                tracing::debug!(%dest, error = %e, "udp send failed");
+            }
+            backlog.fetch_sub(1, Relaxed);
+        });
+    }
+
+    /// Sends every message of `transmits`, as [`Transports::send`] does, with the UDP
+    /// datagrams of each socket handed to the kernel together ([`udp::send_batch`]: one
+    /// `sendmmsg` on Linux), in order, once the iterator is done. An event loop passes what
+    /// its core transmits in one turn.
+    pub(crate) fn send_all(&mut self, transmits: impl Iterator<Item = Transmit>) {
+        let mut pending = std::mem::take(&mut self.udp_pending);
+        pending.resize_with(self.udp.len(), Vec::new);
+        for t in transmits {
+            if t.transport != Transport::Udp {
+                self.send(t);
+                continue;
+            }
+            match self.udp_index(t.dest).and_then(|i| pending.get_mut(i)) {
+                Some(batch) => batch.push((t.dest, t.bytes)),
+                None => tracing::debug!(dest = %t.dest, "no UDP socket: message not sent"),
+            }
+        }
+        for (i, batch) in pending.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Some((sock, _)) = self.udp.get(i) {
+                let sent = udp::send_batch(sock, batch);
+                for (dest, bytes) in batch.drain(..).skip(sent) {
+                    self.udp_backlog(sock, dest, bytes);
+                }
+            }
+            batch.clear();
+        }
+        self.udp_pending = pending;
+    }
+
     /// Sends one message. Never blocks: a full UDP socket buffer hands the datagram to a task,
     /// a stream message is queued to its connection's writer.
     pub(crate) fn send(&mut self, t: Transmit) {
         match t.transport {
             Transport::Udp => {
-                let sock = self
-                    .udp
-                    .iter()
-                    .find(|(_, v4)| *v4 == t.dest.is_ipv4())
-                    .or(self.udp.first());
-                let Some((sock, _)) = sock else {
+                let Some((sock, _)) = self.udp_index(t.dest).and_then(|i| self.udp.get(i)) else {
                     tracing::debug!(dest = %t.dest, "no UDP socket: message not sent");
                     return;
                 };
                 match sock.try_send_to(&t.bytes, t.dest) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        use std::sync::atomic::Ordering::Relaxed;
-                        if self.udp_backlog.fetch_add(1, Relaxed) >= MAX_UDP_BACKLOG {
-                            self.udp_backlog.fetch_sub(1, Relaxed);
-                            tracing::debug!(dest = %t.dest, "udp send backlog full: datagram dropped");
-                            return;
-                        }
-                        let (sock, backlog) = (sock.clone(), self.udp_backlog.clone());
-                        self.rt.spawn(async move {
-                            let _ = sock.send_to(&t.bytes, t.dest).await;
-                            backlog.fetch_sub(1, Relaxed);
-                        });
+                        self.udp_backlog(sock, t.dest, t.bytes)
                     }
                     Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
                 }

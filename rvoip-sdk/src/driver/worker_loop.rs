@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use super::lag::{LoopLag, Step};
@@ -16,7 +15,7 @@ use super::transport::Transports;
 use super::workers::{Peers, ServerStats};
 use super::{
     COLLECT_INTERVAL, Control, Inbound, PIN_INTERVAL, STATUS_INTERVAL, apply_control,
-    handle_inbound, query, stats, store,
+    handle_inbound, on_timer_grid, query, stats, store, udp,
 };
 use crate::server::core::{ServerCore, Stats};
 use crate::server::location::BindingChange;
@@ -27,7 +26,7 @@ use crate::sip::transaction::Transport;
 pub(super) struct Worker {
     pub(super) index: usize,
     pub(super) core: ServerCore,
-    pub(super) udp: Vec<Arc<UdpSocket>>,
+    pub(super) udp: Vec<Arc<udp::SipUdp>>,
     pub(super) inbox: mpsc::Receiver<Inbound>,
     pub(super) changes: mpsc::UnboundedReceiver<Arc<[BindingChange]>>,
     pub(super) control: mpsc::UnboundedReceiver<Control>,
@@ -74,7 +73,7 @@ pub(super) fn worker_thread(
     };
     rt.block_on(async move {
         for s in socks {
-            match UdpSocket::from_std(s) {
+            match udp::SipUdp::from_std(s) {
                 Ok(s) => {
                     set_udp_receive_buffer(&s, receive_buffer);
                     w.udp.push(Arc::new(s));
@@ -102,7 +101,7 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
     let own_inbox = w.peers.inbox.get(me).cloned();
     let store_health = w.store.as_ref().map(|s| s.health());
     let mut store_reachable = true;
-    let mut buf = vec![0u8; w.max_message_bytes.clamp(1500, 65_535) + 1];
+    let mut batch = udp::RecvBatch::new(w.max_message_bytes.clamp(1500, 65_535) + 1);
     let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let sleep = tokio::time::sleep_until(far());
     tokio::pin!(sleep);
@@ -113,6 +112,7 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
     let mut next_pin = Instant::now();
     let mut next_collect = Instant::now() + COLLECT_INTERVAL;
     let mut lag = LoopLag::default();
+    let grid = Instant::now();
     let core = &mut w.core;
     loop {
         let udp = &w.udp;
@@ -133,28 +133,35 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
                     apply_control(core, c);
                 }
                 if let Some(sock) = w.udp.get(i) {
-                    for _ in 0..256 {
-                        match sock.try_recv_from(&mut buf) {
-                            Ok((len, source)) => {
-                                let Some(datagram) = buf.get(..len) else { continue };
-                                if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
-                                }
-                                let data = Bytes::copy_from_slice(datagram);
-                                let owner = worker_for(&data, n);
-                                if owner == me {
-                                    messages += 1;
-                                    core.handle_datagram(now, data, source, Transport::Udp);
-                                } else if let Some(tx) = w.peers.inbox.get(owner) {
-                                    handed_over += 1;
-                                    let m = Inbound::Msg { data, source, transport: Transport::Udp };
-                                    if tx.try_send(m).is_err() {
-                                        tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
-                                    }
+                    for _ in 0..256 / udp::RECV_BATCH {
+                        let got = match batch.recv(sock) {
+                            Ok(0) => break,
+                            Ok(got) => got,
+                            Err(e) => {
+                                tracing::debug!(error = %e, "udp receive error");
+                                continue;
+                            }
+                        };
+                        for k in 0..got {
+                            let Some((datagram, source)) = batch.get(k) else { continue };
+                            if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                                continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
+                            }
+                            let data = Bytes::copy_from_slice(datagram);
+                            let owner = worker_for(&data, n);
+                            if owner == me {
+                                messages += 1;
+                                core.handle_datagram(now, data, source, Transport::Udp);
+                            } else if let Some(tx) = w.peers.inbox.get(owner) {
+                                handed_over += 1;
+                                let m = Inbound::Msg { data, source, transport: Transport::Udp };
+                                if tx.try_send(m).is_err() {
+                                    tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
                                 }
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(e) => tracing::debug!(error = %e, "udp receive error"),
+                        }
+                        if got < udp::RECV_BATCH {
+                            break; // drained
                         }
                     }
                 }
@@ -209,9 +216,7 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
             }
         }
         let sending = Instant::now();
-        while let Some(t) = core.poll_transmit() {
-            out.send(t);
-        }
+        out.send_all(std::iter::from_fn(|| core.poll_transmit()));
         lag.record(Step::Transmit, sending);
         // The changes this worker made: to the other replicas, and once to the store.
         let changes = core.take_binding_changes(me, n);
@@ -280,7 +285,7 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
                 last_status = line;
             }
         }
-        let next = core.poll_timeout();
+        let next = core.poll_timeout().map(|t| on_timer_grid(grid, t));
         if next != deadline {
             deadline = next;
             let at = next.map(tokio::time::Instant::from_std).unwrap_or_else(far);
