@@ -165,6 +165,8 @@ impl ServerCore {
             tl: {
                 let mut tl = TransactionLayer::new(timers);
                 tl.set_defer_trying(true);
+                // Responses are built from the request the core is handed.
+                tl.set_keep_non_invite_requests(false);
                 tl
             },
             registrar,

@@ -260,6 +260,9 @@ pub struct TransactionLayer {
     defer_trying: bool,
     /// INVITE server transactions whose 100 Trying is owed (deferred mode).
     owed_trying: Vec<u64>,
+    /// Whether non-INVITE server transactions keep a copy of their request
+    /// ([`TransactionLayer::set_keep_non_invite_requests`]).
+    keep_non_invite_requests: bool,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -316,7 +319,18 @@ impl TransactionLayer {
             counts: MessageCounts::default(),
             defer_trying: false,
             owed_trying: Vec::new(),
+            keep_non_invite_requests: true,
         }
+    }
+
+    /// Whether a non-INVITE server transaction keeps a copy of its request for
+    /// [`Self::server_request`] until its final response (on by default). A transaction user
+    /// that builds its responses from the request it was handed (the server) turns it off:
+    /// each REGISTER, BYE or OPTIONS is then not copied (every header's reference count taken
+    /// and dropped again). INVITE server transactions always keep theirs (CANCEL's 487, the
+    /// deferred 100 Trying).
+    pub fn set_keep_non_invite_requests(&mut self, on: bool) {
+        self.keep_non_invite_requests = on;
     }
 
     /// Defers the 100 Trying of new INVITEs (off by default). §17.2.1 lets a server

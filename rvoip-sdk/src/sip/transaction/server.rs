@@ -101,7 +101,7 @@ impl TransactionLayer {
             started: now,
             answered: false,
             state: ServerState::Trying,
-            request: Some(Box::new(req.clone())),
+            request: (invite || self.keep_non_invite_requests).then(|| Box::new(req.clone())),
             wire_len: self.incoming_len,
             in_progress: true,
             key: key.map(|k| k.detached()),
@@ -241,7 +241,8 @@ impl TransactionLayer {
     }
 
     /// The original request of a live server transaction (the proxy builds CANCEL/branch state
-    /// from it).
+    /// from it), until its final response; `None` for a non-INVITE one when
+    /// [`TransactionLayer::set_keep_non_invite_requests`] is off.
     pub fn server_request(&self, tx: ServerTxId) -> Option<&Request> {
         self.servers.get(&tx.0).and_then(|t| t.request.as_deref())
     }

@@ -998,3 +998,58 @@ fn many_transactions_terminate_and_heap_drains() {
     assert_eq!(l.poll_timeout(), None);
     assert!(l.timers.is_empty());
 }
+
+/// The server's settings: the 100 Trying of an INVITE waits for the next poll and is not sent
+/// when the transaction user answered first (§17.2.1), and is sent, ahead of other transmits,
+/// when it did not; non-INVITE requests are not kept when asked, INVITEs always are.
+#[test]
+fn deferred_trying_and_requests_not_kept() {
+    let base = Instant::now();
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    l.set_defer_trying(true);
+    l.set_keep_non_invite_requests(false);
+    let source = sa("192.0.2.10:40000");
+    // Answered at once: the 407 alone.
+    l.handle_message(base, msg(&invite_text("z9hG4bKd1")), source, Transport::Udp);
+    let tx = server_tx(&events(&mut l));
+    assert!(l.server_request(tx).is_some(), "INVITEs keep their request");
+    let r = response_for(&l, tx, 407, Some("t1"));
+    assert!(l.respond(base, tx, r));
+    let t = transmits(&mut l);
+    assert_eq!(
+        t.iter().map(|t| status_of(&t.bytes)).collect::<Vec<_>>(),
+        [407]
+    );
+    // Not answered by the next poll: the 100 goes out then, first.
+    l.handle_message(
+        base,
+        msg(&invite_text("z9hG4bKd2").replace("314159", "314160")),
+        source,
+        Transport::Udp,
+    );
+    let tx2 = server_tx(&events(&mut l));
+    let t = transmits(&mut l);
+    assert_eq!(
+        t.iter().map(|t| status_of(&t.bytes)).collect::<Vec<_>>(),
+        [100]
+    );
+    assert!(l.server_request(tx2).is_some());
+    // A non-INVITE request is not kept; the transaction still answers.
+    l.handle_message(
+        base,
+        msg(&request_text("OPTIONS", "z9hG4bKd3", "")),
+        source,
+        Transport::Udp,
+    );
+    let tx3 = server_tx(&events(&mut l));
+    assert!(l.server_request(tx3).is_none());
+    let ok = Response::for_request(&req(&request_text("OPTIONS", "z9hG4bKd3", "")), 200);
+    assert!(l.respond(base, tx3, ok));
+    assert_eq!(
+        transmits(&mut l)
+            .iter()
+            .map(|t| status_of(&t.bytes))
+            .collect::<Vec<_>>(),
+        [200]
+    );
+}
