@@ -87,7 +87,7 @@ reachable_via 5070 user0003 || fail "step 3: B did not learn user0003's binding 
 sp 3 C user0001 $B --call sip:user0003@127.0.0.1 --play tone:440 --expect-tone 660 --duration 3 --timeout 20; C=$SP
 sp_result 3 C $C; sp_result 3 T $T
 # In redis now: user0010 (registered by SIPp after the outage); the softphones unregistered on exit.
-# The node writes a change up to one linger (20 ms) after its 200: wait up to 5 s for the deletes.
+# The node writes a change up to one linger (100 ms) after its 200: wait up to 5 s for the deletes.
 for _ in $(seq 50); do
   keys=$(redis-cli -p $RPORT --scan --pattern 'rvoip:b:*' | tr -d '\0' | sort | tr '\n' ' ')
   case "$keys" in *user0002*|*user0003*) sleep 0.1 ;; *) break ;; esac

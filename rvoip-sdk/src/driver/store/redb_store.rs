@@ -91,10 +91,12 @@ impl BindingStore for RedbStore {
         Ok(live)
     }
 
-    /// 100 ms: every redb commit is an fsync, which costs a REGISTER's worth of CPU or more
-    /// (measured by `benches/persist.sh`); at 1000 REGISTER/s this is 10 commits a second.
+    /// 1 s: every redb commit is an fsync and copies each B-tree page it touches, which costs a
+    /// REGISTER's worth of CPU or more (measured by `benches/persist.sh`: with 100 ms, redb
+    /// added 22 % to the CPU of a REGISTER; with 1 s, 12 %); at 1000 REGISTER/s this is one
+    /// commit a second, and a page holding several refreshed bindings is copied once.
     fn linger(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(100)
+        std::time::Duration::from_millis(1000)
     }
 
     fn apply(&mut self, changes: &[BindingChange]) -> Result<(), StoreError> {
