@@ -202,10 +202,8 @@ mod sys {
     //! `recvmmsg(2)` / `sendmmsg(2)` through libc.
 
     use std::io;
-    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
     use std::os::fd::AsRawFd;
-
-    use std::net::UdpSocket;
 
     use bytes::Bytes;
     use socket2::SockAddr;
@@ -335,9 +333,7 @@ mod sys {
     //! One `recv_from` / `send_to` per datagram.
 
     use std::io;
-    use std::net::SocketAddr;
-
-    use std::net::UdpSocket;
+    use std::net::{SocketAddr, UdpSocket};
 
     use bytes::Bytes;
 
