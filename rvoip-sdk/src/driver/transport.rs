@@ -43,15 +43,9 @@ pub(crate) struct Transports {
     tls_peers: HashMap<SocketAddr, (ServerName<'static>, Arc<ClientConfig>)>,
     /// System roots only, made at the first TLS connection to a destination not configured.
     default_tls: Option<Arc<ClientConfig>>,
-    /// UDP datagrams waiting in tasks for a full socket buffer to drain.
-    udp_backlog: Arc<std::sync::atomic::AtomicUsize>,
     /// [`Transports::send_all`]'s batches, one per UDP socket (kept for their capacity).
     udp_pending: Vec<Vec<(SocketAddr, Bytes)>>,
 }
-
-/// Most UDP datagrams waiting for a full socket buffer; past it more are dropped (UDP may lose
-/// them anyway), so that a flood of replies cannot pile up memory in tasks.
-const MAX_UDP_BACKLOG: usize = 4096;
 
 impl Transports {
     /// Sends through `udp` (any number of sockets, IPv4 and IPv6) and connections opened on
@@ -77,7 +71,6 @@ impl Transports {
             rt,
             tls_peers: HashMap::new(),
             default_tls: None,
-            udp_backlog: Arc::default(),
             udp_pending: Vec::new(),
         }
     }
@@ -170,24 +163,6 @@ impl Transports {
             .or(if self.udp.is_empty() { None } else { Some(0) })
     }
 
-    /// A datagram that found `sock`'s buffer full waits in a task for it to drain, up to
-    /// [`MAX_UDP_BACKLOG`] of them; past that it is dropped.
-    fn udp_backlog(&self, sock: &Arc<SipUdp>, dest: SocketAddr, bytes: Bytes) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.udp_backlog.fetch_add(1, Relaxed) >= MAX_UDP_BACKLOG {
-            self.udp_backlog.fetch_sub(1, Relaxed);
-            tracing::debug!(%dest, "udp send backlog full: datagram dropped");
-            return;
-        }
-        let (sock, backlog) = (sock.clone(), self.udp_backlog.clone());
-        self.rt.spawn(async move {
-            if let Err(e) = sock.send_to_later(&bytes, dest).await {
-                tracing::debug!(%dest, error = %e, "udp send failed");
-            }
-            backlog.fetch_sub(1, Relaxed);
-        });
-    }
-
     /// Sends every message of `transmits`, as [`Transports::send`] does, with the UDP
     /// datagrams of each socket handed to the kernel together ([`udp::send_batch`]: one
     /// `sendmmsg` on Linux), in order, once the iterator is done. An event loop passes what
@@ -212,7 +187,7 @@ impl Transports {
             if let Some((sock, _)) = self.udp.get(i) {
                 let sent = udp::send_batch(sock, batch);
                 for (dest, bytes) in batch.drain(..).skip(sent) {
-                    self.udp_backlog(sock, dest, bytes);
+                    sock.send_later(&self.rt, dest, bytes);
                 }
             }
             batch.clear();
@@ -220,8 +195,9 @@ impl Transports {
         self.udp_pending = pending;
     }
 
-    /// Sends one message. Never blocks: a full UDP socket buffer hands the datagram to a task,
-    /// a stream message is queued to its connection's writer.
+    /// Sends one message. Never blocks: a datagram that finds the UDP socket buffer full waits
+    /// in the socket's backlog ([`SipUdp::send_later`]), a stream message is queued to its
+    /// connection's writer.
     pub(crate) fn send(&mut self, t: Transmit) {
         match t.transport {
             Transport::Udp => {
@@ -232,7 +208,7 @@ impl Transports {
                 match sock.try_send_to(&t.bytes, t.dest) {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.udp_backlog(sock, t.dest, t.bytes)
+                        sock.send_later(&self.rt, t.dest, t.bytes)
                     }
                     Err(e) => tracing::debug!(dest = %t.dest, error = %e, "udp send failed"),
                 }

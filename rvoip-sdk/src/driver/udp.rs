@@ -5,8 +5,9 @@
 //!   `UdpSocket` also asks for write readiness, and Linux then wakes the event loop each time
 //!   a datagram it sent is consumed by its receiver (the socket's send space grows): on the
 //!   SIPp call benchmark a fifth of all wake-ups, each a context switch, carried nothing but
-//!   that. Sends never wait for readiness: a datagram that finds the send buffer full is
-//!   retried by a task every millisecond for up to [`BACKLOG_RETRY`].
+//!   that. Sends never wait for readiness: datagrams that find the send buffer full wait in
+//!   the socket's backlog, which one task retries every millisecond while it is not empty
+//!   (each datagram for up to [`BACKLOG_RETRY`], at most [`MAX_BACKLOG`] of them).
 //! - [`RecvBatch`] and [`send_batch`] use Linux `recvmmsg(2)` / `sendmmsg(2)`: one system call
 //!   receives every datagram waiting on a socket, and one sends every datagram a turn of the
 //!   loop produced, instead of one call per datagram plus one more that finds the socket
@@ -16,24 +17,40 @@
 //! tokio clears its readiness; the next datagram arms it again (edge-triggered; tokio's
 //! readiness tick keeps a datagram that arrives in between from being lost).
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+use tokio::runtime::Handle;
 
 /// How long a datagram that found the send buffer full is retried before it is dropped
 /// (UDP may lose it anyway; the transaction layer retransmits).
 pub(crate) const BACKLOG_RETRY: Duration = Duration::from_millis(200);
 
+/// Most datagrams waiting in one socket's backlog; past it more are dropped, so that a flood
+/// of replies cannot pile up memory.
+pub(crate) const MAX_BACKLOG: usize = 4096;
+
 /// A non-blocking UDP socket registered with the tokio runtime for read readiness only.
 #[derive(Debug)]
 pub struct SipUdp {
     fd: AsyncFd<std::net::UdpSocket>,
+    backlog: Mutex<Backlog>,
+}
+
+/// Datagrams that found the send buffer full, oldest first, each with when it is given up.
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: VecDeque<(SocketAddr, Bytes, tokio::time::Instant)>,
+    /// Whether a task is retrying the queue.
+    draining: bool,
 }
 
 impl SipUdp {
@@ -45,7 +62,10 @@ impl SipUdp {
         // the AsyncFd (and `sock` with it) is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(sock, Interest::READABLE) }
             .map_err(|e| e.into_parts().1)?;
-        Ok(SipUdp { fd })
+        Ok(SipUdp {
+            fd,
+            backlog: Mutex::default(),
+        })
     }
 
     /// Binds `addr` (port 0: any free port) in the current tokio runtime.
@@ -88,21 +108,54 @@ impl SipUdp {
         self.fd.get_ref().send_to(buf, dest)
     }
 
-    /// Sends one datagram, retrying every millisecond while the send buffer is full, for up
-    /// to [`BACKLOG_RETRY`]; then gives up with `WouldBlock`.
-    pub(crate) async fn send_to_later(&self, buf: &[u8], dest: SocketAddr) -> io::Result<usize> {
+    /// Queues a datagram that found the send buffer full: a task on `rt` retries the queue
+    /// in order every millisecond until it is empty. Each datagram is given up after
+    /// [`BACKLOG_RETRY`]; with [`MAX_BACKLOG`] waiting, this one is dropped at once.
+    pub(crate) fn send_later(self: &Arc<Self>, rt: &Handle, dest: SocketAddr, bytes: Bytes) {
+        let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if b.queue.len() >= MAX_BACKLOG {
+            tracing::debug!(%dest, "udp send backlog full: datagram dropped");
+            return;
+        }
         let give_up = tokio::time::Instant::now() + BACKLOG_RETRY;
+        b.queue.push_back((dest, bytes, give_up));
+        if !b.draining {
+            b.draining = true;
+            let me = self.clone();
+            rt.spawn(async move { me.drain_backlog().await });
+        }
+    }
+
+    /// The backlog's task: every millisecond, sends what the buffer takes, oldest first;
+    /// ends when the queue is empty.
+    async fn drain_backlog(&self) {
         loop {
-            match self.try_send_to(buf, dest) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if tokio::time::Instant::now() >= give_up {
-                        return Err(e);
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let mut b = self.backlog.lock().unwrap_or_else(|p| p.into_inner());
+            let now = tokio::time::Instant::now();
+            while let Some((dest, bytes, give_up)) = b.queue.front() {
+                if now >= *give_up {
+                    tracing::debug!(dest = %dest, "udp send buffer full too long: datagram dropped");
+                } else {
+                    match self.try_send_to(bytes, *dest) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => tracing::debug!(dest = %dest, error = %e, "udp send failed"),
+                        Ok(_) => {}
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                r => return r,
+                b.queue.pop_front();
+            }
+            if b.queue.is_empty() {
+                b.draining = false;
+                return;
             }
         }
+    }
+
+    /// Datagrams waiting in the backlog (tests).
+    #[cfg(test)]
+    fn backlog_len(&self) -> usize {
+        self.backlog.lock().map(|b| b.queue.len()).unwrap_or(0)
     }
 }
 
@@ -413,5 +466,36 @@ mod tests {
         let mut buf = [0u8; 16];
         let (n, from) = d.recv_from(&mut buf).await.unwrap();
         assert_eq!((&buf[..n], from), (&b"one"[..], a.local_addr().unwrap()));
+    }
+
+    /// Datagrams queued on the backlog go out in order and the queue empties; past
+    /// MAX_BACKLOG the queue takes no more.
+    #[tokio::test]
+    async fn the_backlog_sends_in_order_and_is_bounded() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let a = Arc::new(SipUdp::bind(any).unwrap());
+        let b = SipUdp::bind(any).unwrap();
+        let to_b = b.local_addr().unwrap();
+        let rt = Handle::current();
+        for i in 0..5 {
+            a.send_later(&rt, to_b, Bytes::from(format!("late {i}")));
+        }
+        let mut buf = [0u8; 32];
+        for i in 0..5 {
+            let (n, _) = b.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], format!("late {i}").as_bytes());
+        }
+        for _ in 0..100 {
+            if a.backlog_len() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(a.backlog_len(), 0);
+        // Bounded: fill it without a runtime turn in between (the task has not run yet).
+        for _ in 0..MAX_BACKLOG + 10 {
+            a.send_later(&rt, to_b, Bytes::from_static(b"x"));
+        }
+        assert_eq!(a.backlog_len(), MAX_BACKLOG);
     }
 }
