@@ -600,35 +600,14 @@ impl BoundServer {
                 i = udp_ready => {
                     let now = std::time::Instant::now();
                     if let Some(sock) = udp.get(i) {
-                        // Up to 256 datagrams per turn, so that timers and the other branches
-                        // are not starved under a flood.
-                        for _ in 0..256 / udp::RECV_BATCH {
-                            let n = match batch.recv(sock) {
-                                Ok(0) => break,
-                                Ok(n) => n,
-                                // ICMP port unreachable surfaces as ConnectionRefused/Reset: go on.
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "udp receive error");
-                                    continue;
-                                }
-                            };
-                            // Changes the app made before these datagrams arrived apply to
-                            // them (the control branch may not have run yet).
+                        udp::drain(sock, &mut batch, |data, source| {
+                            // Changes the app made before this datagram arrived apply to it
+                            // (the control branch may not have run yet).
                             while let Ok(c) = control_rx.try_recv() {
                                 apply_control(&mut core, c);
                             }
-                            for k in 0..n {
-                                let Some((datagram, source)) = batch.get(k) else { continue };
-                                if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                    continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
-                                }
-                                let data = Bytes::copy_from_slice(datagram);
-                                core.handle_datagram(now, data, source, Transport::Udp);
-                            }
-                            if n < udp::RECV_BATCH {
-                                break; // drained
-                            }
-                        }
+                            core.handle_datagram(now, data, source, Transport::Udp);
+                        });
                     }
                     lag.record(Step::Udp, now);
                 }
@@ -782,7 +761,6 @@ impl BoundServer {
     }
 }
 
-/// How often the flows of live stream registrations are handed to the connection tasks.
 /// The event loops wake for their core's timers on a grid of this step (a timer fires up to
 /// this much late), so that the timers of many transactions (retransmissions, Timer J/K ends)
 /// share one wake-up instead of waking the thread once per millisecond that holds a deadline:
@@ -801,6 +779,7 @@ fn on_timer_grid(base: std::time::Instant, t: std::time::Instant) -> std::time::
         .unwrap_or(t)
 }
 
+/// How often the flows of live stream registrations are handed to the connection tasks.
 const PIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How often freed memory is handed back to the OS.

@@ -224,6 +224,36 @@ impl RecvBatch {
     }
 }
 
+/// Reads what is waiting on `sock` through `batch`, up to 256 datagrams (so that timers and
+/// the other work of a loop are not starved under a flood), and hands each to `f` copied out
+/// at its exact size (a message a transaction keeps pins only its own bytes). CRLF
+/// keep-alives (RFC 5626 §3.5.1) are dropped here. Receive errors (ICMP port unreachable
+/// surfaces as `ConnectionRefused`) are logged at debug and reading goes on.
+pub(crate) fn drain(sock: &SipUdp, batch: &mut RecvBatch, mut f: impl FnMut(Bytes, SocketAddr)) {
+    for _ in 0..256 / RECV_BATCH {
+        let n = match batch.recv(sock) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        for k in 0..n {
+            let Some((datagram, source)) = batch.get(k) else {
+                continue;
+            };
+            if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
+                continue;
+            }
+            f(Bytes::copy_from_slice(datagram), source);
+        }
+        if n < RECV_BATCH {
+            break; // drained
+        }
+    }
+}
+
 /// Sends `batch` (destination, datagram) on `sock` without blocking, in order, as few
 /// system calls as it takes. Returns how many leading datagrams were handed to the kernel or
 /// failed for good (an unreachable destination, a datagram too long: logged at debug and

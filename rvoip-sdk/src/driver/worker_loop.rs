@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use super::lag::{LoopLag, Step};
@@ -133,37 +132,20 @@ pub(super) async fn worker_loop(mut w: Worker) -> Summary {
                     apply_control(core, c);
                 }
                 if let Some(sock) = w.udp.get(i) {
-                    for _ in 0..256 / udp::RECV_BATCH {
-                        let got = match batch.recv(sock) {
-                            Ok(0) => break,
-                            Ok(got) => got,
-                            Err(e) => {
-                                tracing::debug!(error = %e, "udp receive error");
-                                continue;
-                            }
-                        };
-                        for k in 0..got {
-                            let Some((datagram, source)) = batch.get(k) else { continue };
-                            if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
-                                continue; // keep-alive (RFC 5626 §3.5.1 CRLF)
-                            }
-                            let data = Bytes::copy_from_slice(datagram);
-                            let owner = worker_for(&data, n);
-                            if owner == me {
-                                messages += 1;
-                                core.handle_datagram(now, data, source, Transport::Udp);
-                            } else if let Some(tx) = w.peers.inbox.get(owner) {
-                                handed_over += 1;
-                                let m = Inbound::Msg { data, source, transport: Transport::Udp };
-                                if tx.try_send(m).is_err() {
-                                    tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
-                                }
+                    let peers = &w.peers;
+                    udp::drain(sock, &mut batch, |data, source| {
+                        let owner = worker_for(&data, n);
+                        if owner == me {
+                            messages += 1;
+                            core.handle_datagram(now, data, source, Transport::Udp);
+                        } else if let Some(tx) = peers.inbox.get(owner) {
+                            handed_over += 1;
+                            let m = Inbound::Msg { data, source, transport: Transport::Udp };
+                            if tx.try_send(m).is_err() {
+                                tracing::debug!(worker = owner, "worker inbox full: datagram dropped");
                             }
                         }
-                        if got < udp::RECV_BATCH {
-                            break; // drained
-                        }
-                    }
+                    });
                 }
                 lag.record(Step::Udp, now);
             }
