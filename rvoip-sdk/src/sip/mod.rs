@@ -5,6 +5,7 @@ pub mod dialog;
 pub mod msg;
 pub mod presence;
 pub mod resolve;
+pub mod timer_wheel;
 pub mod transaction;
 pub mod transport;
 pub mod ua;

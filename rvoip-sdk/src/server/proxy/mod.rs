@@ -38,7 +38,9 @@ use crate::server::reply::{Replier, Stats};
 use crate::sip::msg::{
     BRANCH_MAGIC, ByteString, HeaderName, Headers, Method, NameAddr, Request, Response, Uri,
 };
+use crate::sip::timer_wheel::TimerWheel;
 use crate::sip::transaction::{ClientTxId, ServerTxId, TransactionLayer, Transport, new_branch};
+use rustc_hash::FxBuildHasher;
 
 /// Where one forwarded copy of a request goes.
 #[derive(Debug, Clone)]
@@ -174,10 +176,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Proxy state: contexts by server transaction, the owner of each branch, the calls it
 /// record-routed, and the media hook.
 pub struct Proxy {
-    contexts: HashMap<ServerTxId, Context>,
-    branch_owner: HashMap<ClientTxId, ServerTxId>,
+    contexts: HashMap<ServerTxId, Context, FxBuildHasher>,
+    branch_owner: HashMap<ClientTxId, ServerTxId, FxBuildHasher>,
     /// Timer C deadlines; an entry is stale when its context's deadline moved or ended.
-    timer_c: BinaryHeap<Reverse<(Instant, ServerTxId)>>,
+    timer_c: TimerWheel<ServerTxId>,
     dialogs: Dialogs,
     media: Box<dyn MediaHook>,
     next_sweep: Option<Instant>,
@@ -265,9 +267,9 @@ impl Proxy {
     /// A proxy whose SDP hook points call `media`.
     pub fn new(media: Box<dyn MediaHook>) -> Proxy {
         Proxy {
-            contexts: HashMap::new(),
-            branch_owner: HashMap::new(),
-            timer_c: BinaryHeap::new(),
+            contexts: HashMap::default(),
+            branch_owner: HashMap::default(),
+            timer_c: TimerWheel::new(),
             dialogs: Dialogs::default(),
             media,
             next_sweep: None,
@@ -320,11 +322,11 @@ impl Proxy {
         &self.dialogs
     }
 
-    /// The earliest pending timer: Timer C (may be stale; firing a stale entry does nothing),
+    /// The earliest pending timer: Timer C (pruned after each run, so exact), 
     /// the media hook's, the call-record sweep.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
-            self.timer_c.peek().map(|Reverse((t, _))| *t),
+            self.timer_c.earliest(),
             self.media.poll_timeout(),
             self.next_sweep,
             self.no_answer_timeout(),
@@ -337,7 +339,7 @@ impl Proxy {
     fn arm_timer_c(&mut self, stx: ServerTxId, at: Instant) {
         if let Some(ctx) = self.contexts.get_mut(&stx) {
             ctx.timer_c = Some(at);
-            self.timer_c.push(Reverse((at, stx)));
+            self.timer_c.push(at, stx);
         }
     }
 

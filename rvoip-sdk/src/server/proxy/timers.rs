@@ -26,11 +26,9 @@ impl Proxy {
     /// response by then is given up as a 408 (§9.1), so that a vanished callee cannot hold the
     /// context (and its relay ports) forever.
     fn run_timer_c(&mut self, io: &mut Io<'_>, now: Instant) {
-        while let Some(&Reverse((at, stx))) = self.timer_c.peek() {
-            if at > now {
-                break;
-            }
-            self.timer_c.pop();
+        let mut due = Vec::new();
+        self.timer_c.take_due(now, &mut due);
+        for (at, stx) in due {
             let Some(ctx) = self.contexts.get_mut(&stx) else {
                 continue;
             };
@@ -66,6 +64,11 @@ impl Proxy {
             }
             self.finish_if_done(io, now, stx);
         }
+        // Deadlines that moved or whose context ended are dropped, so that `poll_timeout` is
+        // exact (re-arming above is at least 64·T1 later: nothing new is due now).
+        let contexts = &self.contexts;
+        self.timer_c
+            .prune(|at, stx| contexts.get(&stx).is_some_and(|c| c.timer_c == Some(at)));
     }
 
     /// Sends BYE to both parties of an answered call whose media stopped (RFC 3261 §15.1.1 as a

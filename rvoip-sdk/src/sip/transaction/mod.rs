@@ -17,14 +17,13 @@
 //! As RFC 3261 Figure 5 says, Timer B only runs in Calling: once an INVITE client transaction is in
 //! Proceeding, ending it is the TU's job (a proxy's Timer C, §16.8, followed by CANCEL).
 //!
-//! Timers live in one binary heap with lazy cancellation: every transaction stores the deadline of
-//! its (at most two) armed timers; a popped heap entry that no longer matches is ignored.
+//! Timers live in one [`TimerWheel`] with lazy cancellation: every transaction stores the deadline
+//! of its (at most two) armed timers; a due entry that no longer matches is ignored.
 
 // Nested `if let`s instead of let-chains: the MSRV is 1.85.
 #![allow(clippy::collapsible_if)]
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +31,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
+
+use crate::sip::timer_wheel::TimerWheel;
+
+/// Transactions by the layer's own ids (a counter, never chosen by a peer): a multiplicative
+/// hash is enough, and SipHash would cost more than the lookup.
+type IdMap<V> = HashMap<u64, V, rustc_hash::FxBuildHasher>;
 
 use super::msg::{BRANCH_MAGIC, HeaderName, Headers, Message, Method, Request, Response, Via};
 use keys::{ClientKey, LegacyKey, LegacyMatch, ServerKey, branch_of, server_key, tag_of};
@@ -237,13 +242,13 @@ struct ServerTx {
 pub struct TransactionLayer {
     cfg: TimerConfig,
     next_id: u64,
-    clients: HashMap<u64, ClientTx>,
-    servers: HashMap<u64, ServerTx>,
+    clients: IdMap<ClientTx>,
+    servers: IdMap<ServerTx>,
     client_index: HashMap<ClientKey, u64>,
     server_index: HashMap<ServerKey, u64>,
     /// Server transactions created by requests without a magic-cookie branch, by Call-ID.
     legacy_index: HashMap<ByteString, Vec<u64>>,
-    timers: BinaryHeap<Reverse<(Instant, u64, Slot)>>,
+    timers: TimerWheel<(u64, Slot)>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<TxEvent>,
     /// Wire length of the message being handed in by [`TransactionLayer::handle_received`].
@@ -277,14 +282,31 @@ impl std::fmt::Debug for TransactionLayer {
 
 /// Arms a timer: records the deadline in the transaction's slot and pushes a heap entry.
 fn arm(
-    timers: &mut BinaryHeap<Reverse<(Instant, u64, Slot)>>,
+    timers: &mut TimerWheel<(u64, Slot)>,
     slot_field: &mut Option<Instant>,
     at: Instant,
     id: u64,
     slot: Slot,
 ) {
     *slot_field = Some(at);
-    timers.push(Reverse((at, id, slot)));
+    timers.push(at, (id, slot));
+}
+
+/// Whether a timer entry is still armed: its transaction exists and holds that deadline in
+/// that slot (a re-armed or cancelled timer leaves a dead entry behind).
+fn is_live(
+    clients: &IdMap<ClientTx>,
+    servers: &IdMap<ServerTx>,
+    at: Instant,
+    id: u64,
+    slot: Slot,
+) -> bool {
+    match slot {
+        Slot::ClientRetx => clients.get(&id).is_some_and(|t| t.retx_at == Some(at)),
+        Slot::ClientEnd => clients.get(&id).is_some_and(|t| t.end_at == Some(at)),
+        Slot::ServerRetx => servers.get(&id).is_some_and(|t| t.retx_at == Some(at)),
+        Slot::ServerEnd => servers.get(&id).is_some_and(|t| t.end_at == Some(at)),
+    }
 }
 
 fn push_transmit(q: &mut VecDeque<Transmit>, dest: SocketAddr, transport: Transport, bytes: Bytes) {
@@ -305,12 +327,12 @@ impl TransactionLayer {
         TransactionLayer {
             cfg,
             next_id: 1,
-            clients: HashMap::new(),
-            servers: HashMap::new(),
+            clients: IdMap::default(),
+            servers: IdMap::default(),
             client_index: HashMap::new(),
             server_index: HashMap::new(),
             legacy_index: HashMap::new(),
-            timers: BinaryHeap::new(),
+            timers: TimerWheel::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             incoming_len: 0,
@@ -445,25 +467,20 @@ impl TransactionLayer {
 
     /// Fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((at, id, slot))) = self.timers.peek() {
-            if at > now {
+        let mut due = Vec::new();
+        loop {
+            // A timer that fires may arm another one that is already due.
+            self.timers.take_due(now, &mut due);
+            if due.is_empty() {
                 break;
             }
-            self.timers.pop();
-            if self.is_live(at, id, slot) {
-                self.fire(now, id, slot);
+            for (at, (id, slot)) in due.drain(..) {
+                if is_live(&self.clients, &self.servers, at, id, slot) {
+                    self.fire(now, id, slot);
+                }
             }
         }
         self.prune();
-    }
-
-    fn is_live(&self, at: Instant, id: u64, slot: Slot) -> bool {
-        match slot {
-            Slot::ClientRetx => self.clients.get(&id).is_some_and(|t| t.retx_at == Some(at)),
-            Slot::ClientEnd => self.clients.get(&id).is_some_and(|t| t.end_at == Some(at)),
-            Slot::ServerRetx => self.servers.get(&id).is_some_and(|t| t.retx_at == Some(at)),
-            Slot::ServerEnd => self.servers.get(&id).is_some_and(|t| t.end_at == Some(at)),
-        }
     }
 
     fn fire(&mut self, now: Instant, id: u64, slot: Slot) {
@@ -546,17 +563,14 @@ impl TransactionLayer {
 
     /// Drops stale entries at the top of the timer heap so that `poll_timeout` is exact.
     fn prune(&mut self) {
-        while let Some(&Reverse((at, id, slot))) = self.timers.peek() {
-            if self.is_live(at, id, slot) {
-                break;
-            }
-            self.timers.pop();
-        }
+        let (clients, servers) = (&self.clients, &self.servers);
+        self.timers
+            .prune(|at, (id, slot)| is_live(clients, servers, at, id, slot));
     }
 
     /// When `handle_timeout` should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        self.timers.earliest()
     }
 
     /// The next message to send.
