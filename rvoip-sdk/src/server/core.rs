@@ -596,7 +596,7 @@ impl ServerCore {
             return;
         };
         let routed = route::pop_own_routes(&self.local, &mut req);
-        let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
+        let in_dialog = req.headers.to_tag().is_some();
         let has_route = req.headers.get(&HeaderName::Route).is_some();
         if has_route && !routed {
             // A Route that does not start with us: we are not on this request's route set and do

@@ -95,8 +95,7 @@ impl Replier {
     ) {
         let mut resp = Response::for_request(req, status);
         if status > 100 {
-            let has_tag = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(true);
-            if !has_tag {
+            if req.headers.to_tag().is_none() {
                 if let Some(to) = req.headers.get(&HeaderName::To) {
                     let v = format!("{to};tag={}", self.new_tag());
                     resp.headers.set(HeaderName::To, v);

@@ -80,7 +80,7 @@ impl Proxy {
         targets: Vec<Target>,
         hash: u64,
     ) {
-        let in_dialog = req.headers.to().map(|t| t.tag().is_some()).unwrap_or(false);
+        let in_dialog = req.headers.to_tag().is_some();
         let record_route = !in_dialog
             && matches!(
                 req.method,

@@ -246,10 +246,7 @@ fn response_head(req: &Request) -> Request {
 }
 
 fn from_tag(req: &Request) -> Option<String> {
-    req.headers
-        .from()
-        .ok()
-        .and_then(|f| f.tag().map(|t| t.to_string()))
+    req.headers.from_tag().map(str::to_string)
 }
 
 impl Proxy {

@@ -331,6 +331,19 @@ impl Headers {
         NameAddr::parse(self.required(&HeaderName::To, "missing To")?)
     }
 
+    /// The `tag` parameter of To (§19.3, §20.39), found without parsing the URI: the same as
+    /// `to()?.tag()` for a well-formed value. `None` when To is absent, has no tag, or a quote or
+    /// `<` in it is not closed. A transaction user that needs To validated calls
+    /// [`Headers::to`] (or [`super::validate_request`]) as well.
+    pub fn to_tag(&self) -> Option<&str> {
+        self.get(&HeaderName::To).and_then(|v| tag_in(v))
+    }
+
+    /// The `tag` parameter of From (§19.3, §20.20), as [`Headers::to_tag`] finds To's.
+    pub fn from_tag(&self) -> Option<&str> {
+        self.get(&HeaderName::From).and_then(|v| tag_in(v))
+    }
+
     /// Max-Forwards (§20.22): `None` if absent; an error if not a number or over 255.
     pub fn max_forwards(&self) -> Result<Option<u32>, ParseError> {
         match self.get(&HeaderName::MaxForwards) {
@@ -357,4 +370,31 @@ impl Headers {
     pub fn content_type(&self) -> Option<&ByteString> {
         self.get(&HeaderName::ContentType)
     }
+}
+
+/// The header parameters of a From or To value (§20.10): what follows the `>` of a name-addr, or
+/// the first `;` of an addr-spec (whose parameters are header parameters). `None` if a quoted
+/// display name or a `<` is not closed.
+fn header_params(v: &str) -> Option<&str> {
+    let b = v.as_bytes();
+    let mut i = 0;
+    while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+        i += 1;
+    }
+    if b.get(i) == Some(&b'"') {
+        i = super::parse::end_of_quoted(b, i).ok()?;
+    }
+    match memchr::memchr(b'<', &b[i..]) {
+        Some(k) => {
+            let lt = i + k;
+            let gt = lt + memchr::memchr(b'>', &b[lt..])?;
+            Some(&v[gt + 1..])
+        }
+        None => Some(&v[memchr::memchr(b';', &b[i..]).map_or(b.len(), |k| i + k)..]),
+    }
+}
+
+/// The `tag` header parameter of a From or To value.
+fn tag_in(v: &str) -> Option<&str> {
+    super::uri::params_get(header_params(v)?, "tag").flatten()
 }

@@ -991,3 +991,28 @@ fn response_wire_len_is_the_serialized_length() {
         }
     }
 }
+
+#[test]
+fn to_and_from_tags_are_found_without_parsing_the_uri() {
+    let cases = [
+        ("<sip:bob@b.example>;tag=abc", Some("abc")),
+        ("\"Bob; <x>\" <sip:bob@b.example;tag=no>;TAG=yes", Some("yes")),
+        ("sip:bob@b.example;tag=t1;x=y", Some("t1")),
+        ("Bob <sip:bob@b.example;tag=uri-param>", None),
+        ("<sip:bob@b.example> ; tag = spaced ", Some("spaced")),
+        ("<sip:bob@b.example>;tagx=1;xtag=2", None),
+        ("\"unclosed <sip:bob@b.example>;tag=1", None),
+        ("<sip:bob@b.example;tag=1", None),
+    ];
+    for (value, tag) in cases {
+        let mut h = Headers::default();
+        h.push(HeaderName::To, value);
+        h.push(HeaderName::From, value);
+        assert_eq!(h.to_tag(), tag, "{value}");
+        assert_eq!(h.from_tag(), tag, "{value}");
+        if let Ok(na) = h.to() {
+            assert_eq!(na.tag(), tag, "agrees with the full parse: {value}");
+        }
+    }
+    assert_eq!(Headers::default().to_tag(), None);
+}
