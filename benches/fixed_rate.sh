@@ -11,7 +11,7 @@
 #   env: SERVERS="target/release/rvoip-server kamailio" (paths of rvoip-server binaries, and/or
 #        "kamailio"), ROUNDS=2, STORE=redb|memory (rvoip's --store), OUTDIR=target/bench-fixed
 # Prints one line per run: round, server, CPU-s per 1000 operations (utime+stime from /proc; for
-# Kamailio all its processes) and its user and system parts, voluntary and involuntary context switches of the server (rvoip).
+# Kamailio all its processes), voluntary and involuntary context switches of the server (rvoip).
 # Needs root (unshare -n), sip-tester (sipp), bc, kamailio for the reference.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,9 +31,7 @@ printf 'SEQUENTIAL\nuas;secret\n' >uas.csv
 
 SPID=; UAS=
 pids() { if [ "$SRV" = kamailio ]; then echo "$SPID $(pgrep -P "$SPID" | tr '\n' ' ')"; else echo "$SPID"; fi; }
-# utime+stime (clock ticks) of the server's processes; utk/stk: user and system time alone.
 ticks() { local p; for p in $(pids); do awk '{print $14+$15}' /proc/$p/stat 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
-utk() { local p; for p in $(pids); do awk '{print $14}' /proc/$p/stat 2>/dev/null; done | awk '{s+=$1} END {print s+0}'; }
 ctxt() { awk '/^voluntary_ctxt/{v=$2} /^nonvoluntary_ctxt/{n=$2} END {print v+0, n+0}' /proc/$SPID/status 2>/dev/null; }
 stop() {
   [ -n "$UAS" ] && kill "$UAS" 2>/dev/null
@@ -67,15 +65,13 @@ run() {
   fi
   timeout 30 sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5062 -m $((RATE * 2)) -r "$RATE" -nostdin -timeout 20s >/dev/null 2>&1
   local t0 t1 c0 c1
-  t0=$(ticks); u0=$(utk); c0=$(ctxt)
+  t0=$(ticks); c0=$(ctxt)
   timeout $((SECS + 30)) sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5063 -m $((RATE * SECS)) -r "$RATE" \
     -nostdin -timeout $((SECS + 15))s -trace_stat -stf "run.csv" >/dev/null 2>&1
   local rc=$?
-  t1=$(ticks); u1=$(utk); c1=$(ctxt)
+  t1=$(ticks); c1=$(ctxt)
   printf '%s  %-40s %-5s %s/s x %ss: %.3f cpu-s/1000  rc=%s' "$ROUND" "$SRV" "$MODE" "$RATE" "$SECS" \
     "$(echo "($t1 - $t0) / $(getconf CLK_TCK) * 1000 / ($RATE * $SECS)" | bc -l)" "$rc"
-  printf '  (user %.3f, system %.3f)' "$(echo "($u1 - $u0) / $(getconf CLK_TCK) * 1000 / ($RATE * $SECS)" | bc -l)" \
-    "$(echo "($t1 - $t0 - $u1 + $u0) / $(getconf CLK_TCK) * 1000 / ($RATE * $SECS)" | bc -l)"
   if [ "$SRV" != kamailio ]; then
     set -- $c0 $c1; printf '  switches: %s voluntary, %s involuntary' $(($3 - $1)) $(($4 - $2))
   fi

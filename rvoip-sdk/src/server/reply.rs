@@ -94,12 +94,10 @@ impl Replier {
         extra: Vec<(HeaderName, String)>,
     ) {
         let mut resp = Response::for_request(req, status);
-        if status > 100 {
-            if req.headers.to_tag().is_none() {
-                if let Some(to) = req.headers.get(&HeaderName::To) {
-                    let v = format!("{to};tag={}", self.new_tag());
-                    resp.headers.set(HeaderName::To, v);
-                }
+        if status > 100 && req.headers.to_tag().is_none() {
+            if let Some(to) = req.headers.get(&HeaderName::To) {
+                let v = format!("{to};tag={}", self.new_tag());
+                resp.headers.set(HeaderName::To, v);
             }
         }
         for (n, v) in extra {

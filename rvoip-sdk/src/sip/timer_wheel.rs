@@ -159,7 +159,10 @@ mod tests {
     fn due_entries_come_out_in_deadline_order_and_exactly_on_time() {
         let t0 = Instant::now();
         let mut w = TimerWheel::new();
-        for (i, d) in [500u64, 3, 32_000, 9, 500, 1, 16_000].into_iter().enumerate() {
+        for (i, d) in [500u64, 3, 32_000, 9, 500, 1, 16_000]
+            .into_iter()
+            .enumerate()
+        {
             w.push(t0 + ms(d), i as u32);
         }
         assert_eq!(w.len(), 7);
@@ -219,7 +222,11 @@ mod tests {
         w.push(t0, 1u32);
         w.push(t0 + ms(1), 0);
         w.prune(|_, i| i == 1);
-        assert_eq!(w.earliest(), Some(t0), "the dead entry in the same tick goes");
+        assert_eq!(
+            w.earliest(),
+            Some(t0),
+            "the dead entry in the same tick goes"
+        );
         assert_eq!(w.len(), 1);
     }
 

@@ -319,7 +319,7 @@ impl Proxy {
         &self.dialogs
     }
 
-    /// The earliest pending timer: Timer C (pruned after each run, so exact), 
+    /// The earliest pending timer: Timer C (pruned after each run, so exact),
     /// the media hook's, the call-record sweep.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [

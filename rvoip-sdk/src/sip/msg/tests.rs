@@ -996,7 +996,10 @@ fn response_wire_len_is_the_serialized_length() {
 fn to_and_from_tags_are_found_without_parsing_the_uri() {
     let cases = [
         ("<sip:bob@b.example>;tag=abc", Some("abc")),
-        ("\"Bob; <x>\" <sip:bob@b.example;tag=no>;TAG=yes", Some("yes")),
+        (
+            "\"Bob; <x>\" <sip:bob@b.example;tag=no>;TAG=yes",
+            Some("yes"),
+        ),
         ("sip:bob@b.example;tag=t1;x=y", Some("t1")),
         ("Bob <sip:bob@b.example;tag=uri-param>", None),
         ("<sip:bob@b.example> ; tag = spaced ", Some("spaced")),
