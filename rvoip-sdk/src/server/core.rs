@@ -448,7 +448,8 @@ impl ServerCore {
                     proxy.on_branch_timeout(&mut io, now, tx)
                 }
                 // A transport error ends the branch at once as a 503 (RFC 3261 §16.9), which
-                // also moves it to the next DNS destination (RFC 3263 §4.3).
+                // also moves it to the next DNS destination (RFC 3263 §4.3); on a flow named by
+                // a flow token, as a 430 (RFC 5626 §5.3).
                 TxEvent::TransportError {
                     tx,
                     request,
@@ -462,6 +463,12 @@ impl ServerCore {
                     }
                     let (proxy, mut io) = self.io();
                     match request {
+                        // RFC 5626 §5.3: a flow named by a flow token that is gone is a 430.
+                        Some(req) if proxy.is_flow_branch(tx) => {
+                            let mut resp = Response::for_request(&req, 430);
+                            resp.reason = ByteString::from_static("Flow Failed");
+                            proxy.on_response(&mut io, now, tx, resp)
+                        }
                         Some(req) => {
                             let mut resp = Response::for_request(&req, 503);
                             resp.reason = ByteString::from(reason);

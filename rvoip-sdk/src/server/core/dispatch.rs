@@ -286,6 +286,7 @@ impl ServerCore {
             nat: false,
             alternates,
             route: Vec::new(),
+            flow: false,
         };
         let hash = route::loop_hash(&req);
         let watch = DivertWatch {

@@ -198,6 +198,7 @@ impl ServerCore {
             nat: false,
             alternates: Vec::new(),
             route: Vec::new(),
+            flow: false,
         };
         let (proxy, mut io) = self.io();
         proxy.fork(&mut io, now, tx, req, transport, source, vec![target], hash);

@@ -154,6 +154,7 @@ impl ServerCore {
             nat: false,
             alternates: rest.to_vec(),
             route: Vec::new(),
+            flow: false,
         };
         let (proxy, mut io) = self.io();
         proxy.fork(

@@ -96,6 +96,7 @@ impl ServerCore {
             nat: false,
             alternates: Vec::new(),
             route: path.to_vec(),
+            flow: false,
         })
     }
 
@@ -143,6 +144,7 @@ impl ServerCore {
             nat: flow.nat,
             alternates: Vec::new(),
             route: Vec::new(),
+            flow: true,
         };
         let (proxy, mut io) = self.io();
         proxy.fork(

@@ -184,5 +184,6 @@ pub(super) fn binding_target(b: &crate::server::location::Binding) -> Target {
         nat: b.behind_nat,
         alternates: Vec::new(),
         route: Vec::new(),
+        flow: false,
     }
 }

@@ -224,6 +224,7 @@ impl Proxy {
                 provisional: false,
                 done: false,
                 cancel_sent: false,
+                flow: t.flow,
                 retry,
             });
         }
@@ -417,6 +418,7 @@ impl Proxy {
                     nat,
                     alternates: Vec::new(),
                     route: Vec::new(),
+                    flow: false,
                 }],
                 hash,
             ),

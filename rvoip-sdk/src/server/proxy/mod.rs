@@ -60,6 +60,11 @@ pub struct Target {
     /// Route header values to put on top of the copy's Route set, top first: a binding's Path
     /// vector (RFC 3327 §5.5). Empty for a direct target.
     pub route: Vec<ByteString>,
+    /// The next hop is an RFC 5626 flow that a flow token in the Route named (an edge proxy's
+    /// own flow to the user agent). When its connection is gone, the branch ends with 430 Flow
+    /// Failed (RFC 5626 §5.3) instead of 503, so that the node that sent the request (or the
+    /// caller) knows to use another flow of the user.
+    pub flow: bool,
 }
 
 /// What the proxy needs from its owner for one call: the transaction layer to send on, the
@@ -124,6 +129,8 @@ struct Branch {
     provisional: bool,
     done: bool,
     cancel_sent: bool,
+    /// The next hop is a flow named by a flow token ([`Target::flow`]).
+    flow: bool,
     /// What a failover to the next destination (RFC 3263 §4.3) needs; `None` without
     /// alternates.
     retry: Option<Box<Retry>>,
@@ -331,6 +338,15 @@ impl Proxy {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Whether client transaction `tx` is a branch sent down a flow named by a flow token
+    /// ([`Target::flow`]): a transport error on it is then a 430 Flow Failed (RFC 5626 §5.3).
+    pub(crate) fn is_flow_branch(&self, tx: ClientTxId) -> bool {
+        self.branch_owner
+            .get(&tx)
+            .and_then(|stx| self.contexts.get(stx))
+            .is_some_and(|ctx| ctx.branches.iter().any(|b| b.tx == tx && b.flow))
     }
 
     fn arm_timer_c(&mut self, stx: ServerTxId, at: Instant) {

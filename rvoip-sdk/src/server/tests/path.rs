@@ -373,3 +373,50 @@ fn a_cancel_follows_the_invite_through_the_registering_node() {
         "A cancels the branch down Bob's flow: {out:?}"
     );
 }
+
+#[test]
+fn a_flow_whose_connection_is_gone_gets_430_through_the_other_node() {
+    let mut a = node(A, Some(true));
+    a.register(FLOW, Transport::Tcp, FLOW, "");
+    let mut b = node(B, Some(true));
+    b.learn(&a);
+    let (t, _) = forwarded(&b.send(CALLER, Transport::Udp, &invite(7)));
+    let (t, _) = forwarded(&a.send(B, Transport::Udp, &String::from_utf8_lossy(&t.bytes)));
+    assert_eq!((t.dest, t.transport), (addr(FLOW), Transport::Tcp));
+
+    // Bob's connection is gone: A cannot send down the flow the token names (RFC 5626 §5.3).
+    a.core
+        .connection_failed(a.now, addr(FLOW), Transport::Tcp, "connection reset");
+    let mut out = Vec::new();
+    while let Some(t) = a.core.poll_transmit() {
+        out.push(t);
+    }
+    let to_b: Vec<Response> = out
+        .iter()
+        .filter(|t| t.dest == addr(B))
+        .filter_map(|t| match parse(t) {
+            Message::Response(r) => Some(r),
+            Message::Request(_) => None,
+        })
+        .collect();
+    let last = to_b
+        .last()
+        .unwrap_or_else(|| panic!("no response to B: {out:?}"));
+    assert_eq!(
+        (last.status, &*last.reason),
+        (430, "Flow Failed"),
+        "not a 503: B must not think A is down"
+    );
+
+    // B relays the 430 to the caller.
+    let out = b.send(
+        A,
+        Transport::Udp,
+        &String::from_utf8_lossy(&last.to_bytes()),
+    );
+    let to_caller = out
+        .iter()
+        .find(|t| t.dest == addr(CALLER) && matches!(parse(t), Message::Response(_)))
+        .unwrap_or_else(|| panic!("nothing to the caller: {out:?}"));
+    assert_eq!(resp(to_caller).status, 430);
+}
