@@ -167,6 +167,7 @@ impl ServerCore {
                 tl.set_defer_trying(true);
                 // Responses are built from the request the core is handed.
                 tl.set_keep_non_invite_requests(false);
+                tl.set_keep_request_heads(true);
                 tl
             },
             registrar,

@@ -195,7 +195,7 @@ impl Proxy {
             method: req.method.clone(),
             sender,
             initial,
-            head: response_head(&req),
+            head: req.response_head(),
             divert: None,
             cseq_offset,
         };

@@ -240,18 +240,6 @@ fn call_id_of(headers: &Headers) -> String {
         .unwrap_or_default()
 }
 
-/// What a response to `req` is built from (RFC 3261 §8.2.6.2): its Via, From, To, Call-ID and
-/// CSeq, without the other headers and the body.
-fn response_head(req: &Request) -> Request {
-    Request {
-        method: req.method.clone(),
-        uri: req.uri.clone(),
-        // A 100's headers: exactly those five (no Record-Route), in order.
-        headers: Response::for_request(req, 100).headers,
-        body: Bytes::new(),
-    }
-}
-
 fn from_tag(req: &Request) -> Option<String> {
     req.headers.from_tag().map(str::to_string)
 }

@@ -181,6 +181,22 @@ impl Response {
     }
 }
 
+impl Request {
+    /// What a response to this request is built from (§8.2.6.2): a request with the same method
+    /// and Request-URI and only its Via, From, To, Call-ID and CSeq values, in order, without
+    /// the other headers and the body. [`Response::for_request`] gives the same response for it
+    /// as for the whole request when the status is 100 or ≥ 300 (a 101–299 also copies
+    /// Record-Route, which the head does not keep).
+    pub fn response_head(&self) -> Request {
+        Request {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            headers: Response::for_request(self, 100).headers,
+            body: Bytes::new(),
+        }
+    }
+}
+
 impl Message {
     /// The wire form.
     pub fn to_bytes(&self) -> Bytes {

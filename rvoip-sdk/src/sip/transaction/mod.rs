@@ -268,6 +268,9 @@ pub struct TransactionLayer {
     /// Whether non-INVITE server transactions keep a copy of their request
     /// ([`TransactionLayer::set_keep_non_invite_requests`]).
     keep_non_invite_requests: bool,
+    /// Whether server transactions keep only their request's response head
+    /// ([`TransactionLayer::set_keep_request_heads`]).
+    keep_request_heads: bool,
 }
 
 impl std::fmt::Debug for TransactionLayer {
@@ -342,6 +345,7 @@ impl TransactionLayer {
             defer_trying: false,
             owed_trying: Vec::new(),
             keep_non_invite_requests: true,
+            keep_request_heads: false,
         }
     }
 
@@ -353,6 +357,16 @@ impl TransactionLayer {
     /// deferred 100 Trying).
     pub fn set_keep_non_invite_requests(&mut self, on: bool) {
         self.keep_non_invite_requests = on;
+    }
+
+    /// Whether server transactions keep only their request's response head
+    /// ([`Request::response_head`]: Via, From, To, Call-ID and CSeq) instead of a copy of the
+    /// whole request (off by default). An element that builds nothing from
+    /// [`Self::server_request`] but responses with status 100 or ≥ 300 (the server: the
+    /// deferred 100 Trying, CANCEL's 487) turns it on. Each INVITE then costs five header
+    /// copies instead of all of them, and a ringing call does not pin its INVITE's datagram.
+    pub fn set_keep_request_heads(&mut self, on: bool) {
+        self.keep_request_heads = on;
     }
 
     /// Defers the 100 Trying of new INVITEs (off by default). §17.2.1 lets a server

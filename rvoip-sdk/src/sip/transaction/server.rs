@@ -101,7 +101,12 @@ impl TransactionLayer {
             started: now,
             answered: false,
             state: ServerState::Trying,
-            request: (invite || self.keep_non_invite_requests).then(|| Box::new(req.clone())),
+            request: (invite || self.keep_non_invite_requests).then(|| {
+                Box::new(match self.keep_request_heads {
+                    true => req.response_head(),
+                    false => req.clone(),
+                })
+            }),
             wire_len: self.incoming_len,
             in_progress: true,
             key: key.map(|k| k.detached()),
@@ -242,7 +247,8 @@ impl TransactionLayer {
 
     /// The original request of a live server transaction (the proxy builds CANCEL/branch state
     /// from it), until its final response; `None` for a non-INVITE one when
-    /// [`TransactionLayer::set_keep_non_invite_requests`] is off.
+    /// [`TransactionLayer::set_keep_non_invite_requests`] is off; only its response head when
+    /// [`TransactionLayer::set_keep_request_heads`] is on.
     pub fn server_request(&self, tx: ServerTxId) -> Option<&Request> {
         self.servers.get(&tx.0).and_then(|t| t.request.as_deref())
     }

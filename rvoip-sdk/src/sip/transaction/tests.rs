@@ -1053,3 +1053,47 @@ fn deferred_trying_and_requests_not_kept() {
         [200]
     );
 }
+
+#[test]
+fn request_heads_only_keep_what_a_response_copies() {
+    let base = Instant::now();
+    let source = sa("192.0.2.10:40000");
+    let mut full = TransactionLayer::new(TimerConfig::default());
+    let mut heads = TransactionLayer::new(TimerConfig::default());
+    heads.set_keep_request_heads(true);
+    let mut kept = Vec::new();
+    for l in [&mut full, &mut heads] {
+        l.set_defer_trying(true);
+        l.handle_message(base, msg(&invite_text("z9hG4bKh1")), source, Transport::Udp);
+        let tx = server_tx(&events(l));
+        let r = l
+            .server_request(tx)
+            .expect("an INVITE keeps its request")
+            .clone();
+        // The deferred 100 Trying is built from what was kept.
+        let t = transmits(l);
+        assert_eq!(
+            t.iter().map(|t| status_of(&t.bytes)).collect::<Vec<_>>(),
+            [100]
+        );
+        kept.push((r, t[0].bytes.clone()));
+    }
+    let (whole, trying_full) = &kept[0];
+    let (head, trying_head) = &kept[1];
+    assert_eq!(trying_full, trying_head, "the same 100 Trying either way");
+    assert_eq!(head.method, whole.method);
+    assert_eq!(head.uri, whole.uri);
+    assert!(head.body.is_empty());
+    assert!(head.headers.iter().all(|h| matches!(
+        h.name,
+        HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq
+    )));
+    assert!(head.headers.0.len() < whole.headers.0.len());
+    for status in [100, 408, 487, 500] {
+        assert_eq!(
+            Response::for_request(head, status).to_bytes(),
+            Response::for_request(whole, status).to_bytes(),
+            "{status}"
+        );
+    }
+}
