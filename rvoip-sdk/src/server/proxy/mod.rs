@@ -314,8 +314,8 @@ impl Proxy {
         &self.dialogs
     }
 
-    /// The earliest pending timer: Timer C (pruned after each run, so exact),
-    /// the media hook's, the call-record sweep.
+    /// The earliest pending timer: Timer C (possibly one whose context ended since the last run;
+    /// firing it does nothing), the media hook's, the call-record sweep.
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.timer_c.earliest(),
