@@ -464,15 +464,14 @@ impl ServerCore {
                     }
                     let (proxy, mut io) = self.io();
                     match request {
-                        // RFC 5626 §5.3: a flow named by a flow token that is gone is a 430.
-                        Some(req) if proxy.is_flow_branch(tx) => {
-                            let mut resp = Response::for_request(&req, 430);
-                            resp.reason = ByteString::from_static("Flow Failed");
-                            proxy.on_response(&mut io, now, tx, resp)
-                        }
                         Some(req) => {
-                            let mut resp = Response::for_request(&req, 503);
-                            resp.reason = ByteString::from(reason);
+                            // RFC 5626 §5.3: a flow named by a flow token that is gone is a 430.
+                            let (status, reason) = match proxy.is_flow_branch(tx) {
+                                true => (430, ByteString::from_static("Flow Failed")),
+                                false => (503, ByteString::from(reason)),
+                            };
+                            let mut resp = Response::for_request(&req, status);
+                            resp.reason = reason;
                             proxy.on_response(&mut io, now, tx, resp)
                         }
                         None => proxy.on_branch_timeout(&mut io, now, tx),
