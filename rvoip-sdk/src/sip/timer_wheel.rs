@@ -26,8 +26,11 @@ pub const TICK: Duration = Duration::from_millis(8);
 pub struct TimerWheel<T> {
     /// Tick 0 starts here: the first deadline ever pushed. Earlier deadlines fall in tick 0.
     origin: Option<Instant>,
-    /// Tick number → its entries, unordered.
+    /// Tick number → its entries: unordered, except the bucket of `sorted`.
     buckets: BTreeMap<u64, Vec<(Instant, T)>>,
+    /// The tick whose bucket is sorted latest-first (the front bucket once it was pruned or
+    /// taken from), so that its earliest entry is popped from the end and pushes keep the order.
+    sorted: Option<u64>,
     /// Entries held, dead ones included.
     len: usize,
     /// The earliest deadline held (`None` when empty).
@@ -39,6 +42,7 @@ impl<T> Default for TimerWheel<T> {
         TimerWheel {
             origin: None,
             buckets: BTreeMap::new(),
+            sorted: None,
             len: 0,
             earliest: None,
         }
@@ -59,10 +63,15 @@ impl<T: Copy + Ord> TimerWheel<T> {
     /// Adds `item`, due at `at`.
     pub fn push(&mut self, at: Instant, item: T) {
         let origin = *self.origin.get_or_insert(at);
-        self.buckets
-            .entry(Self::tick_of(origin, at))
-            .or_default()
-            .push((at, item));
+        let tick = Self::tick_of(origin, at);
+        let v = self.buckets.entry(tick).or_default();
+        if self.sorted == Some(tick) {
+            // Latest first: the new entry goes after every later one.
+            let i = v.partition_point(|e| *e > (at, item));
+            v.insert(i, (at, item));
+        } else {
+            v.push((at, item));
+        }
         self.len += 1;
         self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
     }
@@ -82,6 +91,17 @@ impl<T: Copy + Ord> TimerWheel<T> {
         self.len == 0
     }
 
+    /// The front bucket, sorted latest-first (sorted once when it becomes the front).
+    fn front_sorted(&mut self) -> Option<(u64, &mut Vec<(Instant, T)>)> {
+        let mut entry = self.buckets.first_entry()?;
+        let tick = *entry.key();
+        if self.sorted != Some(tick) {
+            entry.get_mut().sort_unstable_by(|a, b| b.cmp(a));
+            self.sorted = Some(tick);
+        }
+        Some((tick, entry.into_mut()))
+    }
+
     /// Moves every entry due at `now` (deadline ≤ `now`) into `out`, sorted by deadline and
     /// then item (the order a heap would give).
     pub fn take_due(&mut self, now: Instant, out: &mut Vec<(Instant, T)>) {
@@ -98,23 +118,19 @@ impl<T: Copy + Ord> TimerWheel<T> {
             if tick > now_tick {
                 break;
             }
-            let v = entry.get_mut();
             if tick < now_tick {
                 // Every deadline of an earlier tick is before the start of now's tick.
-                out.append(v);
+                out.append(entry.get_mut());
                 entry.remove();
                 continue;
             }
-            let mut i = 0;
-            while i < v.len() {
-                if v[i].0 <= now {
-                    out.push(v.swap_remove(i));
-                } else {
-                    i += 1;
+            if let Some((_, v)) = self.front_sorted() {
+                while v.last().is_some_and(|e| e.0 <= now) {
+                    out.extend(v.pop());
                 }
-            }
-            if v.is_empty() {
-                entry.remove();
+                if v.is_empty() {
+                    self.buckets.remove(&tick);
+                }
             }
             break;
         }
@@ -123,27 +139,35 @@ impl<T: Copy + Ord> TimerWheel<T> {
         self.recompute_earliest();
     }
 
-    /// Drops the entries for which `live(deadline, item)` is false, tick by tick from the front,
-    /// until the earliest entry left is live: [`TimerWheel::earliest`] is then exact.
+    /// Drops the entries for which `live(deadline, item)` is false, in deadline order from the
+    /// front, until the earliest entry left is live: [`TimerWheel::earliest`] is then exact.
+    /// Each call asks `live` about the dead entries it drops and one live entry, so a caller
+    /// may prune after every event.
     pub fn prune(&mut self, mut live: impl FnMut(Instant, T) -> bool) {
-        while let Some(mut entry) = self.buckets.first_entry() {
-            let v = entry.get_mut();
+        while let Some((tick, v)) = self.front_sorted() {
             let before = v.len();
-            v.retain(|&(at, item)| live(at, item));
-            self.len -= before - v.len();
-            if !v.is_empty() {
+            while let Some(&(at, item)) = v.last() {
+                if live(at, item) {
+                    break;
+                }
+                v.pop();
+            }
+            let (dropped, empty) = (before - v.len(), v.is_empty());
+            self.len -= dropped;
+            if !empty {
                 break;
             }
-            entry.remove();
+            self.buckets.remove(&tick);
         }
         self.recompute_earliest();
     }
 
     fn recompute_earliest(&mut self) {
-        self.earliest = self
-            .buckets
-            .first_key_value()
-            .and_then(|(_, v)| v.iter().map(|e| e.0).min());
+        self.earliest = match self.buckets.first_key_value() {
+            None => None,
+            Some((&tick, v)) if self.sorted == Some(tick) => v.last().map(|e| e.0),
+            Some((_, v)) => v.iter().map(|e| e.0).min(),
+        };
     }
 }
 
@@ -221,13 +245,21 @@ mod tests {
         let mut w = TimerWheel::new();
         w.push(t0, 1u32);
         w.push(t0 + ms(1), 0);
+        let mut asked = 0;
+        w.prune(|_, i| {
+            asked += 1;
+            i == 1
+        });
+        assert_eq!(w.earliest(), Some(t0));
+        assert_eq!(asked, 1, "only the leading entry is looked at");
+        assert_eq!(w.len(), 2, "the dead entry behind it waits its turn");
+        // Once the live entry is gone, the dead one behind it goes on the next prune.
+        let mut out = Vec::new();
+        w.take_due(t0, &mut out);
+        assert_eq!(out, vec![(t0, 1)]);
         w.prune(|_, i| i == 1);
-        assert_eq!(
-            w.earliest(),
-            Some(t0),
-            "the dead entry in the same tick goes"
-        );
-        assert_eq!(w.len(), 1);
+        assert!(w.is_empty());
+        assert_eq!(w.earliest(), None);
     }
 
     #[test]
@@ -243,5 +275,52 @@ mod tests {
         out.clear();
         w.take_due(t0 + ms(20), &mut out);
         assert_eq!(out, vec![(t0 + ms(20), 2)]);
+    }
+
+    #[test]
+    fn matches_a_sorted_list_under_random_pushes_takes_and_prunes() {
+        // A reference model: every entry in a Vec, dead ones by a predicate on the item.
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new();
+        let mut model: Vec<(Instant, u32)> = Vec::new();
+        let mut seed = 0x2545_f491_u64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let dead = |i: u32| i % 3 == 0;
+        let mut now = t0;
+        let mut out = Vec::new();
+        for step in 0..20_000u32 {
+            match rand(10) {
+                0..=5 => {
+                    let at = now + ms(rand(100));
+                    w.push(at, step);
+                    model.push((at, step));
+                }
+                6..=7 => {
+                    now += ms(rand(20));
+                    out.clear();
+                    w.take_due(now, &mut out);
+                    let mut due: Vec<_> = model.iter().copied().filter(|e| e.0 <= now).collect();
+                    due.sort_unstable();
+                    model.retain(|e| e.0 > now);
+                    // Entries the wheel pruned earlier are dead and missing from `out`.
+                    let live: Vec<_> = due.iter().copied().filter(|e| !dead(e.1)).collect();
+                    let got: Vec<_> = out.iter().copied().filter(|e| !dead(e.1)).collect();
+                    assert_eq!(got, live, "step {step}");
+                    assert!(out.windows(2).all(|p| p[0] <= p[1]));
+                }
+                _ => {
+                    w.prune(|_, i| !dead(i));
+                    let first_live = model.iter().filter(|e| !dead(e.1)).map(|e| e.0).min();
+                    assert_eq!(w.earliest(), first_live, "step {step}: exact after prune");
+                    model.retain(|e| !dead(e.1) || first_live.is_some_and(|f| e.0 > f));
+                }
+            }
+            assert!(w.len() >= model.iter().filter(|e| !dead(e.1)).count());
+        }
     }
 }

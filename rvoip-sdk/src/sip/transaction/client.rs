@@ -162,7 +162,7 @@ impl TransactionLayer {
         let at = now + self.cfg.t64();
         arm(&mut self.timers, &mut tx.end_at, at, id, Slot::ClientEnd);
         self.held_bytes += held_cost(tx.bytes.len());
-        self.clients.insert(id, tx);
+        self.clients.insert(id, Box::new(tx));
         ClientTxId(id)
     }
 

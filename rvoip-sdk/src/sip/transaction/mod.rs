@@ -242,8 +242,8 @@ struct ServerTx {
 pub struct TransactionLayer {
     cfg: TimerConfig,
     next_id: u64,
-    clients: IdMap<ClientTx>,
-    servers: IdMap<ServerTx>,
+    clients: IdMap<Box<ClientTx>>,
+    servers: IdMap<Box<ServerTx>>,
     client_index: HashMap<ClientKey, u64>,
     server_index: HashMap<ServerKey, u64>,
     /// Server transactions created by requests without a magic-cookie branch, by Call-ID.
@@ -298,8 +298,8 @@ fn arm(
 /// Whether a timer entry is still armed: its transaction exists and holds that deadline in
 /// that slot (a re-armed or cancelled timer leaves a dead entry behind).
 fn is_live(
-    clients: &IdMap<ClientTx>,
-    servers: &IdMap<ServerTx>,
+    clients: &IdMap<Box<ClientTx>>,
+    servers: &IdMap<Box<ServerTx>>,
     at: Instant,
     id: u64,
     slot: Slot,

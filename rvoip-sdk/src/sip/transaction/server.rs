@@ -134,7 +134,7 @@ impl TransactionLayer {
         let load = self.per_source.entry(tx.dest.ip()).or_default();
         load.0 += 1;
         load.1 += cost;
-        self.servers.insert(id, tx);
+        self.servers.insert(id, Box::new(tx));
         self.events.push_back(TxEvent::Request {
             tx: Some(ServerTxId(id)),
             req,
