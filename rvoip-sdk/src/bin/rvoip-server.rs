@@ -239,7 +239,7 @@ fn main() -> ExitCode {
         // The event loop runs as a task, not as the `block_on` future: a socket task waking it
         // then just queues it, where waking the `block_on` future makes the current-thread
         // scheduler poll the I/O driver once more (an extra `epoll_wait`) per wake-up.
-        if let Err(e) = tokio::spawn(server.run(shutdown_signal())).await {
+        if let Err(e) = tokio::spawn(server.run(shutdown_flag())).await {
             eprintln!("rvoip-server: event loop failed: {e}");
             return ExitCode::FAILURE;
         }
@@ -352,7 +352,7 @@ async fn run_relay_only(cfg: &ServerConfig, ng: &ListenSpec) -> ExitCode {
         "media relay: UDP ports {}-{} (relay only, no SIP)",
         cfg.relay_ports.min, cfg.relay_ports.max
     );
-    let stats = server.run(shutdown_signal()).await;
+    let stats = server.run(shutdown_flag()).await;
     println!(
         "rvoip-server: shut down ({} ng requests, {} errors, {} retransmissions answered from the cache)",
         stats.requests, stats.errors, stats.replayed
@@ -406,6 +406,21 @@ async fn reload_on_hangup(
     #[cfg(not(unix))]
     {
         let _ = (args, started, control);
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, as [`shutdown_signal`], but cheap to poll: the signal
+/// streams are watched by a task of their own, and this future only checks a oneshot. The
+/// event loop polls its shutdown future on every wake-up (several thousand a second under
+/// load), where polling the signal streams themselves took about 2 % of the server's CPU.
+fn shutdown_flag() -> impl std::future::Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
     }
 }
 
