@@ -20,7 +20,7 @@ impl TransactionLayer {
             let method = resp.headers.cseq().ok()?.method;
             Some(ClientKey { branch, method })
         });
-        let id = key.as_ref().and_then(|k| self.client_index.get(k).copied());
+        let id = key.as_ref().and_then(|k| self.find_client_by_key(k));
         let Some((id, tx)) = id.and_then(|id| self.clients.get_mut(&id).map(|tx| (id, tx))) else {
             self.events.push_back(TxEvent::StrayResponse {
                 resp,
@@ -134,8 +134,14 @@ impl TransactionLayer {
                 method: req.method.clone(),
             });
         let key = key.map(|k| k.detached());
+        let mut key_hash = 0;
         if let Some(k) = &key {
-            self.client_index.insert(k.clone(), id);
+            // A TU that reuses a live branch gets the responses on the new transaction.
+            key_hash = self.client_index.hash(k);
+            if let Some(old) = self.find_client_by_key(k) {
+                self.client_index.remove(key_hash, old);
+            }
+            self.client_index.insert(key_hash, id);
         }
         let mut tx = ClientTx {
             invite,
@@ -147,6 +153,7 @@ impl TransactionLayer {
             request: Some(Box::new(req)),
             bytes,
             key,
+            key_hash,
             dest,
             transport,
             ack: None,
@@ -245,10 +252,8 @@ impl TransactionLayer {
             return;
         };
         release_request(&mut self.held_bytes, &mut tx.bytes);
-        if let Some(k) = tx.key {
-            if self.client_index.get(&k) == Some(&id) {
-                self.client_index.remove(&k);
-            }
+        if tx.key.is_some() {
+            self.client_index.remove(tx.key_hash, id);
         }
     }
 }

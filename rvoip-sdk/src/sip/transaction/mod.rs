@@ -197,6 +197,8 @@ struct ClientTx {
     /// The request as sent, for retransmission.
     bytes: Bytes,
     key: Option<ClientKey>,
+    /// `key`'s hash in [`TransactionLayer::client_index`].
+    key_hash: u64,
     dest: SocketAddr,
     transport: Transport,
     /// The ACK for a non-2xx final, re-sent for each retransmission of it.
@@ -225,6 +227,8 @@ struct ServerTx {
     /// its creation until its final response (or its end).
     in_progress: bool,
     key: Option<ServerKey>,
+    /// `key`'s hash in [`TransactionLayer::server_index`].
+    key_hash: u64,
     legacy: Option<Box<LegacyKey>>,
     /// Where responses go (§18.2.2, RFC 3581).
     dest: SocketAddr,
@@ -244,8 +248,10 @@ pub struct TransactionLayer {
     next_id: u64,
     clients: IdMap<Box<ClientTx>>,
     servers: IdMap<Box<ServerTx>>,
-    client_index: HashMap<ClientKey, u64>,
-    server_index: HashMap<ServerKey, u64>,
+    /// Client transactions by [`ClientKey`] (the keys stay in the transactions).
+    client_index: index::KeyIndex,
+    /// Server transactions by [`ServerKey`] (the keys stay in the transactions).
+    server_index: index::KeyIndex,
     /// Server transactions created by requests without a magic-cookie branch, by Call-ID.
     legacy_index: HashMap<ByteString, Vec<u64>>,
     timers: TimerWheel<(u64, Slot)>,
@@ -332,8 +338,8 @@ impl TransactionLayer {
             next_id: 1,
             clients: IdMap::default(),
             servers: IdMap::default(),
-            client_index: HashMap::new(),
-            server_index: HashMap::new(),
+            client_index: index::KeyIndex::default(),
+            server_index: index::KeyIndex::default(),
             legacy_index: HashMap::new(),
             timers: TimerWheel::new(),
             transmits: VecDeque::new(),
@@ -462,10 +468,26 @@ impl TransactionLayer {
         how: LegacyMatch,
     ) -> Option<u64> {
         match (key, legacy) {
-            (Some(k), _) => self.server_index.get(k).copied(),
+            (Some(k), _) => self.find_server_by_key(k),
             (None, Some(l)) => self.find_legacy(l, how),
             (None, None) => None,
         }
+    }
+
+    /// The server transaction whose RFC 3261 key is `key`.
+    fn find_server_by_key(&self, key: &ServerKey) -> Option<u64> {
+        let servers = &self.servers;
+        self.server_index.find(self.server_index.hash(key), |id| {
+            servers.get(&id).and_then(|t| t.key.as_ref()) == Some(key)
+        })
+    }
+
+    /// The client transaction whose key is `key`.
+    fn find_client_by_key(&self, key: &ClientKey) -> Option<u64> {
+        let clients = &self.clients;
+        self.client_index.find(self.client_index.hash(key), |id| {
+            clients.get(&id).and_then(|t| t.key.as_ref()) == Some(key)
+        })
     }
 
     fn find_legacy(&self, key: &LegacyKey, how: LegacyMatch) -> Option<u64> {
@@ -645,6 +667,7 @@ pub use counts::{
     CLASS_NAMES, LATENCY_BUCKETS_US, LatencyHistogram, METHOD_NAMES, METHOD_SLOTS, MessageCounts,
     class_index, method_index,
 };
+mod index;
 mod keys;
 mod load;
 pub use load::{TX_STATE_BYTES, allocation_size, held_cost};

@@ -83,9 +83,12 @@ impl TransactionLayer {
         let method = method_index(&req.method);
         self.counts.request(method);
         let dest = response_dest(via.as_ref(), source, transport);
+        let mut key_hash = 0;
         match (&key, &legacy) {
             (Some(k), _) => {
-                self.server_index.insert(k.detached(), id);
+                // No live transaction has this key: `find_server` found none above.
+                key_hash = self.server_index.hash(k);
+                self.server_index.insert(key_hash, id);
             }
             (None, Some(l)) => self
                 .legacy_index
@@ -110,6 +113,7 @@ impl TransactionLayer {
             wire_len: self.incoming_len,
             in_progress: true,
             key: key.map(|k| k.detached()),
+            key_hash,
             legacy: legacy.map(Box::new),
             dest,
             transport,
@@ -258,7 +262,7 @@ impl TransactionLayer {
     pub fn matching_invite(&self, cancel: &Request) -> Option<ServerTxId> {
         let via = cancel.headers.top_via().ok();
         let id = match via.as_ref().and_then(|v| server_key(v, &Method::Invite)) {
-            Some(k) => self.server_index.get(&k).copied(),
+            Some(k) => self.find_server_by_key(&k),
             None => self.find_legacy(&LegacyKey::of(cancel), LegacyMatch::Cancel),
         }?;
         self.servers
@@ -280,10 +284,8 @@ impl TransactionLayer {
         };
         let mut tx = tx;
         settle(&mut self.held_bytes, &mut self.per_source, &mut tx);
-        if let Some(k) = tx.key {
-            if self.server_index.get(&k) == Some(&id) {
-                self.server_index.remove(&k);
-            }
+        if tx.key.is_some() {
+            self.server_index.remove(tx.key_hash, id);
         }
         if let Some(l) = tx.legacy {
             if let Some(ids) = self.legacy_index.get_mut(&l.call_id) {

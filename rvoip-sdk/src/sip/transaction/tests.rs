@@ -1097,3 +1097,48 @@ fn request_heads_only_keep_what_a_response_copies() {
         );
     }
 }
+
+#[test]
+fn a_reused_client_branch_takes_the_responses_and_the_index_empties_as_transactions_end() {
+    let base = Instant::now();
+    let mut l = TransactionLayer::new(TimerConfig::default());
+    let b = new_branch();
+    let text = request_text("OPTIONS", &b, "");
+    let first = l.send_request(base, req(&text), sa(SRC), Transport::Udp);
+    // The TU sends again on the same branch: the later transaction gets the responses.
+    let second = l.send_request(base + ms(1), req(&text), sa(SRC), Transport::Udp);
+    transmits(&mut l);
+    l.handle_message(
+        base + ms(10),
+        msg(&response_text(200, &b, "OPTIONS", Some("x"))),
+        sa(SRC),
+        Transport::Udp,
+    );
+    assert!(
+        matches!(events(&mut l).as_slice(), [TxEvent::Response { tx, resp }] if *tx == second && resp.status == 200)
+    );
+    assert_ne!(first, second);
+    // A server transaction for a request from the peer, answered.
+    l.handle_message(
+        base + ms(20),
+        msg(&request_text("MESSAGE", "z9hG4bKsrv1", "")),
+        sa(SRC),
+        Transport::Udp,
+    );
+    let stx = server_tx(&events(&mut l));
+    let ok = response_for(&l, stx, 200, Some("y"));
+    assert!(l.respond(base + ms(21), stx, ok));
+    assert_eq!(l.server_index.len(), 1);
+    assert_eq!(
+        l.client_index.len(),
+        1,
+        "the first branch entry was replaced"
+    );
+    // Every timer runs out: no transaction and no index entry is left.
+    while let Some(t) = l.poll_timeout() {
+        l.handle_timeout(t);
+    }
+    assert_eq!(l.len(), (0, 0));
+    assert_eq!(l.client_index.len(), 0);
+    assert_eq!(l.server_index.len(), 0);
+}
