@@ -13,13 +13,17 @@
 #   1. highest rate with 0 failed calls from a short ladder (REGISTER+digest; proxied calls with 407
 #      INVITE auth), RUNG_SECS s per rung, ladder stops at the first rung with failures
 #   2. server CPU-seconds per 1000 operations at a fixed rate (REGISTER 1000/s, calls 500/s, FIXED_SECS s)
-#      from /proc/PID/stat utime+stime (kamailio: all its processes summed)
+#      from /proc/PID/stat utime+stime (kamailio: all its processes summed), at steady state: each
+#      measured run follows FIXED_WARM_SECS s (default 35) at the same rate, so that what the ladders
+#      left behind has ended (rvoip keeps UDP transactions for RFC 3261's 32 s, Timers J/L/M;
+#      Kamailio's wait timer is 5 s) and each server pays for the ends of its own transactions at
+#      the rate measured. FIXED_WARM_SECS=0 measures right after the ladders (before 2026-12-07).
 #   3. memory: RSS (rvoip, one process) vs PSS (kamailio, all processes, shared memory counted once),
 #      idle and after the load; memory per held call, measured first on the fresh server: HOLD_CALLS
 #      calls held HOLD_MS ms (uac_proxy_auth.xml with -d), (peak during the hold - before) / calls
-# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~4-5 minutes in total.
+# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~6-7 minutes in total.
 #
-# Usage: benches/load.sh            (env: RVOIP_NETNS=1, RVOIP_SERVER, SETTLE_SECS, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS,
+# Usage: benches/load.sh            (env: RVOIP_NETNS=1, RVOIP_SERVER, SETTLE_SECS, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS, FIXED_WARM_SECS,
 #                                    HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR, RVOIP_STORE=redb|memory)
 # Needs: sip-tester (sipp), kamailio (installed here with apt-get if missing and root), bc.
 set -u
@@ -36,6 +40,7 @@ REG_RATES=${REG_RATES:-"1000 2000 3000 4000 6000"}
 CALL_RATES=${CALL_RATES:-"500 1000 2000 3000"}
 RUNG_SECS=${RUNG_SECS:-5}
 FIXED_SECS=${FIXED_SECS:-10}
+FIXED_WARM_SECS=${FIXED_WARM_SECS:-35}
 REG_FIXED=${REG_FIXED:-1000}
 CALL_FIXED=${CALL_FIXED:-500}
 HOLD_CALLS=${HOLD_CALLS:-2000}
@@ -139,6 +144,13 @@ register_uas() {  # rvoip needs a binding for "uas"; kamailio routes it statical
     -i 127.0.0.1 -p 5070 -m 1 -nostdin -timeout 10s -timeout_error >/dev/null 2>&1
 }
 
+# warm_up MODE RATE: FIXED_WARM_SECS s of MODE at RATE before a measured fixed-rate run
+warm_up() {
+  [ "$FIXED_WARM_SECS" -gt 0 ] || return 0
+  run_sipp "${SRV}_${1}warm" "$1" "$2" $(($2 * FIXED_WARM_SECS)) $((FIXED_WARM_SECS + 15))
+  printf '  %-4s warm-up %s/s x %ss: ok=%s failed=%s server cpu=%.2fs\n' "$1" "$2" "$FIXED_WARM_SECS" "$OK" "$FAIL" "$CPUS"
+}
+
 declare -A R
 bench_server() {
   SRV=$1
@@ -182,10 +194,12 @@ bench_server() {
   done
   R[$SRV,call_max]=$best
   echo "  memory after the call ladder: $(mem) kB"
-  # 2. CPU per 1000 operations at a fixed rate
+  # 2. CPU per 1000 operations at a fixed rate, after a warm-up at that rate (steady state)
+  warm_up reg "$REG_FIXED"
   run_sipp "${SRV}_regfixed" reg "$REG_FIXED" $((REG_FIXED * FIXED_SECS)) $((FIXED_SECS + 15))
   R[$SRV,reg_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,reg_cpu_ok]="$OK/$((REG_FIXED * FIXED_SECS)) failed=$FAIL"
   printf '  reg  fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$REG_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,reg_cpu]}"
+  warm_up call "$CALL_FIXED"
   run_sipp "${SRV}_callfixed" call "$CALL_FIXED" $((CALL_FIXED * FIXED_SECS)) $((FIXED_SECS + 15))
   R[$SRV,call_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,call_cpu_ok]="$OK/$((CALL_FIXED * FIXED_SECS)) failed=$FAIL"
   printf '  call fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$CALL_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,call_cpu]}"
@@ -216,5 +230,6 @@ row "memory ${SETTLE_SECS}s after load, kB (RSS / PSS)" "${R[rvoip,mem_after]:-n
 row "memory per held call, kB ($HOLD_CALLS x ${HOLD_MS}ms)" "$(f2 "${R[rvoip,per_call]:-}")" "$(f2 "${R[kamailio,per_call]:-}")" "$(ratio "${R[rvoip,per_call]:-}" "${R[kamailio,per_call]:-}")"
 echo "fixed-rate runs ok/total: rvoip reg ${R[rvoip,reg_cpu_ok]:-n/a}, calls ${R[rvoip,call_cpu_ok]:-n/a}, hold ${R[rvoip,hold_ok]:-n/a};" \
   "kamailio reg ${R[kamailio,reg_cpu_ok]:-n/a}, calls ${R[kamailio,call_cpu_ok]:-n/a}, hold ${R[kamailio,hold_ok]:-n/a}"
+echo "fixed rates: measured ${FIXED_SECS}s after ${FIXED_WARM_SECS}s at the same rate (steady state)"
 echo "ladders: REGISTER {$REG_RATES}/s, calls {$CALL_RATES}/s, ${RUNG_SECS}s per rung (the top rung is a ceiling: SIPp itself tops out near 3000 calls/s here)"
 echo "total time $(( $(date +%s) - T0 ))s; logs in $OUTDIR"

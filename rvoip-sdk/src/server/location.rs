@@ -339,18 +339,28 @@ impl Location {
     /// Records what replacing the bindings of `aor` by `list` changes.
     fn record_diff(&mut self, aor: &str, list: &[Binding]) {
         let key = ByteString::from(aor);
-        let old: Vec<Binding> = self.bindings(aor).to_vec();
-        for b in list {
+        // The old list is read in place: only bindings that went away are copied out of it.
+        let old = self.bindings(aor);
+        let mut written: Vec<(ChangeKind, usize)> = Vec::new();
+        for (i, b) in list.iter().enumerate() {
             match old.iter().find(|o| contact_uri_eq(&o.contact, &b.contact)) {
-                None => self.record(ChangeKind::Added, &key, b),
-                Some(o) if o.differs(b) => self.record(ChangeKind::Refreshed, &key, b),
+                None => written.push((ChangeKind::Added, i)),
+                Some(o) if o.differs(b) => written.push((ChangeKind::Refreshed, i)),
                 Some(_) => {}
             }
         }
-        for o in &old {
-            if !list.iter().any(|b| contact_uri_eq(&o.contact, &b.contact)) {
-                self.record(ChangeKind::Removed, &key, o);
+        let removed: Vec<Binding> = old
+            .iter()
+            .filter(|o| !list.iter().any(|b| contact_uri_eq(&o.contact, &b.contact)))
+            .cloned()
+            .collect();
+        for (kind, i) in written {
+            if let Some(b) = list.get(i) {
+                self.record(kind, &key, b);
             }
+        }
+        for o in &removed {
+            self.record(ChangeKind::Removed, &key, o);
         }
     }
 
