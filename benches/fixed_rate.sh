@@ -3,13 +3,16 @@
 # invocation: rvoip-server binaries (for example before and after a change) and the Kamailio
 # reference of benches/load.sh. Each run starts its server afresh in a private network namespace
 # (own loopback: 127.0.0.1:5060 is free whatever else runs), registers the SIPp UAS, warms up for
-# 2 s, then measures SECS s at RATE/s. Unlike load.sh, no ladder runs first, so every server holds
+# WARM s (default 2) at RATE/s, then measures SECS s at RATE/s. WARM=40 measures at steady state:
+# rvoip's UDP transactions live 32 s (RFC 3261 Timers J/L/M), so by then they end as fast as they
+# start. A fresh Kamailio faults in its shared memory pool as it first uses it (load.sh, after
+# its ladders, reads it lower). Unlike load.sh, no ladder runs first, so every server holds
 # the same state (10 000 users, a fresh redb store) and runs can be compared one to one.
 #
 # Usage: benches/fixed_rate.sh MODE RATE SECS      MODE: call (proxied calls, 407 INVITE auth) or
 #                                                  reg (REGISTER with digest)
 #   env: SERVERS="target/release/rvoip-server kamailio" (paths of rvoip-server binaries, and/or
-#        "kamailio"), ROUNDS=2, STORE=redb|memory (rvoip's --store), OUTDIR=target/bench-fixed
+#        "kamailio"), ROUNDS=2, WARM=2 (s), STORE=redb|memory (rvoip's --store), OUTDIR=target/bench-fixed
 # Prints one line per run: round, server, CPU-s per 1000 operations (utime+stime from /proc; for
 # Kamailio all its processes), voluntary and involuntary context switches of the server (rvoip).
 # Needs root (unshare -n), sip-tester (sipp), bc, kamailio for the reference.
@@ -23,6 +26,7 @@ SHARED=${SHARED:-$(cd "$ROOT/../shared" 2>/dev/null && pwd)}
 SC=$ROOT/tests/scenarios
 SERVERS=${SERVERS:-"$ROOT/target/release/rvoip-server kamailio"}
 ROUNDS=${ROUNDS:-2}
+WARM=${WARM:-2}
 OUT=${OUTDIR:-$ROOT/target/bench-fixed}
 mkdir -p "$OUT" && cd "$OUT" || exit 1
 { for i in $(seq -w 0 9999); do echo "user$i:secret"; done; echo uas:secret; } >users.txt
@@ -56,14 +60,15 @@ run() {
     -i 127.0.0.1 -p 5070 -m 1 -nostdin -timeout 10s >/dev/null 2>&1
   local args
   if [ "$MODE" = call ]; then
-    timeout $((SECS + 40)) sipp -sf "$SC/uas_proxy.xml" -i 127.0.0.1 -p 5070 -nostdin -timeout $((SECS + 30))s \
+    timeout $((WARM + SECS + 40)) sipp -sf "$SC/uas_proxy.xml" -i 127.0.0.1 -p 5070 -nostdin -timeout $((WARM + SECS + 30))s \
       -default_behaviors all,-abortunexp >/dev/null 2>&1 &
     UAS=$!; sleep 0.5
     args=(-sf "$SC/uac_proxy_auth.xml" -s uas -au user9001 -ap secret -default_behaviors all,-abortunexp)
   else
     args=(-sf "$SC/register_auth.xml" -inf users.csv -au user9001 -ap secret)
   fi
-  timeout 30 sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5062 -m $((RATE * 2)) -r "$RATE" -nostdin -timeout 20s >/dev/null 2>&1
+  timeout $((WARM + 30)) sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5062 -m $((RATE * WARM)) -r "$RATE" \
+    -nostdin -timeout $((WARM + 20))s >/dev/null 2>&1
   local t0 t1 c0 c1
   t0=$(ticks); c0=$(ctxt)
   timeout $((SECS + 30)) sipp 127.0.0.1:5060 "${args[@]}" -i 127.0.0.1 -p 5063 -m $((RATE * SECS)) -r "$RATE" \
