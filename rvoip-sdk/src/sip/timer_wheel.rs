@@ -5,15 +5,16 @@
 //! push and pop. At 500 calls/s the heap holds about 100 000 entries: every call arms about ten
 //! timers, most live for 32 s (Timers J, L, M), and timers that are re-armed or cancelled stay
 //! in it until their time comes. Here the deadlines are grouped by a coarse tick
-//! ([`TICK`], 8 ms) in an ordered map of tick → unordered entries:
+//! ([`TICK`], 8 ms) in an ordered map of tick → entries:
 //! - a push is one lookup among the ticks that hold entries (about 4 000 over 32 s) and a
 //!   vector push;
-//! - the due entries are taken a tick at a time;
-//! - the earliest deadline is kept exactly (the minimum of the first tick's entries).
+//! - the front tick's entries are sorted once, when it becomes the front, and then taken from
+//!   its end;
+//! - the earliest deadline is kept exactly (the last entry of the sorted front tick).
 //!
 //! Entries that were cancelled or re-armed are not searched for. The owner checks each entry
-//! when it is due and drops dead ones from the front with [`TimerWheel::prune`], as with lazy
-//! deletion in a heap.
+//! when it is due and drops dead ones from the front with [`TimerWheel::prune`], which stops at
+//! the first live entry, as with lazy deletion in a heap.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
