@@ -5,8 +5,8 @@
 # (own loopback: 127.0.0.1:5060 is free whatever else runs), registers the SIPp UAS, warms up for
 # WARM s (default 2) at RATE/s, then measures SECS s at RATE/s. WARM=40 measures at steady state:
 # rvoip's UDP transactions live 32 s (RFC 3261 Timers J/L/M), so by then they end as fast as they
-# start. A fresh Kamailio faults in its shared memory pool as it first uses it (load.sh, after
-# its ladders, reads it lower). Unlike load.sh, no ladder runs first, so every server holds
+# start. A freshly started Kamailio reads 10-25 % higher here than in load.sh after its ladders
+# (cause not established; page faults are ruled out): compare against load.sh for targets. Unlike load.sh, no ladder runs first, so every server holds
 # the same state (10 000 users, a fresh redb store) and runs can be compared one to one.
 #
 # Usage: benches/fixed_rate.sh MODE RATE SECS      MODE: call (proxied calls, 407 INVITE auth) or
