@@ -20,7 +20,9 @@ impl TransactionLayer {
             let method = resp.headers.cseq().ok()?.method;
             Some(ClientKey { branch, method })
         });
-        let id = key.as_ref().and_then(|k| self.find_client_by_key(k));
+        let id = key
+            .as_ref()
+            .and_then(|k| self.find_client_by_key(k, self.client_index.hash(k)));
         let Some((id, tx)) = id.and_then(|id| self.clients.get_mut(&id).map(|tx| (id, tx))) else {
             self.events.push_back(TxEvent::StrayResponse {
                 resp,
@@ -138,7 +140,7 @@ impl TransactionLayer {
         if let Some(k) = &key {
             // A TU that reuses a live branch gets the responses on the new transaction.
             key_hash = self.client_index.hash(k);
-            if let Some(old) = self.find_client_by_key(k) {
+            if let Some(old) = self.find_client_by_key(k, key_hash) {
                 self.client_index.remove(key_hash, old);
             }
             self.client_index.insert(key_hash, id);

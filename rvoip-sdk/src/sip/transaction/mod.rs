@@ -463,29 +463,29 @@ impl TransactionLayer {
     /// the RFC 2543 rules (`legacy`, matched as `how`).
     fn find_server(
         &self,
-        key: Option<&ServerKey>,
+        key: Option<(&ServerKey, u64)>,
         legacy: Option<&LegacyKey>,
         how: LegacyMatch,
     ) -> Option<u64> {
         match (key, legacy) {
-            (Some(k), _) => self.find_server_by_key(k),
+            (Some((k, hash)), _) => self.find_server_by_key(k, hash),
             (None, Some(l)) => self.find_legacy(l, how),
             (None, None) => None,
         }
     }
 
-    /// The server transaction whose RFC 3261 key is `key`.
-    fn find_server_by_key(&self, key: &ServerKey) -> Option<u64> {
+    /// The server transaction whose RFC 3261 key is `key` (`hash`: its hash in the index).
+    fn find_server_by_key(&self, key: &ServerKey, hash: u64) -> Option<u64> {
         let servers = &self.servers;
-        self.server_index.find(self.server_index.hash(key), |id| {
+        self.server_index.find(hash, |id| {
             servers.get(&id).and_then(|t| t.key.as_ref()) == Some(key)
         })
     }
 
-    /// The client transaction whose key is `key`.
-    fn find_client_by_key(&self, key: &ClientKey) -> Option<u64> {
+    /// The client transaction whose key is `key` (`hash`: its hash in the index).
+    fn find_client_by_key(&self, key: &ClientKey, hash: u64) -> Option<u64> {
         let clients = &self.clients;
-        self.client_index.find(self.client_index.hash(key), |id| {
+        self.client_index.find(hash, |id| {
             clients.get(&id).and_then(|t| t.key.as_ref()) == Some(key)
         })
     }

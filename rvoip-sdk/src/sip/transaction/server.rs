@@ -17,6 +17,9 @@ impl TransactionLayer {
     ) {
         let via = req.headers.top_via().ok();
         let key = via.as_ref().and_then(|v| server_key(v, &req.method));
+        // Hashed once: for the lookups below and, for a new transaction, the index.
+        let key_hash = key.as_ref().map_or(0, |k| self.server_index.hash(k));
+        let key_ref = key.as_ref().map(|k| (k, key_hash));
         let legacy = if key.is_none() {
             Some(LegacyKey::of(&req))
         } else {
@@ -24,7 +27,7 @@ impl TransactionLayer {
         };
 
         if req.method == Method::Ack {
-            let id = self.find_server(key.as_ref(), legacy.as_ref(), LegacyMatch::Ack);
+            let id = self.find_server(key_ref, legacy.as_ref(), LegacyMatch::Ack);
             if let Some(id) = id {
                 if let Some(tx) = self.servers.get_mut(&id) {
                     if tx.invite {
@@ -61,7 +64,7 @@ impl TransactionLayer {
             return;
         }
 
-        let existing = self.find_server(key.as_ref(), legacy.as_ref(), LegacyMatch::Same);
+        let existing = self.find_server(key_ref, legacy.as_ref(), LegacyMatch::Same);
         if let Some(id) = existing {
             if let Some(tx) = self.servers.get(&id) {
                 self.counts.retransmissions_received += 1;
@@ -83,11 +86,9 @@ impl TransactionLayer {
         let method = method_index(&req.method);
         self.counts.request(method);
         let dest = response_dest(via.as_ref(), source, transport);
-        let mut key_hash = 0;
         match (&key, &legacy) {
-            (Some(k), _) => {
+            (Some(_), _) => {
                 // No live transaction has this key: `find_server` found none above.
-                key_hash = self.server_index.hash(k);
                 self.server_index.insert(key_hash, id);
             }
             (None, Some(l)) => self
@@ -262,7 +263,7 @@ impl TransactionLayer {
     pub fn matching_invite(&self, cancel: &Request) -> Option<ServerTxId> {
         let via = cancel.headers.top_via().ok();
         let id = match via.as_ref().and_then(|v| server_key(v, &Method::Invite)) {
-            Some(k) => self.find_server_by_key(&k),
+            Some(k) => self.find_server_by_key(&k, self.server_index.hash(&k)),
             None => self.find_legacy(&LegacyKey::of(cancel), LegacyMatch::Cancel),
         }?;
         self.servers
