@@ -130,13 +130,15 @@ pub fn contact_uri_eq(a: &Uri, b: &Uri) -> bool {
         && a.password == b.password
         && a.host.eq_ignore_ascii_case(&b.host)
         && a.port == b.port
-        && ["transport", "user", "maddr"].iter().all(|n| {
+        // The same parameter text (a refresh from the same client) needs no parameter scan.
+        && (a.params == b.params
+            || ["transport", "user", "maddr"].iter().all(|n| {
             match (raw_param(&a.params, n), raw_param(&b.params, n)) {
                 (None, None) => true,
                 (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
                 _ => false,
             }
-        })
+        }))
 }
 
 /// AOR -> bindings, with expiry.
@@ -301,6 +303,33 @@ impl Location {
         };
         self.bindings = self.bindings - old + self.aors.get(aor).map_or(0, Vec::len);
         self.maybe_compact();
+    }
+
+    /// Replaces the binding at `index` of `aor`'s stored list (as [`Location::bindings`] lists
+    /// them) by `binding`, which the caller found to have the same contact: a refresh
+    /// (RFC 3261 §10.3 step 7) that leaves the other bindings as they are. Records `Refreshed`
+    /// when anything a store keeps changed. Returns false (and changes nothing) when there is
+    /// no such binding.
+    pub fn refresh_at(&mut self, aor: &str, index: usize, binding: Binding) -> bool {
+        let Some((key, old)) = self
+            .aors
+            .get_key_value(aor)
+            .and_then(|(k, l)| Some((k.clone(), l.get(index)?)))
+        else {
+            return false;
+        };
+        let moved = old.expires_at != binding.expires_at;
+        if old.differs(&binding) {
+            self.record(ChangeKind::Refreshed, &key, &binding);
+        }
+        if moved {
+            self.expiries.push(Reverse((binding.expires_at, key)));
+        }
+        if let Some(slot) = self.aors.get_mut(aor).and_then(|l| l.get_mut(index)) {
+            *slot = binding;
+        }
+        self.maybe_compact();
+        true
     }
 
     /// Removes the binding of `aor` whose contact equals `contact` (a removal or expiry made
@@ -654,6 +683,39 @@ mod tests {
         );
         loc.record_changes(false);
         loc.set_bindings("c", vec![with_contact("c", "192.0.2.4", T0 + 60, 1)]);
+        assert!(!loc.has_changes());
+    }
+
+    /// A refresh in place records what `set_bindings` would, moves the expiry the sweep sees,
+    /// and leaves the other bindings alone.
+    #[test]
+    fn refresh_in_place_matches_replacing_the_list() {
+        let mut loc = Location::new();
+        let two = vec![
+            with_contact("a", "192.0.2.1", T0 + 60, 1),
+            with_contact("a", "192.0.2.2", T0 + 60, 1),
+        ];
+        loc.set_bindings("a", two);
+        loc.record_changes(true);
+        // Nothing new: nothing recorded.
+        assert!(loc.refresh_at("a", 1, with_contact("a", "192.0.2.2", T0 + 60, 1)));
+        assert!(!loc.has_changes());
+        assert!(loc.refresh_at("a", 1, with_contact("a", "192.0.2.2", T0 + 600, 2)));
+        assert_eq!(
+            kinds(&mut loc),
+            [(ChangeKind::Refreshed, "192.0.2.2".into())]
+        );
+        assert_eq!(loc.len(), 2);
+        assert_eq!(loc.bindings("a")[1].cseq, 2);
+        // The first binding expires at T0 + 60; the refreshed one does not.
+        assert_eq!(loc.sweep(T0 + 60), 1);
+        assert_eq!(kinds(&mut loc), [(ChangeKind::Expired, "192.0.2.1".into())]);
+        assert_eq!(loc.lookup("a", T0 + 61).len(), 1);
+        assert_eq!(loc.sweep(T0 + 600), 1);
+        assert_eq!(kinds(&mut loc), [(ChangeKind::Expired, "192.0.2.2".into())]);
+        assert!(loc.is_empty());
+        // No such binding: nothing changes.
+        assert!(!loc.refresh_at("a", 0, with_contact("a", "192.0.2.2", T0 + 900, 3)));
         assert!(!loc.has_changes());
     }
 

@@ -123,7 +123,13 @@ impl Registrar {
         let mut r = Response::for_request(req, status);
         r.reason = ByteString::from(reason);
         if let Some(to) = r.headers.get(&HeaderName::To).cloned() {
-            let has_tag = NameAddr::parse(&to).is_ok_and(|na| na.tag().is_some());
+            // A To without the text "tag" has no tag parameter and is not parsed (the usual
+            // REGISTER: its To has none).
+            let may_have_tag = to
+                .as_bytes()
+                .windows(3)
+                .any(|w| w.eq_ignore_ascii_case(b"tag"));
+            let has_tag = may_have_tag && NameAddr::parse(&to).is_ok_and(|na| na.tag().is_some());
             if !has_tag {
                 let tag = format!("{:016x}", rand::random::<u64>());
                 r.headers.set(HeaderName::To, format!("{to};tag={tag}"));
@@ -191,9 +197,26 @@ impl Registrar {
         transport: Transport,
         path: &[ByteString],
     ) -> Response {
-        let no_user = req.headers.to().map_or(true, |to| {
-            !to.uri.is_sip() || to.uri.user.as_deref().unwrap_or_default().is_empty()
-        });
+        match req.headers.to() {
+            Ok(to) => self.handle_register_to(now, req, &to.uri, aor, source, transport, path),
+            Err(_) => Self::reply(req, 404, "Not Found"),
+        }
+    }
+
+    /// [`Registrar::handle_register_path`] for a request whose To URI the caller has parsed
+    /// already (`to`): the server core parses it once per REGISTER.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn handle_register_to(
+        &mut self,
+        now: u64,
+        req: &Request,
+        to: &crate::sip::msg::Uri,
+        aor: &str,
+        source: SocketAddr,
+        transport: Transport,
+        path: &[ByteString],
+    ) -> Response {
+        let no_user = !to.is_sip() || to.user.as_deref().unwrap_or_default().is_empty();
         if no_user {
             return Self::reply(req, 404, "Not Found");
         }
@@ -273,6 +296,43 @@ impl Registrar {
             });
         }
 
+        // The usual REGISTER, a refresh: one contact, already bound, and nothing of the AOR
+        // expired or over the limit. It is applied in place, the same as the general path
+        // below would (same out-of-order rule, same count), without copying the AOR's list.
+        if let [c] = contacts.as_slice() {
+            let stored = self.location.bindings(&aor);
+            let found = (c.expires > 0
+                && stored.len() <= self.location.max_bindings_per_aor
+                && stored.iter().all(|b| b.is_live(now)))
+            .then(|| {
+                stored
+                    .iter()
+                    .position(|b| contact_uri_eq(&b.contact, &c.addr.uri))
+            })
+            .flatten();
+            if let Some(i) = found {
+                let in_order = stored
+                    .get(i)
+                    .is_some_and(|b| b.call_id != call_id || b.cseq < cseq);
+                if in_order && let Some(c) = contacts.pop() {
+                    let b = Binding {
+                        contact: c.addr.uri,
+                        contact_value: c.value,
+                        q: c.q,
+                        expires_at: now + u64::from(c.expires),
+                        call_id,
+                        cseq,
+                        source,
+                        transport,
+                        behind_nat,
+                        path: path.to_vec(),
+                    };
+                    self.location.refresh_at(&aor, i, b);
+                }
+                return self.ok_with_bindings(req, &aor, now);
+            }
+        }
+
         // §10.3 step 7 on a working copy; committed only if the result is acceptable.
         let mut list: Vec<Binding> = self
             .location
@@ -336,6 +396,7 @@ impl Registrar {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::location::ChangeKind;
     use crate::sip::msg::{Limits, Message};
     use bytes::Bytes;
 
@@ -631,6 +692,45 @@ mod tests {
         );
         assert_eq!(contacts(&resp), ["<sip:a@192.0.2.1>;expires=300"]);
         assert_eq!(r.location.lookup("alice", t0 + secs(2))[0].call_id, "c2");
+    }
+
+    /// A refresh of one bound contact (applied in place) follows the same rules as any other
+    /// REGISTER: out-of-order CSeqs are ignored, the other bindings stay, the store hears of
+    /// one refresh, and a limit lowered below the bindings held still answers 503.
+    #[test]
+    fn refresh_of_one_contact_keeps_the_rules() {
+        let t0: u64 = 1_700_000_000;
+        let mut r = reg();
+        send(&mut r, t0, &req("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n"));
+        send(&mut r, t0, &req("c1", 2, "Contact: <sip:a@192.0.2.2>\r\n"));
+        r.location.record_changes(true);
+        for (seq, want) in [(2, 3599), (1, 3599), (3, 500)] {
+            let resp = send(
+                &mut r,
+                t0 + secs(1),
+                &req("c1", seq, "Contact: <sip:a@192.0.2.2>;expires=500\r\n"),
+            );
+            assert_eq!(resp.status, 200);
+            assert_eq!(
+                contacts(&resp),
+                [
+                    "<sip:a@192.0.2.1>;expires=3599".to_owned(),
+                    format!("<sip:a@192.0.2.2>;expires={want}")
+                ]
+            );
+        }
+        let changes = r.location.take_changes();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].kind, ChangeKind::Refreshed);
+        assert_eq!(changes[0].binding.cseq, 3);
+        r.location.max_bindings_per_aor = 1;
+        let resp = send(
+            &mut r,
+            t0 + secs(2),
+            &req("c1", 4, "Contact: <sip:a@192.0.2.2>\r\n"),
+        );
+        assert_eq!(resp.status, 503);
+        assert_eq!(r.location.bindings("alice")[1].cseq, 3);
     }
 
     #[test]

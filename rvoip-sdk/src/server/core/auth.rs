@@ -153,7 +153,7 @@ impl ServerCore {
         let path = self.register_path(&req, source, transport);
         let mut resp = self
             .registrar
-            .handle_register_path(unix, &req, &aor_user, source, transport, &path);
+            .handle_register_to(unix, &req, &to, &aor_user, source, transport, &path);
         Self::echo_path(&req, &mut resp);
         let ok = resp.status == 200;
         if ok {
