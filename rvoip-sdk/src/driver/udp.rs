@@ -375,26 +375,32 @@ mod sys {
 
     /// One `sendmmsg` of `chunk` (at most `SEND_BATCH` datagrams): how many the kernel took.
     pub(super) fn send_many(sock: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+        let chunk = chunk.get(..chunk.len().min(SEND_BATCH)).unwrap_or(chunk);
         let names: Vec<SockAddr> = chunk.iter().map(|(d, _)| SockAddr::from(*d)).collect();
-        // SAFETY: all-zero iovec and mmsghdr values are valid.
-        let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
-        let mut n = 0;
-        for (((iov, msg), name), (_, bytes)) in iovs
-            .iter_mut()
-            .zip(msgs.iter_mut())
+        // One iovec and one header per datagram, built in place: zeroing a whole
+        // SEND_BATCH-long array for the usual one or two datagrams cost more than the copy.
+        let iovs: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|(_, bytes)| libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = iovs
+            .iter()
             .zip(names.iter())
-            .zip(chunk.iter())
-        {
-            iov.iov_base = bytes.as_ptr() as *mut libc::c_void;
-            iov.iov_len = bytes.len();
-            msg.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
-            msg.msg_hdr.msg_namelen = name.len();
-            msg.msg_hdr.msg_iov = iov;
-            msg.msg_hdr.msg_iovlen = 1;
-            n += 1;
-        }
-        // SAFETY: the first `n` headers point at the datagrams' bytes and addresses, which
+            .map(|(iov, name)| {
+                // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+                let mut msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                msg.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+                msg.msg_hdr.msg_namelen = name.len();
+                msg.msg_hdr.msg_iov = (iov as *const libc::iovec).cast_mut();
+                msg.msg_hdr.msg_iovlen = 1;
+                msg
+            })
+            .collect();
+        let n = msgs.len();
+        // SAFETY: the `n` headers point at the datagrams' bytes, iovecs and addresses, which
         // the kernel only reads and which outlive the call; the fd is the socket's own.
         let r = unsafe {
             libc::sendmmsg(

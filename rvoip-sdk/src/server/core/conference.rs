@@ -258,6 +258,15 @@ impl ServerCore {
         tx: Option<ServerTxId>,
         req: &Request,
     ) -> bool {
+        // Our room dialogs' To tags start with "conf": a To without that text is not one of
+        // them, and is not parsed (this runs for every request).
+        if !req
+            .headers
+            .get(&HeaderName::To)
+            .is_some_and(|to| to.contains("conf"))
+        {
+            return false;
+        }
         let to_tag = req
             .headers
             .to()

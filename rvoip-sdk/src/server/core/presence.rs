@@ -329,6 +329,14 @@ impl ServerCore {
         if !self.presence.enabled {
             return false;
         }
+        // Only a To carrying our tag prefix can be in one of our dialogs: others are not parsed.
+        if !req
+            .headers
+            .get(&HeaderName::To)
+            .is_some_and(|to| to.contains(TAG_PREFIX))
+        {
+            return false;
+        }
         let Ok(to) = req.headers.to() else {
             return false;
         };
