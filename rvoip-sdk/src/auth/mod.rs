@@ -574,14 +574,46 @@ impl Authenticator {
     /// (RFC 8760 §2.4), sharing one fresh nonce:
     /// `Digest realm="r", nonce="...", algorithm=SHA-256, qop="auth"[, stale=true]`.
     pub fn challenges(&self, now_secs: u64, stale: bool) -> [String; 2] {
+        let mut v = self
+            .challenges_for(now_secs, stale, &[Algorithm::Sha256, Algorithm::Md5])
+            .into_iter();
+        [v.next().unwrap_or_default(), v.next().unwrap_or_default()]
+    }
+
+    /// The challenge values for `algorithms`, in the order given (RFC 8760 §2.4: the
+    /// server's preference), sharing one fresh nonce; the same text as
+    /// [`Authenticator::challenges`] gives for each algorithm. Empty for no algorithm.
+    pub fn challenges_for(
+        &self,
+        now_secs: u64,
+        stale: bool,
+        algorithms: &[Algorithm],
+    ) -> Vec<String> {
+        if algorithms.is_empty() {
+            return Vec::new();
+        }
         let nonce = self.make_nonce(now_secs);
         let realm = quote_escape(&self.realm);
         let stale = if stale { ", stale=true" } else { "" };
-        [Algorithm::Sha256, Algorithm::Md5].map(|alg| {
-            format!(
-                "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}"
-            )
-        })
+        // Built by appending (this runs for every 401 and 407).
+        algorithms
+            .iter()
+            .map(|alg| {
+                let parts = [
+                    "Digest realm=\"",
+                    &realm,
+                    "\", nonce=\"",
+                    &nonce,
+                    "\", algorithm=",
+                    alg.as_str(),
+                    ", qop=\"auth\"",
+                    stale,
+                ];
+                let mut v = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+                parts.iter().for_each(|p| v.push_str(p));
+                v
+            })
+            .collect()
     }
 
     /// Verifies the `Authorization` (or `Proxy-Authorization`) values of a request.

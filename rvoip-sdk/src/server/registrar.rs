@@ -123,16 +123,9 @@ impl Registrar {
         let mut r = Response::for_request(req, status);
         r.reason = ByteString::from(reason);
         if let Some(to) = r.headers.get(&HeaderName::To).cloned() {
-            // A To without the text "tag" has no tag parameter and is not parsed (the usual
-            // REGISTER: its To has none).
-            let may_have_tag = to
-                .as_bytes()
-                .windows(3)
-                .any(|w| w.eq_ignore_ascii_case(b"tag"));
-            let has_tag = may_have_tag && NameAddr::parse(&to).is_ok_and(|na| na.tag().is_some());
-            if !has_tag {
-                let tag = format!("{:016x}", rand::random::<u64>());
-                r.headers.set(HeaderName::To, format!("{to};tag={tag}"));
+            if req.headers.to_tag().is_none() {
+                let tagged = format!("{to};tag={:016x}", rand::random::<u64>());
+                r.headers.set(HeaderName::To, tagged);
             }
         }
         r

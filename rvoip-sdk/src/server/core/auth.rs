@@ -11,14 +11,10 @@ impl ServerCore {
     /// The digest challenges of domain `d` to send (RFC 8760 §2.4: one per configured
     /// algorithm, in order).
     pub(super) fn challenges(&self, d: DomainId, secs: u64, stale: bool) -> Vec<String> {
-        let [sha256, md5] = self.domains.get(d).auth.challenges(secs, stale);
-        self.digest_algorithms
-            .iter()
-            .map(|a| match a {
-                Algorithm::Sha256 => sha256.clone(),
-                Algorithm::Md5 => md5.clone(),
-            })
-            .collect()
+        self.domains
+            .get(d)
+            .auth
+            .challenges_for(secs, stale, &self.digest_algorithms)
     }
 
     /// Answers `req` with a 401 or 407 `status` carrying domain `d`'s challenges.
