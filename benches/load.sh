@@ -12,7 +12,8 @@
 # Figures per server:
 #   1. highest rate with 0 failed calls from a short ladder (REGISTER+digest; proxied calls with 407
 #      INVITE auth), RUNG_SECS s per rung, ladder stops at the first rung with failures
-#   2. server CPU-seconds per 1000 operations at a fixed rate (REGISTER 1000/s, calls 500/s, FIXED_SECS s)
+#   2. server CPU-seconds per 1000 operations at a fixed rate (REGISTER 1000/s, calls 500/s): the median
+#      of FIXED_ROUNDS (default 3) back-to-back runs of FIXED_SECS s (one run scatters by +-25 % here)
 #      from /proc/PID/stat utime+stime (kamailio: all its processes summed), at steady state: each
 #      measured run follows FIXED_WARM_SECS s (default 35) at the same rate, so that what the ladders
 #      left behind has ended (rvoip keeps UDP transactions for RFC 3261's 32 s, Timers J/L/M;
@@ -21,10 +22,10 @@
 #   3. memory: RSS (rvoip, one process) vs PSS (kamailio, all processes, shared memory counted once),
 #      idle and after the load; memory per held call, measured first on the fresh server: HOLD_CALLS
 #      calls held HOLD_MS ms (uac_proxy_auth.xml with -d), (peak during the hold - before) / calls
-# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~6-7 minutes in total.
+# Everything is bounded (-m, -timeout, timeout(1)) and stops by itself; ~8 minutes in total.
 #
 # Usage: benches/load.sh            (env: RVOIP_NETNS=1, RVOIP_SERVER, SETTLE_SECS, REG_RATES, CALL_RATES, RUNG_SECS, FIXED_SECS, FIXED_WARM_SECS,
-#                                    HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR, RVOIP_STORE=redb|memory)
+#                                    FIXED_ROUNDS, HOLD_CALLS, HOLD_MS, SERVERS="rvoip kamailio", OUTDIR, RVOIP_STORE=redb|memory)
 # Needs: sip-tester (sipp), kamailio (installed here with apt-get if missing and root), bc.
 set -u
 # Opt-in: RVOIP_NETNS=1 runs everything in a private network namespace (own loopback, so 5060 is free
@@ -41,6 +42,7 @@ CALL_RATES=${CALL_RATES:-"500 1000 2000 3000"}
 RUNG_SECS=${RUNG_SECS:-5}
 FIXED_SECS=${FIXED_SECS:-10}
 FIXED_WARM_SECS=${FIXED_WARM_SECS:-35}
+FIXED_ROUNDS=${FIXED_ROUNDS:-3}
 REG_FIXED=${REG_FIXED:-1000}
 CALL_FIXED=${CALL_FIXED:-500}
 HOLD_CALLS=${HOLD_CALLS:-2000}
@@ -151,6 +153,24 @@ warm_up() {
   printf '  %-4s warm-up %s/s x %ss: ok=%s failed=%s server cpu=%.2fs\n' "$1" "$2" "$FIXED_WARM_SECS" "$OK" "$FAIL" "$CPUS"
 }
 
+# median of the numbers given
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# fixed_runs MODE RATE: FIXED_ROUNDS measured runs of FIXED_SECS s at RATE, back to back; the
+# figure is their median CPU-s per 1000 (one run on this shared VM scatters by +-25 %)
+fixed_runs() {
+  local mode=$1 rate=$2 i v vals=() oks=() failed=0
+  for i in $(seq "$FIXED_ROUNDS"); do
+    run_sipp "${SRV}_${mode}fixed$i" "$mode" "$rate" $((rate * FIXED_SECS)) $((FIXED_SECS + 15))
+    v=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); vals+=("$v"); oks+=("$OK")
+    case $FAIL in ''|*[!0-9]*) failed=$((failed + 1)) ;; *) failed=$((failed + FAIL)) ;; esac
+    printf '  %-4s fixed %s/s x %ss (run %s/%s): ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$mode" "$rate" "$FIXED_SECS" \
+      "$i" "$FIXED_ROUNDS" "$OK" "$FAIL" "$CPUS" "$v"
+  done
+  R[$SRV,${mode}_cpu]=$(median "${vals[@]}")
+  R[$SRV,${mode}_cpu_ok]="$(IFS=+; echo "${oks[*]}")/$((rate * FIXED_SECS * FIXED_ROUNDS)) failed=$failed"
+  R[$SRV,${mode}_cpu_all]=$(printf '%.3f ' "${vals[@]}")
+}
+
 declare -A R
 bench_server() {
   SRV=$1
@@ -196,13 +216,9 @@ bench_server() {
   echo "  memory after the call ladder: $(mem) kB"
   # 2. CPU per 1000 operations at a fixed rate, after a warm-up at that rate (steady state)
   warm_up reg "$REG_FIXED"
-  run_sipp "${SRV}_regfixed" reg "$REG_FIXED" $((REG_FIXED * FIXED_SECS)) $((FIXED_SECS + 15))
-  R[$SRV,reg_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,reg_cpu_ok]="$OK/$((REG_FIXED * FIXED_SECS)) failed=$FAIL"
-  printf '  reg  fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$REG_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,reg_cpu]}"
+  fixed_runs reg "$REG_FIXED"
   warm_up call "$CALL_FIXED"
-  run_sipp "${SRV}_callfixed" call "$CALL_FIXED" $((CALL_FIXED * FIXED_SECS)) $((FIXED_SECS + 15))
-  R[$SRV,call_cpu]=$(echo "$CPUS * 1000 / ($OK + ($OK == 0))" | bc -l); R[$SRV,call_cpu_ok]="$OK/$((CALL_FIXED * FIXED_SECS)) failed=$FAIL"
-  printf '  call fixed %s/s x %ss: ok=%s failed=%s server cpu=%.2fs -> %.3f cpu-s/1000\n' "$CALL_FIXED" "$FIXED_SECS" "$OK" "$FAIL" "$CPUS" "${R[$SRV,call_cpu]}"
+  fixed_runs call "$CALL_FIXED"
   R[$SRV,mem_load]=$(mem)
   # retained or released? transactions (Timer J/K, 32 s) and nonces should have expired after SETTLE_SECS
   sleep "$SETTLE_SECS"
@@ -230,6 +246,8 @@ row "memory ${SETTLE_SECS}s after load, kB (RSS / PSS)" "${R[rvoip,mem_after]:-n
 row "memory per held call, kB ($HOLD_CALLS x ${HOLD_MS}ms)" "$(f2 "${R[rvoip,per_call]:-}")" "$(f2 "${R[kamailio,per_call]:-}")" "$(ratio "${R[rvoip,per_call]:-}" "${R[kamailio,per_call]:-}")"
 echo "fixed-rate runs ok/total: rvoip reg ${R[rvoip,reg_cpu_ok]:-n/a}, calls ${R[rvoip,call_cpu_ok]:-n/a}, hold ${R[rvoip,hold_ok]:-n/a};" \
   "kamailio reg ${R[kamailio,reg_cpu_ok]:-n/a}, calls ${R[kamailio,call_cpu_ok]:-n/a}, hold ${R[kamailio,hold_ok]:-n/a}"
-echo "fixed rates: measured ${FIXED_SECS}s after ${FIXED_WARM_SECS}s at the same rate (steady state)"
+echo "fixed rates: median of ${FIXED_ROUNDS} runs of ${FIXED_SECS}s, after ${FIXED_WARM_SECS}s at the same rate (steady state)"
+echo "  each run, CPU-s/1000: rvoip reg ${R[rvoip,reg_cpu_all]:-n/a}| calls ${R[rvoip,call_cpu_all]:-n/a}|" \
+  "kamailio reg ${R[kamailio,reg_cpu_all]:-n/a}| calls ${R[kamailio,call_cpu_all]:-n/a}"
 echo "ladders: REGISTER {$REG_RATES}/s, calls {$CALL_RATES}/s, ${RUNG_SECS}s per rung (the top rung is a ceiling: SIPp itself tops out near 3000 calls/s here)"
 echo "total time $(( $(date +%s) - T0 ))s; logs in $OUTDIR"
