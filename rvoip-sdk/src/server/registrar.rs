@@ -50,6 +50,35 @@ struct ContactReq {
     q: u16,
 }
 
+/// What a REGISTER gives every binding it writes, besides the contact itself.
+struct Registration<'a> {
+    now: u64,
+    call_id: &'a ByteString,
+    cseq: u32,
+    source: SocketAddr,
+    transport: Transport,
+    behind_nat: bool,
+    path: &'a [ByteString],
+}
+
+impl Registration<'_> {
+    /// The binding `c` makes, expiring `c.expires` seconds from now.
+    fn bind(&self, c: ContactReq) -> Binding {
+        Binding {
+            contact: c.addr.uri,
+            contact_value: c.value,
+            q: c.q,
+            expires_at: self.now + u64::from(c.expires),
+            call_id: self.call_id.clone(),
+            cseq: self.cseq,
+            source: self.source,
+            transport: self.transport,
+            behind_nat: self.behind_nat,
+            path: self.path.to_vec(),
+        }
+    }
+}
+
 /// Parses a q-value (`0`, `1`, `0.5`, `1.000`: §20.10, at most 3 decimals) as `q * 1000`.
 pub fn parse_q(s: &str) -> Option<u16> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -122,11 +151,11 @@ impl Registrar {
     fn reply(req: &Request, status: u16, reason: &str) -> Response {
         let mut r = Response::for_request(req, status);
         r.reason = ByteString::from(reason);
-        if let Some(to) = r.headers.get(&HeaderName::To).cloned() {
-            if req.headers.to_tag().is_none() {
-                let tagged = format!("{to};tag={:016x}", rand::random::<u64>());
-                r.headers.set(HeaderName::To, tagged);
-            }
+        if r.headers.to_tag().is_none()
+            && let Some(to) = r.headers.get(&HeaderName::To)
+        {
+            let tagged = format!("{to};tag={:016x}", rand::random::<u64>());
+            r.headers.set(HeaderName::To, tagged);
         }
         r
     }
@@ -292,35 +321,30 @@ impl Registrar {
         // The usual REGISTER, a refresh: one contact, already bound, and nothing of the AOR
         // expired or over the limit. It is applied in place, the same as the general path
         // below would (same out-of-order rule, same count), without copying the AOR's list.
+        let reg = Registration {
+            now,
+            call_id: &call_id,
+            cseq,
+            source,
+            transport,
+            behind_nat,
+            path,
+        };
         if let [c] = contacts.as_slice() {
             let stored = self.location.bindings(&aor);
-            let found = (c.expires > 0
+            let refresh = c.expires > 0
                 && stored.len() <= self.location.max_bindings_per_aor
-                && stored.iter().all(|b| b.is_live(now)))
-            .then(|| {
-                stored
-                    .iter()
-                    .position(|b| contact_uri_eq(&b.contact, &c.addr.uri))
-            })
-            .flatten();
+                && stored.iter().all(|b| b.is_live(now));
+            let found = stored
+                .iter()
+                .position(|b| contact_uri_eq(&b.contact, &c.addr.uri))
+                .filter(|_| refresh);
             if let Some(i) = found {
                 let in_order = stored
                     .get(i)
                     .is_some_and(|b| b.call_id != call_id || b.cseq < cseq);
                 if in_order && let Some(c) = contacts.pop() {
-                    let b = Binding {
-                        contact: c.addr.uri,
-                        contact_value: c.value,
-                        q: c.q,
-                        expires_at: now + u64::from(c.expires),
-                        call_id,
-                        cseq,
-                        source,
-                        transport,
-                        behind_nat,
-                        path: path.to_vec(),
-                    };
-                    self.location.refresh_at(&aor, i, b);
+                    self.location.refresh_at(&aor, i, reg.bind(c));
                 }
                 return self.ok_with_bindings(req, &aor, now);
             }
@@ -352,19 +376,8 @@ impl Registrar {
                     touched.remove(i);
                 }
                 (None, 0) => {}
-                (at, secs) => {
-                    let b = Binding {
-                        contact: c.addr.uri,
-                        contact_value: c.value,
-                        q: c.q,
-                        expires_at: now + u64::from(secs),
-                        call_id: call_id.clone(),
-                        cseq,
-                        source,
-                        transport,
-                        behind_nat,
-                        path: path.to_vec(),
-                    };
+                (at, _) => {
+                    let b = reg.bind(c);
                     match at {
                         Some(i) => {
                             list[i] = b;

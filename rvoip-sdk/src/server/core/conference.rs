@@ -258,22 +258,9 @@ impl ServerCore {
         tx: Option<ServerTxId>,
         req: &Request,
     ) -> bool {
-        // Our room dialogs' To tags start with "conf": a To without that text is not one of
-        // them, and is not parsed (this runs for every request).
-        if !req
-            .headers
-            .get(&HeaderName::To)
-            .is_some_and(|to| to.contains("conf"))
-        {
-            return false;
-        }
-        let to_tag = req
-            .headers
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(|t| t.to_string()));
-        // Only requests in one of our dialogs: a To tag of ours (the hot path of every other
-        // request stops here).
+        // Only requests in one of our dialogs: a To tag of ours, found by the header scan (the
+        // hot path of every other request stops here, without parsing the To).
+        let to_tag = req.headers.to_tag().map(str::to_string);
         if !to_tag.as_deref().is_some_and(|t| t.starts_with("conf")) {
             return false;
         }

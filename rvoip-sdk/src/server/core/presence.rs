@@ -329,18 +329,8 @@ impl ServerCore {
         if !self.presence.enabled {
             return false;
         }
-        // Only a To carrying our tag prefix can be in one of our dialogs: others are not parsed.
-        if !req
-            .headers
-            .get(&HeaderName::To)
-            .is_some_and(|to| to.contains(TAG_PREFIX))
-        {
-            return false;
-        }
-        let Ok(to) = req.headers.to() else {
-            return false;
-        };
-        let Some(local_tag) = to.tag().filter(|t| t.starts_with(TAG_PREFIX)) else {
+        // Only a To tag of ours, found by the header scan (other requests' To is not parsed).
+        let Some(local_tag) = req.headers.to_tag().filter(|t| t.starts_with(TAG_PREFIX)) else {
             return false;
         };
         if req.headers.get(&HeaderName::Route).is_some() || !self.local.is_local_uri(&req.uri) {
