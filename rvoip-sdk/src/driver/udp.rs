@@ -30,6 +30,8 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::runtime::Handle;
 
+use crate::sip::keepalive;
+
 /// How long a datagram that found the send buffer full is retried before it is dropped
 /// (UDP may lose it anyway; the transaction layer retransmits).
 pub(crate) const BACKLOG_RETRY: Duration = Duration::from_millis(200);
@@ -243,7 +245,7 @@ pub(crate) fn drain(sock: &SipUdp, batch: &mut RecvBatch, mut f: impl FnMut(Byte
             let Some((datagram, source)) = batch.get(k) else {
                 continue;
             };
-            if datagram.iter().all(|b| *b == b'\r' || *b == b'\n') {
+            if keepalive::is_crlf(datagram) {
                 continue;
             }
             f(Bytes::copy_from_slice(datagram), source);

@@ -30,6 +30,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use super::Inbound;
 use super::conn::{ConnSlot, Conns};
 use super::tls::HANDSHAKE_TIMEOUT;
+use crate::sip::keepalive;
 use crate::sip::msg::Limits;
 use crate::sip::transaction::Transport;
 
@@ -223,12 +224,6 @@ async fn upgrade_and_serve<S>(
     }
 }
 
-/// Whether a message is a keep-alive rather than SIP: CRLFs only (RFC 5626 §4.4.1 over a
-/// stream; some WebSocket stacks send them).
-fn is_keepalive(b: &[u8]) -> bool {
-    b.iter().all(|c| *c == b'\r' || *c == b'\n')
-}
-
 /// Serves an upgraded connection: each text or binary message is one SIP message for the event
 /// task; queued messages go out as text (binary if not UTF-8). A double-CRLF ping is answered
 /// with a CRLF pong (RFC 5626 §4.4.1). Ends on close, error, or when the queue's sender is
@@ -276,8 +271,9 @@ async fn serve<S>(
                         break;
                     }
                 };
-                if is_keepalive(&data) {
-                    if data.as_ref() == b"\r\n\r\n" && sink.send(Message::text("\r\n")).await.is_err() {
+                // CRLFs only (RFC 5626 §4.4.1; some WebSocket stacks send them): a keep-alive.
+                if keepalive::is_crlf(&data) {
+                    if data.as_ref() == keepalive::CRLF_PING && sink.send(Message::text("\r\n")).await.is_err() {
                         break;
                     }
                     continue;
@@ -324,11 +320,5 @@ mod tests {
             let e = check_upgrade(&req(offered), Response::new(())).expect_err("refused");
             assert_eq!(e.status(), StatusCode::BAD_REQUEST);
         }
-    }
-
-    #[test]
-    fn crlf_only_messages_are_keepalives() {
-        assert!(is_keepalive(b"\r\n\r\n") && is_keepalive(b"\r\n"));
-        assert!(!is_keepalive(b"OPTIONS sip:x SIP/2.0\r\n"));
     }
 }

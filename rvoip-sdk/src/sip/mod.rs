@@ -2,6 +2,7 @@
 //! Sans-IO: no sockets, no clock.
 
 pub mod dialog;
+pub mod keepalive;
 pub mod msg;
 pub mod presence;
 pub mod resolve;
