@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::Inbound;
 use super::conn::{ConnSlot, Conns};
+use crate::sip::keepalive::{self, StreamPings};
 use crate::sip::msg::{Frame, ParseErrorKind, error_response, frame};
 use crate::sip::transaction::Transport;
 
@@ -116,7 +117,8 @@ fn framing_error_answer(buf: &[u8], err: &crate::sip::msg::ParseError) -> Bytes 
 /// timeout is closed unless it carries a live registration; a message not complete within
 /// the message timeout of its first byte closes it; a message over the size limit is answered
 /// 513 and one that cannot be framed 400, then the connection is closed. `slot` is the
-/// accepted connection's place in the connection count, freed when it ends.
+/// accepted connection's place in the connection count, freed when it ends. A double-CRLF
+/// ping between messages is answered with a CRLF pong (RFC 5626 §3.5.1).
 pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
@@ -130,6 +132,8 @@ pub(crate) async fn serve<S>(
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (last_tx, mut last_rx) = oneshot::channel::<Bytes>();
+    // CRLF pongs (RFC 5626 §3.5.1) from the reader; one waiting is enough.
+    let (pong_tx, mut pong_rx) = mpsc::channel::<usize>(1);
     let mut writer = tokio::spawn(async move {
         // Messages queued in the same turn of the event loop (the responses to a batch of
         // requests read together) go out in one write: one TLS record and one `writev` instead
@@ -145,6 +149,12 @@ pub(crate) async fn serve<S>(
                     }
                     let _ = wr.shutdown().await;
                     return;
+                }
+                Some(n) = pong_rx.recv() => {
+                    if wr.write_all(&keepalive::CRLF_PONG.repeat(n)).await.is_err() {
+                        return;
+                    }
+                    continue;
                 }
                 m = rx.recv() => match m {
                     Some(m) => m,
@@ -177,6 +187,7 @@ pub(crate) async fn serve<S>(
     // When the first byte of the message now in `buf` arrived.
     let mut partial_since: Option<Instant> = None;
     let mut last_words = None;
+    let mut pings = StreamPings::default();
     'read: loop {
         let deadline = match partial_since {
             Some(t) => policy.message_timeout.map(|d| t + d),
@@ -212,10 +223,15 @@ pub(crate) async fn serve<S>(
         loop {
             match frame(&buf, &limits) {
                 Ok(Some(Frame::Keepalive(n))) => {
+                    let pongs = pings.on_keepalive(&buf[..n]);
+                    if pongs > 0 {
+                        let _ = pong_tx.try_send(pongs);
+                    }
                     buf.advance(n);
                     last_activity = now;
                 }
                 Ok(Some(Frame::Message(n))) => {
+                    pings.on_message();
                     last_activity = now;
                     framed = true;
                     let data = Bytes::copy_from_slice(&buf.split_to(n));

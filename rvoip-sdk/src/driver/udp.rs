@@ -229,7 +229,8 @@ impl RecvBatch {
 /// Reads what is waiting on `sock` through `batch`, up to 256 datagrams (so that timers and
 /// the other work of a loop are not starved under a flood), and hands each to `f` copied out
 /// at its exact size (a message a transaction keeps pins only its own bytes). CRLF
-/// keep-alives (RFC 5626 §3.5.1) are dropped here. Receive errors (ICMP port unreachable
+/// keep-alives (RFC 5626 §3.5.1) are dropped here, and STUN Binding keep-alives (RFC 5626
+/// §4.4.2) are answered here ([`keepalive::stun_answer`]); neither reaches `f`. Receive errors (ICMP port unreachable
 /// surfaces as `ConnectionRefused`) are logged at debug and reading goes on.
 pub(crate) fn drain(sock: &SipUdp, batch: &mut RecvBatch, mut f: impl FnMut(Bytes, SocketAddr)) {
     for _ in 0..256 / RECV_BATCH {
@@ -246,6 +247,15 @@ pub(crate) fn drain(sock: &SipUdp, batch: &mut RecvBatch, mut f: impl FnMut(Byte
                 continue;
             };
             if keepalive::is_crlf(datagram) {
+                continue;
+            }
+            if keepalive::is_stun(datagram) {
+                // A STUN keep-alive (RFC 5626 §4.4.2): answered here, on the socket it came in.
+                if let Some(answer) = keepalive::stun_answer(datagram, source) {
+                    if let Err(e) = sock.try_send_to(&answer, source) {
+                        tracing::debug!(%source, error = %e, "stun answer not sent");
+                    }
+                }
                 continue;
             }
             f(Bytes::copy_from_slice(datagram), source);
