@@ -79,6 +79,7 @@ impl UserAgent {
             local,
             media,
         );
+        call.contact_addr = self.contact_addr_for(account.map(|a| a.0), local);
         let tx = call.send_invite(now, cx!(self), &target, &from, &extra)?;
         self.owners.insert(tx, Owner::Invite(id));
         self.calls.insert(id, call);

@@ -21,8 +21,11 @@ pub(super) struct PeerPath {
     pub dest: SocketAddr,
     /// UDP, TCP, TLS, WS or WSS.
     pub transport: Transport,
-    /// Our address facing `dest` (Via and Contact).
+    /// Our address facing `dest` (Via).
     pub local: SocketAddr,
+    /// The address our Contact names: `local`, or the account's learned public address
+    /// (RFC 3581 §4).
+    pub contact_addr: SocketAddr,
     /// The user part of our Contact.
     pub user: String,
     /// Credentials for challenged in-dialog requests (§22.2), if the dialog is an account's.
@@ -32,7 +35,7 @@ pub(super) struct PeerPath {
 impl PeerPath {
     /// Our Contact URI in this dialog (§8.1.1.8).
     pub fn contact(&self) -> String {
-        build::contact_uri(&self.user, self.local, self.transport)
+        build::contact_uri(&self.user, self.contact_addr, self.transport)
     }
 }
 

@@ -71,6 +71,7 @@ impl UserAgent {
                 let srtp = account
                     .and_then(|a| self.accounts.get(&a))
                     .map_or(self.cfg.srtp, |r| r.cfg.srtp);
+                let contact_addr = self.contact_addr_for(account, local);
                 let id = self.alloc();
                 let (call, ev) = Call::new_incoming(
                     id,
@@ -82,6 +83,7 @@ impl UserAgent {
                     source,
                     transport,
                     local,
+                    contact_addr,
                     &self.cfg,
                     srtp,
                     replaces,
@@ -187,6 +189,16 @@ impl UserAgent {
     fn invite_usage(&self, req: &Request) -> Option<u64> {
         let key = self.dialogs.find(&req.headers, true)?;
         self.dialogs.get(Some(key))?.invite
+    }
+
+    /// The address a dialog of `account` over the socket at `local` names in its Contact:
+    /// the account's learned public address (RFC 3581 §4) when the dialog uses the socket
+    /// the account registers from, else `local`.
+    pub(super) fn contact_addr_for(&self, account: Option<u64>, local: SocketAddr) -> SocketAddr {
+        account
+            .and_then(|a| self.accounts.get(&a))
+            .filter(|r| r.cfg.local == local)
+            .map_or(local, |r| r.contact_addr())
     }
 
     /// The account an incoming request is for (RFC 3261 §8.2.2.1 leaves the mapping to the

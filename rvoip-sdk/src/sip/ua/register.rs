@@ -4,6 +4,7 @@
 //! exponential backoff after a failure or a network error, unregister with `Expires: 0`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::build;
@@ -33,6 +34,12 @@ pub(super) struct Registration {
     last_req: Option<Request>,
     /// Contact we registered.
     contact: String,
+    /// Our public address as the registrar saw it (`received`/`rport` of the top Via of its
+    /// 2xx, RFC 3581 §4) when it differs from `cfg.local`: the Contact names it (UDP only).
+    public: Option<SocketAddr>,
+    /// A Contact we registered before learning `public`: the next REGISTER removes it
+    /// (`expires=0`) beside the new one.
+    stale_contact: Option<String>,
     /// Our account id (for events).
     id: u64,
     /// (first, longest) retry delay.
@@ -77,6 +84,8 @@ impl Registration {
             pending: None,
             last_req: None,
             contact,
+            public: None,
+            stale_contact: None,
             id,
             backoff,
             hops,
@@ -94,8 +103,39 @@ impl Registration {
         self.cfg.server = h.addr;
         self.cfg.transport = h.transport;
         self.cfg.local = h.local;
+        // A new path: what the old one's NAT showed does not hold.
+        self.public = None;
         let user = self.cfg.aor.user.as_deref().unwrap_or("");
         self.contact = line_contact(user, h.local, h.transport, &self.line);
+    }
+
+    /// The address our Contact names: the learned public address, else `cfg.local`.
+    pub(super) fn contact_addr(&self) -> SocketAddr {
+        self.public.unwrap_or(self.cfg.local)
+    }
+
+    /// Learns our public address from the top Via of a 2xx to REGISTER (RFC 3581 §4: the
+    /// registrar's `received` and `rport`), over UDP only (a stream's responses come back on
+    /// the connection, whatever its address). When it differs from the address our Contact
+    /// names, the Contact is rewritten, the old one is kept for removal, and `true` says that
+    /// a new REGISTER should go now (as PJSIP's `allow_contact_rewrite` and linphone do).
+    fn learn_public(&mut self, resp: &Response) -> bool {
+        if self.cfg.transport != Transport::Udp {
+            return false;
+        }
+        let Some(seen) = resp.headers.top_via().ok().and_then(|v| seen_address(&v)) else {
+            return false;
+        };
+        if seen == self.contact_addr() {
+            return false;
+        }
+        tracing::info!(account = self.id, public = %seen, local = %self.cfg.local, "registrar sees another address: Contact rewritten");
+        self.public = (seen != self.cfg.local).then_some(seen);
+        let user = self.cfg.aor.user.as_deref().unwrap_or("");
+        let new = line_contact(user, seen, self.cfg.transport, &self.line);
+        let old = std::mem::replace(&mut self.contact, new);
+        self.stale_contact.get_or_insert(old);
+        true
     }
 
     /// Whether a binding may exist at the registrar.
@@ -156,6 +196,10 @@ impl Registration {
             HeaderName::Contact,
             format!("<{}>;expires={expires}", self.contact),
         );
+        if let Some(old) = &self.stale_contact {
+            req.headers
+                .push(HeaderName::Contact, format!("<{old}>;expires=0"));
+        }
         req.headers.push(HeaderName::Expires, expires.to_string());
         req.headers.push(HeaderName::Allow, build::ALLOW);
         build::finish_request(&mut req, self.cfg.local, self.cfg.transport);
@@ -211,6 +255,18 @@ impl Registration {
                         .set_state(id, RegistrationState::Unregistered)
                         .into_iter()
                         .collect();
+                }
+                // The stale Contact (if the REGISTER carried one) is gone now. A REGISTER that
+                // just rewrote the Contact does not rewrite it again at once (a NAT that maps
+                // each REGISTER anew is followed at the next refresh, not in a loop).
+                let rewrote = req
+                    .as_ref()
+                    .is_some_and(|r| r.headers.get_all(&HeaderName::Contact).count() > 1);
+                if rewrote {
+                    self.stale_contact = None;
+                }
+                if self.want && !rewrote && self.learn_public(resp) {
+                    return self.send(now, tl, owners, id, false);
                 }
                 let granted = self.granted_expires(resp);
                 self.attempt = 0;
@@ -393,4 +449,27 @@ fn split_contacts(v: &str) -> Vec<String> {
         out.push(cur.trim().to_string());
     }
     out
+}
+
+/// The address the sender of a request was seen at, from the top Via of the response
+/// (RFC 3581 §4): `received` (else the sent-by host, when it is an IP address) and `rport`
+/// (else the sent-by port, else 5060). `None` when the Via carries neither `received` nor an
+/// `rport` value (the server does not support RFC 3581) or the address does not parse.
+fn seen_address(via: &crate::sip::msg::Via) -> Option<SocketAddr> {
+    let received = via.params.get("received").flatten();
+    let rport = via.params.get("rport").flatten();
+    if received.is_none() && rport.is_none() {
+        return None;
+    }
+    let host = received.unwrap_or(&via.host);
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    let port = match rport {
+        Some(p) => p.parse().ok()?,
+        None => via.port.unwrap_or(5060),
+    };
+    Some(SocketAddr::new(ip, port))
 }

@@ -321,6 +321,9 @@ impl UserAgent {
             dest: sub.dest,
             transport: sub.transport,
             local: sub.local,
+            contact_addr: reg
+                .filter(|r| r.cfg.local == sub.local)
+                .map_or(sub.local, |r| r.contact_addr()),
             user: reg
                 .and_then(|r| r.cfg.aor.user.as_deref())
                 .unwrap_or("")

@@ -836,4 +836,5 @@ fn a_second_forks_2xx_is_acked_and_byed_in_its_own_dialog() {
 mod features;
 mod presence;
 mod presence_server;
+mod rport;
 mod transfer;

@@ -62,6 +62,9 @@ pub(in crate::sip::ua) struct Call {
     transport: Transport,
     /// Our address facing the peer.
     pub(in crate::sip::ua) local: SocketAddr,
+    /// The address our Contact names: `local`, or the public address the account learned from
+    /// its registrar's `received`/`rport` (RFC 3581 §4) when the call uses the same socket.
+    pub(in crate::sip::ua) contact_addr: SocketAddr,
     pub(in crate::sip::ua) state: CallState,
     /// The peer's URI as text.
     pub(in crate::sip::ua) peer: String,
@@ -160,6 +163,7 @@ impl Call {
             dest,
             transport,
             local,
+            contact_addr: local,
             state,
             peer: String::new(),
             phase,
@@ -202,7 +206,7 @@ impl Call {
     }
 
     fn contact(&self) -> String {
-        build::contact_uri(&self.user, self.local, self.transport)
+        build::contact_uri(&self.user, self.contact_addr, self.transport)
     }
 
     /// Sends the initial INVITE with our offer (§13.2.1).
@@ -264,6 +268,7 @@ impl Call {
         source: SocketAddr,
         transport: Transport,
         local: SocketAddr,
+        contact_addr: SocketAddr,
         cfg: &UaConfig,
         srtp: SrtpConfig,
         replaces: Option<u64>,
@@ -338,6 +343,7 @@ impl Call {
                 dest: source,
                 transport,
                 local,
+                contact_addr,
                 user: user.clone(),
                 creds: None,
             },
@@ -365,6 +371,7 @@ impl Call {
             t1: t.t1,
             t2: t.t2,
             srtp,
+            contact_addr,
             ..Call::blank(
                 id,
                 user,
