@@ -10,6 +10,7 @@ pub mod local;
 pub mod location;
 pub mod ng;
 pub mod offline;
+pub mod outbound;
 pub mod path;
 pub mod presence;
 pub mod proxy;

@@ -21,6 +21,7 @@
 use std::net::SocketAddr;
 
 use crate::server::location::{Binding, Location, Transport, contact_uri_eq};
+use crate::server::outbound::{self, FlowKey};
 use crate::sip::msg::{ByteString, HeaderName, NameAddr, Request, Response, Scheme};
 
 /// The registrar: policy (expiry bounds) over a [`Location`] service.
@@ -48,6 +49,20 @@ struct ContactReq {
     value: ByteString,
     expires: u32,
     q: u16,
+    /// The flow it registers (RFC 5626 §6), when the REGISTER uses outbound.
+    flow: Option<FlowKey>,
+}
+
+impl ContactReq {
+    /// Whether stored binding `b` is the one this contact writes: the same flow (AOR,
+    /// instance-id, reg-id; RFC 5626 §6) when the contact registers a flow, else the same
+    /// contact URI (§10.3 step 7, §19.1.4).
+    fn names(&self, b: &Binding) -> bool {
+        match &self.flow {
+            Some(k) => outbound::binding_flow_key(b).as_ref() == Some(k),
+            None => contact_uri_eq(&b.contact, &self.addr.uri),
+        }
+    }
 }
 
 /// What a REGISTER gives every binding it writes, besides the contact itself.
@@ -176,7 +191,9 @@ impl Registrar {
 
     /// Applies a REGISTER that passed authentication (RFC 3261 §10.3 steps 6–8) and returns the
     /// response (`now` is the wall-clock time in Unix seconds): 200 with the current bindings, 400 (bad Contact, `*` misuse, missing Call-ID or
-    /// CSeq), 404 (no AOR user), 423 with Min-Expires, or 503 (too many bindings).
+    /// CSeq), 404 (no AOR user), 423 with Min-Expires, 439 (a flow registered through a first
+    /// hop without outbound, RFC 5626 §6) or 503 (too many bindings). A REGISTER that
+    /// registers flows (RFC 5626, see [`crate::server::outbound`]) gets `Require: outbound`.
     pub fn handle_register(
         &mut self,
         now: u64,
@@ -311,12 +328,27 @@ impl Registrar {
             let value =
                 format!("<{}>{}", addr.uri, params_without_expires_q(&addr.params.0)).into();
             contacts.push(ContactReq {
+                flow: outbound::flow_key(&addr.params),
                 addr,
                 value,
                 expires,
                 q,
             });
         }
+
+        // SIP Outbound (RFC 5626 §6): a reg-id with `Supported: outbound` registers a flow,
+        // which needs this registrar to be the first hop (or an edge proxy that supports it).
+        // Without `Supported: outbound` the reg-id is ignored.
+        let outbound = contacts.iter().any(|c| c.flow.is_some()) && outbound::supported(req);
+        if outbound && !outbound::first_hop(req, path) {
+            return Self::reply(req, 439, "First Hop Lacks Outbound Support");
+        }
+        if !outbound {
+            for c in &mut contacts {
+                c.flow = None;
+            }
+        }
+        let behind_nat = behind_nat || outbound;
 
         // The usual REGISTER, a refresh: one contact, already bound, and nothing of the AOR
         // expired or over the limit. It is applied in place, the same as the general path
@@ -335,10 +367,7 @@ impl Registrar {
             let refresh = c.expires > 0
                 && stored.len() <= self.location.max_bindings_per_aor
                 && stored.iter().all(|b| b.is_live(now));
-            let found = stored
-                .iter()
-                .position(|b| contact_uri_eq(&b.contact, &c.addr.uri))
-                .filter(|_| refresh);
+            let found = stored.iter().position(|b| c.names(b)).filter(|_| refresh);
             if let Some(i) = found {
                 let in_order = stored
                     .get(i)
@@ -346,7 +375,7 @@ impl Registrar {
                 if in_order && let Some(c) = contacts.pop() {
                     self.location.refresh_at(&aor, i, reg.bind(c));
                 }
-                return self.ok_with_bindings(req, &aor, now);
+                return self.ok_outbound(req, &aor, now, outbound);
             }
         }
 
@@ -361,9 +390,7 @@ impl Registrar {
         // Bindings written by this request (a contact listed twice: the last one wins).
         let mut touched: Vec<bool> = vec![false; list.len()];
         for c in contacts {
-            let at = list
-                .iter()
-                .position(|b| contact_uri_eq(&b.contact, &c.addr.uri));
+            let at = list.iter().position(|b| c.names(b));
             if let Some(i) = at {
                 let fresh_here = touched.get(i).copied().unwrap_or(false);
                 if !fresh_here && list[i].call_id == call_id && list[i].cseq >= cseq {
@@ -395,7 +422,17 @@ impl Registrar {
             return Self::reply(req, 503, "Too Many Registered Contacts");
         }
         self.location.set_bindings(&aor, list);
-        self.ok_with_bindings(req, &aor, now)
+        self.ok_outbound(req, &aor, now, outbound)
+    }
+
+    /// [`Self::ok_with_bindings`], with `Require: outbound` when the REGISTER registered a
+    /// flow (RFC 5626 §6).
+    fn ok_outbound(&self, req: &Request, aor: &str, now: u64, outbound: bool) -> Response {
+        let mut r = self.ok_with_bindings(req, aor, now);
+        if outbound {
+            r.headers.push(HeaderName::Require, outbound::OPTION_TAG);
+        }
+        r
     }
 }
 

@@ -155,11 +155,12 @@ impl ServerCore {
     /// behind a NAT is reached at the flow its REGISTER came from (the source address, and for
     /// TCP and TLS the connection). One whose contact needs TLS (sips:, transport=tls) is used
     /// only when it registered over TLS (down that connection), never reached in plaintext.
+    /// A user agent instance that registered several flows (RFC 5626) is reached over the one
+    /// refreshed last ([`crate::server::outbound::one_flow_per_instance`]).
     /// `user` is the location key ([`crate::server::domains::aor_key`]).
     pub(crate) fn proxy_targets(&self, now: Instant, user: &str) -> Vec<Target> {
-        self.registrar
-            .location
-            .lookup(user, self.unix_secs(now))
+        let bindings = self.registrar.location.lookup(user, self.unix_secs(now));
+        crate::server::outbound::one_flow_per_instance(bindings)
             .into_iter()
             .filter(|b| route::flow_reachable(&b.contact, b.transport))
             .filter_map(|b| self.path_target(b))
