@@ -163,6 +163,7 @@ impl Endpoint {
             contact_user: "rvoip".into(),
             srtp: cfg.srtp,
             dtls_fingerprint: dtls.as_ref().map(|d| d.fingerprint().clone()),
+            sip_instance: cfg.sip_instance.clone(),
         };
         let (inbound, inbound_rx) = mpsc::channel(4096);
         let (ev_tx, ev_rx) = std_mpsc::sync_channel(cfg.max_pending_events.max(1));

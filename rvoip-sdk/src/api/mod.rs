@@ -148,6 +148,13 @@ pub struct EndpointConfig {
     /// refused with 503, so that an app that stops reading cannot make the SDK grow without
     /// bound under a flood. Default 10000.
     pub max_pending_events: usize,
+    /// Our instance-id for SIP Outbound (RFC 5626 §4.1), e.g.
+    /// `urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6`: the same on every start of this app on
+    /// this device. When set, accounts register as RFC 5626 clients (`+sip.instance`,
+    /// `reg-id`, `Supported: outbound`); with a registrar that supports outbound they send
+    /// keep-alives on the flow (STUN over UDP, CRLF over TCP/TLS) and register again when one
+    /// goes unanswered for 10 s. Default `None`: plain registration.
+    pub sip_instance: Option<String>,
 }
 
 impl Default for EndpointConfig {
@@ -179,6 +186,7 @@ impl Default for EndpointConfig {
             dns_server: None,
             srtp: SrtpConfig::default(),
             max_pending_events: 10_000,
+            sip_instance: None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod build;
 mod call;
 mod calls;
 mod dialogs;
+mod flow;
 mod incoming;
 mod message;
 mod publish;
@@ -139,8 +140,9 @@ impl UserAgent {
     pub fn add_account(&mut self, cfg: AccountConfig) -> AccountId {
         let id = self.alloc();
         let backoff = (self.cfg.register_retry_min, self.cfg.register_retry_max);
-        self.accounts
-            .insert(id, Registration::new(id, cfg, backoff));
+        let mut reg = Registration::new(id, cfg, backoff);
+        reg.instance = self.cfg.sip_instance.clone();
+        self.accounts.insert(id, reg);
         AccountId(id)
     }
 
@@ -212,6 +214,10 @@ impl UserAgent {
         transport: Transport,
         local: SocketAddr,
     ) {
+        if crate::sip::keepalive::is_stun(&data) {
+            self.on_stun(now, &data, source);
+            return;
+        }
         match Message::parse(data.clone(), &self.cfg.limits) {
             Ok(msg) => {
                 self.tl.handle_message(now, msg, source, transport);
@@ -223,6 +229,30 @@ impl UserAgent {
                 }
             }
         }
+    }
+
+    /// A STUN message from `source`: the answer to an account's keep-alive (RFC 5626
+    /// §4.4.2). A mapped address other than the one our Contact names means the NAT mapping
+    /// changed: the account registers again with the new one.
+    fn on_stun(&mut self, now: Instant, data: &[u8], source: SocketAddr) {
+        let ids: Vec<u64> = self.accounts.keys().copied().collect();
+        for id in ids {
+            let Some(reg) = self.accounts.get_mut(&id) else {
+                continue;
+            };
+            if reg.cfg.server != source {
+                continue;
+            }
+            if let flow::StunOutcome::Alive(mapped) = reg.flow.on_stun(now, data) {
+                if reg.want && reg.adopt_public(mapped) {
+                    tracing::info!(account = id, %mapped, "NAT mapping changed: registering again");
+                    let ev = reg.send(now, &mut self.tl, &mut self.owners, id, false);
+                    self.events.extend(ev);
+                }
+                break;
+            }
+        }
+        self.finish(now);
     }
 
     /// Runs due timers: transaction timers, registration refreshes and retries, 2xx
@@ -253,6 +283,21 @@ impl UserAgent {
                     reg.next_at = None;
                     let ev = reg.send(now, &mut self.tl, &mut self.owners, id, false);
                     self.events.extend(ev);
+                }
+                match reg.flow.on_timeout(now, reg.cfg.transport) {
+                    Some(flow::FlowAction::Send(bytes)) => {
+                        self.tl
+                            .send_stateless(reg.cfg.server, reg.cfg.transport, bytes.into());
+                    }
+                    Some(flow::FlowAction::Failed) => {
+                        // RFC 5626 §4.5: a new flow, by registering again.
+                        tracing::info!(account = id, server = %reg.cfg.server, "keep-alive unanswered: flow failed, registering again");
+                        if reg.want {
+                            let ev = reg.send(now, &mut self.tl, &mut self.owners, id, false);
+                            self.events.extend(ev);
+                        }
+                    }
+                    None => {}
                 }
             }
         }
@@ -285,6 +330,7 @@ impl UserAgent {
         };
         for r in self.accounts.values() {
             fold(r.next_at);
+            fold(r.flow.poll_timeout());
         }
         for c in self.calls.values() {
             fold(c.poll_timeout());

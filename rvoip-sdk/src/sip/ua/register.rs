@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::build;
+use super::flow::Flow;
 use super::{AccountConfig, NextHop, Owner, RegistrationState, UaEvent};
 use crate::sip::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
 use crate::sip::transaction::{ClientTxId, TransactionLayer, Transport};
@@ -40,6 +41,11 @@ pub(super) struct Registration {
     /// A Contact we registered before learning `public`: the next REGISTER removes it
     /// (`expires=0`) beside the new one.
     stale_contact: Option<String>,
+    /// Our instance-id (RFC 5626 §4.1, a `urn:uuid:` URN): when set, the Contact carries
+    /// `+sip.instance` and `reg-id=1` and the REGISTER says `Supported: outbound`.
+    pub(super) instance: Option<String>,
+    /// The keep-alives of the flow to the registrar (RFC 5626 §4.4).
+    pub(super) flow: Flow,
     /// Our account id (for events).
     id: u64,
     /// (first, longest) retry delay.
@@ -86,6 +92,8 @@ impl Registration {
             contact,
             public: None,
             stale_contact: None,
+            instance: None,
+            flow: Flow::default(),
             id,
             backoff,
             hops,
@@ -126,7 +134,14 @@ impl Registration {
         let Some(seen) = resp.headers.top_via().ok().and_then(|v| seen_address(&v)) else {
             return false;
         };
-        if seen == self.contact_addr() {
+        self.adopt_public(seen)
+    }
+
+    /// Makes `seen` (where the registrar or a STUN keep-alive saw us) the address our
+    /// Contact names, if it is not already; `true` when the Contact changed and a REGISTER
+    /// should go now (UDP only).
+    pub(super) fn adopt_public(&mut self, seen: SocketAddr) -> bool {
+        if self.cfg.transport != Transport::Udp || seen == self.contact_addr() {
             return false;
         }
         tracing::info!(account = self.id, public = %seen, local = %self.cfg.local, "registrar sees another address: Contact rewritten");
@@ -192,10 +207,17 @@ impl Registration {
             self.seq,
         );
         let expires = if unregister { 0 } else { self.cfg.expires_s };
+        let ob = match &self.instance {
+            Some(urn) => format!(";+sip.instance=\"<{urn}>\";reg-id=1"),
+            None => String::new(),
+        };
         req.headers.push(
             HeaderName::Contact,
-            format!("<{}>;expires={expires}", self.contact),
+            format!("<{}>{ob};expires={expires}", self.contact),
         );
+        if self.instance.is_some() {
+            req.headers.push(HeaderName::Supported, "outbound, path");
+        }
         if let Some(old) = &self.stale_contact {
             req.headers
                 .push(HeaderName::Contact, format!("<{old}>;expires=0"));
@@ -251,6 +273,7 @@ impl Registration {
             200..=299 => {
                 if unregister {
                     self.attempt = 0;
+                    self.flow.stop();
                     return self
                         .set_state(id, RegistrationState::Unregistered)
                         .into_iter()
@@ -265,6 +288,7 @@ impl Registration {
                 if rewrote {
                     self.stale_contact = None;
                 }
+                self.flow.on_registered(now, resp, self.cfg.transport);
                 if self.want && !rewrote && self.learn_public(resp) {
                     return self.send(now, tl, owners, id, false);
                 }
@@ -397,6 +421,7 @@ impl Registration {
     /// A failure (final error, timeout, transport error): report and schedule a retry with
     /// exponential backoff while the app wants to be registered.
     pub(super) fn on_failure(&mut self, now: Instant, status: u16, reason: &str) -> Vec<UaEvent> {
+        self.flow.stop();
         self.pending = None;
         let retry = if self.want {
             let min = self.retry_min();

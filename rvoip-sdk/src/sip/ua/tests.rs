@@ -834,6 +834,7 @@ fn a_second_forks_2xx_is_acked_and_byed_in_its_own_dialog() {
     assert_eq!(net.alice.call_state(call).unwrap(), CallState::Connected);
 }
 mod features;
+mod flow;
 mod presence;
 mod presence_server;
 mod rport;

@@ -107,6 +107,13 @@ pub struct UaConfig {
     /// Our DTLS certificate's fingerprint (RFC 8122), when DTLS-SRTP may be offered or
     /// accepted; `None` turns DTLS-SRTP off.
     pub dtls_fingerprint: Option<crate::media::dtls::Fingerprint>,
+    /// Our instance-id for SIP Outbound (RFC 5626 §4.1), a URN such as
+    /// `urn:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6` that stays the same across restarts and
+    /// networks. When set, accounts register with `+sip.instance` and `reg-id=1` and say
+    /// `Supported: outbound`; a registrar that answers `Require: outbound` gets keep-alives
+    /// on the flow (STUN over UDP, CRLF over TCP/TLS), and a failed flow is registered again.
+    /// `None` (the default): plain RFC 3261 registration, no keep-alives.
+    pub sip_instance: Option<String>,
 }
 
 impl Default for UaConfig {
@@ -121,6 +128,7 @@ impl Default for UaConfig {
             contact_user: "rvoip".into(),
             srtp: SrtpConfig::default(),
             dtls_fingerprint: None,
+            sip_instance: None,
         }
     }
 }
