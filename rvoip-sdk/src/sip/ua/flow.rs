@@ -7,8 +7,8 @@
 //! - over TCP and TLS a double-CRLF ping (§3.5.1); the server's CRLF pong is consumed by the
 //!   stream framing.
 //!
-//! The interval is 80–100 % of the registrar's `Flow-Timer` (§4.4), else 24–29 s over UDP and
-//! 95–120 s over a stream (§4.4.1). A STUN request without an answer is sent once more after
+//! The interval is 80–100 % of the registrar's `Flow-Timer` (§4.4), else of 29 s over UDP and
+//! 120 s over a stream (§4.4.1). A STUN request without an answer is sent once more after
 //! [`STUN_RETRY`], and the flow counts as failed [`FLOW_TIMEOUT`] after the first one; the
 //! account then registers again (§4.5).
 

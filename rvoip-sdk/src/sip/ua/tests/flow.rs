@@ -1,7 +1,7 @@
 //! RFC 5626 on the client side, on simulated time against a registrar answered by hand:
 //! with an instance-id the REGISTER carries `+sip.instance`, `reg-id` and
 //! `Supported: outbound`; once the registrar answers `Require: outbound`, STUN keep-alives
-//! go to it every 24–29 s over UDP; an unanswered keep-alive is sent once more and then fails
+//! go to it every 23–29 s over UDP; an unanswered keep-alive is sent once more and then fails
 //! the flow, which is registered again; a keep-alive answer with a new mapped address
 //! re-registers with a Contact that names it. A registrar without outbound gets no
 //! keep-alives.
