@@ -37,7 +37,7 @@ fn alice(net: &mut Net) -> AccountId {
 
 /// What alice sent next: a parsed REGISTER, or the raw bytes of anything else.
 enum Sent {
-    Register(Request),
+    Register(Box<Request>),
     Stun(Vec<u8>),
 }
 
@@ -48,14 +48,16 @@ fn next(net: &mut Net) -> Option<Sent> {
         return Some(Sent::Stun(t.bytes.to_vec()));
     }
     match Message::parse(t.bytes, &Limits::default()) {
-        Ok(Message::Request(r)) if r.method == Method::Register => Some(Sent::Register(r)),
+        Ok(Message::Request(r)) if r.method == Method::Register => {
+            Some(Sent::Register(Box::new(r)))
+        }
         other => panic!("unexpected: {other:?}"),
     }
 }
 
 fn register(net: &mut Net) -> Request {
     match next(net) {
-        Some(Sent::Register(r)) => r,
+        Some(Sent::Register(r)) => *r,
         Some(Sent::Stun(_)) => panic!("a STUN request, not a REGISTER"),
         None => panic!("nothing sent"),
     }
