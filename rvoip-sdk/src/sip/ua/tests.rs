@@ -269,6 +269,27 @@ impl Net {
     }
 }
 
+/// A stand-in registrar that tests answer by hand (nothing listens there).
+const FAKE: &str = "127.0.0.1:5095";
+
+/// Alice's account (`alice`/`apw`, from [`ALICE`]) at the stand-in registrar [`FAKE`].
+fn fake_registrar_account(ua: &mut UserAgent, transport: Transport, expires_s: u32) -> AccountId {
+    ua.add_account(AccountConfig {
+        aor: uri("sip:alice@127.0.0.1"),
+        credentials: Credentials {
+            username: "alice".into(),
+            password: "apw".into(),
+        },
+        server: addr(FAKE),
+        transport,
+        local: addr(ALICE),
+        expires_s,
+        alternates: Vec::new(),
+        srtp: Default::default(),
+        dtmf_mode: Default::default(),
+    })
+}
+
 fn registered(events: &[UaEvent], acc: AccountId) -> bool {
     events.iter().any(|e| {
         matches!(e, UaEvent::Registration { account, state: RegistrationState::Registered { .. } } if *account == acc)

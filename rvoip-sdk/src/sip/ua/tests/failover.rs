@@ -10,8 +10,6 @@ use crate::sip::msg::Limits;
 /// Nothing listens here: TCP connects are refused, UDP datagrams vanish.
 const DEAD: &str = "127.0.0.1:5091";
 const DEAD2: &str = "127.0.0.1:5092";
-/// A stand-in registrar answered by hand (see [`answer_with`]).
-const FAKE: &str = "127.0.0.1:5095";
 
 fn hop(a: &str, transport: Transport) -> NextHop {
     NextHop {

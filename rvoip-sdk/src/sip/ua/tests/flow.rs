@@ -10,7 +10,6 @@ use super::*;
 use crate::sip::keepalive;
 use crate::sip::msg::Limits;
 
-const FAKE: &str = "127.0.0.1:5095";
 const PUBLIC: &str = "203.0.113.9:40001";
 const URN: &str = "urn:uuid:00000000-0000-1000-8000-000a95a0e128";
 
@@ -19,20 +18,7 @@ fn alice(net: &mut Net) -> AccountId {
         sip_instance: Some(URN.into()),
         ..UaConfig::default()
     });
-    net.alice.add_account(AccountConfig {
-        aor: uri("sip:alice@127.0.0.1"),
-        credentials: Credentials {
-            username: "alice".into(),
-            password: "apw".into(),
-        },
-        server: addr(FAKE),
-        transport: Transport::Udp,
-        local: addr(ALICE),
-        expires_s: 600,
-        alternates: Vec::new(),
-        srtp: Default::default(),
-        dtmf_mode: Default::default(),
-    })
+    fake_registrar_account(&mut net.alice, Transport::Udp, 600)
 }
 
 /// What alice sent next: a parsed REGISTER, or the raw bytes of anything else.
@@ -101,6 +87,18 @@ fn stun_answer(net: &mut Net, req: &[u8], seen: &str) {
         .handle_datagram(now, answer.into(), addr(FAKE), Transport::Udp, addr(ALICE));
 }
 
+/// Alice (with an instance-id) registered at the stand-in registrar, which answered with
+/// `Require: outbound` when `outbound`.
+fn registered_at_fake(outbound: bool) -> Net {
+    let mut net = Net::new(false);
+    let a = alice(&mut net);
+    let now = net.now;
+    net.alice.register(now, a).unwrap();
+    let req = register(&mut net);
+    ok(&mut net, &req, outbound);
+    net
+}
+
 /// Moves simulated time by `d` and runs alice's timers.
 fn wait(net: &mut Net, d: Duration) {
     net.now += d;
@@ -143,12 +141,7 @@ fn an_outbound_flow_is_kept_alive_with_stun() {
 
 #[test]
 fn an_unanswered_keepalive_fails_the_flow_and_registers_again() {
-    let mut net = Net::new(false);
-    let a = alice(&mut net);
-    let now = net.now;
-    net.alice.register(now, a).unwrap();
-    let req = register(&mut net);
-    ok(&mut net, &req, true);
+    let mut net = registered_at_fake(true);
     wait(&mut net, Duration::from_secs(29));
     let first = stun(&mut net);
     wait(&mut net, Duration::from_secs(3));
@@ -168,12 +161,7 @@ fn an_unanswered_keepalive_fails_the_flow_and_registers_again() {
 
 #[test]
 fn a_new_mapping_in_a_keepalive_answer_rewrites_the_contact() {
-    let mut net = Net::new(false);
-    let a = alice(&mut net);
-    let now = net.now;
-    net.alice.register(now, a).unwrap();
-    let req = register(&mut net);
-    ok(&mut net, &req, true);
+    let mut net = registered_at_fake(true);
     wait(&mut net, Duration::from_secs(29));
     let ping = stun(&mut net);
     stun_answer(&mut net, &ping, PUBLIC);
@@ -190,12 +178,7 @@ fn a_new_mapping_in_a_keepalive_answer_rewrites_the_contact() {
 
 #[test]
 fn a_registrar_without_outbound_gets_no_keepalives() {
-    let mut net = Net::new(false);
-    let a = alice(&mut net);
-    let now = net.now;
-    net.alice.register(now, a).unwrap();
-    let req = register(&mut net);
-    ok(&mut net, &req, false);
+    let mut net = registered_at_fake(false);
     for _ in 0..10 {
         wait(&mut net, Duration::from_secs(30));
         assert!(next(&mut net).is_none());

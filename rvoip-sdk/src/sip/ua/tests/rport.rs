@@ -7,26 +7,11 @@
 use super::*;
 use crate::sip::msg::Limits;
 
-/// A stand-in registrar answered by hand.
-const FAKE: &str = "127.0.0.1:5095";
 /// Where a NAT maps alice's socket.
 const PUBLIC: &str = "203.0.113.9:40001";
 
 fn account(net: &mut Net, transport: Transport) -> AccountId {
-    net.alice.add_account(AccountConfig {
-        aor: uri("sip:alice@127.0.0.1"),
-        credentials: Credentials {
-            username: "alice".into(),
-            password: "apw".into(),
-        },
-        server: addr(FAKE),
-        transport,
-        local: addr(ALICE),
-        expires_s: 120,
-        alternates: Vec::new(),
-        srtp: Default::default(),
-        dtmf_mode: Default::default(),
-    })
+    fake_registrar_account(&mut net.alice, transport, 120)
 }
 
 /// Alice's next REGISTER, parsed.
