@@ -16,7 +16,7 @@
 //! parameters), so the stores keep them without a change of format.
 
 use crate::server::location::Binding;
-use crate::sip::msg::{HeaderName, Params, Request};
+use crate::sip::msg::{HeaderName, NameAddr, Params, Request};
 
 /// The option tag of SIP Outbound (RFC 5626 §11.4).
 pub const OPTION_TAG: &str = "outbound";
@@ -71,18 +71,9 @@ pub fn first_hop(req: &Request, path: &[bytestring::ByteString]) -> bool {
     if req.headers.get_all(&HeaderName::Via).count() <= 1 {
         return true;
     }
-    path.first().is_some_and(|p| {
-        let inner = p
-            .trim()
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap_or("");
-        inner
-            .split(';')
-            .skip(1)
-            .any(|x| x.trim().eq_ignore_ascii_case("ob"))
-    })
+    path.first()
+        .and_then(|p| NameAddr::parse(p).ok())
+        .is_some_and(|n| n.uri.param("ob").is_some())
 }
 
 /// The bindings a request for the AOR goes to, from `bindings` (in lookup order): each user

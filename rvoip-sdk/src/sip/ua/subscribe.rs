@@ -321,9 +321,7 @@ impl UserAgent {
             dest: sub.dest,
             transport: sub.transport,
             local: sub.local,
-            contact_addr: reg
-                .filter(|r| r.cfg.local == sub.local)
-                .map_or(sub.local, |r| r.contact_addr()),
+            contact_addr: self.contact_addr_for(Some(sub.account), sub.local),
             user: reg
                 .and_then(|r| r.cfg.aor.user.as_deref())
                 .unwrap_or("")
